@@ -1,0 +1,141 @@
+/**
+ * `magi-attn demo`: the README's main command. Builds a varlen block-causal mask (packed
+ * documents drawn from the embedded length histogram, each block-causal like video frames), runs
+ * flex-flash-attention forward and backward on the CPU, checks every output against the float64
+ * dense reference, prints errors, time and GFLOP/s, and exits non-zero if a check fails.
+ */
+import type { Command } from 'commander';
+import { Tensor } from '../tensor.js';
+import type { DType } from '../dtype.js';
+import { DTYPES } from '../dtype.js';
+import { blockCausalMask, cuSeqlensFromLengths, sampleDocLengths } from '../mask/helpers.js';
+import { denseMaskCounts } from '../mask/dense.js';
+import { sliceCount, sliceListArea } from '../mask/slice-list.js';
+import { flexFlashAttn, flexFlashAttnBackward } from '../kernels/flex-flash-attn.js';
+import { referenceBackward, referenceForward } from '../kernels/reference.js';
+import { compareClose, CPU_KERNEL_TOLERANCES, type CloseReport } from '../kernels/tolerance.js';
+import { Rng, freshSeed } from '../util/rng.js';
+
+interface DemoOptions {
+  seqlen: string;
+  headsQ: string;
+  headsKv: string;
+  headDim: string;
+  block: string;
+  dtype: string;
+  seed?: string;
+}
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('forward + backward on the CPU over a varlen block-causal mask, checked against a float64 reference')
+    .option('--seqlen <n>', 'total tokens (at least 4096 for the README demo)', '4096')
+    .option('--heads-q <n>', 'query heads', '8')
+    .option('--heads-kv <n>', 'key/value heads (GQA)', '2')
+    .option('--head-dim <n>', 'head dimension', '64')
+    .option('--block <n>', 'block (frame) size of the block-causal mask', '256')
+    .option('--dtype <dtype>', `input dtype: ${DTYPES.filter((d) => d !== 'float64').join(', ')}`, 'bfloat16')
+    .option('--seed <n>', 'random seed (default: fresh, printed)')
+    .action((opts: DemoOptions) => {
+      process.exitCode = runDemo(opts) ? 0 : 1;
+    });
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got ${value}`);
+  return n;
+}
+
+function runDemo(opts: DemoOptions): boolean {
+  const seqlen = positiveInt(opts.seqlen, '--seqlen');
+  const hq = positiveInt(opts.headsQ, '--heads-q');
+  const hkv = positiveInt(opts.headsKv, '--heads-kv');
+  const dim = positiveInt(opts.headDim, '--head-dim');
+  const block = positiveInt(opts.block, '--block');
+  const dtype = opts.dtype as DType;
+  if (!DTYPES.includes(dtype) || dtype === 'float64') throw new Error(`--dtype must be float32, float16 or bfloat16, got ${opts.dtype}`);
+  const seed = opts.seed === undefined ? freshSeed() : positiveInt(opts.seed, '--seed');
+  const rng = new Rng(seed);
+
+  const lengths = sampleDocLengths(seqlen, rng);
+  const slices = blockCausalMask(cuSeqlensFromLengths(lengths), block);
+  const area = sliceListArea(slices);
+  console.log(`magi-attn demo: seed ${seed}, ${seqlen} tokens in ${lengths.length} documents, block-causal with ${block}-token blocks`);
+  console.log(`  heads ${hq}:${hkv}, head dim ${dim}, ${dtype}; ${sliceCount(slices)} slices; mask area ${area} cells (${((100 * area) / seqlen ** 2).toFixed(1)}% of dense)`);
+  if (seqlen <= 4096) {
+    const step = Math.max(1, Math.ceil(seqlen / 64));
+    console.log(`  mask, one character per ${step}x${step} cells (* = some cell unmasked):`);
+    console.log(indent(maskPicture(denseMaskCounts(slices, seqlen, seqlen), seqlen, step), 4));
+  }
+
+  const randomTensor = (shape: number[]) => Tensor.fromValues(dtype, shape, rng.normals(shape.reduce((a, b) => a * b, 1)));
+  const q = randomTensor([seqlen, hq, dim]);
+  const k = randomTensor([seqlen, hkv, dim]);
+  const v = randomTensor([seqlen, hkv, dim]);
+  const dout = randomTensor([seqlen, hq, dim]);
+  const mask = { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.types };
+
+  process.stdout.write('  forward on the CPU ... ');
+  let t0 = performance.now();
+  const { out, lse } = flexFlashAttn(q, k, v, mask);
+  const fwdS = (performance.now() - t0) / 1000;
+  console.log(`${fwdS.toFixed(2)} s`);
+  process.stdout.write('  backward on the CPU ... ');
+  t0 = performance.now();
+  const { dq, dk, dv } = flexFlashAttnBackward(dout, q, k, v, out, lse, mask);
+  const bwdS = (performance.now() - t0) / 1000;
+  console.log(`${bwdS.toFixed(2)} s`);
+
+  process.stdout.write('  float64 dense reference (same rounded inputs) ... ');
+  t0 = performance.now();
+  const common = { slices, softmaxScale: 1 / Math.sqrt(dim), softcap: 0, deterministic: true };
+  const [q64, k64, v64] = [q, k, v].map((t) => t.to('float64'));
+  const ref = referenceForward({ ...common, q: q64, k: k64, v: v64, returnMaxLogits: false, outDtype: 'float64' });
+  // The backward is a function of the out and lse it is given: both sides get the kernel's own
+  // (rounded) forward results, so the comparison isolates the backward's error.
+  const refGrad = referenceBackward({ ...common, q: q64, k: k64, v: v64, dout: dout.to('float64'), out: out.to('float64'), lse });
+  console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const tol = CPU_KERNEL_TOLERANCES[dtype];
+  const checks: CloseReport[] = [
+    compareClose(out, ref.out, tol.out, 'out'),
+    compareClose(lse, ref.lse, tol.lse, 'lse'),
+    compareClose(dq, refGrad.dq, tol.grad, 'dq'),
+    compareClose(dk, refGrad.dk, tol.grad, 'dk'),
+    compareClose(dv, refGrad.dv, tol.grad, 'dv'),
+  ];
+  console.log('\n  each tensor against float64, element-wise: |err| <= rtol·|ref| + atol·max|ref| (worst error as a fraction of that bound)');
+  for (const c of checks) console.log(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.message}`);
+  const flopsFwd = 4 * area * hq * dim;
+  console.log(`\n  forward  ${fwdS.toFixed(2)} s  ${(flopsFwd / fwdS / 1e9).toFixed(2)} GFLOP/s`);
+  console.log(`  backward ${bwdS.toFixed(2)} s  ${((2.5 * flopsFwd) / bwdS / 1e9).toFixed(2)} GFLOP/s   (FLOPs = 4·area·Hq·D, backward 2.5x; one CPU thread)`);
+  const ok = checks.every((c) => c.ok);
+  console.log(ok ? '\n  all checks passed' : '\n  CHECK FAILED: the kernel disagrees with the float64 reference beyond the stated tolerance');
+  return ok;
+}
+
+/** One character per step x step block of the dense mask: '*' if any cell of it is unmasked. */
+function maskPicture(counts: Uint8Array, n: number, step: number): string {
+  const rows: string[] = [];
+  for (let r = 0; r < n; r += step) {
+    let row = '';
+    for (let c = 0; c < n; c += step) {
+      let any = false;
+      for (let i = r; i < Math.min(r + step, n) && !any; i++) {
+        for (let j = c; j < Math.min(c + step, n); j++) if (counts[i * n + j] !== 0) any = true;
+      }
+      row += any ? '*' : '.';
+    }
+    rows.push(row);
+  }
+  return rows.join('\n');
+}
+
+function indent(text: string, n: number): string {
+  return text
+    .split('\n')
+    .map((l) => ' '.repeat(n) + l)
+    .join('\n');
+}

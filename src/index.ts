@@ -1,0 +1,23 @@
+/**
+ * magi-attention: the public surface. Everything a user needs is re-exported here; deeper
+ * imports are for the project's own modules.
+ */
+export * from './errors.js';
+export * from './dtype.js';
+export { Tensor } from './tensor.js';
+export * from './mask/index.js';
+export type { KernelBackend, FfaForwardArgs, FfaForwardResult, FfaBackwardArgs, FfaBackwardResult } from './kernels/backend.js';
+export {
+  flexFlashAttn,
+  flexFlashAttnBackward,
+  registerKernelBackend,
+  selectKernelBackend,
+  type FlexFlashAttnOptions,
+  type FlexFlashAttnBackwardOptions,
+  type FlexFlashAttnResult,
+  type FlexFlashAttnGrads,
+} from './kernels/flex-flash-attn.js';
+export { cpuBackend } from './kernels/cpu/index.js';
+export { referenceForward, referenceBackward } from './kernels/reference.js';
+export { CPU_KERNEL_TOLERANCES, compareClose, type Tolerance, type CloseReport } from './kernels/tolerance.js';
+export { Rng, freshSeed } from './util/rng.js';

@@ -1,0 +1,96 @@
+/**
+ * How close a kernel's result must be to the float64 dense reference, per input dtype and per
+ * quantity, and the one element-wise comparison used by the tests, the demo and the GPU checks.
+ *
+ * Kernel and reference see the SAME inputs: 16-bit inputs are rounded once when they are made and
+ * the reference widens those rounded values exactly. The error sources of the CPU kernel are then:
+ * (1) float32 storage (out accumulator, lse, gradients): a few float32 ulps (2^-24 relative).
+ *     1e-6 (about 16 ulps) for out, lse and maxLogits. Gradients and dsink add one float32
+ *     partial per k tile into a float32 buffer and dq/dk are sums whose terms cancel: 4e-6,
+ *     relative to the element and to the tensor's largest element.
+ * (2) rounding the result to a 16-bit output dtype: at most half an ulp (2^-11 relative for
+ *     float16, 2^-8 for bfloat16). One ulp (2^-10, 2^-7) is allowed on top of (1) for out, dq,
+ *     dk and dv. lse, maxLogits and dsink are float32 for every input dtype.
+ * The GPU kernels round P and dS to 16 bits before their matrix products, as FlashAttention
+ * does, and will get their own table (reference 04 §4.3).
+ */
+import type { Tensor } from '../tensor.js';
+import type { DType } from '../dtype.js';
+
+/** |actual - expected| <= rtol·|expected| + atol·max|expected| element-wise. */
+export interface Tolerance {
+  rtol: number;
+  /** In units of the largest finite |expected| of the tensor (1 if that is 0). */
+  atol: number;
+}
+
+export type KernelQuantity = 'out' | 'lse' | 'grad' | 'dsink' | 'maxLogits';
+
+const F32: Readonly<Record<KernelQuantity, Tolerance>> = {
+  out: { rtol: 1e-6, atol: 1e-6 },
+  lse: { rtol: 1e-6, atol: 1e-6 },
+  maxLogits: { rtol: 1e-6, atol: 1e-6 },
+  grad: { rtol: 4e-6, atol: 4e-6 },
+  dsink: { rtol: 4e-6, atol: 4e-6 },
+};
+
+function withUlp(ulp: number): Readonly<Record<KernelQuantity, Tolerance>> {
+  return { ...F32, out: { rtol: F32.out.rtol + ulp, atol: F32.out.atol }, grad: { rtol: F32.grad.rtol + ulp, atol: F32.grad.atol } };
+}
+
+/** The CPU kernel's tolerances by input dtype (float64 inputs are float32-exact in the tests). */
+export const CPU_KERNEL_TOLERANCES: Readonly<Record<DType, Readonly<Record<KernelQuantity, Tolerance>>>> = {
+  float32: F32,
+  float64: F32,
+  float16: withUlp(2 ** -10),
+  bfloat16: withUlp(2 ** -7),
+};
+
+export interface CloseReport {
+  ok: boolean;
+  /** Largest error / allowed bound over the tensor (<= 1 passes). */
+  worstRatio: number;
+  message: string;
+}
+
+/**
+ * Compares element-wise. -inf in the expected tensor must be matched exactly; NaN anywhere in
+ * the actual tensor fails.
+ */
+export function compareClose(actual: Tensor, expected: Tensor, tol: Tolerance, label: string): CloseReport {
+  if (actual.shape.join() !== expected.shape.join()) {
+    return { ok: false, worstRatio: Infinity, message: `${label}: shape [${actual.shape}] vs expected [${expected.shape}]` };
+  }
+  const a = actual.toFloat64();
+  const e = expected.toFloat64();
+  let scale = 0;
+  for (const x of e) if (Number.isFinite(x) && Math.abs(x) > scale) scale = Math.abs(x);
+  if (scale === 0) scale = 1;
+  let worst = 0;
+  let worstAt = -1;
+  for (let i = 0; i < a.length; i++) {
+    let ratio: number;
+    if (Number.isNaN(a[i]) || Number.isNaN(e[i])) ratio = Infinity;
+    else if (!Number.isFinite(e[i]) || !Number.isFinite(a[i])) ratio = a[i] === e[i] ? 0 : Infinity;
+    else ratio = Math.abs(a[i] - e[i]) / (tol.rtol * Math.abs(e[i]) + tol.atol * scale);
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      worstAt = i;
+    }
+  }
+  const where = worstAt < 0 ? '' : ` at ${unravel(worstAt, actual.shape)}: got ${a[worstAt]}, expected ${e[worstAt]}`;
+  return {
+    ok: worst <= 1,
+    worstRatio: worst,
+    message: `${label}: worst error is ${worst.toPrecision(3)}x the allowed (rtol ${tol.rtol}, atol ${tol.atol}·${scale.toPrecision(3)})${where}`,
+  };
+}
+
+function unravel(i: number, shape: readonly number[]): string {
+  const idx: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx.unshift(i % shape[d]);
+    i = Math.floor(i / shape[d]);
+  }
+  return `[${idx.join(', ')}]`;
+}

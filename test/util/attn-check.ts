@@ -1,0 +1,48 @@
+/**
+ * Test helpers for attention kernels: random inputs and masks drawn from a seeded Rng, and an
+ * element-wise closeness check against the float64 reference that reports the worst element
+ * (with its index and the seed) instead of a bare boolean.
+ */
+import { Tensor } from '../../src/tensor.js';
+import type { DType } from '../../src/dtype.js';
+import type { SliceList } from '../../src/mask/slice-list.js';
+import { makeSliceList } from '../../src/mask/slice-list.js';
+import type { Rng } from '../../src/util/rng.js';
+export { type Tolerance, compareClose } from '../../src/kernels/tolerance.js';
+
+/** Standard-normal values times `scale`, narrowed to `dtype` (16-bit inputs are rounded here, once). */
+export function randomTensor(rng: Rng, dtype: DType, shape: number[], scale = 1): Tensor {
+  return Tensor.fromValues(dtype, shape, rng.normals(shape.reduce((a, b) => a * b, 1), scale));
+}
+
+export interface RandomMaskOptions {
+  slices: number;
+  /** Allow two slices to cover the same cell (it then counts twice). */
+  allowSharedCells?: boolean;
+}
+
+/**
+ * Random slices over Tq x Tk with every type, lengths from 1 up to the whole range (so Lq > Lk
+ * happens), overlapping q ranges (several slices per row) and, unless asked otherwise, disjoint
+ * key ranges among slices whose rows overlap.
+ */
+export function randomSlices(rng: Rng, tokensQ: number, tokensK: number, opts: RandomMaskOptions): SliceList {
+  const q: [number, number][] = [];
+  const k: [number, number][] = [];
+  const types: number[] = [];
+  let attempts = 0;
+  while (q.length < opts.slices && attempts++ < 1000) {
+    const qs = rng.int(0, tokensQ - 1);
+    const qe = rng.int(qs + 1, Math.min(tokensQ, qs + 1 + rng.int(0, tokensQ)));
+    const ks = rng.int(0, tokensK - 1);
+    const ke = rng.int(ks + 1, Math.min(tokensK, ks + 1 + rng.int(0, tokensK)));
+    if (!opts.allowSharedCells) {
+      const clash = q.some((r, b) => r[0] < qe && qs < r[1] && k[b][0] < ke && ks < k[b][1]);
+      if (clash) continue;
+    }
+    q.push([qs, qe]);
+    k.push([ks, ke]);
+    types.push(rng.int(0, 3));
+  }
+  return makeSliceList(q, k, types);
+}
