@@ -1,0 +1,27 @@
+/**
+ * The planners: dispatch (chunks to ranks), dist-attn (per-rank slices and remote k/v), overlap
+ * stages, GroupCast / GroupReduce arguments, the plan checker and the ring / Ulysses baselines.
+ * Pure TypeScript with no Node-only imports, so the same code plans in a browser.
+ */
+export * from './config.js';
+export * from './plan.js';
+export { computePadSize, resolveChunking, applyPadding, validateMask, maxValidIds, buildChunkBuckets, type Chunking, type ChunkBuckets } from './chunking.js';
+export {
+  solveDispatch,
+  makeDispatchMeta,
+  positionIds,
+  lptAssign,
+  minHeapDispatch,
+  sequentialDispatch,
+  toppHeapDispatch,
+  sortedSequentialDispatch,
+  contiguousRunsDispatch,
+  refineBySwaps,
+  chunkKeyRanges,
+} from './dispatch.js';
+export { overlapChunking, uniformStages, greedyStages, overlapCost, solveOverlapStages } from './overlap.js';
+export { planAllRanks, planRankHost, planRankStageBounds, planRankStages, type RankSlicing, type RankStages } from './dist-attn.js';
+export * from './group-collective-args.js';
+export { checkPlan, type PlanCheckResult } from './check-plan.js';
+export * from './baselines.js';
+export { planDistAttn, planDistAttnTimed, type PlanRequest, type PlanTimings } from './solve.js';

@@ -1,0 +1,112 @@
+/**
+ * The whole planner in one call: (mask, totals, cp size, configs) → DistAttnPlan. A pure function:
+ * the same input gives the same plan, bit for bit, in Node or a browser, so every rank may run it
+ * on its own or one process may run it and hand out the parts.
+ */
+import type { SliceList } from '../mask/slice-list.js';
+import { buildChunkBuckets, checkCpSize, maxValidIds, resolveChunking, validateMask } from './chunking.js';
+import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from './config.js';
+import { planAllRanks } from './dist-attn.js';
+import { makeDispatchMeta, solveDispatch } from './dispatch.js';
+import { buildStageGroupCast, toGroupReduceArgs } from './group-collective-args.js';
+import type { DistAttnPlan, RankPlan } from './plan.js';
+
+export interface PlanRequest {
+  /** The global mask (self-attention), in unpadded coordinates. */
+  readonly mask: SliceList;
+  readonly totalSeqlenQ: number;
+  /** Must equal totalSeqlenQ (self-attention); defaults to it. */
+  readonly totalSeqlenK?: number;
+  readonly cpSize: number;
+  readonly dispatchConfig?: DispatchConfig;
+  readonly overlapConfig?: OverlapConfig;
+}
+
+/** Milliseconds spent in each part of the planner. */
+export interface PlanTimings {
+  /** Config checks, chunk size and padding, per-chunk clipped slices and areas. */
+  readonly chunking: number;
+  /** Chunk-to-rank assignment and the DispatchMeta. */
+  readonly dispatch: number;
+  /** Host slices and remote k ranges of every rank. */
+  readonly hostSlices: number;
+  /** Overlap chunks and stage split of every rank. */
+  readonly overlap: number;
+  /** Stage buffers and remote slices of every rank. */
+  readonly remoteSlices: number;
+  /** GroupCast / GroupReduce arguments of every stage. */
+  readonly groupCollectives: number;
+  readonly total: number;
+}
+
+export function planDistAttn(request: PlanRequest): DistAttnPlan {
+  return planDistAttnTimed(request, () => 0).plan;
+}
+
+export function planDistAttnTimed(request: PlanRequest, now: () => number = () => performance.now()): { plan: DistAttnPlan; timings: PlanTimings } {
+  const t0 = now();
+  checkCpSize(request.cpSize);
+  const dispatchConfig = resolveDispatchConfig(request.dispatchConfig);
+  const overlapConfig = resolveOverlapConfig(request.overlapConfig);
+  const totalK = request.totalSeqlenK ?? request.totalSeqlenQ;
+  validateMask(request.mask, request.totalSeqlenQ, totalK);
+  const chunking = resolveChunking(request.totalSeqlenQ, request.cpSize, dispatchConfig);
+  const buckets = buildChunkBuckets(request.mask, chunking);
+  const t1 = now();
+
+  const partitions = solveDispatch(buckets, request.cpSize, dispatchConfig.alg);
+  const dispatch = makeDispatchMeta(chunking, buckets, partitions, dispatchConfig.alg, maxValidIds(request.mask));
+  const t2 = now();
+
+  const marks: number[] = [];
+  const { slicing, stages, degree } = planAllRanks(dispatch, buckets, overlapConfig, () => marks.push(now()));
+  const [t3, t4, t5] = marks;
+
+  const perStageCast = Array.from({ length: degree }, (_, s) => buildStageGroupCast(dispatch, stages.map((st) => st.stageBufferGlobalKRanges[s])));
+  const perRank: RankPlan[] = slicing.map((sl, r) => ({
+    rank: r,
+    hostGlobalRanges: sl.hostGlobalRanges,
+    hostSlices: sl.hostSlices,
+    hostArea: sl.hostArea,
+    remoteGlobalKRanges: sl.remoteGlobalKRanges,
+    stages: Array.from({ length: degree }, (_, s) => {
+      const buf = stages[r].stageBufferGlobalKRanges[s];
+      let len = 0;
+      for (let i = 0; i < buf.length; i += 2) len += buf[i + 1] - buf[i];
+      const groupCast = perStageCast[s][r];
+      return {
+        stageBufferGlobalKRanges: buf,
+        stageBufferLength: len,
+        remoteSlices: stages[r].remoteSlices[s],
+        remoteArea: stages[r].remoteArea[s],
+        groupCast,
+        groupReduce: toGroupReduceArgs(groupCast),
+      };
+    }),
+  }));
+  const plan: DistAttnPlan = {
+    formatVersion: 1,
+    cpSize: request.cpSize,
+    globalMask: { qRanges: request.mask.qRanges.slice(), kRanges: request.mask.kRanges.slice(), types: request.mask.types.slice() },
+    totalSeqlenQ: request.totalSeqlenQ,
+    totalSeqlenK: totalK,
+    dispatchConfig,
+    overlapConfig,
+    overlapDegree: degree,
+    dispatch,
+    perRank,
+  };
+  const t6 = now();
+  return {
+    plan,
+    timings: {
+      chunking: t1 - t0,
+      dispatch: t2 - t1,
+      hostSlices: t3 - t2,
+      overlap: t4 - t3,
+      remoteSlices: t5 - t4,
+      groupCollectives: t6 - t5,
+      total: t6 - t0,
+    },
+  };
+}
