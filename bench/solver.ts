@@ -61,8 +61,8 @@ if (!opts.quick) {
     { name: 'causal', mask: causalMask(N), docs: 1 },
   );
   // The reference benchmark's own 1M pack (first of the 20), when the fixture is at hand.
-  // From bench/ (tsx) or dist/bench/ (compiled), the shared data sits next to the checkout.
-  const fixture = ['../../shared/data/varlen_packs_seed42.json', '../../../shared/data/varlen_packs_seed42.json'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(u));
+  // From bench/ (tsx) or dist/bench/ (compiled): the fixture ships in test/fixtures/.
+  const fixture = ['../test/fixtures/varlen_packs_seed42.json', '../../test/fixtures/varlen_packs_seed42.json'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(u));
   if (fixture === undefined) console.log('(reference packs not found next to the checkout: those cases are skipped)');
   else {
     const packs = JSON.parse(readFileSync(fixture, 'utf8')) as Record<string, { packs: number[][] }>;

@@ -136,11 +136,11 @@ export function densePlanCounts(plan: DistAttnPlan, n: number): { counts: Uint16
 }
 
 /**
- * The reference benchmark's packed-document fixture (shared/data/varlen_packs_seed42.json): doc
+ * The reference benchmark's packed-document fixture (test/fixtures/varlen_packs_seed42.json, a copy of shared/data/): doc
  * lengths per pack, keyed by total length. Looked up next to the checkout or inside it.
  */
 export function readVarlenPacks(): Record<string, { packs: number[][] }> {
-  const candidates = ['../../../shared/data/varlen_packs_seed42.json', '../../shared/data/varlen_packs_seed42.json'].map((p) => new URL(p, import.meta.url));
+  const candidates = ['../fixtures/varlen_packs_seed42.json'].map((p) => new URL(p, import.meta.url));
   const found = candidates.find((u) => existsSync(u));
   if (found === undefined) throw new Error(`varlen_packs_seed42.json not found (looked at ${candidates.map((u) => u.pathname).join(', ')})`);
   return JSON.parse(readFileSync(found, 'utf8')) as Record<string, { packs: number[][] }>;
