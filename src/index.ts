@@ -21,4 +21,6 @@ export { cpuBackend } from './kernels/cpu/index.js';
 export { referenceForward, referenceBackward } from './kernels/reference.js';
 export { CPU_KERNEL_TOLERANCES, compareClose, type Tolerance, type CloseReport } from './kernels/tolerance.js';
 export * from './solver/index.js';
+export * from './comm/index.js';
+export { spawnRanks } from './comm/threads/index.js';
 export { Rng, freshSeed } from './util/rng.js';

@@ -1,0 +1,245 @@
+/**
+ * The collectives of the ProcessGroup interface, written once on top of a single transport
+ * primitive, the *exchange*: this rank sends some buffers to some peers and receives one buffer
+ * from each of some peers, all under one sequence number. A host backend only implements
+ * `exchange` (how bytes reach another rank, when to give up); argument checks, layouts and the
+ * reduction arithmetic live here. Browser-safe.
+ *
+ * Reductions are deterministic: contributions are combined in rank order, 16-bit floats in
+ * float32 and rounded once, so every rank ends with the same bits on every run.
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { bf16BitsToFloat, f16BitsToFloat, floatToBf16Bits, floatToF16Bits } from '../dtype.js';
+import type { AllReduceOptions, CommWork, Counts, HalfType, HostArray, ProcessGroup, ReduceOp } from './process-group.js';
+
+/** The same bytes, sent to each of `peers`. */
+export interface SendItem {
+  readonly peers: readonly number[];
+  readonly src: HostArray;
+}
+
+/** allReduce moves buffers up to this size in one round (everyone reduces everything). */
+export const ONE_ROUND_ALL_REDUCE_BYTES = 64 * 1024;
+
+/** A handle over a promise; never lets an unwaited failure become an unhandled rejection. */
+export class Work<T> implements CommWork<T> {
+  completed = false;
+  private readonly promise: Promise<T>;
+
+  constructor(p: Promise<T>) {
+    this.promise = p.then(
+      (v) => {
+        this.completed = true;
+        return v;
+      },
+      (e: unknown) => {
+        this.completed = true;
+        throw e;
+      },
+    );
+    this.promise.catch(() => undefined);
+  }
+
+  wait(): Promise<T> {
+    return this.promise;
+  }
+}
+
+function offsets(counts: Counts): number[] {
+  const out = [0];
+  for (let i = 0; i < counts.length; i++) out.push(out[i] + counts[i]);
+  return out;
+}
+
+export abstract class ExchangeGroup implements ProcessGroup {
+  abstract readonly backend: string;
+  /** Sequence number of the next collective (the i-th collective of every rank is the same call). */
+  protected nextSeq = 0;
+  /** Numbers taken by a collective whose exchange starts later (allReduce's second round). */
+  protected readonly reserved = new Set<number>();
+
+  constructor(
+    readonly rank: number,
+    readonly size: number,
+    readonly name: string,
+    readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * Sends each item to its peers and fills each slot (its length is the expected element count)
+   * from its peer; resolves when both are done and the peers no longer need the sent buffers.
+   * `type` is the element type's name, which both sides must agree on.
+   */
+  protected abstract exchange(seq: number, op: string, type: string, items: readonly SendItem[], slots: ReadonlyMap<number, HostArray>): Promise<void>;
+
+  abstract close(): void;
+
+  allToAllV<T extends HostArray>(send: T, sendCounts: Counts, recv: T, recvCounts: Counts): CommWork<T> {
+    this.checkCounts(sendCounts, 'sendCounts', send.length, 'send.length');
+    this.checkCounts(recvCounts, 'recvCounts', recv.length, 'recv.length');
+    this.checkSameType(send, recv);
+    const me = this.rank;
+    if (sendCounts[me] !== recvCounts[me]) {
+      throw new InvalidArgumentError('recvCounts', `entry ${me} (this rank) must equal sendCounts[${me}]`, `${recvCounts[me]} vs ${sendCounts[me]}`);
+    }
+    const sOff = offsets(sendCounts);
+    const rOff = offsets(recvCounts);
+    const items: SendItem[] = [];
+    const slots = new Map<number, HostArray>();
+    for (let p = 0; p < this.size; p++) {
+      if (p === me) continue;
+      items.push({ peers: [p], src: send.subarray(sOff[p], sOff[p + 1]) });
+      slots.set(p, recv.subarray(rOff[p], rOff[p + 1]));
+    }
+    recv.set(send.subarray(sOff[me], sOff[me + 1]), rOff[me]);
+    return new Work(this.run(this.nextSeq++, 'allToAllV', send, items, slots).then(() => recv));
+  }
+
+  allGather<T extends HostArray>(send: T, recv: T): CommWork<T> {
+    if (recv.length !== send.length * this.size) {
+      throw new InvalidArgumentError('recv.length', `must be size × send.length = ${this.size} × ${send.length}`, `got ${recv.length}`);
+    }
+    return this.allGatherV(send, recv, new Array<number>(this.size).fill(send.length));
+  }
+
+  allGatherV<T extends HostArray>(send: T, recv: T, recvCounts: Counts): CommWork<T> {
+    this.checkCounts(recvCounts, 'recvCounts', recv.length, 'recv.length');
+    this.checkSameType(send, recv);
+    const me = this.rank;
+    if (recvCounts[me] !== send.length) throw new InvalidArgumentError('recvCounts', `entry ${me} (this rank) must equal send.length`, `${recvCounts[me]} vs ${send.length}`);
+    const rOff = offsets(recvCounts);
+    const slots = new Map<number, HostArray>();
+    for (let p = 0; p < this.size; p++) if (p !== me) slots.set(p, recv.subarray(rOff[p], rOff[p + 1]));
+    recv.set(send, rOff[me]);
+    return new Work(this.run(this.nextSeq++, 'allGatherV', send, [{ peers: this.peers(), src: send }], slots).then(() => recv));
+  }
+
+  allReduce<T extends HostArray>(data: T, op: ReduceOp, options: AllReduceOptions = {}): CommWork<T> {
+    if (op !== 'sum' && op !== 'max') throw new InvalidArgumentError('op', "must be 'sum' or 'max'", `got ${String(op)}`);
+    const half = options.halfType;
+    if (data instanceof Uint16Array && half !== 'bfloat16' && half !== 'float16') {
+      throw new InvalidArgumentError('options.halfType', "must be 'bfloat16' or 'float16' for Uint16Array data");
+    }
+    const n = data.length;
+    const P = this.size;
+    const label = `allReduce(${op})`;
+    if (P === 1 || n * data.BYTES_PER_ELEMENT <= ONE_ROUND_ALL_REDUCE_BYTES || n < P) {
+      const gathered = alloc(data, P * n);
+      const slots = new Map<number, HostArray>();
+      for (let p = 0; p < P; p++) if (p !== this.rank) slots.set(p, gathered.subarray(p * n, (p + 1) * n));
+      gathered.set(data, this.rank * n);
+      const done = this.run(this.nextSeq++, label, data, [{ peers: this.peers(), src: data }], slots).then(() => {
+        reduceInOrder(data, gathered, P, op, half);
+        return data;
+      });
+      return new Work(done);
+    }
+    // Large: reduce-scatter then all-gather, so each rank reduces only its 1/P of the data. The
+    // owner of a slice reduces it in rank order, so the bits match the one-round path.
+    const seq1 = this.nextSeq++;
+    const seq2 = this.nextSeq++;
+    this.reserved.add(seq2);
+    const bound = (r: number): number => Math.floor((r * n) / P);
+    const lo = bound(this.rank);
+    const len = bound(this.rank + 1) - lo;
+    const mine = data.subarray(lo, lo + len);
+    const parts = alloc(data, P * len);
+    const items: SendItem[] = [];
+    const slots1 = new Map<number, HostArray>();
+    const slots2 = new Map<number, HostArray>();
+    for (let p = 0; p < P; p++) {
+      if (p === this.rank) continue;
+      items.push({ peers: [p], src: data.subarray(bound(p), bound(p + 1)) });
+      slots1.set(p, parts.subarray(p * len, (p + 1) * len));
+      slots2.set(p, data.subarray(bound(p), bound(p + 1)));
+    }
+    parts.set(mine, this.rank * len);
+    const done = (async (): Promise<T> => {
+      try {
+        await this.run(seq1, `${label} reduce-scatter`, data, items, slots1);
+      } catch (e) {
+        this.reserved.delete(seq2);
+        throw e;
+      }
+      reduceInOrder(mine, parts, P, op, half);
+      await this.run(seq2, `${label} all-gather`, data, [{ peers: this.peers(), src: mine }], slots2);
+      return data;
+    })();
+    return new Work(done);
+  }
+
+  broadcast<T extends HostArray>(data: T, root: number): CommWork<T> {
+    if (!Number.isInteger(root) || root < 0 || root >= this.size) throw new InvalidArgumentError('root', `must be a rank in [0, ${this.size})`, `got ${root}`);
+    const isRoot = this.rank === root;
+    const items: SendItem[] = isRoot ? [{ peers: this.peers(), src: data }] : [];
+    const slots = new Map<number, HostArray>(isRoot ? [] : [[root, data]]);
+    return new Work(this.run(this.nextSeq++, `broadcast(root ${root})`, data, items, slots).then(() => data));
+  }
+
+  barrier(): CommWork<void> {
+    const empty = new Int32Array(0);
+    const slots = new Map<number, HostArray>(this.peers().map((p) => [p, empty]));
+    return new Work(this.run(this.nextSeq++, 'barrier', empty, [{ peers: this.peers(), src: empty }], slots));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** "op (collective #seq) on rank r of group 'name'": the prefix of every error message. */
+  protected describe(op: string, seq: number): string {
+    return `${op} (collective #${seq}) on rank ${this.rank} of group '${this.name}'`;
+  }
+
+  protected peers(): number[] {
+    const out: number[] = [];
+    for (let p = 0; p < this.size; p++) if (p !== this.rank) out.push(p);
+    return out;
+  }
+
+  private run(seq: number, op: string, like: HostArray, items: readonly SendItem[], slots: ReadonlyMap<number, HostArray>): Promise<void> {
+    this.reserved.delete(seq);
+    return this.exchange(seq, op, like.constructor.name, items, slots);
+  }
+
+  private checkCounts(counts: Counts, what: string, total: number, totalName: string): void {
+    if (counts.length !== this.size) throw new InvalidArgumentError(what, `must have one entry per rank (${this.size})`, `got ${counts.length}`);
+    let sum = 0;
+    for (let i = 0; i < counts.length; i++) {
+      const c = counts[i];
+      if (!Number.isInteger(c) || c < 0) throw new InvalidArgumentError(`${what}[${i}]`, 'must be a non-negative integer', `got ${c}`);
+      sum += c;
+    }
+    if (sum !== total) throw new InvalidArgumentError(what, `must add up to ${totalName}`, `${sum} vs ${total}`);
+  }
+
+  private checkSameType(a: HostArray, b: HostArray): void {
+    if (a.constructor !== b.constructor) throw new InvalidArgumentError('recv', 'must have the same element type as send', `${b.constructor.name} vs ${a.constructor.name}`);
+  }
+}
+
+function alloc<T extends HostArray>(like: T, length: number): T {
+  return new (like.constructor as new (n: number) => T)(length);
+}
+
+/** Reduces the P equal parts of `parts` (rank order) element-wise into `dst`. */
+function reduceInOrder(dst: HostArray, parts: HostArray, P: number, op: ReduceOp, halfType: HalfType | undefined): void {
+  const n = dst.length;
+  if (dst instanceof Uint16Array) {
+    const widen = halfType === 'bfloat16' ? bf16BitsToFloat : f16BitsToFloat;
+    const narrow = halfType === 'bfloat16' ? floatToBf16Bits : floatToF16Bits;
+    const acc = new Float32Array(n);
+    for (let i = 0; i < n; i++) acc[i] = widen(parts[i]);
+    for (let p = 1; p < P; p++) {
+      const base = p * n;
+      if (op === 'sum') for (let i = 0; i < n; i++) acc[i] += widen(parts[base + i]);
+      else for (let i = 0; i < n; i++) acc[i] = Math.max(acc[i], widen(parts[base + i]));
+    }
+    for (let i = 0; i < n; i++) dst[i] = narrow(acc[i]);
+    return;
+  }
+  dst.set(parts.subarray(0, n));
+  for (let p = 1; p < P; p++) {
+    const base = p * n;
+    if (op === 'sum') for (let i = 0; i < n; i++) dst[i] += parts[base + i];
+    else for (let i = 0; i < n; i++) dst[i] = Math.max(dst[i], parts[base + i]);
+  }
+}

@@ -1,0 +1,9 @@
+/**
+ * The communication layer, browser-safe part: the ProcessGroup interface, GroupCast /
+ * GroupReduce on top of it, the in-process backend and the errors. The worker-thread backend
+ * (Node only) is in ./threads/index.js so that a browser bundle never pulls it in.
+ */
+export type { AllReduceOptions, CommWork, Counts, HalfType, HostArray, ProcessGroup, ReduceOp } from './process-group.js';
+export { groupCast, groupReduce, prepareGroupCast, prepareGroupReduce, type GroupReduceOp, type GroupReduceOptions, type PreparedGroupCollective } from './group-collective.js';
+export { createLocalGroups, runLocalRanks, LocalProcessGroup, type LocalRunOptions } from './local-group.js';
+export { CommAbortedError, CommError, CommMismatchError, CommTimeoutError, RankFailedError, type RankOutcome, type SerializedError } from './errors.js';

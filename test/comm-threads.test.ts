@@ -1,0 +1,127 @@
+/**
+ * The worker-thread backend: every collective against a direct computation on P = 1, 2, 3, 4, 8
+ * ranks (test/comm-ranks/collective-battery.ts, group-battery.ts: random sizes with zero-length
+ * sends, the shared-memory and zero-copy paths, collectives in flight together, the 03 worked
+ * examples), fail-fast when a rank throws or dies, timeouts naming the absent rank, mismatched
+ * calls, overlap of an exchange with compute, and `magi-attn run`.
+ *
+ * Random cases print their seed; replay with MAGI_SEED=<seed>. Workers boot tsx (~0.2 s each),
+ * so the heavy random coverage lives in comm-group-collective.test.ts on the in-process backend.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnRanks } from '../src/comm/threads/index.js';
+import { RankFailedError, type RankOutcome } from '../src/comm/errors.js';
+import { InvalidArgumentError } from '../src/errors.js';
+import { runScript } from '../src/cli/run.js';
+import { freshSeed } from '../src/util/rng.js';
+import type { BatteryResult } from './comm-ranks/collective-battery.js';
+import type { Scenario } from './comm-ranks/scenario-rank.js';
+
+const rankScript = (name: string): URL => new URL(`./comm-ranks/${name}.ts`, import.meta.url);
+
+for (const P of [1, 2, 3, 4, 8]) {
+  test(`every collective and GroupCast/GroupReduce match a direct computation on ${P} thread rank(s)`, async (t) => {
+    const seed = freshSeed();
+    t.diagnostic(`seed ${seed}`);
+    const light = P === 8;
+    const results = await spawnRanks<BatteryResult>(P, rankScript('battery-rank'), { seed, rounds: light ? 2 : 3, cases: light ? 2 : 3 });
+    assert.equal(results.length, P);
+    assert.deepEqual(results.flatMap((r) => r.failures), [], `seed ${seed}`);
+    for (const r of results) assert.ok(r.checks > 20, `only ${r.checks} checks ran`);
+  });
+}
+
+test('a rank that throws makes spawnRanks reject naming it, long before the collective timeout', async () => {
+  const timeoutMs = 20_000;
+  const err = await spawnRanks(3, rankScript('scenario-rank'), { mode: 'throw', failRank: 1 } satisfies Scenario, { timeoutMs }).then(
+    () => assert.fail('spawnRanks resolved'),
+    (e: unknown) => e,
+  );
+  const rejectedAt = Date.now();
+  assert.ok(err instanceof RankFailedError, String(err));
+  assert.equal(err.rank, 1);
+  assert.match(err.message, /^rank 1 failed: Error: boom on purpose \(rank 1\)/);
+  assert.deepEqual(err.outcomes.map((o) => o.status), ['aborted', 'failed', 'aborted']);
+  for (const r of [0, 2]) {
+    const o: RankOutcome<unknown> = err.outcomes[r];
+    if (o.status !== 'aborted') assert.fail(`rank ${r} ${o.status}`);
+    assert.equal(o.error.name, 'CommAbortedError');
+    // Usually blocked in the allToAllV; the abort can overtake rank 1's barrier message, though.
+    assert.match(o.error.message, /^(allToAllV \(collective #1\)|barrier \(collective #0\)) on rank \d of group 'threads' aborted: rank 1 failed: Error: boom/);
+  }
+  // From the throw to the rejection (the other ranks were blocked in a collective with a 20 s timeout).
+  const thrownAt = Number(/ at (\d+)/.exec(err.message)?.[1]);
+  assert.ok(rejectedAt - thrownAt < 1000, `rejected ${rejectedAt - thrownAt} ms after the throw`);
+});
+
+test('a rank that dies from an uncaught asynchronous error is reported the same way', async () => {
+  const err = await spawnRanks(2, rankScript('scenario-rank'), { mode: 'throw-async', failRank: 0 } satisfies Scenario, { timeoutMs: 20_000 }).then(
+    () => assert.fail('spawnRanks resolved'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof RankFailedError, String(err));
+  assert.equal(err.rank, 0);
+  assert.match(err.message, /rank 0 failed: Error: uncaught asynchronous boom \(rank 0\)/);
+  assert.equal(err.outcomes[1].status, 'aborted');
+});
+
+test('a collective that one rank never joins times out with an error naming that rank', async () => {
+  const timeoutMs = 500;
+  const results = await spawnRanks<Record<string, unknown> | string>(3, rankScript('scenario-rank'), { mode: 'absent', absentRank: 2 } satisfies Scenario, { timeoutMs, name: 'cp' });
+  assert.equal(results[2], 'stayed away');
+  for (const r of [0, 1]) {
+    const res = results[r] as { name: string; message: string; missing: number[]; collective: string; elapsedMs: number };
+    assert.equal(res.name, 'CommTimeoutError');
+    assert.equal(res.collective, 'barrier');
+    assert.deepEqual(res.missing, [2]);
+    assert.equal(res.message, `barrier (collective #0) on rank ${r} of group 'cp' timed out after 500 ms: ranks 2 did not arrive`);
+    assert.ok(res.elapsedMs >= timeoutMs - 5 && res.elapsedMs < timeoutMs + 2000, `timed out after ${res.elapsedMs} ms`);
+  }
+});
+
+test('ranks that disagree on counts or on the collective get a mismatch error, not a hang', async () => {
+  const results = await spawnRanks<{ countError: string | null; callError: string | null }>(2, rankScript('scenario-rank'), { mode: 'mismatch' } satisfies Scenario, { timeoutMs: 5000 });
+  assert.equal(results[0].countError, "allToAllV (collective #0) on rank 0 of group 'threads': rank 1 sends 4 elements to rank 0, which expects 3");
+  assert.equal(results[1].countError, null);
+  assert.equal(results[0].callError, "barrier (collective #1) on rank 0 of group 'threads': rank 1 called allGatherV as collective #1, rank 0 called barrier");
+  assert.equal(results[1].callError, "allGatherV (collective #1) on rank 1 of group 'threads': rank 0 called barrier as collective #1, rank 1 called allGatherV");
+});
+
+test('a rank can start an allToAllV, compute while it runs, then wait', async () => {
+  const peerDelayMs = 400;
+  const workMs = 400;
+  const results = await spawnRanks<{ ok: boolean; startMs?: number; completedAtStart?: boolean; totalMs?: number }>(2, rankScript('scenario-rank'), { mode: 'overlap', peerDelayMs, workMs } satisfies Scenario);
+  const r0 = results[0];
+  assert.ok(r0.ok && results[1].ok, 'wrong data');
+  assert.equal(r0.completedAtStart, false);
+  // Starting returns at once although the peer joins 400 ms later...
+  assert.ok((r0.startMs as number) < 100, `start took ${r0.startMs} ms`);
+  // ...and the 400 ms of compute overlap the 400 ms wait for the peer (serial would be >= 800).
+  assert.ok((r0.totalMs as number) < peerDelayMs + workMs - 150, `total ${r0.totalMs} ms`);
+});
+
+test('spawnRanks rejects a bad size and a script without a default export', async () => {
+  await assert.rejects(spawnRanks(0, rankScript('cli-rank')), InvalidArgumentError);
+  const err = await spawnRanks(1, rankScript('collective-battery')).then(
+    () => assert.fail('resolved'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof RankFailedError);
+  assert.match(err.message, /rank 0 failed: TypeError: .*collective-battery\.ts must export a default function/);
+});
+
+test('magi-attn run prints one line per rank and exits non-zero when a rank fails', async () => {
+  const lines: string[] = [];
+  const ok = await runScript(rankScript('cli-rank').pathname, ['a', 'b'], { ranks: 3, timeoutMs: 10_000, json: false }, (l) => lines.push(l));
+  assert.equal(ok, 0);
+  assert.deepEqual(lines.slice(0, 3), [0, 1, 2].map((r) => `rank ${r}: ok {"rank":${r},"size":3,"args":["a","b"],"sum":6}`));
+  assert.match(lines[3], /^3 ranks ok in \d+\.\d\d s$/);
+
+  lines.length = 0;
+  const bad = await runScript(rankScript('cli-rank').pathname, ['fail', '1'], { ranks: 2, timeoutMs: 10_000, json: true }, (l) => lines.push(l));
+  assert.equal(bad, 1);
+  const parsed = JSON.parse(lines[0]) as Array<{ rank: number; status: string; error?: { message: string } }>;
+  assert.deepEqual(parsed.map((o) => o.status), ['aborted', 'failed']);
+  assert.equal(parsed[1].error?.message, 'rank 1 was told to fail');
+});
