@@ -1,0 +1,7 @@
+/**
+ * The CUDA device layer (Node only): the driver API and NVRTC through koffi, and a small object
+ * model (device, stream, event, buffer, module, kernel) for the CUDA kernel backend.
+ */
+export * from './cuda-driver.js';
+export * from './nvrtc.js';
+export * from './device.js';
