@@ -112,6 +112,9 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
   return new Promise<R[]>((resolve, reject) => {
     const outcomes: (RankOutcome<R> | undefined)[] = new Array(size).fill(undefined);
     const workers: Worker[] = [];
+    // Each thread's end, recorded from its start: a rank that died early has already exited by
+    // the time finish() runs, and a listener attached only then would wait forever.
+    const exited: Promise<void>[] = [];
     let rootCause = -1;
     let ready = 0;
     let graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -123,7 +126,6 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       clearTimeout(graceTimer);
       // Ask every thread to close its ports and end on its own, which flushes what it printed;
       // terminate those that do not (busy, or holding timers) after a short while.
-      const exited = workers.map((w) => new Promise<void>((done) => w.once('exit', () => done())));
       for (const w of workers) w.postMessage({ t: 'exit' } satisfies ToRank);
       const stop = setTimeout(() => workers.forEach((w) => void w.terminate()), EXIT_GRACE_MS);
       void Promise.all(exited).then(() => {
@@ -171,6 +173,7 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
         return;
       }
       workers.push(w);
+      exited.push(new Promise<void>((done) => w.once('exit', () => done())));
       w.on('message', (m: ToLauncher) => {
         if (m.t === 'ready') {
           if (++ready === size && rootCause < 0) for (const x of workers) x.postMessage({ t: 'start' } satisfies ToRank);
