@@ -2,7 +2,9 @@
  * `magi-attn demo`: the README's main command. Builds a varlen block-causal mask (packed
  * documents drawn from the embedded length histogram, each block-causal like video frames), runs
  * flex-flash-attention forward and backward on the CPU, checks every output against the float64
- * dense reference, prints errors, time and GFLOP/s, and exits non-zero if a check fails.
+ * dense reference, prints errors, time and GFLOP/s; then (with --cp P > 1) runs the same problem
+ * distributed over P worker-thread ranks and checks it against the single-device result. Exits
+ * non-zero if any check fails.
  */
 import type { Command } from 'commander';
 import { Tensor } from '../tensor.js';
@@ -15,6 +17,8 @@ import { flexFlashAttn, flexFlashAttnBackward } from '../kernels/flex-flash-attn
 import { referenceBackward, referenceForward } from '../kernels/reference.js';
 import { compareClose, CPU_KERNEL_TOLERANCES, type CloseReport } from '../kernels/tolerance.js';
 import { Rng, freshSeed } from '../util/rng.js';
+import type { SliceList } from '../mask/slice-list.js';
+import { runDistributedDemo } from './demo-dist.js';
 
 interface DemoOptions {
   seqlen: string;
@@ -24,6 +28,8 @@ interface DemoOptions {
   block: string;
   dtype: string;
   seed?: string;
+  cp: string;
+  degree: string;
 }
 
 export function registerDemo(program: Command): void {
@@ -37,8 +43,28 @@ export function registerDemo(program: Command): void {
     .option('--block <n>', 'block (frame) size of the block-causal mask', '256')
     .option('--dtype <dtype>', `input dtype: ${DTYPES.filter((d) => d !== 'float64').join(', ')}`, 'bfloat16')
     .option('--seed <n>', 'random seed (default: fresh, printed)')
-    .action((opts: DemoOptions) => {
-      process.exitCode = runDemo(opts) ? 0 : 1;
+    .option('--cp <n>', 'also run it distributed over this many worker-thread ranks (1: single device only)', '4')
+    .option('--degree <n>', 'overlap degree of the distributed run (remote stages)', '2')
+    .action(async (opts: DemoOptions) => {
+      const single = runDemo(opts);
+      const cp = positiveInt(opts.cp, '--cp');
+      let ok = single.ok;
+      if (cp > 1) {
+        console.log('');
+        ok =
+          (await runDistributedDemo({
+            cp,
+            seqlen: single.seqlen,
+            headsQ: positiveInt(opts.headsQ, '--heads-q'),
+            headsKv: positiveInt(opts.headsKv, '--heads-kv'),
+            headDim: positiveInt(opts.headDim, '--head-dim'),
+            dtype: opts.dtype as DType,
+            seed: single.seed,
+            slices: single.slices,
+            degree: Number(opts.degree),
+          })) && ok;
+      }
+      process.exitCode = ok ? 0 : 1;
     });
 }
 
@@ -48,7 +74,7 @@ function positiveInt(value: string, flag: string): number {
   return n;
 }
 
-function runDemo(opts: DemoOptions): boolean {
+function runDemo(opts: DemoOptions): { ok: boolean; seed: number; seqlen: number; slices: SliceList } {
   const seqlen = positiveInt(opts.seqlen, '--seqlen');
   const hq = positiveInt(opts.headsQ, '--heads-q');
   const hkv = positiveInt(opts.headsKv, '--heads-kv');
@@ -113,7 +139,7 @@ function runDemo(opts: DemoOptions): boolean {
   console.log(`  backward ${bwdS.toFixed(2)} s  ${((2.5 * flopsFwd) / bwdS / 1e9).toFixed(2)} GFLOP/s   (FLOPs = 4·area·Hq·D, backward 2.5x; one CPU thread)`);
   const ok = checks.every((c) => c.ok);
   console.log(ok ? '\n  all checks passed' : '\n  CHECK FAILED: the kernel disagrees with the float64 reference beyond the stated tolerance');
-  return ok;
+  return { ok, seed, seqlen, slices };
 }
 
 /** One character per step x step block of the dense mask: '*' if any cell of it is unmasked. */

@@ -1,0 +1,31 @@
+/**
+ * The distributed runtime: runtime keys and their per-group cache, dispatch / undispatch /
+ * position ids, and the calcAttn forward / backward pipeline. Browser-safe: the transport comes
+ * in as a ProcessGroup, the kernel as a KernelBackend.
+ */
+export {
+  DistAttnRuntimeKey,
+  DEFAULT_KEY_CACHE_SIZE,
+  magiAttnFlexKey,
+  magiAttnVarlenKey,
+  makeKeyForNewMaskAfterDispatch,
+  getMostRecentKey,
+  clearKeyCache,
+  keyCacheSize,
+  setKeyCacheSize,
+  type KeyShapeOptions,
+  type FlexKeyOptions,
+  type VarlenKeyOptions,
+  type NewMaskOptions,
+} from './key.js';
+export { dispatch, undispatch, getPositionIds } from './dispatch.js';
+export {
+  calcAttn,
+  calcAttnBackward,
+  type CalcAttnOptions,
+  type CalcAttnBackwardOptions,
+  type CalcAttnResult,
+  type CalcAttnGrads,
+  type CalcAttnProfile,
+  type StageProfile,
+} from './calc-attn.js';

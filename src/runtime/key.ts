@@ -1,0 +1,332 @@
+/**
+ * Runtime keys: the planned form of one (mask, shapes, cp group, configs) combination, built once
+ * and reused by every dispatch / calcAttn / undispatch call, like the reference's
+ * DistAttnRuntimeKey + DistAttnRuntimeMgr in one object. Planning is pure (every rank computes the
+ * same plan with no collective), so building a key never talks to the group.
+ *
+ * Keys are cached per process group in an LRU keyed by value: a second call with equal inputs
+ * returns the very same key object. The cache is per group so that eviction stays identical on
+ * every rank of it (ranks that disagree on a hit would plan differently). Browser-safe.
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { inferMaskFromCuSeqlens } from '../mask/helpers.js';
+import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
+import type { ProcessGroup } from '../comm/process-group.js';
+import { applyPadding, buildChunkBuckets, validateMask, type Chunking } from '../solver/chunking.js';
+import { resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
+import { planAllRanks } from '../solver/dist-attn.js';
+import { makeDispatchMeta } from '../solver/dispatch.js';
+import { buildStageGroupCast, toGroupReduceArgs } from '../solver/group-collective-args.js';
+import type { DistAttnPlan, RankPlan } from '../solver/plan.js';
+import { planDistAttn } from '../solver/solve.js';
+
+/** Everything calcAttn needs for one mask on one cp group. Treat as immutable. */
+export class DistAttnRuntimeKey {
+  constructor(
+    /** The value identity of this key within its group's cache. */
+    readonly id: string,
+    readonly group: ProcessGroup,
+    readonly plan: DistAttnPlan,
+    /** The caller's mask plus the padding slice q = [N, N + pad) × k = [0, 0), as the reference keeps it. */
+    readonly paddedMask: SliceList,
+    readonly numHeadsQ: number,
+    readonly numHeadsKv: number,
+    readonly headDim: number,
+  ) {}
+
+  get cpSize(): number {
+    return this.plan.cpSize;
+  }
+  get rank(): number {
+    return this.group.rank;
+  }
+  /** The caller's (unpadded) sequence length N. */
+  get totalSeqlen(): number {
+    return this.plan.dispatch.unpaddedSeqlen;
+  }
+  get padSize(): number {
+    return this.plan.dispatch.padSize;
+  }
+  get chunkSize(): number {
+    return this.plan.dispatch.chunkSize;
+  }
+  /** Local rows of every rank (padding included). */
+  get shardSeqlen(): number {
+    return this.plan.dispatch.shardSeqlen;
+  }
+  /** This rank's part of the plan. */
+  get rankPlan(): RankPlan {
+    return this.plan.perRank[this.group.rank];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-group LRU cache
+
+export const DEFAULT_KEY_CACHE_SIZE = 100;
+
+class KeyLru {
+  readonly entries = new Map<string, DistAttnRuntimeKey>();
+  constructor(public maxSize: number) {}
+
+  /** A hit refreshes recency (unlike the reference, where only .get() does). */
+  get(id: string): DistAttnRuntimeKey | undefined {
+    const k = this.entries.get(id);
+    if (k !== undefined) {
+      this.entries.delete(id);
+      this.entries.set(id, k);
+    }
+    return k;
+  }
+
+  set(key: DistAttnRuntimeKey): void {
+    if (this.maxSize <= 0) return;
+    this.entries.delete(key.id);
+    this.entries.set(key.id, key);
+    while (this.entries.size > this.maxSize) this.entries.delete(this.entries.keys().next().value as string);
+  }
+}
+
+const caches = new WeakMap<ProcessGroup, KeyLru>();
+
+function cacheOf(group: ProcessGroup): KeyLru {
+  let c = caches.get(group);
+  if (c === undefined) caches.set(group, (c = new KeyLru(DEFAULT_KEY_CACHE_SIZE)));
+  return c;
+}
+
+/** Sets how many keys the group's cache keeps (0 disables caching); evicts the oldest beyond it. */
+export function setKeyCacheSize(group: ProcessGroup, maxSize: number): void {
+  if (!Number.isInteger(maxSize) || maxSize < 0) throw new InvalidArgumentError('maxSize', 'must be an integer >= 0', `got ${maxSize}`);
+  const c = cacheOf(group);
+  c.maxSize = maxSize;
+  while (c.entries.size > maxSize) c.entries.delete(c.entries.keys().next().value as string);
+}
+
+/** The group's most recently created or reused key. */
+export function getMostRecentKey(group: ProcessGroup): DistAttnRuntimeKey {
+  const c = caches.get(group);
+  const last = c === undefined ? undefined : [...c.entries.values()].pop();
+  if (last === undefined) throw new InvalidArgumentError('group', 'has no cached runtime key yet');
+  return last;
+}
+
+/** Forgets the cached keys of one group. */
+export function clearKeyCache(group: ProcessGroup): void {
+  caches.get(group)?.entries.clear();
+}
+
+/** Number of keys cached for the group. */
+export function keyCacheSize(group: ProcessGroup): number {
+  return caches.get(group)?.entries.size ?? 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Constructors
+
+export interface KeyShapeOptions {
+  readonly numHeadsQ: number;
+  readonly numHeadsKv: number;
+  readonly headDim: number;
+  /** The cp group; its size is the cp size. */
+  readonly group: ProcessGroup;
+  readonly dispatchConfig?: DispatchConfig;
+  readonly overlapConfig?: OverlapConfig;
+}
+
+export interface FlexKeyOptions extends KeyShapeOptions {
+  readonly qRanges: RangeListLike;
+  readonly kRanges: RangeListLike;
+  /** One type for every slice or one per slice; default 'full'. */
+  readonly maskTypes?: MaskTypesLike;
+  readonly totalSeqlenQ: number;
+  /** Must equal totalSeqlenQ (self-attention only); defaults to it. */
+  readonly totalSeqlenK?: number;
+}
+
+export interface VarlenKeyOptions extends KeyShapeOptions {
+  readonly cuSeqlensQ: ArrayLike<number>;
+  /** Defaults to cuSeqlensQ. */
+  readonly cuSeqlensK?: ArrayLike<number>;
+  readonly causal?: boolean;
+  /** [left, right], -1 unbounded; default [-1, -1] (no window). */
+  readonly windowSize?: readonly [number, number];
+}
+
+function checkShape(o: KeyShapeOptions): void {
+  for (const name of ['numHeadsQ', 'numHeadsKv', 'headDim'] as const) {
+    const x = o[name];
+    if (!Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError(name, 'must be a positive integer', `got ${String(x)}`);
+  }
+  if (o.numHeadsQ % o.numHeadsKv !== 0) throw new InvalidArgumentError('numHeadsKv', 'must divide numHeadsQ (GQA groups)', `${o.numHeadsQ} vs ${o.numHeadsKv}`);
+  const g = o.group as ProcessGroup | undefined;
+  if (g === undefined || g === null || typeof g.rank !== 'number' || typeof g.size !== 'number') {
+    throw new InvalidArgumentError('group', 'must be a ProcessGroup (its size is the cp size)');
+  }
+}
+
+function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions, extra: unknown): string {
+  return JSON.stringify([
+    kind,
+    Array.from(mask.qRanges),
+    Array.from(mask.kRanges),
+    Array.from(mask.types),
+    total,
+    o.numHeadsQ,
+    o.numHeadsKv,
+    o.headDim,
+    o.group.size,
+    o.dispatchConfig ?? null,
+    o.overlapConfig ?? null,
+    extra,
+  ]);
+}
+
+function paddedMaskOf(plan: DistAttnPlan): SliceList {
+  const d = plan.dispatch;
+  return applyPadding(plan.globalMask, {
+    cpSize: d.cpSize,
+    unpaddedSeqlen: d.unpaddedSeqlen,
+    totalSeqlen: d.totalSeqlen,
+    padSize: d.padSize,
+    chunkSize: d.chunkSize,
+    numChunks: d.numChunks,
+    shardSeqlen: d.shardSeqlen,
+  });
+}
+
+function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShapeOptions): DistAttnRuntimeKey {
+  checkShape(o);
+  const id = keyId('flex', mask, totalQ, o, totalK);
+  const cache = cacheOf(o.group);
+  const hit = cache.get(id);
+  if (hit !== undefined) return hit;
+  const plan = planDistAttn({
+    mask,
+    totalSeqlenQ: totalQ,
+    totalSeqlenK: totalK,
+    cpSize: o.group.size,
+    dispatchConfig: o.dispatchConfig,
+    overlapConfig: o.overlapConfig,
+  });
+  const key = new DistAttnRuntimeKey(id, o.group, plan, paddedMaskOf(plan), o.numHeadsQ, o.numHeadsKv, o.headDim);
+  cache.set(key);
+  return key;
+}
+
+/**
+ * The key of a self-attention mask given as slices: plans once (dispatch, per-rank slices, overlap
+ * stages, GroupCast / GroupReduce arguments) and caches the key by value for its group.
+ */
+export function magiAttnFlexKey(options: FlexKeyOptions): DistAttnRuntimeKey {
+  const totalQ = options.totalSeqlenQ;
+  const totalK = options.totalSeqlenK ?? totalQ;
+  const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full');
+  return keyFromMask(mask, totalQ, totalK, options);
+}
+
+/** The key of a packed batch described by cu_seqlens (full, causal or sliding-window samples). */
+export function magiAttnVarlenKey(options: VarlenKeyOptions): DistAttnRuntimeKey {
+  const cuK = options.cuSeqlensK ?? options.cuSeqlensQ;
+  const inferred = inferMaskFromCuSeqlens(options.cuSeqlensQ, cuK, { causal: options.causal, windowSize: options.windowSize });
+  return keyFromMask(inferred.slices, inferred.totalQ, inferred.totalK, options);
+}
+
+export interface NewMaskOptions {
+  readonly qRanges: RangeListLike;
+  readonly kRanges: RangeListLike;
+  readonly maskTypes?: MaskTypesLike;
+  /** Head counts and head dim default to the dispatch key's. */
+  readonly numHeadsQ?: number;
+  readonly numHeadsKv?: number;
+  readonly headDim?: number;
+  /** Defaults to the dispatch key's; the dispatch config is always the dispatch key's. */
+  readonly overlapConfig?: OverlapConfig;
+}
+
+/**
+ * A key for another mask over the SAME dispatched activations: partitions, chunk size, padding and
+ * local layout are the dispatch key's; only the per-rank slices, stages and comm arguments are
+ * planned for the new mask (so balance and comm volume are whatever that layout gives).
+ * The new mask must lie inside the dispatch key's unpadded sequence.
+ *
+ * The solver has no entry point taking an existing DispatchMeta, so this assembles the plan from
+ * its exported pieces (buildChunkBuckets, makeDispatchMeta with the old partitions, planAllRanks,
+ * buildStageGroupCast) the same way planDistAttn does.
+ */
+export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDispatch: DistAttnRuntimeKey): DistAttnRuntimeKey {
+  if (!(keyForDispatch instanceof DistAttnRuntimeKey)) throw new InvalidArgumentError('keyForDispatch', 'must be a key made by magiAttnFlexKey / magiAttnVarlenKey');
+  const old = keyForDispatch.plan;
+  const d = old.dispatch;
+  const shape: KeyShapeOptions = {
+    numHeadsQ: options.numHeadsQ ?? keyForDispatch.numHeadsQ,
+    numHeadsKv: options.numHeadsKv ?? keyForDispatch.numHeadsKv,
+    headDim: options.headDim ?? keyForDispatch.headDim,
+    group: keyForDispatch.group,
+    overlapConfig: options.overlapConfig,
+  };
+  checkShape(shape);
+  const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full');
+  validateMask(mask, d.unpaddedSeqlen, d.unpaddedSeqlen);
+  const id = keyId('after-dispatch', mask, d.unpaddedSeqlen, shape, keyForDispatch.id);
+  const cache = cacheOf(shape.group);
+  const hit = cache.get(id);
+  if (hit !== undefined) return hit;
+
+  const overlapConfig = options.overlapConfig === undefined ? old.overlapConfig : resolveOverlapConfig(options.overlapConfig);
+  const chunking: Chunking = {
+    cpSize: d.cpSize,
+    unpaddedSeqlen: d.unpaddedSeqlen,
+    totalSeqlen: d.totalSeqlen,
+    padSize: d.padSize,
+    chunkSize: d.chunkSize,
+    numChunks: d.numChunks,
+    shardSeqlen: d.shardSeqlen,
+  };
+  const buckets = buildChunkBuckets(mask, chunking);
+  // Position ids must not change with the mask: keep the dispatch key's clamp.
+  const dispatch = { ...makeDispatchMeta(chunking, buckets, d.partitions, old.dispatchConfig.alg, d.maxValidIds), algorithm: d.algorithm };
+  const { slicing, stages, degree } = planAllRanks(dispatch, buckets, overlapConfig);
+  const perStageCast = Array.from({ length: degree }, (_, s) => buildStageGroupCast(dispatch, stages.map((st) => st.stageBufferGlobalKRanges[s])));
+  const perRank: RankPlan[] = slicing.map((sl, r) => ({
+    rank: r,
+    hostGlobalRanges: sl.hostGlobalRanges,
+    hostSlices: sl.hostSlices,
+    hostArea: sl.hostArea,
+    remoteGlobalKRanges: sl.remoteGlobalKRanges,
+    stages: Array.from({ length: degree }, (_, s) => {
+      const buf = stages[r].stageBufferGlobalKRanges[s];
+      let len = 0;
+      for (let i = 0; i < buf.length; i += 2) len += buf[i + 1] - buf[i];
+      const groupCast = perStageCast[s][r];
+      return {
+        stageBufferGlobalKRanges: buf,
+        stageBufferLength: len,
+        remoteSlices: stages[r].remoteSlices[s],
+        remoteArea: stages[r].remoteArea[s],
+        groupCast,
+        groupReduce: toGroupReduceArgs(groupCast),
+      };
+    }),
+  }));
+  const plan: DistAttnPlan = {
+    formatVersion: 1,
+    cpSize: old.cpSize,
+    globalMask: { qRanges: mask.qRanges.slice(), kRanges: mask.kRanges.slice(), types: mask.types.slice() },
+    totalSeqlenQ: old.totalSeqlenQ,
+    totalSeqlenK: old.totalSeqlenK,
+    dispatchConfig: old.dispatchConfig,
+    overlapConfig,
+    overlapDegree: degree,
+    dispatch,
+    perRank,
+  };
+  const key = new DistAttnRuntimeKey(id, shape.group, plan, paddedMaskOf(plan), shape.numHeadsQ, shape.numHeadsKv, shape.headDim);
+  cache.set(key);
+  return key;
+}
+
+/** Throws unless `key` is a runtime key; names the argument. */
+export function requireKey(key: unknown, argument = 'key'): asserts key is DistAttnRuntimeKey {
+  if (!(key instanceof DistAttnRuntimeKey)) throw new InvalidArgumentError(argument, 'must be a runtime key made by magiAttnFlexKey / magiAttnVarlenKey');
+}

@@ -1,0 +1,160 @@
+/**
+ * The distributed API around calcAttn, on in-process ranks (no worker start-up): runtime keys and
+ * their per-group cache by value, dispatch / undispatch with padding, position ids, a second mask
+ * over the same dispatch, and the errors a wrong tensor or key gets.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLocalGroups, runLocalRanks } from '../src/comm/local-group.js';
+import type { ProcessGroup } from '../src/comm/process-group.js';
+import {
+  calcAttn,
+  calcAttnBackward,
+  clearKeyCache,
+  computePadSize,
+  dispatch,
+  getMostRecentKey,
+  getPositionIds,
+  keyCacheSize,
+  magiAttnFlexKey,
+  magiAttnVarlenKey,
+  makeKeyForNewMaskAfterDispatch,
+  setKeyCacheSize,
+  undispatch,
+  type DistAttnRuntimeKey,
+} from '../src/api.js';
+import { flexFlashAttn, flexFlashAttnBackward } from '../src/kernels/flex-flash-attn.js';
+import { compareClose } from '../src/kernels/tolerance.js';
+import { ShapeError } from '../src/errors.js';
+import { slidingWindowMask, varlenCausalMask } from '../src/mask/helpers.js';
+import { Tensor } from '../src/tensor.js';
+import { Rng, freshSeed } from '../src/util/rng.js';
+import { randomTensor } from './util/attn-check.js';
+
+const heads = { numHeadsQ: 4, numHeadsKv: 2, headDim: 16 };
+
+function flexKey(group: ProcessGroup, n: number, cu: number[], degree = 2): DistAttnRuntimeKey {
+  const mask = varlenCausalMask(cu);
+  return magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, totalSeqlenQ: n, ...heads, group, overlapConfig: { degree, minChunkSize: 4 } });
+}
+
+test('an equal key request returns the cached key; a different mask, head count, config or group does not', () => {
+  const [g0] = createLocalGroups(3);
+  const [h0] = createLocalGroups(3);
+  const cu = [0, 40, 100, 150];
+  const a = flexKey(g0, 150, cu);
+  assert.equal(flexKey(g0, 150, [...cu]), a);
+  assert.equal(getMostRecentKey(g0), a);
+  assert.notEqual(flexKey(g0, 150, [0, 41, 100, 150]), a);
+  assert.notEqual(flexKey(g0, 150, cu, 3), a);
+  assert.notEqual(flexKey(h0, 150, cu), a);
+  const mask = varlenCausalMask(cu);
+  const otherHeads = magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, totalSeqlenQ: 150, ...heads, numHeadsQ: 8, group: g0, overlapConfig: { degree: 2, minChunkSize: 4 } });
+  assert.notEqual(otherHeads, a);
+  // The varlen constructor plans the same mask; its key is equal by value to the flex one.
+  const v = magiAttnVarlenKey({ cuSeqlensQ: cu, causal: true, ...heads, group: g0, overlapConfig: { degree: 2, minChunkSize: 4 } });
+  assert.equal(v, a);
+  assert.equal(keyCacheSize(g0), 4);
+  setKeyCacheSize(g0, 2);
+  assert.equal(keyCacheSize(g0), 2);
+  clearKeyCache(g0);
+  assert.equal(keyCacheSize(g0), 0);
+  assert.notEqual(flexKey(g0, 150, cu), a, 'a cleared cache plans again');
+  setKeyCacheSize(g0, 100);
+});
+
+test('dispatch keeps ascending chunks with padding rows; undispatch restores x; position ids name the rows', async () => {
+  const n = 203;
+  const x = Tensor.fromValues('float32', [n, 3], Array.from({ length: 3 * n }, (_, i) => i + 1));
+  const out = await runLocalRanks(4, async (group) => {
+    const key = flexKey(group, n, [0, 70, 150, 203]);
+    const local = dispatch(x, key, -1);
+    const ids = getPositionIds(key);
+    const d = key.plan.dispatch;
+    assert.equal(d.padSize, computePadSize(n, 4, d.chunkSize));
+    assert.equal(local.shape[0], key.shardSeqlen);
+    let row = 0;
+    for (const c of d.partitions[group.rank]) {
+      for (let t = 0; t < d.chunkSize; t++, row++) {
+        const g = c * d.chunkSize + t;
+        assert.equal(local.data[row * 3], g < n ? 3 * g + 1 : -1);
+        assert.equal(ids[row], Math.min(g, d.maxValidIds - 1));
+      }
+    }
+    const back = await undispatch(local, key);
+    return Array.from(back.data);
+  });
+  for (const r of out) assert.deepEqual(r, Array.from(x.data));
+});
+
+test('a key for a new mask after dispatch shares the layout and computes the new mask', async () => {
+  const seed = freshSeed();
+  const rng = new Rng(seed);
+  const n = 180;
+  const q = randomTensor(rng, 'float32', [n, 4, 16]);
+  const k = randomTensor(rng, 'float32', [n, 2, 16]);
+  const v = randomTensor(rng, 'float32', [n, 2, 16]);
+  const dout = randomTensor(rng, 'float32', [n, 4, 16]);
+  const swa = slidingWindowMask([0, 100, 180], [20, 0]);
+  const results = await runLocalRanks(3, async (group) => {
+    const key = flexKey(group, n, [0, 60, 180]);
+    const key2 = makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.types }, key);
+    assert.equal(makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.types }, key), key2);
+    assert.deepEqual(key2.plan.dispatch.partitions, key.plan.dispatch.partitions);
+    assert.deepEqual(getPositionIds(key2), getPositionIds(key));
+    const ql = dispatch(q, key);
+    assert.deepEqual(dispatch(q, key2).data, ql.data);
+    const kl = dispatch(k, key);
+    const vl = dispatch(v, key);
+    const fwd = await calcAttn(ql, kl, vl, key2);
+    const g = await calcAttnBackward(dispatch(dout, key), ql, kl, vl, fwd.out, fwd.lse, key2);
+    return { out: await undispatch(fwd.out, key2), dk: await undispatch(g.dk, key2) };
+  });
+  const m = { qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.types };
+  const ref = flexFlashAttn(q, k, v, m);
+  const refG = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, m);
+  const r1 = compareClose(results[0].out, ref.out, { rtol: 2e-6, atol: 2e-6 }, 'out');
+  assert.ok(r1.ok, `${r1.message} (seed ${seed})`);
+  const r2 = compareClose(results[0].dk, refG.dk, { rtol: 8e-6, atol: 8e-6 }, 'dk');
+  assert.ok(r2.ok, `${r2.message} (seed ${seed})`);
+});
+
+test('dsinkReduce sum gives every rank the full sink gradient', async () => {
+  const rng = new Rng(7);
+  const n = 120;
+  const q = randomTensor(rng, 'float32', [n, 4, 16]);
+  const k = randomTensor(rng, 'float32', [n, 2, 16]);
+  const v = randomTensor(rng, 'float32', [n, 2, 16]);
+  const dout = randomTensor(rng, 'float32', [n, 4, 16]);
+  const sink = randomTensor(rng, 'float32', [2, 4]);
+  const mask = varlenCausalMask([0, 50, 120]);
+  const dsinks = await runLocalRanks(2, async (group) => {
+    const key = flexKey(group, n, [0, 50, 120]);
+    const [ql, kl, vl] = [dispatch(q, key), dispatch(k, key), dispatch(v, key)];
+    const fwd = await calcAttn(ql, kl, vl, key, { sink });
+    const g = await calcAttnBackward(dispatch(dout, key), ql, kl, vl, fwd.out, fwd.lse, key, { sink, dsinkReduce: 'sum' });
+    return g.dsink as Tensor;
+  });
+  const m = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, sink };
+  const ref = flexFlashAttn(q, k, v, m);
+  const refG = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, m);
+  for (const d of dsinks) assert.ok(compareClose(d, refG.dsink as Tensor, { rtol: 8e-6, atol: 8e-6 }, 'dsink').ok);
+  assert.deepEqual(dsinks[0].data, dsinks[1].data);
+});
+
+test('tensors that do not fit the key get an error naming the argument', async () => {
+  await runLocalRanks(2, async (group) => {
+    const key = flexKey(group, 100, [0, 100]);
+    const T = key.shardSeqlen;
+    const ok = Tensor.zeros('float32', [T, 4, 16]);
+    const kv = Tensor.zeros('float32', [T, 2, 16]);
+    await assert.rejects(calcAttn(Tensor.zeros('float32', [T + 1, 4, 16]), kv, kv, key), (e: unknown) => e instanceof ShapeError && /^q: must be this rank's shard: \d+ local rows/.test(e.message));
+    await assert.rejects(calcAttn(ok, Tensor.zeros('float32', [T, 4, 16]), kv, key), (e: unknown) => e instanceof ShapeError && /^k: must have numHeadsKv = 2 heads/.test(e.message));
+    await assert.rejects(calcAttn(ok, kv, Tensor.zeros('float32', [T, 2, 8]), key), (e: unknown) => e instanceof ShapeError && /^v: must have head dim 16/.test(e.message));
+    assert.throws(() => dispatch(Tensor.zeros('float32', [99, 4]), key), /^ShapeError: x: must hold the whole sequence: shape\[0\] = 100/);
+    await assert.rejects(undispatch(Tensor.zeros('float32', [T - 1, 4]), key), /local: must be this rank's shard/);
+    await assert.rejects(calcAttn(ok, kv, kv, {} as DistAttnRuntimeKey), /key: must be a runtime key/);
+    // Both ranks leave no collective half-done: the errors come before any communication.
+    await group.barrier().wait();
+  });
+});
