@@ -1,0 +1,523 @@
+// Flex-flash-attention forward, first CUDA version (sm_80+ tensor cores: mma.sync m16n8k16).
+//
+// Device code only: compiled at run time by NVRTC (src/kernels/cuda/ffa-forward.ts) and by nvcc in
+// the CI check. No host code, no <cuda_runtime.h>-only features.
+//
+// Layout (token-major): q [Tq, Hq, D], k/v [Tk, Hkv, D], out [Tq, Hq, D], lse [Tq, Hq] fp32.
+// Query head h reads kv head h / (Hq / Hkv).
+//
+// One launch covers the whole slice list. The pieces, in the FA3 shape:
+//   1. tile scheduler  - the host builds a work list of (slice, q-tile start) pairs (empty tiles
+//                        already dropped, longest first); block b runs work item b / Hq for
+//                        q head b % Hq (consecutive blocks share a kv head: L2 reuse).
+//   2. tile mask       - every q row sees one key interval [rowKeyStart, rowKeyEnd) per slice
+//                        (mask-type.ts). The q tile iterates the k tiles between the first row's
+//                        start and the last row's end; a k tile is masked only when it is not
+//                        inside every row's interval (diagonal / boundary tiles).
+//   3. main loop       - Q in registers (ldmatrix), K/V tiles double-buffered with cp.async into
+//                        XOR-swizzled shared memory, S = Q K^T and O += P V with mma.sync
+//                        (fp32 accumulation), online softmax in fp32 with exp2 and the scale
+//                        folded into one FFMA, P rounded to the input type for P V.
+//   4. epilogue        - kDirect: q ranges are pairwise disjoint, every output row is produced
+//                        by exactly one tile: out (input type) and lse are stored directly.
+//                        kMerge: q ranges may overlap: the tile takes a spin lock per
+//                        (aligned BM-row block, head) and LSE-merges into an fp32 out buffer and
+//                        lse; ffa_fwd_finalize_* then casts and zero-fills rows with lse = -inf.
+//   5. side kernels    - ffa_fwd_fill_rows (rows no tile covers: out = 0, lse = -inf),
+//                        ffa_fwd_lse_init (lse = -inf before a merge launch), finalize.
+//
+// -inf rules (04 §1.6/§1.7): a row with no key keeps max = -inf; exponents then use 0 as the
+// max, so p = 0, sum = 0, out = 0, lse = -inf. In the merge, a side with lse = -inf has weight 0
+// and its out is never read.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+// -inf without <math.h> (NVRTC has no INFINITY macro).
+#define FFA_NEG_INF (__int_as_float(0xff800000))
+
+namespace ffa {
+
+// --------------------------------------------------------------------------------------------
+// Element types: how to pack two floats and which mma to issue.
+
+struct Bf16 {
+  using T = __nv_bfloat16;
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+struct Fp16 {
+  using T = __half;
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// --------------------------------------------------------------------------------------------
+// Shared-memory helpers: cp.async, ldmatrix, the XOR swizzle of 16-byte chunks.
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async_16(unsigned dst, const void* src, bool valid) {
+  int bytes = valid ? 16 : 0;  // 0 source bytes: the 16 destination bytes are zero-filled
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// 2^x with the MUFU instruction (flush-to-zero; 2^-inf = +0), as FA does.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned* r, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// Element offset of (row, col) in a [rows][D] tile whose 16-byte chunks are XOR-swizzled by
+// row % 8, so that the 8 rows an ldmatrix reads hit 8 different bank groups. col % 8 == 0.
+template <int D>
+__device__ __forceinline__ int swz(int row, int col) {
+  return row * D + ((((col >> 3) ^ (row & 7))) << 3);
+}
+
+// Copies rows [0, ROWS) x [0, D) of a token-major tensor slab into a swizzled smem tile; rows at
+// or past nValid are zero-filled (never read from global memory).
+template <int ROWS, int D, int NT, typename T>
+__device__ __forceinline__ void load_tile(T* smem, const T* g, long long ld, int nValid, int tid) {
+  constexpr int CHUNKS = D / 8;
+  static_assert((ROWS * CHUNKS) % NT == 0, "tile chunks must divide evenly among the threads");
+#pragma unroll
+  for (int i = 0; i < ROWS * CHUNKS / NT; ++i) {
+    const int c = tid + i * NT;
+    const int r = c / CHUNKS;
+    const int ch = c % CHUNKS;
+    const bool valid = r < nValid;
+    const T* src = valid ? g + r * ld + ch * 8 : g;
+    cp_async_16(smem_u32(smem + swz<D>(r, ch * 8)), src, valid);
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// 2. Tile mask: the per-row key interval of a slice (mask-type.ts rowKeyStart / rowKeyEnd),
+// clipped to the slice's k range. Empty when end <= start.
+
+struct Slice {
+  int qs, qe, ks, ke, type;
+  __device__ __forceinline__ int rowStart(int q) const {
+    int s = (type & 2) ? ks + (q - qs) : ks;
+    return max(s, ks);
+  }
+  __device__ __forceinline__ int rowEnd(int q) const {
+    int e = (type & 1) ? ke - (qe - q - 1) : ke;
+    return min(e, ke);
+  }
+};
+
+// Sets S entries outside each row's interval to -inf. S is one warp's 16 x BN tile held as
+// mma C fragments: thread (g = lane/4, t = lane%4) holds rows g and g+8, columns 8j + 2t + {0,1}.
+template <int BN>
+__device__ __forceinline__ void apply_mask(float (*s)[4], int keyBase, int lane, const int* rs, const int* re) {
+  const int t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = keyBase + j * 8 + 2 * t + (e & 1);
+      const int r = e >> 1;
+      if (key < rs[r] || key >= re[r]) s[j][e] = FFA_NEG_INF;
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// 1 + 3 + 4. The forward kernel: BM = 16 * NWARPS q rows per block (16 per warp), BN keys per
+// k tile, head dim D.
+
+template <typename E, int D, int BN, int NWARPS, bool kMerge>
+__device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, const typename E::T* __restrict__ k,
+                                           const typename E::T* __restrict__ v, void* __restrict__ outPtr,
+                                           float* __restrict__ lse, const int* __restrict__ qRanges,
+                                           const int* __restrict__ kRanges, const int* __restrict__ types,
+                                           const int* __restrict__ work, int* __restrict__ locks, int headsQ,
+                                           int headsKv, float scaleLog2, float unit, float softcapScale) {
+  using T = typename E::T;
+  constexpr int BM = 16 * NWARPS;
+  constexpr int NT = 32 * NWARPS;
+  extern __shared__ __align__(128) unsigned char smemRaw[];
+  T* sQ = reinterpret_cast<T*>(smemRaw);
+  T* sK = sQ + BM * D;      // 2 stages
+  T* sV = sK + 2 * BN * D;  // 2 stages
+
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5;
+  const int lane = tid & 31;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+
+  // ---- 1. work item -> (slice, q tile, head)
+  const int h = blockIdx.x % headsQ;
+  const int item = blockIdx.x / headsQ;
+  const int sliceIdx = work[2 * item];
+  const int m0 = work[2 * item + 1];
+  Slice sl;
+  sl.qs = qRanges[2 * sliceIdx];
+  sl.qe = qRanges[2 * sliceIdx + 1];
+  sl.ks = kRanges[2 * sliceIdx];
+  sl.ke = kRanges[2 * sliceIdx + 1];
+  sl.type = types[sliceIdx];
+  const int m1 = min(m0 + BM, sl.qe);
+  const int hk = h / (headsQ / headsKv);
+
+  // k range the tile's rows can see, and the sub-range every row sees in full
+  const int kLo = sl.rowStart(m0);
+  const int kHi = sl.rowEnd(m1 - 1);
+  const int allStart = sl.rowStart(m1 - 1);
+  const int allEnd = sl.rowEnd(m0);
+  const int nTiles = kHi > kLo ? (kHi - kLo + BN - 1) / BN : 0;
+
+  // this thread's two rows and their intervals
+  int rs[2], re[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = m0 + warp * 16 + g + 8 * r;
+    rs[r] = sl.rowStart(row);
+    re[r] = sl.rowEnd(row);
+  }
+
+  const long long ldq = (long long)headsQ * D;
+  const long long ldk = (long long)headsKv * D;
+  const T* gQ = q + (long long)m0 * ldq + (long long)h * D;
+  const T* gK = k + (long long)kLo * ldk + (long long)hk * D;
+  const T* gV = v + (long long)kLo * ldk + (long long)hk * D;
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float rowMax[2] = {FFA_NEG_INF, FFA_NEG_INF};
+  float rowSum[2] = {0.f, 0.f};
+  unsigned qf[D / 16][4];
+
+  // ---- 3. main loop
+  load_tile<BM, D, NT>(sQ, gQ, ldq, m1 - m0, tid);
+  cp_async_commit();
+  if (nTiles > 0) {
+    load_tile<BN, D, NT>(sK, gK, ldk, kHi - kLo, tid);
+    load_tile<BN, D, NT>(sV, gV, ldk, kHi - kLo, tid);
+  }
+  cp_async_commit();
+
+  for (int it = 0; it < nTiles; ++it) {
+    const int stage = it & 1;
+    const int n0 = kLo + it * BN;
+    if (it + 1 < nTiles) {
+      const int off = (it + 1) * BN;
+      load_tile<BN, D, NT>(sK + (stage ^ 1) * BN * D, gK + off * ldk, ldk, kHi - kLo - off, tid);
+      load_tile<BN, D, NT>(sV + (stage ^ 1) * BN * D, gV + off * ldk, ldk, kHi - kLo - off, tid);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    if (it == 0) {
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        const int row = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int col = ks * 16 + (lane >> 4) * 8;
+        ldmatrix_x4(qf[ks], smem_u32(sQ + swz<D>(row, col)));
+      }
+    }
+
+    const T* cK = sK + stage * BN * D;
+    const T* cV = sV + stage * BN * D;
+
+    // S = Q K^T
+    float s[BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+#pragma unroll
+      for (int np = 0; np < BN / 16; ++np) {
+        unsigned b[4];
+        const int key = np * 16 + (lane & 7) + (lane >> 4) * 8;
+        const int col = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldmatrix_x4(b, smem_u32(cK + swz<D>(key, col)));
+        E::mma(s[2 * np], qf[ks], b[0], b[1]);
+        E::mma(s[2 * np + 1], qf[ks], b[2], b[3]);
+      }
+    }
+
+    if (softcapScale > 0.f) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[j][e] = tanhf(s[j][e] * softcapScale);
+    }
+
+    // 2. mask only tiles that some row does not see in full
+    if (n0 < allStart || n0 + BN > allEnd) apply_mask<BN>(s, n0, lane, rs, re);
+
+    // online softmax (row max in s units; p = exp2(s * scaleLog2 - max * scaleLog2))
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = rowMax[r];
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mUse = mx == FFA_NEG_INF ? 0.f : mx;
+      const float alpha = fast_exp2((rowMax[r] - mUse) * scaleLog2);  // 0 when the old max is -inf
+      rowMax[r] = mx;
+      const float mScaled = mUse * scaleLog2;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const float p0 = fast_exp2(fmaf(s[j][2 * r], scaleLog2, -mScaled));
+        const float p1 = fast_exp2(fmaf(s[j][2 * r + 1], scaleLog2, -mScaled));
+        s[j][2 * r] = p0;
+        s[j][2 * r + 1] = p1;
+        sum += p0 + p1;
+      }
+      rowSum[r] = rowSum[r] * alpha + sum;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        o[j][2 * r] *= alpha;
+        o[j][2 * r + 1] *= alpha;
+      }
+    }
+
+    // O += P V (P rounded to the input type)
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      unsigned a[4];
+      a[0] = E::pack(s[2 * kk][0], s[2 * kk][1]);
+      a[1] = E::pack(s[2 * kk][2], s[2 * kk][3]);
+      a[2] = E::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      a[3] = E::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        unsigned b[4];
+        const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int col = dp * 16 + (lane >> 4) * 8;
+        ldmatrix_x4_trans(b, smem_u32(cV + swz<D>(key, col)));
+        E::mma(o[2 * dp], a, b[0], b[1]);
+        E::mma(o[2 * dp + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // the next iteration's loads overwrite this stage
+  }
+  cp_async_wait<0>();  // nTiles == 0 never happens (the host drops empty tiles), but stay safe
+
+  // ---- finalize: row sums across the quad, 1/sum, lse (natural log)
+  float rowLse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = rowSum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const bool empty = !(sum > 0.f);  // also maps a NaN sum to an empty row
+    const float inv = empty ? 0.f : 1.f / sum;
+    rowLse[r] = empty ? FFA_NEG_INF : rowMax[r] * unit + logf(sum);
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][2 * r] *= inv;
+      o[j][2 * r + 1] *= inv;
+    }
+  }
+
+  // ---- 4. epilogue
+  if (!kMerge) {
+    T* out = reinterpret_cast<T*>(outPtr);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = m0 + warp * 16 + g + 8 * r;
+      if (row < m1) {
+        T* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          *reinterpret_cast<unsigned*>(dst + 8 * j) = E::pack(o[j][2 * r], o[j][2 * r + 1]);
+        }
+        if (t == 0) lse[(long long)row * headsQ + h] = rowLse[r];
+      }
+    }
+    return;
+  }
+
+  // merge: lock the aligned BM-row blocks the tile touches (lower index first), LSE-merge, unlock
+  float* out = reinterpret_cast<float*>(outPtr);
+  int* lock0 = locks + (m0 / BM) * headsQ + h;
+  int* lock1 = locks + ((m1 - 1) / BM) * headsQ + h;
+  if (tid == 0) {
+    while (atomicCAS(lock0, 0, 1) != 0) {
+    }
+    if (lock1 != lock0) {
+      while (atomicCAS(lock1, 0, 1) != 0) {
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+  float prevLse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = m0 + warp * 16 + g + 8 * r;
+    prevLse[r] = row < m1 ? __ldcg(lse + (long long)row * headsQ + h) : FFA_NEG_INF;
+  }
+  __syncwarp();  // the quad reads lse before its t == 0 thread overwrites it
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = m0 + warp * 16 + g + 8 * r;
+    if (row >= m1 || rowLse[r] == FFA_NEG_INF) continue;  // nothing to add
+    float* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
+    const float lp = prevLse[r];
+    const float lc = rowLse[r];
+    if (lp == FFA_NEG_INF) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) __stcg(reinterpret_cast<float2*>(dst + 8 * j), make_float2(o[j][2 * r], o[j][2 * r + 1]));
+      if (t == 0) __stcg(lse + (long long)row * headsQ + h, lc);
+    } else {
+      const float hi = fmaxf(lp, lc);
+      const float lo = fminf(lp, lc);
+      const float merged = hi + log1pf(expf(lo - hi));
+      const float wp = expf(lp - merged);
+      const float wc = expf(lc - merged);
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        const float2 prev = __ldcg(reinterpret_cast<const float2*>(dst + 8 * j));
+        __stcg(reinterpret_cast<float2*>(dst + 8 * j),
+               make_float2(wp * prev.x + wc * o[j][2 * r], wp * prev.y + wc * o[j][2 * r + 1]));
+      }
+      if (t == 0) __stcg(lse + (long long)row * headsQ + h, merged);
+    }
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    if (lock1 != lock0) atomicExch(lock1, 0);
+    atomicExch(lock0, 0);
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// 5. Side kernels.
+
+// lse = -inf everywhere (before a merge launch).
+__device__ __forceinline__ void lse_init(float* lse, long long n) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    lse[i] = FFA_NEG_INF;
+}
+
+// Rows [ranges[2r], ranges[2r+1]) for r = blockIdx.y: out = 0 (16-bit elements), lse = -inf.
+__device__ __forceinline__ void fill_rows(unsigned short* out, float* lse, const int* ranges, int rowElems, int headsQ) {
+  const long long r0 = ranges[2 * blockIdx.y];
+  const long long r1 = ranges[2 * blockIdx.y + 1];
+  const long long nOut = (r1 - r0) * rowElems;
+  const long long nLse = (r1 - r0) * headsQ;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < nOut; i += (long long)gridDim.x * blockDim.x)
+    out[r0 * rowElems + i] = 0;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < nLse; i += (long long)gridDim.x * blockDim.x)
+    lse[r0 * headsQ + i] = FFA_NEG_INF;
+}
+
+// fp32 merged out -> output type; rows with lse = -inf become 0 (they were never written, or
+// every tile that covered them saw no key).
+template <typename OutT>
+__device__ __forceinline__ void finalize(const float* acc, OutT* out, const float* lse, long long rows, int dim) {
+  const long long n = rows * dim;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const float l = lse[i / dim];
+    const float x = l == FFA_NEG_INF ? 0.f : acc[i];
+    if constexpr (sizeof(OutT) == 4) {
+      out[i] = x;
+    } else {
+      out[i] = OutT(x);
+    }
+  }
+}
+
+}  // namespace ffa
+
+// --------------------------------------------------------------------------------------------
+// Entry points. Name: ffa_fwd_{bf16,fp16}_d{64,128}_{direct,merge}. Block: 32 * FFA_NWARPS
+// threads; dynamic smem: (BM + 4 * BN) * D * 2 bytes; grid: numWorkItems * headsQ.
+
+#ifndef FFA_NWARPS
+#define FFA_NWARPS 8
+#endif
+#ifndef FFA_BN
+#define FFA_BN 64
+#endif
+
+#define FFA_FWD_ENTRY(NAME, E, D, MERGE)                                                                              \
+  extern "C" __global__ void __launch_bounds__(32 * FFA_NWARPS, 1)                                                    \
+      NAME(const E::T* __restrict__ q, const E::T* __restrict__ k, const E::T* __restrict__ v, void* __restrict__ out, \
+           float* __restrict__ lse, const int* __restrict__ qRanges, const int* __restrict__ kRanges,                  \
+           const int* __restrict__ types, const int* __restrict__ work, int* __restrict__ locks, int headsQ,          \
+           int headsKv, float scaleLog2, float unit, float softcapScale) {                                             \
+    ffa::fwd_kernel<E, D, FFA_BN, FFA_NWARPS, MERGE>(q, k, v, out, lse, qRanges, kRanges, types, work, locks, headsQ, \
+                                                     headsKv, scaleLog2, unit, softcapScale);                          \
+  }
+
+FFA_FWD_ENTRY(ffa_fwd_bf16_d128_direct, ffa::Bf16, 128, false)
+FFA_FWD_ENTRY(ffa_fwd_bf16_d128_merge, ffa::Bf16, 128, true)
+FFA_FWD_ENTRY(ffa_fwd_fp16_d128_direct, ffa::Fp16, 128, false)
+FFA_FWD_ENTRY(ffa_fwd_fp16_d128_merge, ffa::Fp16, 128, true)
+FFA_FWD_ENTRY(ffa_fwd_bf16_d64_direct, ffa::Bf16, 64, false)
+FFA_FWD_ENTRY(ffa_fwd_bf16_d64_merge, ffa::Bf16, 64, true)
+FFA_FWD_ENTRY(ffa_fwd_fp16_d64_direct, ffa::Fp16, 64, false)
+FFA_FWD_ENTRY(ffa_fwd_fp16_d64_merge, ffa::Fp16, 64, true)
+
+extern "C" __global__ void ffa_fwd_lse_init(float* lse, long long n) { ffa::lse_init(lse, n); }
+
+extern "C" __global__ void ffa_fwd_fill_rows(unsigned short* out, float* lse, const int* ranges, int rowElems,
+                                             int headsQ) {
+  ffa::fill_rows(out, lse, ranges, rowElems, headsQ);
+}
+
+extern "C" __global__ void ffa_fwd_finalize_bf16(const float* acc, __nv_bfloat16* out, const float* lse,
+                                                 long long rows, int dim) {
+  ffa::finalize(acc, out, lse, rows, dim);
+}
+extern "C" __global__ void ffa_fwd_finalize_fp16(const float* acc, __half* out, const float* lse, long long rows,
+                                                 int dim) {
+  ffa::finalize(acc, out, lse, rows, dim);
+}
+extern "C" __global__ void ffa_fwd_finalize_f32(const float* acc, float* out, const float* lse, long long rows,
+                                                int dim) {
+  ffa::finalize(acc, out, lse, rows, dim);
+}
