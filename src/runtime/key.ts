@@ -14,11 +14,9 @@ import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList }
 import type { ProcessGroup } from '../comm/process-group.js';
 import { applyPadding, buildChunkBuckets, validateMask, type Chunking } from '../solver/chunking.js';
 import { resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
-import { planAllRanks } from '../solver/dist-attn.js';
 import { makeDispatchMeta } from '../solver/dispatch.js';
-import { buildStageGroupCast, toGroupReduceArgs } from '../solver/group-collective-args.js';
 import type { DistAttnPlan, RankPlan } from '../solver/plan.js';
-import { planDistAttn } from '../solver/solve.js';
+import { planDistAttn, planRanksForDispatch } from '../solver/solve.js';
 
 /** Everything calcAttn needs for one mask on one cp group. Treat as immutable. */
 export class DistAttnRuntimeKey {
@@ -286,29 +284,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
   const buckets = buildChunkBuckets(mask, chunking);
   // Position ids must not change with the mask: keep the dispatch key's clamp.
   const dispatch = { ...makeDispatchMeta(chunking, buckets, d.partitions, old.dispatchConfig.alg, d.maxValidIds), algorithm: d.algorithm };
-  const { slicing, stages, degree } = planAllRanks(dispatch, buckets, overlapConfig);
-  const perStageCast = Array.from({ length: degree }, (_, s) => buildStageGroupCast(dispatch, stages.map((st) => st.stageBufferGlobalKRanges[s])));
-  const perRank: RankPlan[] = slicing.map((sl, r) => ({
-    rank: r,
-    hostGlobalRanges: sl.hostGlobalRanges,
-    hostSlices: sl.hostSlices,
-    hostArea: sl.hostArea,
-    remoteGlobalKRanges: sl.remoteGlobalKRanges,
-    stages: Array.from({ length: degree }, (_, s) => {
-      const buf = stages[r].stageBufferGlobalKRanges[s];
-      let len = 0;
-      for (let i = 0; i < buf.length; i += 2) len += buf[i + 1] - buf[i];
-      const groupCast = perStageCast[s][r];
-      return {
-        stageBufferGlobalKRanges: buf,
-        stageBufferLength: len,
-        remoteSlices: stages[r].remoteSlices[s],
-        remoteArea: stages[r].remoteArea[s],
-        groupCast,
-        groupReduce: toGroupReduceArgs(groupCast),
-      };
-    }),
-  }));
+  const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig);
   const plan: DistAttnPlan = {
     formatVersion: 1,
     cpSize: old.cpSize,

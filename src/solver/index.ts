@@ -24,4 +24,4 @@ export { planAllRanks, planRankHost, planRankStageBounds, planRankStages, type R
 export * from './group-collective-args.js';
 export { checkPlan, type PlanCheckResult } from './check-plan.js';
 export * from './baselines.js';
-export { planDistAttn, planDistAttnTimed, type PlanRequest, type PlanTimings } from './solve.js';
+export { planDistAttn, planDistAttnTimed, planRanksForDispatch, type PlanRequest, type PlanTimings } from './solve.js';

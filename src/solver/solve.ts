@@ -4,12 +4,12 @@
  * on its own or one process may run it and hand out the parts.
  */
 import type { SliceList } from '../mask/slice-list.js';
-import { buildChunkBuckets, checkCpSize, maxValidIds, resolveChunking, validateMask } from './chunking.js';
-import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from './config.js';
+import { buildChunkBuckets, checkCpSize, maxValidIds, resolveChunking, validateMask, type ChunkBuckets } from './chunking.js';
+import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig, type ResolvedOverlapConfig } from './config.js';
 import { planAllRanks } from './dist-attn.js';
 import { makeDispatchMeta, solveDispatch } from './dispatch.js';
 import { buildStageGroupCast, toGroupReduceArgs } from './group-collective-args.js';
-import type { DistAttnPlan, RankPlan } from './plan.js';
+import type { DispatchMeta, DistAttnPlan, RankPlan } from './plan.js';
 
 export interface PlanRequest {
   /** The global mask (self-attention), in unpadded coordinates. */
@@ -59,31 +59,8 @@ export function planDistAttnTimed(request: PlanRequest, now: () => number = () =
   const t2 = now();
 
   const marks: number[] = [];
-  const { slicing, stages, degree } = planAllRanks(dispatch, buckets, overlapConfig, () => marks.push(now()));
+  const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig, () => marks.push(now()));
   const [t3, t4, t5] = marks;
-
-  const perStageCast = Array.from({ length: degree }, (_, s) => buildStageGroupCast(dispatch, stages.map((st) => st.stageBufferGlobalKRanges[s])));
-  const perRank: RankPlan[] = slicing.map((sl, r) => ({
-    rank: r,
-    hostGlobalRanges: sl.hostGlobalRanges,
-    hostSlices: sl.hostSlices,
-    hostArea: sl.hostArea,
-    remoteGlobalKRanges: sl.remoteGlobalKRanges,
-    stages: Array.from({ length: degree }, (_, s) => {
-      const buf = stages[r].stageBufferGlobalKRanges[s];
-      let len = 0;
-      for (let i = 0; i < buf.length; i += 2) len += buf[i + 1] - buf[i];
-      const groupCast = perStageCast[s][r];
-      return {
-        stageBufferGlobalKRanges: buf,
-        stageBufferLength: len,
-        remoteSlices: stages[r].remoteSlices[s],
-        remoteArea: stages[r].remoteArea[s],
-        groupCast,
-        groupReduce: toGroupReduceArgs(groupCast),
-      };
-    }),
-  }));
   const plan: DistAttnPlan = {
     formatVersion: 1,
     cpSize: request.cpSize,
@@ -109,4 +86,42 @@ export function planDistAttnTimed(request: PlanRequest, now: () => number = () =
       total: t6 - t0,
     },
   };
+}
+
+/**
+ * The per-rank part of a plan for a given dispatch: host and remote slices, overlap stages, and
+ * the GroupCast / GroupReduce arguments of every stage. planDistAttn calls it after solving the
+ * dispatch; a new mask over an existing dispatch (the runtime's makeKeyForNewMaskAfterDispatch)
+ * calls it on its own. `mark` is called after the host, overlap and remote phases (for timings).
+ */
+export function planRanksForDispatch(
+  dispatch: DispatchMeta,
+  buckets: ChunkBuckets,
+  overlapConfig: ResolvedOverlapConfig,
+  mark?: () => void,
+): { perRank: RankPlan[]; degree: number } {
+  const { slicing, stages, degree } = planAllRanks(dispatch, buckets, overlapConfig, mark);
+  const perStageCast = Array.from({ length: degree }, (_, s) => buildStageGroupCast(dispatch, stages.map((st) => st.stageBufferGlobalKRanges[s])));
+  const perRank: RankPlan[] = slicing.map((sl, r) => ({
+    rank: r,
+    hostGlobalRanges: sl.hostGlobalRanges,
+    hostSlices: sl.hostSlices,
+    hostArea: sl.hostArea,
+    remoteGlobalKRanges: sl.remoteGlobalKRanges,
+    stages: Array.from({ length: degree }, (_, s) => {
+      const buf = stages[r].stageBufferGlobalKRanges[s];
+      let len = 0;
+      for (let i = 0; i < buf.length; i += 2) len += buf[i + 1] - buf[i];
+      const groupCast = perStageCast[s][r];
+      return {
+        stageBufferGlobalKRanges: buf,
+        stageBufferLength: len,
+        remoteSlices: stages[r].remoteSlices[s],
+        remoteArea: stages[r].remoteArea[s],
+        groupCast,
+        groupReduce: toGroupReduceArgs(groupCast),
+      };
+    }),
+  }));
+  return { perRank, degree };
 }
