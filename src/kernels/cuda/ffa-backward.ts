@@ -1,0 +1,319 @@
+/**
+ * The launcher of the first CUDA flex-flash-attention backward kernel (ffa_bwd.cu, compiled at
+ * run time by NVRTC). Host half of the backward's tile scheduler: the work list holds one item
+ * per (slice, k tile of BN keys) with the q rows [qLo, qHi) of the slice that see keys of the
+ * tile (the inverse of the per-row key interval); the grid is items x kv heads and each block
+ * loops over the G query heads of its kv head (CatGQA) and the 64-row q tiles of [qLo, qHi).
+ *
+ * Sequence of one launch: pre-pass (Δ = rowsum(out·dout), lseLog2 = lse·log2e with -inf ->
+ * +inf, both [Hq, Tq] fp32) -> zero the fp32 dq/dk/dv buffers -> main kernel (dq by fp32
+ * atomics per q tile, dk/dv in registers then fp32 atomics) -> convert fp32 -> input dtype.
+ *
+ * Not handled yet: sink / dsink, accumulation buffers (dqAcc/dkAcc/dvAcc), deterministic mode.
+ * The kernel source has no includes of its own (helpers are copied from ffa_fwd.cu), so the
+ * NVRTC cache key (source text + options) is exact.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module, Stream } from '../../device/index.js';
+import { Tensor } from '../../tensor.js';
+import type { DType } from '../../dtype.js';
+import type { SliceList } from '../../mask/slice-list.js';
+import type { FfaBackwardArgs, FfaBackwardResult } from '../backend.js';
+import { FfaCudaUnsupportedError } from './ffa-forward.js';
+
+/** Default: 8 warps, BN = 128 keys per block, BM = 64 q rows per inner step (4 warps / BN = 64 also verified; 8 was ~20% faster on an H200). */
+export const FFA_BWD_WARPS = 8;
+export const FFA_BWD_BLOCK_M = 64;
+export const FFA_BWD_HEAD_DIMS: readonly number[] = [64, 128];
+
+export function ffaBackwardSource(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, 'ffa_bwd.cu'), join(here, '..', '..', '..', '..', 'src', 'kernels', 'cuda', 'ffa_bwd.cu')];
+  for (const path of candidates) if (existsSync(path)) return readFileSync(path, 'utf8');
+  throw new Error(`cuda ffa backward: kernel source ffa_bwd.cu not found (looked in ${candidates.join(', ')})`);
+}
+
+function rowStart(type: number, qs: number, ks: number, q: number): number {
+  return (type & 2) !== 0 ? ks + (q - qs) : ks;
+}
+function rowEnd(type: number, qe: number, ke: number, q: number): number {
+  return Math.min(ke, (type & 1) !== 0 ? ke - (qe - q - 1) : ke);
+}
+
+export interface FfaBackwardPlan {
+  /** Flat (slice, n0, qLo, qHi) quadruples, most q tiles first. */
+  readonly work: Int32Array;
+  readonly numWork: number;
+  /** Total inner q-tile steps over the work list (for one q head): a cost measure. */
+  readonly qTiles: number;
+}
+
+/**
+ * Work list: for every slice with at least one non-empty row, its k tiles of `blockN` keys from
+ * k_start, each with the q rows that see a key of the tile:
+ *   causal bit (type & 1): row q sees keys < ke − (qe − q − 1), so q ≥ n0 + qe − ke;
+ *   inv-causal bit (type & 2): row q sees keys ≥ ks + (q − qs), so q < n1 − ks + qs.
+ */
+export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: number, blockN: number, blockM = FFA_BWD_BLOCK_M): FfaBackwardPlan {
+  const items: Array<[number, number, number, number, number]> = [];
+  for (let b = 0; b < slices.types.length; b++) {
+    const type = slices.types[b];
+    const qs = slices.qRanges[2 * b];
+    const qe = slices.qRanges[2 * b + 1];
+    const ks = slices.kRanges[2 * b];
+    const ke = slices.kRanges[2 * b + 1];
+    if (qe > tokensQ || qs < 0) throw new RangeError(`cuda ffa backward: qRanges[${b}] = [${qs}, ${qe}) exceeds the ${tokensQ} query tokens`);
+    if (ke > tokensK || ks < 0) throw new RangeError(`cuda ffa backward: kRanges[${b}] = [${ks}, ${ke}) exceeds the ${tokensK} key tokens`);
+    if (qe <= qs || ke <= ks) continue;
+    // causal: the last row is the widest; inv-causal: the first; bi-causal: all rows alike
+    const nonEmpty = rowEnd(type, qe, ke, qe - 1) > rowStart(type, qs, ks, qe - 1) || rowEnd(type, qe, ke, qs) > rowStart(type, qs, ks, qs);
+    if (!nonEmpty) continue;
+    for (let n0 = ks; n0 < ke; n0 += blockN) {
+      const n1 = Math.min(n0 + blockN, ke);
+      const qLo = (type & 1) !== 0 ? Math.max(qs, n0 + qe - ke) : qs;
+      const qHi = (type & 2) !== 0 ? Math.min(qe, n1 - ks + qs) : qe;
+      if (qHi <= qLo) continue;
+      items.push([b, n0, qLo, qHi, Math.ceil((qHi - qLo) / blockM)]);
+    }
+  }
+  items.sort((x, y) => y[4] - x[4] || x[0] - y[0] || x[1] - y[1]);
+  const work = new Int32Array(items.length * 4);
+  let qTiles = 0;
+  items.forEach(([b, n0, lo, hi, n], i) => {
+    work.set([b, n0, lo, hi], 4 * i);
+    qTiles += n;
+  });
+  return { work, numWork: items.length, qTiles };
+}
+
+export interface FfaBackwardShape {
+  tokensQ: number;
+  tokensK: number;
+  headsQ: number;
+  headsKv: number;
+  dim: number;
+  /** Input dtype: bfloat16 or float16 (dq/dk/dv come back in it). */
+  dtype: DType;
+}
+
+function i32(value: number): KernelArg {
+  return { type: 'i32', value };
+}
+function ptr(value: DeviceBuffer | null): KernelArg {
+  return { type: 'ptr', value };
+}
+
+/** The compiled backward module; one per device. */
+export class CudaFfaBackward {
+  readonly module: Module;
+  readonly warps: number;
+  readonly blockM = FFA_BWD_BLOCK_M;
+  readonly blockN: number;
+  private readonly configured = new Set<string>();
+
+  constructor(
+    readonly device: CudaDevice,
+    options: { cacheDir?: string; warps?: number } = {},
+  ) {
+    this.warps = options.warps ?? FFA_BWD_WARPS;
+    if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
+    this.blockN = 16 * this.warps;
+    const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_bwd.cu', options: [`-DFFA_BWD_NWARPS=${this.warps}`] };
+    if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
+    this.module = device.compile(ffaBackwardSource(), opts);
+  }
+
+  static typeTag(dtype: DType): 'bf16' | 'fp16' {
+    if (dtype === 'bfloat16') return 'bf16';
+    if (dtype === 'float16') return 'fp16';
+    throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
+  }
+
+  mainKernel(dtype: DType, dim: number, softcap: boolean): { kernel: Kernel; smemBytes: number } {
+    const t = CudaFfaBackward.typeTag(dtype);
+    if (!FFA_BWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_BWD_HEAD_DIMS.join(', ')}, got ${dim}`);
+    const name = `ffa_bwd_${t}_d${dim}${softcap ? '_softcap' : ''}`;
+    const kernel = this.module.kernel(name);
+    const bm = this.blockM;
+    const bn = this.blockN;
+    const smemBytes = (2 * bn * dim + 4 * bm * dim + bn * bm) * 2 + 4 * bm * 4;
+    if (!this.configured.has(name)) {
+      kernel.setMaxDynamicSharedMemory(smemBytes);
+      this.configured.add(name);
+    }
+    return { kernel, smemBytes };
+  }
+
+  prepare(shape: FfaBackwardShape, slices: SliceList): FfaBackwardProblem {
+    return new FfaBackwardProblem(this, shape, slices);
+  }
+
+  /** Host tensors in, host tensors out (dq, dk, dv in the input dtype). */
+  backward(args: FfaBackwardArgs<Tensor>, options: { poison?: boolean } = {}): FfaBackwardResult<Tensor> {
+    if (args.sink !== undefined) throw new FfaCudaUnsupportedError('sink is not implemented in the backward yet');
+    if (args.dqAcc !== undefined || args.dkAcc !== undefined || args.dvAcc !== undefined) {
+      throw new FfaCudaUnsupportedError('accumulation buffers are not implemented in the backward yet');
+    }
+    const { q, k, v, out, dout, lse } = args;
+    const [tokensQ, headsQ, dim] = q.shape;
+    const [tokensK, headsKv] = k.shape;
+    if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new FfaCudaUnsupportedError('q, k, v must be [tokens, heads, dim]');
+    if (k.shape[2] !== dim || v.shape.join() !== k.shape.join()) throw new FfaCudaUnsupportedError("k and v must be [Tk, Hkv, D] with q's D");
+    if (headsQ % headsKv !== 0) throw new FfaCudaUnsupportedError(`Hq (${headsQ}) must be a multiple of Hkv (${headsKv})`);
+    for (const [name, x] of [['k', k], ['v', v], ['out', out], ['dout', dout]] as const) {
+      if (x.dtype !== q.dtype) throw new FfaCudaUnsupportedError(`${name} must have q's dtype ${q.dtype}, got ${x.dtype}`);
+    }
+    if (out.shape.join() !== q.shape.join() || dout.shape.join() !== q.shape.join()) throw new FfaCudaUnsupportedError('out and dout must be shaped like q');
+    if (lse.dtype !== 'float32' || lse.shape.join() !== [tokensQ, headsQ].join()) throw new FfaCudaUnsupportedError('lse must be float32 [Tq, Hq]');
+
+    const shape: FfaBackwardShape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
+    const problem = this.prepare(shape, args.slices);
+    const dev = this.device;
+    const bufs = [q, k, v, out, dout, lse].map((x) => dev.upload(x.data));
+    const [dQ, dK, dV, dOut, dDout, dLse] = bufs;
+    const qBytes = Math.max(4, tokensQ * headsQ * dim * 2);
+    const kBytes = Math.max(4, tokensK * headsKv * dim * 2);
+    const gq = dev.alloc(qBytes);
+    const gk = dev.alloc(kBytes);
+    const gv = dev.alloc(kBytes);
+    if (options.poison) {
+      for (const b of [gq, gk, gv]) b.fill(0xff);
+      problem.poisonScratch();
+    }
+    problem.launch({ q: dQ, k: dK, v: dV, out: dOut, dout: dDout, lse: dLse, dq: gq, dk: gk, dv: gv }, args.softmaxScale, args.softcap);
+    const dq = Tensor.zeros(q.dtype, [tokensQ, headsQ, dim]);
+    const dk = Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
+    const dv = Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
+    if (dq.data.byteLength > 0) gq.download(dq.data);
+    if (dk.data.byteLength > 0) gk.download(dk.data);
+    if (dv.data.byteLength > 0) gv.download(dv.data);
+    for (const b of [...bufs, gq, gk, gv]) b.free();
+    problem.free();
+    return { dq, dk, dv };
+  }
+}
+
+/** Device buffers of one backward launch (input dtype unless noted). */
+export interface FfaBackwardBuffers {
+  q: DeviceBuffer;
+  k: DeviceBuffer;
+  v: DeviceBuffer;
+  out: DeviceBuffer;
+  dout: DeviceBuffer;
+  /** fp32 [Tq, Hq] */
+  lse: DeviceBuffer;
+  dq: DeviceBuffer;
+  dk: DeviceBuffer;
+  dv: DeviceBuffer;
+}
+
+/** A slice list planned and uploaded for one shape, with the fp32 scratch; launch it as often as needed. */
+export class FfaBackwardProblem {
+  readonly plan: FfaBackwardPlan;
+  private readonly qRanges: DeviceBuffer;
+  private readonly kRanges: DeviceBuffer;
+  private readonly types: DeviceBuffer;
+  private readonly work: DeviceBuffer;
+  /** fp32 scratch: lseLog2 and Δ [Hq, Tq], dq [Tq, Hq, D], dk/dv [Tk, Hkv, D] */
+  readonly lseLog2: DeviceBuffer;
+  readonly delta: DeviceBuffer;
+  readonly dqAcc: DeviceBuffer;
+  readonly dkAcc: DeviceBuffer;
+  readonly dvAcc: DeviceBuffer;
+
+  constructor(
+    readonly owner: CudaFfaBackward,
+    readonly shape: FfaBackwardShape,
+    readonly slices: SliceList,
+  ) {
+    const dev = owner.device;
+    this.plan = planFfaBackward(slices, shape.tokensQ, shape.tokensK, owner.blockN, owner.blockM);
+    owner.mainKernel(shape.dtype, shape.dim, false); // validates dtype / dim early
+    const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(4));
+    this.qRanges = dev.upload(nonEmpty(slices.qRanges));
+    this.kRanges = dev.upload(nonEmpty(slices.kRanges));
+    this.types = dev.upload(nonEmpty(Int32Array.from(slices.types)));
+    this.work = dev.upload(nonEmpty(this.plan.work));
+    const rows = shape.tokensQ * shape.headsQ;
+    this.lseLog2 = dev.alloc(Math.max(4, rows * 4));
+    this.delta = dev.alloc(Math.max(4, rows * 4));
+    this.dqAcc = dev.alloc(Math.max(4, rows * shape.dim * 4));
+    this.dkAcc = dev.alloc(Math.max(4, shape.tokensK * shape.headsKv * shape.dim * 4));
+    this.dvAcc = dev.alloc(Math.max(4, shape.tokensK * shape.headsKv * shape.dim * 4));
+  }
+
+  /** NaN bits in all fp32 scratch (tests: nothing may be read before it is written / zeroed). */
+  poisonScratch(): void {
+    for (const b of [this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc]) b.fill(0xff);
+  }
+
+  /** Enqueues pre-pass, zeroing, main kernel and the conversions on `stream`. */
+  launch(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream): void {
+    this.launchMain(b, softmaxScale, softcap, stream);
+    const { tokensQ, tokensK, headsQ, headsKv, dim } = this.shape;
+    const t = CudaFfaBackward.typeTag(this.shape.dtype);
+    const mod = this.owner.module;
+    const cfg = (grid: number, block: number) => (stream === undefined ? { grid, block } : { grid, block, stream });
+    const conv = (src: DeviceBuffer, dst: DeviceBuffer, n: number): void => {
+      if (n === 0) return;
+      mod.kernel(`ffa_bwd_convert_${t}`).launch(cfg(Math.min(8192, Math.ceil(n / 256)), 256), [ptr(src), ptr(dst), { type: 'i64', value: n }]);
+    };
+    conv(this.dqAcc, b.dq, tokensQ * headsQ * dim);
+    conv(this.dkAcc, b.dk, tokensK * headsKv * dim);
+    conv(this.dvAcc, b.dv, tokensK * headsKv * dim);
+  }
+
+  /** Pre-pass, zeroing and the main kernel only: the fp32 results stay in dqAcc / dkAcc / dvAcc. */
+  launchMain(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream): void {
+    const { tokensQ, headsQ, headsKv, dim } = this.shape;
+    const t = CudaFfaBackward.typeTag(this.shape.dtype);
+    const mod = this.owner.module;
+    const rows = tokensQ * headsQ;
+    const cfg = (grid: number, block: number, sharedMemBytes = 0) =>
+      stream === undefined ? { grid, block, sharedMemBytes } : { grid, block, sharedMemBytes, stream };
+    for (const buf of [this.dqAcc, this.dkAcc, this.dvAcc]) buf.fill(0, stream);
+    if (rows > 0) {
+      mod.kernel(`ffa_bwd_pre_${t}_d${dim}`).launch(cfg(Math.ceil(rows / 8), 256), [
+        ptr(b.out),
+        ptr(b.dout),
+        ptr(b.lse),
+        ptr(this.lseLog2),
+        ptr(this.delta),
+        i32(tokensQ),
+        i32(headsQ),
+      ]);
+    }
+    if (this.plan.numWork > 0 && headsKv > 0) {
+      const useSoftcap = softcap > 0;
+      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
+      const unit = useSoftcap ? softcap : softmaxScale;
+      kernel.launch(cfg(this.plan.numWork * headsKv, 32 * this.owner.warps, smemBytes), [
+        ptr(b.q),
+        ptr(b.k),
+        ptr(b.v),
+        ptr(b.dout),
+        ptr(this.lseLog2),
+        ptr(this.delta),
+        ptr(this.dqAcc),
+        ptr(this.dkAcc),
+        ptr(this.dvAcc),
+        ptr(this.qRanges),
+        ptr(this.kRanges),
+        ptr(this.types),
+        ptr(this.work),
+        i32(headsQ),
+        i32(headsKv),
+        i32(tokensQ),
+        { type: 'f32', value: unit * Math.LOG2E },
+        { type: 'f32', value: softmaxScale },
+        { type: 'f32', value: useSoftcap ? softmaxScale / softcap : 0 },
+      ]);
+    }
+  }
+
+  free(): void {
+    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc]) b.free();
+  }
+}

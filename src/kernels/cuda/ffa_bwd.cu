@@ -1,0 +1,484 @@
+// Flex-flash-attention backward, first CUDA version (sm_80+ tensor cores: mma.sync m16n8k16;
+// on sm_90 the fp32 reductions use the vector red.global.add.v2.f32).
+//
+// Device code only: compiled at run time by NVRTC (src/kernels/cuda/ffa-backward.ts) and by nvcc
+// in the CI check. The small device helpers (element types, cp.async, ldmatrix, swizzle,
+// load_tile, Slice) are copies of ffa_fwd.cu's, kept self-contained so that this file compiles
+// with NVRTC without include paths and the compile-cache key (source text only) stays exact.
+//
+// Layout (token-major): q/dq/out/dout [Tq, Hq, D], k/v/dk/dv [Tk, Hkv, D], lse [Tq, Hq] fp32.
+// Query head h reads kv head h / G, G = Hq / Hkv.
+//
+// Math (04 §1.10), per head h, query t, key j, z = scale*s (or c*tanh(scale*s/c)):
+//   Δ_t = Σ_d out·dout,  P = exp2(z·log2e − lse·log2e),  dV_j += Σ_t P dO_t,  dP = dO_t·v_j,
+//   dS = P (dP − Δ_t) [·(1 − tanh²)],  dQ_t += scale Σ_j dS k_j,  dK_j += scale Σ_t dS q_t.
+//
+// Kernels:
+//   1. ffa_bwd_pre_*  - Δ (fp32, from the 16-bit out and dout) and lseLog2 = lse·log2e, both
+//                       stored [Hq, Tq]; lse = -inf (row with no key) becomes lseLog2 = +inf so
+//                       that P = exp2(finite − inf) = 0 for every key (no NaN: the mask zeroes P
+//                       itself instead of setting S to -inf).
+//   2. ffa_bwd_*      - main kernel, FA-2 "LoopQ" with the CatGQA head loop. Block = NWARPS warps,
+//                       one work item (slice, k tile of BN = 16·NWARPS keys, q rows [qLo, qHi)
+//                       that see keys of the tile) × one kv head. Warp w owns keys 16w..16w+15:
+//                       it computes Sᵀ = K_w·Qᵀ and dPᵀ = V_w·dOᵀ (keys on the mma M dim), so
+//                       its dK/dV rows stay in registers over the inner loop, which runs over the
+//                       G query heads of the group × the q tiles (BM = 64 rows) of [qLo, qHi).
+//                       Q/dO/lseLog2/Δ tiles are double-buffered with cp.async. dSᵀ goes to
+//                       shared memory (16-bit) and every warp then computes 16 q rows × D/NCG
+//                       columns of dQ = dS·K, reduced into the fp32 dq buffer with atomics.
+//                       After the loop dK (×scale) and dV are reduced into fp32 dk/dv with atomics
+//                       (several slices may share k rows).
+//   3. ffa_bwd_convert_* - fp32 dq/dk/dv -> input dtype.
+// The host zeroes the fp32 dq/dk/dv buffers first, so keys no slice covers get dk = dv = 0.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#define FFA_POS_INF (__int_as_float(0x7f800000))
+#define FFA_NEG_INF (__int_as_float(0xff800000))
+
+namespace ffa_bwd {
+
+struct Bf16 {
+  using T = __nv_bfloat16;
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+  static __device__ __forceinline__ float to_float(T x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ T from_float(float x) { return __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+struct Fp16 {
+  using T = __half;
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+  static __device__ __forceinline__ float to_float(T x) { return __half2float(x); }
+  static __device__ __forceinline__ T from_float(float x) { return __float2half_rn(x); }
+  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async_16(unsigned dst, const void* src, bool valid) {
+  int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_4(unsigned dst, const void* src, bool valid) {
+  int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ void ldmatrix_x4(unsigned* r, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// fp32 reduction of two adjacent floats (8-byte aligned).
+__device__ __forceinline__ void red_add2(float* p, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(a), "f"(b) : "memory");
+#else
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+#endif
+}
+
+// Element offset of (row, col) in a [rows][W] tile, 16-byte chunks XOR-swizzled by row % 8.
+template <int W>
+__device__ __forceinline__ int swz(int row, int col) {
+  return row * W + ((((col >> 3) ^ (row & 7))) << 3);
+}
+
+template <int ROWS, int D, int NT, typename T>
+__device__ __forceinline__ void load_tile(T* smem, const T* g, long long ld, int nValid, int tid) {
+  constexpr int CHUNKS = D / 8;
+  static_assert((ROWS * CHUNKS) % NT == 0, "tile chunks must divide evenly among the threads");
+#pragma unroll
+  for (int i = 0; i < ROWS * CHUNKS / NT; ++i) {
+    const int c = tid + i * NT;
+    const int r = c / CHUNKS;
+    const int ch = c % CHUNKS;
+    const bool valid = r < nValid;
+    const T* src = valid ? g + r * ld + ch * 8 : g;
+    cp_async_16(smem_u32(smem + swz<D>(r, ch * 8)), src, valid);
+  }
+}
+
+struct Slice {
+  int qs, qe, ks, ke, type;
+  __device__ __forceinline__ int rowStart(int q) const {
+    int s = (type & 2) ? ks + (q - qs) : ks;
+    return max(s, ks);
+  }
+  __device__ __forceinline__ int rowEnd(int q) const {
+    int e = (type & 1) ? ke - (qe - q - 1) : ke;
+    return min(e, ke);
+  }
+};
+
+// --------------------------------------------------------------------------------------------
+// 1. Pre-pass: one warp per (token, head) row.
+template <typename E, int D>
+__device__ __forceinline__ void pre_kernel(const typename E::T* __restrict__ out, const typename E::T* __restrict__ dout,
+                                           const float* __restrict__ lse, float* __restrict__ lseLog2,
+                                           float* __restrict__ delta, int tokensQ, int headsQ) {
+  const int lane = threadIdx.x & 31;
+  const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= (long long)tokensQ * headsQ) return;
+  const int t = (int)(row / headsQ);
+  const int h = (int)(row % headsQ);
+  const typename E::T* o = out + row * D;
+  const typename E::T* d = dout + row * D;
+  float acc = 0.f;
+#pragma unroll
+  for (int i = lane; i < D; i += 32) acc = fmaf(E::to_float(o[i]), E::to_float(d[i]), acc);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  if (lane == 0) {
+    const float l = lse[row];
+    const long long idx = (long long)h * tokensQ + t;
+    delta[idx] = acc;
+    // 1.4426950408889634 = log2(e)
+    lseLog2[idx] = l == FFA_NEG_INF ? FFA_POS_INF : l * 1.4426950408889634f;
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// 2. Main kernel.
+template <typename E, int D, int NWARPS, bool SOFTCAP>
+__device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, const typename E::T* __restrict__ k,
+                                           const typename E::T* __restrict__ v, const typename E::T* __restrict__ dout,
+                                           const float* __restrict__ lseLog2, const float* __restrict__ delta,
+                                           float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
+                                           const int* __restrict__ qRanges, const int* __restrict__ kRanges,
+                                           const int* __restrict__ types, const int* __restrict__ work, int headsQ,
+                                           int headsKv, int tokensQ, float scaleLog2, float softmaxScale,
+                                           float softcapScale) {
+  using T = typename E::T;
+  constexpr int BM = 64;            // q rows per inner step
+  constexpr int BN = 16 * NWARPS;   // keys per block
+  constexpr int NT = 32 * NWARPS;
+  constexpr int RG = BM / 16;       // q row groups of the dQ step
+  constexpr int NCG = NWARPS / RG;  // column groups of the dQ step
+  constexpr int DQC = D / NCG;      // dQ columns per warp
+  constexpr int DC = DQC < 64 ? DQC : 64;  // dQ columns per register chunk
+  static_assert(NWARPS % RG == 0, "NWARPS must be a multiple of BM / 16");
+
+  extern __shared__ __align__(128) unsigned char smemRaw[];
+  T* sK = reinterpret_cast<T*>(smemRaw);
+  T* sV = sK + BN * D;
+  T* sQ = sV + BN * D;        // 2 stages
+  T* sdO = sQ + 2 * BM * D;   // 2 stages
+  T* sdSt = sdO + 2 * BM * D; // [BN keys][BM q]
+  float* sL = reinterpret_cast<float*>(sdSt + BN * BM);  // 2 stages of BM
+  float* sD = sL + 2 * BM;                               // 2 stages of BM
+
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5;
+  const int lane = tid & 31;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+
+  const int hk = blockIdx.x % headsKv;
+  const int item = blockIdx.x / headsKv;
+  const int sliceIdx = work[4 * item];
+  const int n0 = work[4 * item + 1];
+  const int qLo = work[4 * item + 2];
+  const int qHi = work[4 * item + 3];
+  Slice sl;
+  sl.qs = qRanges[2 * sliceIdx];
+  sl.qe = qRanges[2 * sliceIdx + 1];
+  sl.ks = kRanges[2 * sliceIdx];
+  sl.ke = kRanges[2 * sliceIdx + 1];
+  sl.type = types[sliceIdx];
+  const int n1 = min(n0 + BN, sl.ke);
+  const int G = headsQ / headsKv;
+  const int nQt = (qHi - qLo + BM - 1) / BM;
+  const int nSteps = G * nQt;
+
+  const long long ldq = (long long)headsQ * D;
+  const long long ldk = (long long)headsKv * D;
+
+  load_tile<BN, D, NT>(sK, k + (long long)n0 * ldk + (long long)hk * D, ldk, n1 - n0, tid);
+  load_tile<BN, D, NT>(sV, v + (long long)n0 * ldk + (long long)hk * D, ldk, n1 - n0, tid);
+
+  auto loadStep = [&](int s, int stage) {
+    const int h = hk * G + s / nQt;
+    const int m0 = qLo + (s % nQt) * BM;
+    const int nValid = min(BM, qHi - m0);
+    load_tile<BM, D, NT>(sQ + stage * BM * D, q + (long long)m0 * ldq + (long long)h * D, ldq, nValid, tid);
+    load_tile<BM, D, NT>(sdO + stage * BM * D, dout + (long long)m0 * ldq + (long long)h * D, ldq, nValid, tid);
+    for (int i = tid; i < 2 * BM; i += NT) {
+      const int which = i / BM;
+      const int r = i % BM;
+      const bool valid = r < nValid;
+      const float* src = (which ? delta : lseLog2) + (long long)h * tokensQ + m0 + (valid ? r : 0);
+      cp_async_4(smem_u32((which ? sD : sL) + stage * BM + r), src, valid);
+    }
+  };
+
+  float dKacc[D / 8][4];
+  float dVacc[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dKacc[j][e] = dVacc[j][e] = 0.f;
+
+  loadStep(0, 0);
+  cp_async_commit();
+
+  for (int s = 0; s < nSteps; ++s) {
+    const int stage = s & 1;
+    if (s + 1 < nSteps) {
+      loadStep(s + 1, stage ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    const int h = hk * G + s / nQt;
+    const int m0 = qLo + (s % nQt) * BM;
+    const int m1 = min(m0 + BM, qHi);
+    const T* cQ = sQ + stage * BM * D;
+    const T* cdO = sdO + stage * BM * D;
+    const float* cL = sL + stage * BM;
+    const float* cD = sD + stage * BM;
+
+    // Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ: 16 keys x BM q rows per warp
+    float st[BM / 8][4];
+    float dp[BM / 8][4];
+#pragma unroll
+    for (int j = 0; j < BM / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[j][e] = dp[j][e] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      unsigned ak[4], av[4];
+      const int arow = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+      const int acol = ks * 16 + (lane >> 4) * 8;
+      ldmatrix_x4(ak, smem_u32(sK + swz<D>(arow, acol)));
+      ldmatrix_x4(av, smem_u32(sV + swz<D>(arow, acol)));
+#pragma unroll
+      for (int np = 0; np < BM / 16; ++np) {
+        unsigned b[4];
+        const int row = np * 16 + (lane & 7) + (lane >> 4) * 8;
+        const int col = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldmatrix_x4(b, smem_u32(cQ + swz<D>(row, col)));
+        E::mma(st[2 * np], ak, b[0], b[1]);
+        E::mma(st[2 * np + 1], ak, b[2], b[3]);
+        ldmatrix_x4(b, smem_u32(cdO + swz<D>(row, col)));
+        E::mma(dp[2 * np], av, b[0], b[1]);
+        E::mma(dp[2 * np + 1], av, b[2], b[3]);
+      }
+    }
+
+    // P and dS (elementwise). Row (key) = n0 + 16w + g + 8(e>>1), column (q) = m0 + 8j + 2t + (e&1).
+    const bool full = (m1 - m0 == BM) && n0 >= sl.rowStart(m1 - 1) && n0 + BN <= sl.rowEnd(m0);
+#pragma unroll
+    for (int j = 0; j < BM / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = 8 * j + 2 * t + (e & 1);
+        float x = st[j][e];
+        if (SOFTCAP) x = tanhf(x * softcapScale);
+        float p = fast_exp2(fmaf(x, scaleLog2, -cL[c]));
+        if (!full) {
+          const int key = n0 + warp * 16 + g + 8 * (e >> 1);
+          const int qq = m0 + c;
+          const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
+          if (!ok) p = 0.f;
+        }
+        float ds = p * (dp[j][e] - cD[c]);
+        if (SOFTCAP) ds *= 1.f - x * x;
+        st[j][e] = p;
+        dp[j][e] = ds;
+      }
+    }
+
+    // dV += Pᵀ dO, dK += dSᵀ Q (16-bit P / dS from registers, k dim = q rows)
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) {
+      unsigned ap[4], as[4];
+      ap[0] = E::pack(st[2 * kk][0], st[2 * kk][1]);
+      ap[1] = E::pack(st[2 * kk][2], st[2 * kk][3]);
+      ap[2] = E::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
+      ap[3] = E::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+      as[0] = E::pack(dp[2 * kk][0], dp[2 * kk][1]);
+      as[1] = E::pack(dp[2 * kk][2], dp[2 * kk][3]);
+      as[2] = E::pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+      as[3] = E::pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+      // dSᵀ to shared memory for the dQ step: row = key, col = q
+      {
+        const int r0 = warp * 16 + g;
+        *reinterpret_cast<unsigned*>(sdSt + swz<BM>(r0, 16 * kk) + 2 * t) = as[0];
+        *reinterpret_cast<unsigned*>(sdSt + swz<BM>(r0 + 8, 16 * kk) + 2 * t) = as[1];
+        *reinterpret_cast<unsigned*>(sdSt + swz<BM>(r0, 16 * kk + 8) + 2 * t) = as[2];
+        *reinterpret_cast<unsigned*>(sdSt + swz<BM>(r0 + 8, 16 * kk + 8) + 2 * t) = as[3];
+      }
+#pragma unroll
+      for (int dd = 0; dd < D / 16; ++dd) {
+        unsigned b[4];
+        const int row = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int col = dd * 16 + (lane >> 4) * 8;
+        ldmatrix_x4_trans(b, smem_u32(cdO + swz<D>(row, col)));
+        E::mma(dVacc[2 * dd], ap, b[0], b[1]);
+        E::mma(dVacc[2 * dd + 1], ap, b[2], b[3]);
+        ldmatrix_x4_trans(b, smem_u32(cQ + swz<D>(row, col)));
+        E::mma(dKacc[2 * dd], as, b[0], b[1]);
+        E::mma(dKacc[2 * dd + 1], as, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // dSᵀ complete
+
+    // dQ[BM, D] += dS[BM, BN] K[BN, D]: warp -> 16 q rows (rg) x DQC columns (cg)
+    {
+      const int rg = warp % RG;
+      const int cg = warp / RG;
+#pragma unroll
+      for (int cc = cg * DQC; cc < (cg + 1) * DQC; cc += DC) {
+        float acc[DC / 8][4];
+#pragma unroll
+        for (int j = 0; j < DC / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+          unsigned a[4];
+          const int mat = lane >> 3;
+          const int krow = kk * 16 + (mat >> 1) * 8 + (lane & 7);
+          const int mcol = rg * 16 + (mat & 1) * 8;
+          ldmatrix_x4_trans(a, smem_u32(sdSt + swz<BM>(krow, mcol)));
+#pragma unroll
+          for (int dd = 0; dd < DC / 16; ++dd) {
+            unsigned b[4];
+            const int row = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+            const int col = cc + dd * 16 + (lane >> 4) * 8;
+            ldmatrix_x4_trans(b, smem_u32(sK + swz<D>(row, col)));
+            E::mma(acc[2 * dd], a, b[0], b[1]);
+            E::mma(acc[2 * dd + 1], a, b[2], b[3]);
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int row = m0 + rg * 16 + g + 8 * r;
+          if (row < m1) {
+            float* dst = dq + (long long)row * ldq + (long long)h * D + cc + 2 * t;
+#pragma unroll
+            for (int j = 0; j < DC / 8; ++j)
+              red_add2(dst + 8 * j, acc[j][2 * r] * softmaxScale, acc[j][2 * r + 1] * softmaxScale);
+          }
+        }
+      }
+    }
+    // the next step's first __syncthreads orders these sdSt / sQ / sdO reads before any rewrite
+  }
+  cp_async_wait<0>();
+
+  // epilogue: dK (x scale) and dV into the fp32 buffers
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = n0 + warp * 16 + g + 8 * r;
+    if (key < n1) {
+      float* dkDst = dk + (long long)key * ldk + (long long)hk * D + 2 * t;
+      float* dvDst = dv + (long long)key * ldk + (long long)hk * D + 2 * t;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        red_add2(dkDst + 8 * j, dKacc[j][2 * r] * softmaxScale, dKacc[j][2 * r + 1] * softmaxScale);
+        red_add2(dvDst + 8 * j, dVacc[j][2 * r], dVacc[j][2 * r + 1]);
+      }
+    }
+  }
+}
+
+// 3. fp32 -> input type.
+template <typename E>
+__device__ __forceinline__ void convert(const float* __restrict__ src, typename E::T* __restrict__ dst, long long n) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    dst[i] = E::from_float(src[i]);
+}
+
+}  // namespace ffa_bwd
+
+// --------------------------------------------------------------------------------------------
+// Entry points.
+//   ffa_bwd_{bf16,fp16}_d{64,128}[_softcap]: block 32 * FFA_BWD_NWARPS threads, grid
+//     numWorkItems * headsKv, dynamic smem (2 * BN * D + 4 * 64 * D + BN * 64) * 2 + 4 * 64 * 4
+//     bytes with BN = 16 * FFA_BWD_NWARPS.
+//   ffa_bwd_pre_{bf16,fp16}_d{64,128}: block 256 (8 rows), grid ceil(Tq * Hq / 8).
+//   ffa_bwd_convert_{bf16,fp16}: grid-stride.
+
+#ifndef FFA_BWD_NWARPS
+#define FFA_BWD_NWARPS 8
+#endif
+
+#define FFA_BWD_ENTRY(NAME, E, D, SOFTCAP)                                                                              \
+  extern "C" __global__ void __launch_bounds__(32 * FFA_BWD_NWARPS, 1)                                                  \
+      NAME(const E::T* __restrict__ q, const E::T* __restrict__ k, const E::T* __restrict__ v,                          \
+           const E::T* __restrict__ dout, const float* __restrict__ lseLog2, const float* __restrict__ delta,           \
+           float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv, const int* __restrict__ qRanges,     \
+           const int* __restrict__ kRanges, const int* __restrict__ types, const int* __restrict__ work, int headsQ,    \
+           int headsKv, int tokensQ, float scaleLog2, float softmaxScale, float softcapScale) {                         \
+    ffa_bwd::bwd_kernel<E, D, FFA_BWD_NWARPS, SOFTCAP>(q, k, v, dout, lseLog2, delta, dq, dk, dv, qRanges, kRanges,   \
+                                                       types, work, headsQ, headsKv, tokensQ, scaleLog2, softmaxScale, \
+                                                       softcapScale);                                                  \
+  }
+
+FFA_BWD_ENTRY(ffa_bwd_bf16_d128, ffa_bwd::Bf16, 128, false)
+FFA_BWD_ENTRY(ffa_bwd_bf16_d128_softcap, ffa_bwd::Bf16, 128, true)
+FFA_BWD_ENTRY(ffa_bwd_fp16_d128, ffa_bwd::Fp16, 128, false)
+FFA_BWD_ENTRY(ffa_bwd_fp16_d128_softcap, ffa_bwd::Fp16, 128, true)
+FFA_BWD_ENTRY(ffa_bwd_bf16_d64, ffa_bwd::Bf16, 64, false)
+FFA_BWD_ENTRY(ffa_bwd_bf16_d64_softcap, ffa_bwd::Bf16, 64, true)
+FFA_BWD_ENTRY(ffa_bwd_fp16_d64, ffa_bwd::Fp16, 64, false)
+FFA_BWD_ENTRY(ffa_bwd_fp16_d64_softcap, ffa_bwd::Fp16, 64, true)
+
+#define FFA_BWD_PRE_ENTRY(NAME, E, D)                                                                           \
+  extern "C" __global__ void NAME(const E::T* __restrict__ out, const E::T* __restrict__ dout,                   \
+                                  const float* __restrict__ lse, float* __restrict__ lseLog2,                    \
+                                  float* __restrict__ delta, int tokensQ, int headsQ) {                          \
+    ffa_bwd::pre_kernel<E, D>(out, dout, lse, lseLog2, delta, tokensQ, headsQ);                                  \
+  }
+
+FFA_BWD_PRE_ENTRY(ffa_bwd_pre_bf16_d128, ffa_bwd::Bf16, 128)
+FFA_BWD_PRE_ENTRY(ffa_bwd_pre_fp16_d128, ffa_bwd::Fp16, 128)
+FFA_BWD_PRE_ENTRY(ffa_bwd_pre_bf16_d64, ffa_bwd::Bf16, 64)
+FFA_BWD_PRE_ENTRY(ffa_bwd_pre_fp16_d64, ffa_bwd::Fp16, 64)
+
+extern "C" __global__ void ffa_bwd_convert_bf16(const float* src, __nv_bfloat16* dst, long long n) {
+  ffa_bwd::convert<ffa_bwd::Bf16>(src, dst, n);
+}
+extern "C" __global__ void ffa_bwd_convert_fp16(const float* src, __half* dst, long long n) {
+  ffa_bwd::convert<ffa_bwd::Fp16>(src, dst, n);
+}
