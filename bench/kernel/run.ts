@@ -1,0 +1,397 @@
+/**
+ * The kernel benchmark (issue 5, 04 §3): our CUDA flex-flash-attention forward (and backward,
+ * once src/kernels/cuda/ffa-backward.ts exists) against PyTorch's SDPA (cuDNN and flash backends)
+ * and FlexAttention, on the same six masks (bench/kernel/masks.ts) at 4k-64k tokens, 64 q heads :
+ * 8 kv heads, D = 128, bf16, in one device command:
+ *
+ *   source .device/boot.sh && node dist/bench/kernel/run.js --out $OUT
+ *     [--seqlens 4096,8192,16384,32768,65536] [--masks full,causal,...] [--seed 42]
+ *     [--iters 20] [--warmup 5] [--python python3] [--no-baselines] [--no-ours]
+ *     [--baseline-budget-s S]   (baselines.py skips its remaining rows after S seconds; 0 = none)
+ *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
+ *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
+ *
+ * Writes under --out (default bench/results): kernel-masks.json (the masks, read by
+ * baselines.py), kernel-baselines.json (its raw rows), kernel.json, kernel.csv and kernel.svg
+ * (grouped bars per mask at the largest size), and prints a markdown table with the GPU's name.
+ *
+ * Our timing: one untimed launch, `warmup` launches, then `iters` launches (down to 10 for calls
+ * over 100 ms; 1 warm-up and 3 timed launches when the untimed one took over 1 s) each bracketed by its own pair of CUDA events on the default stream; the median.
+ * TFLOP/s = 4 · area · Hq · D / t forward and 2.5x that backward (04 §3.3), area = the slice
+ * list's area. Only kernel launches are timed (planning and uploads happen in prepare()).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildMasks, describeMask, maskToJson, MASK_NAMES, type BenchMask, type MaskName, type MasksFile } from './masks.js';
+import { kernelSvg, type PlotRow } from './plot.js';
+
+const HQ = 64;
+const HKV = 8;
+const DIM = 128;
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = argv.indexOf(name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const flag = (name: string): boolean => argv.includes(name);
+
+export const METHODS = ['ours', 'cudnn', 'flash', 'flex'] as const;
+export type Method = (typeof METHODS)[number];
+const METHOD_LABEL: Record<Method, string> = { ours: 'ours (FFA)', cudnn: 'SDPA cuDNN', flash: 'SDPA flash', flex: 'FlexAttention' };
+
+export interface ResultRow {
+  mask: MaskName;
+  seqlen: number;
+  area: number;
+  method: Method;
+  fwd_ms: number | null;
+  fwd_tflops: number | null;
+  fwd_iters?: number;
+  bwd_ms: number | null;
+  bwd_tflops: number | null;
+  bwd_iters?: number;
+  /** Why a method does not run this mask (N/A), or the error it raised. */
+  na?: string;
+  error?: string;
+  note?: string;
+  max_abs_err_vs_dense?: number;
+}
+
+export interface KernelBenchResult {
+  gpu: string;
+  env: Record<string, unknown>;
+  settings: { headsQ: number; headsKv: number; dim: number; dtype: string; seed: number; iters: number; warmup: number; seqlens: number[] };
+  masks: Array<{ name: MaskName; seqlen: number; area: number; slices: number; docs: number; window: number | null; block: number | null }>;
+  results: ResultRow[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// our kernels
+
+/** Random finite bf16 bits in ±1 (a 1M-element random pattern repeated with a shifting offset). */
+function randomBf16(n: number, seed: number): Uint16Array {
+  const pattern = new Uint16Array(1 << 20);
+  let s = seed >>> 0 || 1;
+  const f = new Float32Array(1);
+  const u32 = new Uint32Array(f.buffer);
+  for (let i = 0; i < pattern.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    const u = ((s >>> 0) / 4294967296) * 2 - 1;
+    f[0] = u === 0 ? 0.5 : u;
+    pattern[i] = u32[0] >>> 16;
+  }
+  const out = new Uint16Array(n);
+  for (let off = 0, r = 0; off < n; off += pattern.length, r++) {
+    const len = Math.min(pattern.length, n - off);
+    const shift = (r * 7919) % pattern.length;
+    out.set(pattern.subarray(shift, Math.min(pattern.length, shift + len)), off);
+    const done = Math.min(pattern.length - shift, len);
+    if (done < len) out.set(pattern.subarray(0, len - done), off + done);
+  }
+  return out;
+}
+
+interface EventLike {
+  record(): void;
+  elapsedSince(start: EventLike): number;
+  destroy(): void;
+}
+interface DeviceLike {
+  synchronize(): void;
+  createEvent(): EventLike;
+}
+
+/** Median ms of `run` (see the header); `iters` drops to >= 10 when one call takes > 100 ms. */
+function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: number, before?: () => void): { ms: number; n: number } {
+  before?.();
+  const tFirst = performance.now();
+  run();
+  dev.synchronize();
+  if (performance.now() - tFirst > 1000) {
+    warmup = 1; // a very slow kernel (e.g. one still being written): 1 warm-up, 3 timed calls
+    iters = 3;
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < warmup; i++) {
+    before?.();
+    run();
+  }
+  dev.synchronize();
+  const perCall = (performance.now() - t0) / Math.max(1, warmup);
+  const n = perCall <= 100 || iters < 10 ? iters : Math.max(10, Math.min(iters, Math.floor(2000 / perCall)));
+  const start = dev.createEvent();
+  const end = dev.createEvent();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    before?.();
+    start.record();
+    run();
+    end.record();
+    times.push(end.elapsedSince(start)); // synchronizes on `end`
+  }
+  start.destroy();
+  end.destroy();
+  times.sort((a, b) => a - b);
+  return { ms: times[Math.floor(times.length / 2)], n };
+}
+
+/**
+ * Our backward, when src/kernels/cuda/ffa-backward.ts exists: `new CudaFfaBackward(device)`,
+ * `.prepare(shape, slices)`, then `launch({ q, k, v, out, dout, lse, dq, dk, dv }, softmaxScale)`
+ * (FfaBackwardBuffers; the whole backward: pre-pass, zeroing, main kernel, conversions). It is
+ * imported at run time so that this benchmark builds and runs without it: returns null (with a
+ * printed note) when the module is absent.
+ */
+async function loadOurBackward(): Promise<{ ctor: new (dev: unknown) => unknown } | null> {
+  try {
+    const mod = (await import('../../src/kernels/cuda/ffa-backward.js' as string)) as Record<string, unknown>;
+    const ctor = mod.CudaFfaBackward;
+    if (typeof ctor !== 'function') {
+      console.log('note: src/kernels/cuda/ffa-backward.js has no CudaFfaBackward export; our backward rows are skipped');
+      return null;
+    }
+    return { ctor: ctor as new (dev: unknown) => unknown };
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND') console.log('note: our backward kernel (src/kernels/cuda/ffa-backward.ts) is not there yet; our backward rows are skipped');
+    else console.log(`note: loading our backward kernel failed (${(e as Error).message.split('\n')[0]}); our backward rows are skipped`);
+    return null;
+  }
+}
+
+async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
+  const tStart = performance.now();
+  const { CudaDevice } = await import('../../src/device/index.js');
+  const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
+  const backward = await loadOurBackward();
+  const dev = CudaDevice.open(0);
+  const gpu = dev.name;
+  console.log(`ours on ${gpu} (${dev.smCount} SMs), bf16, D=${DIM}, heads ${HQ}:${HKV}`);
+  const maxS = Math.max(...masks.map((m) => m.seqlen));
+  const q = dev.upload(randomBf16(maxS * HQ * DIM, 1));
+  const k = dev.upload(randomBf16(maxS * HKV * DIM, 2));
+  const v = dev.upload(randomBf16(maxS * HKV * DIM, 3));
+  const out = dev.alloc(maxS * HQ * DIM * 2);
+  const lse = dev.alloc(maxS * HQ * 4);
+  const grads = backward
+    ? { dout: dev.upload(randomBf16(maxS * HQ * DIM, 4)), dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) }
+    : null;
+  const fwdKernel = new CudaFfaForward(dev);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const bwdKernel: any = backward ? new backward.ctor(dev) : null;
+  const scale = 1 / Math.sqrt(DIM);
+  const rows: ResultRow[] = [];
+  for (const m of masks) {
+    const shape = { tokensQ: m.seqlen, tokensK: m.seqlen, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+    const flopsFwd = 4 * m.area * HQ * DIM;
+    const row: ResultRow = { mask: m.name, seqlen: m.seqlen, area: m.area, method: 'ours', fwd_ms: null, fwd_tflops: null, bwd_ms: null, bwd_tflops: null };
+    try {
+      const problem = fwdKernel.prepare(shape, m.slices);
+      const f = timeLaunches(dev, () => problem.launch(q, k, v, out, lse, scale), iters, warmup);
+      row.fwd_ms = f.ms;
+      row.fwd_iters = f.n;
+      row.fwd_tflops = flopsFwd / (f.ms * 1e-3) / 1e12;
+      if (problem.merge) row.note = 'merge epilogue';
+      const elapsed = (performance.now() - tStart) / 1e3;
+      if (bwdKernel && grads && elapsed > budgetS) {
+        row.note = `${row.note ? row.note + '; ' : ''}bwd skipped: past the ${budgetS} s budget of our rows`;
+      } else if (bwdKernel && grads) {
+        try {
+          problem.launch(q, k, v, out, lse, scale); // out / lse of this mask for the backward
+          const bp = bwdKernel.prepare(shape, m.slices);
+          const bufs = { q, k, v, out, dout: grads.dout, lse, dq: grads.dq, dk: grads.dk, dv: grads.dv };
+          const launch = (): void => bp.launch(bufs, scale);
+          const b = timeLaunches(dev, launch, iters, warmup);
+          row.bwd_ms = b.ms;
+          row.bwd_iters = b.n;
+          row.bwd_tflops = (2.5 * flopsFwd) / (b.ms * 1e-3) / 1e12;
+          bp.free?.();
+        } catch (e) {
+          row.note = `${row.note ? row.note + '; ' : ''}bwd failed: ${(e as Error).message.split('\n')[0].slice(0, 160)}`;
+        }
+      } else row.note = `${row.note ? row.note + '; ' : ''}bwd: kernel not there yet`;
+      problem.free();
+    } catch (e) {
+      row.error = (e as Error).message.split('\n')[0].slice(0, 200);
+    }
+    rows.push(row);
+    const show = row.error ?? `fwd ${row.fwd_ms!.toFixed(3)} ms ${row.fwd_tflops!.toFixed(1)} TF/s` + (row.bwd_ms !== null ? `, bwd ${row.bwd_ms.toFixed(3)} ms ${row.bwd_tflops!.toFixed(1)} TF/s` : '');
+    console.log(`[ours] ${m.name.padStart(20)} S=${String(m.seqlen).padStart(6)}: ${show}`);
+  }
+  for (const b of [q, k, v, out, lse, ...(grads ? Object.values(grads) : [])]) b.free();
+  dev.close();
+  return { gpu, rows };
+}
+
+// ---------------------------------------------------------------------------------------------
+// baselines
+
+function baselinesScript(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, 'baselines.py'), resolve(here, '../../../bench/kernel/baselines.py'), resolve('bench/kernel/baselines.py')];
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) throw new Error(`bench/kernel/baselines.py not found (looked in ${candidates.join(', ')})`);
+  return found;
+}
+
+function runBaselines(python: string, masksPath: string, outPath: string, iters: number, warmup: number, budgetS: number): { env: Record<string, unknown>; rows: ResultRow[] } | null {
+  const script = baselinesScript();
+  console.log(`$ ${python} ${script} ${masksPath} ${outPath}`);
+  const r = spawnSync(python, [script, masksPath, outPath, '--iters', String(iters), '--warmup', String(warmup), '--budget-s', String(budgetS)], { stdio: 'inherit' });
+  if (r.status !== 0 || !existsSync(outPath)) {
+    console.log(`note: the baselines exited with ${r.status ?? r.signal}${r.error ? ` (${r.error.message})` : ''}; no baseline rows`);
+    return null;
+  }
+  const json = JSON.parse(readFileSync(outPath, 'utf8')) as { env: Record<string, unknown>; results: Array<Record<string, unknown>> };
+  const rows = json.results.map((x): ResultRow => ({
+    mask: x.mask as MaskName,
+    seqlen: x.seqlen as number,
+    area: x.area as number,
+    method: x.method as Method,
+    fwd_ms: (x.fwd_ms as number | undefined) ?? null,
+    fwd_tflops: (x.fwd_tflops as number | undefined) ?? null,
+    ...(x.fwd_iters !== undefined ? { fwd_iters: x.fwd_iters as number } : {}),
+    bwd_ms: (x.bwd_ms as number | undefined) ?? null,
+    bwd_tflops: (x.bwd_tflops as number | undefined) ?? null,
+    ...(x.bwd_iters !== undefined ? { bwd_iters: x.bwd_iters as number } : {}),
+    ...(x.na !== undefined ? { na: x.na as string } : {}),
+    ...(x.error !== undefined ? { error: x.error as string } : {}),
+    ...(x.note !== undefined ? { note: x.note as string } : {}),
+    ...(x.max_abs_err_vs_dense !== undefined ? { max_abs_err_vs_dense: x.max_abs_err_vs_dense as number } : {}),
+  }));
+  return { env: json.env, rows };
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+
+function cell(r: ResultRow | undefined, pass: 'fwd' | 'bwd'): string {
+  if (r === undefined) return '—';
+  if (r.na !== undefined) return 'N/A';
+  if (r.error !== undefined) return 'err';
+  const v = pass === 'fwd' ? r.fwd_tflops : r.bwd_tflops;
+  return v === null ? '—' : v.toFixed(0);
+}
+
+export function markdownTable(res: KernelBenchResult): string {
+  const lines: string[] = [];
+  lines.push(`${res.gpu}: TFLOP/s = 4·area·Hq·D / median time (bwd 2.5x), bf16, ${res.settings.headsQ}:${res.settings.headsKv} heads, D=${res.settings.dim}; N/A = not supported by that method, — = not run`);
+  lines.push('');
+  const head = ['mask', 'seqlen', ...METHODS.map((m) => `${m} fwd`), ...METHODS.map((m) => `${m} bwd`)];
+  lines.push(`| ${head.join(' | ')} |`);
+  lines.push(`|${head.map(() => '---').join('|')}|`);
+  for (const mk of res.masks) {
+    const find = (method: Method): ResultRow | undefined => res.results.find((r) => r.mask === mk.name && r.seqlen === mk.seqlen && r.method === method);
+    const cells = [mk.name, String(mk.seqlen), ...METHODS.map((m) => cell(find(m), 'fwd')), ...METHODS.map((m) => cell(find(m), 'bwd'))];
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function csv(res: KernelBenchResult): string {
+  const cols = ['mask', 'seqlen', 'area', 'method', 'fwd_ms', 'fwd_tflops', 'bwd_ms', 'bwd_tflops', 'status', 'note'] as const;
+  const q = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const lines = [cols.join(',')];
+  for (const r of res.results) {
+    const status = r.na !== undefined ? `N/A: ${r.na}` : r.error !== undefined ? `error: ${r.error}` : 'ok';
+    const num = (x: number | null, d: number): string => (x === null ? '' : x.toFixed(d));
+    lines.push(
+      [r.mask, String(r.seqlen), String(r.area), r.method, num(r.fwd_ms, 4), num(r.fwd_tflops, 1), num(r.bwd_ms, 4), num(r.bwd_tflops, 1), q(status), q(r.note ?? '')].join(','),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+function plot(res: KernelBenchResult): string {
+  const maxS = Math.max(...res.masks.map((m) => m.seqlen));
+  const masks = res.masks.filter((m) => m.seqlen === maxS).map((m) => m.name);
+  const rows: PlotRow[] = res.results
+    .filter((r) => r.seqlen === maxS)
+    .map((r) => ({ mask: r.mask, method: METHOD_LABEL[r.method], fwd: r.na || r.error ? null : r.fwd_tflops, bwd: r.na || r.error ? null : r.bwd_tflops }));
+  const methods = METHODS.map((m) => METHOD_LABEL[m]);
+  return kernelSvg(rows, masks, methods, `Attention kernels on ${res.gpu}, S = ${maxS} tokens, bf16, 64:8 heads, D = 128`);
+}
+
+function writeReport(res: KernelBenchResult, outDir: string): void {
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'kernel.json'), JSON.stringify(res, null, 1) + '\n');
+  writeFileSync(join(outDir, 'kernel.csv'), csv(res));
+  writeFileSync(join(outDir, 'kernel.svg'), plot(res));
+  console.log('\n' + markdownTable(res) + '\n');
+  const notes = res.results.filter((r) => r.na !== undefined || r.error !== undefined || r.note !== undefined);
+  const seen = new Set<string>();
+  for (const r of notes) {
+    const text = r.na !== undefined ? `N/A: ${r.na}` : r.error !== undefined ? `error: ${r.error}` : r.note!;
+    const key = `${r.method} ${r.mask} ${text}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    console.log(`- ${r.method} / ${r.mask}: ${text}`);
+  }
+  console.log(`wrote ${join(outDir, 'kernel.json')}, kernel.csv, kernel.svg`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const replot = opt('--replot', '');
+  if (replot !== '') {
+    const res = JSON.parse(readFileSync(replot, 'utf8')) as KernelBenchResult;
+    writeReport(res, opt('--out', dirname(replot)));
+    return;
+  }
+  const outDir = opt('--out', 'bench/results');
+  const seed = Number(opt('--seed', '42'));
+  const iters = Number(opt('--iters', '20'));
+  const warmup = Number(opt('--warmup', '5'));
+  const seqlens = opt('--seqlens', '4096,8192,16384,32768,65536').split(',').map(Number);
+  const names = opt('--masks', MASK_NAMES.join(',')).split(',') as MaskName[];
+  for (const n of names) if (!MASK_NAMES.includes(n)) throw new Error(`unknown mask ${n} (known: ${MASK_NAMES.join(', ')})`);
+  mkdirSync(outDir, { recursive: true });
+
+  const t0 = performance.now();
+  const masks = buildMasks(names, seqlens, seed);
+  console.log(`masks (seed ${seed}; documents: sampleDocLengths(S, new Rng(seed + S))):`);
+  for (const m of masks) console.log(`  ${describeMask(m)}`);
+  const masksFile: MasksFile = { seed, heads_q: HQ, heads_kv: HKV, head_dim: DIM, dtype: 'bfloat16', masks: masks.map(maskToJson) };
+  const masksPath = join(outDir, 'kernel-masks.json');
+  writeFileSync(masksPath, JSON.stringify(masksFile) + '\n');
+
+  let gpu = 'unknown GPU';
+  const results: ResultRow[] = [];
+  if (!flag('--no-ours')) {
+    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')));
+    gpu = ours.gpu;
+    results.push(...ours.rows);
+  }
+  console.log(`ours done at ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
+  let env: Record<string, unknown> = {};
+  if (!flag('--no-baselines')) {
+    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), iters, warmup, Number(opt('--baseline-budget-s', '0')));
+    if (b) {
+      env = b.env;
+      if (gpu === 'unknown GPU' && typeof env.gpu === 'string') gpu = env.gpu;
+      results.push(...b.rows);
+    }
+  }
+  env.total_wall_s = Number(((performance.now() - t0) / 1e3).toFixed(1));
+  const order = (r: ResultRow): number => seqlens.indexOf(r.seqlen) * 1000 + names.indexOf(r.mask) * 10 + METHODS.indexOf(r.method);
+  results.sort((a, b) => order(a) - order(b));
+  const res: KernelBenchResult = {
+    gpu,
+    env,
+    settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed, iters, warmup, seqlens },
+    masks: masks.map((m) => ({ name: m.name, seqlen: m.seqlen, area: m.area, slices: m.slices.types.length, docs: m.cuSeqlens.length - 1, window: m.window, block: m.block })),
+    results,
+  };
+  writeReport(res, outDir);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
