@@ -120,6 +120,35 @@ function fetchStage(key: DistAttnRuntimeKey, k: Tensor, v: Tensor, stage: number
   return { k: groupCast(key.group, k.data, args, width), v: groupCast(key.group, v.data, args, width) };
 }
 
+/**
+ * The fetch schedule both passes share: stage 0's k/v fetch starts on construction (so it runs
+ * during the host stage), and taking stage i starts the fetch of stage i + 1 (so it runs during
+ * stage i's compute).
+ */
+class StagePipeline {
+  private pending: ReturnType<typeof fetchStage> | undefined;
+
+  constructor(
+    private readonly key: DistAttnRuntimeKey,
+    private readonly k: Tensor,
+    private readonly v: Tensor,
+    private readonly degree: number,
+  ) {
+    this.pending = degree > 0 ? fetchStage(key, k, v, 0) : undefined;
+  }
+
+  /** Waits for stage i's k/v (i in order) and starts the next fetch; waitMs is the exposed wait. */
+  async take(i: number): Promise<{ kData: HostArray; vData: HostArray; waitMs: number }> {
+    const fetched = this.pending;
+    if (fetched === undefined) throw new Error(`StagePipeline: stage ${i} was not fetched`);
+    const tw = now();
+    const [kData, vData] = await Promise.all([fetched.k.wait(), fetched.v.wait()]);
+    const waitMs = now() - tw;
+    this.pending = i + 1 < this.degree ? fetchStage(this.key, this.k, this.v, i + 1) : undefined;
+    return { kData, vData, waitMs };
+  }
+}
+
 function stageTraffic(key: DistAttnRuntimeKey, stage: number, bytesPerRow: number): { sendBytes: number; recvBytes: number } {
   const p = prepareGroupCast(key.rankPlan.stages[stage].groupCast, key.group.size);
   return { sendBytes: 2 * p.sendRows * bytesPerRow, recvBytes: 2 * p.recvRows * bytesPerRow };
@@ -169,7 +198,7 @@ export async function calcAttn(q: Tensor, k: Tensor, v: Tensor, key: DistAttnRun
   const stageProfiles: StageProfile[] = [];
   const rowBytes = key.numHeadsKv * dim * bytesPerElement(k.dtype);
 
-  let pending = degree > 0 ? fetchStage(key, k, v, 0) : undefined;
+  const fetches = new StagePipeline(key, k, v, degree);
 
   // Host stage.
   let tc = now();
@@ -190,11 +219,7 @@ export async function calcAttn(q: Tensor, k: Tensor, v: Tensor, key: DistAttnRun
 
   for (let i = 0; i < degree; i++) {
     const stage = rp.stages[i];
-    const tw = now();
-    const fetched = pending as NonNullable<typeof pending>;
-    const [kData, vData] = await Promise.all([fetched.k.wait(), fetched.v.wait()]);
-    const waitMs = now() - tw;
-    pending = i + 1 < degree ? fetchStage(key, k, v, i + 1) : undefined;
+    const { kData, vData, waitMs } = await fetches.take(i);
     tc = now();
     if (!isEmpty(stage.remoteSlices)) {
       const shape = [stage.stageBufferLength, key.numHeadsKv, dim];
@@ -260,7 +285,7 @@ export async function calcAttnBackward(
   const rowBytes = headsKv * dim * bytesPerElement(k.dtype);
   const width = headsKv * dim;
 
-  let pending = degree > 0 ? fetchStage(key, k, v, 0) : undefined;
+  const fetches = new StagePipeline(key, k, v, degree);
 
   let tc = now();
   let dsink: Tensor | undefined;
@@ -275,11 +300,7 @@ export async function calcAttnBackward(
   const reduces: CommWork<Float32Array>[] = [];
   for (let i = 0; i < degree; i++) {
     const stage = rp.stages[i];
-    const tw = now();
-    const fetched = pending as NonNullable<typeof pending>;
-    const [kData, vData] = await Promise.all([fetched.k.wait(), fetched.v.wait()]);
-    const waitMs = now() - tw;
-    pending = i + 1 < degree ? fetchStage(key, k, v, i + 1) : undefined;
+    const { kData, vData, waitMs } = await fetches.take(i);
     tc = now();
     const shape = [stage.stageBufferLength, headsKv, dim];
     const pdk = Tensor.zeros('float32', shape);
