@@ -135,11 +135,12 @@ for (const n of denseSizes) {
 }
 
 const fmt = (x: number | undefined, d = 2): string => (x === undefined ? '-' : x.toFixed(d));
+const times = (x: number | undefined): string => (x === undefined ? 'not run' : `${x.toFixed(1)}x`);
 console.log('\n| mask | tokens | fwd GFLOP/s tiled | fwd dense | fwd speed-up | bwd GFLOP/s tiled | bwd dense | bwd speed-up | peak RSS MiB (tiled) |');
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   console.log(
-    `| ${r.mask} | ${r.seqlen} | ${fmt(r.tiledFwdGflops)} | ${fmt(r.denseFwdGflops)} | ${fmt(r.speedupFwd, 1)}x | ${fmt(r.tiledBwdGflops)} | ${fmt(r.denseBwdGflops)} | ${fmt(r.speedupBwd, 1)}x | ${r.peakRssMiBAfterTiled.toFixed(0)} |`,
+    `| ${r.mask} | ${r.seqlen} | ${fmt(r.tiledFwdGflops)} | ${fmt(r.denseFwdGflops)} | ${times(r.speedupFwd)} | ${fmt(r.tiledBwdGflops)} | ${fmt(r.denseBwdGflops)} | ${times(r.speedupBwd)} | ${r.peakRssMiBAfterTiled.toFixed(0)} |`,
   );
 }
 const result = {
