@@ -13,13 +13,12 @@
  * The kernel source has no includes of its own (helpers are copied from ffa_fwd.cu), so the
  * NVRTC cache key (source text + options) is exact.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module, Stream } from '../../device/index.js';
 import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
+import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
+import { readKernelSource } from './source.js';
 import type { FfaBackwardArgs, FfaBackwardResult } from '../backend.js';
 import { FfaCudaUnsupportedError } from './ffa-forward.js';
 
@@ -29,17 +28,7 @@ export const FFA_BWD_BLOCK_M = 64;
 export const FFA_BWD_HEAD_DIMS: readonly number[] = [64, 128];
 
 export function ffaBackwardSource(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, 'ffa_bwd.cu'), join(here, '..', '..', '..', '..', 'src', 'kernels', 'cuda', 'ffa_bwd.cu')];
-  for (const path of candidates) if (existsSync(path)) return readFileSync(path, 'utf8');
-  throw new Error(`cuda ffa backward: kernel source ffa_bwd.cu not found (looked in ${candidates.join(', ')})`);
-}
-
-function rowStart(type: number, qs: number, ks: number, q: number): number {
-  return (type & 2) !== 0 ? ks + (q - qs) : ks;
-}
-function rowEnd(type: number, qe: number, ke: number, q: number): number {
-  return Math.min(ke, (type & 1) !== 0 ? ke - (qe - q - 1) : ke);
+  return readKernelSource('ffa_bwd.cu');
 }
 
 export interface FfaBackwardPlan {
@@ -68,7 +57,7 @@ export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: num
     if (ke > tokensK || ks < 0) throw new RangeError(`cuda ffa backward: kRanges[${b}] = [${ks}, ${ke}) exceeds the ${tokensK} key tokens`);
     if (qe <= qs || ke <= ks) continue;
     // causal: the last row is the widest; inv-causal: the first; bi-causal: all rows alike
-    const nonEmpty = rowEnd(type, qe, ke, qe - 1) > rowStart(type, qs, ks, qe - 1) || rowEnd(type, qe, ke, qs) > rowStart(type, qs, ks, qs);
+    const nonEmpty = rowKeyEnd(type, qe, ke, qe - 1) > rowKeyStart(type, qs, ks, qe - 1) || rowKeyEnd(type, qe, ke, qs) > rowKeyStart(type, qs, ks, qs);
     if (!nonEmpty) continue;
     for (let n0 = ks; n0 < ke; n0 += blockN) {
       const n1 = Math.min(n0 + blockN, ke);

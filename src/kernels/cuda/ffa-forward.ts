@@ -14,13 +14,12 @@
  *            output dtype and zero-fills rows whose lse stayed -inf. Output dtype float32 always
  *            takes this path.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module, Stream } from '../../device/index.js';
 import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
+import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
+import { readKernelSource } from './source.js';
 import type { FfaForwardArgs, FfaForwardResult } from '../backend.js';
 
 /**
@@ -51,22 +50,11 @@ export class FfaCudaUnsupportedError extends Error {
  * file is read from the package's src/kernels/cuda/ (four levels up), from src/ it is next door.
  */
 export function ffaForwardSource(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, 'ffa_fwd.cu'), join(here, '..', '..', '..', '..', 'src', 'kernels', 'cuda', 'ffa_fwd.cu')];
-  for (const path of candidates) if (existsSync(path)) return readFileSync(path, 'utf8');
-  throw new Error(`cuda ffa forward: kernel source ffa_fwd.cu not found (looked in ${candidates.join(', ')})`);
+  return readKernelSource('ffa_fwd.cu');
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tile scheduling (host side)
-
-/** The per-row key interval of slice b (mask-type.ts), clipped to the slice's k range. */
-function rowStart(type: number, qs: number, ks: number, q: number): number {
-  return (type & 2) !== 0 ? ks + (q - qs) : ks;
-}
-function rowEnd(type: number, qe: number, ke: number, q: number): number {
-  return Math.min(ke, (type & 1) !== 0 ? ke - (qe - q - 1) : ke);
-}
 
 export interface FfaForwardPlan {
   /** Flat (slice index, q tile start) pairs in global q coordinates, most k tiles first. */
@@ -98,8 +86,8 @@ export function planFfaForward(slices: SliceList, tokensQ: number, blockM = FFA_
     let any = false;
     for (let m0 = qs; m0 < qe; m0 += blockM) {
       const m1 = Math.min(m0 + blockM, qe);
-      const kLo = rowStart(type, qs, ks, m0);
-      const kHi = rowEnd(type, qe, ke, m1 - 1);
+      const kLo = rowKeyStart(type, qs, ks, m0);
+      const kHi = rowKeyEnd(type, qe, ke, m1 - 1);
       if (kHi <= kLo) continue;
       items.push([b, m0, Math.ceil((kHi - kLo) / blockN)]);
       spans.push([m0, m1]);

@@ -30,121 +30,12 @@
 // max, so p = 0, sum = 0, out = 0, lse = -inf. In the merge, a side with lse = -inf has weight 0
 // and its out is never read.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-// -inf without <math.h> (NVRTC has no INFINITY macro).
-#define FFA_NEG_INF (__int_as_float(0xff800000))
+#include "ffa_common.cuh"
 
 namespace ffa {
 
 // --------------------------------------------------------------------------------------------
-// Element types: how to pack two floats and which mma to issue.
-
-struct Bf16 {
-  using T = __nv_bfloat16;
-  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<unsigned*>(&v);
-  }
-  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-struct Fp16 {
-  using T = __half;
-  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<unsigned*>(&v);
-  }
-  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-// --------------------------------------------------------------------------------------------
-// Shared-memory helpers: cp.async, ldmatrix, the XOR swizzle of 16-byte chunks.
-
-__device__ __forceinline__ unsigned smem_u32(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async_16(unsigned dst, const void* src, bool valid) {
-  int bytes = valid ? 16 : 0;  // 0 source bytes: the 16 destination bytes are zero-filled
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// 2^x with the MUFU instruction (flush-to-zero; 2^-inf = +0), as FA does.
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned* r, unsigned addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// Element offset of (row, col) in a [rows][D] tile whose 16-byte chunks are XOR-swizzled by
-// row % 8, so that the 8 rows an ldmatrix reads hit 8 different bank groups. col % 8 == 0.
-template <int D>
-__device__ __forceinline__ int swz(int row, int col) {
-  return row * D + ((((col >> 3) ^ (row & 7))) << 3);
-}
-
-// Copies rows [0, ROWS) x [0, D) of a token-major tensor slab into a swizzled smem tile; rows at
-// or past nValid are zero-filled (never read from global memory).
-template <int ROWS, int D, int NT, typename T>
-__device__ __forceinline__ void load_tile(T* smem, const T* g, long long ld, int nValid, int tid) {
-  constexpr int CHUNKS = D / 8;
-  static_assert((ROWS * CHUNKS) % NT == 0, "tile chunks must divide evenly among the threads");
-#pragma unroll
-  for (int i = 0; i < ROWS * CHUNKS / NT; ++i) {
-    const int c = tid + i * NT;
-    const int r = c / CHUNKS;
-    const int ch = c % CHUNKS;
-    const bool valid = r < nValid;
-    const T* src = valid ? g + r * ld + ch * 8 : g;
-    cp_async_16(smem_u32(smem + swz<D>(r, ch * 8)), src, valid);
-  }
-}
-
-// --------------------------------------------------------------------------------------------
-// 2. Tile mask: the per-row key interval of a slice (mask-type.ts rowKeyStart / rowKeyEnd),
-// clipped to the slice's k range. Empty when end <= start.
-
-struct Slice {
-  int qs, qe, ks, ke, type;
-  __device__ __forceinline__ int rowStart(int q) const {
-    int s = (type & 2) ? ks + (q - qs) : ks;
-    return max(s, ks);
-  }
-  __device__ __forceinline__ int rowEnd(int q) const {
-    int e = (type & 1) ? ke - (qe - q - 1) : ke;
-    return min(e, ke);
-  }
-};
+// 2. Tile mask (the per-row interval itself is Slice, in ffa_common.cuh).
 
 // Sets S entries outside each row's interval to -inf. S is one warp's 16 x BN tile held as
 // mma C fragments: thread (g = lane/4, t = lane%4) holds rows g and g+8, columns 8j + 2t + {0,1}.
