@@ -5,3 +5,6 @@
 export * from './cuda-driver.js';
 export * from './nvrtc.js';
 export * from './device.js';
+export * from './device-tensor.js';
+export { createCudaBackend } from '../kernels/cuda/backend.js';
+export { flexFlashAttnCuda, flexFlashAttnBackwardCuda } from '../kernels/cuda/flex-flash-attn-cuda.js';

@@ -1,0 +1,222 @@
+/**
+ * The CUDA kernel backend: `KernelBackend<DeviceTensor>` over the forward and backward launchers
+ * (ffa-forward.ts, ffa-backward.ts). Tensors stay on the device; out/lse and dq/dk/dv come back
+ * as new DeviceTensors (the caller frees them). Work is queued on the device's legacy default
+ * stream, so results are ordered before any later copy or launch.
+ *
+ * Supported: bfloat16 / float16 q, k, v with head dim 64 or 128, any slice list, softcap, GQA,
+ * out in the input dtype or float32. Not yet (each throws InvalidArgumentError naming the
+ * option): sink, out/lse accumulators, max logits, dq/dk/dv accumulators, deterministic mode,
+ * float32 / float64 inputs.
+ *
+ * Planned problems (work list, uploaded slices, fp32 scratch) are cached per backend, keyed by
+ * the slice list's contents and the shape, a few at a time (least recently used is freed).
+ */
+import type { CudaDevice } from '../../device/device.js';
+import { DeviceTensor } from '../../device/device-tensor.js';
+import type { DType } from '../../dtype.js';
+import { InvalidArgumentError, ShapeError } from '../../errors.js';
+import type { SliceList } from '../../mask/slice-list.js';
+import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from '../backend.js';
+import { CudaFfaBackward, FFA_BWD_HEAD_DIMS, type FfaBackwardProblem } from './ffa-backward.js';
+import { CudaFfaForward, FFA_FWD_HEAD_DIMS, type FfaForwardProblem } from './ffa-forward.js';
+
+/** The error for an option this backend does not implement: names the option and says so. */
+export function cudaUnsupported(option: string, what: string): InvalidArgumentError {
+  return new InvalidArgumentError(option, `the CUDA backend does not support ${what} yet`);
+}
+
+/** Input dtypes the kernels take. */
+export const CUDA_INPUT_DTYPES: readonly DType[] = ['bfloat16', 'float16'];
+
+/** Throws the clear error for a q/k/v dtype the kernels do not take (float32, float64). */
+export function checkCudaInputDtype(dtype: DType): void {
+  if (!CUDA_INPUT_DTYPES.includes(dtype)) throw cudaUnsupported('q', `${dtype} inputs (bfloat16 or float16 only)`);
+}
+
+/** Throws the clear error for a head dim no kernel is compiled for. */
+export function checkCudaHeadDim(dim: number): void {
+  if (!FFA_FWD_HEAD_DIMS.includes(dim) || !FFA_BWD_HEAD_DIMS.includes(dim)) {
+    throw cudaUnsupported('q', `head dim ${dim} (only ${FFA_FWD_HEAD_DIMS.join(' or ')})`);
+  }
+}
+
+export interface CudaKernelBackend extends KernelBackend<DeviceTensor> {
+  readonly device: CudaDevice;
+  /** Frees every cached problem (the compiled modules stay loaded). */
+  dispose(): void;
+}
+
+export interface CudaBackendOptions {
+  /** NVRTC disk cache folder (default: the device layer's). */
+  cacheDir?: string;
+  /** Planned problems kept per direction (default 8); 0 disables the cache. */
+  cacheSize?: number;
+}
+
+interface CacheEntry<P> {
+  key: string;
+  qRanges: Int32Array;
+  kRanges: Int32Array;
+  types: Uint8Array;
+  problem: P;
+}
+
+function sameArray(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A small LRU of planned problems keyed by shape and slice-list contents (a copy is kept, so later mutation of the caller's arrays cannot alias). */
+class ProblemCache<P extends { free(): void }> {
+  private entries: CacheEntry<P>[] = [];
+  constructor(private readonly capacity: number) {}
+
+  /** The cached problem, or a new one from `make`; `release` must be called when the launch is queued. */
+  get(key: string, slices: SliceList, make: () => P): { problem: P; release: () => void } {
+    const i = this.entries.findIndex(
+      (e) => e.key === key && sameArray(e.types, slices.types) && sameArray(e.qRanges, slices.qRanges) && sameArray(e.kRanges, slices.kRanges),
+    );
+    if (i >= 0) {
+      const [e] = this.entries.splice(i, 1);
+      this.entries.push(e);
+      return { problem: e.problem, release: () => {} };
+    }
+    const problem = make();
+    if (this.capacity === 0) return { problem, release: () => problem.free() };
+    this.entries.push({ key, qRanges: slices.qRanges.slice(), kRanges: slices.kRanges.slice(), types: slices.types.slice(), problem });
+    while (this.entries.length > this.capacity) this.entries.shift()!.problem.free();
+    return { problem, release: () => {} };
+  }
+
+  clear(): void {
+    for (const e of this.entries) e.problem.free();
+    this.entries = [];
+  }
+}
+
+const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
+
+/** A CUDA backend for tensors on `device`; kernels are compiled (NVRTC, disk-cached) on first use. */
+export function createCudaBackend(device: CudaDevice, options: CudaBackendOptions = {}): CudaKernelBackend {
+  const compileOpts = options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir };
+  const capacity = options.cacheSize ?? 8;
+  let fwd: CudaFfaForward | undefined;
+  let bwd: CudaFfaBackward | undefined;
+  const fwdCache = new ProblemCache<FfaForwardProblem>(capacity);
+  const bwdCache = new ProblemCache<FfaBackwardProblem>(capacity);
+
+  const accepts = (t: DeviceTensor): boolean => t instanceof DeviceTensor && t.device === device;
+  const requireHere = (t: unknown, name: string): DeviceTensor => {
+    if (!(t instanceof DeviceTensor)) throw new InvalidArgumentError(name, 'must be a DeviceTensor for the CUDA backend');
+    if (t.device !== device) throw new InvalidArgumentError(name, "must live on the CUDA backend's device", `tensor on device ${t.device.ordinal}, backend on ${device.ordinal}`);
+    if (t.isFreed) throw new InvalidArgumentError(name, 'was freed');
+    return t;
+  };
+  const requireShape = (t: DeviceTensor, name: string, shape: readonly number[], what: string): void => {
+    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) throw new ShapeError(name, `must have shape ${fmt(shape)} (${what})`, `got ${fmt(t.shape)}`);
+  };
+  /** q [Tq, Hq, D], k = v shape [Tk, Hkv, D], one supported dtype. */
+  const checkQkv = (q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): [number, number, number, number, number] => {
+    if (q.rank !== 3) throw new ShapeError('q', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(q.shape)}`);
+    if (k.rank !== 3) throw new ShapeError('k', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(k.shape)}`);
+    requireShape(v, 'v', k.shape, 'the same shape as k');
+    const [tokensQ, headsQ, dim] = q.shape;
+    const [tokensK, headsKv, dimK] = k.shape;
+    if (dimK !== dim) throw new ShapeError('k', "head dim must equal q's head dim", `${dimK} vs ${dim}`);
+    if (headsQ < 1 || headsKv < 1 || headsQ % headsKv !== 0) throw new ShapeError('k', "number of heads must divide q's (GQA groups)", `${headsQ} query heads, ${headsKv} kv heads`);
+    checkCudaInputDtype(q.dtype);
+    if (k.dtype !== q.dtype) throw new ShapeError('k', "dtype must equal q's", `${k.dtype} vs ${q.dtype}`);
+    if (v.dtype !== q.dtype) throw new ShapeError('v', "dtype must equal q's", `${v.dtype} vs ${q.dtype}`);
+    checkCudaHeadDim(dim);
+    return [tokensQ, tokensK, headsQ, headsKv, dim];
+  };
+
+  return {
+    name: 'cuda',
+    device,
+    accepts,
+
+    forward(args: FfaForwardArgs<DeviceTensor>): FfaForwardResult<DeviceTensor> {
+      if (args.sink !== undefined) throw cudaUnsupported('sink', 'attention sinks');
+      if (args.outAcc !== undefined) throw cudaUnsupported('out', 'accumulating into an out buffer');
+      if (args.lseAcc !== undefined) throw cudaUnsupported('lse', 'accumulating into an lse buffer');
+      if (args.returnMaxLogits) throw cudaUnsupported('returnMaxLogits', 'max logits');
+      if (args.maxLogitsAcc !== undefined) throw cudaUnsupported('maxLogits', 'max logits');
+      if (args.deterministic) throw cudaUnsupported('deterministic', 'deterministic mode');
+      const q = requireHere(args.q, 'q');
+      const k = requireHere(args.k, 'k');
+      const v = requireHere(args.v, 'v');
+      const [tokensQ, tokensK, headsQ, headsKv, dim] = checkQkv(q, k, v);
+      const outDtype = args.outDtype ?? q.dtype;
+      if (outDtype !== q.dtype && outDtype !== 'float32') throw cudaUnsupported('outDtype', `out in ${outDtype} (only q's dtype or float32)`);
+
+      fwd ??= new CudaFfaForward(device, compileOpts);
+      const shape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
+      const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype},${outDtype}`;
+      const owner = fwd;
+      const { problem, release } = fwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices, { outDtype }));
+      const out = DeviceTensor.empty(device, outDtype, [tokensQ, headsQ, dim]);
+      const lse = DeviceTensor.empty(device, 'float32', [tokensQ, headsQ]);
+      try {
+        problem.launch(q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer, args.softmaxScale, args.softcap);
+      } catch (e) {
+        out.free();
+        lse.free();
+        throw e;
+      } finally {
+        release();
+      }
+      return { out, lse };
+    },
+
+    backward(args: FfaBackwardArgs<DeviceTensor>): FfaBackwardResult<DeviceTensor> {
+      if (args.sink !== undefined) throw cudaUnsupported('sink', 'attention sinks');
+      for (const [name, acc] of [['dq', args.dqAcc], ['dk', args.dkAcc], ['dv', args.dvAcc]] as const) {
+        if (acc !== undefined) throw cudaUnsupported(name, `accumulating into a ${name} buffer`);
+      }
+      if (args.deterministic) throw cudaUnsupported('deterministic', 'deterministic mode');
+      const q = requireHere(args.q, 'q');
+      const k = requireHere(args.k, 'k');
+      const v = requireHere(args.v, 'v');
+      const out = requireHere(args.out, 'out');
+      const dout = requireHere(args.dout, 'dout');
+      const lse = requireHere(args.lse, 'lse');
+      const [tokensQ, tokensK, headsQ, headsKv, dim] = checkQkv(q, k, v);
+      requireShape(out, 'out', q.shape, "q's shape");
+      requireShape(dout, 'dout', q.shape, "q's shape");
+      if (out.dtype !== q.dtype) throw cudaUnsupported('out', `an out in ${out.dtype} in the backward (only q's dtype ${q.dtype})`);
+      if (dout.dtype !== q.dtype) throw cudaUnsupported('dout', `a dout in ${dout.dtype} (only q's dtype ${q.dtype})`);
+      if (lse.dtype !== 'float32') throw new ShapeError('lse', 'must be float32', `got ${lse.dtype}`);
+      requireShape(lse, 'lse', [tokensQ, headsQ], '[tokens, heads] of q');
+
+      bwd ??= new CudaFfaBackward(device, compileOpts);
+      const shape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
+      const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype}`;
+      const owner = bwd;
+      const { problem, release } = bwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices));
+      const dq = DeviceTensor.empty(device, q.dtype, q.shape);
+      const dk = DeviceTensor.empty(device, q.dtype, k.shape);
+      const dv = DeviceTensor.empty(device, q.dtype, k.shape);
+      try {
+        problem.launch(
+          { q: q.buffer, k: k.buffer, v: v.buffer, out: out.buffer, dout: dout.buffer, lse: lse.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer },
+          args.softmaxScale,
+          args.softcap,
+        );
+      } catch (e) {
+        for (const t of [dq, dk, dv]) t.free();
+        throw e;
+      } finally {
+        release();
+      }
+      return { dq, dk, dv };
+    },
+
+    dispose(): void {
+      fwdCache.clear();
+      bwdCache.clear();
+    },
+  };
+}
