@@ -11,9 +11,10 @@
 import { Tensor } from '../tensor.js';
 import { DTYPES } from '../dtype.js';
 import { InvalidArgumentError, MaskError, ShapeError } from '../errors.js';
-import { type MaskTypesLike, type RangeListLike, type SliceList, checkSliceBounds, makeSliceList, sliceCount } from '../mask/slice-list.js';
+import { type MaskTypesLike, type RangeListLike, type SliceList, checkSliceBounds, sliceCount } from '../mask/slice-list.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from './backend.js';
 import { cpuBackend } from './cpu/index.js';
+import { checkQkvShapes, checkScalars, formatShape, requireShape, sliceListFromOptions } from './check-args.js';
 
 /** Mask and numerics options shared by the forward and the backward. */
 export interface FlexFlashAttnMaskOptions {
@@ -107,39 +108,21 @@ export function selectKernelBackend(q: Tensor, choice?: KernelBackend<Tensor> | 
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 
 function requireTensor(x: unknown, name: string): asserts x is Tensor {
   if (!(x instanceof Tensor)) throw new InvalidArgumentError(name, 'must be a Tensor', `got ${x === null ? 'null' : typeof x}`);
-}
-
-function requireShape(x: Tensor, name: string, shape: readonly number[], what: string): void {
-  if (x.rank !== shape.length || x.shape.some((d, i) => d !== shape[i])) {
-    throw new ShapeError(name, `must have shape ${fmt(shape)} (${what})`, `got ${fmt(x.shape)}`);
-  }
 }
 
 function requireFloat32(x: Tensor, name: string): void {
   if (x.dtype !== 'float32') throw new ShapeError(name, 'must be float32', `got ${x.dtype}`);
 }
 
-/** q [Tq, Hq, D], k and v [Tk, Hkv, D] with equal dtypes and Hq % Hkv == 0. */
+/** q, k and v are host Tensors that follow the shared shape rules. */
 function checkQkv(q: unknown, k: unknown, v: unknown): void {
   requireTensor(q, 'q');
   requireTensor(k, 'k');
   requireTensor(v, 'v');
-  if (q.rank !== 3) throw new ShapeError('q', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(q.shape)}`);
-  if (k.rank !== 3) throw new ShapeError('k', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(k.shape)}`);
-  requireShape(v, 'v', k.shape, 'the same shape as k');
-  const [, headsQ, dim] = q.shape;
-  const [, headsKv, dimK] = k.shape;
-  if (dim < 1) throw new ShapeError('q', 'head dim must be at least 1', `got ${fmt(q.shape)}`);
-  if (dimK !== dim) throw new ShapeError('k', "head dim must equal q's head dim", `${dimK} vs ${dim}`);
-  if (headsQ < 1) throw new ShapeError('q', 'must have at least one head', `got ${fmt(q.shape)}`);
-  if (headsKv < 1) throw new ShapeError('k', 'must have at least one head', `got ${fmt(k.shape)}`);
-  if (headsQ % headsKv !== 0) throw new ShapeError('k', "number of heads must divide q's (GQA groups)", `${headsQ} query heads, ${headsKv} kv heads`);
-  if (k.dtype !== q.dtype) throw new ShapeError('k', "dtype must equal q's", `${k.dtype} vs ${q.dtype}`);
-  if (v.dtype !== q.dtype) throw new ShapeError('v', "dtype must equal q's", `${v.dtype} vs ${q.dtype}`);
+  checkQkvShapes(q, k, v);
 }
 
 /** Structural checks for a SliceList handed in directly (makeSliceList already enforces them). */
@@ -157,21 +140,12 @@ function checkSlices(slices: SliceList, tokensQ: number, tokensK: number): void 
   checkSliceBounds(slices, tokensQ, tokensK);
 }
 
-function checkScalars(softmaxScale: number, softcap: number): void {
-  if (typeof softmaxScale !== 'number' || !Number.isFinite(softmaxScale) || softmaxScale <= 0) {
-    throw new InvalidArgumentError('softmaxScale', 'must be a finite number > 0', `got ${softmaxScale}`);
-  }
-  if (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0) {
-    throw new InvalidArgumentError('softcap', 'must be a finite number >= 0 (0 disables it)', `got ${softcap}`);
-  }
-}
-
 function checkSink(sink: unknown, headsQ: number): void {
   if (sink === undefined) return;
   requireTensor(sink, 'sink');
   requireFloat32(sink, 'sink');
   if (sink.rank !== 2 || sink.shape[1] !== headsQ || sink.shape[0] < 1) {
-    throw new ShapeError('sink', `must have shape [S, ${headsQ}] with S >= 1 (one logit per sink token and query head)`, `got ${fmt(sink.shape)}`);
+    throw new ShapeError('sink', `must have shape [S, ${headsQ}] with S >= 1 (one logit per sink token and query head)`, `got ${formatShape(sink.shape)}`);
   }
 }
 
@@ -229,10 +203,7 @@ export function validateBackwardArgs(args: FfaBackwardArgs<Tensor>): void {
 }
 
 function buildSlices(q: Tensor, k: Tensor, options: FlexFlashAttnMaskOptions): SliceList {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'must be an object with qRanges and kRanges');
-  if (options.qRanges === undefined) throw new MaskError('qRanges', 'is required');
-  if (options.kRanges === undefined) throw new MaskError('kRanges', 'is required');
-  return makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full', { totalQ: q.shape[0], totalK: k.shape[0] });
+  return sliceListFromOptions(options, q.shape[0], k.shape[0]);
 }
 
 function defaultScale(q: Tensor, options: FlexFlashAttnMaskOptions): number {

@@ -12,11 +12,12 @@
  */
 import type { CudaDevice } from '../../device/device.js';
 import { DeviceTensor } from '../../device/device-tensor.js';
-import { InvalidArgumentError, MaskError, ShapeError } from '../../errors.js';
-import { type SliceList, checkSliceBounds, makeSliceList } from '../../mask/slice-list.js';
+import { InvalidArgumentError, ShapeError } from '../../errors.js';
+import type { SliceList } from '../../mask/slice-list.js';
 import type { FfaBackwardArgs, FfaForwardArgs, KernelBackend } from '../backend.js';
 import type { FlexFlashAttnMaskOptions } from '../flex-flash-attn.js';
 import { checkCudaHeadDim, checkCudaInputDtype, createCudaBackend, cudaUnsupported } from './backend.js';
+import { checkQkvShapes, checkScalars, requireShape, sliceListFromOptions } from '../check-args.js';
 
 /** The mask and numerics options of `flexFlashAttn`, with device tensors. */
 export interface FlexFlashAttnCudaMaskOptions extends Omit<FlexFlashAttnMaskOptions, 'sink' | 'backend'> {
@@ -74,16 +75,9 @@ export function cudaBackendFor(device: CudaDevice): KernelBackend<DeviceTensor> 
 // ---------------------------------------------------------------------------------------------
 // Validation (the rules of flex-flash-attn.ts, on device tensors: shapes and dtypes only)
 
-const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 
 function requireDeviceTensor(x: unknown, name: string): asserts x is DeviceTensor {
   if (!(x instanceof DeviceTensor)) throw new InvalidArgumentError(name, 'must be a DeviceTensor', `got ${x === null ? 'null' : typeof x === 'object' ? x.constructor.name : typeof x}`);
-}
-
-function requireShape(x: DeviceTensor, name: string, shape: readonly number[], what: string): void {
-  if (x.rank !== shape.length || x.shape.some((d, i) => d !== shape[i])) {
-    throw new ShapeError(name, `must have shape ${fmt(shape)} (${what})`, `got ${fmt(x.shape)}`);
-  }
 }
 
 function requireOptions(options: unknown): void {
@@ -119,37 +113,13 @@ function checkQkv(q: unknown, k: unknown, v: unknown): asserts q is DeviceTensor
   for (const [name, x] of [['k', k], ['v', v]] as const) {
     if (x.device !== q.device) throw new InvalidArgumentError(name, "must live on q's device", `device ${x.device.ordinal} vs ${q.device.ordinal}`);
   }
-  if (q.rank !== 3) throw new ShapeError('q', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(q.shape)}`);
-  if (k.rank !== 3) throw new ShapeError('k', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(k.shape)}`);
-  requireShape(v, 'v', k.shape, 'the same shape as k');
-  const [, headsQ, dim] = q.shape;
-  const [, headsKv, dimK] = k.shape;
-  if (dim < 1) throw new ShapeError('q', 'head dim must be at least 1', `got ${fmt(q.shape)}`);
-  if (dimK !== dim) throw new ShapeError('k', "head dim must equal q's head dim", `${dimK} vs ${dim}`);
-  if (headsQ < 1) throw new ShapeError('q', 'must have at least one head', `got ${fmt(q.shape)}`);
-  if (headsKv < 1) throw new ShapeError('k', 'must have at least one head', `got ${fmt(k.shape)}`);
-  if (headsQ % headsKv !== 0) throw new ShapeError('k', "number of heads must divide q's (GQA groups)", `${headsQ} query heads, ${headsKv} kv heads`);
-  if (k.dtype !== q.dtype) throw new ShapeError('k', "dtype must equal q's", `${k.dtype} vs ${q.dtype}`);
-  if (v.dtype !== q.dtype) throw new ShapeError('v', "dtype must equal q's", `${v.dtype} vs ${q.dtype}`);
+  checkQkvShapes(q, k, v);
   checkCudaInputDtype(q.dtype);
-  checkCudaHeadDim(dim);
-}
-
-function checkScalars(softmaxScale: number, softcap: number): void {
-  if (typeof softmaxScale !== 'number' || !Number.isFinite(softmaxScale) || softmaxScale <= 0) {
-    throw new InvalidArgumentError('softmaxScale', 'must be a finite number > 0', `got ${softmaxScale}`);
-  }
-  if (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0) {
-    throw new InvalidArgumentError('softcap', 'must be a finite number >= 0 (0 disables it)', `got ${softcap}`);
-  }
+  checkCudaHeadDim(q.shape[2]);
 }
 
 function buildSlices(q: DeviceTensor, k: DeviceTensor, options: FlexFlashAttnCudaMaskOptions): SliceList {
-  if (options.qRanges === undefined) throw new MaskError('qRanges', 'is required');
-  if (options.kRanges === undefined) throw new MaskError('kRanges', 'is required');
-  const slices = makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full');
-  checkSliceBounds(slices, q.shape[0], k.shape[0]);
-  return slices;
+  return sliceListFromOptions(options, q.shape[0], k.shape[0]);
 }
 
 function selectBackend(q: DeviceTensor, choice: KernelBackend<DeviceTensor> | undefined): KernelBackend<DeviceTensor> {
