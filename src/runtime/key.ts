@@ -12,7 +12,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { inferMaskFromCuSeqlens } from '../mask/helpers.js';
 import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
 import type { ProcessGroup } from '../comm/process-group.js';
-import { applyPadding, buildChunkBuckets, validateMask, type Chunking } from '../solver/chunking.js';
+import { applyPadding, buildChunkBuckets, validateMask } from '../solver/chunking.js';
 import { resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
 import { makeDispatchMeta } from '../solver/dispatch.js';
 import type { DistAttnPlan, RankPlan } from '../solver/plan.js';
@@ -181,16 +181,7 @@ function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions,
 }
 
 function paddedMaskOf(plan: DistAttnPlan): SliceList {
-  const d = plan.dispatch;
-  return applyPadding(plan.globalMask, {
-    cpSize: d.cpSize,
-    unpaddedSeqlen: d.unpaddedSeqlen,
-    totalSeqlen: d.totalSeqlen,
-    padSize: d.padSize,
-    chunkSize: d.chunkSize,
-    numChunks: d.numChunks,
-    shardSeqlen: d.shardSeqlen,
-  });
+  return applyPadding(plan.globalMask, plan.dispatch);
 }
 
 function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShapeOptions): DistAttnRuntimeKey {
@@ -272,18 +263,9 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
   if (hit !== undefined) return hit;
 
   const overlapConfig = options.overlapConfig === undefined ? old.overlapConfig : resolveOverlapConfig(options.overlapConfig);
-  const chunking: Chunking = {
-    cpSize: d.cpSize,
-    unpaddedSeqlen: d.unpaddedSeqlen,
-    totalSeqlen: d.totalSeqlen,
-    padSize: d.padSize,
-    chunkSize: d.chunkSize,
-    numChunks: d.numChunks,
-    shardSeqlen: d.shardSeqlen,
-  };
-  const buckets = buildChunkBuckets(mask, chunking);
+  const buckets = buildChunkBuckets(mask, d);
   // Position ids must not change with the mask: keep the dispatch key's clamp.
-  const dispatch = { ...makeDispatchMeta(chunking, buckets, d.partitions, old.dispatchConfig.alg, d.maxValidIds), algorithm: d.algorithm };
+  const dispatch = { ...makeDispatchMeta(d, buckets, d.partitions, old.dispatchConfig.alg, d.maxValidIds), algorithm: d.algorithm };
   const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig);
   const plan: DistAttnPlan = {
     formatVersion: 1,

@@ -12,18 +12,11 @@
 import { InvalidArgumentError } from '../errors.js';
 import { maskTypeFromInt, type AttnMaskType } from '../mask/mask-type.js';
 import type { SliceList } from '../mask/slice-list.js';
+import type { Chunking } from './chunking.js';
 import type { DispatchAlgType, ResolvedDispatchConfig, ResolvedOverlapConfig } from './config.js';
 
-export interface DispatchMeta {
-  readonly cpSize: number;
-  readonly unpaddedSeqlen: number;
-  /** Padded length: a multiple of chunkSize × cpSize. */
-  readonly totalSeqlen: number;
-  readonly padSize: number;
-  readonly chunkSize: number;
-  readonly numChunks: number;
-  /** Tokens per rank. */
-  readonly shardSeqlen: number;
+/** The chunking (lengths, padding, chunk size, shard length) and the chunks' assignment to ranks. */
+export interface DispatchMeta extends Chunking {
   /** Largest q end over slices with cells; position ids are clamped below it. */
   readonly maxValidIds: number;
   readonly algorithm: DispatchAlgType;
