@@ -30,6 +30,14 @@ export type KernelArg =
   /** A struct passed by value: its bytes laid out as the kernel's struct (aligned to 16). */
   | { type: 'bytes'; value: Uint8Array };
 
+/** Shorthands for the common kernel arguments. */
+export const kernelArg = {
+  i32: (value: number): KernelArg => ({ type: 'i32', value }),
+  u32: (value: number): KernelArg => ({ type: 'u32', value }),
+  f32: (value: number): KernelArg => ({ type: 'f32', value }),
+  ptr: (value: CuDevicePtr | DeviceBuffer | null): KernelArg => ({ type: 'ptr', value }),
+};
+
 type Dim3 = number | readonly [number, number?, number?];
 
 function dim3(d: Dim3): [number, number, number] {

@@ -13,7 +13,7 @@
  * The kernel source has no includes of its own (helpers are copied from ffa_fwd.cu), so the
  * NVRTC cache key (source text + options) is exact.
  */
-import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module, Stream } from '../../device/index.js';
+import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
 import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
@@ -87,12 +87,7 @@ export interface FfaBackwardShape {
   dtype: DType;
 }
 
-function i32(value: number): KernelArg {
-  return { type: 'i32', value };
-}
-function ptr(value: DeviceBuffer | null): KernelArg {
-  return { type: 'ptr', value };
-}
+const { i32, ptr } = kernelArg;
 
 /** The compiled backward module; one per device. */
 export class CudaFfaBackward {

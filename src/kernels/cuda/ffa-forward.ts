@@ -14,7 +14,7 @@
  *            output dtype and zero-fills rows whose lse stayed -inf. Output dtype float32 always
  *            takes this path.
  */
-import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module, Stream } from '../../device/index.js';
+import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
 import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
@@ -232,12 +232,7 @@ export class CudaFfaForward {
   }
 }
 
-function i32(value: number): KernelArg {
-  return { type: 'i32', value };
-}
-function ptr(value: DeviceBuffer | null): KernelArg {
-  return { type: 'ptr', value };
-}
+const { i32, ptr } = kernelArg;
 
 /** A slice list planned and uploaded for one shape: work list, slices, lock and fp32 scratch. */
 export class FfaForwardProblem {
