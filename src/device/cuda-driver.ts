@@ -86,6 +86,15 @@ export const CuFuncAttr = {
 } as const;
 
 /** CUevent flags. */
+/** cuda.h's CUtensorMapDataType, CUtensorMapSwizzle and CUtensorMapL2promotion values we use. */
+export const CuTensorMap = {
+  DATA_TYPE_FLOAT16: 6,
+  DATA_TYPE_BFLOAT16: 9,
+  SWIZZLE_128B: 3,
+  L2_PROMOTION_128B: 2,
+  L2_PROMOTION_256B: 3,
+} as const;
+
 export const CU_EVENT_DEFAULT = 0;
 export const CU_EVENT_DISABLE_TIMING = 2;
 /** CUstream flags. */
@@ -276,6 +285,11 @@ export class CudaDriver {
       ['cuFuncSetAttribute', ['cuFuncSetAttribute'], [P, 'int', 'int']],
       ['cuOccupancyMaxActiveBlocksPerMultiprocessor', ['cuOccupancyMaxActiveBlocksPerMultiprocessor'], [OI, P, 'int', 'size_t']],
       [
+        'cuTensorMapEncodeTiled',
+        ['cuTensorMapEncodeTiled'],
+        [P, 'int', 'uint', 'uint64_t', P, P, P, P, 'int', 'int', 'int', 'int'],
+      ],
+      [
         'cuLaunchKernel',
         ['cuLaunchKernel'],
         [P, 'uint', 'uint', 'uint', 'uint', 'uint', 'uint', 'uint', P, P, P],
@@ -456,6 +470,41 @@ export class CudaDriver {
   cuOccupancyMaxActiveBlocksPerMultiprocessor(fn: CuHandle, blockSize: number, dynamicSmemBytes: number): number {
     return this.outInt('cuOccupancyMaxActiveBlocksPerMultiprocessor', fn, blockSize, dynamicSmemBytes);
   }
+  /**
+   * Encodes a TMA descriptor (CUtensorMap, 128 opaque bytes) for a tiled view of `address`.
+   * `dims` innermost first; `stridesBytes` has rank - 1 entries (dims 1..rank-1). Enum values
+   * are cuda.h's (CuTensorMap* constants below).
+   */
+  cuTensorMapEncodeTiled(
+    dataType: number,
+    address: CuDevicePtr,
+    dims: readonly number[],
+    stridesBytes: readonly number[],
+    box: readonly number[],
+    swizzle: number,
+    l2Promotion: number,
+  ): Uint8Array {
+    const rank = dims.length;
+    const map = new Uint8Array(128);
+    const elementStrides = new Uint32Array(rank).fill(1);
+    this.call(
+      'cuTensorMapEncodeTiled',
+      map,
+      dataType,
+      rank,
+      address,
+      BigUint64Array.from(dims.map((d) => BigInt(d))),
+      BigUint64Array.from(stridesBytes.map((d) => BigInt(d))),
+      Uint32Array.from(box),
+      elementStrides,
+      0, // CU_TENSOR_MAP_INTERLEAVE_NONE
+      swizzle,
+      l2Promotion,
+      0, // CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE: out-of-bounds elements read as zeros
+    );
+    return map;
+  }
+
   /** `params` is a native array of pointers to the argument values (see `KernelArgPacker` in device.ts). */
   cuLaunchKernel(
     fn: CuHandle,
