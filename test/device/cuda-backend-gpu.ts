@@ -7,8 +7,11 @@
  * flexFlashAttn + flexFlashAttnBackward on the same host tensors are the reference.
  * Tolerance (stated): element-wise |got − ref| ≤ 2e-2 · max|ref| for out, dq, dk, dv (each
  * separately); |got − ref| ≤ 1e-3 · (1 + |ref|) for lse (equal infinities pass); no NaN.
- * Then: unsupported options must throw InvalidArgumentError naming the option and saying the
- * CUDA backend does not support it. One PASS/FAIL line per check, exit 1 on any failure.
+ * Then every option through the public entry points (sink, out/lse/maxLogits accumulators,
+ * returnMaxLogits, dq/dk/dv accumulators, dsink, deterministic), same tolerances (maxLogits and
+ * dsink like lse / 2e-2·max|ref|), against the CPU backend on host copies of the same buffers.
+ * Then: what stays unsupported (float32 inputs) must throw InvalidArgumentError naming the
+ * argument. One PASS/FAIL line per check, exit 1 on any failure.
  */
 import { CudaDevice } from '../../src/device/index.js';
 import { DeviceTensor } from '../../src/device/device-tensor.js';
@@ -17,7 +20,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-flash-attn.js';
 import { createCudaBackend } from '../../src/kernels/cuda/backend.js';
 import { flexFlashAttnBackwardCuda, flexFlashAttnCuda } from '../../src/kernels/cuda/flex-flash-attn-cuda.js';
-import { blockCausalMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
+import { blockCausalMask, makeSliceList, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 
 const argv = process.argv;
 const seedArg = argv.indexOf('--seed');
@@ -139,6 +142,64 @@ for (const c of cases) {
   console.log(`     gpu (upload+fwd+bwd+download, first call incl. compile) ${gpuMs.toFixed(0)} ms, cpu ${cpuMs.toFixed(0)} ms`);
 }
 
+// Every option through the public entry points, against the CPU backend.
+{
+  const T = 768;
+  const overlapping = makeSliceList(
+    [[0, 500], [200, 700], [100, 300], [0, 768]],
+    [[0, 400], [300, 768], [0, 768], [700, 768]],
+    ['causal', 'full', 'bi_causal', 'inv_causal'],
+  );
+  for (const [maskName, slices] of [['varlen causal [0,300,700,768]', varlenCausalMask([0, 300, 700, 768])], ['4 overlapping slices', overlapping]] as const) {
+    const label = `options (sink 2, bf16 out/lse accumulators with -inf rows, maxLogits merge, dq/dk accumulators, deterministic), ${maskName}, ${T} tokens, ${headsQ}:${headsKv} heads, bf16 d${dim}`;
+    try {
+      const q = randomBf16([T, headsQ, dim]);
+      const k = randomBf16([T, headsKv, dim]);
+      const v = randomBf16([T, headsKv, dim]);
+      const dout = randomBf16([T, headsQ, dim]);
+      const sink = Tensor.fromValues('float32', [2, headsQ], Array.from({ length: 2 * headsQ }, () => rand() * 4 - 2));
+      const outAcc = randomBf16([T, headsQ, dim]);
+      const lseAcc = Tensor.fromValues('float32', [T, headsQ], Array.from({ length: T * headsQ }, () => (rand() < 0.3 ? -Infinity : rand() * 4)));
+      const maxAcc = Tensor.fromValues('float32', [headsQ], Array.from({ length: headsQ }, (_, h) => (h === 0 ? 50 : -Infinity)));
+      const dqAcc = Tensor.fromValues('float32', [T, headsQ, dim], Array.from({ length: T * headsQ * dim }, () => rand() * 0.02 - 0.01));
+      const dkAcc = Tensor.fromValues('float32', [T, headsKv, dim], Array.from({ length: T * headsKv * dim }, () => rand() * 0.02 - 0.01));
+      const clone = (t: Tensor): Tensor => new Tensor(t.dtype, t.shape, t.data.slice());
+      const opts = maskOptions(slices);
+      const up = (t: Tensor): DeviceTensor => DeviceTensor.fromHost(dev, t);
+      const [gq, gk, gv, gdout, gsink, gOut, gLse, gMax, gdq, gdk] = [q, k, v, dout, sink, outAcc, lseAcc, maxAcc, dqAcc, dkAcc].map(up);
+      const fwd = flexFlashAttnCuda(gq, gk, gv, { ...opts, sink: gsink, out: gOut, lse: gLse, maxLogits: gMax, deterministic: true });
+      const grads = flexFlashAttnBackwardCuda(gdout, gq, gk, gv, fwd.out, fwd.lse, { ...opts, sink: gsink, dq: gdq, dk: gdk, deterministic: true });
+      const got = { out: fwd.out.toHost(), lse: fwd.lse.toHost(), maxLogits: fwd.maxLogits?.toHost(), dq: grads.dq.toHost(), dk: grads.dk.toHost(), dv: grads.dv.toHost(), dsink: grads.dsink?.toHost() };
+      const identity = fwd.out === gOut && fwd.lse === gLse && fwd.maxLogits === gMax && grads.dq === gdq && grads.dk === gdk;
+      for (const t of [gq, gk, gv, gdout, gsink, gOut, gLse, gMax, gdq, gdk, grads.dv, grads.dsink]) t?.free();
+
+      const ref = flexFlashAttn(q, k, v, { ...opts, sink, out: clone(outAcc), lse: clone(lseAcc), maxLogits: clone(maxAcc) });
+      const refGrads = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, { ...opts, sink, dq: clone(dqAcc), dk: clone(dkAcc) });
+      report(identity && got.dq.dtype === 'float32' && got.dv.dtype === 'bfloat16', `${label}: accumulators are returned as the results (dq ${got.dq.dtype}, dv ${got.dv.dtype})`);
+      for (const [name, g, r] of [
+        ['out', got.out, ref.out],
+        ['dq', got.dq, refGrads.dq],
+        ['dk', got.dk, refGrads.dk],
+        ['dv', got.dv, refGrads.dv],
+      ] as const) {
+        const { err, scale } = relInf(g, r);
+        report(err <= 2e-2 * scale, `${label}: ${name} max err ${err.toExponential(3)} vs bound ${(2e-2 * scale).toExponential(3)}`);
+      }
+      const le = lseErr(got.lse, ref.lse);
+      report(le <= 1e-3, `${label}: lse max err/(1+|ref|) ${le.toExponential(3)} vs bound 1e-3`);
+      const me = got.maxLogits === undefined || ref.maxLogits === undefined ? Infinity : lseErr(got.maxLogits, ref.maxLogits);
+      report(me <= 1e-3 && got.maxLogits?.data[0] === 50, `${label}: maxLogits max err/(1+|ref|) ${me.toExponential(3)} (head 0 kept its 50: ${got.maxLogits?.data[0]})`);
+      if (got.dsink === undefined || refGrads.dsink === undefined) report(false, `${label}: dsink missing`);
+      else {
+        const { err, scale } = relInf(got.dsink, refGrads.dsink);
+        report(err <= 2e-2 * scale + 1e-6, `${label}: dsink max err ${err.toExponential(3)} vs bound ${(2e-2 * scale).toExponential(3)}`);
+      }
+    } catch (e) {
+      report(false, `${label}: threw ${(e as Error).stack ?? String(e)}`);
+    }
+  }
+}
+
 // Unsupported options: a clear InvalidArgumentError naming the option.
 function expectUnsupported(what: string, option: string, fn: () => unknown): void {
   try {
@@ -157,18 +218,24 @@ function expectUnsupported(what: string, option: string, fn: () => unknown): voi
   const k32 = DeviceTensor.fromHost(dev, Tensor.zeros('float32', [256, 2, 128]));
   const sink = DeviceTensor.fromHost(dev, Tensor.zeros('float32', [1, 4]));
   const mask = { qRanges: [[0, 256]] as Array<[number, number]>, kRanges: [[0, 256]] as Array<[number, number]>, maskTypes: 'causal' };
-  expectUnsupported('sink (forward)', 'sink', () => flexFlashAttnCuda(q, k, v, { ...mask, sink }));
-  expectUnsupported('deterministic (forward)', 'deterministic', () => flexFlashAttnCuda(q, k, v, { ...mask, deterministic: true }));
-  expectUnsupported('returnMaxLogits', 'returnMaxLogits', () => flexFlashAttnCuda(q, k, v, { ...mask, returnMaxLogits: true }));
   expectUnsupported('float32 inputs', 'q', () => flexFlashAttnCuda(q32, k32, k32, mask));
-  const fwd = flexFlashAttnCuda(q, k, v, mask);
-  expectUnsupported('dq accumulator (backward)', 'dq', () => flexFlashAttnBackwardCuda(fwd.out, q, k, v, fwd.out, fwd.lse, { ...mask, dq: q32 }));
+  const fwd = flexFlashAttnCuda(q, k, v, { ...mask, sink, returnMaxLogits: true });
+  report(fwd.maxLogits !== undefined && fwd.maxLogits.shape.join() === '4' && fwd.maxLogits.dtype === 'float32', `returnMaxLogits gives a fresh float32 [Hq] (${fwd.maxLogits?.dtype} [${fwd.maxLogits?.shape.join(', ')}])`);
   const backend = createCudaBackend(dev);
-  expectUnsupported('outAcc (backend.forward)', 'out', () =>
-    backend.forward({ q, k, v, slices: varlenCausalMask([0, 256]), softmaxScale: 0.1, softcap: 0, outAcc: fwd.out, lseAcc: fwd.lse, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: false }),
-  );
+  try {
+    backend.forward({ q, k, v, slices: varlenCausalMask([0, 256]), softmaxScale: 0.1, softcap: 0, outAcc: fwd.out, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: false });
+    report(false, 'outAcc without lseAcc (backend.forward): did not throw');
+  } catch (e) {
+    report(e instanceof InvalidArgumentError && e.argument === 'lse', `outAcc without lseAcc (backend.forward): ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+  }
+  try {
+    flexFlashAttnBackwardCuda(fwd.out, q, k, v, fwd.out, fwd.lse, { ...mask, dq: q });
+    report(false, 'bf16 dq accumulator (backward): did not throw');
+  } catch (e) {
+    report(e instanceof Error && /float32/.test(e.message), `bf16 dq accumulator (backward): ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+  }
   report(backend.accepts(q) && !backend.accepts(undefined as unknown as DeviceTensor), 'backend.accepts: DeviceTensor on its device yes, other values no');
-  for (const t of [q, k, v, q32, k32, sink, fwd.out, fwd.lse]) t.free();
+  for (const t of [q, k, v, q32, k32, sink, fwd.out, fwd.lse, fwd.maxLogits]) t?.free();
 }
 
 dev.close();

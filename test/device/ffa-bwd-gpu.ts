@@ -211,6 +211,233 @@ if (checks) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Options: sink (dsink, and dq/dk/dv through a sink-corrected forward), dq/dk/dv accumulation,
+// deterministic mode. Tolerances as above for dq/dk/dv (relative to the largest |gradient|, the
+// accumulator's own values added on top), and |dsink − ref| ≤ 2e-2·max|ref dsink| + 1e-6.
+
+/** Random slices: q ranges overlap freely, mixed types. */
+function randomSlices(tokensQ: number, tokensK: number, n: number): SliceList {
+  const qr: Array<[number, number]> = [];
+  const kr: Array<[number, number]> = [];
+  const types: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const qs = Math.floor(rand() * tokensQ * 0.9);
+    const qe = Math.min(tokensQ, qs + 1 + Math.floor(rand() * tokensQ * 0.6));
+    const ks = Math.floor(rand() * tokensK * 0.8);
+    const ke = Math.min(tokensK - Math.floor(tokensK / 20), ks + 1 + Math.floor(rand() * tokensK * 0.7));
+    qr.push([qs, qe]);
+    kr.push([ks, Math.max(ks, ke)]);
+    types.push(Math.floor(rand() * 4));
+  }
+  return makeSliceList(qr, kr, Uint8Array.from(types));
+}
+
+const sameBits = (x: Tensor, y: Tensor): boolean => Buffer.compare(Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength), Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength)) === 0;
+const cloneT = (t: Tensor): Tensor => new Tensor(t.dtype, t.shape, t.data.slice());
+
+/** |got − ref| ≤ 2e-2·max|ref − acc| + 1e-6·max|acc| element-wise (acc: the accumulator's initial values, or none). */
+function checkGrad(name: string, got: Tensor, ref: Tensor, acc: Tensor | undefined): [boolean, string] {
+  const g = got.toFloat64();
+  const r = ref.toFloat64();
+  const a = acc?.toFloat64();
+  let scale = 0;
+  let accScale = 0;
+  for (let i = 0; i < r.length; i++) {
+    scale = Math.max(scale, Math.abs(r[i] - (a?.[i] ?? 0)));
+    accScale = Math.max(accScale, Math.abs(a?.[i] ?? 0));
+  }
+  const tol = 2e-2 * scale + 1e-6 * accScale + 1e-6;
+  let err = 0;
+  let bad = 0;
+  let first = '';
+  for (let i = 0; i < r.length; i++) {
+    const e = Math.abs(g[i] - r[i]);
+    if (!(e <= tol) && bad++ === 0) first = `${name}[${i}] = ${g[i]} vs ${r[i]}`;
+    if (Number.isFinite(e)) err = Math.max(err, e);
+  }
+  return [bad === 0, `${name} err ${err.toExponential(2)} (rel ${(err / (scale || 1)).toExponential(2)})` + (bad ? ` ${bad} bad, first ${first}` : '')];
+}
+
+interface OptCase {
+  name: string;
+  slices: SliceList;
+  tokensQ: number;
+  tokensK: number;
+  headsQ: number;
+  headsKv: number;
+  dim: number;
+  dtype: DType;
+  softcap?: number;
+  sink?: number;
+  /** which gradients go into fp32 accumulators */
+  acc?: Array<'dq' | 'dk' | 'dv'>;
+  deterministic?: boolean;
+}
+
+const optCases: OptCase[] = [
+  { name: 'sink 2, random overlapping mask, 8:2 heads, bf16 d128', slices: randomSlices(600, 700, 6), tokensQ: 600, tokensK: 700, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16', sink: 2 },
+  { name: 'sink 3 + softcap 10, varlen causal, 4:1 heads, fp16 d64', slices: varlenCausalMask([0, 300, 517, 700]), tokensQ: 700, tokensK: 700, headsQ: 4, headsKv: 1, dim: 64, dtype: 'float16', sink: 3, softcap: 10 },
+  { name: 'dq/dk/dv accumulation, random overlapping mask, 8:2 heads, bf16 d128', slices: randomSlices(512, 600, 5), tokensQ: 512, tokensK: 600, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16', acc: ['dq', 'dk', 'dv'] },
+  { name: 'dk accumulation only + sink 1, causal 500, 4:2 heads, fp16 d128', slices: causalMask(500), tokensQ: 500, tokensK: 500, headsQ: 4, headsKv: 2, dim: 128, dtype: 'float16', acc: ['dk'], sink: 1 },
+  { name: 'deterministic + sink 2 + dq/dk/dv accumulation, random overlapping mask (10 slices), 8:2 heads, bf16 d128', slices: randomSlices(640, 640, 10), tokensQ: 640, tokensK: 640, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16', sink: 2, acc: ['dq', 'dk', 'dv'], deterministic: true },
+  { name: 'deterministic, random overlapping mask (8 slices), 4:4 heads, fp16 d64', slices: randomSlices(700, 500, 8), tokensQ: 700, tokensK: 500, headsQ: 4, headsKv: 4, dim: 64, dtype: 'float16', deterministic: true },
+];
+
+const bwdMain = bwds[bwds.length - 1];
+if (checks) {
+  for (const c of optCases) {
+    if (only !== undefined && !c.name.includes(only)) continue;
+    try {
+      const q = randomTensor(c.dtype, [c.tokensQ, c.headsQ, c.dim], 3);
+      const k = randomTensor(c.dtype, [c.tokensK, c.headsKv, c.dim], 1);
+      const v = randomTensor(c.dtype, [c.tokensK, c.headsKv, c.dim], 1);
+      const dout = randomTensor(c.dtype, [c.tokensQ, c.headsQ, c.dim], 1);
+      const sink = c.sink === undefined ? undefined : randomTensor('float32', [c.sink, c.headsQ], 3);
+      const softmaxScale = 1 / Math.sqrt(c.dim);
+      const softcap = c.softcap ?? 0;
+      const f = fwd.forward({ q, k, v, slices: c.slices, softmaxScale, softcap, returnMaxLogits: false, outDtype: c.dtype, deterministic: false, ...(sink === undefined ? {} : { sink }) });
+      const accs: Partial<Record<'dq' | 'dk' | 'dv', Tensor>> = {};
+      for (const name of c.acc ?? []) accs[name] = randomTensor('float32', name === 'dq' ? [c.tokensQ, c.headsQ, c.dim] : [c.tokensK, c.headsKv, c.dim], 0.05);
+      const args = {
+        dout, q, k, v, out: f.out, lse: f.lse, slices: c.slices, softmaxScale, softcap, deterministic: c.deterministic ?? false,
+        ...(sink === undefined ? {} : { sink }),
+        ...(accs.dq === undefined ? {} : { dqAcc: accs.dq }),
+        ...(accs.dk === undefined ? {} : { dkAcc: accs.dk }),
+        ...(accs.dv === undefined ? {} : { dvAcc: accs.dv }),
+      };
+      const ref = referenceBackward(args);
+      const run = () =>
+        bwdMain.backward(
+          {
+            ...args,
+            ...(accs.dq === undefined ? {} : { dqAcc: cloneT(accs.dq) }),
+            ...(accs.dk === undefined ? {} : { dkAcc: cloneT(accs.dk) }),
+            ...(accs.dv === undefined ? {} : { dvAcc: cloneT(accs.dv) }),
+          },
+          { poison: true },
+        );
+      const got = run();
+      const parts: string[] = [];
+      let ok = true;
+      for (const name of ['dq', 'dk', 'dv'] as const) {
+        const [o, m] = checkGrad(name, got[name], ref[name], accs[name]);
+        const wantDtype = accs[name] !== undefined ? 'float32' : c.dtype;
+        if (got[name].dtype !== wantDtype) {
+          ok = false;
+          parts.push(`${name} dtype ${got[name].dtype}, expected ${wantDtype}`);
+        }
+        ok &&= o;
+        parts.push(m);
+      }
+      if (sink !== undefined) {
+        if (got.dsink === undefined || ref.dsink === undefined) {
+          ok = false;
+          parts.push('dsink missing');
+        } else {
+          const g = got.dsink.toFloat64();
+          const r = ref.dsink.toFloat64();
+          let scale = 0;
+          for (const x of r) scale = Math.max(scale, Math.abs(x));
+          let err = 0;
+          for (let i = 0; i < r.length; i++) err = Math.max(err, Number.isNaN(g[i]) ? Infinity : Math.abs(g[i] - r[i]));
+          const okS = err <= 2e-2 * scale + 1e-6;
+          ok &&= okS;
+          parts.push(`dsink err ${err.toExponential(2)} (max|ref| ${scale.toExponential(2)})${okS ? '' : ' TOO LARGE'}`);
+        }
+      }
+      if (c.deterministic) {
+        const again = run();
+        const same = (['dq', 'dk', 'dv'] as const).every((n) => sameBits(got[n], again[n])) && (got.dsink === undefined || sameBits(got.dsink, again.dsink!));
+        ok &&= same;
+        parts.push(same ? 'second run bit-identical' : 'second run DIFFERS');
+      }
+      if (!ok) failures++;
+      console.log(`${ok ? 'PASS' : 'FAIL'} [options] ${c.name}: ${parts.join('; ')}`);
+    } catch (e) {
+      failures++;
+      console.log(`FAIL [options] ${c.name}: threw ${(e as Error).stack ?? String(e)}`);
+    }
+  }
+
+  // Deterministic mode on heavily overlapping q ranges (16 slices over the same rows and keys):
+  // fp32 accumulators (zeros) so that the comparison sees the fp32 sums, two runs bit-identical,
+  // within tolerance; default mode shown for contrast. Then timing, default vs deterministic.
+  try {
+    const T = 1024;
+    const n = 16;
+    const mk = (S: number) =>
+      makeSliceList(
+        Array.from({ length: n }, (_, i) => [Math.floor((i * S) / (4 * n)), S - Math.floor((i * S) / (8 * n))] as [number, number]),
+        Array.from({ length: n }, (_, i) => [Math.floor((i * S) / (2 * n)), Math.floor((i * S) / (2 * n)) + S / 2] as [number, number]),
+        Uint8Array.from({ length: n }, (_, i) => i % 4),
+      );
+    const slices = mk(T);
+    const q = randomTensor('bfloat16', [T, 8, 128], 3);
+    const k = randomTensor('bfloat16', [T, 2, 128], 1);
+    const v = randomTensor('bfloat16', [T, 2, 128], 1);
+    const dout = randomTensor('bfloat16', [T, 8, 128], 1);
+    const f = fwd.forward({ q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: true });
+    const base = { dout, q, k, v, out: f.out, lse: f.lse, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0 };
+    const zeros = () => ({ dqAcc: Tensor.zeros('float32', [T, 8, 128]), dkAcc: Tensor.zeros('float32', [T, 2, 128]), dvAcc: Tensor.zeros('float32', [T, 2, 128]) });
+    const ref = referenceBackward({ ...base, deterministic: true });
+    const a = bwdMain.backward({ ...base, deterministic: true, ...zeros() }, { poison: true });
+    const b = bwdMain.backward({ ...base, deterministic: true, ...zeros() }, { poison: true });
+    const same = (['dq', 'dk', 'dv'] as const).every((x) => sameBits(a[x], b[x]));
+    const parts = (['dq', 'dk', 'dv'] as const).map((x) => checkGrad(x, a[x], ref[x], undefined));
+    let nondetDiffers = false;
+    for (let i = 0; i < 3 && !nondetDiffers; i++) {
+      const x = bwdMain.backward({ ...base, deterministic: false, ...zeros() });
+      const y = bwdMain.backward({ ...base, deterministic: false, ...zeros() });
+      nondetDiffers = !(['dq', 'dk', 'dv'] as const).every((z) => sameBits(x[z], y[z]));
+    }
+    const ok = same && parts.every(([o]) => o);
+    if (!ok) failures++;
+    console.log(`${ok ? 'PASS' : 'FAIL'} deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128, fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
+
+    // timing: default vs deterministic (pre-pass + zero + main + convert), causal and the overlapping mask
+    const S = 8192;
+    const H = 32;
+    const HK = 8;
+    const shape = { tokensQ: S, tokensK: S, headsQ: H, headsKv: HK, dim: 128, dtype: 'bfloat16' as DType };
+    const bq = dev.alloc(S * H * 128 * 2);
+    const bk = dev.alloc(S * HK * 128 * 2);
+    const bv = dev.alloc(S * HK * 128 * 2);
+    const bdo = dev.alloc(S * H * 128 * 2);
+    for (const x of [bq, bk, bv, bdo]) x.fill(0x3c);
+    const bo = dev.alloc(S * H * 128 * 2);
+    const bl = dev.alloc(S * H * 4);
+    const bdq = dev.alloc(S * H * 128 * 2);
+    const bdk = dev.alloc(S * HK * 128 * 2);
+    const bdv = dev.alloc(S * HK * 128 * 2);
+    for (const [maskName, m] of [['causal', causalMask(S)], [`${n} overlapping slices`, mk(S)]] as const) {
+      const fp = fwd.prepare(shape, m);
+      fp.launch(bq, bk, bv, bo, bl, 0.088);
+      const p = bwdMain.prepare(shape, m);
+      const bufs = { q: bq, k: bk, v: bv, out: bo, dout: bdo, lse: bl, dq: bdq, dk: bdk, dv: bdv };
+      const time = (det: boolean): number => {
+        for (let i = 0; i < 2; i++) p.launch(bufs, 0.088, 0, undefined, { deterministic: det });
+        const e0 = dev.createEvent().record();
+        for (let i = 0; i < 5; i++) p.launch(bufs, 0.088, 0, undefined, { deterministic: det });
+        const e1 = dev.createEvent().record();
+        const ms = e1.elapsedSince(e0) / 5;
+        e0.destroy();
+        e1.destroy();
+        return ms;
+      };
+      const tDef = time(false);
+      const tDet = time(true);
+      console.log(`TIME bwd ${maskName}, S=${S}, ${H}:${HK} heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches, ${p.plan.numWork} -> ${p.deterministicWork().plan.work.length / 4} items)`);
+      p.free();
+      fp.free();
+    }
+    for (const x of [bq, bk, bv, bdo, bo, bl, bdq, bdk, bdv]) x.free();
+  } catch (e) {
+    failures++;
+    console.log(`FAIL deterministic backward: threw ${(e as Error).stack ?? String(e)}`);
+  }
+}
+
 if (bench) {
   const H = 64;
   const HK = 8;

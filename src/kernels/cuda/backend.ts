@@ -5,9 +5,10 @@
  * stream, so results are ordered before any later copy or launch.
  *
  * Supported: bfloat16 / float16 q, k, v with head dim 64 or 128, any slice list, softcap, GQA,
- * out in the input dtype or float32. Not yet (each throws InvalidArgumentError naming the
- * option): sink, out/lse accumulators, max logits, dq/dk/dv accumulators, deterministic mode,
- * float32 / float64 inputs.
+ * out in the input dtype or float32, sink (float32 [S, Hq]; dsink in the backward), out/lse
+ * accumulators (out in bfloat16, float16 or float32), max logits (fresh or max-merged), dq/dk/dv
+ * float32 accumulators, deterministic mode. Not supported (InvalidArgumentError naming the
+ * argument): float32 / float64 q, k, v.
  *
  * Planned problems (work list, uploaded slices, fp32 scratch) are cached per backend, keyed by
  * the slice list's contents and the shape, a few at a time (least recently used is freed).
@@ -18,8 +19,8 @@ import type { DType } from '../../dtype.js';
 import { InvalidArgumentError, ShapeError } from '../../errors.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from '../backend.js';
-import { CudaFfaBackward, FFA_BWD_HEAD_DIMS, type FfaBackwardProblem } from './ffa-backward.js';
-import { CudaFfaForward, FFA_FWD_HEAD_DIMS, type FfaForwardProblem } from './ffa-forward.js';
+import { CudaFfaBackward, FFA_BWD_HEAD_DIMS, type FfaBackwardExtras, type FfaBackwardProblem } from './ffa-backward.js';
+import { CudaFfaForward, FFA_FWD_HEAD_DIMS, type FfaForwardExtras, type FfaForwardProblem } from './ffa-forward.js';
 
 /** The error for an option this backend does not implement: names the option and says so. */
 export function cudaUnsupported(option: string, what: string): InvalidArgumentError {
@@ -33,6 +34,9 @@ export const CUDA_INPUT_DTYPES: readonly DType[] = ['bfloat16', 'float16'];
 export function checkCudaInputDtype(dtype: DType): void {
   if (!CUDA_INPUT_DTYPES.includes(dtype)) throw cudaUnsupported('q', `${dtype} inputs (bfloat16 or float16 only)`);
 }
+
+/** Out dtypes the forward writes (fresh out, or an accumulator). */
+export const CUDA_OUT_DTYPES: readonly DType[] = ['bfloat16', 'float16', 'float32'];
 
 /** Throws the clear error for a head dim no kernel is compiled for. */
 export function checkCudaHeadDim(dim: number): void {
@@ -117,6 +121,17 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
   const requireShape = (t: DeviceTensor, name: string, shape: readonly number[], what: string): void => {
     if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) throw new ShapeError(name, `must have shape ${fmt(shape)} (${what})`, `got ${fmt(t.shape)}`);
   };
+  const requireF32 = (t: DeviceTensor, name: string): void => {
+    if (t.dtype !== 'float32') throw new ShapeError(name, 'must be float32', `got ${t.dtype}`);
+  };
+  /** float32 [S, Hq], S >= 1 (the host rule of flex-flash-attn.ts). */
+  const requireSink = (t: DeviceTensor, headsQ: number): DeviceTensor => {
+    requireF32(t, 'sink');
+    if (t.rank !== 2 || t.shape[1] !== headsQ || t.shape[0] < 1) {
+      throw new ShapeError('sink', `must have shape [S, ${headsQ}] with S >= 1 (one logit per sink token and query head)`, `got ${fmt(t.shape)}`);
+    }
+    return t;
+  };
   /** q [Tq, Hq, D], k = v shape [Tk, Hkv, D], one supported dtype. */
   const checkQkv = (q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): [number, number, number, number, number] => {
     if (q.rank !== 3) throw new ShapeError('q', 'must be 3-D [tokens, heads, headDim]', `got ${fmt(q.shape)}`);
@@ -139,44 +154,61 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
     accepts,
 
     forward(args: FfaForwardArgs<DeviceTensor>): FfaForwardResult<DeviceTensor> {
-      if (args.sink !== undefined) throw cudaUnsupported('sink', 'attention sinks');
-      if (args.outAcc !== undefined) throw cudaUnsupported('out', 'accumulating into an out buffer');
-      if (args.lseAcc !== undefined) throw cudaUnsupported('lse', 'accumulating into an lse buffer');
-      if (args.returnMaxLogits) throw cudaUnsupported('returnMaxLogits', 'max logits');
-      if (args.maxLogitsAcc !== undefined) throw cudaUnsupported('maxLogits', 'max logits');
-      if (args.deterministic) throw cudaUnsupported('deterministic', 'deterministic mode');
       const q = requireHere(args.q, 'q');
       const k = requireHere(args.k, 'k');
       const v = requireHere(args.v, 'v');
       const [tokensQ, tokensK, headsQ, headsKv, dim] = checkQkv(q, k, v);
-      const outDtype = args.outDtype ?? q.dtype;
-      if (outDtype !== q.dtype && outDtype !== 'float32') throw cudaUnsupported('outDtype', `out in ${outDtype} (only q's dtype or float32)`);
+      const sink = args.sink === undefined ? undefined : requireSink(requireHere(args.sink, 'sink'), headsQ);
+      if ((args.outAcc === undefined) !== (args.lseAcc === undefined)) {
+        throw new InvalidArgumentError(args.outAcc === undefined ? 'out' : 'lse', 'out and lse accumulators must be given together');
+      }
+      let acc: { out: DeviceTensor; lse: DeviceTensor } | undefined;
+      if (args.outAcc !== undefined && args.lseAcc !== undefined) {
+        acc = { out: requireHere(args.outAcc, 'out'), lse: requireHere(args.lseAcc, 'lse') };
+        requireShape(acc.out, 'out', q.shape, "q's shape");
+        if (!CUDA_OUT_DTYPES.includes(acc.out.dtype)) throw cudaUnsupported('out', `accumulating into a ${acc.out.dtype} out (bfloat16, float16 or float32 only)`);
+        requireF32(acc.lse, 'lse');
+        requireShape(acc.lse, 'lse', [tokensQ, headsQ], '[tokens, heads] of q');
+      }
+      const maxAcc = args.maxLogitsAcc === undefined ? undefined : requireHere(args.maxLogitsAcc, 'maxLogits');
+      if (maxAcc !== undefined) {
+        requireF32(maxAcc, 'maxLogits');
+        requireShape(maxAcc, 'maxLogits', [headsQ], 'one value per query head');
+      }
+      const finalDtype = acc?.out.dtype ?? args.outDtype ?? q.dtype;
+      if (acc === undefined && finalDtype !== q.dtype && finalDtype !== 'float32') throw cudaUnsupported('outDtype', `out in ${finalDtype} (only q's dtype or float32)`);
+      // the partial that an accumulation merges in: fp32 for an fp32 accumulator, else q's dtype
+      const partDtype = acc === undefined || finalDtype === 'float32' ? finalDtype : q.dtype;
 
       fwd ??= new CudaFfaForward(device, compileOpts);
       const shape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
-      const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype},${outDtype}`;
+      const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype},${partDtype}`;
       const owner = fwd;
-      const { problem, release } = fwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices, { outDtype }));
-      const out = DeviceTensor.empty(device, outDtype, [tokensQ, headsQ, dim]);
-      const lse = DeviceTensor.empty(device, 'float32', [tokensQ, headsQ]);
+      const { problem, release } = fwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices, { outDtype: partDtype }));
+      const out = acc?.out ?? DeviceTensor.empty(device, finalDtype, [tokensQ, headsQ, dim]);
+      const lse = acc?.lse ?? DeviceTensor.empty(device, 'float32', [tokensQ, headsQ]);
+      const wantMax = args.returnMaxLogits || maxAcc !== undefined;
+      const maxLogits = maxAcc ?? (wantMax ? DeviceTensor.empty(device, 'float32', [headsQ]) : undefined);
+      const extras: FfaForwardExtras = { deterministic: args.deterministic };
+      if (acc !== undefined) extras.accumulate = { outDtype: finalDtype };
+      if (sink !== undefined) extras.sink = { buffer: sink.buffer, count: sink.shape[0] };
+      if (maxLogits !== undefined) extras.maxLogits = { buffer: maxLogits.buffer, fresh: maxAcc === undefined };
       try {
-        problem.launch(q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer, args.softmaxScale, args.softcap);
+        problem.launch(q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer, args.softmaxScale, args.softcap, undefined, extras);
       } catch (e) {
-        out.free();
-        lse.free();
+        if (acc === undefined) {
+          out.free();
+          lse.free();
+        }
+        if (maxAcc === undefined) maxLogits?.free();
         throw e;
       } finally {
         release();
       }
-      return { out, lse };
+      return maxLogits === undefined ? { out, lse } : { out, lse, maxLogits };
     },
 
     backward(args: FfaBackwardArgs<DeviceTensor>): FfaBackwardResult<DeviceTensor> {
-      if (args.sink !== undefined) throw cudaUnsupported('sink', 'attention sinks');
-      for (const [name, acc] of [['dq', args.dqAcc], ['dk', args.dkAcc], ['dv', args.dvAcc]] as const) {
-        if (acc !== undefined) throw cudaUnsupported(name, `accumulating into a ${name} buffer`);
-      }
-      if (args.deterministic) throw cudaUnsupported('deterministic', 'deterministic mode');
       const q = requireHere(args.q, 'q');
       const k = requireHere(args.k, 'k');
       const v = requireHere(args.v, 'v');
@@ -190,28 +222,54 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
       if (dout.dtype !== q.dtype) throw cudaUnsupported('dout', `a dout in ${dout.dtype} (only q's dtype ${q.dtype})`);
       if (lse.dtype !== 'float32') throw new ShapeError('lse', 'must be float32', `got ${lse.dtype}`);
       requireShape(lse, 'lse', [tokensQ, headsQ], '[tokens, heads] of q');
+      const sink = args.sink === undefined ? undefined : requireSink(requireHere(args.sink, 'sink'), headsQ);
+      const accOf = (given: DeviceTensor | undefined, name: 'dq' | 'dk' | 'dv', like: DeviceTensor): DeviceTensor | undefined => {
+        if (given === undefined) return undefined;
+        const t = requireHere(given, name);
+        requireF32(t, name);
+        requireShape(t, name, like.shape, `the shape of ${name.slice(1)}`);
+        return t;
+      };
+      const dqAcc = accOf(args.dqAcc, 'dq', q);
+      const dkAcc = accOf(args.dkAcc, 'dk', k);
+      const dvAcc = accOf(args.dvAcc, 'dv', v);
 
       bwd ??= new CudaFfaBackward(device, compileOpts);
       const shape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
       const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype}`;
       const owner = bwd;
       const { problem, release } = bwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices));
-      const dq = DeviceTensor.empty(device, q.dtype, q.shape);
-      const dk = DeviceTensor.empty(device, q.dtype, k.shape);
-      const dv = DeviceTensor.empty(device, q.dtype, k.shape);
+      const fresh: DeviceTensor[] = [];
+      const make = (acc: DeviceTensor | undefined, dtype: DType, shape: readonly number[]): DeviceTensor => {
+        if (acc !== undefined) return acc;
+        const t = DeviceTensor.empty(device, dtype, shape);
+        fresh.push(t);
+        return t;
+      };
+      const dq = make(dqAcc, q.dtype, q.shape);
+      const dk = make(dkAcc, q.dtype, k.shape);
+      const dv = make(dvAcc, q.dtype, k.shape);
+      const dsink = sink === undefined ? undefined : make(undefined, 'float32', sink.shape);
+      const extras: FfaBackwardExtras = {
+        accumulate: { dq: dqAcc !== undefined, dk: dkAcc !== undefined, dv: dvAcc !== undefined },
+        deterministic: args.deterministic,
+      };
+      if (sink !== undefined && dsink !== undefined) extras.sink = { buffer: sink.buffer, count: sink.shape[0], dsink: dsink.buffer };
       try {
         problem.launch(
           { q: q.buffer, k: k.buffer, v: v.buffer, out: out.buffer, dout: dout.buffer, lse: lse.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer },
           args.softmaxScale,
           args.softcap,
+          undefined,
+          extras,
         );
       } catch (e) {
-        for (const t of [dq, dk, dv]) t.free();
+        for (const t of fresh) t.free();
         throw e;
       } finally {
         release();
       }
-      return { dq, dk, dv };
+      return dsink === undefined ? { dq, dk, dv } : { dq, dk, dv, dsink };
     },
 
     dispose(): void {

@@ -9,18 +9,29 @@
  * +inf, both [Hq, Tq] fp32) -> zero the fp32 dq/dk/dv buffers -> main kernel (dq by fp32
  * atomics per q tile, dk/dv in registers then fp32 atomics) -> convert fp32 -> input dtype.
  *
- * Not handled yet: sink / dsink, accumulation buffers (dqAcc/dkAcc/dvAcc), deterministic mode.
- * The kernel source has no includes of its own (helpers are copied from ffa_fwd.cu), so the
- * NVRTC cache key (source text + options) is exact.
+ * Options (FfaBackwardExtras):
+ *   accumulation - a caller's fp32 dq/dk/dv buffer (same token-major layout as the fp32 scratch)
+ *            is handed to the main kernel in place of the scratch: not zeroed, not converted;
+ *   sink     - only adds dsink (ffa_bwd_dsink after the pre-pass: one block per head, a
+ *            fixed-order reduction); the main kernel already sees the sink through out and lse;
+ *   deterministic - the main kernel adds dq per (item, q tile) and dk/dv per item with fp32
+ *            atomics, so an element that gets three or more adds (or two onto a nonzero
+ *            accumulator) sums in a varying order. The deterministic schedule splits every item's
+ *            q rows at multiples of 4·BM and groups the pieces first-fit so that inside a group no
+ *            two pieces share a q row or a key row (planDeterministicBackward); one launch per
+ *            group, in order, so every element receives its adds in a fixed order. For one long
+ *            slice the pieces form a grid of (k tile, q chunk) cells and first-fit gives about
+ *            max(k tiles, q chunks) groups, each a full grid of blocks.
  */
 import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
 import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
+import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import type { FfaBackwardArgs, FfaBackwardResult } from '../backend.js';
-import { FfaCudaUnsupportedError } from './ffa-forward.js';
+import { FfaCudaUnsupportedError, greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
 
 /** Default: 8 warps, BN = 128 keys per block, BM = 64 q rows per inner step (4 warps / BN = 64 also verified; 8 was ~20% faster on an H200). */
 export const FFA_BWD_WARPS = 8;
@@ -75,6 +86,53 @@ export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: num
     qTiles += n;
   });
   return { work, numWork: items.length, qTiles };
+}
+
+/**
+ * The deterministic backward schedule: the plan's items whose dq rows or key rows overlap cannot
+ * run in one launch. If the plan's own items are pairwise conflict-free they form one group;
+ * otherwise every item's [qLo, qHi) is cut at multiples of `chunkRows` (global coordinates) and
+ * the pieces, in plan order, are grouped first-fit on both axes (q rows, keys [n0, n1)).
+ */
+export function planDeterministicBackward(plan: FfaBackwardPlan, slices: SliceList, blockN: number, chunkRows = 4 * FFA_BWD_BLOCK_M): GroupedWork {
+  const keyEnd = (b: number, n0: number): number => Math.min(n0 + blockN, slices.kRanges[2 * b + 1]);
+  const group = (items: Int32Array): GroupedWork => {
+    const n = items.length / 4;
+    const { group: of, groups } = greedyDisjointGroups(n, 2, (i, axis) =>
+      axis === 0 ? [items[4 * i + 2], items[4 * i + 3]] : [items[4 * i + 1], keyEnd(items[4 * i], items[4 * i + 1])],
+    );
+    const work = new Int32Array(items.length);
+    const offsets = new Int32Array(2 * groups);
+    const count = new Int32Array(groups);
+    for (let i = 0; i < n; i++) count[of[i]]++;
+    for (let g = 1; g < groups; g++) offsets[2 * g] = offsets[2 * g - 2] + count[g - 1];
+    for (let g = 0; g < groups; g++) offsets[2 * g + 1] = count[g];
+    const at = Int32Array.from({ length: groups }, (_, g) => offsets[2 * g]);
+    for (let i = 0; i < n; i++) work.set(items.subarray(4 * i, 4 * i + 4), 4 * at[of[i]]++);
+    return { work, groups: offsets };
+  };
+  const whole = group(plan.work.subarray(0, 4 * plan.numWork));
+  if (whole.groups.length <= 2) return whole;
+  const pieces: number[] = [];
+  for (let i = 0; i < plan.numWork; i++) {
+    const [b, n0, qLo, qHi] = plan.work.subarray(4 * i, 4 * i + 4);
+    for (let a = qLo; a < qHi; ) {
+      const next = Math.min(qHi, (Math.floor(a / chunkRows) + 1) * chunkRows);
+      pieces.push(b, n0, a, next);
+      a = next;
+    }
+  }
+  return group(Int32Array.from(pieces));
+}
+
+/** The options around the main launch (all off by default). */
+export interface FfaBackwardExtras {
+  /** Which of the buffers' dq / dk / dv are caller fp32 accumulators (added into in place). */
+  accumulate?: { dq?: boolean; dk?: boolean; dv?: boolean };
+  /** float32 [count, Hq] sink logits; dsink (float32 [count, Hq]) is written. */
+  sink?: { buffer: DeviceBuffer; count: number; dsink: DeviceBuffer };
+  /** Bit-reproducible gradients (grouped launches, see the file comment). */
+  deterministic?: boolean;
 }
 
 export interface FfaBackwardShape {
@@ -134,12 +192,11 @@ export class CudaFfaBackward {
     return new FfaBackwardProblem(this, shape, slices);
   }
 
-  /** Host tensors in, host tensors out (dq, dk, dv in the input dtype). */
+  /**
+   * Host tensors in, host tensors out: dq, dk, dv in the input dtype, or the given float32
+   * accumulators (updated in place on the host too); dsink with a sink.
+   */
   backward(args: FfaBackwardArgs<Tensor>, options: { poison?: boolean } = {}): FfaBackwardResult<Tensor> {
-    if (args.sink !== undefined) throw new FfaCudaUnsupportedError('sink is not implemented in the backward yet');
-    if (args.dqAcc !== undefined || args.dkAcc !== undefined || args.dvAcc !== undefined) {
-      throw new FfaCudaUnsupportedError('accumulation buffers are not implemented in the backward yet');
-    }
     const { q, k, v, out, dout, lse } = args;
     const [tokensQ, headsQ, dim] = q.shape;
     const [tokensK, headsKv] = k.shape;
@@ -159,23 +216,44 @@ export class CudaFfaBackward {
     const [dQ, dK, dV, dOut, dDout, dLse] = bufs;
     const qBytes = Math.max(4, tokensQ * headsQ * dim * 2);
     const kBytes = Math.max(4, tokensK * headsKv * dim * 2);
-    const gq = dev.alloc(qBytes);
-    const gk = dev.alloc(kBytes);
-    const gv = dev.alloc(kBytes);
+    for (const [name, acc, like] of [['dq', args.dqAcc, q], ['dk', args.dkAcc, k], ['dv', args.dvAcc, v]] as const) {
+      if (acc !== undefined && (acc.dtype !== 'float32' || acc.shape.join() !== like.shape.join())) throw new FfaCudaUnsupportedError(`${name} accumulator must be float32 shaped like ${name.slice(1)}`);
+    }
+    const grad = (acc: Tensor | undefined, bytes: number): DeviceBuffer => (acc !== undefined ? dev.upload(acc.data) : dev.alloc(bytes));
+    const gq = grad(args.dqAcc, qBytes);
+    const gk = grad(args.dkAcc, kBytes);
+    const gv = grad(args.dvAcc, kBytes);
+    const sink = args.sink;
+    const gSink = sink !== undefined ? dev.upload(sink.data) : null;
+    const gDsink = sink !== undefined ? dev.alloc(Math.max(4, sink.size * 4)) : null;
     if (options.poison) {
-      for (const b of [gq, gk, gv]) b.fill(0xff);
+      if (args.dqAcc === undefined) gq.fill(0xff);
+      if (args.dkAcc === undefined) gk.fill(0xff);
+      if (args.dvAcc === undefined) gv.fill(0xff);
+      gDsink?.fill(0xff);
       problem.poisonScratch();
     }
-    problem.launch({ q: dQ, k: dK, v: dV, out: dOut, dout: dDout, lse: dLse, dq: gq, dk: gk, dv: gv }, args.softmaxScale, args.softcap);
-    const dq = Tensor.zeros(q.dtype, [tokensQ, headsQ, dim]);
-    const dk = Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
-    const dv = Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
+    const extras: FfaBackwardExtras = {
+      accumulate: { dq: args.dqAcc !== undefined, dk: args.dkAcc !== undefined, dv: args.dvAcc !== undefined },
+      deterministic: args.deterministic,
+    };
+    if (sink !== undefined && gSink !== null && gDsink !== null) extras.sink = { buffer: gSink, count: sink.shape[0], dsink: gDsink };
+    problem.launch({ q: dQ, k: dK, v: dV, out: dOut, dout: dDout, lse: dLse, dq: gq, dk: gk, dv: gv }, args.softmaxScale, args.softcap, undefined, extras);
+    const dq = args.dqAcc ?? Tensor.zeros(q.dtype, [tokensQ, headsQ, dim]);
+    const dk = args.dkAcc ?? Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
+    const dv = args.dvAcc ?? Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
     if (dq.data.byteLength > 0) gq.download(dq.data);
     if (dk.data.byteLength > 0) gk.download(dk.data);
     if (dv.data.byteLength > 0) gv.download(dv.data);
-    for (const b of [...bufs, gq, gk, gv]) b.free();
+    const result: FfaBackwardResult<Tensor> = { dq, dk, dv };
+    if (sink !== undefined && gDsink !== null) {
+      const dsink = Tensor.zeros('float32', sink.shape);
+      if (dsink.data.byteLength > 0) gDsink.download(dsink.data);
+      result.dsink = dsink;
+    }
+    for (const b of [...bufs, gq, gk, gv, gSink, gDsink]) b?.free();
     problem.free();
-    return { dq, dk, dv };
+    return result;
   }
 }
 
@@ -188,6 +266,7 @@ export interface FfaBackwardBuffers {
   dout: DeviceBuffer;
   /** fp32 [Tq, Hq] */
   lse: DeviceBuffer;
+  /** Input dtype, or fp32 accumulators where FfaBackwardExtras.accumulate says so. */
   dq: DeviceBuffer;
   dk: DeviceBuffer;
   dv: DeviceBuffer;
@@ -206,6 +285,8 @@ export class FfaBackwardProblem {
   readonly dqAcc: DeviceBuffer;
   readonly dkAcc: DeviceBuffer;
   readonly dvAcc: DeviceBuffer;
+  /** The deterministic schedule, uploaded on first use. */
+  private detWork: { plan: GroupedWork; buffer: DeviceBuffer } | null = null;
 
   constructor(
     readonly owner: CudaFfaBackward,
@@ -233,10 +314,20 @@ export class FfaBackwardProblem {
     for (const b of [this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc]) b.fill(0xff);
   }
 
-  /** Enqueues pre-pass, zeroing, main kernel and the conversions on `stream`. */
-  launch(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream): void {
-    this.launchMain(b, softmaxScale, softcap, stream);
+  /** The deterministic schedule (grouped work list), uploaded on first use. */
+  deterministicWork(): { plan: GroupedWork; buffer: DeviceBuffer } {
+    if (this.detWork === null) {
+      const plan = planDeterministicBackward(this.plan, this.slices, this.owner.blockN);
+      this.detWork = { plan, buffer: this.owner.device.upload(plan.work.length > 0 ? plan.work : new Int32Array(4)) };
+    }
+    return this.detWork;
+  }
+
+  /** Enqueues pre-pass, zeroing, main kernel, dsink and the conversions on `stream`. */
+  launch(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream, extras: FfaBackwardExtras = {}): void {
+    this.launchMain(b, softmaxScale, softcap, stream, extras);
     const { tokensQ, tokensK, headsQ, headsKv, dim } = this.shape;
+    const acc = extras.accumulate ?? {};
     const t = CudaFfaBackward.typeTag(this.shape.dtype);
     const mod = this.owner.module;
     const cfg = (grid: number, block: number) => (stream === undefined ? { grid, block } : { grid, block, stream });
@@ -244,20 +335,27 @@ export class FfaBackwardProblem {
       if (n === 0) return;
       mod.kernel(`ffa_bwd_convert_${t}`).launch(cfg(Math.min(8192, Math.ceil(n / 256)), 256), [ptr(src), ptr(dst), { type: 'i64', value: n }]);
     };
-    conv(this.dqAcc, b.dq, tokensQ * headsQ * dim);
-    conv(this.dkAcc, b.dk, tokensK * headsKv * dim);
-    conv(this.dvAcc, b.dv, tokensK * headsKv * dim);
+    if (acc.dq !== true) conv(this.dqAcc, b.dq, tokensQ * headsQ * dim);
+    if (acc.dk !== true) conv(this.dkAcc, b.dk, tokensK * headsKv * dim);
+    if (acc.dv !== true) conv(this.dvAcc, b.dv, tokensK * headsKv * dim);
   }
 
-  /** Pre-pass, zeroing and the main kernel only: the fp32 results stay in dqAcc / dkAcc / dvAcc. */
-  launchMain(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream): void {
+  /**
+   * Pre-pass, zeroing, the main kernel and dsink only: the fp32 results stay in dqAcc / dkAcc /
+   * dvAcc (or in the caller's accumulators named by extras.accumulate).
+   */
+  launchMain(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream, extras: FfaBackwardExtras = {}): void {
     const { tokensQ, headsQ, headsKv, dim } = this.shape;
     const t = CudaFfaBackward.typeTag(this.shape.dtype);
     const mod = this.owner.module;
     const rows = tokensQ * headsQ;
     const cfg = (grid: number, block: number, sharedMemBytes = 0) =>
       stream === undefined ? { grid, block, sharedMemBytes } : { grid, block, sharedMemBytes, stream };
-    for (const buf of [this.dqAcc, this.dkAcc, this.dvAcc]) buf.fill(0, stream);
+    const acc = extras.accumulate ?? {};
+    const dqF = acc.dq === true ? b.dq : this.dqAcc;
+    const dkF = acc.dk === true ? b.dk : this.dkAcc;
+    const dvF = acc.dv === true ? b.dv : this.dvAcc;
+    for (const [buf, given] of [[this.dqAcc, acc.dq], [this.dkAcc, acc.dk], [this.dvAcc, acc.dv]] as const) if (given !== true) buf.fill(0, stream);
     if (rows > 0) {
       mod.kernel(`ffa_bwd_pre_${t}_d${dim}`).launch(cfg(Math.ceil(rows / 8), 256), [
         ptr(b.out),
@@ -269,35 +367,54 @@ export class FfaBackwardProblem {
         i32(headsQ),
       ]);
     }
+    if (extras.sink !== undefined && headsQ > 0) {
+      mod.kernel('ffa_bwd_dsink').launch(cfg(headsQ, 256), [
+        ptr(extras.sink.buffer),
+        i32(extras.sink.count),
+        ptr(b.lse),
+        ptr(this.delta),
+        ptr(extras.sink.dsink),
+        i32(tokensQ),
+        i32(headsQ),
+      ]);
+    }
     if (this.plan.numWork > 0 && headsKv > 0) {
       const useSoftcap = softcap > 0;
       const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
       const unit = useSoftcap ? softcap : softmaxScale;
-      kernel.launch(cfg(this.plan.numWork * headsKv, 32 * this.owner.warps, smemBytes), [
-        ptr(b.q),
-        ptr(b.k),
-        ptr(b.v),
-        ptr(b.dout),
-        ptr(this.lseLog2),
-        ptr(this.delta),
-        ptr(this.dqAcc),
-        ptr(this.dkAcc),
-        ptr(this.dvAcc),
-        ptr(this.qRanges),
-        ptr(this.kRanges),
-        ptr(this.types),
-        ptr(this.work),
-        i32(headsQ),
-        i32(headsKv),
-        i32(tokensQ),
-        { type: 'f32', value: unit * Math.LOG2E },
-        { type: 'f32', value: softmaxScale },
-        { type: 'f32', value: useSoftcap ? softmaxScale / softcap : 0 },
-      ]);
+      const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
+        kernel.launch(cfg(items * headsKv, 32 * this.owner.warps, smemBytes), [
+          ptr(b.q),
+          ptr(b.k),
+          ptr(b.v),
+          ptr(b.dout),
+          ptr(this.lseLog2),
+          ptr(this.delta),
+          ptr(dqF),
+          ptr(dkF),
+          ptr(dvF),
+          ptr(this.qRanges),
+          ptr(this.kRanges),
+          ptr(this.types),
+          ptr(work),
+          i32(headsQ),
+          i32(headsKv),
+          i32(tokensQ),
+          { type: 'f32', value: unit * Math.LOG2E },
+          { type: 'f32', value: softmaxScale },
+          { type: 'f32', value: useSoftcap ? softmaxScale / softcap : 0 },
+        ]);
+      if (extras.deterministic === true) {
+        const det = this.deterministicWork();
+        const g = det.plan.groups;
+        for (let i = 0; i < g.length; i += 2) mainLaunch(det.buffer.ptr + BigInt(g[i] * 16), g[i + 1]);
+      } else {
+        mainLaunch(this.work, this.plan.numWork);
+      }
     }
   }
 
   free(): void {
-    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc]) b.free();
+    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc, this.detWork?.buffer]) b?.free();
   }
 }

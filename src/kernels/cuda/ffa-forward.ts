@@ -3,7 +3,17 @@
  * time by NVRTC). It is the host half of the kernel's tile scheduler: it turns a SliceList into a
  * work list of (slice, q-tile start) pairs, decides whether the output rows can be stored directly
  * or must be LSE-merged under locks, uploads, launches, and (for now) hands back host Tensors.
- * It is not yet a KernelBackend: no sink, no accumulation buffers, no max_logits, no backward.
+ * The options that sit around the main launch are kernel-agnostic side pieces, so any forward
+ * main kernel reuses them (`enqueueForwardPost`, `enqueueFillNegInf`, `planDeterministicForward`):
+ *   sink, accumulation into (out, lse) - ffa_fwd_post_* after the main launch, on the final
+ *            out/lse rows (accumulation: the main launch writes a partial (out, lse) into scratch
+ *            first, then the post-pass LSE-merges it into the caller's buffers, then the sink);
+ *   max_logits - the one hook inside the main kernel: its last parameter `float* maxLogits`
+ *            (nullptr = off); a fresh buffer is set to -inf by ffa_fwd_lse_init first;
+ *   deterministic - slices are grouped so that q ranges inside a group are pairwise disjoint
+ *            (greedy, slice order) and the main kernel is launched once per group, in group
+ *            order: inside one launch every row is merged at most once, so the merge order of
+ *            each row is fixed. Costs one launch per group (one group when q ranges are disjoint).
  *
  * Epilogue choice:
  *   direct - the q ranges of the slices that produce work are pairwise disjoint, so each output
@@ -15,8 +25,9 @@
  *            takes this path.
  */
 import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
+import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { Tensor } from '../../tensor.js';
-import type { DType } from '../../dtype.js';
+import { bytesPerElement, type DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
 import { readKernelSource } from './source.js';
@@ -66,6 +77,94 @@ export interface FfaForwardPlan {
   readonly overlappingQ: boolean;
   /** Flat [start, end) q-row ranges that no work tile covers (zero-filled in direct mode). */
   readonly uncoveredRows: Int32Array;
+}
+
+/**
+ * First-fit grouping of items with one interval per axis: item i goes to the lowest-numbered
+ * group where, on every axis, its interval [lo, hi) overlaps no member's; items are taken in
+ * index order, so the result is a pure function of the input. Empty intervals conflict with
+ * nothing. Returns the group of each item and the number of groups.
+ * `interval(i, axis)` returns [lo, hi).
+ */
+export function greedyDisjointGroups(count: number, axes: number, interval: (item: number, axis: number) => readonly [number, number]): { group: Int32Array; groups: number } {
+  // per group and axis: the members' intervals, sorted and pairwise disjoint
+  const starts: number[][][] = [];
+  const ends: number[][][] = [];
+  const group = new Int32Array(count);
+  // index of the first interval whose end is > lo (the only one that can overlap [lo, hi))
+  const firstEndAbove = (e: number[], lo: number): number => {
+    let a = 0;
+    let b = e.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (e[m] > lo) b = m;
+      else a = m + 1;
+    }
+    return a;
+  };
+  for (let i = 0; i < count; i++) {
+    const iv = Array.from({ length: axes }, (_, a) => interval(i, a));
+    let g = 0;
+    for (; g < starts.length; g++) {
+      let free = true;
+      for (let a = 0; a < axes && free; a++) {
+        const [lo, hi] = iv[a];
+        if (hi <= lo) continue;
+        const j = firstEndAbove(ends[g][a], lo);
+        if (j < starts[g][a].length && starts[g][a][j] < hi) free = false;
+      }
+      if (free) break;
+    }
+    if (g === starts.length) {
+      starts.push(Array.from({ length: axes }, () => []));
+      ends.push(Array.from({ length: axes }, () => []));
+    }
+    for (let a = 0; a < axes; a++) {
+      const [lo, hi] = iv[a];
+      if (hi <= lo) continue;
+      const j = firstEndAbove(ends[g][a], lo);
+      starts[g][a].splice(j, 0, lo);
+      ends[g][a].splice(j, 0, hi);
+    }
+    group[i] = g;
+  }
+  return { group, groups: starts.length };
+}
+
+/** A work list reordered into groups that are launched one after another. */
+export interface GroupedWork {
+  /** The items, group by group (same record layout as the plan's work list). */
+  readonly work: Int32Array;
+  /** Flat [first item, item count] per group, in launch order. */
+  readonly groups: Int32Array;
+}
+
+/**
+ * The deterministic forward schedule: slices with work are grouped so that q ranges in one group
+ * are pairwise disjoint (greedy in slice order); each group's work items keep the plan's order.
+ */
+export function planDeterministicForward(plan: FfaForwardPlan, slices: SliceList): GroupedWork {
+  const n = slices.types.length;
+  const hasWork = new Uint8Array(n);
+  for (let i = 0; i < plan.numWork; i++) hasWork[plan.work[2 * i]] = 1;
+  const { group, groups } = greedyDisjointGroups(n, 1, (b) => (hasWork[b] ? [slices.qRanges[2 * b], slices.qRanges[2 * b + 1]] : [0, 0]));
+  const work = new Int32Array(plan.work.length);
+  const offsets = new Int32Array(2 * groups);
+  let at = 0;
+  for (let g = 0; g < groups; g++) {
+    offsets[2 * g] = at;
+    for (let i = 0; i < plan.numWork; i++) {
+      if (group[plan.work[2 * i]] !== g) continue;
+      work[2 * at] = plan.work[2 * i];
+      work[2 * at + 1] = plan.work[2 * i + 1];
+      at++;
+    }
+    offsets[2 * g + 1] = at - offsets[2 * g];
+  }
+  // groups of slices without work hold no items: drop them
+  const kept: number[] = [];
+  for (let g = 0; g < groups; g++) if (offsets[2 * g + 1] > 0) kept.push(offsets[2 * g], offsets[2 * g + 1]);
+  return { work, groups: Int32Array.from(kept) };
 }
 
 /**
@@ -143,6 +242,75 @@ export interface FfaForwardLaunchOptions {
   outDtype?: DType;
 }
 
+/** The options around the main launch (all off by default). */
+export interface FfaForwardExtras {
+  /**
+   * The `out`/`lse` handed to launch() hold a previous result (out in `outDtype`: bfloat16,
+   * float16 or float32; lse fp32) that this call's result is LSE-merged into, in place.
+   */
+  accumulate?: { outDtype: DType };
+  /** float32 [count, Hq] sink logits, applied after everything else. */
+  sink?: { buffer: DeviceBuffer; count: number };
+  /** float32 [Hq], max-merged in place; `fresh`: set it to -inf first. */
+  maxLogits?: { buffer: DeviceBuffer; fresh: boolean };
+  /** Bit-reproducible merge order (grouped launches, see the file comment). */
+  deterministic?: boolean;
+}
+
+const TYPE_TAG: Partial<Record<DType, string>> = { bfloat16: 'bf16', float16: 'fp16', float32: 'f32' };
+
+function typeTag(dtype: DType, what: string): string {
+  const t = TYPE_TAG[dtype];
+  if (t === undefined) throw new FfaCudaUnsupportedError(`${what} dtype must be bfloat16, float16 or float32, got ${dtype}`);
+  return t;
+}
+
+type LaunchCfg = (grid: number | [number, number], block: number, sharedMemBytes?: number) => { grid: number | [number, number]; block: number; sharedMemBytes: number; stream?: Stream };
+
+function launchCfg(stream: Stream | undefined): LaunchCfg {
+  return (grid, block, sharedMemBytes = 0) => (stream === undefined ? { grid, block, sharedMemBytes } : { grid, block, sharedMemBytes, stream });
+}
+
+/** Sets `n` floats of `buf` to -inf (ffa_fwd_lse_init of ffa_fwd.cu's module). */
+export function enqueueFillNegInf(module: Module, buf: DeviceBuffer, n: number, stream?: Stream): void {
+  if (n <= 0) return;
+  module.kernel('ffa_fwd_lse_init').launch(launchCfg(stream)(Math.min(1024, Math.ceil(n / 256)), 256), [ptr(buf), { type: 'i64', value: n }]);
+}
+
+/**
+ * The post-pass of ffa_fwd.cu on final rows (any main kernel's output): with `part`, LSE-merge
+ * the partial (out in part.outDtype, lse) into (out, lse) in place; then, with `sink`, apply it.
+ */
+export function enqueueForwardPost(
+  module: Module,
+  a: {
+    out: DeviceBuffer;
+    outDtype: DType;
+    lse: DeviceBuffer;
+    rows: number;
+    dim: number;
+    headsQ: number;
+    part?: { out: DeviceBuffer; outDtype: DType; lse: DeviceBuffer };
+    sink?: { buffer: DeviceBuffer; count: number };
+  },
+  stream?: Stream,
+): void {
+  if (a.rows === 0 || (a.part === undefined && a.sink === undefined)) return;
+  const outTag = typeTag(a.outDtype, 'out');
+  const partTag = a.part === undefined ? outTag : typeTag(a.part.outDtype, 'partial out');
+  module.kernel(`ffa_fwd_post_${partTag}_${outTag}`).launch(launchCfg(stream)(Math.min(8192, Math.ceil(a.rows / 8)), 256), [
+    ptr(a.part?.out ?? null),
+    ptr(a.part?.lse ?? null),
+    ptr(a.out),
+    ptr(a.lse),
+    ptr(a.sink?.buffer ?? null),
+    i32(a.sink?.count ?? 0),
+    { type: 'i64', value: a.rows },
+    i32(a.dim),
+    i32(a.headsQ),
+  ]);
+}
+
 /** The compiled module; one per device. */
 export class CudaFfaForward {
   readonly module: Module;
@@ -189,13 +357,12 @@ export class CudaFfaForward {
   }
 
   /**
-   * Host tensors in, host tensors out (uploads, runs, downloads). Sink, accumulation buffers and
-   * max_logits are not implemented by this kernel yet.
+   * Host tensors in, host tensors out (uploads, runs, downloads), every option of the backend
+   * contract: sink, accumulation into outAcc/lseAcc (updated in place on the host too),
+   * max_logits (fresh or max-merged into maxLogitsAcc), deterministic.
    */
   forward(args: FfaForwardArgs<Tensor>, options: FfaForwardLaunchOptions & { poison?: boolean } = {}): FfaForwardResult<Tensor> {
-    if (args.sink !== undefined) throw new FfaCudaUnsupportedError('sink is not implemented yet');
-    if (args.outAcc !== undefined || args.lseAcc !== undefined) throw new FfaCudaUnsupportedError('accumulation buffers are not implemented yet');
-    if (args.returnMaxLogits) throw new FfaCudaUnsupportedError('max_logits is not implemented yet');
+    if ((args.outAcc === undefined) !== (args.lseAcc === undefined)) throw new FfaCudaUnsupportedError('outAcc and lseAcc must be given together');
     const { q, k, v } = args;
     const [tokensQ, headsQ, dim] = q.shape;
     const [tokensK, headsKv] = k.shape;
@@ -203,7 +370,14 @@ export class CudaFfaForward {
     if (k.shape[2] !== dim || v.shape.join() !== k.shape.join()) throw new FfaCudaUnsupportedError('k and v must be [Tk, Hkv, D] with q\'s D');
     if (headsQ % headsKv !== 0) throw new FfaCudaUnsupportedError(`Hq (${headsQ}) must be a multiple of Hkv (${headsKv})`);
     if (k.dtype !== q.dtype || v.dtype !== q.dtype) throw new FfaCudaUnsupportedError('q, k, v must share a dtype');
-    const outDtype = options.outDtype ?? args.outDtype ?? q.dtype;
+    const acc = args.outAcc !== undefined && args.lseAcc !== undefined ? { out: args.outAcc, lse: args.lseAcc } : undefined;
+    if (acc !== undefined && (acc.out.shape.join() !== q.shape.join() || acc.lse.shape.join() !== [tokensQ, headsQ].join() || acc.lse.dtype !== 'float32')) {
+      throw new FfaCudaUnsupportedError('outAcc must be shaped like q and lseAcc float32 [Tq, Hq]');
+    }
+    // with accumulation the main launch writes a partial in the accumulator's precision class
+    const finalDtype = acc?.out.dtype ?? options.outDtype ?? args.outDtype ?? q.dtype;
+    typeTag(finalDtype, 'out');
+    const outDtype = acc === undefined ? finalDtype : finalDtype === 'float32' ? 'float32' : q.dtype;
     if (outDtype !== q.dtype && outDtype !== 'float32') throw new FfaCudaUnsupportedError(`outDtype must be ${q.dtype} or float32, got ${outDtype}`);
 
     const shape: FfaForwardShape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
@@ -212,23 +386,39 @@ export class CudaFfaForward {
     const dq = dev.upload(q.data);
     const dk = dev.upload(k.data);
     const dv = dev.upload(v.data);
-    const outBytes = tokensQ * headsQ * dim * (outDtype === 'float32' ? 4 : 2);
-    const dOut = dev.alloc(Math.max(outBytes, 4));
-    const dLse = dev.alloc(Math.max(tokensQ * headsQ * 4, 4));
+    const outBytes = tokensQ * headsQ * dim * bytesPerElement(finalDtype);
+    const dOut = acc === undefined ? dev.alloc(Math.max(outBytes, 4)) : dev.upload(acc.out.data);
+    const dLse = acc === undefined ? dev.alloc(Math.max(tokensQ * headsQ * 4, 4)) : dev.upload(acc.lse.data);
+    const wantMax = args.returnMaxLogits || args.maxLogitsAcc !== undefined;
+    const dMax = args.maxLogitsAcc !== undefined ? dev.upload(args.maxLogitsAcc.data) : wantMax ? dev.alloc(Math.max(4, headsQ * 4)) : null;
+    const dSink = args.sink !== undefined ? dev.upload(args.sink.data) : null;
     if (options.poison) {
       // NaN bits everywhere: every output element must be written by the launch
-      dOut.fill(0xff);
-      dLse.fill(0xff);
+      if (acc === undefined) {
+        dOut.fill(0xff);
+        dLse.fill(0xff);
+      }
+      if (dMax !== null && args.maxLogitsAcc === undefined) dMax.fill(0xff);
       problem.poisonScratch();
     }
-    problem.launch(dq, dk, dv, dOut, dLse, args.softmaxScale, args.softcap);
-    const out = Tensor.zeros(outDtype, [tokensQ, headsQ, dim]);
-    const lse = Tensor.zeros('float32', [tokensQ, headsQ]);
+    const extras: FfaForwardExtras = { deterministic: args.deterministic };
+    if (acc !== undefined) extras.accumulate = { outDtype: finalDtype };
+    if (dSink !== null && args.sink !== undefined) extras.sink = { buffer: dSink, count: args.sink.shape[0] };
+    if (dMax !== null) extras.maxLogits = { buffer: dMax, fresh: args.maxLogitsAcc === undefined };
+    problem.launch(dq, dk, dv, dOut, dLse, args.softmaxScale, args.softcap, undefined, extras);
+    const out = acc?.out ?? Tensor.zeros(finalDtype, [tokensQ, headsQ, dim]);
+    const lse = acc?.lse ?? Tensor.zeros('float32', [tokensQ, headsQ]);
     if (outBytes > 0) dOut.download(out.data);
     if (tokensQ * headsQ > 0) dLse.download(lse.data);
-    for (const b of [dq, dk, dv, dOut, dLse]) b.free();
+    const result: FfaForwardResult<Tensor> = { out, lse };
+    if (dMax !== null) {
+      const maxLogits = args.maxLogitsAcc ?? Tensor.zeros('float32', [headsQ]);
+      if (headsQ > 0) dMax.download(maxLogits.data);
+      result.maxLogits = maxLogits;
+    }
+    for (const b of [dq, dk, dv, dOut, dLse, dMax, dSink]) b?.free();
     problem.free();
-    return { out, lse };
+    return result;
   }
 }
 
@@ -246,6 +436,9 @@ export class FfaForwardProblem {
   private readonly uncovered: DeviceBuffer | null;
   private readonly locks: DeviceBuffer | null;
   private readonly acc: DeviceBuffer | null;
+  /** Made on first use: the deterministic schedule and the partial (out, lse) of accumulation. */
+  private detWork: { plan: GroupedWork; buffer: DeviceBuffer } | null = null;
+  private part: { out: DeviceBuffer; lse: DeviceBuffer } | null = null;
 
   constructor(
     readonly owner: CudaFfaForward,
@@ -273,23 +466,53 @@ export class FfaForwardProblem {
   /** Fills the fp32 scratch with NaN bits (tests: the merge must never read unwritten rows). */
   poisonScratch(): void {
     this.acc?.fill(0xff);
+    if (this.part !== null) {
+      this.part.out.fill(0xff);
+      this.part.lse.fill(0xff);
+    }
+  }
+
+  /** The deterministic schedule (grouped work list), uploaded on first use. */
+  deterministicWork(): { plan: GroupedWork; buffer: DeviceBuffer } {
+    if (this.detWork === null) {
+      const plan = planDeterministicForward(this.plan, this.slices);
+      this.detWork = { plan, buffer: this.owner.device.upload(plan.work.length > 0 ? plan.work : new Int32Array(2)) };
+    }
+    return this.detWork;
+  }
+
+  private partial(): { out: DeviceBuffer; lse: DeviceBuffer } {
+    if (this.part === null) {
+      const { tokensQ, headsQ, dim } = this.shape;
+      const rows = tokensQ * headsQ;
+      const dev = this.owner.device;
+      this.part = { out: dev.alloc(Math.max(4, rows * dim * bytesPerElement(this.outDtype))), lse: dev.alloc(Math.max(4, rows * 4)) };
+    }
+    return this.part;
   }
 
   /**
    * Enqueues the whole forward on `stream`: out [Tq, Hq, D] in outDtype, lse [Tq, Hq] fp32.
-   * q/k/v are token-major device buffers of the input dtype.
+   * q/k/v are token-major device buffers of the input dtype. With `extras.accumulate`, out/lse
+   * are the caller's accumulators (out in extras.accumulate.outDtype) and this problem's outDtype
+   * is the precision of the partial it merges in.
    */
   launch(
     q: DeviceBuffer,
     k: DeviceBuffer,
     v: DeviceBuffer,
-    out: DeviceBuffer,
-    lse: DeviceBuffer,
+    finalOut: DeviceBuffer,
+    finalLse: DeviceBuffer,
     softmaxScale: number,
     softcap = 0,
     stream?: Stream,
+    extras: FfaForwardExtras = {},
   ): void {
     const { tokensQ, headsQ, headsKv, dim } = this.shape;
+    const part = extras.accumulate !== undefined ? this.partial() : null;
+    const out = part?.out ?? finalOut;
+    const lse = part?.lse ?? finalLse;
+    if (extras.maxLogits?.fresh) enqueueFillNegInf(this.owner.module, extras.maxLogits.buffer, headsQ, stream);
     const mod = this.owner.module;
     const rows = tokensQ * headsQ;
     const LOG2E = Math.LOG2E;
@@ -321,23 +544,33 @@ export class FfaForwardProblem {
     if (this.plan.numWork > 0 && headsQ > 0) {
       const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge);
       const accBuf = this.merge ? (this.acc ?? out) : out;
-      kernel.launch(cfg(this.plan.numWork * headsQ, 32 * this.owner.warps, smemBytes), [
-        ptr(q),
-        ptr(k),
-        ptr(v),
-        ptr(accBuf),
-        ptr(lse),
-        ptr(this.qRanges),
-        ptr(this.kRanges),
-        ptr(this.types),
-        ptr(this.work),
-        ptr(this.locks),
-        i32(headsQ),
-        i32(headsKv),
-        { type: 'f32', value: scaleLog2 },
-        { type: 'f32', value: unit },
-        { type: 'f32', value: softcapScale },
-      ]);
+      const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
+        kernel.launch(cfg(items * headsQ, 32 * this.owner.warps, smemBytes), [
+          ptr(q),
+          ptr(k),
+          ptr(v),
+          ptr(accBuf),
+          ptr(lse),
+          ptr(this.qRanges),
+          ptr(this.kRanges),
+          ptr(this.types),
+          ptr(work),
+          ptr(this.locks),
+          i32(headsQ),
+          i32(headsKv),
+          { type: 'f32', value: scaleLog2 },
+          { type: 'f32', value: unit },
+          { type: 'f32', value: softcapScale },
+          ptr(extras.maxLogits?.buffer ?? null),
+        ]);
+      if (extras.deterministic === true && this.plan.overlappingQ) {
+        // disjoint q ranges already give one writer per row; only overlapping ones need groups
+        const det = this.deterministicWork();
+        const g = det.plan.groups;
+        for (let i = 0; i < g.length; i += 2) mainLaunch(det.buffer.ptr + BigInt(g[i] * 8), g[i + 1]);
+      } else {
+        mainLaunch(this.work, this.plan.numWork);
+      }
     }
 
     if (this.merge && rows > 0) {
@@ -350,9 +583,16 @@ export class FfaForwardProblem {
         i32(dim),
       ]);
     }
+
+    if (part !== null || extras.sink !== undefined) {
+      const post: Parameters<typeof enqueueForwardPost>[1] = { out: finalOut, outDtype: extras.accumulate?.outDtype ?? this.outDtype, lse: finalLse, rows, dim, headsQ };
+      if (part !== null) post.part = { out: part.out, outDtype: this.outDtype, lse: part.lse };
+      if (extras.sink !== undefined) post.sink = extras.sink;
+      enqueueForwardPost(this.owner.module, post, stream);
+    }
   }
 
   free(): void {
-    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.uncovered, this.locks, this.acc]) b?.free();
+    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.uncovered, this.locks, this.acc, this.detWork?.buffer, this.part?.out, this.part?.lse]) b?.free();
   }
 }

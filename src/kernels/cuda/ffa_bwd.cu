@@ -29,7 +29,12 @@
 //                       After the loop dK (×scale) and dV are reduced into fp32 dk/dv with atomics
 //                       (several slices may share k rows).
 //   3. ffa_bwd_convert_* - fp32 dq/dk/dv -> input dtype.
-// The host zeroes the fp32 dq/dk/dv buffers first, so keys no slice covers get dk = dv = 0.
+//   4. ffa_bwd_dsink  - dsink[s, h] = −Σ_t exp(sink[s, h] − lse_t)·Δ_t (04 §1.8; the sink changes
+//                       nothing else: out and lse given to the backward already include it).
+// The host zeroes the fp32 dq/dk/dv buffers first, so keys no slice covers get dk = dv = 0
+// (with caller accumulators it passes them instead, unzeroed, and skips their conversion).
+// Deterministic mode is host-side: the work list is split and grouped so that no two items of
+// one launch add into the same dq or dk/dv element (ffa-backward.ts).
 
 #include "ffa_common.cuh"
 
@@ -318,6 +323,36 @@ __device__ __forceinline__ void convert(const float* __restrict__ src, typename 
     dst[i] = E::from_float(src[i]);
 }
 
+// 4. dsink, one block per head: a fixed-order reduction (per-thread strided sums in double, then
+// a shared-memory tree), so the result is bit-reproducible without atomics. Rows with lse = -inf
+// (nothing seen, sink of -inf) contribute 0.
+template <int NT>
+__device__ __forceinline__ void dsink_kernel(const float* __restrict__ sink, int sinkCount, const float* __restrict__ lse,
+                                             const float* __restrict__ delta, float* __restrict__ dsink, int tokensQ,
+                                             int headsQ) {
+  __shared__ double red[NT];
+  const int h = blockIdx.x;
+  const int tid = threadIdx.x;
+  for (int s = 0; s < sinkCount; ++s) {
+    const float sv = sink[(long long)s * headsQ + h];
+    double acc = 0.0;
+    for (int t = tid; t < tokensQ; t += NT) {
+      const float l = lse[(long long)t * headsQ + h];
+      if (l == FFA_NEG_INF) continue;
+      acc += (double)expf(sv - l) * (double)delta[(long long)h * tokensQ + t];
+    }
+    red[tid] = acc;
+    __syncthreads();
+#pragma unroll
+    for (int w = NT / 2; w > 0; w >>= 1) {
+      if (tid < w) red[tid] += red[tid + w];
+      __syncthreads();
+    }
+    if (tid == 0) dsink[(long long)s * headsQ + h] = (float)(-red[0]);
+    __syncthreads();  // red[] is rewritten for the next sink
+  }
+}
+
 }  // namespace ffa_bwd
 
 // --------------------------------------------------------------------------------------------
@@ -370,4 +405,11 @@ extern "C" __global__ void ffa_bwd_convert_bf16(const float* src, __nv_bfloat16*
 }
 extern "C" __global__ void ffa_bwd_convert_fp16(const float* src, __half* dst, long long n) {
   ffa_bwd::convert<ffa_bwd::Fp16>(src, dst, n);
+}
+
+// ffa_bwd_dsink: block 256, grid Hq. lse [Tq, Hq] (the final one), delta [Hq, Tq] from the
+// pre-pass, sink and dsink float32 [sinkCount, Hq] (dsink overwritten, not accumulated).
+extern "C" __global__ void __launch_bounds__(256) ffa_bwd_dsink(const float* sink, int sinkCount, const float* lse,
+                                                                const float* delta, float* dsink, int tokensQ, int headsQ) {
+  ffa_bwd::dsink_kernel<256>(sink, sinkCount, lse, delta, dsink, tokensQ, headsQ);
 }

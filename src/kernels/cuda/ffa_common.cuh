@@ -141,3 +141,36 @@ struct Slice {
 };
 
 }  // namespace ffa
+
+// --------------------------------------------------------------------------------------------
+// max_logits (04 §1.9): the per-head max of the logit z over covered cells, max-merged into a
+// global fp32 [Hq] buffer by every forward main kernel that is handed one.
+
+namespace ffa {
+
+// Float max through integer atomics, valid for any non-NaN value already in *addr (-inf
+// included): non-negative floats order like their bits as signed ints, negative floats order
+// reversed like their bits as unsigned ints, so one of the two integer atomics does the job.
+__device__ __forceinline__ void atomic_max_float(float* addr, float v) {
+  if (!(__float_as_int(v) & 0x80000000)) {
+    atomicMax(reinterpret_cast<int*>(addr), __float_as_int(v));
+  } else {
+    atomicMin(reinterpret_cast<unsigned*>(addr), __float_as_uint(v));
+  }
+}
+
+// Folds one warp's row maxima into maxLogits[head]. Layout of the mma C fragments: lane
+// (g = lane/4) holds rows g and g+8 of the warp's 16-row slab (rowMax0, rowMax1), and after the
+// online softmax's quad shuffles every lane of a quad holds its rows' full maxima. The maxima are
+// in "s units" (raw q·k, or tanh(q·k·scale/cap) under softcap); `unit` (> 0: the softmax scale,
+// or the cap) turns them into z, and max commutes with that positive scaling. rowValid0/1 must be
+// false for rows past the tile's valid end (they see zero-filled q rows). Whole-warp call.
+__device__ __forceinline__ void warp_max_logits(float rowMax0, float rowMax1, bool rowValid0, bool rowValid1, float unit,
+                                                int head, float* maxLogits) {
+  float m = fmaxf(rowValid0 ? rowMax0 : FFA_NEG_INF, rowValid1 ? rowMax1 : FFA_NEG_INF);
+#pragma unroll
+  for (int off = 16; off >= 4; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0 && m != FFA_NEG_INF) atomic_max_float(maxLogits + head, m * unit);
+}
+
+}  // namespace ffa

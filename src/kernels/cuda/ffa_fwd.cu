@@ -24,7 +24,12 @@
 //                        (aligned BM-row block, head) and LSE-merges into an fp32 out buffer and
 //                        lse; ffa_fwd_finalize_* then casts and zero-fills rows with lse = -inf.
 //   5. side kernels    - ffa_fwd_fill_rows (rows no tile covers: out = 0, lse = -inf),
-//                        ffa_fwd_lse_init (lse = -inf before a merge launch), finalize.
+//                        ffa_fwd_lse_init (lse = -inf before a merge launch, max_logits = -inf
+//                        before a fresh max), finalize; ffa_fwd_post_* (after everything above:
+//                        LSE-merge into caller accumulators, then the sink) works on final
+//                        out/lse buffers only, so it serves any main kernel.
+//   max_logits         - with a non-null maxLogits pointer the main kernel max-merges each warp's
+//                        row maxima into maxLogits[h] (warp_max_logits, ffa_common.cuh).
 //
 // -inf rules (04 §1.6/§1.7): a row with no key keeps max = -inf; exponents then use 0 as the
 // max, so p = 0, sum = 0, out = 0, lse = -inf. In the merge, a side with lse = -inf has weight 0
@@ -63,7 +68,8 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
                                            float* __restrict__ lse, const int* __restrict__ qRanges,
                                            const int* __restrict__ kRanges, const int* __restrict__ types,
                                            const int* __restrict__ work, int* __restrict__ locks, int headsQ,
-                                           int headsKv, float scaleLog2, float unit, float softcapScale) {
+                                           int headsKv, float scaleLog2, float unit, float softcapScale,
+                                           float* __restrict__ maxLogits) {
   using T = typename E::T;
   constexpr int BM = 16 * NWARPS;
   constexpr int NT = 32 * NWARPS;
@@ -234,6 +240,12 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
   }
   cp_async_wait<0>();  // nTiles == 0 never happens (the host drops empty tiles), but stay safe
 
+  // max_logits: off (nullptr) costs one uniform branch after the main loop
+  if (maxLogits != nullptr) {
+    const int row0 = m0 + warp * 16 + g;
+    warp_max_logits(rowMax[0], rowMax[1], row0 < m1, row0 + 8 < m1, unit, h, maxLogits);
+  }
+
   // ---- finalize: row sums across the quad, 1/sum, lse (natural log)
   float rowLse[2];
 #pragma unroll
@@ -361,11 +373,72 @@ __device__ __forceinline__ void finalize(const float* acc, OutT* out, const floa
   }
 }
 
+// Post-pass on final (out, lse) rows, one warp per row (row = token * Hq + head):
+//   1. partOut != nullptr: LSE-merge this call's (partOut, partLse) into the caller's (out, lse)
+//      in place (mergeRow of cpu/merge.ts: a side with lse = -inf has weight 0 and is never read;
+//      both -inf gives out = 0; a row this call did not reach keeps its exact bits);
+//   2. sink != nullptr (float32 [sinkCount, Hq]): lse~ = logaddexp(lse, log Σ_s exp(sink[s, h])),
+//      out *= exp(lse - lse~), out = 0 where lse was -inf (applySink of cpu/sink.ts).
+__device__ __forceinline__ float log_add_exp(float a, float b) {
+  if (a == FFA_NEG_INF) return b;
+  if (b == FFA_NEG_INF) return a;
+  const float hi = fmaxf(a, b);
+  const float lo = fminf(a, b);
+  return hi + log1pf(expf(lo - hi));
+}
+
+template <typename P, typename A>
+__device__ __forceinline__ void post(const P* __restrict__ partOut, const float* __restrict__ partLse, A* __restrict__ out,
+                                     float* __restrict__ lse, const float* __restrict__ sink, int sinkCount,
+                                     long long rows, int dim, int headsQ) {
+  const int lane = threadIdx.x & 31;
+  const long long step = (long long)gridDim.x * (blockDim.x >> 5);
+  for (long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += step) {
+    A* o = out + row * dim;
+    float l = lse[row];
+    if (partOut != nullptr) {
+      const float lp = partLse[row];
+      const P* p = partOut + row * dim;
+      if (lp == FFA_NEG_INF) {
+        if (l == FFA_NEG_INF)
+          for (int d = lane; d < dim; d += 32) o[d] = A(0.f);
+      } else if (l == FFA_NEG_INF) {
+        for (int d = lane; d < dim; d += 32) o[d] = A(float(p[d]));
+        l = lp;
+      } else {
+        const float merged = log_add_exp(l, lp);
+        const float wa = expf(l - merged);
+        const float wp = expf(lp - merged);
+        for (int d = lane; d < dim; d += 32) o[d] = A(wa * float(o[d]) + wp * float(p[d]));
+        l = merged;
+      }
+    }
+    if (sink != nullptr) {
+      const int h = (int)(row % headsQ);
+      float ls = FFA_NEG_INF;
+      for (int s = 0; s < sinkCount; ++s) ls = log_add_exp(ls, sink[(long long)s * headsQ + h]);
+      const float merged = log_add_exp(l, ls);
+      if (l == FFA_NEG_INF) {
+        for (int d = lane; d < dim; d += 32) o[d] = A(0.f);
+      } else {
+        const float w = expf(l - merged);
+        if (w != 1.f)
+          for (int d = lane; d < dim; d += 32) o[d] = A(w * float(o[d]));
+      }
+      l = merged;
+    }
+    __syncwarp();  // every lane has read lse[row] before lane 0 overwrites it
+    if (lane == 0) lse[row] = l;
+  }
+}
+
 }  // namespace ffa
 
 // --------------------------------------------------------------------------------------------
 // Entry points. Name: ffa_fwd_{bf16,fp16}_d{64,128}_{direct,merge}. Block: 32 * FFA_NWARPS
-// threads; dynamic smem: (BM + 4 * BN) * D * 2 bytes; grid: numWorkItems * headsQ.
+// threads; dynamic smem: (BM + 4 * BN) * D * 2 bytes; grid: numWorkItems * headsQ. The last
+// parameter, maxLogits (fp32 [Hq], nullptr = off), is max-merged into (initialise it to -inf
+// with ffa_fwd_lse_init for a fresh max).
 
 #ifndef FFA_NWARPS
 #define FFA_NWARPS 8
@@ -379,9 +452,9 @@ __device__ __forceinline__ void finalize(const float* acc, OutT* out, const floa
       NAME(const E::T* __restrict__ q, const E::T* __restrict__ k, const E::T* __restrict__ v, void* __restrict__ out, \
            float* __restrict__ lse, const int* __restrict__ qRanges, const int* __restrict__ kRanges,                  \
            const int* __restrict__ types, const int* __restrict__ work, int* __restrict__ locks, int headsQ,          \
-           int headsKv, float scaleLog2, float unit, float softcapScale) {                                             \
+           int headsKv, float scaleLog2, float unit, float softcapScale, float* __restrict__ maxLogits) {              \
     ffa::fwd_kernel<E, D, FFA_BN, FFA_NWARPS, MERGE>(q, k, v, out, lse, qRanges, kRanges, types, work, locks, headsQ, \
-                                                     headsKv, scaleLog2, unit, softcapScale);                          \
+                                                     headsKv, scaleLog2, unit, softcapScale, maxLogits);               \
   }
 
 FFA_FWD_ENTRY(ffa_fwd_bf16_d128_direct, ffa::Bf16, 128, false)
@@ -412,3 +485,21 @@ extern "C" __global__ void ffa_fwd_finalize_f32(const float* acc, float* out, co
                                                 int dim) {
   ffa::finalize(acc, out, lse, rows, dim);
 }
+
+// ffa_fwd_post_{part}_{out}: see ffa::post. Block 256 (8 rows at a time), grid-stride over rows.
+// partOut / partLse nullptr: sink only, in place on (out, lse).
+#define FFA_FWD_POST_ENTRY(NAME, P, A)                                                                              \
+  extern "C" __global__ void NAME(const P* partOut, const float* partLse, A* out, float* lse, const float* sink, \
+                                  int sinkCount, long long rows, int dim, int headsQ) {                          \
+    ffa::post<P, A>(partOut, partLse, out, lse, sink, sinkCount, rows, dim, headsQ);                             \
+  }
+
+FFA_FWD_POST_ENTRY(ffa_fwd_post_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_bf16_fp16, __nv_bfloat16, __half)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_bf16_f32, __nv_bfloat16, float)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_fp16_bf16, __half, __nv_bfloat16)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_fp16_fp16, __half, __half)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_fp16_f32, __half, float)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_f32_bf16, float, __nv_bfloat16)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_f32_fp16, float, __half)
+FFA_FWD_POST_ENTRY(ffa_fwd_post_f32_f32, float, float)

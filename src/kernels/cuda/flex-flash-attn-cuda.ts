@@ -5,10 +5,10 @@
  * Tensors, check them by the same rules before any work starts, and run the CUDA backend of the
  * tensors' device (one per device, created on first use) or the one given in `backend`.
  *
- * Options the CUDA backend does not implement yet (sink, out/lse accumulators, max logits,
- * dq/dk/dv accumulators, deterministic) and float32/float64 inputs throw InvalidArgumentError
- * naming the option; `checkCudaForwardOptions` / `checkCudaBackwardOptions` run those option
- * checks alone (no device needed).
+ * Every option of the host entry points is supported (sink, out/lse accumulators, max logits,
+ * dq/dk/dv accumulators, deterministic); float32/float64 inputs throw InvalidArgumentError
+ * naming q. `checkCudaForwardOptions` / `checkCudaBackwardOptions` run the option checks that
+ * need no device.
  */
 import type { CudaDevice } from '../../device/device.js';
 import { DeviceTensor } from '../../device/device-tensor.js';
@@ -16,48 +16,52 @@ import { InvalidArgumentError, ShapeError } from '../../errors.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import type { FfaBackwardArgs, FfaForwardArgs, KernelBackend } from '../backend.js';
 import type { FlexFlashAttnMaskOptions } from '../flex-flash-attn.js';
-import { checkCudaHeadDim, checkCudaInputDtype, createCudaBackend, cudaUnsupported } from './backend.js';
+import { checkCudaHeadDim, checkCudaInputDtype, createCudaBackend } from './backend.js';
 import { checkQkvShapes, checkScalars, requireShape, sliceListFromOptions } from '../check-args.js';
 
 /** The mask and numerics options of `flexFlashAttn`, with device tensors. */
 export interface FlexFlashAttnCudaMaskOptions extends Omit<FlexFlashAttnMaskOptions, 'sink' | 'backend'> {
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Learnable sink logits, float32 [S, Hq] on the device. */
   sink?: DeviceTensor;
   /** A CUDA backend for the tensors' device; default: the shared one of that device. */
   backend?: KernelBackend<DeviceTensor>;
 }
 
 export interface FlexFlashAttnCudaOptions extends FlexFlashAttnCudaMaskOptions {
-  /** Not supported by the CUDA backend yet (throws when true). */
+  /** Also return maxLogits float32 [Hq] (max over covered cells of the logit, after softcap). */
   returnMaxLogits?: boolean;
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Accumulate into this out [Tq, Hq, D] (bfloat16, float16 or float32) in place; needs `lse`. */
   out?: DeviceTensor;
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Accumulate into this float32 lse [Tq, Hq] in place; needs `out`. */
   lse?: DeviceTensor;
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Max-merge into this float32 [Hq] in place (implies max logits are computed). */
   maxLogits?: DeviceTensor;
 }
 
 export interface FlexFlashAttnCudaBackwardOptions extends FlexFlashAttnCudaMaskOptions {
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Add dq into this float32 [Tq, Hq, D] in place. */
   dq?: DeviceTensor;
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Add dk into this float32 [Tk, Hkv, D] in place. */
   dk?: DeviceTensor;
-  /** Not supported by the CUDA backend yet (throws). */
+  /** Add dv into this float32 [Tk, Hkv, D] in place. */
   dv?: DeviceTensor;
 }
 
 export interface FlexFlashAttnCudaResult {
-  /** [Tq, Hq, D] in q's dtype */
+  /** [Tq, Hq, D] in q's dtype (or the given `out`, updated) */
   out: DeviceTensor;
-  /** float32 [Tq, Hq], natural log, -inf for rows that see no key */
+  /** float32 [Tq, Hq], natural log, -inf for rows that see no key (and no sink) */
   lse: DeviceTensor;
+  /** float32 [Hq], with returnMaxLogits or a maxLogits buffer */
+  maxLogits?: DeviceTensor;
 }
 
 export interface FlexFlashAttnCudaGrads {
   dq: DeviceTensor;
   dk: DeviceTensor;
   dv: DeviceTensor;
+  /** float32 [S, Hq], with a sink */
+  dsink?: DeviceTensor;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -84,25 +88,19 @@ function requireOptions(options: unknown): void {
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'must be an object with qRanges and kRanges');
 }
 
-/** Throws for the forward options the CUDA backend does not implement yet. Needs no device. */
+/** The forward option rules that need no device: an options object; out and lse together. */
 export function checkCudaForwardOptions(options: FlexFlashAttnCudaOptions): void {
   requireOptions(options);
-  if (options.sink !== undefined) throw cudaUnsupported('sink', 'attention sinks');
-  if (options.out !== undefined) throw cudaUnsupported('out', 'accumulating into an out buffer');
-  if (options.lse !== undefined) throw cudaUnsupported('lse', 'accumulating into an lse buffer');
-  if (options.returnMaxLogits === true) throw cudaUnsupported('returnMaxLogits', 'max logits');
-  if (options.maxLogits !== undefined) throw cudaUnsupported('maxLogits', 'max logits');
-  if (options.deterministic === true) throw cudaUnsupported('deterministic', 'deterministic mode');
+  if ((options.out === undefined) !== (options.lse === undefined)) {
+    throw new InvalidArgumentError(options.out === undefined ? 'out' : 'lse', 'out and lse accumulators must be given together');
+  }
+  for (const name of ['sink', 'out', 'lse', 'maxLogits'] as const) if (options[name] !== undefined) requireDeviceTensor(options[name], name);
 }
 
-/** Throws for the backward options the CUDA backend does not implement yet. Needs no device. */
+/** The backward option rules that need no device: an options object; device tensors for sink and accumulators. */
 export function checkCudaBackwardOptions(options: FlexFlashAttnCudaBackwardOptions): void {
   requireOptions(options);
-  if (options.sink !== undefined) throw cudaUnsupported('sink', 'attention sinks');
-  for (const name of ['dq', 'dk', 'dv'] as const) {
-    if (options[name] !== undefined) throw cudaUnsupported(name, `accumulating into a ${name} buffer`);
-  }
-  if (options.deterministic === true) throw cudaUnsupported('deterministic', 'deterministic mode');
+  for (const name of ['sink', 'dq', 'dk', 'dv'] as const) if (options[name] !== undefined) requireDeviceTensor(options[name], name);
 }
 
 /** q [Tq, Hq, D], k and v [Tk, Hkv, D], one device, equal dtypes, Hq % Hkv == 0, a supported dtype and head dim. */
@@ -134,7 +132,8 @@ function selectBackend(q: DeviceTensor, choice: KernelBackend<DeviceTensor> | un
 /**
  * Attention of q [Tq, Hq, D] over k, v [Tk, Hkv, D] (device tensors, bfloat16 or float16,
  * D 64 or 128) under the slice mask in `options`. Returns new device tensors out [Tq, Hq, D]
- * in q's dtype and lse [Tq, Hq] float32; the caller frees them.
+ * in q's dtype and lse [Tq, Hq] float32 (or the given out/lse accumulators, updated), and
+ * maxLogits [Hq] when asked (new, or the given buffer max-merged); the caller frees new ones.
  */
 export function flexFlashAttnCuda(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, options: FlexFlashAttnCudaOptions): FlexFlashAttnCudaResult {
   checkCudaForwardOptions(options);
@@ -147,18 +146,24 @@ export function flexFlashAttnCuda(q: DeviceTensor, k: DeviceTensor, v: DeviceTen
     slices,
     softmaxScale: options.softmaxScale ?? 1 / Math.sqrt(q.shape[2]),
     softcap: options.softcap ?? 0,
-    returnMaxLogits: false,
+    returnMaxLogits: options.returnMaxLogits ?? false,
     outDtype: q.dtype,
-    deterministic: false,
+    deterministic: options.deterministic ?? false,
   };
+  if (options.sink !== undefined) args.sink = options.sink;
+  if (options.out !== undefined) args.outAcc = options.out;
+  if (options.lse !== undefined) args.lseAcc = options.lse;
+  if (options.maxLogits !== undefined) args.maxLogitsAcc = options.maxLogits;
   checkScalars(args.softmaxScale, args.softcap);
-  const { out, lse } = selectBackend(q, options.backend).forward(args);
-  return { out, lse };
+  const { out, lse, maxLogits } = selectBackend(q, options.backend).forward(args);
+  return maxLogits === undefined ? { out, lse } : { out, lse, maxLogits };
 }
 
 /**
- * Gradients through `flexFlashAttnCuda`, given dL/dout and that forward's out and lse (device
- * tensors). Returns new device tensors dq, dk, dv in the input dtype; the caller frees them.
+ * Gradients through `flexFlashAttnCuda`, given dL/dout and that forward's FINAL out and lse
+ * (device tensors). Returns new device tensors dq, dk, dv in the input dtype (or the given
+ * float32 accumulators, added into) and dsink float32 [S, Hq] with a sink; the caller frees
+ * new ones.
  */
 export function flexFlashAttnBackwardCuda(
   dout: DeviceTensor,
@@ -191,9 +196,13 @@ export function flexFlashAttnBackwardCuda(
     slices,
     softmaxScale: options.softmaxScale ?? 1 / Math.sqrt(q.shape[2]),
     softcap: options.softcap ?? 0,
-    deterministic: false,
+    deterministic: options.deterministic ?? false,
   };
+  if (options.sink !== undefined) args.sink = options.sink;
+  if (options.dq !== undefined) args.dqAcc = options.dq;
+  if (options.dk !== undefined) args.dkAcc = options.dk;
+  if (options.dv !== undefined) args.dvAcc = options.dv;
   checkScalars(args.softmaxScale, args.softcap);
-  const { dq, dk, dv } = selectBackend(q, options.backend).backward(args);
-  return { dq, dk, dv };
+  const { dq, dk, dv, dsink } = selectBackend(q, options.backend).backward(args);
+  return dsink === undefined ? { dq, dk, dv } : { dq, dk, dv, dsink };
 }
