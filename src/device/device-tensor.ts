@@ -11,6 +11,8 @@ import type { CudaDevice, DeviceBuffer } from './device.js';
 
 export class DeviceTensor {
   readonly size: number;
+  /** Where the memory lives: flexFlashAttn sends tensors of this location to the CUDA backend. */
+  readonly location = 'cuda' as const;
 
   /** Wraps an existing buffer (it must hold at least size · bytesPerElement(dtype) bytes); the tensor owns it from then on. */
   constructor(

@@ -1,10 +1,29 @@
 /**
  * The CUDA device layer (Node only): the driver API and NVRTC through koffi, and a small object
  * model (device, stream, event, buffer, module, kernel) for the CUDA kernel backend.
+ *
+ * Importing it registers the CUDA backend for DeviceTensors (location 'cuda'), so the one public
+ * `flexFlashAttn` / `flexFlashAttnBackward` run on the GPU when handed DeviceTensors. The core
+ * entry cannot do this itself: it must load without koffi (browsers, machines without CUDA).
  */
+import { DeviceTensor } from './device-tensor.js';
+import { registerKernelBackend } from '../kernels/flex-flash-attn.js';
+import { cudaBackendFor } from '../kernels/cuda/flex-flash-attn-cuda.js';
+
 export * from './cuda-driver.js';
 export * from './nvrtc.js';
 export * from './device.js';
 export * from './device-tensor.js';
 export { createCudaBackend } from '../kernels/cuda/backend.js';
 export { flexFlashAttnCuda, flexFlashAttnBackwardCuda } from '../kernels/cuda/flex-flash-attn-cuda.js';
+export { CudaRangeOps, RangeGatherPlan, RangeReducePlan, type RangeReduceOp, type RowRanges } from '../kernels/cuda/range-ops.js';
+
+// One registered backend for every device: each call goes to the shared backend of q's device
+// (created on first use), which also checks that the other tensors live there.
+registerKernelBackend<DeviceTensor>({
+  name: 'cuda',
+  location: 'cuda',
+  accepts: (t) => t instanceof DeviceTensor,
+  forward: (args) => cudaBackendFor(args.q.device).forward(args),
+  backward: (args) => cudaBackendFor(args.q.device).backward(args),
+});
