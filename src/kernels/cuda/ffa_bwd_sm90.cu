@@ -1,0 +1,359 @@
+// Flex-flash-attention backward for Hopper (sm_90a): TMA loads, wgmma, warp specialisation.
+//
+// Device code only, compiled at run time by NVRTC (ffa-backward-sm90.ts) and by nvcc in the CI
+// check. Same contract, math, work list (slice, k tile of 128 keys, q rows [qLo, qHi)) and
+// pre-pass as ffa_bwd.cu (read that file's header first); the pre-pass and the fp32 -> 16-bit
+// conversions are that module's kernels. Head dim 128 only.
+//
+//   block     = 3 warpgroups. Warpgroup 0 is the producer: warp 0 TMA-loads the K and V tile
+//               once, then Q and dO tiles (64 q rows) into 2 stages; warp 1 copies the matching
+//               lseLog2 and Δ rows into shared memory (rows past Tq get lseLog2 = +inf, so P = 0).
+//               Warpgroups 1 and 2 own 64 keys each, with their dK and dV in registers.
+//   per step  = one (q head of the kv group, 64-row q tile):
+//               Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ (wgmma, both operands K-major in shared memory);
+//               Pᵀ = exp2(Sᵀ·scale·log2e − lseLog2), dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in registers;
+//               dV_w += Pᵀ dO and dK_w += dSᵀ Q with Pᵀ / dSᵀ straight from registers;
+//               dSᵀ also goes to shared memory (double-buffered), and after a barrier of the two
+//               consumer warpgroups each computes dQ = dS K for 64 of the 128 head-dim columns
+//               (dS read M-major, K read N-major) and adds it into the fp32 dq with red.add.
+//   epilogue  = dK·scale and dV into the fp32 dk / dv with red.add (several slices may share k
+//               rows).
+
+#include "ffa_common.cuh"
+#include "ffa_sm90.cuh"
+
+namespace ffa {
+namespace sm90bwd {
+
+using namespace ffa::sm90;
+
+constexpr int kBM = 64;   // q rows per step
+constexpr int kBN = 128;  // keys per block (64 per consumer warpgroup)
+constexpr int kD = 128;
+constexpr int kThreads = 384;
+
+struct Smem {
+  static constexpr int kKV = kBN * kD * 2;     // K or V: two [128][64] halves
+  static constexpr int kQO = kBM * kD * 2;     // one stage of Q or dO: two [64][64] halves
+  static constexpr int kDS = kBN * kBM * 2;    // one dSᵀ buffer: [128 keys][64 q]
+  static constexpr int kK = 0;
+  static constexpr int kV = kKV;
+  static constexpr int kQ = 2 * kKV;           // 2 stages
+  static constexpr int kO = kQ + 2 * kQO;      // 2 stages
+  static constexpr int kS = kO + 2 * kQO;      // 2 buffers
+  static constexpr int kL = kS + 2 * kDS;      // lseLog2, 2 stages of 64 floats
+  static constexpr int kDl = kL + 2 * kBM * 4; // Δ, 2 stages
+  static constexpr int kBar = kDl + 2 * kBM * 4;  // kv, full[2], empty[2]
+  static constexpr int kBytes = kBar + 5 * 8;
+  static constexpr int kRequest = kBytes + 1024;
+};
+
+template <typename E>
+struct Ops;
+template <>
+struct Ops<Bf16> {
+  static __device__ __forceinline__ void ss64(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
+    wgmma_ss_n64_bf16(d, a, b, sc);
+  }
+  static __device__ __forceinline__ void ss64tt(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
+    wgmma_ss_n64_tt_bf16(d, a, b, sc);
+  }
+  static __device__ __forceinline__ void rs128(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n128_bf16(d, a, b); }
+};
+template <>
+struct Ops<Fp16> {
+  static __device__ __forceinline__ void ss64(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
+    wgmma_ss_n64_f16(d, a, b, sc);
+  }
+  static __device__ __forceinline__ void ss64tt(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
+    wgmma_ss_n64_tt_f16(d, a, b, sc);
+  }
+  static __device__ __forceinline__ void rs128(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n128_f16(d, a, b); }
+};
+
+// Byte offset of element (row, col) in a SW128 [rows][64] 16-bit slab.
+__device__ __forceinline__ unsigned sw128(int row, int col) {
+  return row * 128 + ((((col >> 3) ^ (row & 7))) << 4) + (col & 7) * 2;
+}
+
+template <typename E, bool SOFTCAP>
+__device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, const TmaMap* tmO,
+                                           const float* __restrict__ lseLog2, const float* __restrict__ delta,
+                                           float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
+                                           const int* __restrict__ qRanges, const int* __restrict__ kRanges,
+                                           const int* __restrict__ types, const int* __restrict__ work, int headsQ,
+                                           int headsKv, int tokensQ, float scaleLog2, float softmaxScale,
+                                           float softcapScale) {
+  using L = Smem;
+  extern __shared__ unsigned char smemRaw[];
+  const unsigned base = (smem_u32(smemRaw) + 1023u) & ~1023u;
+  unsigned char* gen = smemRaw + (base - smem_u32(smemRaw));  // generic pointer to `base`
+  const unsigned sK = base + L::kK;
+  const unsigned sV = base + L::kV;
+  const unsigned sQ = base + L::kQ;
+  const unsigned sO = base + L::kO;
+  const unsigned sS = base + L::kS;
+  float* sL = reinterpret_cast<float*>(gen + L::kL);
+  float* sDl = reinterpret_cast<float*>(gen + L::kDl);
+  const unsigned barKV = base + L::kBar;
+  const unsigned full = barKV + 8;    // + 8 * stage
+  const unsigned empty = barKV + 24;  // + 8 * stage
+
+  const int tid = threadIdx.x;
+  const int hk = blockIdx.x % headsKv;
+  const int item = blockIdx.x / headsKv;
+  const int sliceIdx = work[4 * item];
+  const int n0 = work[4 * item + 1];
+  const int qLo = work[4 * item + 2];
+  const int qHi = work[4 * item + 3];
+  Slice sl;
+  sl.qs = qRanges[2 * sliceIdx];
+  sl.qe = qRanges[2 * sliceIdx + 1];
+  sl.ks = kRanges[2 * sliceIdx];
+  sl.ke = kRanges[2 * sliceIdx + 1];
+  sl.type = types[sliceIdx];
+  const int n1 = min(n0 + kBN, sl.ke);
+  const int G = headsQ / headsKv;
+  const int nQt = (qHi - qLo + kBM - 1) / kBM;
+  const int nSteps = G * nQt;
+
+  if (tid == 0) {
+    mbar_init(barKV, 1);
+    mbar_init(full, 2);  // the TMA thread's expect_tx arrival + the lse/Δ warp's arrival
+    mbar_init(full + 8, 2);
+    mbar_init(empty, 256);
+    mbar_init(empty + 8, 256);
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  // ---------------------------------------------------------------------------------------------
+  // Producer warpgroup.
+  if (tid < 128) {
+    regs_dec<24>();
+    const int warp = tid >> 5;
+    const int lane = tid & 31;
+    if (tid == 0) {
+      tma_prefetch_map(tmQ);
+      tma_prefetch_map(tmO);
+      mbar_arrive_expect_tx(barKV, 2 * L::kKV);
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        tma_load_3d(sK + hf * kBN * 128, tmK, barKV, hf * 64, hk, n0);
+        tma_load_3d(sV + hf * kBN * 128, tmV, barKV, hf * 64, hk, n0);
+      }
+      for (int s = 0; s < nSteps; ++s) {
+        const int stage = s & 1;
+        if (s >= 2) mbar_wait(empty + 8 * stage, ((s >> 1) - 1) & 1);
+        const int h = hk * G + s / nQt;
+        const int m0 = qLo + (s % nQt) * kBM;
+        mbar_arrive_expect_tx(full + 8 * stage, 2 * L::kQO);
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          tma_load_3d(sQ + stage * L::kQO + hf * kBM * 128, tmQ, full + 8 * stage, hf * 64, h, m0);
+          tma_load_3d(sO + stage * L::kQO + hf * kBM * 128, tmO, full + 8 * stage, hf * 64, h, m0);
+        }
+      }
+    } else if (warp == 1) {
+      for (int s = 0; s < nSteps; ++s) {
+        const int stage = s & 1;
+        if (s >= 2) mbar_wait(empty + 8 * stage, ((s >> 1) - 1) & 1);
+        const int h = hk * G + s / nQt;
+        const int m0 = qLo + (s % nQt) * kBM;
+#pragma unroll
+        for (int r = lane; r < kBM; r += 32) {
+          const int row = m0 + r;
+          const bool valid = row < tokensQ;
+          const long long idx = (long long)h * tokensQ + row;
+          sL[stage * kBM + r] = valid ? lseLog2[idx] : FFA_POS_INF;
+          sDl[stage * kBM + r] = valid ? delta[idx] : 0.f;
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(full + 8 * stage);
+      }
+    }
+    return;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Consumer warpgroups.
+  regs_inc<240>();
+  const int ct = tid - 128;
+  const int wg = ct >> 7;          // keys [64 wg, 64 wg + 64) of the tile
+  const int warp = (ct >> 5) & 3;  // 16 keys each
+  const int lane = tid & 31;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  const int nw0 = n0 + wg * 64;
+  const int keyBase = nw0 + warp * 16 + g;  // this thread's keys: keyBase, keyBase + 8
+
+  float dKacc[kD / 8][4];
+  float dVacc[kD / 8][4];
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dKacc[j][e] = dVacc[j][e] = 0.f;
+
+  const long long ldq = (long long)headsQ * kD;
+  const long long ldk = (long long)headsKv * kD;
+  mbar_wait(barKV, 0);
+
+  for (int s = 0; s < nSteps; ++s) {
+    const int stage = s & 1;
+    const unsigned parity = (s >> 1) & 1;
+    const int h = hk * G + s / nQt;
+    const int m0 = qLo + (s % nQt) * kBM;
+    const int m1 = min(m0 + kBM, qHi);
+    const unsigned cQ = sQ + stage * L::kQO;
+    const unsigned cO = sO + stage * L::kQO;
+    const unsigned cS = sS + (s & 1) * L::kDS;
+    const float* cL = sL + stage * kBM;
+    const float* cD = sDl + stage * kBM;
+
+    // Sᵀ = K_w Qᵀ, dPᵀ = V_w dOᵀ: 64 keys x 64 q rows per warpgroup
+    float st[kBM / 8][4];
+    float dp[kBM / 8][4];
+    mbar_wait(full + 8 * stage, parity);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const unsigned off = (ks & 3) * 32;
+      const unsigned hfK = (ks >> 2) * kBN * 128 + wg * 64 * 128 + off;
+      const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
+      Ops<E>::ss64(st, wgmma_desc(sK + hfK, 16, 1024), wgmma_desc(cQ + hfQ, 16, 1024), ks > 0 ? 1 : 0);
+    }
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const unsigned off = (ks & 3) * 32;
+      const unsigned hfK = (ks >> 2) * kBN * 128 + wg * 64 * 128 + off;
+      const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
+      Ops<E>::ss64(dp, wgmma_desc(sV + hfK, 16, 1024), wgmma_desc(cO + hfQ, 16, 1024), ks > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<kBM / 8>(st);
+    fence_regs<kBM / 8>(dp);
+
+    // Pᵀ and dSᵀ. Row (key) = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
+    const bool fullTile = (m1 - m0 == kBM) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
+#pragma unroll
+    for (int j = 0; j < kBM / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = 8 * j + 2 * t + (e & 1);
+        float x = st[j][e];
+        if (SOFTCAP) x = tanhf(x * softcapScale);
+        float p = fast_exp2(fmaf(x, scaleLog2, -cL[c]));
+        if (!fullTile) {
+          const int key = keyBase + 8 * (e >> 1);
+          const int qq = m0 + c;
+          const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
+          if (!ok) p = 0.f;
+        }
+        float ds = p * (dp[j][e] - cD[c]);
+        if (SOFTCAP) ds *= 1.f - x * x;
+        st[j][e] = p;
+        dp[j][e] = ds;
+      }
+    }
+    unsigned ap[kBM / 16][4], as[kBM / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBM / 16; ++kk) {
+      ap[kk][0] = E::pack(st[2 * kk][0], st[2 * kk][1]);
+      ap[kk][1] = E::pack(st[2 * kk][2], st[2 * kk][3]);
+      ap[kk][2] = E::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
+      ap[kk][3] = E::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+      as[kk][0] = E::pack(dp[2 * kk][0], dp[2 * kk][1]);
+      as[kk][1] = E::pack(dp[2 * kk][2], dp[2 * kk][3]);
+      as[kk][2] = E::pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+      as[kk][3] = E::pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+    }
+
+    // dV += Pᵀ dO, dK += dSᵀ Q (k dim = the 64 q rows; dO / Q read N-major)
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dVacc, ap[kk], wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
+#pragma unroll
+    for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dKacc, as[kk], wgmma_desc(cQ + kk * 16 * 128, kBM * 128, 1024));
+    wgmma_commit();
+
+    // dSᵀ to shared memory ([key][q], SW128) while those run
+    {
+      const int r0 = wg * 64 + warp * 16 + g;
+      unsigned char* dsGen = gen + L::kS + (s & 1) * L::kDS;
+#pragma unroll
+      for (int kk = 0; kk < kBM / 16; ++kk) {
+        *reinterpret_cast<unsigned*>(dsGen + sw128(r0, 16 * kk + 2 * t)) = as[kk][0];
+        *reinterpret_cast<unsigned*>(dsGen + sw128(r0 + 8, 16 * kk + 2 * t)) = as[kk][1];
+        *reinterpret_cast<unsigned*>(dsGen + sw128(r0, 16 * kk + 8 + 2 * t)) = as[kk][2];
+        *reinterpret_cast<unsigned*>(dsGen + sw128(r0 + 8, 16 * kk + 8 + 2 * t)) = as[kk][3];
+      }
+    }
+    fence_async_smem();
+    named_sync(1, 256);  // both warpgroups' dSᵀ written
+
+    // dQ[:, 64 wg .. 64 wg + 63] = dS K over the 128 keys of the tile
+    float dqa[8][4];
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      Ops<E>::ss64tt(dqa, wgmma_desc(cS + kk * 16 * 128, 64 * 128, 1024), wgmma_desc(sK + wg * kBN * 128 + kk * 16 * 128, kBN * 128, 1024),
+                     kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<kD / 8>(dVacc);
+    fence_regs<kD / 8>(dKacc);
+    fence_regs<8>(dqa);
+    mbar_arrive(empty + 8 * stage);
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = m0 + warp * 16 + g + 8 * r;
+      if (row < m1) {
+        float* dst = dq + (long long)row * ldq + (long long)h * kD + wg * 64 + 2 * t;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) red_add2(dst + 8 * j, dqa[j][2 * r] * softmaxScale, dqa[j][2 * r + 1] * softmaxScale);
+      }
+    }
+  }
+
+  // epilogue: dK (x scale) and dV into the fp32 buffers
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = keyBase + 8 * r;
+    if (key < n1) {
+      float* dkDst = dk + (long long)key * ldk + (long long)hk * kD + 2 * t;
+      float* dvDst = dv + (long long)key * ldk + (long long)hk * kD + 2 * t;
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+        red_add2(dkDst + 8 * j, dKacc[j][2 * r] * softmaxScale, dKacc[j][2 * r + 1] * softmaxScale);
+        red_add2(dvDst + 8 * j, dVacc[j][2 * r], dVacc[j][2 * r + 1]);
+      }
+    }
+  }
+}
+
+}  // namespace sm90bwd
+}  // namespace ffa
+
+// --------------------------------------------------------------------------------------------
+// Entry points: ffa_bwd_sm90_{bf16,fp16}_d128[_softcap]. Block 384 threads, grid
+// numWorkItems * headsKv, dynamic smem Smem::kRequest bytes. q / k / v / dout as TMA maps
+// (boxes of 64 columns x 1 head x 64 rows for q and dout, x 128 rows for k and v).
+
+#define FFA_BWD_SM90_ENTRY(NAME, E, SOFTCAP)                                                                             \
+  extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
+      NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                 \
+           const __grid_constant__ ffa::sm90::TmaMap tmV, const __grid_constant__ ffa::sm90::TmaMap tmO,                 \
+           const float* __restrict__ lseLog2, const float* __restrict__ delta, float* __restrict__ dq,                   \
+           float* __restrict__ dk, float* __restrict__ dv, const int* __restrict__ qRanges,                              \
+           const int* __restrict__ kRanges, const int* __restrict__ types, const int* __restrict__ work, int headsQ,     \
+           int headsKv, int tokensQ, float scaleLog2, float softmaxScale, float softcapScale) {                          \
+    ffa::sm90bwd::bwd_kernel<E, SOFTCAP>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, dq, dk, dv, qRanges, kRanges, types,    \
+                                         work, headsQ, headsKv, tokensQ, scaleLog2, softmaxScale, softcapScale);        \
+  }
+
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128, ffa::Bf16, false)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128_softcap, ffa::Bf16, true)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d128, ffa::Fp16, false)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d128_softcap, ffa::Fp16, true)
