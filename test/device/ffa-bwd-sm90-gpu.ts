@@ -16,8 +16,7 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import { referenceBackward } from '../../src/kernels/reference.js';
 import { CudaFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
-import { CudaFfaBackwardSm90 } from '../../src/kernels/cuda/ffa-backward-sm90.js';
-import { CudaFfaForwardSm90 } from '../../src/kernels/cuda/ffa-forward-sm90.js';
+import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -91,12 +90,12 @@ const cases: Case[] = [
 const dev = CudaDevice.open(0);
 console.log(`device 0: ${dev.name}, cc ${dev.computeCapability.join('.')}, ${dev.smCount} SMs`);
 const t0 = performance.now();
-const fwd = new CudaFfaForwardSm90(dev);
-const base = new CudaFfaBackward(dev);
-const bwd = new CudaFfaBackwardSm90(dev, { base });
+const fwd = new CudaFfaForward(dev, { kernel: 'sm90' });
+const base = new CudaFfaBackward(dev, { kernel: 'mma' });
+const bwd = new CudaFfaBackward(dev, { kernel: 'sm90' });
 console.log(`nvrtc compile + load: ${(performance.now() - t0).toFixed(0)} ms`);
 for (const name of ['ffa_bwd_sm90_bf16_d128', 'ffa_bwd_sm90_bf16_d128_softcap']) {
-  const kern = bwd.module.kernel(name);
+  const kern = bwd.sm90!.module.kernel(name);
   console.log(`${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
 }
 

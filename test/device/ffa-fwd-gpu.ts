@@ -1,8 +1,9 @@
 /**
  * GPU check of the CUDA flex-flash-attention forward (src/kernels/cuda/ffa_fwd.cu) against the
  * float64 reference (not a CI test: it needs a GPU). Run on the GPU machine:
- *   node dist/test/device/ffa-fwd-gpu.js [--seed N] [--only NAME] [--tiles 8x64,8x128,4x64]
- * (--tiles: the warps x blockN tile shapes to check, each against the same reference.)
+ *   node dist/test/device/ffa-fwd-gpu.js [--seed N] [--only NAME] [--tiles 8x64,8x128,4x64] [--sm90]
+ * (--tiles: the mma.sync kernel's warps x blockN tile shapes to check, each against the same
+ * reference; --sm90: also check the Hopper kernel (ffa_fwd_sm90.cu) on every case.)
  * Fresh random inputs per case (never zeros; q is scaled up so the softmax is peaked), output
  * buffers poisoned with NaN bits before every launch, one PASS/FAIL line per case, exit code 1 on
  * any failure.
@@ -121,6 +122,7 @@ const dev = CudaDevice.open(0);
 console.log(`device 0: ${dev.name}, cc ${dev.computeCapability.join('.')}, ${dev.smCount} SMs`);
 let t0 = performance.now();
 const kernels = tiles.map(([warps, blockN]) => new CudaFfaForward(dev, { tile: { warps, blockN } }));
+if (argv.includes('--sm90')) kernels.push(new CudaFfaForward(dev, { kernel: 'sm90' }));
 console.log(`nvrtc compile + load ffa_fwd.cu (${tiles.length} tile shapes): ${(performance.now() - t0).toFixed(0)} ms`);
 for (const ffa of kernels) {
   for (const name of ['ffa_fwd_bf16_d128_direct', 'ffa_fwd_bf16_d128_merge', 'ffa_fwd_bf16_d64_direct']) {
@@ -128,7 +130,7 @@ for (const ffa of kernels) {
     console.log(`tile ${ffa.blockM}x${ffa.blockN} ${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
   }
 }
-const ffa = kernels[0];
+const ffa = kernels[kernels.length - 1]; // the option checks below run on the last kernel (sm90 with --sm90)
 
 let failures = 0;
 for (const c of cases) {
@@ -195,7 +197,7 @@ for (const c of cases) {
       const ok = bad === 0;
       if (!ok) failures++;
       console.log(
-        `${ok ? 'PASS' : 'FAIL'} ${c.name} [tile ${ffa.blockM}x${ffa.blockN}]: ${plan.numWork} work tiles (${plan.overlappingQ || c.forceMerge || c.outDtype === 'float32' ? 'merge' : 'direct'}), ` +
+        `${ok ? 'PASS' : 'FAIL'} ${c.name} [${ffa.sm90 !== null ? 'sm90 ' : ''}tile ${ffa.blockM}x${ffa.blockN}]: ${plan.numWork} work tiles (${plan.overlappingQ || c.forceMerge || c.outDtype === 'float32' ? 'merge' : 'direct'}), ` +
           `max|out err| ${outErr.toExponential(2)} (max|ref| ${maxRef.toFixed(3)}, rel ${(outErr / maxRef).toExponential(2)}), ` +
           `max|lse err| ${lseErr.toExponential(2)}, ${emptyRows} empty rows; gpu ${gpuMs.toFixed(0)} ms, ref ${refMs.toFixed(0)} ms` +
           (ok ? '' : `; ${bad} bad, first ${firstBad}`),

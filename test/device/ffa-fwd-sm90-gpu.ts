@@ -15,7 +15,6 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import { referenceForward } from '../../src/kernels/reference.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
-import { CudaFfaForwardSm90 } from '../../src/kernels/cuda/ffa-forward-sm90.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -107,11 +106,11 @@ const cases: Case[] = [
 const dev = CudaDevice.open(0);
 console.log(`device 0: ${dev.name}, cc ${dev.computeCapability.join('.')}, ${dev.smCount} SMs`);
 let t0 = performance.now();
-const base = new CudaFfaForward(dev);
-const sm90 = new CudaFfaForwardSm90(dev, { base });
+const base = new CudaFfaForward(dev, { kernel: 'mma' });
+const sm90 = new CudaFfaForward(dev, { kernel: 'sm90' });
 console.log(`nvrtc compile + load: ${(performance.now() - t0).toFixed(0)} ms`);
 for (const name of ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']) {
-  const kern = sm90.module.kernel(name);
+  const kern = sm90.sm90!.module.kernel(name);
   console.log(`${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
 }
 

@@ -31,7 +31,10 @@ import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import type { FfaBackwardArgs, FfaBackwardResult } from '../backend.js';
-import { FfaCudaUnsupportedError, greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
+import { greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
+import { Sm90BackwardMain } from './ffa-backward-sm90.js';
+import { sm90Available } from './ffa-forward-sm90.js';
+import { FfaCudaUnsupportedError } from './unsupported.js';
 
 /** Default: 8 warps, BN = 128 keys per block, BM = 64 q rows per inner step (4 warps / BN = 64 also verified; 8 was ~20% faster on an H200). */
 export const FFA_BWD_WARPS = 8;
@@ -147,9 +150,18 @@ export interface FfaBackwardShape {
 
 const { i32, ptr } = kernelArg;
 
+/**
+ * Which main kernel a CudaFfaBackward launches for head dim 128: 'sm90' (Hopper: TMA + wgmma,
+ * compute capability 9.0), 'mma' (mma.sync), or 'auto' (sm90 where available with the default
+ * 8 warps, whose 128-key tiles it shares). Head dim 64 always runs the mma kernel.
+ */
+export type FfaBackwardKernelKind = 'auto' | 'mma' | 'sm90';
+
 /** The compiled backward module; one per device. */
 export class CudaFfaBackward {
   readonly module: Module;
+  /** The Hopper main kernel (head dim 128), or null. */
+  readonly sm90: Sm90BackwardMain | null;
   readonly warps: number;
   readonly blockM = FFA_BWD_BLOCK_M;
   readonly blockN: number;
@@ -157,14 +169,24 @@ export class CudaFfaBackward {
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; warps?: number } = {},
+    options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind } = {},
   ) {
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
     this.blockN = 16 * this.warps;
+    const kind = options.kernel ?? 'auto';
+    const useSm90 = kind === 'sm90' || (kind === 'auto' && this.warps === FFA_BWD_WARPS && sm90Available(device));
+    if (useSm90 && this.blockN !== 128) throw new FfaCudaUnsupportedError('the sm90 backward works on 128-key tiles: use 8 warps');
     const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_bwd.cu', options: [`-DFFA_BWD_NWARPS=${this.warps}`] };
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
+    // always loaded: the pre-pass, dsink, conversions and the head-dim-64 kernels live here
     this.module = device.compile(ffaBackwardSource(), opts);
+    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir) : null;
+  }
+
+  /** Whether launches of head dim `dim` run the Hopper kernel. */
+  usesSm90(dim: number): boolean {
+    return this.sm90 !== null && this.sm90.supports(dim);
   }
 
   static typeTag(dtype: DType): 'bf16' | 'fp16' {
@@ -175,6 +197,7 @@ export class CudaFfaBackward {
 
   mainKernel(dtype: DType, dim: number, softcap: boolean): { kernel: Kernel; smemBytes: number } {
     const t = CudaFfaBackward.typeTag(dtype);
+    if (this.sm90 !== null && this.sm90.supports(dim)) return this.sm90.mainKernel(t, dim, softcap);
     if (!FFA_BWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_BWD_HEAD_DIMS.join(', ')}, got ${dim}`);
     const name = `ffa_bwd_${t}_d${dim}${softcap ? '_softcap' : ''}`;
     const kernel = this.module.kernel(name);
@@ -382,12 +405,12 @@ export class FfaBackwardProblem {
       const useSoftcap = softcap > 0;
       const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
       const unit = useSoftcap ? softcap : softmaxScale;
+      const sm90 = this.owner.usesSm90(dim) ? this.owner.sm90 : null;
+      const inputs = sm90 !== null ? sm90.inputArgs(b, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(b.q), ptr(b.k), ptr(b.v), ptr(b.dout)];
+      const threads = sm90 !== null ? sm90.threads : 32 * this.owner.warps;
       const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
-        kernel.launch(cfg(items * headsKv, 32 * this.owner.warps, smemBytes), [
-          ptr(b.q),
-          ptr(b.k),
-          ptr(b.v),
-          ptr(b.dout),
+        kernel.launch(cfg(items * headsKv, threads, smemBytes), [
+          ...inputs,
           ptr(this.lseLog2),
           ptr(this.delta),
           ptr(dqF),

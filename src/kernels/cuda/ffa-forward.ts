@@ -32,6 +32,8 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
 import { readKernelSource } from './source.js';
 import type { FfaForwardArgs, FfaForwardResult } from '../backend.js';
+import { FfaCudaUnsupportedError } from './unsupported.js';
+import { Sm90ForwardMain, sm90Available } from './ffa-forward-sm90.js';
 
 /**
  * Default tile shape (ffa_fwd.cu's FFA_NWARPS = 8, FFA_BN = 64): 8 warps of 16 q rows each, so
@@ -48,13 +50,7 @@ export interface FfaForwardTileConfig {
 }
 export const FFA_FWD_HEAD_DIMS: readonly number[] = [64, 128];
 
-/** Thrown for inputs this kernel does not handle (yet). */
-export class FfaCudaUnsupportedError extends Error {
-  constructor(what: string) {
-    super(`cuda ffa forward: ${what}`);
-    this.name = 'FfaCudaUnsupportedError';
-  }
-}
+export { FfaCudaUnsupportedError };
 
 /**
  * The kernel source. Compiled output does not copy .cu files, so from dist/src/kernels/cuda/ the
@@ -312,28 +308,49 @@ export function enqueueForwardPost(
 }
 
 /** The compiled module; one per device. */
+/**
+ * Which main kernel a CudaFfaForward launches: 'sm90' (Hopper: TMA + wgmma, compute capability
+ * 9.0 only), 'mma' (mma.sync, any sm_80+ GPU, tile shape configurable), or 'auto' (sm90 where
+ * available unless a tile shape is asked for).
+ */
+export type FfaForwardKernelKind = 'auto' | 'mma' | 'sm90';
+
 export class CudaFfaForward {
   readonly module: Module;
+  /** The Hopper main kernel, or null when the mma.sync one is used. */
+  readonly sm90: Sm90ForwardMain | null;
   readonly warps: number;
   readonly blockM: number;
   readonly blockN: number;
+  /** Rows of one merge lock (the lock array has ceil(Tq / lockRows) + 1 entries per head). */
+  readonly lockRows: number;
+  /** Threads of one main-kernel block. */
+  readonly mainThreads: number;
   private readonly configured = new Set<string>();
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; tile?: Partial<FfaForwardTileConfig> } = {},
+    options: { cacheDir?: string; tile?: Partial<FfaForwardTileConfig>; kernel?: FfaForwardKernelKind } = {},
   ) {
+    const kind = options.kernel ?? 'auto';
+    const useSm90 = kind === 'sm90' || (kind === 'auto' && options.tile === undefined && sm90Available(device));
+    if (useSm90 && options.tile !== undefined) throw new FfaCudaUnsupportedError('the sm90 kernel has a fixed 128 x 128 tile; tile options apply to the mma kernel');
     this.warps = options.tile?.warps ?? FFA_FWD_WARPS;
-    this.blockN = options.tile?.blockN ?? FFA_FWD_BLOCK_N;
     if (![2, 4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`tile warps must be 2, 4 or 8, got ${this.warps}`);
-    if (![32, 64, 128].includes(this.blockN)) throw new FfaCudaUnsupportedError(`tile blockN must be 32, 64 or 128, got ${this.blockN}`);
-    this.blockM = 16 * this.warps;
+    const mmaBlockN = options.tile?.blockN ?? FFA_FWD_BLOCK_N;
+    if (![32, 64, 128].includes(mmaBlockN)) throw new FfaCudaUnsupportedError(`tile blockN must be 32, 64 or 128, got ${mmaBlockN}`);
     const opts: { name: string; cacheDir?: string; options: string[] } = {
       name: 'ffa_fwd.cu',
-      options: [`-DFFA_NWARPS=${this.warps}`, `-DFFA_BN=${this.blockN}`],
+      options: [`-DFFA_NWARPS=${this.warps}`, `-DFFA_BN=${mmaBlockN}`],
     };
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
+    // the mma module is always loaded: it also holds the side kernels (fill, finalize, post-pass)
     this.module = device.compile(ffaForwardSource(), opts);
+    this.sm90 = useSm90 ? new Sm90ForwardMain(device, options.cacheDir) : null;
+    this.blockM = this.sm90?.blockM ?? 16 * this.warps;
+    this.blockN = this.sm90?.blockN ?? mmaBlockN;
+    this.lockRows = this.sm90?.lockRows ?? this.blockM;
+    this.mainThreads = this.sm90?.threads ?? 32 * this.warps;
   }
 
   /** Kernel of the main launch, with its dynamic shared memory opted in. */
@@ -341,6 +358,7 @@ export class CudaFfaForward {
     const t = dtype === 'bfloat16' ? 'bf16' : dtype === 'float16' ? 'fp16' : null;
     if (t === null) throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
     if (!FFA_FWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_FWD_HEAD_DIMS.join(', ')}, got ${dim}`);
+    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge);
     const name = `ffa_fwd_${t}_d${dim}_${merge ? 'merge' : 'direct'}`;
     const kernel = this.module.kernel(name);
     const smemBytes = (this.blockM + 4 * this.blockN) * dim * 2;
@@ -458,7 +476,7 @@ export class FfaForwardProblem {
     this.work = dev.upload(nonEmpty(this.plan.work));
     this.uncovered = !this.merge && this.plan.uncoveredRows.length > 0 ? dev.upload(this.plan.uncoveredRows) : null;
     const rows = shape.tokensQ * shape.headsQ;
-    this.locks = this.merge ? dev.alloc(Math.max(4, (Math.ceil(shape.tokensQ / owner.blockM) + 1) * shape.headsQ * 4)) : null;
+    this.locks = this.merge ? dev.alloc(Math.max(4, (Math.ceil(shape.tokensQ / owner.lockRows) + 1) * shape.headsQ * 4)) : null;
     // float32 output: the accumulator is the output buffer itself
     this.acc = this.merge && this.outDtype !== 'float32' ? dev.alloc(Math.max(4, rows * shape.dim * 4)) : null;
   }
@@ -544,11 +562,11 @@ export class FfaForwardProblem {
     if (this.plan.numWork > 0 && headsQ > 0) {
       const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge);
       const accBuf = this.merge ? (this.acc ?? out) : out;
+      const sm90 = this.owner.sm90;
+      const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(q), ptr(k), ptr(v)];
       const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
-        kernel.launch(cfg(items * headsQ, 32 * this.owner.warps, smemBytes), [
-          ptr(q),
-          ptr(k),
-          ptr(v),
+        kernel.launch(cfg(items * headsQ, this.owner.mainThreads, smemBytes), [
+          ...inputs,
           ptr(accBuf),
           ptr(lse),
           ptr(this.qRanges),

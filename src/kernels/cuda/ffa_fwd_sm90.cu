@@ -103,7 +103,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
                                            float* __restrict__ lse, const int* __restrict__ qRanges,
                                            const int* __restrict__ kRanges, const int* __restrict__ types,
                                            const int* __restrict__ work, int* __restrict__ locks, int headsQ, int headsKv,
-                                           float scaleLog2, float unit, float softcapScale) {
+                                           float scaleLog2, float unit, float softcapScale, float* __restrict__ maxLogits) {
   using T = typename E::T;
   using L = Smem<D>;
   constexpr int HALVES = D / 64;
@@ -293,6 +293,9 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     mbar_arrive(emptyV + 8 * stage);
   }
 
+  // max_logits hook (ffa_fwd.cu's): rows past the tile's end saw other slices' q rows
+  if (maxLogits != nullptr) warp_max_logits(rowMax[0], rowMax[1], rowBase < m1, rowBase + 8 < m1, unit, h, maxLogits);
+
   // ---- finalize: row sums across the quad, 1/sum, lse (natural log)
   float rowLse[2];
 #pragma unroll
@@ -389,7 +392,8 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
 // --------------------------------------------------------------------------------------------
 // Entry points: ffa_fwd_sm90_{bf16,fp16}_d{64,128}_{direct,merge}. Block: 384 threads; dynamic
-// smem: Smem<D>::kRequest bytes; grid: numWorkItems * headsQ.
+// smem: Smem<D>::kRequest bytes; grid: numWorkItems * headsQ. Parameters as ffa_fwd.cu's entries
+// with q / k / v replaced by their TMA maps; maxLogits (fp32 [Hq], nullptr = off) last.
 
 #define FFA_FWD_SM90_ENTRY(NAME, E, D, MERGE)                                                                             \
   extern "C" __global__ void __launch_bounds__(ffa::sm90::kThreads, 1)                                                    \
@@ -397,9 +401,9 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
            const __grid_constant__ ffa::sm90::TmaMap tmV, void* __restrict__ out, float* __restrict__ lse,                \
            const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,               \
            const int* __restrict__ work, int* __restrict__ locks, int headsQ, int headsKv, float scaleLog2, float unit,   \
-           float softcapScale) {                                                                                          \
+           float softcapScale, float* __restrict__ maxLogits) {                                                           \
     ffa::sm90::fwd_kernel<E, D, MERGE>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
-                                       scaleLog2, unit, softcapScale);                                                    \
+                                       scaleLog2, unit, softcapScale, maxLogits);                                         \
   }
 
 FFA_FWD_SM90_ENTRY(ffa_fwd_sm90_bf16_d128_direct, ffa::Bf16, 128, false)
