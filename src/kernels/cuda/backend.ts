@@ -2,7 +2,9 @@
  * The CUDA kernel backend: `KernelBackend<DeviceTensor>` over the forward and backward launchers
  * (ffa-forward.ts, ffa-backward.ts). Tensors stay on the device; out/lse and dq/dk/dv come back
  * as new DeviceTensors (the caller frees them). Work is queued on the device's legacy default
- * stream, so results are ordered before any later copy or launch.
+ * stream, so results are ordered before any later copy or launch. On an H100/H200 (compute
+ * capability 9.0) the main kernels are the Hopper ones (TMA + wgmma; the backward for head dim
+ * 128), elsewhere the mma.sync ones; every option below works on both.
  *
  * Supported: bfloat16 / float16 q, k, v with head dim 64 or 128, any slice list, softcap, GQA,
  * out in the input dtype or float32, sink (float32 [S, Hq]; dsink in the backward), out/lse

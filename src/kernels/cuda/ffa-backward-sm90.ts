@@ -15,8 +15,12 @@ export const FFA_BWD_SM90_BLOCK_M = 64;
 export const FFA_BWD_SM90_BLOCK_N = 128;
 export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [128];
 export const FFA_BWD_SM90_THREADS = 384;
-/** K, V, 2 stages of Q and dO, 2 dSᵀ buffers, 2 stages of lseLog2 and Δ, 5 barriers, 1024 slack. */
-const SMEM_BYTES = 2 * 128 * 128 * 2 + 4 * 64 * 128 * 2 + 2 * 128 * 64 * 2 + 4 * 64 * 4 + 5 * 8 + 1024;
+/**
+ * K, V, 2 stages of Q and dO, 2 dSᵀ buffers, 2 stages of lseLog2 and Δ, 2 dQ staging tiles (64 rows
+ * of 288 bytes: 256 of fp32 data + 32 of padding against bank conflicts), 5 barriers, 1024 slack;
+ * the kernel's Smem::kRequest.
+ */
+const SMEM_BYTES = 2 * 128 * 128 * 2 + 4 * 64 * 128 * 2 + 2 * 128 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 288 + 5 * 8 + 1024;
 
 export class Sm90BackwardMain {
   readonly module: Module;

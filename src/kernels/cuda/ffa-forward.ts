@@ -1,8 +1,10 @@
 /**
- * The launcher of the first CUDA flex-flash-attention forward kernel (ffa_fwd.cu, compiled at run
- * time by NVRTC). It is the host half of the kernel's tile scheduler: it turns a SliceList into a
- * work list of (slice, q-tile start) pairs, decides whether the output rows can be stored directly
- * or must be LSE-merged under locks, uploads, launches, and (for now) hands back host Tensors.
+ * The launcher of the CUDA flex-flash-attention forward (compiled at run time by NVRTC). Two main
+ * kernels: the Hopper one (ffa_fwd_sm90.cu via ffa-forward-sm90.ts: TMA + wgmma, the default on
+ * compute capability 9.0) and the mma.sync one (ffa_fwd.cu: any sm_80+ GPU, configurable tile).
+ * This file is the host half of their tile scheduler: it turns a SliceList into a work list of
+ * (slice, q-tile start) pairs, decides whether the output rows can be stored directly or must be
+ * LSE-merged under locks, uploads and launches.
  * The options that sit around the main launch are kernel-agnostic side pieces, so any forward
  * main kernel reuses them (`enqueueForwardPost`, `enqueueFillNegInf`, `planDeterministicForward`):
  *   sink, accumulation into (out, lse) - ffa_fwd_post_* after the main launch, on the final
@@ -20,7 +22,7 @@
  *            row is written by exactly one tile (out in the input type, lse fp32); rows that no
  *            tile covers are zero-filled (lse = -inf) by a small side kernel.
  *   merge  - q ranges overlap: tiles LSE-merge into an fp32 out buffer under a spin lock per
- *            (aligned 128-row block, head); lse starts at -inf; a finalize kernel casts to the
+ *            (aligned block of `lockRows` rows, head: 128 for mma, 64 for sm90); lse starts at -inf; a finalize kernel casts to the
  *            output dtype and zero-fills rows whose lse stayed -inf. Output dtype float32 always
  *            takes this path.
  */

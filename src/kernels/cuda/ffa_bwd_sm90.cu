@@ -15,7 +15,9 @@
 //               dV_w += Pᵀ dO and dK_w += dSᵀ Q with Pᵀ / dSᵀ straight from registers;
 //               dSᵀ also goes to shared memory (double-buffered), and after a barrier of the two
 //               consumer warpgroups each computes dQ = dS K for 64 of the 128 head-dim columns
-//               (dS read M-major, K read N-major) and adds it into the fp32 dq with red.add.
+//               (dS read M-major, K read N-major), stages it in shared memory (64 x 64 fp32 per
+//               warpgroup, rows padded to 288 B) and adds it into the fp32 dq with one TMA bulk
+//               reduce-add (cp.reduce.async.bulk .add.f32) per row, issued by 16 lanes per warp.
 //   epilogue  = dK·scale and dV into the fp32 dk / dv with red.add (several slices may share k
 //               rows).
 
@@ -43,7 +45,10 @@ struct Smem {
   static constexpr int kS = kO + 2 * kQO;      // 2 buffers
   static constexpr int kL = kS + 2 * kDS;      // lseLog2, 2 stages of 64 floats
   static constexpr int kDl = kL + 2 * kBM * 4; // Δ, 2 stages
-  static constexpr int kBar = kDl + 2 * kBM * 4;  // kv, full[2], empty[2]
+  static constexpr int kDQRow = 64 * 4 + 32;  // one staged dQ row: 64 fp32 + 32 B pad (no bank conflicts)
+  static constexpr int kDQW = kBM * kDQRow;      // one consumer warpgroup's staged 64 x 64 dQ tile
+  static constexpr int kDQ = kDl + 2 * kBM * 4;  // 2 warpgroups
+  static constexpr int kBar = kDQ + 2 * kDQW;    // kv, full[2], empty[2]
   static constexpr int kBytes = kBar + 5 * 8;
   static constexpr int kRequest = kBytes + 1024;
 };
@@ -222,6 +227,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
       Ops<E>::ss64(st, wgmma_desc(sK + hfK, 16, 1024), wgmma_desc(cQ + hfQ, 16, 1024), ks > 0 ? 1 : 0);
     }
+    wgmma_commit();  // Sᵀ
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
       const unsigned off = (ks & 3) * 32;
@@ -229,12 +235,17 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
       Ops<E>::ss64(dp, wgmma_desc(sV + hfK, 16, 1024), wgmma_desc(cO + hfQ, 16, 1024), ks > 0 ? 1 : 0);
     }
-    wgmma_commit();
-    wgmma_wait<0>();
+    wgmma_commit();  // dPᵀ
+    // Pᵀ while dPᵀ still runs (softcap needs tanh' for dSᵀ: waits for both).
+    if (SOFTCAP) {
+      wgmma_wait<0>();
+      fence_regs<kBM / 8>(dp);
+    } else {
+      wgmma_wait<1>();
+    }
     fence_regs<kBM / 8>(st);
-    fence_regs<kBM / 8>(dp);
 
-    // Pᵀ and dSᵀ. Row (key) = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
+    // Pᵀ (and with softcap dSᵀ). Row (key) = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
     const bool fullTile = (m1 - m0 == kBM) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
 #pragma unroll
     for (int j = 0; j < kBM / 8; ++j) {
@@ -250,10 +261,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
           const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
           if (!ok) p = 0.f;
         }
-        float ds = p * (dp[j][e] - cD[c]);
-        if (SOFTCAP) ds *= 1.f - x * x;
         st[j][e] = p;
-        dp[j][e] = ds;
+        if (SOFTCAP) dp[j][e] = p * (dp[j][e] - cD[c]) * (1.f - x * x);
       }
     }
     unsigned ap[kBM / 16][4], as[kBM / 16][4];
@@ -263,16 +272,31 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       ap[kk][1] = E::pack(st[2 * kk][2], st[2 * kk][3]);
       ap[kk][2] = E::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
       ap[kk][3] = E::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+    }
+    // dV += Pᵀ dO (k dim = the 64 q rows; dO read N-major)
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dVacc, ap[kk], wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
+    wgmma_commit();
+
+    // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
+    if (!SOFTCAP) {
+      wgmma_wait<1>();  // dPᵀ done
+      fence_regs<kBM / 8>(dp);
+#pragma unroll
+      for (int j = 0; j < kBM / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - cD[8 * j + 2 * t + (e & 1)]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBM / 16; ++kk) {
       as[kk][0] = E::pack(dp[2 * kk][0], dp[2 * kk][1]);
       as[kk][1] = E::pack(dp[2 * kk][2], dp[2 * kk][3]);
       as[kk][2] = E::pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
       as[kk][3] = E::pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
     }
-
-    // dV += Pᵀ dO, dK += dSᵀ Q (k dim = the 64 q rows; dO / Q read N-major)
+    // dK += dSᵀ Q (Q read N-major)
     wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dVacc, ap[kk], wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dKacc, as[kk], wgmma_desc(cQ + kk * 16 * 128, kBM * 128, 1024));
     wgmma_commit();
@@ -306,18 +330,34 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     fence_regs<8>(dqa);
     mbar_arrive(empty + 8 * stage);
 
+    // dQ tile to shared memory (each warp its own 16 rows), then one bulk fp32 reduce-add per
+    // row through the TMA engine, issued by lanes 0..15 of the warp.
+    {
+      float* stg = reinterpret_cast<float*>(gen + L::kDQ + wg * L::kDQW);
+      if (lane < 16) bulk_wait_read<0>();  // the previous step's reduces have read the buffer
+      __syncwarp();
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = m0 + warp * 16 + g + 8 * r;
-      if (row < m1) {
-        float* dst = dq + (long long)row * ldq + (long long)h * kD + wg * 64 + 2 * t;
+      for (int r = 0; r < 2; ++r) {
+        float* rowp = stg + (warp * 16 + g + 8 * r) * (L::kDQRow / 4) + 2 * t;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) red_add2(dst + 8 * j, dqa[j][2 * r] * softmaxScale, dqa[j][2 * r + 1] * softmaxScale);
+        for (int j = 0; j < 8; ++j)
+          *reinterpret_cast<float2*>(rowp + 8 * j) = make_float2(dqa[j][2 * r] * softmaxScale, dqa[j][2 * r + 1] * softmaxScale);
+      }
+      fence_async_smem();
+      __syncwarp();
+      if (lane < 16) {
+        const int lr = warp * 16 + lane;
+        const int row = m0 + lr;
+        if (row < m1)
+          bulk_reduce_add_f32(dq + (long long)row * ldq + (long long)h * kD + wg * 64, base + L::kDQ + wg * L::kDQW + lr * L::kDQRow,
+                              64 * 4);
+        bulk_commit();
       }
     }
   }
 
   // epilogue: dK (x scale) and dV into the fp32 buffers
+  if (lane < 16) bulk_wait<0>();
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int key = keyBase + 8 * r;

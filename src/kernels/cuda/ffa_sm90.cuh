@@ -192,3 +192,29 @@ __device__ __forceinline__ void wgmma_ss_n64_tt_f16(float (*d)[4], unsigned long
 
 }  // namespace sm90
 }  // namespace ffa
+
+// ---------------------------------------------------------------------------------------------
+// Bulk (non-tensor) async copies through the TMA engine, tracked by this thread's bulk groups.
+
+namespace ffa {
+namespace sm90 {
+
+// global[gdst .. + bytes) += shared[ssrc .. + bytes) as fp32 (16-byte aligned, bytes % 16 == 0).
+__device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, unsigned ssrc, unsigned bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(gdst), "r"(ssrc), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's bulk groups still read their shared-memory source.
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+// Waits until at most N of this thread's bulk groups are still incomplete (writes done).
+template <int N>
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+}  // namespace sm90
+}  // namespace ffa
