@@ -140,35 +140,11 @@ function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: n
   return { ms: times[Math.floor(times.length / 2)], n };
 }
 
-/**
- * Our backward, when src/kernels/cuda/ffa-backward.ts exists: `new CudaFfaBackward(device)`,
- * `.prepare(shape, slices)`, then `launch({ q, k, v, out, dout, lse, dq, dk, dv }, softmaxScale)`
- * (FfaBackwardBuffers; the whole backward: pre-pass, zeroing, main kernel, conversions). It is
- * imported at run time so that this benchmark builds and runs without it: returns null (with a
- * printed note) when the module is absent.
- */
-async function loadOurBackward(): Promise<{ ctor: new (dev: unknown) => unknown } | null> {
-  try {
-    const mod = (await import('../../src/kernels/cuda/ffa-backward.js' as string)) as Record<string, unknown>;
-    const ctor = mod.CudaFfaBackward;
-    if (typeof ctor !== 'function') {
-      console.log('note: src/kernels/cuda/ffa-backward.js has no CudaFfaBackward export; our backward rows are skipped');
-      return null;
-    }
-    return { ctor: ctor as new (dev: unknown) => unknown };
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND') console.log('note: our backward kernel (src/kernels/cuda/ffa-backward.ts) is not there yet; our backward rows are skipped');
-    else console.log(`note: loading our backward kernel failed (${(e as Error).message.split('\n')[0]}); our backward rows are skipped`);
-    return null;
-  }
-}
-
 async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
   const tStart = performance.now();
   const { CudaDevice } = await import('../../src/device/index.js');
   const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
-  const backward = await loadOurBackward();
+  const { CudaFfaBackward } = await import('../../src/kernels/cuda/ffa-backward.js');
   const dev = CudaDevice.open(0);
   const gpu = dev.name;
   console.log(`ours on ${gpu} (${dev.smCount} SMs), bf16, D=${DIM}, heads ${HQ}:${HKV}`);
@@ -178,12 +154,12 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
   const v = dev.upload(randomBf16(maxS * HKV * DIM, 3));
   const out = dev.alloc(maxS * HQ * DIM * 2);
   const lse = dev.alloc(maxS * HQ * 4);
-  const grads = backward
-    ? { dout: dev.upload(randomBf16(maxS * HQ * DIM, 4)), dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) }
-    : null;
+  const grads = { dout: dev.upload(randomBf16(maxS * HQ * DIM, 4)), dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) };
+  // the default main kernels: Hopper (TMA + wgmma) on compute capability 9.0, mma.sync elsewhere
   const fwdKernel = new CudaFfaForward(dev);
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const bwdKernel: any = backward ? new backward.ctor(dev) : null;
+  const bwdKernel = new CudaFfaBackward(dev);
+  const kernels = `fwd ${fwdKernel.sm90 !== null ? 'sm90' : 'mma'}, bwd ${bwdKernel.usesSm90(DIM) ? 'sm90' : 'mma'}`;
+  console.log(`our main kernels: ${kernels}`);
   const scale = 1 / Math.sqrt(DIM);
   const rows: ResultRow[] = [];
   for (const m of masks) {
@@ -196,11 +172,11 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
       row.fwd_ms = f.ms;
       row.fwd_iters = f.n;
       row.fwd_tflops = flopsFwd / (f.ms * 1e-3) / 1e12;
-      if (problem.merge) row.note = 'merge epilogue';
+      row.note = kernels + (problem.merge ? '; merge epilogue' : '');
       const elapsed = (performance.now() - tStart) / 1e3;
-      if (bwdKernel && grads && elapsed > budgetS) {
+      if (elapsed > budgetS) {
         row.note = `${row.note ? row.note + '; ' : ''}bwd skipped: past the ${budgetS} s budget of our rows`;
-      } else if (bwdKernel && grads) {
+      } else {
         try {
           problem.launch(q, k, v, out, lse, scale); // out / lse of this mask for the backward
           const bp = bwdKernel.prepare(shape, m.slices);
@@ -210,11 +186,11 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
           row.bwd_ms = b.ms;
           row.bwd_iters = b.n;
           row.bwd_tflops = (2.5 * flopsFwd) / (b.ms * 1e-3) / 1e12;
-          bp.free?.();
+          bp.free();
         } catch (e) {
           row.note = `${row.note ? row.note + '; ' : ''}bwd failed: ${(e as Error).message.split('\n')[0].slice(0, 160)}`;
         }
-      } else row.note = `${row.note ? row.note + '; ' : ''}bwd: kernel not there yet`;
+      }
       problem.free();
     } catch (e) {
       row.error = (e as Error).message.split('\n')[0].slice(0, 200);
@@ -223,7 +199,7 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
     const show = row.error ?? `fwd ${row.fwd_ms!.toFixed(3)} ms ${row.fwd_tflops!.toFixed(1)} TF/s` + (row.bwd_ms !== null ? `, bwd ${row.bwd_ms.toFixed(3)} ms ${row.bwd_tflops!.toFixed(1)} TF/s` : '');
     console.log(`[ours] ${m.name.padStart(20)} S=${String(m.seqlen).padStart(6)}: ${show}`);
   }
-  for (const b of [q, k, v, out, lse, ...(grads ? Object.values(grads) : [])]) b.free();
+  for (const b of [q, k, v, out, lse, ...Object.values(grads)]) b.free();
   dev.close();
   return { gpu, rows };
 }
