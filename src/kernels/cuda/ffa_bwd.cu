@@ -3,7 +3,8 @@
 //
 // Device code only: compiled at run time by NVRTC (src/kernels/cuda/ffa-backward.ts) and by nvcc
 // in the CI check. The device helpers it shares with the forward (element types, cp.async,
-// ldmatrix, swizzle, load_tile, Slice, red_add2) are in ffa_common.cuh.
+// ldmatrix, swizzle, load_tile, Slice, red_add2) and the pieces it shares with ffa_bwd_sm90.cu
+// (work-item prologue, P / dS, dK / dV epilogue) are in ffa_common.cuh.
 //
 // Layout (token-major): q/dq/out/dout [Tq, Hq, D], k/v/dk/dv [Tk, Hkv, D], lse [Tq, Hq] fp32.
 // Query head h reads kv head h / G, G = Hq / Hkv.
@@ -105,22 +106,10 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
   const int g = lane >> 2;
   const int t = lane & 3;
 
-  const int hk = blockIdx.x % headsKv;
-  const int item = blockIdx.x / headsKv;
-  const int sliceIdx = work[4 * item];
-  const int n0 = work[4 * item + 1];
-  const int qLo = work[4 * item + 2];
-  const int qHi = work[4 * item + 3];
-  Slice sl;
-  sl.qs = qRanges[2 * sliceIdx];
-  sl.qe = qRanges[2 * sliceIdx + 1];
-  sl.ks = kRanges[2 * sliceIdx];
-  sl.ke = kRanges[2 * sliceIdx + 1];
-  sl.type = types[sliceIdx];
-  const int n1 = min(n0 + BN, sl.ke);
-  const int G = headsQ / headsKv;
-  const int nQt = (qHi - qLo + BM - 1) / BM;
-  const int nSteps = G * nQt;
+  // work item -> (slice, k tile [n0, n1), q rows [qLo, qHi), kv head): shared with ffa_bwd_sm90.cu
+  const BwdItem w = bwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  const Slice sl = w.sl;
+  const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 
   const long long ldq = (long long)headsQ * D;
   const long long ldk = (long long)headsKv * D;
@@ -145,10 +134,8 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
 
   float dKacc[D / 8][4];
   float dVacc[D / 8][4];
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dKacc[j][e] = dVacc[j][e] = 0.f;
+  zero_frags<D / 8>(dKacc);
+  zero_frags<D / 8>(dVacc);
 
   loadStep(0, 0);
   cp_async_commit();
@@ -175,10 +162,8 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
     // Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ: 16 keys x BM q rows per warp
     float st[BM / 8][4];
     float dp[BM / 8][4];
-#pragma unroll
-    for (int j = 0; j < BM / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) st[j][e] = dp[j][e] = 0.f;
+    zero_frags<BM / 8>(st);
+    zero_frags<BM / 8>(dp);
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       unsigned ak[4], av[4];
@@ -200,41 +185,18 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
       }
     }
 
-    // P and dS (elementwise). Row (key) = n0 + 16w + g + 8(e>>1), column (q) = m0 + 8j + 2t + (e&1).
+    // P and dS (elementwise, shared with ffa_bwd_sm90.cu). Row (key) = n0 + 16w + g + 8(e>>1),
+    // column (q) = m0 + 8j + 2t + (e&1). (The key base is passed as an expression, not a
+    // variable live across the loop: that keeps ptxas's d128 spills at their old 44 bytes.)
     const bool full = (m1 - m0 == BM) && n0 >= sl.rowStart(m1 - 1) && n0 + BN <= sl.rowEnd(m0);
-#pragma unroll
-    for (int j = 0; j < BM / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = 8 * j + 2 * t + (e & 1);
-        float x = st[j][e];
-        if (SOFTCAP) x = tanhf(x * softcapScale);
-        float p = fast_exp2(fmaf(x, scaleLog2, -cL[c]));
-        if (!full) {
-          const int key = n0 + warp * 16 + g + 8 * (e >> 1);
-          const int qq = m0 + c;
-          const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
-          if (!ok) p = 0.f;
-        }
-        float ds = p * (dp[j][e] - cD[c]);
-        if (SOFTCAP) ds *= 1.f - x * x;
-        st[j][e] = p;
-        dp[j][e] = ds;
-      }
-    }
+    bwd_p<BM / 8, SOFTCAP, true>(st, dp, cL, cD, full, sl, n0 + warp * 16 + g, m0, m1, t, scaleLog2, softcapScale);
 
     // dV += Pᵀ dO, dK += dSᵀ Q (16-bit P / dS from registers, k dim = q rows)
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) {
       unsigned ap[4], as[4];
-      ap[0] = E::pack(st[2 * kk][0], st[2 * kk][1]);
-      ap[1] = E::pack(st[2 * kk][2], st[2 * kk][3]);
-      ap[2] = E::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-      ap[3] = E::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-      as[0] = E::pack(dp[2 * kk][0], dp[2 * kk][1]);
-      as[1] = E::pack(dp[2 * kk][2], dp[2 * kk][3]);
-      as[2] = E::pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-      as[3] = E::pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+      pack_a<E>(ap, st, kk);
+      pack_a<E>(as, dp, kk);
       // dSᵀ to shared memory for the dQ step: row = key, col = q
       {
         const int r0 = warp * 16 + g;
@@ -300,20 +262,8 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
   }
   cp_async_wait<0>();
 
-  // epilogue: dK (x scale) and dV into the fp32 buffers
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int key = n0 + warp * 16 + g + 8 * r;
-    if (key < n1) {
-      float* dkDst = dk + (long long)key * ldk + (long long)hk * D + 2 * t;
-      float* dvDst = dv + (long long)key * ldk + (long long)hk * D + 2 * t;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        red_add2(dkDst + 8 * j, dKacc[j][2 * r] * softmaxScale, dKacc[j][2 * r + 1] * softmaxScale);
-        red_add2(dvDst + 8 * j, dVacc[j][2 * r], dVacc[j][2 * r + 1]);
-      }
-    }
-  }
+  // epilogue: dK (x scale) and dV into the fp32 buffers (shared with ffa_bwd_sm90.cu)
+  add_dkdv<D>(dKacc, dVacc, dk, dv, n0 + warp * 16 + g, n1, ldk, hk, t, softmaxScale);
 }
 
 // 3. fp32 -> input type.

@@ -105,22 +105,10 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const unsigned empty = barKV + 24;  // + 8 * stage
 
   const int tid = threadIdx.x;
-  const int hk = blockIdx.x % headsKv;
-  const int item = blockIdx.x / headsKv;
-  const int sliceIdx = work[4 * item];
-  const int n0 = work[4 * item + 1];
-  const int qLo = work[4 * item + 2];
-  const int qHi = work[4 * item + 3];
-  Slice sl;
-  sl.qs = qRanges[2 * sliceIdx];
-  sl.qe = qRanges[2 * sliceIdx + 1];
-  sl.ks = kRanges[2 * sliceIdx];
-  sl.ke = kRanges[2 * sliceIdx + 1];
-  sl.type = types[sliceIdx];
-  const int n1 = min(n0 + kBN, sl.ke);
-  const int G = headsQ / headsKv;
-  const int nQt = (qHi - qLo + kBM - 1) / kBM;
-  const int nSteps = G * nQt;
+  // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
+  const BwdItem w = bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  const Slice sl = w.sl;
+  const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 
   if (tid == 0) {
     mbar_init(barKV, 1);
@@ -194,10 +182,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
   float dKacc[kD / 8][4];
   float dVacc[kD / 8][4];
-#pragma unroll
-  for (int j = 0; j < kD / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dKacc[j][e] = dVacc[j][e] = 0.f;
+  zero_frags<kD / 8>(dKacc);
+  zero_frags<kD / 8>(dVacc);
 
   const long long ldq = (long long)headsQ * kD;
   const long long ldk = (long long)headsKv * kD;
@@ -245,34 +231,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     }
     fence_regs<kBM / 8>(st);
 
-    // Pᵀ (and with softcap dSᵀ). Row (key) = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
+    // Pᵀ (and with softcap dSᵀ), ffa_bwd.cu's elementwise math (shared, ffa_common.cuh). Row (key)
+    // = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
     const bool fullTile = (m1 - m0 == kBM) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
-#pragma unroll
-    for (int j = 0; j < kBM / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = 8 * j + 2 * t + (e & 1);
-        float x = st[j][e];
-        if (SOFTCAP) x = tanhf(x * softcapScale);
-        float p = fast_exp2(fmaf(x, scaleLog2, -cL[c]));
-        if (!fullTile) {
-          const int key = keyBase + 8 * (e >> 1);
-          const int qq = m0 + c;
-          const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
-          if (!ok) p = 0.f;
-        }
-        st[j][e] = p;
-        if (SOFTCAP) dp[j][e] = p * (dp[j][e] - cD[c]) * (1.f - x * x);
-      }
-    }
+    bwd_p<kBM / 8, SOFTCAP, SOFTCAP>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale);
     unsigned ap[kBM / 16][4], as[kBM / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) {
-      ap[kk][0] = E::pack(st[2 * kk][0], st[2 * kk][1]);
-      ap[kk][1] = E::pack(st[2 * kk][2], st[2 * kk][3]);
-      ap[kk][2] = E::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-      ap[kk][3] = E::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(ap[kk], st, kk);
     // dV += Pᵀ dO (k dim = the 64 q rows; dO read N-major)
     wgmma_fence();
 #pragma unroll
@@ -283,18 +248,10 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     if (!SOFTCAP) {
       wgmma_wait<1>();  // dPᵀ done
       fence_regs<kBM / 8>(dp);
-#pragma unroll
-      for (int j = 0; j < kBM / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - cD[8 * j + 2 * t + (e & 1)]);
+      bwd_ds<kBM / 8>(st, dp, cD, t);
     }
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) {
-      as[kk][0] = E::pack(dp[2 * kk][0], dp[2 * kk][1]);
-      as[kk][1] = E::pack(dp[2 * kk][2], dp[2 * kk][3]);
-      as[kk][2] = E::pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-      as[kk][3] = E::pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(as[kk], dp, kk);
     // dK += dSᵀ Q (Q read N-major)
     wgmma_fence();
 #pragma unroll
@@ -358,19 +315,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
   // epilogue: dK (x scale) and dV into the fp32 buffers
   if (lane < 16) bulk_wait<0>();
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int key = keyBase + 8 * r;
-    if (key < n1) {
-      float* dkDst = dk + (long long)key * ldk + (long long)hk * kD + 2 * t;
-      float* dvDst = dv + (long long)key * ldk + (long long)hk * kD + 2 * t;
-#pragma unroll
-      for (int j = 0; j < kD / 8; ++j) {
-        red_add2(dkDst + 8 * j, dKacc[j][2 * r] * softmaxScale, dKacc[j][2 * r + 1] * softmaxScale);
-        red_add2(dvDst + 8 * j, dVacc[j][2 * r], dVacc[j][2 * r + 1]);
-      }
-    }
-  }
+  add_dkdv<kD>(dKacc, dVacc, dk, dv, keyBase, n1, ldk, hk, t, softmaxScale);
 }
 
 }  // namespace sm90bwd

@@ -1,7 +1,10 @@
-// Device helpers shared by the flex-flash-attention kernels (ffa_fwd.cu, ffa_bwd.cu): element
-// types, cp.async, ldmatrix, the shared-memory swizzle, tile loads, fp32 reductions and a slice's
-// per-row key interval. Included by both; the launchers inline it into the source text they hand
-// to NVRTC (src/kernels/cuda/source.ts), so the compile-cache key covers it.
+// Device helpers shared by the flex-flash-attention kernels (ffa_fwd.cu, ffa_fwd_sm90.cu,
+// ffa_bwd.cu, ffa_bwd_sm90.cu): element types, cp.async, ldmatrix, the shared-memory swizzle, tile
+// loads, fp32 reductions, a slice's per-row key interval, and the register-level pieces of the
+// kernels that the mma.sync and the Hopper versions have in common (work-item prologues, mask,
+// online softmax, forward epilogues, backward P / dS). Included by all four; the launchers inline
+// it into the source text they hand to NVRTC (src/kernels/cuda/source.ts), so the compile-cache key
+// covers it.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -171,6 +174,334 @@ __device__ __forceinline__ void warp_max_logits(float rowMax0, float rowMax1, bo
 #pragma unroll
   for (int off = 16; off >= 4; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   if ((threadIdx.x & 31) == 0 && m != FFA_NEG_INF) atomic_max_float(maxLogits + head, m * unit);
+}
+
+}  // namespace ffa
+
+// --------------------------------------------------------------------------------------------
+// Register-level pieces of the main kernels, shared because the mma.sync kernels (ffa_fwd.cu,
+// ffa_bwd.cu) and the Hopper ones (ffa_fwd_sm90.cu, ffa_bwd_sm90.cu) run the same math on the
+// same fragment layout. A warp's register tile is a set of m16n8 C fragments `float x[NJ][4]`:
+// thread (g = lane/4, t = lane%4) holds rows g (e = 0, 1) and g + 8 (e = 2, 3), columns
+// 8j + 2t + (e & 1). A thread's two rows are rowBase and rowBase + 8.
+
+namespace ffa {
+
+// Shared: every main kernel reads its slice from the same (qRanges, kRanges, types) table.
+__device__ __forceinline__ Slice load_slice(const int* qRanges, const int* kRanges, const int* types, int idx) {
+  Slice sl;
+  sl.qs = qRanges[2 * idx];
+  sl.qe = qRanges[2 * idx + 1];
+  sl.ks = kRanges[2 * idx];
+  sl.ke = kRanges[2 * idx + 1];
+  sl.type = types[idx];
+  return sl;
+}
+
+// Shared: both forwards run the same host work list of (slice, q-tile start) pairs; block b runs
+// item b / Hq for q head b % Hq. q rows [m0, m1), keys [kLo, kHi) (what any row of the tile sees),
+// [allStart, allEnd) (what every row sees: tiles inside need no mask).
+struct FwdItem {
+  Slice sl;
+  int h, hk, m0, m1, kLo, kHi, allStart, allEnd, nTiles;
+};
+template <int BM, int BN>
+__device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
+                                            int headsQ, int headsKv) {
+  FwdItem w;
+  w.h = blockIdx.x % headsQ;
+  const int item = blockIdx.x / headsQ;
+  const int sliceIdx = work[2 * item];
+  w.m0 = work[2 * item + 1];
+  w.sl = load_slice(qRanges, kRanges, types, sliceIdx);
+  w.m1 = min(w.m0 + BM, w.sl.qe);
+  w.hk = w.h / (headsQ / headsKv);
+  w.kLo = w.sl.rowStart(w.m0);
+  w.kHi = w.sl.rowEnd(w.m1 - 1);
+  w.allStart = w.sl.rowStart(w.m1 - 1);
+  w.allEnd = w.sl.rowEnd(w.m0);
+  w.nTiles = w.kHi > w.kLo ? (w.kHi - w.kLo + BN - 1) / BN : 0;
+  return w;
+}
+
+// Shared: both backwards run the same host work list of (slice, k-tile start, qLo, qHi); block b
+// runs item b / Hkv for kv head b % Hkv over G q heads x nQt q tiles of BM rows = nSteps steps.
+struct BwdItem {
+  Slice sl;
+  int hk, n0, n1, qLo, qHi, G, nQt, nSteps;
+};
+template <int BM, int BN>
+__device__ __forceinline__ BwdItem bwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
+                                            int headsQ, int headsKv) {
+  BwdItem w;
+  w.hk = blockIdx.x % headsKv;
+  const int item = blockIdx.x / headsKv;
+  const int sliceIdx = work[4 * item];
+  w.n0 = work[4 * item + 1];
+  w.qLo = work[4 * item + 2];
+  w.qHi = work[4 * item + 3];
+  w.sl = load_slice(qRanges, kRanges, types, sliceIdx);
+  w.n1 = min(w.n0 + BN, w.sl.ke);
+  w.G = headsQ / headsKv;
+  w.nQt = (w.qHi - w.qLo + BM - 1) / BM;
+  w.nSteps = w.G * w.nQt;
+  return w;
+}
+
+// Shared: zero-initialised accumulators (O in the forwards, dK / dV in the backwards).
+template <int NJ>
+__device__ __forceinline__ void zero_frags(float (*x)[4]) {
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) x[j][0] = x[j][1] = x[j][2] = x[j][3] = 0.f;
+}
+
+// Shared: the 16-bit A fragment (m16 x k16) of k-step kk from C fragments 2kk and 2kk + 1, how
+// every kernel feeds P / dS from registers back into the tensor cores.
+template <typename E>
+__device__ __forceinline__ void pack_a(unsigned* a, const float (*c)[4], int kk) {
+  a[0] = E::pack(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = E::pack(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = E::pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = E::pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
+// --------------------------------------------------------------------------------------------
+// Forward pieces (ffa_fwd.cu, ffa_fwd_sm90.cu): S is one warp's 16 x BN tile, O its 16 x D tile.
+
+// Shared: this thread's two rows' key intervals.
+__device__ __forceinline__ void row_intervals(const Slice& sl, int rowBase, int* rs, int* re) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    rs[r] = sl.rowStart(rowBase + 8 * r);
+    re[r] = sl.rowEnd(rowBase + 8 * r);
+  }
+}
+
+// Shared: s = tanh(s · softcapScale) over a tile (softcap; the cap itself is folded into `unit`).
+template <int NJ>
+__device__ __forceinline__ void softcap_tile(float (*s)[4], float softcapScale) {
+#pragma unroll
+  for (int j = 0; j < NJ; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[j][e] = tanhf(s[j][e] * softcapScale);
+}
+
+// Shared: sets S entries outside each row's interval [rs, re) to -inf; keyBase = the tile's first key.
+template <int BN>
+__device__ __forceinline__ void mask_tile(float (*s)[4], int keyBase, int t, const int* rs, const int* re) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = keyBase + j * 8 + 2 * t + (e & 1);
+      const int r = e >> 1;
+      if (key < rs[r] || key >= re[r]) s[j][e] = FFA_NEG_INF;
+    }
+  }
+}
+
+// Shared: one online-softmax step. Row max in s units over the quad; S becomes
+// P = exp2(s · scaleLog2 − max · scaleLog2) in place; rowSum and O are rescaled by
+// alpha = exp2((oldMax − max) · scaleLog2) (0 when the old max is -inf). A row whose max is still
+// -inf uses 0 as the max, so its p are 0.
+template <int BN, int D>
+__device__ __forceinline__ void online_softmax(float (*s)[4], float (*o)[4], float* rowMax, float* rowSum,
+                                               float scaleLog2) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = rowMax[r];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mUse = mx == FFA_NEG_INF ? 0.f : mx;
+    const float alpha = fast_exp2((rowMax[r] - mUse) * scaleLog2);  // 0 when the old max is -inf
+    rowMax[r] = mx;
+    const float mScaled = mUse * scaleLog2;
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const float p0 = fast_exp2(fmaf(s[j][2 * r], scaleLog2, -mScaled));
+      const float p1 = fast_exp2(fmaf(s[j][2 * r + 1], scaleLog2, -mScaled));
+      s[j][2 * r] = p0;
+      s[j][2 * r + 1] = p1;
+      sum += p0 + p1;
+    }
+    rowSum[r] = rowSum[r] * alpha + sum;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][2 * r] *= alpha;
+      o[j][2 * r + 1] *= alpha;
+    }
+  }
+}
+
+// Shared: finalize after the main loop. Row sums across the quad, O *= 1/sum, rowLse = natural-log
+// lse (max in s units times `unit`); an empty row (sum 0, or NaN) gets O = 0 and lse = -inf.
+template <int D>
+__device__ __forceinline__ void finalize_rows(float (*o)[4], const float* rowSum, const float* rowMax, float unit,
+                                              float* rowLse) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = rowSum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const bool empty = !(sum > 0.f);  // also maps a NaN sum to an empty row
+    const float inv = empty ? 0.f : 1.f / sum;
+    rowLse[r] = empty ? FFA_NEG_INF : rowMax[r] * unit + logf(sum);
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][2 * r] *= inv;
+      o[j][2 * r + 1] *= inv;
+    }
+  }
+}
+
+// Shared: the direct epilogue (q ranges pairwise disjoint): out rows (input type) and lse stored
+// as they are, rows at or past m1 skipped.
+template <typename E, int D>
+__device__ __forceinline__ void store_rows(const float (*o)[4], const float* rowLse, typename E::T* out, float* lse,
+                                           int rowBase, int m1, int h, int headsQ, int t) {
+  const long long ldq = (long long)headsQ * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = rowBase + 8 * r;
+    if (row < m1) {
+      typename E::T* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) *reinterpret_cast<unsigned*>(dst + 8 * j) = E::pack(o[j][2 * r], o[j][2 * r + 1]);
+      if (t == 0) lse[(long long)row * headsQ + h] = rowLse[r];
+    }
+  }
+}
+
+// Shared: the merge epilogue (q ranges may overlap). The threads that `sync` joins cover rows
+// [r0, r1); `leader` (one of them) takes the spin locks of the aligned LOCK_ROWS-row blocks those
+// rows touch (lower index first; lock array [ceil(Tq / LOCK_ROWS) + 1, Hq]), then every thread
+// LSE-merges its rows into the fp32 out and lse, and the leader unlocks. A side with lse = -inf
+// has weight 0 and its out is never read.
+template <int D, int LOCK_ROWS, typename Sync>
+__device__ __forceinline__ void merge_rows(const float (*o)[4], const float* rowLse, float* out, float* lse, int* locks,
+                                           int r0, int r1, int rowBase, int h, int headsQ, int t, bool leader,
+                                           Sync sync) {
+  const long long ldq = (long long)headsQ * D;
+  int* lock0 = locks + (r0 / LOCK_ROWS) * headsQ + h;
+  int* lock1 = locks + ((r1 - 1) / LOCK_ROWS) * headsQ + h;
+  if (leader) {
+    while (atomicCAS(lock0, 0, 1) != 0) {
+    }
+    if (lock1 != lock0) {
+      while (atomicCAS(lock1, 0, 1) != 0) {
+      }
+    }
+    __threadfence();
+  }
+  sync();
+  float prevLse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = rowBase + 8 * r;
+    prevLse[r] = row < r1 ? __ldcg(lse + (long long)row * headsQ + h) : FFA_NEG_INF;
+  }
+  __syncwarp();  // the quad reads lse before its t == 0 thread overwrites it
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = rowBase + 8 * r;
+    if (row >= r1 || rowLse[r] == FFA_NEG_INF) continue;  // nothing to add
+    float* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
+    const float lp = prevLse[r];
+    const float lc = rowLse[r];
+    if (lp == FFA_NEG_INF) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) __stcg(reinterpret_cast<float2*>(dst + 8 * j), make_float2(o[j][2 * r], o[j][2 * r + 1]));
+      if (t == 0) __stcg(lse + (long long)row * headsQ + h, lc);
+    } else {
+      const float hi = fmaxf(lp, lc);
+      const float lo = fminf(lp, lc);
+      const float merged = hi + log1pf(expf(lo - hi));
+      const float wp = expf(lp - merged);
+      const float wc = expf(lc - merged);
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        const float2 prev = __ldcg(reinterpret_cast<const float2*>(dst + 8 * j));
+        __stcg(reinterpret_cast<float2*>(dst + 8 * j),
+               make_float2(wp * prev.x + wc * o[j][2 * r], wp * prev.y + wc * o[j][2 * r + 1]));
+      }
+      if (t == 0) __stcg(lse + (long long)row * headsQ + h, merged);
+    }
+  }
+  __threadfence();
+  sync();
+  if (leader) {
+    if (lock1 != lock0) atomicExch(lock1, 0);
+    atomicExch(lock0, 0);
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Backward pieces (ffa_bwd.cu, ffa_bwd_sm90.cu): Sᵀ / dPᵀ are one warp's 16 keys x (8 NJ) q
+// columns; the thread's keys are keyBase and keyBase + 8, column c's q row is m0 + c; cL / cD
+// are the step's lseLog2 / Δ rows in shared memory.
+
+// Shared: Pᵀ = exp2(x · scaleLog2 − lseLog2) with x = s (tanh(s · softcapScale) under SOFTCAP),
+// zeroed outside the mask unless the tile is `full`; with WITH_DS also dSᵀ = P (dP − Δ) [(1 − x²)]
+// into dp (the mma.sync kernel always; the Hopper one only under softcap, where it waits for dPᵀ
+// first, and otherwise later through bwd_ds).
+template <int NJ, bool SOFTCAP, bool WITH_DS>
+__device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const float* cL, const float* cD, bool full,
+                                      const Slice& sl, int keyBase, int m0, int m1, int t, float scaleLog2,
+                                      float softcapScale) {
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int c = 8 * j + 2 * t + (e & 1);
+      float x = st[j][e];
+      if (SOFTCAP) x = tanhf(x * softcapScale);
+      float p = fast_exp2(fmaf(x, scaleLog2, -cL[c]));
+      if (!full) {
+        const int key = keyBase + 8 * (e >> 1);
+        const int qq = m0 + c;
+        const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
+        if (!ok) p = 0.f;
+      }
+      st[j][e] = p;
+      if (WITH_DS) {
+        float ds = p * (dp[j][e] - cD[c]);
+        if (SOFTCAP) ds *= 1.f - x * x;
+        dp[j][e] = ds;
+      }
+    }
+  }
+}
+
+// Shared: dSᵀ = Pᵀ ∘ (dPᵀ − Δ) into dp, for a tile whose Pᵀ bwd_p already computed (no softcap).
+template <int NJ>
+__device__ __forceinline__ void bwd_ds(const float (*st)[4], float (*dp)[4], const float* cD, int t) {
+#pragma unroll
+  for (int j = 0; j < NJ; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - cD[8 * j + 2 * t + (e & 1)]);
+}
+
+// Shared: the backward epilogue. dK (x softmaxScale) and dV rows of this thread's keys below n1
+// reduced into the fp32 dk / dv (row stride ldk = Hkv * D; several slices may share k rows).
+template <int D>
+__device__ __forceinline__ void add_dkdv(const float (*dKacc)[4], const float (*dVacc)[4], float* dk, float* dv,
+                                         int keyBase, int n1, long long ldk, int hk, int t, float softmaxScale) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = keyBase + 8 * r;
+    if (key < n1) {
+      float* dkDst = dk + (long long)key * ldk + (long long)hk * D + 2 * t;
+      float* dvDst = dv + (long long)key * ldk + (long long)hk * D + 2 * t;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        red_add2(dkDst + 8 * j, dKacc[j][2 * r] * softmaxScale, dKacc[j][2 * r + 1] * softmaxScale);
+        red_add2(dvDst + 8 * j, dVacc[j][2 * r], dVacc[j][2 * r + 1]);
+      }
+    }
+  }
 }
 
 }  // namespace ffa

@@ -40,27 +40,10 @@
 namespace ffa {
 
 // --------------------------------------------------------------------------------------------
-// 2. Tile mask (the per-row interval itself is Slice, in ffa_common.cuh).
-
-// Sets S entries outside each row's interval to -inf. S is one warp's 16 x BN tile held as
-// mma C fragments: thread (g = lane/4, t = lane%4) holds rows g and g+8, columns 8j + 2t + {0,1}.
-template <int BN>
-__device__ __forceinline__ void apply_mask(float (*s)[4], int keyBase, int lane, const int* rs, const int* re) {
-  const int t = lane & 3;
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int key = keyBase + j * 8 + 2 * t + (e & 1);
-      const int r = e >> 1;
-      if (key < rs[r] || key >= re[r]) s[j][e] = FFA_NEG_INF;
-    }
-  }
-}
-
-// --------------------------------------------------------------------------------------------
 // 1 + 3 + 4. The forward kernel: BM = 16 * NWARPS q rows per block (16 per warp), BN keys per
-// k tile, head dim D.
+// k tile, head dim D. The work-item prologue, the tile mask (2.; the per-row interval itself is
+// Slice), the online softmax, the finalize and both epilogues are shared with ffa_fwd_sm90.cu and
+// live in ffa_common.cuh.
 
 template <typename E, int D, int BN, int NWARPS, bool kMerge>
 __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, const typename E::T* __restrict__ k,
@@ -84,35 +67,15 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
   const int g = lane >> 2;
   const int t = lane & 3;
 
-  // ---- 1. work item -> (slice, q tile, head)
-  const int h = blockIdx.x % headsQ;
-  const int item = blockIdx.x / headsQ;
-  const int sliceIdx = work[2 * item];
-  const int m0 = work[2 * item + 1];
-  Slice sl;
-  sl.qs = qRanges[2 * sliceIdx];
-  sl.qe = qRanges[2 * sliceIdx + 1];
-  sl.ks = kRanges[2 * sliceIdx];
-  sl.ke = kRanges[2 * sliceIdx + 1];
-  sl.type = types[sliceIdx];
-  const int m1 = min(m0 + BM, sl.qe);
-  const int hk = h / (headsQ / headsKv);
+  // ---- 1. work item -> (slice, q tile [m0, m1), head, k range [kLo, kHi) the tile's rows can see)
+  const FwdItem w = fwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  const Slice sl = w.sl;
+  const int h = w.h, hk = w.hk, m0 = w.m0, m1 = w.m1, kLo = w.kLo, kHi = w.kHi, nTiles = w.nTiles;
 
-  // k range the tile's rows can see, and the sub-range every row sees in full
-  const int kLo = sl.rowStart(m0);
-  const int kHi = sl.rowEnd(m1 - 1);
-  const int allStart = sl.rowStart(m1 - 1);
-  const int allEnd = sl.rowEnd(m0);
-  const int nTiles = kHi > kLo ? (kHi - kLo + BN - 1) / BN : 0;
-
-  // this thread's two rows and their intervals
+  // this thread's two rows (rowBase, rowBase + 8) and their intervals
+  const int rowBase = m0 + warp * 16 + g;
   int rs[2], re[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = m0 + warp * 16 + g + 8 * r;
-    rs[r] = sl.rowStart(row);
-    re[r] = sl.rowEnd(row);
-  }
+  row_intervals(sl, rowBase, rs, re);
 
   const long long ldq = (long long)headsQ * D;
   const long long ldk = (long long)headsKv * D;
@@ -121,8 +84,7 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
   const T* gV = v + (long long)kLo * ldk + (long long)hk * D;
 
   float o[D / 8][4];
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  zero_frags<D / 8>(o);
   float rowMax[2] = {FFA_NEG_INF, FFA_NEG_INF};
   float rowSum[2] = {0.f, 0.f};
   unsigned qf[D / 16][4];
@@ -164,8 +126,7 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
 
     // S = Q K^T
     float s[BN / 8][4];
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    zero_frags<BN / 8>(s);
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
 #pragma unroll
@@ -179,53 +140,19 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
       }
     }
 
-    if (softcapScale > 0.f) {
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[j][e] = tanhf(s[j][e] * softcapScale);
-    }
+    if (softcapScale > 0.f) softcap_tile<BN / 8>(s, softcapScale);
 
     // 2. mask only tiles that some row does not see in full
-    if (n0 < allStart || n0 + BN > allEnd) apply_mask<BN>(s, n0, lane, rs, re);
+    if (n0 < w.allStart || n0 + BN > w.allEnd) mask_tile<BN>(s, n0, t, rs, re);
 
     // online softmax (row max in s units; p = exp2(s * scaleLog2 - max * scaleLog2))
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = rowMax[r];
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mUse = mx == FFA_NEG_INF ? 0.f : mx;
-      const float alpha = fast_exp2((rowMax[r] - mUse) * scaleLog2);  // 0 when the old max is -inf
-      rowMax[r] = mx;
-      const float mScaled = mUse * scaleLog2;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const float p0 = fast_exp2(fmaf(s[j][2 * r], scaleLog2, -mScaled));
-        const float p1 = fast_exp2(fmaf(s[j][2 * r + 1], scaleLog2, -mScaled));
-        s[j][2 * r] = p0;
-        s[j][2 * r + 1] = p1;
-        sum += p0 + p1;
-      }
-      rowSum[r] = rowSum[r] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        o[j][2 * r] *= alpha;
-        o[j][2 * r + 1] *= alpha;
-      }
-    }
+    online_softmax<BN, D>(s, o, rowMax, rowSum, scaleLog2);
 
     // O += P V (P rounded to the input type)
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
       unsigned a[4];
-      a[0] = E::pack(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = E::pack(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = E::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = E::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      pack_a<E>(a, s, kk);
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         unsigned b[4];
@@ -242,98 +169,21 @@ __device__ __forceinline__ void fwd_kernel(const typename E::T* __restrict__ q, 
 
   // max_logits: off (nullptr) costs one uniform branch after the main loop
   if (maxLogits != nullptr) {
-    const int row0 = m0 + warp * 16 + g;
-    warp_max_logits(rowMax[0], rowMax[1], row0 < m1, row0 + 8 < m1, unit, h, maxLogits);
+    warp_max_logits(rowMax[0], rowMax[1], rowBase < m1, rowBase + 8 < m1, unit, h, maxLogits);
   }
 
   // ---- finalize: row sums across the quad, 1/sum, lse (natural log)
   float rowLse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = rowSum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const bool empty = !(sum > 0.f);  // also maps a NaN sum to an empty row
-    const float inv = empty ? 0.f : 1.f / sum;
-    rowLse[r] = empty ? FFA_NEG_INF : rowMax[r] * unit + logf(sum);
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][2 * r] *= inv;
-      o[j][2 * r + 1] *= inv;
-    }
-  }
+  finalize_rows<D>(o, rowSum, rowMax, unit, rowLse);
 
   // ---- 4. epilogue
   if (!kMerge) {
-    T* out = reinterpret_cast<T*>(outPtr);
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = m0 + warp * 16 + g + 8 * r;
-      if (row < m1) {
-        T* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) {
-          *reinterpret_cast<unsigned*>(dst + 8 * j) = E::pack(o[j][2 * r], o[j][2 * r + 1]);
-        }
-        if (t == 0) lse[(long long)row * headsQ + h] = rowLse[r];
-      }
-    }
+    store_rows<E, D>(o, rowLse, reinterpret_cast<T*>(outPtr), lse, rowBase, m1, h, headsQ, t);
     return;
   }
-
-  // merge: lock the aligned BM-row blocks the tile touches (lower index first), LSE-merge, unlock
-  float* out = reinterpret_cast<float*>(outPtr);
-  int* lock0 = locks + (m0 / BM) * headsQ + h;
-  int* lock1 = locks + ((m1 - 1) / BM) * headsQ + h;
-  if (tid == 0) {
-    while (atomicCAS(lock0, 0, 1) != 0) {
-    }
-    if (lock1 != lock0) {
-      while (atomicCAS(lock1, 0, 1) != 0) {
-      }
-    }
-    __threadfence();
-  }
-  __syncthreads();
-  float prevLse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = m0 + warp * 16 + g + 8 * r;
-    prevLse[r] = row < m1 ? __ldcg(lse + (long long)row * headsQ + h) : FFA_NEG_INF;
-  }
-  __syncwarp();  // the quad reads lse before its t == 0 thread overwrites it
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = m0 + warp * 16 + g + 8 * r;
-    if (row >= m1 || rowLse[r] == FFA_NEG_INF) continue;  // nothing to add
-    float* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
-    const float lp = prevLse[r];
-    const float lc = rowLse[r];
-    if (lp == FFA_NEG_INF) {
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) __stcg(reinterpret_cast<float2*>(dst + 8 * j), make_float2(o[j][2 * r], o[j][2 * r + 1]));
-      if (t == 0) __stcg(lse + (long long)row * headsQ + h, lc);
-    } else {
-      const float hi = fmaxf(lp, lc);
-      const float lo = fminf(lp, lc);
-      const float merged = hi + log1pf(expf(lo - hi));
-      const float wp = expf(lp - merged);
-      const float wc = expf(lc - merged);
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        const float2 prev = __ldcg(reinterpret_cast<const float2*>(dst + 8 * j));
-        __stcg(reinterpret_cast<float2*>(dst + 8 * j),
-               make_float2(wp * prev.x + wc * o[j][2 * r], wp * prev.y + wc * o[j][2 * r + 1]));
-      }
-      if (t == 0) __stcg(lse + (long long)row * headsQ + h, merged);
-    }
-  }
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) {
-    if (lock1 != lock0) atomicExch(lock1, 0);
-    atomicExch(lock0, 0);
-  }
+  // merge: lock the aligned BM-row blocks the tile touches, LSE-merge, unlock (the whole block)
+  merge_rows<D, BM>(o, rowLse, reinterpret_cast<float*>(outPtr), lse, locks, m0, m1, rowBase, h, headsQ, t, tid == 0,
+                    [] { __syncthreads(); });
 }
 
 // --------------------------------------------------------------------------------------------

@@ -47,19 +47,6 @@ struct Smem {
   static constexpr int kRequest = kBytes + 1024;
 };
 
-// Sets S entries outside each row's interval to -inf (the same rule as ffa_fwd.cu's apply_mask).
-__device__ __forceinline__ void mask_tile(float (*s)[4], int keyBase, int t, const int* rs, const int* re) {
-#pragma unroll
-  for (int j = 0; j < kBN / 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int key = keyBase + j * 8 + 2 * t + (e & 1);
-      const int r = e >> 1;
-      if (key < rs[r] || key >= re[r]) s[j][e] = FFA_NEG_INF;
-    }
-  }
-}
-
 template <typename E, int D>
 __device__ __forceinline__ void wgmma_qk(float (*s)[4], unsigned long long descA, unsigned long long descB, int scaleD);
 template <typename E, int D>
@@ -120,22 +107,10 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
   const int tid = threadIdx.x;
 
-  // ---- work item -> (slice, q tile, head): identical to ffa_fwd.cu
-  const int h = blockIdx.x % headsQ;
-  const int item = blockIdx.x / headsQ;
-  const int sliceIdx = work[2 * item];
-  const int m0 = work[2 * item + 1];
-  Slice sl;
-  sl.qs = qRanges[2 * sliceIdx];
-  sl.qe = qRanges[2 * sliceIdx + 1];
-  sl.ks = kRanges[2 * sliceIdx];
-  sl.ke = kRanges[2 * sliceIdx + 1];
-  sl.type = types[sliceIdx];
-  const int m1 = min(m0 + kBM, sl.qe);
-  const int hk = h / (headsQ / headsKv);
-  const int kLo = sl.rowStart(m0);
-  const int kHi = sl.rowEnd(m1 - 1);
-  const int nTiles = kHi > kLo ? (kHi - kLo + kBN - 1) / kBN : 0;
+  // ---- work item -> (slice, q tile, head): ffa_fwd.cu's, shared (ffa_common.cuh)
+  const FwdItem w = fwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  const Slice sl = w.sl;
+  const int h = w.h, hk = w.hk, m0 = w.m0, m1 = w.m1, kLo = w.kLo, nTiles = w.nTiles;
 
   if (tid == 0) {
     mbar_init(barQ, 1);
@@ -191,18 +166,15 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const int t = lane & 3;
   const int rowBase = m0 + wg * 64 + warp * 16 + g;  // this thread's rows: rowBase, rowBase + 8
 
+  // the sub-range every row sees in full (FwdItem's allStart / allEnd, computed here: only the
+  // consumers need them)
   const int allStart = sl.rowStart(m1 - 1);
   const int allEnd = sl.rowEnd(m0);
   int rs[2], re[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    rs[r] = sl.rowStart(rowBase + 8 * r);
-    re[r] = sl.rowEnd(rowBase + 8 * r);
-  }
+  row_intervals(sl, rowBase, rs, re);
 
   float o[D / 8][4];
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  zero_frags<D / 8>(o);
   float rowMax[2] = {FFA_NEG_INF, FFA_NEG_INF};
   float rowSum[2] = {0.f, 0.f};
 
@@ -233,51 +205,15 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     fence_regs<kBN / 8>(s);
     mbar_arrive(emptyK + 8 * stage);
 
-    if (softcapScale > 0.f) {
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[j][e] = tanhf(s[j][e] * softcapScale);
-    }
-    if (n0 < allStart || n0 + kBN > allEnd) mask_tile(s, n0, t, rs, re);
+    if (softcapScale > 0.f) softcap_tile<kBN / 8>(s, softcapScale);
+    if (n0 < allStart || n0 + kBN > allEnd) mask_tile<kBN>(s, n0, t, rs, re);
 
-    // online softmax, exactly as ffa_fwd.cu
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = rowMax[r];
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mUse = mx == FFA_NEG_INF ? 0.f : mx;
-      const float alpha = fast_exp2((rowMax[r] - mUse) * scaleLog2);
-      rowMax[r] = mx;
-      const float mScaled = mUse * scaleLog2;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j) {
-        const float p0 = fast_exp2(fmaf(s[j][2 * r], scaleLog2, -mScaled));
-        const float p1 = fast_exp2(fmaf(s[j][2 * r + 1], scaleLog2, -mScaled));
-        s[j][2 * r] = p0;
-        s[j][2 * r + 1] = p1;
-        sum += p0 + p1;
-      }
-      rowSum[r] = rowSum[r] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        o[j][2 * r] *= alpha;
-        o[j][2 * r + 1] *= alpha;
-      }
-    }
+    // online softmax, exactly as ffa_fwd.cu (shared, ffa_common.cuh)
+    online_softmax<kBN, D>(s, o, rowMax, rowSum, scaleLog2);
 
     unsigned p[kBN / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      p[kk][0] = E::pack(s[2 * kk][0], s[2 * kk][1]);
-      p[kk][1] = E::pack(s[2 * kk][2], s[2 * kk][3]);
-      p[kk][2] = E::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      p[kk][3] = E::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
 
     // O += P V: BN / 16 k-steps of 16 keys (2048 bytes of V rows each).
     mbar_wait(fullV + 8 * stage, parity);
@@ -296,95 +232,24 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // max_logits hook (ffa_fwd.cu's): rows past the tile's end saw other slices' q rows
   if (maxLogits != nullptr) warp_max_logits(rowMax[0], rowMax[1], rowBase < m1, rowBase + 8 < m1, unit, h, maxLogits);
 
-  // ---- finalize: row sums across the quad, 1/sum, lse (natural log)
+  // ---- finalize and epilogues: ffa_fwd.cu's, shared (ffa_common.cuh)
   float rowLse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = rowSum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const bool empty = !(sum > 0.f);
-    const float inv = empty ? 0.f : 1.f / sum;
-    rowLse[r] = empty ? FFA_NEG_INF : rowMax[r] * unit + logf(sum);
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][2 * r] *= inv;
-      o[j][2 * r + 1] *= inv;
-    }
-  }
+  finalize_rows<D>(o, rowSum, rowMax, unit, rowLse);
 
-  const long long ldq = (long long)headsQ * D;
   if (!kMerge) {
-    T* out = reinterpret_cast<T*>(outPtr);
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = rowBase + 8 * r;
-      if (row < m1) {
-        T* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) *reinterpret_cast<unsigned*>(dst + 8 * j) = E::pack(o[j][2 * r], o[j][2 * r + 1]);
-        if (t == 0) lse[(long long)row * headsQ + h] = rowLse[r];
-      }
-    }
+    store_rows<E, D>(o, rowLse, reinterpret_cast<T*>(outPtr), lse, rowBase, m1, h, headsQ, t);
     return;
   }
 
   // merge: each consumer warpgroup locks the aligned 64-row blocks its rows touch (lower index
-  // first), LSE-merges into the fp32 out and lse, unlocks. Lock array: [ceil(Tq / 64) + 1, Hq].
+  // first), LSE-merges into the fp32 out and lse, unlocks; its lead thread takes the locks and a
+  // 128-thread named barrier stands for ffa_fwd.cu's __syncthreads. Lock array:
+  // [ceil(Tq / 64) + 1, Hq].
   const int w0 = m0 + wg * 64;
   if (w0 >= m1) return;  // this warpgroup's rows are all past the tile's end
   const int w1 = min(w0 + 64, m1);
-  float* out = reinterpret_cast<float*>(outPtr);
-  int* lock0 = locks + (w0 / 64) * headsQ + h;
-  int* lock1 = locks + ((w1 - 1) / 64) * headsQ + h;
-  if ((ct & 127) == 0) {
-    while (atomicCAS(lock0, 0, 1) != 0) {
-    }
-    if (lock1 != lock0) {
-      while (atomicCAS(lock1, 0, 1) != 0) {
-      }
-    }
-    __threadfence();
-  }
-  named_sync(1 + wg, 128);
-  float prevLse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = rowBase + 8 * r;
-    prevLse[r] = row < m1 ? __ldcg(lse + (long long)row * headsQ + h) : FFA_NEG_INF;
-  }
-  __syncwarp();
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = rowBase + 8 * r;
-    if (row >= m1 || rowLse[r] == FFA_NEG_INF) continue;
-    float* dst = out + (long long)row * ldq + (long long)h * D + 2 * t;
-    const float lp = prevLse[r];
-    const float lc = rowLse[r];
-    if (lp == FFA_NEG_INF) {
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) __stcg(reinterpret_cast<float2*>(dst + 8 * j), make_float2(o[j][2 * r], o[j][2 * r + 1]));
-      if (t == 0) __stcg(lse + (long long)row * headsQ + h, lc);
-    } else {
-      const float hi = fmaxf(lp, lc);
-      const float lo = fminf(lp, lc);
-      const float merged = hi + log1pf(expf(lo - hi));
-      const float wp = expf(lp - merged);
-      const float wc = expf(lc - merged);
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        const float2 prev = __ldcg(reinterpret_cast<const float2*>(dst + 8 * j));
-        __stcg(reinterpret_cast<float2*>(dst + 8 * j), make_float2(wp * prev.x + wc * o[j][2 * r], wp * prev.y + wc * o[j][2 * r + 1]));
-      }
-      if (t == 0) __stcg(lse + (long long)row * headsQ + h, merged);
-    }
-  }
-  __threadfence();
-  named_sync(1 + wg, 128);
-  if ((ct & 127) == 0) {
-    if (lock1 != lock0) atomicExch(lock1, 0);
-    atomicExch(lock0, 0);
-  }
+  merge_rows<D, 64>(o, rowLse, reinterpret_cast<float*>(outPtr), lse, locks, w0, w1, rowBase, h, headsQ, t,
+                    (ct & 127) == 0, [wg] { named_sync(1 + wg, 128); });
 }
 
 }  // namespace sm90
