@@ -13,7 +13,6 @@
  * Then: what stays unsupported (float32 inputs) must throw InvalidArgumentError naming the
  * argument. One PASS/FAIL line per check, exit 1 on any failure.
  */
-import { CudaDevice } from '../../src/device/index.js';
 import { DeviceTensor } from '../../src/device/device-tensor.js';
 import { Tensor } from '../../src/tensor.js';
 import { InvalidArgumentError } from '../../src/errors.js';
@@ -21,36 +20,16 @@ import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-fla
 import { createCudaBackend } from '../../src/kernels/cuda/backend.js';
 import { flexFlashAttnBackwardCuda, flexFlashAttnCuda } from '../../src/kernels/cuda/flex-flash-attn-cuda.js';
 import { blockCausalMask, makeSliceList, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
+import { Tally, cloneTensor, openDevice, randomTensor, scriptArgs } from './common.js';
 
-const argv = process.argv;
-const seedArg = argv.indexOf('--seed');
-const seed = seedArg >= 0 ? Number(argv[seedArg + 1]) : (Date.now() ^ (process.pid << 8)) >>> 0;
-console.log(`seed ${seed}`);
+const { rng } = scriptArgs();
+const rand = (): number => rng.next();
 
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(seed);
+/** bf16 uniform in ±1 (never exactly 0). */
+const randomBf16 = (shape: number[]): Tensor => randomTensor(rng, 'bfloat16', shape, 1);
 
-function randomBf16(shape: number[]): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const values = new Float32Array(n);
-  for (let i = 0; i < n; i++) values[i] = rand() * 2 - 1;
-  return Tensor.fromValues('bfloat16', shape, values);
-}
-
-let failures = 0;
-function report(ok: boolean, line: string): void {
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${line}`);
-  if (!ok) failures++;
-}
+const tally = new Tally();
+const report = (ok: boolean, line: string): boolean => tally.record(ok, line);
 
 /** max |got − ref| / max |ref| (NaN in got gives Infinity). */
 function relInf(got: Tensor, ref: Tensor): { err: number; scale: number } {
@@ -79,12 +58,23 @@ function lseErr(got: Tensor, ref: Tensor): number {
   return worst;
 }
 
+type OutGrads = Record<'out' | 'lse' | 'dq' | 'dk' | 'dv', Tensor>;
+
+/** One line each for out, dq, dk, dv (|got − ref| ≤ 2e-2·max|ref|) and lse (err/(1+|ref|) ≤ 1e-3); `scaleNote`: also print max|ref|. */
+function reportOutGrads(label: string, got: OutGrads, ref: OutGrads, scaleNote: boolean): void {
+  for (const name of ['out', 'dq', 'dk', 'dv'] as const) {
+    const { err, scale } = relInf(got[name], ref[name]);
+    report(err <= 2e-2 * scale, `${label}: ${name} max err ${err.toExponential(3)} vs bound ${(2e-2 * scale).toExponential(3)}${scaleNote ? ` (2e-2 · max|ref| ${scale.toFixed(4)})` : ''}`);
+  }
+  const le = lseErr(got.lse, ref.lse);
+  report(le <= 1e-3, `${label}: lse max err/(1+|ref|) ${le.toExponential(3)} vs bound 1e-3`);
+}
+
 function maskOptions(slices: SliceList): { qRanges: Int32Array; kRanges: Int32Array; maskTypes: Uint8Array } {
   return { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.types };
 }
 
-const dev = CudaDevice.open(0);
-console.log(`device 0: ${dev.name}, cc ${dev.computeCapability.join('.')}, ${dev.smCount} SMs`);
+const dev = openDevice();
 
 const tokens = 1024;
 const headsQ = 8;
@@ -127,17 +117,7 @@ for (const c of cases) {
   const cpuMs = performance.now() - t1;
 
   report(got.out.dtype === 'bfloat16' && got.lse.dtype === 'float32' && got.lse.shape.join() === [tokens, headsQ].join(), `${label}: dtypes/shapes (out ${got.out.dtype}, lse ${got.lse.dtype} [${got.lse.shape.join(', ')}])`);
-  for (const [name, g, r] of [
-    ['out', got.out, ref.out],
-    ['dq', got.dq, refGrads.dq],
-    ['dk', got.dk, refGrads.dk],
-    ['dv', got.dv, refGrads.dv],
-  ] as const) {
-    const { err, scale } = relInf(g, r);
-    report(err <= 2e-2 * scale, `${label}: ${name} max err ${err.toExponential(3)} vs bound ${(2e-2 * scale).toExponential(3)} (2e-2 · max|ref| ${scale.toFixed(4)})`);
-  }
-  const le = lseErr(got.lse, ref.lse);
-  report(le <= 1e-3, `${label}: lse max err/(1+|ref|) ${le.toExponential(3)} vs bound 1e-3`);
+  reportOutGrads(label, got, { ...ref, ...refGrads }, true);
   report(sameSecond, `${label}: second forward (cached problem) bit-identical`);
   console.log(`     gpu (upload+fwd+bwd+download, first call incl. compile) ${gpuMs.toFixed(0)} ms, cpu ${cpuMs.toFixed(0)} ms`);
 }
@@ -163,7 +143,6 @@ for (const c of cases) {
       const maxAcc = Tensor.fromValues('float32', [headsQ], Array.from({ length: headsQ }, (_, h) => (h === 0 ? 50 : -Infinity)));
       const dqAcc = Tensor.fromValues('float32', [T, headsQ, dim], Array.from({ length: T * headsQ * dim }, () => rand() * 0.02 - 0.01));
       const dkAcc = Tensor.fromValues('float32', [T, headsKv, dim], Array.from({ length: T * headsKv * dim }, () => rand() * 0.02 - 0.01));
-      const clone = (t: Tensor): Tensor => new Tensor(t.dtype, t.shape, t.data.slice());
       const opts = maskOptions(slices);
       const up = (t: Tensor): DeviceTensor => DeviceTensor.fromHost(dev, t);
       const [gq, gk, gv, gdout, gsink, gOut, gLse, gMax, gdq, gdk] = [q, k, v, dout, sink, outAcc, lseAcc, maxAcc, dqAcc, dkAcc].map(up);
@@ -173,20 +152,10 @@ for (const c of cases) {
       const identity = fwd.out === gOut && fwd.lse === gLse && fwd.maxLogits === gMax && grads.dq === gdq && grads.dk === gdk;
       for (const t of [gq, gk, gv, gdout, gsink, gOut, gLse, gMax, gdq, gdk, grads.dv, grads.dsink]) t?.free();
 
-      const ref = flexFlashAttn(q, k, v, { ...opts, sink, out: clone(outAcc), lse: clone(lseAcc), maxLogits: clone(maxAcc) });
-      const refGrads = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, { ...opts, sink, dq: clone(dqAcc), dk: clone(dkAcc) });
+      const ref = flexFlashAttn(q, k, v, { ...opts, sink, out: cloneTensor(outAcc), lse: cloneTensor(lseAcc), maxLogits: cloneTensor(maxAcc) });
+      const refGrads = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, { ...opts, sink, dq: cloneTensor(dqAcc), dk: cloneTensor(dkAcc) });
       report(identity && got.dq.dtype === 'float32' && got.dv.dtype === 'bfloat16', `${label}: accumulators are returned as the results (dq ${got.dq.dtype}, dv ${got.dv.dtype})`);
-      for (const [name, g, r] of [
-        ['out', got.out, ref.out],
-        ['dq', got.dq, refGrads.dq],
-        ['dk', got.dk, refGrads.dk],
-        ['dv', got.dv, refGrads.dv],
-      ] as const) {
-        const { err, scale } = relInf(g, r);
-        report(err <= 2e-2 * scale, `${label}: ${name} max err ${err.toExponential(3)} vs bound ${(2e-2 * scale).toExponential(3)}`);
-      }
-      const le = lseErr(got.lse, ref.lse);
-      report(le <= 1e-3, `${label}: lse max err/(1+|ref|) ${le.toExponential(3)} vs bound 1e-3`);
+      reportOutGrads(label, got, { ...ref, ...refGrads }, false);
       const me = got.maxLogits === undefined || ref.maxLogits === undefined ? Infinity : lseErr(got.maxLogits, ref.maxLogits);
       report(me <= 1e-3 && got.maxLogits?.data[0] === 50, `${label}: maxLogits max err/(1+|ref|) ${me.toExponential(3)} (head 0 kept its 50: ${got.maxLogits?.data[0]})`);
       if (got.dsink === undefined || refGrads.dsink === undefined) report(false, `${label}: dsink missing`);
@@ -239,5 +208,4 @@ function expectUnsupported(what: string, option: string, fn: () => unknown): voi
 }
 
 dev.close();
-console.log(failures === 0 ? 'ALL PASS' : `${failures} FAILED`);
-process.exit(failures === 0 ? 0 : 1);
+tally.exit();

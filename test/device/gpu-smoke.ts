@@ -10,35 +10,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CudaDevice, CudaError, CuFuncAttr, NvrtcError, nvrtc, type KernelArg } from '../../src/device/index.js';
+import { Tally, scriptArgs } from './common.js';
 
-const seedArg = process.argv.indexOf('--seed');
-const seed = seedArg >= 0 ? Number(process.argv[seedArg + 1]) : (Date.now() ^ (process.pid << 8)) >>> 0;
-console.log(`seed ${seed}`);
-
-/** mulberry32: a small seeded generator, so a failure can be replayed with --seed. */
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(seed);
+// mulberry32 seeded from --seed, so a failure can be replayed
+const { rng } = scriptArgs();
+const rand = (): number => rng.next();
 const randn = (): number => (rand() * 2 - 1) * 4;
 
-let failures = 0;
+const tally = new Tally();
 function check(name: string, ok: boolean, detail = ''): void {
-  if (!ok) failures++;
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? `: ${detail}` : ''}`);
+  tally.record(ok, `${name}${detail ? `: ${detail}` : ''}`);
 }
 function attempt(name: string, fn: () => void): void {
   try {
     fn();
   } catch (e) {
-    check(name, false, `threw ${(e as Error).stack ?? String(e)}`);
+    tally.threw(name, e);
   }
 }
 
@@ -304,5 +291,4 @@ attempt('device still works after the errors', () => {
 mod.unload();
 dev.close();
 rmSync(cacheDir, { recursive: true, force: true });
-console.log(failures === 0 ? 'ALL PASS' : `${failures} FAILED`);
-process.exit(failures === 0 ? 0 : 1);
+tally.exit();

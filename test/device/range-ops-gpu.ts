@@ -12,47 +12,24 @@
  * float32 storage: |err| <= 1e-6 * (1 + contributions to the row) * (1 + |ref|), -inf exactly
  * where the host has -inf, no NaN.
  */
-import { CudaDevice, DeviceBuffer, DeviceTensor } from '../../src/device/index.js';
+import { DeviceBuffer, DeviceTensor } from '../../src/device/index.js';
 import { type DType, bf16BitsToFloat, bytesPerElement, f16BitsToFloat, floatToBf16Bits, floatToF16Bits } from '../../src/dtype.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { Tensor } from '../../src/tensor.js';
 import { mergeRow } from '../../src/kernels/cpu/merge.js';
 import { CudaRangeOps } from '../../src/kernels/cuda/range-ops.js';
+import { Tally, meanEventMs, openDevice, randomTensor as uniformTensor, scriptArgs } from './common.js';
 
-const argv = process.argv;
-const seedArg = argv.indexOf('--seed');
-const seed = seedArg >= 0 ? Number(argv[seedArg + 1]) : (Date.now() ^ (process.pid << 8)) >>> 0;
-const bench = !argv.includes('--no-bench');
-console.log(`seed ${seed}`);
-
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(seed);
+const args = scriptArgs();
+const bench = !args.has('--no-bench');
+const rand = (): number => args.rng.next();
 const randInt = (n: number): number => Math.floor(rand() * n);
 
-let failures = 0;
-let checks = 0;
-function report(ok: boolean, name: string, detail: string): void {
-  checks++;
-  if (!ok) failures++;
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${detail}`);
-}
+const tally = new Tally();
+const report = (ok: boolean, name: string, detail: string): boolean => tally.record(ok, `${name}: ${detail}`);
 
 /** Random values in ±2 (never 0) as a host tensor. */
-function randomTensor(dtype: DType, shape: number[]): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) v[i] = (rand() * 2 - 1 || 0.5) * 2;
-  return Tensor.fromValues(dtype, shape, v);
-}
+const randomTensor = (dtype: DType, shape: number[]): Tensor => uniformTensor(args.rng, dtype, shape, 2);
 
 /** A mix of empty, single-row and longer ranges inside [0, rows), possibly overlapping. */
 function randomRanges(rows: number, count: number, maxLen: number): Array<[number, number]> {
@@ -76,8 +53,7 @@ function firstDiff(a: Uint8Array, b: Uint8Array): number {
   return -1;
 }
 
-const dev = CudaDevice.open(0);
-console.log(`device 0: ${dev.name}, cc ${dev.computeCapability.join('.')}, ${dev.smCount} SMs`);
+const dev = openDevice();
 let t0 = performance.now();
 const ops = new CudaRangeOps(dev);
 console.log(`nvrtc compile + load range_ops.cu: ${(performance.now() - t0).toFixed(0)} ms`);
@@ -366,18 +342,10 @@ function expectInvalid(name: string, argument: string, f: () => unknown): void {
 // ---------------------------------------------------------------------------------------------
 // Bandwidth
 
-function timeMs(f: () => void, reps: number): number {
-  f();
-  const a = dev.createEvent().record();
-  for (let i = 0; i < reps; i++) f();
-  const b = dev.createEvent().record();
-  const ms = b.elapsedSince(a) / reps;
-  a.destroy();
-  b.destroy();
-  return ms;
-}
+/** ms per call: one warm-up, then `reps` calls between two CUDA events. */
+const timeMs = (f: () => void, reps: number): number => meanEventMs(dev, f, 1, reps);
 
-if (bench && failures === 0) {
+if (bench && tally.failures === 0) {
   const rows = 65536;
   const rowShape = [8, 128]; // a k or v row of 8 kv heads at d128, bf16: 2 KiB
   const rowBytes = 8 * 128 * 2;
@@ -423,6 +391,6 @@ if (bench && failures === 0) {
   x.free();
 }
 
-console.log(`${checks - failures}/${checks} checks passed`);
+console.log(`${tally.checks - tally.failures}/${tally.checks} checks passed`);
 dev.close();
-process.exit(failures === 0 ? 0 : 1);
+tally.exit(true);
