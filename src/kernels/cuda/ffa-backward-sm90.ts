@@ -7,8 +7,7 @@
  */
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
-import { sm90Available, tokenMajorTensorMap } from './ffa-forward-sm90.js';
-import { readKernelSource } from './source.js';
+import { compileSm90Module, tokenMajorTensorMap } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 
 export const FFA_BWD_SM90_BLOCK_M = 64;
@@ -33,12 +32,7 @@ export class Sm90BackwardMain {
     readonly device: CudaDevice,
     cacheDir?: string,
   ) {
-    if (!sm90Available(device)) {
-      throw new FfaCudaUnsupportedError(`the sm90 kernel needs compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
-    }
-    const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_bwd_sm90.cu', options: [] };
-    if (cacheDir !== undefined) opts.cacheDir = cacheDir;
-    this.module = device.compile(readKernelSource('ffa_bwd_sm90.cu'), opts);
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir);
   }
 
   /** Whether this kernel takes the head dim (else the mma.sync backward runs). */

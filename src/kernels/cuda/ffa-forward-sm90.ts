@@ -42,6 +42,16 @@ export function tokenMajorTensorMap(device: CudaDevice, buf: DeviceBuffer, dtype
   );
 }
 
+/** Compiles one of the Hopper kernel files; a clear error on a GPU that is not compute capability 9.0. */
+export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir?: string): Module {
+  if (!sm90Available(device)) {
+    throw new FfaCudaUnsupportedError(`the sm90 kernels need compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
+  }
+  const opts: { name: string; cacheDir?: string; options: string[] } = { name: fileName, options: [] };
+  if (cacheDir !== undefined) opts.cacheDir = cacheDir;
+  return device.compile(readKernelSource(fileName), opts);
+}
+
 /** Q tile, 2 stages each of K and V, 9 barriers, and slack to align the base to 1024 bytes. */
 function smemBytes(dim: number): number {
   return FFA_SM90_BLOCK_M * dim * 2 + 4 * FFA_SM90_BLOCK_N * dim * 2 + 9 * 8 + 1024;
@@ -59,12 +69,7 @@ export class Sm90ForwardMain {
     readonly device: CudaDevice,
     cacheDir?: string,
   ) {
-    if (!sm90Available(device)) {
-      throw new FfaCudaUnsupportedError(`the sm90 kernel needs compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
-    }
-    const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_fwd_sm90.cu', options: [] };
-    if (cacheDir !== undefined) opts.cacheDir = cacheDir;
-    this.module = device.compile(readKernelSource('ffa_fwd_sm90.cu'), opts);
+    this.module = compileSm90Module(device, 'ffa_fwd_sm90.cu', cacheDir);
   }
 
   mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean): { kernel: Kernel; smemBytes: number } {
