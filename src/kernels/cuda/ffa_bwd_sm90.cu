@@ -53,29 +53,6 @@ struct Smem {
   static constexpr int kRequest = kBytes + 1024;
 };
 
-template <typename E>
-struct Ops;
-template <>
-struct Ops<Bf16> {
-  static __device__ __forceinline__ void ss64(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
-    wgmma_ss_n64_bf16(d, a, b, sc);
-  }
-  static __device__ __forceinline__ void ss64tt(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
-    wgmma_ss_n64_tt_bf16(d, a, b, sc);
-  }
-  static __device__ __forceinline__ void rs128(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n128_bf16(d, a, b); }
-};
-template <>
-struct Ops<Fp16> {
-  static __device__ __forceinline__ void ss64(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
-    wgmma_ss_n64_f16(d, a, b, sc);
-  }
-  static __device__ __forceinline__ void ss64tt(float (*d)[4], unsigned long long a, unsigned long long b, int sc) {
-    wgmma_ss_n64_tt_f16(d, a, b, sc);
-  }
-  static __device__ __forceinline__ void rs128(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n128_f16(d, a, b); }
-};
-
 // Byte offset of element (row, col) in a SW128 [rows][64] 16-bit slab.
 __device__ __forceinline__ unsigned sw128(int row, int col) {
   return row * 128 + ((((col >> 3) ^ (row & 7))) << 4) + (col & 7) * 2;
@@ -211,7 +188,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned off = (ks & 3) * 32;
       const unsigned hfK = (ks >> 2) * kBN * 128 + wg * 64 * 128 + off;
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      Ops<E>::ss64(st, wgmma_desc(sK + hfK, 16, 1024), wgmma_desc(cQ + hfQ, 16, 1024), ks > 0 ? 1 : 0);
+      Wgmma<E>::ss64(st, wgmma_desc(sK + hfK, 16, 1024), wgmma_desc(cQ + hfQ, 16, 1024), ks > 0 ? 1 : 0);
     }
     wgmma_commit();  // Sᵀ
 #pragma unroll
@@ -219,7 +196,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned off = (ks & 3) * 32;
       const unsigned hfK = (ks >> 2) * kBN * 128 + wg * 64 * 128 + off;
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      Ops<E>::ss64(dp, wgmma_desc(sV + hfK, 16, 1024), wgmma_desc(cO + hfQ, 16, 1024), ks > 0 ? 1 : 0);
+      Wgmma<E>::ss64(dp, wgmma_desc(sV + hfK, 16, 1024), wgmma_desc(cO + hfQ, 16, 1024), ks > 0 ? 1 : 0);
     }
     wgmma_commit();  // dPᵀ
     // Pᵀ while dPᵀ still runs (softcap needs tanh' for dSᵀ: waits for both).
@@ -241,7 +218,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // dV += Pᵀ dO (k dim = the 64 q rows; dO read N-major)
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dVacc, ap[kk], wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
+    for (int kk = 0; kk < kBM / 16; ++kk) Wgmma<E>::rs128(dVacc, ap[kk], wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
     wgmma_commit();
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
@@ -255,7 +232,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // dK += dSᵀ Q (Q read N-major)
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) Ops<E>::rs128(dKacc, as[kk], wgmma_desc(cQ + kk * 16 * 128, kBM * 128, 1024));
+    for (int kk = 0; kk < kBM / 16; ++kk) Wgmma<E>::rs128(dKacc, as[kk], wgmma_desc(cQ + kk * 16 * 128, kBM * 128, 1024));
     wgmma_commit();
 
     // dSᵀ to shared memory ([key][q], SW128) while those run
@@ -277,7 +254,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     float dqa[8][4];
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
-      Ops<E>::ss64tt(dqa, wgmma_desc(cS + kk * 16 * 128, 64 * 128, 1024), wgmma_desc(sK + wg * kBN * 128 + kk * 16 * 128, kBN * 128, 1024),
+      Wgmma<E>::ss64tt(dqa, wgmma_desc(cS + kk * 16 * 128, 64 * 128, 1024), wgmma_desc(sK + wg * kBN * 128 + kk * 16 * 128, kBN * 128, 1024),
                      kk > 0 ? 1 : 0);
     }
     wgmma_commit();

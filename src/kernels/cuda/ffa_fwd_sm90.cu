@@ -31,6 +31,7 @@ namespace sm90 {
 
 constexpr int kBM = 128;
 constexpr int kBN = 128;
+static_assert(kBN == 128, "S = Q K^T is issued as one m64n128 wgmma per k-step: BN must be 128");
 constexpr int kThreads = 384;
 
 template <int D>
@@ -46,44 +47,6 @@ struct Smem {
   // dynamic shared memory requested: the layout plus slack to align its base to 1024
   static constexpr int kRequest = kBytes + 1024;
 };
-
-template <typename E, int D>
-__device__ __forceinline__ void wgmma_qk(float (*s)[4], unsigned long long descA, unsigned long long descB, int scaleD);
-template <typename E, int D>
-__device__ __forceinline__ void wgmma_pv(float (*o)[4], const unsigned* a, unsigned long long descB);
-
-template <>
-__device__ __forceinline__ void wgmma_qk<Bf16, 64>(float (*s)[4], unsigned long long a, unsigned long long b, int sc) {
-  wgmma_ss_n128_bf16(s, a, b, sc);
-}
-template <>
-__device__ __forceinline__ void wgmma_qk<Bf16, 128>(float (*s)[4], unsigned long long a, unsigned long long b, int sc) {
-  wgmma_ss_n128_bf16(s, a, b, sc);
-}
-template <>
-__device__ __forceinline__ void wgmma_qk<Fp16, 64>(float (*s)[4], unsigned long long a, unsigned long long b, int sc) {
-  wgmma_ss_n128_f16(s, a, b, sc);
-}
-template <>
-__device__ __forceinline__ void wgmma_qk<Fp16, 128>(float (*s)[4], unsigned long long a, unsigned long long b, int sc) {
-  wgmma_ss_n128_f16(s, a, b, sc);
-}
-template <>
-__device__ __forceinline__ void wgmma_pv<Bf16, 64>(float (*o)[4], const unsigned* a, unsigned long long b) {
-  wgmma_rs_n64_bf16(o, a, b);
-}
-template <>
-__device__ __forceinline__ void wgmma_pv<Bf16, 128>(float (*o)[4], const unsigned* a, unsigned long long b) {
-  wgmma_rs_n128_bf16(o, a, b);
-}
-template <>
-__device__ __forceinline__ void wgmma_pv<Fp16, 64>(float (*o)[4], const unsigned* a, unsigned long long b) {
-  wgmma_rs_n64_f16(o, a, b);
-}
-template <>
-__device__ __forceinline__ void wgmma_pv<Fp16, 128>(float (*o)[4], const unsigned* a, unsigned long long b) {
-  wgmma_rs_n128_f16(o, a, b);
-}
 
 template <typename E, int D, bool kMerge>
 __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, void* __restrict__ outPtr,
@@ -198,7 +161,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned off = (ks & 3) * 32;
       const unsigned long long da = wgmma_desc(qRows + (ks >> 2) * kBM * 128 + off, 16, 1024);
       const unsigned long long db = wgmma_desc(kTile + (ks >> 2) * kBN * 128 + off, 16, 1024);
-      wgmma_qk<E, D>(s, da, db, ks > 0 ? 1 : 0);
+      Wgmma<E>::ss128(s, da, db, ks > 0 ? 1 : 0);  // N = BN = 128 keys
     }
     wgmma_commit();
     wgmma_wait<0>();
@@ -221,7 +184,11 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       const unsigned long long db = wgmma_desc(vTile + kk * 16 * 128, kBN * 128, 1024);
-      wgmma_pv<E, D>(o, p[kk], db);
+      if constexpr (D == 128) {
+        Wgmma<E>::rs128(o, p[kk], db);
+      } else {
+        Wgmma<E>::rs64(o, p[kk], db);
+      }
     }
     wgmma_commit();
     wgmma_wait<0>();

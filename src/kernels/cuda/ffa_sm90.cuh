@@ -190,14 +190,29 @@ __device__ __forceinline__ void wgmma_ss_n64_tt_f16(float (*d)[4], unsigned long
       : "l"(descA), "l"(descB), "r"(scaleD));
 }
 
-}  // namespace sm90
-}  // namespace ffa
+// The wgmma instructions a kernel issues, by element type (Bf16 / Fp16 from ffa_common.cuh),
+// so kernel templates name the shape and the element type picks the instruction.
+template <typename E>
+struct Wgmma;
+template <>
+struct Wgmma<Bf16> {
+  static __device__ __forceinline__ void ss128(float (*d)[4], unsigned long long a, unsigned long long b, int sc) { wgmma_ss_n128_bf16(d, a, b, sc); }
+  static __device__ __forceinline__ void ss64(float (*d)[4], unsigned long long a, unsigned long long b, int sc) { wgmma_ss_n64_bf16(d, a, b, sc); }
+  static __device__ __forceinline__ void ss64tt(float (*d)[4], unsigned long long a, unsigned long long b, int sc) { wgmma_ss_n64_tt_bf16(d, a, b, sc); }
+  static __device__ __forceinline__ void rs128(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n128_bf16(d, a, b); }
+  static __device__ __forceinline__ void rs64(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n64_bf16(d, a, b); }
+};
+template <>
+struct Wgmma<Fp16> {
+  static __device__ __forceinline__ void ss128(float (*d)[4], unsigned long long a, unsigned long long b, int sc) { wgmma_ss_n128_f16(d, a, b, sc); }
+  static __device__ __forceinline__ void ss64(float (*d)[4], unsigned long long a, unsigned long long b, int sc) { wgmma_ss_n64_f16(d, a, b, sc); }
+  static __device__ __forceinline__ void ss64tt(float (*d)[4], unsigned long long a, unsigned long long b, int sc) { wgmma_ss_n64_tt_f16(d, a, b, sc); }
+  static __device__ __forceinline__ void rs128(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n128_f16(d, a, b); }
+  static __device__ __forceinline__ void rs64(float (*d)[4], const unsigned* a, unsigned long long b) { wgmma_rs_n64_f16(d, a, b); }
+};
 
 // ---------------------------------------------------------------------------------------------
 // Bulk (non-tensor) async copies through the TMA engine, tracked by this thread's bulk groups.
-
-namespace ffa {
-namespace sm90 {
 
 // global[gdst .. + bytes) += shared[ssrc .. + bytes) as fp32 (16-byte aligned, bytes % 16 == 0).
 __device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, unsigned ssrc, unsigned bytes) {
