@@ -309,6 +309,8 @@ export interface LaunchConfig {
 /** A `__global__` function of a loaded module. */
 export class Kernel {
   private readonly packer = new KernelArgPacker();
+  /** The dynamic shared memory this kernel may use (48 KiB needs no opt-in). */
+  private maxDynamicSharedBytes = 48 * 1024;
   constructor(
     readonly module: Module,
     readonly name: string,
@@ -334,9 +336,14 @@ export class Kernel {
     return this.module.device.driver.cuFuncGetAttribute(attr, this.handle);
   }
 
-  /** Allows more than 48 KiB of dynamic shared memory per block (needed before such launches). */
+  /**
+   * Allows up to `bytes` of dynamic shared memory per block (needed before launches over 48 KiB).
+   * Cheap to call before every launch: the driver is asked only when the limit must grow.
+   */
   setMaxDynamicSharedMemory(bytes: number): void {
+    if (bytes <= this.maxDynamicSharedBytes) return;
     this.module.device.driver.cuFuncSetAttribute(this.handle, CuFuncAttr.MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+    this.maxDynamicSharedBytes = bytes;
   }
 
   /** Blocks of `blockSize` threads that fit on one SM at once. */

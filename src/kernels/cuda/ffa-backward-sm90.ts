@@ -26,7 +26,6 @@ export class Sm90BackwardMain {
   readonly blockM = FFA_BWD_SM90_BLOCK_M;
   readonly blockN = FFA_BWD_SM90_BLOCK_N;
   readonly threads = FFA_BWD_SM90_THREADS;
-  private readonly configured = new Set<string>();
 
   constructor(
     readonly device: CudaDevice,
@@ -44,10 +43,7 @@ export class Sm90BackwardMain {
     if (!this.supports(dim)) throw new FfaCudaUnsupportedError(`the sm90 backward takes head dim 128 only, got ${dim}`);
     const name = `ffa_bwd_sm90_${tag}_d${dim}${softcap ? '_softcap' : ''}`;
     const kernel = this.module.kernel(name);
-    if (!this.configured.has(name)) {
-      kernel.setMaxDynamicSharedMemory(SMEM_BYTES);
-      this.configured.add(name);
-    }
+    kernel.setMaxDynamicSharedMemory(SMEM_BYTES);
     return { kernel, smemBytes: SMEM_BYTES };
   }
 

@@ -165,7 +165,6 @@ export class CudaFfaBackward {
   readonly warps: number;
   readonly blockM = FFA_BWD_BLOCK_M;
   readonly blockN: number;
-  private readonly configured = new Set<string>();
 
   constructor(
     readonly device: CudaDevice,
@@ -204,10 +203,7 @@ export class CudaFfaBackward {
     const bm = this.blockM;
     const bn = this.blockN;
     const smemBytes = (2 * bn * dim + 4 * bm * dim + bn * bm) * 2 + 4 * bm * 4;
-    if (!this.configured.has(name)) {
-      kernel.setMaxDynamicSharedMemory(smemBytes);
-      this.configured.add(name);
-    }
+    kernel.setMaxDynamicSharedMemory(smemBytes);
     return { kernel, smemBytes };
   }
 

@@ -63,7 +63,6 @@ export class Sm90ForwardMain {
   readonly blockN = FFA_SM90_BLOCK_N;
   readonly lockRows = FFA_SM90_LOCK_ROWS;
   readonly threads = FFA_SM90_THREADS;
-  private readonly configured = new Set<string>();
 
   constructor(
     readonly device: CudaDevice,
@@ -77,10 +76,7 @@ export class Sm90ForwardMain {
     const name = `ffa_fwd_sm90_${tag}_d${dim}_${merge ? 'merge' : 'direct'}`;
     const kernel = this.module.kernel(name);
     const bytes = smemBytes(dim);
-    if (!this.configured.has(name)) {
-      kernel.setMaxDynamicSharedMemory(bytes);
-      this.configured.add(name);
-    }
+    kernel.setMaxDynamicSharedMemory(bytes);
     return { kernel, smemBytes: bytes };
   }
 

@@ -328,7 +328,6 @@ export class CudaFfaForward {
   readonly lockRows: number;
   /** Threads of one main-kernel block. */
   readonly mainThreads: number;
-  private readonly configured = new Set<string>();
 
   constructor(
     readonly device: CudaDevice,
@@ -364,10 +363,7 @@ export class CudaFfaForward {
     const name = `ffa_fwd_${t}_d${dim}_${merge ? 'merge' : 'direct'}`;
     const kernel = this.module.kernel(name);
     const smemBytes = (this.blockM + 4 * this.blockN) * dim * 2;
-    if (!this.configured.has(name)) {
-      kernel.setMaxDynamicSharedMemory(smemBytes);
-      this.configured.add(name);
-    }
+    kernel.setMaxDynamicSharedMemory(smemBytes);
     return { kernel, smemBytes };
   }
 
