@@ -9,6 +9,7 @@
 import { CudaDevice } from '../src/device/index.js';
 import { CudaFfaForward } from '../src/kernels/cuda/ffa-forward.js';
 import { causalMask, fullMask, sliceListArea, varlenCausalMask, type SliceList } from '../src/mask/index.js';
+import { randomBf16 } from './kernel/inputs.js';
 
 const argv = process.argv;
 const opt = (name: string, dflt: string): string => {
@@ -22,28 +23,6 @@ const headsQ = 64;
 const headsKv = 8;
 const dim = 128;
 
-/** Random finite bf16 bits in ±1 (a 1M-element random pattern repeated with a shifting offset). */
-function randomBf16(n: number, seed: number): Uint16Array {
-  const pattern = new Uint16Array(1 << 20);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < pattern.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    const u = ((s >>> 0) / 4294967296) * 2 - 1;
-    const f = new Float32Array([u === 0 ? 0.5 : u]);
-    pattern[i] = new Uint32Array(f.buffer)[0] >>> 16;
-  }
-  const out = new Uint16Array(n);
-  for (let off = 0, r = 0; off < n; off += pattern.length, r++) {
-    const len = Math.min(pattern.length, n - off);
-    const shift = (r * 7919) % pattern.length;
-    out.set(pattern.subarray(shift, Math.min(pattern.length, shift + len)), off);
-    const done = Math.min(pattern.length - shift, len);
-    if (done < len) out.set(pattern.subarray(0, len - done), off + done);
-  }
-  return out;
-}
 
 const dev = CudaDevice.open(0);
 const kernels = tiles.map(([warps, blockN]) => new CudaFfaForward(dev, { tile: { warps, blockN } }));
