@@ -88,7 +88,7 @@ for (const { n, mask } of cases) {
   const area = sliceListArea(slices);
   const flopsFwd = 4 * area * hq * dim;
   const { q, k, v, dout } = inputsFor(n);
-  const ranges = { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.types };
+  const ranges = { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.maskTypes };
   gc?.();
   const t0 = performance.now();
   const fwd = flexFlashAttn(q, k, v, ranges);

@@ -53,7 +53,7 @@ const spec: DistRunSpec = {
   headDim: Number(o.headDim),
   dtype: o.dtype as DType,
   seed,
-  mask: { qRanges: Array.from(mask.qRanges), kRanges: Array.from(mask.kRanges), types: Array.from(mask.types) },
+  mask: { qRanges: Array.from(mask.qRanges), kRanges: Array.from(mask.kRanges), maskTypes: Array.from(mask.maskTypes) },
   overlap: { degree: Number(o.degree) },
   repeats: Number(o.repeats),
   compare: false,
@@ -100,7 +100,7 @@ if (o.single) {
   const q = rand([seqlen, spec.headsQ, spec.headDim]);
   const k = rand([seqlen, spec.headsKv, spec.headDim]);
   const v = rand([seqlen, spec.headsKv, spec.headDim]);
-  const m = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types };
+  const m = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes };
   flexFlashAttn(q, k, v, m); // warm-up
   let t = performance.now();
   const r = flexFlashAttn(q, k, v, m);
@@ -119,7 +119,7 @@ writeFileSync(
   JSON.stringify(
     {
       machine: { cores: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
-      spec: { ...spec, mask: { slices: mask.types.length, documents: lengths.length, area: sliceListArea(mask) } },
+      spec: { ...spec, mask: { slices: mask.maskTypes.length, documents: lengths.length, area: sliceListArea(mask) } },
       ranks: summary,
       singleDevice: single ?? null,
       wallMs: wall,

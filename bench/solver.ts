@@ -122,7 +122,7 @@ for (const c of cases) {
   const row: Row = {
     name: c.name,
     docs: c.docs,
-    slices: c.mask.types.length,
+    slices: c.mask.maskTypes.length,
     medianMs,
     minTotalMs: Math.min(...totals),
     maxTotalMs: Math.max(...totals),

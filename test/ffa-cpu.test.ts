@@ -112,7 +112,7 @@ function checkAgainstReference(p: Problem, seed: number, label: string): void {
   const opts = {
     qRanges: p.slices.qRanges,
     kRanges: p.slices.kRanges,
-    maskTypes: p.slices.types,
+    maskTypes: p.slices.maskTypes,
     softmaxScale: p.softmaxScale,
     softcap: p.softcap,
     sink: p.sink,
@@ -272,13 +272,13 @@ test('random multi-slice masks spanning several tiles (400-600 tokens, GQA, sink
 test('zero-token inputs and slices with empty ranges produce empty or untouched results', () => {
   const q = Tensor.zeros('float32', [0, 2, 8]);
   const k = Tensor.zeros('float32', [5, 1, 8]);
-  const r = flexFlashAttn(q, k, k, { qRanges: [[0, 0]], kRanges: [[0, 5]] });
+  const r = flexFlashAttn(q, k, k, { qRanges: [[0, 0]], kRanges: [[0, 5]], maskTypes: 'full' });
   assert.deepEqual(r.out.shape, [0, 2, 8]);
   assert.deepEqual(r.lse.shape, [0, 2]);
   const q2 = randomTensor(new Rng(1), 'float32', [3, 2, 8]);
-  const r2 = flexFlashAttn(q2, k, k, { qRanges: [[0, 3], [1, 1]], kRanges: [[2, 2], [0, 5]] });
+  const r2 = flexFlashAttn(q2, k, k, { qRanges: [[0, 3], [1, 1]], kRanges: [[2, 2], [0, 5]], maskTypes: 'full' });
   for (let i = 0; i < 6; i++) assert.equal(r2.lse.at(i), -Infinity);
-  const g = flexFlashAttnBackward(q2, q2, k, k, r2.out, r2.lse, { qRanges: [], kRanges: [] });
+  const g = flexFlashAttnBackward(q2, q2, k, k, r2.out, r2.lse, { qRanges: [], kRanges: [], maskTypes: [] });
   for (const x of [g.dq, g.dk, g.dv]) for (let i = 0; i < x.size; i++) assert.equal(x.at(i), 0);
 });
 
@@ -332,7 +332,7 @@ test('with a sink, uncovered rows get lse = logsumexp(sink) and out = 0', (t) =>
   const q = randomTensor(rng, 'float16', [12, 3, 8]);
   const k = randomTensor(rng, 'float16', [12, 3, 8]);
   const sink = randomTensor(rng, 'float32', [3, 3]);
-  const { out, lse } = flexFlashAttn(q, k, k, { qRanges: [[0, 6]], kRanges: [[0, 12]], sink });
+  const { out, lse } = flexFlashAttn(q, k, k, { qRanges: [[0, 6]], kRanges: [[0, 12]], maskTypes: 'full', sink });
   for (let h = 0; h < 3; h++) {
     const s = [0, 1, 2].map((i) => sink.at(i * 3 + h));
     const m = Math.max(...s);
@@ -379,7 +379,7 @@ test('accumulating into an existing (out, lse) equals the log-sum-exp merge, in 
     const pub = flexFlashAttn(p.q, p.k, p.v, {
       qRanges: p.slices.qRanges,
       kRanges: p.slices.kRanges,
-      maskTypes: p.slices.types,
+      maskTypes: p.slices.maskTypes,
       softmaxScale: p.softmaxScale,
       sink: p.sink,
       out: outAcc2,
@@ -419,7 +419,7 @@ test('two calls on disjoint key halves accumulate to one call over all keys', (t
 test('maxLogits: returned when asked, max-merged into a given buffer, absent otherwise', (t) => {
   const { seed, rng } = seeded(t);
   const p = randomProblem(rng, 'float32', { tq: 50, tk: 60, hq: 4, hkv: 1, dim: 16, slices: 4, softcap: 2 });
-  const opts = { qRanges: p.slices.qRanges, kRanges: p.slices.kRanges, maskTypes: p.slices.types, softcap: 2 };
+  const opts = { qRanges: p.slices.qRanges, kRanges: p.slices.kRanges, maskTypes: p.slices.maskTypes, softcap: 2 };
   assert.equal(flexFlashAttn(p.q, p.k, p.v, opts).maxLogits, undefined);
   const want = referenceForward(fwdArgs(p)).maxLogits!;
   const got = flexFlashAttn(p.q, p.k, p.v, { ...opts, returnMaxLogits: true }).maxLogits;
@@ -445,7 +445,7 @@ test('dq/dk/dv are added into given float32 buffers in place', (t) => {
   const got = flexFlashAttnBackward(p.dout, p.q, p.k, p.v, fwd.out, fwd.lse, {
     qRanges: p.slices.qRanges,
     kRanges: p.slices.kRanges,
-    maskTypes: p.slices.types,
+    maskTypes: p.slices.maskTypes,
     sink: p.sink,
     dq: dqAcc,
     dk: dkAcc,
@@ -522,7 +522,7 @@ test('backend choice: the first registered backend that accepts q, CPU otherwise
     assert.equal(selectKernelBackend(q64).name, 'fake');
     assert.equal(selectKernelBackend(q32).name, 'cpu');
     assert.equal(selectKernelBackend(q64, 'cpu').name, 'cpu');
-    flexFlashAttn(q64, q64, q64, { qRanges: [[0, 2]], kRanges: [[0, 2]] });
+    flexFlashAttn(q64, q64, q64, { qRanges: [[0, 2]], kRanges: [[0, 2]], maskTypes: 'full' });
     assert.deepEqual(calls, ['forward']);
     assert.throws(() => selectKernelBackend(q32, 'fake'), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'backend');
     assert.throws(() => selectKernelBackend(q32, 'nope'), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'backend');
@@ -538,7 +538,7 @@ test('backend choice: the first registered backend that accepts q, CPU otherwise
 test('bad arguments are rejected before any work, naming the argument', () => {
   const q = Tensor.zeros('float32', [8, 4, 16]);
   const k = Tensor.zeros('float32', [6, 2, 16]);
-  const r = { qRanges: [[0, 8]] as [number, number][], kRanges: [[0, 6]] as [number, number][] };
+  const r = { qRanges: [[0, 8]] as [number, number][], kRanges: [[0, 6]] as [number, number][], maskTypes: 'full' as const };
   const names = (argument: string) => (e: unknown) => {
     assert.ok(e instanceof InvalidArgumentError, String(e));
     assert.equal(e.argument, argument, e.message);

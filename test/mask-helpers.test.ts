@@ -88,15 +88,15 @@ test('sliding window matches the per-row rule on random shapes and windows (bott
     const want = denseFrom(qe, ke, (q, k) => slidingWindowVisible(q, k, qs, qe, ks, ke, wl, wr));
     assert.equal(firstDifference(got, want, ke), 'none', msg);
     // Shape: at most three slices, rows in order and apart, types CAUSAL < FULL|BICAUSAL < INVCAUSAL.
-    assert.ok(slices.types.length <= 3, msg);
+    assert.ok(slices.maskTypes.length <= 3, msg);
     const rank: Record<AttnMaskType, number> = { causal: 0, full: 1, bi_causal: 1, inv_causal: 2 };
-    for (let b = 1; b < slices.types.length; b++) {
+    for (let b = 1; b < slices.maskTypes.length; b++) {
       const prev = sliceAt(slices, b - 1);
       const cur = sliceAt(slices, b);
       assert.ok(prev.qRange[1] <= cur.qRange[0], msg);
       assert.ok(rank[prev.type] < rank[cur.type], msg);
     }
-    for (let b = 0; b < slices.types.length; b++) {
+    for (let b = 0; b < slices.maskTypes.length; b++) {
       const s = sliceAt(slices, b);
       assert.ok(s.qRange[0] < s.qRange[1] && s.kRange[0] < s.kRange[1], `${msg}: empty slice ${b}`);
       assert.ok(s.kRange[0] >= ks && s.kRange[1] <= ke && s.qRange[0] >= qs && s.qRange[1] <= qe, `${msg}: slice ${b} outside`);
@@ -130,7 +130,7 @@ test('cu_seqlens without a window gives one FULL or CAUSAL slice per sample, and
 test('cu_seqlens samples with no queries or no keys get no slice', () => {
   assert.deepEqual(json(inferMaskFromCuSeqlens([0, 3, 3, 5], [0, 2, 4, 4]).slices), [[[0, 3], [0, 2], 'full']]);
   const none = inferMaskFromCuSeqlens([0], [0]);
-  assert.equal(none.slices.types.length, 0);
+  assert.equal(none.slices.maskTypes.length, 0);
   assert.equal(none.totalQ, 0);
 });
 
@@ -176,7 +176,7 @@ test('global window: every row sees the first G keys of its sample up to its rig
     });
     assert.equal(firstDifference(denseMaskCounts(slices, total, total), want, total), 'none', msg);
     assert.equal(findSharedCell(slices), null, msg);
-    assert.ok(slices.types.length <= 5 * lengths.length, msg);
+    assert.ok(slices.maskTypes.length <= 5 * lengths.length, msg);
   }
 });
 
@@ -194,7 +194,7 @@ test('cu_seqlens options are checked: causal with a window, global window on cro
   assert.throws(() => inferMaskFromCuSeqlens([0, 4], [0, 4], { windowSize: [2, 0], globalWindowSize: -1 }), MaskError);
   assert.throws(() => inferMaskFromCuSeqlens([0, 4], [0, 4], { windowSize: [-3, 0] }), MaskError);
   // Without a window the global window is ignored, as in the reference, so cross-attention is fine.
-  assert.equal(inferMaskFromCuSeqlens([0, 4], [0, 5], { globalWindowSize: 3 }).slices.types.length, 1);
+  assert.equal(inferMaskFromCuSeqlens([0, 4], [0, 5], { globalWindowSize: 3 }).slices.maskTypes.length, 1);
 });
 
 test('cu_seqlens are validated: start at 0, non-decreasing, integers, same sample count for q and k, not empty', () => {
@@ -214,7 +214,7 @@ test('cu_seqlens are validated: start at 0, non-decreasing, integers, same sampl
 test('fullMask, causalMask, varlenFullMask and varlenCausalMask', () => {
   assert.deepEqual(json(fullMask(5)), [[[0, 5], [0, 5], 'full']]);
   assert.deepEqual(json(causalMask(5)), [[[0, 5], [0, 5], 'causal']]);
-  assert.equal(fullMask(0).types.length, 0);
+  assert.equal(fullMask(0).maskTypes.length, 0);
   assert.deepEqual(json(varlenFullMask([0, 2, 5])), [
     [[0, 2], [0, 2], 'full'],
     [[2, 5], [2, 5], 'full'],
@@ -324,7 +324,7 @@ function covers(slices: SliceList, b: number, q: number, k: number): boolean {
 
 function bruteCounts(slices: SliceList, totalQ: number, totalK: number): Uint8Array {
   const out = new Uint8Array(totalQ * totalK);
-  for (let b = 0; b < slices.types.length; b++) {
+  for (let b = 0; b < slices.maskTypes.length; b++) {
     for (let q = 0; q < totalQ; q++) for (let k = 0; k < totalK; k++) if (covers(slices, b, q, k)) out[q * totalK + k]++;
   }
   return out;

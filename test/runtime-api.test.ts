@@ -35,7 +35,7 @@ const heads = { numHeadsQ: 4, numHeadsKv: 2, headDim: 16 };
 
 function flexKey(group: ProcessGroup, n: number, cu: number[], degree = 2): DistAttnRuntimeKey {
   const mask = varlenCausalMask(cu);
-  return magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, totalSeqlenQ: n, ...heads, group, overlapConfig: { degree, minChunkSize: 4 } });
+  return magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes, totalSeqlenQ: n, ...heads, group, overlapConfig: { degree, minChunkSize: 4 } });
 }
 
 test('an equal key request returns the cached key; a different mask, head count, config or group does not', () => {
@@ -49,7 +49,7 @@ test('an equal key request returns the cached key; a different mask, head count,
   assert.notEqual(flexKey(g0, 150, cu, 3), a);
   assert.notEqual(flexKey(h0, 150, cu), a);
   const mask = varlenCausalMask(cu);
-  const otherHeads = magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, totalSeqlenQ: 150, ...heads, numHeadsQ: 8, group: g0, overlapConfig: { degree: 2, minChunkSize: 4 } });
+  const otherHeads = magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes, totalSeqlenQ: 150, ...heads, numHeadsQ: 8, group: g0, overlapConfig: { degree: 2, minChunkSize: 4 } });
   assert.notEqual(otherHeads, a);
   // The varlen constructor plans the same mask; its key is equal by value to the flex one.
   const v = magiAttnVarlenKey({ cuSeqlensQ: cu, causal: true, ...heads, group: g0, overlapConfig: { degree: 2, minChunkSize: 4 } });
@@ -98,8 +98,8 @@ test('a key for a new mask after dispatch shares the layout and computes the new
   const swa = slidingWindowMask([0, 100, 180], [20, 0]);
   const results = await runLocalRanks(3, async (group) => {
     const key = flexKey(group, n, [0, 60, 180]);
-    const key2 = makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.types }, key);
-    assert.equal(makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.types }, key), key2);
+    const key2 = makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.maskTypes }, key);
+    assert.equal(makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.maskTypes }, key), key2);
     assert.deepEqual(key2.plan.dispatch.partitions, key.plan.dispatch.partitions);
     assert.deepEqual(getPositionIds(key2), getPositionIds(key));
     const ql = dispatch(q, key);
@@ -110,7 +110,7 @@ test('a key for a new mask after dispatch shares the layout and computes the new
     const g = await calcAttnBackward(dispatch(dout, key), ql, kl, vl, fwd.out, fwd.lse, key2);
     return { out: await undispatch(fwd.out, key2), dk: await undispatch(g.dk, key2) };
   });
-  const m = { qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.types };
+  const m = { qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.maskTypes };
   const ref = flexFlashAttn(q, k, v, m);
   const refG = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, m);
   const r1 = compareClose(results[0].out, ref.out, { rtol: 2e-6, atol: 2e-6 }, 'out');
@@ -135,7 +135,7 @@ test('dsinkReduce sum gives every rank the full sink gradient', async () => {
     const g = await calcAttnBackward(dispatch(dout, key), ql, kl, vl, fwd.out, fwd.lse, key, { sink, dsinkReduce: 'sum' });
     return g.dsink as Tensor;
   });
-  const m = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, sink };
+  const m = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes, sink };
   const ref = flexFlashAttn(q, k, v, m);
   const refG = flexFlashAttnBackward(dout, q, k, v, ref.out, ref.lse, m);
   for (const d of dsinks) assert.ok(compareClose(d, refG.dsink as Tensor, { rtol: 8e-6, atol: 8e-6 }, 'dsink').ok);

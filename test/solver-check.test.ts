@@ -93,10 +93,10 @@ function withStage(plan: DistAttnPlan, rank: number, stage: number, edit: (s: St
 test('the checker catches broken plans: a lost slice, a shifted slice, a wrong split, an unread token, a bad dispatch', () => {
   const plan = planDistAttn({ mask: varlenCausalMask(randomCuSeqlens(new Rng(3), 4096, 6)), totalSeqlenQ: 4096, cpSize: 4, overlapConfig: { degree: 2, minChunkSize: 64 } });
   assert.ok(checkPlan(plan).ok);
-  const rank = plan.perRank.findIndex((r) => r.stages[0].remoteSlices.types.length > 0);
+  const rank = plan.perRank.findIndex((r) => r.stages[0].remoteSlices.maskTypes.length > 0);
   assert.ok(rank >= 0);
 
-  const lost = withStage(plan, rank, 0, (s) => ({ ...s, remoteSlices: { qRanges: s.remoteSlices.qRanges.slice(2), kRanges: s.remoteSlices.kRanges.slice(2), types: s.remoteSlices.types.slice(1) } }));
+  const lost = withStage(plan, rank, 0, (s) => ({ ...s, remoteSlices: { qRanges: s.remoteSlices.qRanges.slice(2), kRanges: s.remoteSlices.kRanges.slice(2), maskTypes: s.remoteSlices.maskTypes.slice(1) } }));
   const e1 = checkPlan(lost);
   assert.ok(!e1.ok && e1.errors.some((e) => /cells|row \d+/.test(e)), e1.errors.join('\n'));
 
@@ -123,7 +123,7 @@ test('the checker catches broken plans: a lost slice, a shifted slice, a wrong s
   assert.ok(!e3.ok, 'a wrong output split must fail');
 
   // Receiving a token nobody reads: grow a stage buffer by one token it does not need.
-  const unread = withStage(plan, rank, 0, (s) => ({ ...s, remoteSlices: { qRanges: new Int32Array(0), kRanges: new Int32Array(0), types: new Uint8Array(0) }, remoteArea: 0 }));
+  const unread = withStage(plan, rank, 0, (s) => ({ ...s, remoteSlices: { qRanges: new Int32Array(0), kRanges: new Int32Array(0), maskTypes: new Uint8Array(0) }, remoteArea: 0 }));
   const e4 = checkPlan(unread);
   assert.ok(!e4.ok && e4.errors.some((e) => /no slice reads/.test(e)), e4.errors.join('\n'));
 

@@ -37,7 +37,7 @@ test('the padding slice is q = [N, N + pad) against the empty key range [0, 0)',
   const padded = applyPadding(mask, chunking);
   assert.deepEqual(Array.from(padded.qRanges), [0, 1000, 1000, 1008]);
   assert.deepEqual(Array.from(padded.kRanges), [0, 1000, 0, 0]);
-  assert.deepEqual(Array.from(padded.types), [1, 0]);
+  assert.deepEqual(Array.from(padded.maskTypes), [1, 0]);
   // Pad rows carry no work: no clipped entry reaches row 1000.
   const b = buildChunkBuckets(padded, chunking);
   assert.equal(b.numChunks, 24);

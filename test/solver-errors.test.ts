@@ -39,7 +39,7 @@ test('a mask outside the sequence is rejected with the slice that leaves it', ()
   const maskK = makeSliceList([[0, 512]], [[0, 2000]], 'full');
   assert.throws(() => planDistAttn({ ...base, mask: maskK }), (e: unknown) => e instanceof AttnRangeError && /kRanges\[0\]/.test(e.message));
   // A hand-built slice list with a reversed range.
-  const reversed = { qRanges: Int32Array.from([10, 5]), kRanges: Int32Array.from([0, 4]), types: Uint8Array.from([0]) };
+  const reversed = { qRanges: Int32Array.from([10, 5]), kRanges: Int32Array.from([0, 4]), maskTypes: Uint8Array.from([0]) };
   assert.throws(() => planDistAttn({ ...base, mask: reversed }), (e: unknown) => e instanceof AttnRangeError && /mask\.qRanges\[0\]/.test(e.message));
 });
 
@@ -50,8 +50,8 @@ test('q and k totals that differ are rejected: self-attention only', () => {
 test('a mask with no cells, a bad type code, a bad total are rejected', () => {
   const empty = makeSliceList([[0, 10]], [[5, 5]], 'full');
   assert.throws(() => planDistAttn({ ...base, mask: empty }), (e: unknown) => e instanceof MaskError && /at least one slice/.test(e.message));
-  const badType = { qRanges: Int32Array.from([0, 4]), kRanges: Int32Array.from([0, 4]), types: Uint8Array.from([7]) };
-  assert.throws(() => planDistAttn({ ...base, mask: badType }), (e: unknown) => e instanceof MaskError && /types\[0\]/.test(e.message));
+  const badType = { qRanges: Int32Array.from([0, 4]), kRanges: Int32Array.from([0, 4]), maskTypes: Uint8Array.from([7]) };
+  assert.throws(() => planDistAttn({ ...base, mask: badType }), (e: unknown) => e instanceof MaskError && /maskTypes\[0\]/.test(e.message));
   rejects({ ...base, totalSeqlenQ: 0 }, 'totalSeqlenQ', /integer >= 1/);
 });
 

@@ -4,7 +4,7 @@
     python3 bench/kernel/baselines.py <masks.json> <out.json> [--iters 20] [--warmup 5]
                                       [--methods cudnn,flash,flex] [--no-check]
 
-Reads the masks written by bench/kernel/masks.ts (q_ranges, k_ranges, types, total, cu_seqlens)
+Reads the masks written by bench/kernel/masks.ts (q_ranges, k_ranges, mask_types, total, cu_seqlens)
 and times, forward and backward, on exactly those masks (bf16, 64 q heads : 8 kv heads, D = 128):
 
   cudnn  SDPA's cuDNN backend (sdpa_kernel(CUDNN_ATTENTION)) for full / causal;
@@ -58,7 +58,7 @@ def row_intervals(m, device):
     lo = torch.zeros(S, dtype=torch.int64)
     hi = torch.zeros(S, dtype=torch.int64)
     seen = torch.zeros(S, dtype=torch.bool)
-    for (qs, qe), (ks, ke), t in zip(m['q_ranges'], m['k_ranges'], m['types']):
+    for (qs, qe), (ks, ke), t in zip(m['q_ranges'], m['k_ranges'], m['mask_types']):
         if qe <= qs or ke <= ks:
             continue
         q = torch.arange(qs, qe, dtype=torch.int64)

@@ -98,7 +98,7 @@ export interface MaskJson {
   q_ranges: Array<[number, number]>;
   k_ranges: Array<[number, number]>;
   /** 0 full, 1 causal, 2 inv_causal, 3 bi_causal (04 §1.3). */
-  types: number[];
+  mask_types: number[];
   area: number;
   cu_seqlens: number[];
   window: number | null;
@@ -127,7 +127,7 @@ export function maskToJson(m: BenchMask): MaskJson {
     total: m.seqlen,
     q_ranges: pairs(m.slices.qRanges),
     k_ranges: pairs(m.slices.kRanges),
-    types: Array.from(m.slices.types),
+    mask_types: Array.from(m.slices.maskTypes),
     area: m.area,
     cu_seqlens: m.cuSeqlens,
     window: m.window,
@@ -142,5 +142,5 @@ export function describeMask(m: BenchMask): string {
   for (let i = 0; i < docs; i++) maxDoc = Math.max(maxDoc, m.cuSeqlens[i + 1] - m.cuSeqlens[i]);
   const extra = m.window !== null ? `, window ${m.window}` : m.block !== null ? `, blocks of ${m.block}` : '';
   const docPart = m.name.startsWith('varlen') ? `${docs} docs (longest ${maxDoc})${extra}, ` : extra.length > 0 ? `${extra.slice(2)}, ` : '';
-  return `${m.name} S=${m.seqlen}: ${docPart}${m.slices.types.length} slices, area ${(m.area / (m.seqlen * m.seqlen)).toFixed(4)} S²`;
+  return `${m.name} S=${m.seqlen}: ${docPart}${m.slices.maskTypes.length} slices, area ${(m.area / (m.seqlen * m.seqlen)).toFixed(4)} S²`;
 }

@@ -337,7 +337,7 @@ async function main(): Promise<void> {
     gpu,
     env,
     settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed, iters, warmup, seqlens },
-    masks: masks.map((m) => ({ name: m.name, seqlen: m.seqlen, area: m.area, slices: m.slices.types.length, docs: m.cuSeqlens.length - 1, window: m.window, block: m.block })),
+    masks: masks.map((m) => ({ name: m.name, seqlen: m.seqlen, area: m.area, slices: m.slices.maskTypes.length, docs: m.cuSeqlens.length - 1, window: m.window, block: m.block })),
     results,
   };
   writeReport(res, outDir);

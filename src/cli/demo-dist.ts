@@ -31,7 +31,7 @@ export interface DistRunSpec {
   dtype: DType;
   seed: number;
   /** The mask as flat arrays: [qs, qe, ...], [ks, ke, ...], type codes. */
-  mask: { qRanges: number[]; kRanges: number[]; types: number[] };
+  mask: { qRanges: number[]; kRanges: number[]; maskTypes: number[] };
   overlap: OverlapConfig;
   /** Timed forward + backward runs (the first one is timed too; pass 2+ to see a warm run). */
   repeats: number;
@@ -88,7 +88,7 @@ export default async function rankMain(group: ProcessGroup, spec: DistRunSpec): 
   const key = magiAttnFlexKey({
     qRanges: Int32Array.from(m.qRanges),
     kRanges: Int32Array.from(m.kRanges),
-    maskTypes: Uint8Array.from(m.types),
+    maskTypes: Uint8Array.from(m.maskTypes),
     totalSeqlenQ: spec.seqlen,
     numHeadsQ: spec.headsQ,
     numHeadsKv: spec.headsKv,
@@ -131,7 +131,7 @@ export default async function rankMain(group: ProcessGroup, spec: DistRunSpec): 
       dv: await undispatch(last.dv, key),
     };
     if (group.rank === 0) {
-      const mask = { qRanges: key.plan.globalMask.qRanges, kRanges: key.plan.globalMask.kRanges, maskTypes: key.plan.globalMask.types };
+      const mask = { qRanges: key.plan.globalMask.qRanges, kRanges: key.plan.globalMask.kRanges, maskTypes: key.plan.globalMask.maskTypes };
       let t = performance.now();
       const ref = flexFlashAttn(q, k, v, mask);
       const fwdMs = performance.now() - t;
@@ -211,7 +211,7 @@ export async function runDistributedDemo(options: DistributedDemoOptions): Promi
     headDim: options.headDim ?? 64,
     dtype,
     seed,
-    mask: { qRanges: Array.from(slices.qRanges), kRanges: Array.from(slices.kRanges), types: Array.from(slices.types) },
+    mask: { qRanges: Array.from(slices.qRanges), kRanges: Array.from(slices.kRanges), maskTypes: Array.from(slices.maskTypes) },
     overlap: { degree: options.degree ?? 2 },
     repeats: 1,
     compare: true,

@@ -101,7 +101,7 @@ function runDemo(opts: DemoOptions): { ok: boolean; seed: number; seqlen: number
   const k = randomTensor([seqlen, hkv, dim]);
   const v = randomTensor([seqlen, hkv, dim]);
   const dout = randomTensor([seqlen, hq, dim]);
-  const mask = { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.types };
+  const mask = { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.maskTypes };
 
   process.stdout.write('  forward on the CPU ... ');
   let t0 = performance.now();

@@ -52,8 +52,8 @@ export function sliceListFromOptions(
   tokensQ: number,
   tokensK: number,
 ): SliceList {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'must be an object with qRanges and kRanges');
   if (options.qRanges === undefined) throw new MaskError('qRanges', 'is required');
   if (options.kRanges === undefined) throw new MaskError('kRanges', 'is required');
-  return makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full', { totalQ: tokensQ, totalK: tokensK });
+  if (options.maskTypes === undefined) throw new MaskError('maskTypes', 'is required: one type for every slice or one per slice (full, causal, inv_causal, bi_causal or 0-3)');
+  return makeSliceList(options.qRanges, options.kRanges, options.maskTypes, { totalQ: tokensQ, totalK: tokensK });
 }

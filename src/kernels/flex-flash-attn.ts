@@ -19,6 +19,7 @@ import { InvalidArgumentError, MaskError, ShapeError } from '../errors.js';
 import { type MaskTypesLike, type RangeListLike, type SliceList, checkSliceBounds, sliceCount } from '../mask/slice-list.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from './backend.js';
 import { cpuBackend } from './cpu/index.js';
+import { requireKnownOptions } from '../util/options.js';
 import { type ShapedTensor, checkQkvShapes, checkScalars, formatShape, requireShape, sliceListFromOptions } from './check-args.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -75,8 +76,8 @@ export interface FlexFlashAttnMaskOptions<T extends AttnTensor = Tensor> {
   qRanges: RangeListLike;
   /** Key range of each slice, same forms as qRanges. */
   kRanges: RangeListLike;
-  /** One type for all slices or one per slice: names ('full', 'causal', 'inv_causal', 'bi_causal') or codes 0-3. Default 'full'. */
-  maskTypes?: MaskTypesLike;
+  /** One type for all slices or one per slice: names ('full', 'causal', 'inv_causal', 'bi_causal') or codes 0-3. Required. */
+  maskTypes: MaskTypesLike;
   /** Default 1/sqrt(headDim). */
   softmaxScale?: number;
   /** Logit cap c (z = c·tanh(z/c)); 0 (default) disables. */
@@ -215,7 +216,7 @@ function checkSlices(slices: SliceList, tokensQ: number, tokensK: number): void 
     throw new MaskError('slices', 'qRanges and kRanges must hold two ends per slice type', `${slices.qRanges.length}, ${slices.kRanges.length} ends for ${n} types`);
   }
   for (let b = 0; b < n; b++) {
-    if (slices.types[b] > 3) throw new MaskError(`maskTypes[${b}]`, 'integer mask type codes are 0-3', `got ${slices.types[b]}`);
+    if (slices.maskTypes[b] > 3) throw new MaskError(`maskTypes[${b}]`, 'integer mask type codes are 0-3', `got ${slices.maskTypes[b]}`);
     for (const [name, r] of [['qRanges', slices.qRanges], ['kRanges', slices.kRanges]] as const) {
       if (r[2 * b] < 0 || r[2 * b + 1] < r[2 * b]) throw new MaskError(`${name}[${b}]`, 'must be a half-open range with 0 <= start <= end', `got [${r[2 * b]}, ${r[2 * b + 1]})`);
     }
@@ -287,7 +288,12 @@ export function validateBackwardArgs<T extends AttnTensor>(args: FfaBackwardArgs
   }
 }
 
-function buildSlices(q: AttnTensor, k: AttnTensor, options: FlexFlashAttnMaskOptions<AttnTensor>): SliceList {
+const MASK_OPTION_NAMES = ['qRanges', 'kRanges', 'maskTypes', 'softmaxScale', 'softcap', 'sink', 'deterministic', 'backend'] as const;
+const FORWARD_OPTION_NAMES: readonly string[] = [...MASK_OPTION_NAMES, 'returnMaxLogits', 'out', 'lse', 'maxLogits'];
+const BACKWARD_OPTION_NAMES: readonly string[] = [...MASK_OPTION_NAMES, 'dq', 'dk', 'dv'];
+
+function buildSlices(q: AttnTensor, k: AttnTensor, options: FlexFlashAttnMaskOptions<AttnTensor>, known: readonly string[]): SliceList {
+  requireKnownOptions(options, 'options', known);
   return sliceListFromOptions(options, q.shape[0], k.shape[0]);
 }
 
@@ -309,7 +315,7 @@ function defaultScale(q: AttnTensor, options: FlexFlashAttnMaskOptions<AttnTenso
  */
 export function flexFlashAttn<T extends AttnTensor>(q: T, k: T, v: T, options: FlexFlashAttnOptions<T>): FlexFlashAttnResult<T> {
   checkQkv(q, k, v);
-  const slices = buildSlices(q, k, options);
+  const slices = buildSlices(q, k, options, FORWARD_OPTION_NAMES);
   const args: FfaForwardArgs<T> = {
     q,
     k,
@@ -347,7 +353,7 @@ export function flexFlashAttnBackward<T extends AttnTensor>(
   options: FlexFlashAttnBackwardOptions<T>,
 ): FlexFlashAttnGrads<T> {
   checkQkv(q, k, v);
-  const slices = buildSlices(q, k, options);
+  const slices = buildSlices(q, k, options, BACKWARD_OPTION_NAMES);
   const args: FfaBackwardArgs<T> = {
     dout,
     q,

@@ -17,8 +17,8 @@ import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResu
 /** Per-cell multiplicity [Tq, Tk]: how many slices cover (q, k), straight from the cell predicate. */
 export function cellMultiplicity(slices: SliceList, tokensQ: number, tokensK: number): Int32Array {
   const count = new Int32Array(tokensQ * tokensK);
-  for (let b = 0; b < slices.types.length; b++) {
-    const type = maskTypeFromInt(slices.types[b]);
+  for (let b = 0; b < slices.maskTypes.length; b++) {
+    const type = maskTypeFromInt(slices.maskTypes[b]);
     const qs = slices.qRanges[2 * b];
     const qe = slices.qRanges[2 * b + 1];
     const ks = slices.kRanges[2 * b];

@@ -22,8 +22,8 @@ export function denseMaskCounts(slices: SliceList, totalQ: number, totalK: numbe
   }
   checkSliceBounds(slices, totalQ, totalK);
   const counts = new Uint8Array(totalQ * totalK);
-  for (let b = 0; b < slices.types.length; b++) {
-    const code = slices.types[b];
+  for (let b = 0; b < slices.maskTypes.length; b++) {
+    const code = slices.maskTypes[b];
     const qs = slices.qRanges[2 * b];
     const qe = slices.qRanges[2 * b + 1];
     const ks = slices.kRanges[2 * b];

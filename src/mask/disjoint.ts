@@ -25,7 +25,7 @@ export interface SharedCell {
  * The pair reported is the first found sweeping the slices by query start (ties by index).
  */
 export function findSharedCell(slices: SliceList): SharedCell | null {
-  const n = slices.types.length;
+  const n = slices.maskTypes.length;
   const { qRanges, kRanges } = slices;
   const order: number[] = [];
   for (let b = 0; b < n; b++) {
@@ -65,7 +65,7 @@ export function assertDisjointSlices(slices: SliceList, argument = 'slices'): vo
 
 /** A cell covered by both slices, as [q, k], or null. */
 function sharedCellOfPair(slices: SliceList, a: number, b: number): [number, number] | null {
-  const { qRanges, kRanges, types } = slices;
+  const { qRanges, kRanges, maskTypes: types } = slices;
   const qsA = qRanges[2 * a];
   const qeA = qRanges[2 * a + 1];
   const qsB = qRanges[2 * b];

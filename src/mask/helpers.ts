@@ -32,8 +32,8 @@ export class SliceListBuilder {
   }
 
   append(slices: SliceList): this {
-    for (let b = 0; b < slices.types.length; b++) {
-      this.push(slices.qRanges[2 * b], slices.qRanges[2 * b + 1], slices.kRanges[2 * b], slices.kRanges[2 * b + 1], slices.types[b]);
+    for (let b = 0; b < slices.maskTypes.length; b++) {
+      this.push(slices.qRanges[2 * b], slices.qRanges[2 * b + 1], slices.kRanges[2 * b], slices.kRanges[2 * b + 1], slices.maskTypes[b]);
     }
     return this;
   }
@@ -43,7 +43,7 @@ export class SliceListBuilder {
   }
 
   build(): SliceList {
-    return { qRanges: Int32Array.from(this.#q), kRanges: Int32Array.from(this.#k), types: Uint8Array.from(this.#types) };
+    return { qRanges: Int32Array.from(this.#q), kRanges: Int32Array.from(this.#k), maskTypes: Uint8Array.from(this.#types) };
   }
 }
 

@@ -13,7 +13,7 @@ import { type AttnMaskType, parseMaskType, MASK_TYPE_CODES, sliceArea, maskTypeF
 export interface SliceList {
   readonly qRanges: Int32Array;
   readonly kRanges: Int32Array;
-  readonly types: Uint8Array;
+  readonly maskTypes: Uint8Array;
 }
 
 /** Anything that reads as a list of half-open [start, end) pairs. */
@@ -48,13 +48,16 @@ function flattenRanges(ranges: RangeListLike, argument: string): Int32Array {
 export function makeSliceList(
   qRanges: RangeListLike,
   kRanges: RangeListLike,
-  maskTypes: MaskTypesLike = 'full',
+  maskTypes: MaskTypesLike,
   bounds?: { totalQ?: number; totalK?: number },
 ): SliceList {
   const q = flattenRanges(qRanges, 'qRanges');
   const k = flattenRanges(kRanges, 'kRanges');
   const n = q.length / 2;
   if (k.length / 2 !== n) throw new MaskError('kRanges', 'must have as many ranges as qRanges', `${k.length / 2} vs ${n}`);
+  if (maskTypes === undefined || maskTypes === null) {
+    throw new MaskError('maskTypes', 'is required: one type for every slice or one per slice (full, causal, inv_causal, bi_causal or 0-3)');
+  }
   const types = new Uint8Array(n);
   if (maskTypes instanceof Uint8Array || Array.isArray(maskTypes)) {
     const list = maskTypes as ArrayLike<AttnMaskType | string | number>;
@@ -63,7 +66,7 @@ export function makeSliceList(
   } else {
     types.fill(MASK_TYPE_CODES[parseMaskType(maskTypes as AttnMaskType | string | number)]);
   }
-  const slices = { qRanges: q, kRanges: k, types };
+  const slices = { qRanges: q, kRanges: k, maskTypes: types };
   if (bounds) checkSliceBounds(slices, bounds.totalQ, bounds.totalK);
   return slices;
 }
@@ -81,7 +84,7 @@ export function checkSliceBounds(slices: SliceList, totalQ?: number, totalK?: nu
 }
 
 export function sliceCount(slices: SliceList): number {
-  return slices.types.length;
+  return slices.maskTypes.length;
 }
 
 /** Total unmasked cells over all slices (cells shared by two slices count twice, as in the kernels). */
@@ -89,7 +92,7 @@ export function sliceListArea(slices: SliceList): number {
   let area = 0;
   for (let b = 0; b < sliceCount(slices); b++) {
     area += sliceArea(
-      maskTypeFromInt(slices.types[b]),
+      maskTypeFromInt(slices.maskTypes[b]),
       slices.qRanges[2 * b + 1] - slices.qRanges[2 * b],
       slices.kRanges[2 * b + 1] - slices.kRanges[2 * b],
     );
@@ -102,7 +105,7 @@ export function sliceAt(slices: SliceList, b: number): { qRange: [number, number
   return {
     qRange: [slices.qRanges[2 * b], slices.qRanges[2 * b + 1]],
     kRange: [slices.kRanges[2 * b], slices.kRanges[2 * b + 1]],
-    type: maskTypeFromInt(slices.types[b]),
+    type: maskTypeFromInt(slices.maskTypes[b]),
   };
 }
 

@@ -9,6 +9,7 @@
  * every rank of it (ranks that disagree on a hit would plan differently). Browser-safe.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { requireKnownOptions } from '../util/options.js';
 import { inferMaskFromCuSeqlens } from '../mask/helpers.js';
 import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
 import type { ProcessGroup } from '../comm/process-group.js';
@@ -135,8 +136,8 @@ export interface KeyShapeOptions {
 export interface FlexKeyOptions extends KeyShapeOptions {
   readonly qRanges: RangeListLike;
   readonly kRanges: RangeListLike;
-  /** One type for every slice or one per slice; default 'full'. */
-  readonly maskTypes?: MaskTypesLike;
+  /** One type for every slice or one per slice (names or codes 0-3). */
+  readonly maskTypes: MaskTypesLike;
   readonly totalSeqlenQ: number;
   /** Must equal totalSeqlenQ (self-attention only); defaults to it. */
   readonly totalSeqlenK?: number;
@@ -150,6 +151,8 @@ export interface VarlenKeyOptions extends KeyShapeOptions {
   /** [left, right], -1 unbounded; default [-1, -1] (no window). */
   readonly windowSize?: readonly [number, number];
 }
+
+const SHAPE_OPTION_NAMES = ['numHeadsQ', 'numHeadsKv', 'headDim', 'group', 'dispatchConfig', 'overlapConfig'] as const;
 
 function checkShape(o: KeyShapeOptions): void {
   for (const name of ['numHeadsQ', 'numHeadsKv', 'headDim'] as const) {
@@ -168,7 +171,7 @@ function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions,
     kind,
     Array.from(mask.qRanges),
     Array.from(mask.kRanges),
-    Array.from(mask.types),
+    Array.from(mask.maskTypes),
     total,
     o.numHeadsQ,
     o.numHeadsKv,
@@ -208,14 +211,16 @@ function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShap
  * stages, GroupCast / GroupReduce arguments) and caches the key by value for its group.
  */
 export function magiAttnFlexKey(options: FlexKeyOptions): DistAttnRuntimeKey {
+  requireKnownOptions(options, 'options', [...SHAPE_OPTION_NAMES, 'qRanges', 'kRanges', 'maskTypes', 'totalSeqlenQ', 'totalSeqlenK']);
   const totalQ = options.totalSeqlenQ;
   const totalK = options.totalSeqlenK ?? totalQ;
-  const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full');
+  const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes);
   return keyFromMask(mask, totalQ, totalK, options);
 }
 
 /** The key of a packed batch described by cu_seqlens (full, causal or sliding-window samples). */
 export function magiAttnVarlenKey(options: VarlenKeyOptions): DistAttnRuntimeKey {
+  requireKnownOptions(options, 'options', [...SHAPE_OPTION_NAMES, 'cuSeqlensQ', 'cuSeqlensK', 'causal', 'windowSize']);
   const cuK = options.cuSeqlensK ?? options.cuSeqlensQ;
   const inferred = inferMaskFromCuSeqlens(options.cuSeqlensQ, cuK, { causal: options.causal, windowSize: options.windowSize });
   return keyFromMask(inferred.slices, inferred.totalQ, inferred.totalK, options);
@@ -224,7 +229,7 @@ export function magiAttnVarlenKey(options: VarlenKeyOptions): DistAttnRuntimeKey
 export interface NewMaskOptions {
   readonly qRanges: RangeListLike;
   readonly kRanges: RangeListLike;
-  readonly maskTypes?: MaskTypesLike;
+  readonly maskTypes: MaskTypesLike;
   /** Head counts and head dim default to the dispatch key's. */
   readonly numHeadsQ?: number;
   readonly numHeadsKv?: number;
@@ -245,6 +250,7 @@ export interface NewMaskOptions {
  */
 export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDispatch: DistAttnRuntimeKey): DistAttnRuntimeKey {
   if (!(keyForDispatch instanceof DistAttnRuntimeKey)) throw new InvalidArgumentError('keyForDispatch', 'must be a key made by magiAttnFlexKey / magiAttnVarlenKey');
+  requireKnownOptions(options, 'options', ['qRanges', 'kRanges', 'maskTypes', 'numHeadsQ', 'numHeadsKv', 'headDim', 'overlapConfig']);
   const old = keyForDispatch.plan;
   const d = old.dispatch;
   const shape: KeyShapeOptions = {
@@ -255,7 +261,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
     overlapConfig: options.overlapConfig,
   };
   checkShape(shape);
-  const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes ?? 'full');
+  const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes);
   validateMask(mask, d.unpaddedSeqlen, d.unpaddedSeqlen);
   const id = keyId('after-dispatch', mask, d.unpaddedSeqlen, shape, keyForDispatch.id);
   const cache = cacheOf(shape.group);
@@ -270,7 +276,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
   const plan: DistAttnPlan = {
     formatVersion: 1,
     cpSize: old.cpSize,
-    globalMask: { qRanges: mask.qRanges.slice(), kRanges: mask.kRanges.slice(), types: mask.types.slice() },
+    globalMask: { qRanges: mask.qRanges.slice(), kRanges: mask.kRanges.slice(), maskTypes: mask.maskTypes.slice() },
     totalSeqlenQ: old.totalSeqlenQ,
     totalSeqlenK: old.totalSeqlenK,
     dispatchConfig: old.dispatchConfig,

@@ -64,7 +64,7 @@ export function maskAreaByRows(mask: SliceList, rowRanges: Int32Array, owners: I
   const out = new Float64Array(numOwners);
   const n = rowRanges.length / 2;
   for (let b = 0; b < sliceCount(mask); b++) {
-    const t = mask.types[b];
+    const t = mask.maskTypes[b];
     const qs = mask.qRanges[2 * b];
     const qe = mask.qRanges[2 * b + 1];
     const ks = mask.kRanges[2 * b];
@@ -135,7 +135,7 @@ export function ulyssesBaseline(mask: SliceList, totalSeqlen: number, cpSize: nu
   const P = cpSize;
   let total = 0;
   for (let b = 0; b < sliceCount(mask); b++) {
-    const t = mask.types[b];
+    const t = mask.maskTypes[b];
     const qs = mask.qRanges[2 * b];
     const qe = mask.qRanges[2 * b + 1];
     const ks = mask.kRanges[2 * b];

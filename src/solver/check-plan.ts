@@ -145,7 +145,7 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
   const m = plan.globalMask;
   let maskCells = 0;
   for (let b = 0; b < sliceCount(m); b++) {
-    const t = m.types[b];
+    const t = m.maskTypes[b];
     const qs = m.qRanges[2 * b];
     const qe = m.qRanges[2 * b + 1];
     const ks = m.kRanges[2 * b];
@@ -164,7 +164,7 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
       const tight = new PieceBuffer(8);
       const sl = st.remoteSlices;
       for (let b = 0; b < sliceCount(sl); b++) {
-        const t = sl.types[b];
+        const t = sl.maskTypes[b];
         emitBand(tight, sl.qRanges[2 * b], sl.qRanges[2 * b + 1], sl.kRanges[2 * b], sl.kRanges[2 * b + 1], bandLo(t, sl.qRanges[2 * b], sl.kRanges[2 * b]), bandHi(t, sl.qRanges[2 * b + 1], sl.kRanges[2 * b + 1]), 0, 0, 0);
       }
       const ks: number[] = [];
@@ -186,7 +186,7 @@ function mapSlices(sl: SliceList, part: Int32Array, cs: number, kGlobal: Int32Ar
   const nK = kGlobal.length / 2;
   let cells = 0;
   for (let b = 0; b < sliceCount(sl); b++) {
-    const t = sl.types[b];
+    const t = sl.maskTypes[b];
     const q0 = sl.qRanges[2 * b];
     const q1 = sl.qRanges[2 * b + 1];
     const k0 = sl.kRanges[2 * b];
@@ -285,8 +285,8 @@ function checkSliceBox(sl: SliceList, rows: number, cols: number, where: string,
     const q1 = sl.qRanges[2 * b + 1];
     const k0 = sl.kRanges[2 * b];
     const k1 = sl.kRanges[2 * b + 1];
-    if (q0 < 0 || q1 < q0 || q1 > rows || k0 < 0 || k1 < k0 || k1 > cols || sl.types[b] > 3) {
-      fail(`${where} slice ${b}: ([${q0}, ${q1}), [${k0}, ${k1}), type ${sl.types[b]}) lies outside its ${rows} x ${cols} buffers`);
+    if (q0 < 0 || q1 < q0 || q1 > rows || k0 < 0 || k1 < k0 || k1 > cols || sl.maskTypes[b] > 3) {
+      fail(`${where} slice ${b}: ([${q0}, ${q1}), [${k0}, ${k1}), type ${sl.maskTypes[b]}) lies outside its ${rows} x ${cols} buffers`);
     }
   }
 }

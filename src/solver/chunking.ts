@@ -76,8 +76,8 @@ export function applyPadding(mask: SliceList, chunking: Chunking): SliceList {
   qRanges[2 * n] = chunking.unpaddedSeqlen;
   qRanges[2 * n + 1] = chunking.totalSeqlen;
   const types = new Uint8Array(n + 1);
-  types.set(mask.types);
-  return { qRanges, kRanges, types };
+  types.set(mask.maskTypes);
+  return { qRanges, kRanges, maskTypes: types };
 }
 
 /**
@@ -102,7 +102,7 @@ export function validateMask(mask: SliceList, totalSeqlenQ: number, totalSeqlenK
     const ke = mask.kRanges[2 * b + 1];
     if (qs < 0 || qe < qs) throw new AttnRangeError(`mask.qRanges[${b}]`, 'must be a half-open range with 0 <= start <= end', `got [${qs}, ${qe})`);
     if (ks < 0 || ke < ks) throw new AttnRangeError(`mask.kRanges[${b}]`, 'must be a half-open range with 0 <= start <= end', `got [${ks}, ${ke})`);
-    if (mask.types[b] > 3) throw new MaskError(`mask.types[${b}]`, 'integer mask type codes are 0=full, 1=causal, 2=inv_causal, 3=bi_causal', `got ${mask.types[b]}`);
+    if (mask.maskTypes[b] > 3) throw new MaskError(`mask.maskTypes[${b}]`, 'integer mask type codes are 0=full, 1=causal, 2=inv_causal, 3=bi_causal', `got ${mask.maskTypes[b]}`);
     if (qe > qs && ke > ks) valid = true;
   }
   checkSliceBounds(mask, totalSeqlenQ, totalSeqlenK);
@@ -165,7 +165,7 @@ export function buildChunkBuckets(mask: SliceList, chunking: Chunking): ChunkBuc
     const qe = mask.qRanges[2 * b + 1];
     const ks = mask.kRanges[2 * b];
     const ke = mask.kRanges[2 * b + 1];
-    const t = mask.types[b];
+    const t = mask.maskTypes[b];
     const lo = bandLo(t, qs, ks);
     const hi = bandHi(t, qe, ke);
     dLo[s] = lo;
@@ -199,7 +199,7 @@ export function buildChunkBuckets(mask: SliceList, chunking: Chunking): ChunkBuc
     const b = order[s];
     const ks = mask.kRanges[2 * b];
     const ke = mask.kRanges[2 * b + 1];
-    const t = mask.types[b];
+    const t = mask.maskTypes[b];
     for (let c = Math.floor(r0 / cs); c * cs < r1; c++) {
       const a = Math.max(r0, c * cs);
       const e = Math.min(r1, (c + 1) * cs);

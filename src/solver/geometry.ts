@@ -102,7 +102,7 @@ export class PieceBuffer {
       kRanges[2 * i] = this.k0[from + i];
       kRanges[2 * i + 1] = this.k1[from + i];
     }
-    return { qRanges, kRanges, types: this.type.slice(from, to) };
+    return { qRanges, kRanges, maskTypes: this.type.slice(from, to) };
   }
 }
 

@@ -100,8 +100,8 @@ type SliceJSON = Array<[[number, number], [number, number], AttnMaskType]>;
 
 function slicesToJSON(s: SliceList): SliceJSON {
   const out: SliceJSON = [];
-  for (let b = 0; b < s.types.length; b++) {
-    out.push([[s.qRanges[2 * b], s.qRanges[2 * b + 1]], [s.kRanges[2 * b], s.kRanges[2 * b + 1]], maskTypeFromInt(s.types[b])]);
+  for (let b = 0; b < s.maskTypes.length; b++) {
+    out.push([[s.qRanges[2 * b], s.qRanges[2 * b + 1]], [s.kRanges[2 * b], s.kRanges[2 * b + 1]], maskTypeFromInt(s.maskTypes[b])]);
   }
   return out;
 }
@@ -124,7 +124,7 @@ function slicesFromJSON(json: unknown, where: string): SliceList {
     kRanges[2 * b + 1] = k[1];
     types[b] = code;
   });
-  return { qRanges, kRanges, types };
+  return { qRanges, kRanges, maskTypes: types };
 }
 
 const arr = (a: ArrayLike<number>): number[] => Array.from(a);
@@ -284,11 +284,11 @@ export function planStats(plan: DistAttnPlan): PlanStats {
   const slices = new Int32Array(P);
   for (const r of plan.perRank) {
     let area = r.hostArea;
-    let nSlices = r.hostSlices.types.length;
+    let nSlices = r.hostSlices.maskTypes.length;
     for (const s of r.stages) {
       area += s.remoteArea;
       recv[r.rank] += s.stageBufferLength;
-      nSlices += s.remoteSlices.types.length;
+      nSlices += s.remoteSlices.maskTypes.length;
       const gc = s.groupCast;
       for (let i = 0; i < gc.inputSplitSizes.length; i++) send[r.rank] += gc.inputSplitSizes[i] * gc.dstIndices[i].length;
     }

@@ -64,7 +64,7 @@ export function planDistAttnTimed(request: PlanRequest, now: () => number = () =
   const plan: DistAttnPlan = {
     formatVersion: 1,
     cpSize: request.cpSize,
-    globalMask: { qRanges: request.mask.qRanges.slice(), kRanges: request.mask.kRanges.slice(), types: request.mask.types.slice() },
+    globalMask: { qRanges: request.mask.qRanges.slice(), kRanges: request.mask.kRanges.slice(), maskTypes: request.mask.maskTypes.slice() },
     totalSeqlenQ: request.totalSeqlenQ,
     totalSeqlenK: totalK,
     dispatchConfig,

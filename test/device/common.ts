@@ -115,7 +115,7 @@ export function nestedQSlices(tokensQ: number, n: number, kRange: (i: number) =>
 /** Key rows that no slice covers (1 = uncovered: their dk / dv must be exactly 0). */
 export function uncoveredKeys(slices: SliceList, tokensK: number): Uint8Array {
   const covered = new Uint8Array(tokensK);
-  for (let b = 0; b < slices.types.length; b++) covered.fill(1, slices.kRanges[2 * b], slices.kRanges[2 * b + 1]);
+  for (let b = 0; b < slices.maskTypes.length; b++) covered.fill(1, slices.kRanges[2 * b], slices.kRanges[2 * b + 1]);
   return covered.map((c) => 1 - c);
 }
 

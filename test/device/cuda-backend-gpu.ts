@@ -71,7 +71,7 @@ function reportOutGrads(label: string, got: OutGrads, ref: OutGrads, scaleNote: 
 }
 
 function maskOptions(slices: SliceList): { qRanges: Int32Array; kRanges: Int32Array; maskTypes: Uint8Array } {
-  return { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.types };
+  return { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.maskTypes };
 }
 
 const dev = openDevice();

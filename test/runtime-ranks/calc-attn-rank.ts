@@ -67,7 +67,7 @@ export default async function main(group: ProcessGroup, args: CalcAttnArgs): Pro
     const keyArgs = {
       qRanges: mask.qRanges,
       kRanges: mask.kRanges,
-      maskTypes: mask.types,
+      maskTypes: mask.maskTypes,
       totalSeqlenQ: c.n,
       numHeadsQ: c.headsQ,
       numHeadsKv: c.headsKv,
@@ -100,7 +100,7 @@ export default async function main(group: ProcessGroup, args: CalcAttnArgs): Pro
     }
     if (group.rank !== 0) continue;
 
-    const maskOpts = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.types, sink, softcap: c.softcap };
+    const maskOpts = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes, sink, softcap: c.softcap };
     const ref = flexFlashAttn(q, k, v, { ...maskOpts, returnMaxLogits: true });
     // The reference backward gets the distributed out and lse (what a user's backward sees): with
     // 16-bit inputs a flipped rounding of out would otherwise pass into every gradient through

@@ -88,8 +88,8 @@ export function randomMask(rng: Rng, family: MaskFamily, n: number): SliceList {
 /** Dense cell counts of a mask (row-major, n x n), straight from the cell rule. */
 export function denseCounts(mask: SliceList, n: number): Uint16Array {
   const out = new Uint16Array(n * n);
-  for (let b = 0; b < mask.types.length; b++) {
-    const type = maskTypeFromInt(mask.types[b]);
+  for (let b = 0; b < mask.maskTypes.length; b++) {
+    const type = maskTypeFromInt(mask.maskTypes[b]);
     const [qs, qe, ks, ke] = [mask.qRanges[2 * b], mask.qRanges[2 * b + 1], mask.kRanges[2 * b], mask.kRanges[2 * b + 1]];
     for (let q = qs; q < qe; q++) for (let k = ks; k < ke; k++) if (isCellUnmasked(type, q - qs, k - ks, qe - qs, ke - ks)) out[q * n + k]++;
   }
@@ -115,8 +115,8 @@ export function densePlanCounts(plan: DistAttnPlan, n: number): { counts: Uint16
     const rowIds: number[] = [];
     for (const c of plan.dispatch.partitions[rp.rank]) for (let t = 0; t < cs; t++) rowIds.push(c * cs + t);
     const paint = (sl: SliceList, colIds: number[]): void => {
-      for (let b = 0; b < sl.types.length; b++) {
-        const type = maskTypeFromInt(sl.types[b]);
+      for (let b = 0; b < sl.maskTypes.length; b++) {
+        const type = maskTypeFromInt(sl.maskTypes[b]);
         const [qs, qe, ks, ke] = [sl.qRanges[2 * b], sl.qRanges[2 * b + 1], sl.kRanges[2 * b], sl.kRanges[2 * b + 1]];
         for (let q = qs; q < qe; q++) {
           for (let k = ks; k < ke; k++) {

@@ -21,7 +21,7 @@ export function sliceBox(slices: SliceList, b: number): SliceBox {
     qEnd: slices.qRanges[2 * b + 1],
     kStart: slices.kRanges[2 * b],
     kEnd: slices.kRanges[2 * b + 1],
-    code: slices.types[b],
+    code: slices.maskTypes[b],
   };
 }
 

@@ -64,7 +64,7 @@ interface CacheEntry<P> {
   key: string;
   qRanges: Int32Array;
   kRanges: Int32Array;
-  types: Uint8Array;
+  maskTypes: Uint8Array;
   problem: P;
 }
 
@@ -82,7 +82,7 @@ class ProblemCache<P extends { free(): void }> {
   /** The cached problem, or a new one from `make`; `release` must be called when the launch is queued. */
   get(key: string, slices: SliceList, make: () => P): { problem: P; release: () => void } {
     const i = this.entries.findIndex(
-      (e) => e.key === key && sameArray(e.types, slices.types) && sameArray(e.qRanges, slices.qRanges) && sameArray(e.kRanges, slices.kRanges),
+      (e) => e.key === key && sameArray(e.maskTypes, slices.maskTypes) && sameArray(e.qRanges, slices.qRanges) && sameArray(e.kRanges, slices.kRanges),
     );
     if (i >= 0) {
       const [e] = this.entries.splice(i, 1);
@@ -91,7 +91,7 @@ class ProblemCache<P extends { free(): void }> {
     }
     const problem = make();
     if (this.capacity === 0) return { problem, release: () => problem.free() };
-    this.entries.push({ key, qRanges: slices.qRanges.slice(), kRanges: slices.kRanges.slice(), types: slices.types.slice(), problem });
+    this.entries.push({ key, qRanges: slices.qRanges.slice(), kRanges: slices.kRanges.slice(), maskTypes: slices.maskTypes.slice(), problem });
     while (this.entries.length > this.capacity) this.entries.shift()!.problem.free();
     return { problem, release: () => {} };
   }

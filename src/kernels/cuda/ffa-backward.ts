@@ -61,8 +61,8 @@ export interface FfaBackwardPlan {
  */
 export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: number, blockN: number, blockM = FFA_BWD_BLOCK_M): FfaBackwardPlan {
   const items: Array<[number, number, number, number, number]> = [];
-  for (let b = 0; b < slices.types.length; b++) {
-    const type = slices.types[b];
+  for (let b = 0; b < slices.maskTypes.length; b++) {
+    const type = slices.maskTypes[b];
     const qs = slices.qRanges[2 * b];
     const qe = slices.qRanges[2 * b + 1];
     const ks = slices.kRanges[2 * b];
@@ -318,7 +318,7 @@ export class FfaBackwardProblem {
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(4));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
-    this.types = dev.upload(nonEmpty(Int32Array.from(slices.types)));
+    this.types = dev.upload(nonEmpty(Int32Array.from(slices.maskTypes)));
     this.work = dev.upload(nonEmpty(this.plan.work));
     const rows = shape.tokensQ * shape.headsQ;
     this.lseLog2 = dev.alloc(Math.max(4, rows * 4));

@@ -142,7 +142,7 @@ export interface GroupedWork {
  * are pairwise disjoint (greedy in slice order); each group's work items keep the plan's order.
  */
 export function planDeterministicForward(plan: FfaForwardPlan, slices: SliceList): GroupedWork {
-  const n = slices.types.length;
+  const n = slices.maskTypes.length;
   const hasWork = new Uint8Array(n);
   for (let i = 0; i < plan.numWork; i++) hasWork[plan.work[2 * i]] = 1;
   const { group, groups } = greedyDisjointGroups(n, 1, (b) => (hasWork[b] ? [slices.qRanges[2 * b], slices.qRanges[2 * b + 1]] : [0, 0]));
@@ -173,8 +173,8 @@ export function planFfaForward(slices: SliceList, tokensQ: number, blockM = FFA_
   const items: Array<[number, number, number]> = []; // slice, m0, k tiles
   const spans: Array<[number, number]> = []; // covered row spans
   const sliceSpans: Array<[number, number]> = [];
-  for (let b = 0; b < slices.types.length; b++) {
-    const type = slices.types[b];
+  for (let b = 0; b < slices.maskTypes.length; b++) {
+    const type = slices.maskTypes[b];
     const qs = slices.qRanges[2 * b];
     const qe = slices.qRanges[2 * b + 1];
     const ks = slices.kRanges[2 * b];
@@ -470,7 +470,7 @@ export class FfaForwardProblem {
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(2));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
-    this.types = dev.upload(nonEmpty(Int32Array.from(slices.types)));
+    this.types = dev.upload(nonEmpty(Int32Array.from(slices.maskTypes)));
     this.work = dev.upload(nonEmpty(this.plan.work));
     this.uncovered = !this.merge && this.plan.uncoveredRows.length > 0 ? dev.upload(this.plan.uncoveredRows) : null;
     const rows = shape.tokensQ * shape.headsQ;
