@@ -556,7 +556,7 @@ test('bad arguments are rejected before any work, naming the argument', () => {
   assert.throws(fwd({}, { kRanges: [[2, 1]] }), names('kRanges[0]'));
   assert.throws(fwd({}, { kRanges: [[0, 7]] }), names('kRanges[0]'));
   assert.throws(fwd({}, { kRanges: [[0, 6], [0, 6]] }), names('kRanges'));
-  assert.throws(fwd({}, { maskTypes: 'sideways' }), names('maskType'));
+  assert.throws(fwd({}, { maskTypes: 'sideways' }), names('maskTypes'));
   assert.throws(fwd({}, { maskTypes: [4] }), names('maskTypes[0]'));
   assert.throws(fwd({}, { softcap: -1 }), names('softcap'));
   assert.throws(fwd({}, { softmaxScale: 0 }), names('softmaxScale'));

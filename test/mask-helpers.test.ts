@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { MaskError } from '../src/errors.js';
-import { isCellUnmasked, type AttnMaskType } from '../src/mask/mask-type.js';
+import { type AttnMaskType } from '../src/mask/mask-type.js';
+import { isCellUnmasked } from '../src/mask/geometry.js';
 import { makeSliceList, sliceAt, sliceListArea, sliceListToJSON, type SliceList } from '../src/mask/slice-list.js';
 import {
   blockCausalMask,

@@ -1,15 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MaskError } from '../src/errors.js';
-import {
-  AttnMaskType,
-  isCellUnmasked,
-  maskTypeFromInt,
-  maskTypeToInt,
-  parseMaskType,
-  rowKeyInterval,
-  sliceArea,
-} from '../src/mask/mask-type.js';
+import { AttnMaskType, maskTypeFromInt, maskTypeToInt, parseMaskType } from '../src/mask/mask-type.js';
+import { isCellUnmasked, rowKeyInterval, sliceArea } from '../src/mask/geometry.js';
 
 const TYPES = [AttnMaskType.FULL, AttnMaskType.CAUSAL, AttnMaskType.INVCAUSAL, AttnMaskType.BICAUSAL];
 

@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeSliceList } from '../src/mask/slice-list.js';
-import { isCellUnmasked, maskTypeFromInt } from '../src/mask/mask-type.js';
+import { maskTypeFromInt } from '../src/mask/mask-type.js';
 import { applyPadding, buildChunkBuckets, computePadSize, resolveChunking } from '../src/solver/chunking.js';
 import { resolveDispatchConfig } from '../src/solver/config.js';
-import { emitBand, bandHi, bandLo, PieceBuffer, tidyPieces } from '../src/solver/geometry.js';
+import { emitBand, bandHi, bandLo, isCellUnmasked, SliceBuffer } from '../src/mask/geometry.js';
+import { tidyPieces } from '../src/solver/pieces.js';
 import { Rng, freshSeed } from '../src/util/rng.js';
-import { denseCounts, MASK_FAMILIES, randomMask } from './util/solver-masks.js';
+import { MASK_FAMILIES, randomMask } from './util/solver-masks.js';
+import { denseCounts } from '../src/solver/dense-oracle.js';
 
 test('computePadSize is (-N) mod (chunk * cp)', () => {
   assert.equal(computePadSize(4096, 4, 128), 0);
@@ -103,10 +105,10 @@ test('emitBand and tidyPieces keep every cell of a band cut by rectangles (dense
     const dHi = bandHi(t, qe, ke);
     // Cut the key axis into random pieces and the rows into two halves, then tidy the lot.
     const cuts = [ks, ...Array.from({ length: rng.int(0, 3) }, () => rng.int(ks, ke)), ke].sort((a, b) => a - b);
-    const buf = new PieceBuffer(4);
+    const buf = new SliceBuffer(4);
     for (let i = 0; i + 1 < cuts.length; i++) emitBand(buf, qs, qe, cuts[i], cuts[i + 1], dLo, dHi, 0, 0, 0);
     const before = buf.length;
-    tidyPieces(buf, 0, new PieceBuffer(4));
+    tidyPieces(buf, 0, new SliceBuffer(4));
     assert.ok(buf.length <= Math.max(before, 3), `seed ${seed}: tidy grew the list`);
     const want = new Uint8Array(n * n);
     const type = maskTypeFromInt(t);
@@ -124,11 +126,11 @@ test('emitBand and tidyPieces keep every cell of a band cut by rectangles (dense
 
 test('a causal slice cut at a host gap fuses back into one CAUSAL slice per row group', () => {
   // Rows [8, 12) of causal [0,16)x[0,16), keys held in two local pieces [0, 4) and [8, 16) packed end to end.
-  const buf = new PieceBuffer(4);
+  const buf = new SliceBuffer(4);
   const dHi = 0;
   emitBand(buf, 8, 12, 0, 4, -(2 ** 40), dHi, -8, 0, 0);
   emitBand(buf, 8, 12, 8, 16, -(2 ** 40), dHi, -8, 4 - 8, 0);
-  tidyPieces(buf, 0, new PieceBuffer(4));
+  tidyPieces(buf, 0, new SliceBuffer(4));
   assert.equal(buf.length, 1);
   assert.deepEqual([buf.q0[0], buf.q1[0], buf.k0[0], buf.k1[0], buf.type[0]], [0, 4, 0, 8, 1]);
 });

@@ -10,7 +10,7 @@
  * returned in fresh float64 tensors (lse, maxLogits and dsink too).
  */
 import { Tensor } from '../tensor.js';
-import { isCellUnmasked, maskTypeFromInt } from '../mask/mask-type.js';
+import { isCellUnmasked } from '../mask/geometry.js';
 import type { SliceList } from '../mask/slice-list.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult } from './backend.js';
 
@@ -18,7 +18,7 @@ import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResu
 export function cellMultiplicity(slices: SliceList, tokensQ: number, tokensK: number): Int32Array {
   const count = new Int32Array(tokensQ * tokensK);
   for (let b = 0; b < slices.maskTypes.length; b++) {
-    const type = maskTypeFromInt(slices.maskTypes[b]);
+    const type = slices.maskTypes[b];
     const qs = slices.qRanges[2 * b];
     const qe = slices.qRanges[2 * b + 1];
     const ks = slices.kRanges[2 * b];

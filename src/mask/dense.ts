@@ -3,7 +3,7 @@
  * a hot path should call these: they cost Tq x Tk bytes.
  */
 import { MaskError } from '../errors.js';
-import { rowKeyEnd, rowKeyStart } from './mask-type.js';
+import { rowKeyEnd, rowKeyStart } from './geometry.js';
 import { checkSliceBounds, type SliceList } from './slice-list.js';
 
 /** Largest mask these helpers will materialise (4 GiB of counts is not a test any more). */

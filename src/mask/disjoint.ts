@@ -3,12 +3,13 @@
  * twice in the softmax, so masks meant to be exact are checked here, without materialising them.
  *
  * Every slice sees, in query row q, one key interval whose ends are linear in q with slope 0 or 1
- * (mask-type.ts). For two slices on their shared rows, max(starts) - min(ends) is then convex in q,
+ * (geometry.ts). For two slices on their shared rows, max(starts) - min(ends) is then convex in q,
  * and it is negative somewhere exactly when it is negative at a shared row's end or where two
  * start lines or two end lines cross (integer rows, since slopes differ by 1). So each pair costs
  * O(1); a sweep over slices sorted by query start only pairs slices whose rows overlap.
  */
 import { MaskError } from '../errors.js';
+import { bandHi, bandLo, CAUSAL, INVCAUSAL } from './geometry.js';
 import { sliceAt, type SliceList } from './slice-list.js';
 
 export interface SharedCell {
@@ -78,17 +79,21 @@ function sharedCellOfPair(slices: SliceList, a: number, b: number): [number, num
   const last = Math.min(qeA, qeB) - 1;
   if (first > last || Math.max(ksA, ksB) >= Math.min(keA, keB)) return null;
 
-  // Row q's keys in a slice are [start(q), end(q)); each end is c + slope * q. Starts move with q
-  // for the types that are top-left aligned (code bit 2), ends for bottom-right aligned (bit 1);
-  // without clipping to the k range, which the other end already enforces on the shared rows.
-  const slopeStartA = (types[a] & 2) >> 1;
-  const slopeStartB = (types[b] & 2) >> 1;
-  const slopeEndA = types[a] & 1;
-  const slopeEndB = types[b] & 1;
-  const cStartA = slopeStartA ? ksA - qsA : ksA;
-  const cStartB = slopeStartB ? ksB - qsB : ksB;
-  const cEndA = slopeEndA ? keA - qeA + 1 : keA;
-  const cEndB = slopeEndB ? keB - qeB + 1 : keB;
+  // Row q's keys in a slice are [start(q), end(q)), each end c + slope * q: a diagonal edge
+  // (geometry.ts' band bounds) has slope 1, a straight one slope 0. No clipping to the k range is
+  // needed: the other end already enforces it on the shared rows.
+  const line = (x: number): [number, number, number, number] => {
+    const t = types[x];
+    const qs = qRanges[2 * x];
+    const qe = qRanges[2 * x + 1];
+    const ks = kRanges[2 * x];
+    const ke = kRanges[2 * x + 1];
+    const slopeStart = (t & INVCAUSAL) !== 0 ? 1 : 0;
+    const slopeEnd = (t & CAUSAL) !== 0 ? 1 : 0;
+    return [slopeStart ? bandLo(t, qs, ks) : ks, slopeStart, slopeEnd ? bandHi(t, qe, ke) + 1 : ke, slopeEnd];
+  };
+  const [cStartA, slopeStartA, cEndA, slopeEndA] = line(a);
+  const [cStartB, slopeStartB, cEndB, slopeEndB] = line(b);
 
   const test = (q: number): [number, number] | null => {
     const start = Math.max(cStartA + slopeStartA * q, cStartB + slopeStartB * q);

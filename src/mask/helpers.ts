@@ -3,96 +3,15 @@
  * tokens, block-causal) as slice lists, and a sampler of packed document lengths for benchmarks.
  *
  * Every builder emits slices that never share a (q, k) cell, because a shared cell would count
- * twice in the softmax. All sliding-window shapes come from one function, `pushBand`, which cuts
- * a diagonal band of a rectangle into at most three slices (CAUSAL, FULL or BICAUSAL, INVCAUSAL).
+ * twice in the softmax. Every sliding-window shape is a diagonal band cut by a rectangle, which
+ * geometry.ts' emitBand turns into at most three slices (CAUSAL, FULL or BICAUSAL, INVCAUSAL).
  */
 import { MaskError } from '../errors.js';
 import type { Rng } from '../util/rng.js';
 import { DOC_LENGTH_HISTOGRAM } from './doc-length-histogram.js';
-import { type AttnMaskType, MASK_TYPE_CODES, parseMaskType } from './mask-type.js';
+import { CAUSAL, emitBand, FULL, SliceBuffer, UNBOUNDED } from './geometry.js';
 import { AttnRange, type RangeLike } from './range.js';
 import type { SliceList } from './slice-list.js';
-
-const FULL = MASK_TYPE_CODES.full;
-const CAUSAL = MASK_TYPE_CODES.causal;
-const INVCAUSAL = MASK_TYPE_CODES.inv_causal;
-const BICAUSAL = MASK_TYPE_CODES.bi_causal;
-
-/** Collects slices one by one and packs them into a SliceList (no validation: for trusted code). */
-export class SliceListBuilder {
-  readonly #q: number[] = [];
-  readonly #k: number[] = [];
-  readonly #types: number[] = [];
-
-  push(qStart: number, qEnd: number, kStart: number, kEnd: number, type: AttnMaskType | number): this {
-    this.#q.push(qStart, qEnd);
-    this.#k.push(kStart, kEnd);
-    this.#types.push(typeof type === 'number' ? type : MASK_TYPE_CODES[parseMaskType(type)]);
-    return this;
-  }
-
-  append(slices: SliceList): this {
-    for (let b = 0; b < slices.maskTypes.length; b++) {
-      this.push(slices.qRanges[2 * b], slices.qRanges[2 * b + 1], slices.kRanges[2 * b], slices.kRanges[2 * b + 1], slices.maskTypes[b]);
-    }
-    return this;
-  }
-
-  get size(): number {
-    return this.#types.length;
-  }
-
-  build(): SliceList {
-    return { qRanges: Int32Array.from(this.#q), kRanges: Int32Array.from(this.#k), maskTypes: Uint8Array.from(this.#types) };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Diagonal bands
-
-/**
- * Pushes, in q order, at most three slices that cover exactly the cells
- *   { (q, k) : q in [qs, qe), k in [ks, ke), dLo <= k - q <= dHi }
- * (dLo = -Infinity / dHi = +Infinity for an open side). Row q sees [max(ks, q + dLo),
- * min(ke, q + dHi + 1)): its left edge is pinned to ks up to row p = ks - dLo and follows the
- * diagonal after; its right edge follows the diagonal up to row r = ke - dHi and is pinned to ke
- * from there. So rows below min(p, r) form a CAUSAL slice, rows from max(p, r) an INVCAUSAL one,
- * and the rows between a BICAUSAL (p < r: both edges move) or FULL (r < p: neither moves) one.
- * Rows that see nothing are left out.
- *
- * `tight` additionally treats a bound that cuts no row as open, so a band that happens to fill
- * the rectangle becomes one FULL slice; the reference-exact sliding window leaves it off, because
- * the reference only opens a window at w >= Lk - 1 and its slicing must be reproduced as is.
- */
-function pushBand(out: SliceListBuilder, qs: number, qe: number, ks: number, ke: number, dLo: number, dHi: number, tight = false): void {
-  if (qs >= qe || ks >= ke) return;
-  // An open side becomes the bound just outside the box, so p or r falls off the row range.
-  if (dLo === -Infinity) dLo = ks - qe;
-  if (dHi === Infinity) dHi = ke - qs;
-  if (dLo > dHi) return;
-  const rowStart = Math.max(qs, ks - dHi);
-  const rowEnd = Math.min(qe, ke - dLo);
-  if (rowStart >= rowEnd) return;
-  let p = ks - dLo;
-  let r = ke - dHi;
-  if (tight) {
-    // Row q's left edge is cut only when q > p, its right edge only when q < r - 1.
-    if (p >= rowEnd - 1) p = rowEnd;
-    if (r - 1 <= rowStart) r = rowStart;
-  }
-  const lo = clamp(Math.min(p, r), rowStart, rowEnd);
-  const hi = clamp(Math.max(p, r), rowStart, rowEnd);
-  if (rowStart < lo) out.push(rowStart, lo, ks, lo + dHi, CAUSAL);
-  if (lo < hi) {
-    if (p < r) out.push(lo, hi, lo + dLo, hi + dHi, BICAUSAL);
-    else out.push(lo, hi, ks, ke, FULL);
-  }
-  if (hi < rowEnd) out.push(hi, rowEnd, hi + dLo, ke, INVCAUSAL);
-}
-
-function clamp(x: number, lo: number, hi: number): number {
-  return Math.min(hi, Math.max(lo, x));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Sliding window
@@ -109,19 +28,19 @@ export function inferMaskFromSlidingWindow(qRange: RangeLike, kRange: RangeLike,
   const q = AttnRange.fromRange(qRange, 'qRange');
   const k = AttnRange.fromRange(kRange, 'kRange');
   const [wl, wr] = checkWindowSize(windowSize);
-  const out = new SliceListBuilder();
+  const out = new SliceBuffer();
   pushSlidingWindow(out, q.start, q.end, k.start, k.end, wl, wr);
-  return out.build();
+  return out.toSliceList();
 }
 
-function pushSlidingWindow(out: SliceListBuilder, qs: number, qe: number, ks: number, ke: number, wl: number, wr: number): void {
+function pushSlidingWindow(out: SliceBuffer, qs: number, qe: number, ks: number, ke: number, wl: number, wr: number): void {
   const lk = ke - ks;
   const lq = Math.min(qe - qs, lk);
   if (lq <= 0) return;
-  const left = wl === -1 || wl >= lk - 1 ? Infinity : wl;
-  const right = wr === -1 || wr >= lk - 1 ? Infinity : wr;
+  const left = wl === -1 || wl >= lk - 1 ? UNBOUNDED : wl;
+  const right = wr === -1 || wr >= lk - 1 ? UNBOUNDED : wr;
   const diagShift = ke - qe;
-  pushBand(out, qe - lq, qe, ks, ke, diagShift - left, diagShift + right);
+  emitBand(out, qe - lq, qe, ks, ke, diagShift - left, diagShift + right, 0, 0, 0, false);
 }
 
 function checkWindowSize(windowSize: readonly [number, number], argument = 'windowSize'): [number, number] {
@@ -188,7 +107,7 @@ export function inferMaskFromCuSeqlens(
     throw new MaskError('globalWindowSize', 'needs self-attention samples (cuSeqlensQ == cuSeqlensK)');
   }
 
-  const out = new SliceListBuilder();
+  const out = new SliceBuffer();
   for (let b = 0; b + 1 < cuSeqlensQ.length; b++) {
     const qs = cuSeqlensQ[b];
     const qe = cuSeqlensQ[b + 1];
@@ -199,7 +118,7 @@ export function inferMaskFromCuSeqlens(
     else if (useGlobal) pushGlobalWindow(out, qs, qe, wl, wr, globalWindow);
     else pushSlidingWindow(out, qs, qe, ks, ke, wl, wr);
   }
-  return { slices: out.build(), totalQ: cuSeqlensQ[cuSeqlensQ.length - 1], totalK: cuSeqlensK[cuSeqlensK.length - 1] };
+  return { slices: out.toSliceList(), totalQ: cuSeqlensQ[cuSeqlensQ.length - 1], totalK: cuSeqlensK[cuSeqlensK.length - 1] };
 }
 
 /**
@@ -210,12 +129,12 @@ export function inferMaskFromCuSeqlens(
  * each one band, which gives the same cells in at most five disjoint slices (the global columns
  * need no INVCAUSAL piece).
  */
-function pushGlobalWindow(out: SliceListBuilder, s: number, e: number, wl: number, wr: number, globalWindow: number): void {
+function pushGlobalWindow(out: SliceBuffer, s: number, e: number, wl: number, wr: number, globalWindow: number): void {
   const g = Math.min(globalWindow, e - s);
-  const left = wl === -1 ? -Infinity : -wl;
-  const right = wr === -1 ? Infinity : wr;
-  pushBand(out, s, e, s, s + g, -Infinity, right, true);
-  pushBand(out, s, e, s + g, e, left, right, true);
+  const left = wl === -1 ? -UNBOUNDED : -wl;
+  const right = wr === -1 ? UNBOUNDED : wr;
+  emitBand(out, s, e, s, s + g, -UNBOUNDED, right, 0, 0, 0);
+  emitBand(out, s, e, s + g, e, left, right, 0, 0, 0);
 }
 
 function checkCuSeqlens(cu: ArrayLike<number>, argument: string): void {
@@ -289,7 +208,7 @@ export function slidingWindowMask(cuSeqlensOrTotal: CuSeqlensOrTotal, windowSize
 export function blockCausalMask(cuSeqlensOrTotal: CuSeqlensOrTotal, blockSize: number): SliceList {
   const cu = toCuSeqlens(cuSeqlensOrTotal, 'cuSeqlensOrTotal');
   if (!Number.isSafeInteger(blockSize) || blockSize <= 0) throw new MaskError('blockSize', 'must be a positive integer', `got ${blockSize}`);
-  const out = new SliceListBuilder();
+  const out = new SliceBuffer();
   for (let b = 0; b + 1 < cu.length; b++) {
     const docStart = cu[b];
     const docEnd = cu[b + 1];
@@ -298,7 +217,7 @@ export function blockCausalMask(cuSeqlensOrTotal: CuSeqlensOrTotal, blockSize: n
       out.push(blockStart, blockEnd, docStart, blockEnd, FULL);
     }
   }
-  return out.build();
+  return out.toSliceList();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
  * builders, dense views and the disjointness check. Everything here is pure and runs in a browser.
  */
 export * from './mask-type.js';
+export { isCellUnmasked, rowKeyInterval, sliceArea, visibleRows, SliceBuffer, type MaskTypeOrCode } from './geometry.js';
 export * from './slice-list.js';
 export * from './range.js';
 export * from './ranges.js';

@@ -4,7 +4,8 @@
  *
  * Unlike the reference, a range is immutable (every operation returns a new one), so a range held
  * inside a key or a plan can never be changed behind its owner's back, and sharing is safe.
- * Positions are non-negative safe integers; an empty range (start == end) is legal.
+ * Positions are integers in [0, 2^31) (masks and plans hold them in Int32Arrays); an empty range
+ * (start == end) is legal.
  */
 import { AttnRangeError } from '../errors.js';
 
@@ -145,7 +146,10 @@ export function checkRangeEnds(start: number, end: number, argument: string): vo
   }
   if (start < 0) throw new AttnRangeError(argument, 'range start must be >= 0', `got [${start}, ${end})`);
   if (end < start) throw new AttnRangeError(argument, 'range end must be >= start', `got [${start}, ${end})`);
+  if (end > INT32_MAX) throw new AttnRangeError(argument, 'range ends must fit in int32, as every mask and plan does', `got [${start}, ${end})`);
 }
+
+const INT32_MAX = 2 ** 31 - 1;
 
 function describe(value: unknown): string {
   try {

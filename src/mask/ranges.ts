@@ -14,11 +14,12 @@
  */
 import { AttnRangeError } from '../errors.js';
 import { AttnRange, type RangeLike } from './range.js';
+import { intersectRanges, lastRangeStartingAtOrBefore, localOffsets, mergeRanges, rangesLength, subtractRanges } from './range-list.js';
 
 /** Packed positions of the merged ranges, built once per list and dropped by every mutation. */
 interface LocalIndex {
-  readonly mergedStarts: Float64Array;
-  readonly mergedEnds: Float64Array;
+  /** The merged ranges, flat. */
+  readonly merged: Int32Array;
   /** localStarts[t] = total length of merged ranges before t. */
   readonly localStarts: Float64Array;
 }
@@ -142,17 +143,15 @@ export class AttnRanges implements Iterable<AttnRange> {
    * reference ([[0, 5), [7, 7), [9, 12)] stays three ranges).
    */
   merge(): AttnRanges {
-    return new AttnRanges(mergeSorted(this.#sortedArray()));
+    return fromFlat(mergeRanges(this.#flat(), true));
   }
 
   /** merge() after widening every range outward to multiples of `alignment`. */
   mergeWithSplitAlignment(alignment = 1): AttnRanges {
     checkPositiveInt(alignment, 'alignment');
     if (alignment === 1) return this.merge();
-    const widened = this.#ranges.map(
-      (r) => new AttnRange(Math.floor(r.start / alignment) * alignment, Math.ceil(r.end / alignment) * alignment),
-    );
-    return new AttnRanges(mergeSorted(widened.sort((a, b) => a.start - b.start)));
+    const widened = this.#flat().map((x, i) => (i % 2 === 0 ? Math.floor(x / alignment) : Math.ceil(x / alignment)) * alignment);
+    return fromFlat(mergeRanges(widened, true));
   }
 
   /**
@@ -304,51 +303,19 @@ export class AttnRanges implements Iterable<AttnRange> {
    * [[0, 10), [5, 15), [8, 12)] gives 9. (Σ coverage minus the covered set's size.)
    */
   intersectSize(): number {
-    let covered = 0;
-    for (const r of mergeSorted(this.#sortedArray())) covered += r.seqlen;
-    return this.totalSeqlen - covered;
+    return this.totalSeqlen - rangesLength(mergeRanges(this.#flat()));
   }
 
-  // ---- set operations (inputs are never modified) ----
+  // ---- set operations (inputs are never modified; they run on the flat range algebra) ----
 
   /** Set intersection of the two lists' covered positions, as a merged list. */
   findOverlapRanges(other: AttnRanges, hints: MergedHints = {}): AttnRanges {
-    const a = hints.selfMerged ? this.#ranges : mergeSorted(this.#sortedArray());
-    const b = hints.otherMerged ? other.#ranges : mergeSorted(other.#sortedArray());
-    const out: AttnRange[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < a.length && j < b.length) {
-      const start = Math.max(a[i].start, b[j].start);
-      const end = Math.min(a[i].end, b[j].end);
-      if (start < end) pushFused(out, start, end);
-      if (a[i].end < b[j].end) i++;
-      else j++;
-    }
-    return new AttnRanges(out);
+    return fromFlat(intersectRanges(this.#mergedFlat(hints.selfMerged), other.#mergedFlat(hints.otherMerged)));
   }
 
   /** Set difference: positions covered by this list and not by `other`, as a merged list. */
   findHoleRanges(other: AttnRanges, hints: MergedHints = {}): AttnRanges {
-    const a = hints.selfMerged ? this.#ranges : mergeSorted(this.#sortedArray());
-    const b = hints.otherMerged ? other.#ranges : mergeSorted(other.#sortedArray());
-    const out: AttnRange[] = [];
-    let j = 0;
-    for (const r of a) {
-      let cursor = r.start;
-      // Ranges of b that end before r cannot cut r or any later range of a.
-      while (j < b.length && b[j].end <= cursor) j++;
-      let k = j;
-      while (k < b.length && b[k].start < r.end) {
-        if (b[k].start > cursor) pushFused(out, cursor, b[k].start);
-        cursor = Math.max(cursor, b[k].end);
-        if (b[k].end > r.end) break;
-        k++;
-      }
-      if (cursor < r.end) pushFused(out, cursor, r.end);
-      j = k;
-    }
-    return new AttnRanges(out);
+    return fromFlat(subtractRanges(this.#mergedFlat(hints.selfMerged), other.#mergedFlat(hints.otherMerged)));
   }
 
   // ---- local coordinates ----
@@ -365,10 +332,10 @@ export class AttnRanges implements Iterable<AttnRange> {
     if (t < 0) {
       throw new AttnRangeError(argument, 'must lie inside one merged range of the ranges it is made local to', `${r} is not inside any single range of ${this.merge()}`);
     }
-    const localStart = index.localStarts[t] + r.start - index.mergedStarts[t];
+    const localStart = index.localStarts[t] + r.start - index.merged[2 * t];
     return {
       localRange: new AttnRange(localStart, localStart + r.seqlen),
-      mergedRange: new AttnRange(index.mergedStarts[t], index.mergedEnds[t]),
+      mergedRange: new AttnRange(index.merged[2 * t], index.merged[2 * t + 1]),
     };
   }
 
@@ -383,7 +350,7 @@ export class AttnRanges implements Iterable<AttnRange> {
       if (t < 0) {
         throw new AttnRangeError(`${argument}[${i}]`, 'must lie inside one merged range of the ranges it is made local to', `${r} is not inside any single range of ${this.merge()}`);
       }
-      const localStart = index.localStarts[t] + r.start - index.mergedStarts[t];
+      const localStart = index.localStarts[t] + r.start - index.merged[2 * t];
       out.push(new AttnRange(localStart, localStart + r.seqlen));
       i++;
     }
@@ -394,74 +361,40 @@ export class AttnRanges implements Iterable<AttnRange> {
     return this.isSorted() ? this.#ranges : this.#ranges.slice().sort((a, b) => a.start - b.start);
   }
 
+  /** The ranges in list order as a flat [s0, e0, s1, e1, ...] list. */
+  #flat(): Int32Array {
+    const out = new Int32Array(2 * this.size);
+    this.#ranges.forEach((r, i) => {
+      out[2 * i] = r.start;
+      out[2 * i + 1] = r.end;
+    });
+    return out;
+  }
+
+  /** The flat list merged (or as is, when the caller promises it already is). */
+  #mergedFlat(promisedMerged = false): Int32Array {
+    return promisedMerged ? this.#flat() : mergeRanges(this.#flat());
+  }
+
   #getLocalIndex(): LocalIndex {
     if (this.#localIndex === undefined) {
-      const merged = mergeSorted(this.#sortedArray());
-      const mergedStarts = new Float64Array(merged.length);
-      const mergedEnds = new Float64Array(merged.length);
-      const localStarts = new Float64Array(merged.length);
-      let offset = 0;
-      merged.forEach((r, t) => {
-        mergedStarts[t] = r.start;
-        mergedEnds[t] = r.end;
-        localStarts[t] = offset;
-        offset += r.seqlen;
-      });
-      this.#localIndex = { mergedStarts, mergedEnds, localStarts };
+      const merged = mergeRanges(this.#flat(), true);
+      this.#localIndex = { merged, localStarts: localOffsets(merged) };
     }
     return this.#localIndex;
   }
 }
 
-/** Fuses a start-sorted array: overlapping and tangent ranges join; see AttnRanges.merge. */
-function mergeSorted(sorted: readonly AttnRange[]): AttnRange[] {
+function fromFlat(r: Int32Array): AttnRanges {
   const out: AttnRange[] = [];
-  if (sorted.length === 0) return out;
-  let start = sorted[0].start;
-  let end = sorted[0].end;
-  let first = sorted[0];
-  let fused = false;
-  for (let i = 1; i < sorted.length; i++) {
-    const r = sorted[i];
-    if (r.start <= end) {
-      if (r.end > end) end = r.end;
-      fused = true;
-    } else {
-      out.push(fused ? new AttnRange(start, end) : first);
-      start = r.start;
-      end = r.end;
-      first = r;
-      fused = false;
-    }
-  }
-  out.push(fused ? new AttnRange(start, end) : first);
-  return out;
-}
-
-/** Appends [start, end), fusing with the last range when they touch, so the output stays merged. */
-function pushFused(out: AttnRange[], start: number, end: number): void {
-  const last = out[out.length - 1];
-  if (last !== undefined && last.end >= start) out[out.length - 1] = new AttnRange(last.start, Math.max(last.end, end));
-  else out.push(new AttnRange(start, end));
+  for (let i = 0; i < r.length; i += 2) out.push(new AttnRange(r[i], r[i + 1]));
+  return new AttnRanges(out);
 }
 
 /** Index of the merged range holding [start, end), or -1. */
 function findHolder(index: LocalIndex, start: number, end: number): number {
-  const starts = index.mergedStarts;
-  // Last merged range whose start is <= start (binary search).
-  let lo = 0;
-  let hi = starts.length - 1;
-  let t = -1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    if (starts[mid] <= start) {
-      t = mid;
-      lo = mid + 1;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  if (t < 0 || end > index.mergedEnds[t]) return -1;
+  const t = lastRangeStartingAtOrBefore(index.merged, start);
+  if (t < 0 || end > index.merged[2 * t + 1]) return -1;
   return t;
 }
 

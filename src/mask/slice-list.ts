@@ -8,7 +8,9 @@
  *   types[b]                     integer mask type code (0 full, 1 causal, 2 inv_causal, 3 bi_causal)
  */
 import { AttnRangeError, MaskError } from '../errors.js';
-import { type AttnMaskType, parseMaskType, MASK_TYPE_CODES, sliceArea, maskTypeFromInt } from './mask-type.js';
+import { type AttnMaskType, parseMaskType, MASK_TYPE_CODES, maskTypeFromInt } from './mask-type.js';
+import { sliceArea } from './geometry.js';
+import { checkRangeEnds } from './range.js';
 
 export interface SliceList {
   readonly qRanges: Int32Array;
@@ -23,22 +25,32 @@ export type MaskTypesLike = AttnMaskType | string | number | ReadonlyArray<AttnM
 function flattenRanges(ranges: RangeListLike, argument: string): Int32Array {
   if (ranges instanceof Int32Array) {
     if (ranges.length % 2 !== 0) throw new AttnRangeError(argument, 'a flat Int32Array of ranges must have an even length', `got ${ranges.length}`);
+    for (let b = 0; 2 * b < ranges.length; b++) checkRangeEnds(ranges[2 * b], ranges[2 * b + 1], `${argument}[${b}]`);
     return ranges.slice();
   }
-  const pairs = 'toNaiveRanges' in ranges ? ranges.toNaiveRanges() : ranges;
-  const out = new Int32Array(pairs.length * 2);
-  pairs.forEach((pair, b) => {
-    out[2 * b] = pair[0];
-    out[2 * b + 1] = pair[1];
-  });
-  for (let b = 0; b < pairs.length; b++) {
-    const [s, e] = pairs[b];
-    if (!Number.isInteger(s) || !Number.isInteger(e)) throw new AttnRangeError(`${argument}[${b}]`, 'range ends must be integers', `got [${s}, ${e})`);
-    if (s < 0) throw new AttnRangeError(`${argument}[${b}]`, 'range start must be >= 0', `got [${s}, ${e})`);
-    if (e < s) throw new AttnRangeError(`${argument}[${b}]`, 'range end must be >= start', `got [${s}, ${e})`);
-    if (e > 2 ** 31 - 1) throw new AttnRangeError(`${argument}[${b}]`, 'range end must fit in int32', `got ${e}`);
+  const pairs: unknown = ranges !== null && typeof ranges === 'object' && 'toNaiveRanges' in ranges ? ranges.toNaiveRanges() : ranges;
+  if (!Array.isArray(pairs)) {
+    throw new AttnRangeError(argument, 'must be a list of [start, end) pairs, an AttnRanges or a flat Int32Array', `got ${describeValue(ranges)}`);
   }
+  const out = new Int32Array(pairs.length * 2);
+  pairs.forEach((pair: unknown, b) => {
+    if (!Array.isArray(pair) || pair.length !== 2) throw new AttnRangeError(`${argument}[${b}]`, 'a range is a [start, end) pair', `got ${describeValue(pair)}`);
+    checkRangeEnds(pair[0] as number, pair[1] as number, `${argument}[${b}]`);
+    out[2 * b] = pair[0] as number;
+    out[2 * b + 1] = pair[1] as number;
+  });
   return out;
+}
+
+/** A short description of a value for an error message (never throws). */
+export function describeValue(value: unknown): string {
+  if (value === null || value === undefined || typeof value !== 'object') return String(value);
+  try {
+    const json = JSON.stringify(value);
+    return json === undefined ? Object.prototype.toString.call(value) : json.length > 60 ? `${json.slice(0, 57)}...` : json;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }
 
 /**
@@ -64,7 +76,7 @@ export function makeSliceList(
     if (list.length !== n) throw new MaskError('maskTypes', 'must be one type or one per slice', `${list.length} types for ${n} slices`);
     for (let b = 0; b < n; b++) types[b] = MASK_TYPE_CODES[parseMaskType(list[b], `maskTypes[${b}]`)];
   } else {
-    types.fill(MASK_TYPE_CODES[parseMaskType(maskTypes as AttnMaskType | string | number)]);
+    types.fill(MASK_TYPE_CODES[parseMaskType(maskTypes as AttnMaskType | string | number, 'maskTypes')]);
   }
   const slices = { qRanges: q, kRanges: k, maskTypes: types };
   if (bounds) checkSliceBounds(slices, bounds.totalQ, bounds.totalK);

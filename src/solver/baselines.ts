@@ -5,7 +5,7 @@
  * perfectly balanced, but cp must divide the head counts). Volumes are forward, per attention call.
  */
 import { sliceCount, type SliceList } from '../mask/slice-list.js';
-import { bandHi, bandLo, emitBand } from './geometry.js';
+import { bandHi, bandLo, emitBand } from '../mask/geometry.js';
 import { planStats, type DistAttnPlan } from './plan.js';
 
 export interface HeadShape {

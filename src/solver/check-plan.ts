@@ -8,13 +8,20 @@
  *   4. the host and remote slices of all ranks, mapped back to global coordinates, cover exactly
  *      the cells of the mask, each as many times as the mask does (once, for a disjoint mask);
  *   5. zero redundancy: every received token is read by some slice of its stage.
- * Coverage is compared per run of rows with a fixed set of pieces, where a typed piece's row
+ *   6. at up to DENSE_ORACLE_MAX_TOKENS tokens, 4 again, cell by cell (dense-oracle.ts).
+ * Coverage (4) is compared per run of rows with a fixed set of pieces, where a typed piece's row
  * interval has ends that are constant or move with the row; only runs that fail that symbolic
  * test are compared row by row (to report the first bad row), so 1M-token plans check quickly.
+ *
+ * What it shares with the builder: the band geometry (mask/geometry.ts: bandLo/bandHi, emitBand)
+ * that turns slices into typed pieces for 4 and 5, the flat range algebra, and the GroupCast
+ * matching rule (matchGroupCast). Step 6 shares nothing but the per-cell rule.
  */
 import { sliceCount, type SliceList } from '../mask/slice-list.js';
-import { bandHi, bandLo, CAUSAL, emitBand, INVCAUSAL, localOffsets, mergeRanges, PieceBuffer, rangesLength, RangeBuffer } from './geometry.js';
+import { bandHi, bandLo, CAUSAL, emitBand, INVCAUSAL, SliceBuffer } from '../mask/geometry.js';
+import { localOffsets, mergeRanges, rangesLength, RangeBuffer } from '../mask/range-list.js';
 import { matchGroupCast } from './group-collective-args.js';
+import { DENSE_ORACLE_MAX_TOKENS, denseCounts, densePlanCounts } from './dense-oracle.js';
 import type { DistAttnPlan } from './plan.js';
 
 export interface PlanCheckResult {
@@ -140,7 +147,7 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
   if (errors.length > 0) return { ok: false, errors, maskCells: 0, planCells: 0 };
 
   // 4. Coverage. Mask pieces count +1, plan pieces −1; every row must sum to nothing.
-  const pieces = new PieceBuffer(1024);
+  const pieces = new SliceBuffer(1024);
   const signs: number[] = [];
   const m = plan.globalMask;
   let maskCells = 0;
@@ -161,7 +168,7 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
     rp.stages.forEach((st, s) => {
       planCells += mapSlices(st.remoteSlices, d.partitions[rp.rank], cs, st.stageBufferGlobalKRanges, pieces, signs);
       // 5. Every received token is read by some remote slice of this stage.
-      const tight = new PieceBuffer(8);
+      const tight = new SliceBuffer(8);
       const sl = st.remoteSlices;
       for (let b = 0; b < sliceCount(sl); b++) {
         const t = sl.maskTypes[b];
@@ -177,11 +184,21 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
   }
   if (maskCells !== planCells) fail(`the plan computes ${planCells} cells, the mask has ${maskCells}`);
   compareCoverage(pieces, signs, fail);
+
+  // 6. At small sizes, the same coverage again from the per-cell rule alone.
+  const n = plan.totalSeqlenQ;
+  if (errors.length === 0 && n <= DENSE_ORACLE_MAX_TOKENS) {
+    const want = denseCounts(plan.globalMask, n);
+    const got = densePlanCounts(plan, n);
+    if (got.outside > 0) fail(`the plan computes ${got.outside} cells outside the ${n} x ${n} sequence (dense oracle)`);
+    const bad = want.findIndex((c, i) => c !== got.counts[i]);
+    if (bad >= 0) fail(`dense oracle: cell (q ${Math.floor(bad / n)}, k ${bad % n}) is covered ${got.counts[bad]} times by the plan, ${want[bad]} by the mask`);
+  }
   return { ok: errors.length === 0, errors, maskCells, planCells };
 }
 
 /** Maps local slices to global typed pieces (sign −1); returns their cells. */
-function mapSlices(sl: SliceList, part: Int32Array, cs: number, kGlobal: Int32Array, out: PieceBuffer, signs: number[]): number {
+function mapSlices(sl: SliceList, part: Int32Array, cs: number, kGlobal: Int32Array, out: SliceBuffer, signs: number[]): number {
   const kLocal = localOffsets(kGlobal);
   const nK = kGlobal.length / 2;
   let cells = 0;
@@ -216,7 +233,7 @@ function mapSlices(sl: SliceList, part: Int32Array, cs: number, kGlobal: Int32Ar
  * are active, each row interval end is a line (constant or slope 1 in the row); if the signed
  * weights cancel per line, every row of the run matches. Otherwise the run is checked row by row.
  */
-function compareCoverage(p: PieceBuffer, signs: readonly number[], fail: (msg: string) => void): void {
+function compareCoverage(p: SliceBuffer, signs: readonly number[], fail: (msg: string) => void): void {
   const n = p.length;
   const byStart = Array.from({ length: n }, (_, i) => i).sort((a, b) => p.q0[a] - p.q0[b]);
   const cuts = new Set<number>();
@@ -272,7 +289,7 @@ function compareCoverage(p: PieceBuffer, signs: readonly number[], fail: (msg: s
   }
 }
 
-function describe(p: PieceBuffer, i: number, q: number): string {
+function describe(p: SliceBuffer, i: number, q: number): string {
   const t = p.type[i];
   const start = (t & INVCAUSAL) !== 0 ? q + p.k0[i] - p.q0[i] : p.k0[i];
   const end = (t & CAUSAL) !== 0 ? q + p.k1[i] - p.q1[i] : p.k1[i];

@@ -7,7 +7,7 @@
 import { AttnRangeError, InvalidArgumentError, MaskError } from '../errors.js';
 import { checkSliceBounds, sliceCount, type SliceList } from '../mask/slice-list.js';
 import type { ResolvedDispatchConfig } from './config.js';
-import { bandHi, bandLo, typedArea } from './geometry.js';
+import { bandHi, bandLo, sliceArea } from '../mask/geometry.js';
 
 export interface Chunking {
   readonly cpSize: number;
@@ -212,7 +212,7 @@ export function buildChunkBuckets(mask: SliceList, chunking: Chunking): ChunkBuc
       k1[i] = kE;
       type[i] = t;
       sampleId[i] = s;
-      const w = typedArea(t, e - a, kE - kA);
+      const w = sliceArea(t, e - a, kE - kA);
       area[i] = w;
       chunkAreas[c] += w;
       sampleAreas[s] += w;

@@ -8,7 +8,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { ChunkBuckets, Chunking } from './chunking.js';
 import type { ResolvedDispatchAlg } from './config.js';
-import { mergeRanges, RangeBuffer } from './geometry.js';
+import { mergeRanges, RangeBuffer } from '../mask/range-list.js';
 import type { DispatchMeta } from './plan.js';
 
 /** A binary min-heap of buckets keyed by (load, bucket id), the reference's tuple order. */

@@ -11,7 +11,9 @@
  */
 import type { ChunkBuckets } from './chunking.js';
 import type { ResolvedOverlapConfig } from './config.js';
-import { bandHi, bandLo, emitBand, firstRangeEndingAfter, localOffsets, mergeRanges, PieceBuffer, rangesLength, RangeBuffer, subtractRanges, tidyPieces } from './geometry.js';
+import { bandHi, bandLo, emitBand, SliceBuffer } from '../mask/geometry.js';
+import { firstRangeEndingAfter, localOffsets, mergeRanges, rangesLength, RangeBuffer, subtractRanges } from '../mask/range-list.js';
+import { tidyPieces } from './pieces.js';
 import { overlapChunking, padStages, solveOverlapStages } from './overlap.js';
 import type { DispatchMeta } from './plan.js';
 import type { SliceList } from '../mask/slice-list.js';
@@ -26,7 +28,7 @@ export interface RankSlicing {
 }
 
 /** Host slices and remote ranges of one rank (the work before overlap stages are known). */
-export function planRankHost(rank: number, dispatch: DispatchMeta, buckets: ChunkBuckets, scratch: PieceBuffer = new PieceBuffer()): RankSlicing {
+export function planRankHost(rank: number, dispatch: DispatchMeta, buckets: ChunkBuckets, scratch: SliceBuffer = new SliceBuffer()): RankSlicing {
   const cs = dispatch.chunkSize;
   const part = dispatch.partitions[rank];
   const host = dispatch.hostGlobalRangesPerRank[rank];
@@ -45,7 +47,7 @@ export function planRankHost(rank: number, dispatch: DispatchMeta, buckets: Chun
   }
   const remote = subtractRanges(mergeRanges(read), host);
 
-  const out = new PieceBuffer(Math.max(16, 2 * nEntries));
+  const out = new SliceBuffer(Math.max(16, 2 * nEntries));
   let area = 0;
   for (let idx = 0; idx < part.length; idx++) {
     const c = part[idx];
@@ -139,7 +141,7 @@ export function planRankStages(
   tokenBounds: Int32Array,
   dispatch: DispatchMeta,
   buckets: ChunkBuckets,
-  scratch: PieceBuffer = new PieceBuffer(),
+  scratch: SliceBuffer = new SliceBuffer(),
 ): RankStages {
   const degree = tokenBounds.length - 1;
   const remote = slicing.remoteGlobalKRanges;
@@ -175,7 +177,7 @@ export function planRankStages(
     pieceBounds[2 * i + 1] = pEnd[i];
   }
 
-  const outs = Array.from({ length: degree }, () => new PieceBuffer(16));
+  const outs = Array.from({ length: degree }, () => new SliceBuffer(16));
   const areas = new Float64Array(degree);
   const chunkStart = new Int32Array(degree);
   const part = dispatch.partitions[rank];
@@ -217,7 +219,7 @@ export function planAllRanks(
   config: ResolvedOverlapConfig,
   onPhase?: (phase: 'host' | 'overlap' | 'remote') => void,
 ): { slicing: RankSlicing[]; stages: RankStages[]; degree: number } {
-  const scratch = new PieceBuffer(64);
+  const scratch = new SliceBuffer(64);
   const slicing: RankSlicing[] = [];
   for (let r = 0; r < dispatch.cpSize; r++) slicing.push(planRankHost(r, dispatch, buckets, scratch));
   onPhase?.('host');

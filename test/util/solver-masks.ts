@@ -1,13 +1,10 @@
 /**
- * Test helpers for the solver tests: random masks of every family the planners must handle, and a
- * dense, cell-by-cell oracle that maps a plan back to global coordinates without any of the
- * solver's geometry code.
+ * Test helpers for the solver tests: random masks of every family the planners must handle (the
+ * dense oracle they are checked against is src/solver/dense-oracle.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { isCellUnmasked, maskTypeFromInt } from '../../src/mask/mask-type.js';
 import { blockCausalMask, slidingWindowMask, varlenCausalMask, varlenFullMask } from '../../src/mask/helpers.js';
 import { makeSliceList, type SliceList } from '../../src/mask/slice-list.js';
-import type { DistAttnPlan } from '../../src/solver/plan.js';
 import type { Rng } from '../../src/util/rng.js';
 
 /** cu_seqlens of `docs` documents (at least 1 token each) over n tokens. */
@@ -83,56 +80,6 @@ export function randomMask(rng: Rng, family: MaskFamily, n: number): SliceList {
       return makeSliceList(q, k, t);
     }
   }
-}
-
-/** Dense cell counts of a mask (row-major, n x n), straight from the cell rule. */
-export function denseCounts(mask: SliceList, n: number): Uint16Array {
-  const out = new Uint16Array(n * n);
-  for (let b = 0; b < mask.maskTypes.length; b++) {
-    const type = maskTypeFromInt(mask.maskTypes[b]);
-    const [qs, qe, ks, ke] = [mask.qRanges[2 * b], mask.qRanges[2 * b + 1], mask.kRanges[2 * b], mask.kRanges[2 * b + 1]];
-    for (let q = qs; q < qe; q++) for (let k = ks; k < ke; k++) if (isCellUnmasked(type, q - qs, k - ks, qe - qs, ke - ks)) out[q * n + k]++;
-  }
-  return out;
-}
-
-function localToGlobal(ranges: Int32Array): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < ranges.length; i += 2) for (let g = ranges[i]; g < ranges[i + 1]; g++) out.push(g);
-  return out;
-}
-
-/**
- * Dense cell counts of what a plan computes (over the unpadded n x n square), by enumerating every
- * cell of every local slice and mapping its local row and column to global token ids through the
- * partitions and buffers. Cells outside [0, n) count in `outside`.
- */
-export function densePlanCounts(plan: DistAttnPlan, n: number): { counts: Uint16Array; outside: number } {
-  const counts = new Uint16Array(n * n);
-  let outside = 0;
-  const cs = plan.dispatch.chunkSize;
-  for (const rp of plan.perRank) {
-    const rowIds: number[] = [];
-    for (const c of plan.dispatch.partitions[rp.rank]) for (let t = 0; t < cs; t++) rowIds.push(c * cs + t);
-    const paint = (sl: SliceList, colIds: number[]): void => {
-      for (let b = 0; b < sl.maskTypes.length; b++) {
-        const type = maskTypeFromInt(sl.maskTypes[b]);
-        const [qs, qe, ks, ke] = [sl.qRanges[2 * b], sl.qRanges[2 * b + 1], sl.kRanges[2 * b], sl.kRanges[2 * b + 1]];
-        for (let q = qs; q < qe; q++) {
-          for (let k = ks; k < ke; k++) {
-            if (!isCellUnmasked(type, q - qs, k - ks, qe - qs, ke - ks)) continue;
-            const gq = rowIds[q];
-            const gk = colIds[k];
-            if (gq === undefined || gk === undefined || gq >= n || gk >= n) outside++;
-            else counts[gq * n + gk]++;
-          }
-        }
-      }
-    };
-    paint(rp.hostSlices, localToGlobal(rp.hostGlobalRanges));
-    for (const st of rp.stages) paint(st.remoteSlices, localToGlobal(st.stageBufferGlobalKRanges));
-  }
-  return { counts, outside };
 }
 
 /**

@@ -1,9 +1,8 @@
 /**
- * Slice geometry as the CPU tile loops need it: each query row's clipped key interval, and the
- * span of rows of a slice that see at least one key. Built on the row-interval rules of
- * mask/mask-type.ts, so there is one definition of what each slice type covers.
+ * Slice geometry as the CPU tile loops need it: a slice unpacked, and its rows' clipped key
+ * intervals written into scratch arrays. The rules themselves are mask/geometry.ts'.
  */
-import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
+import { rowKeyEnd, rowKeyStart, visibleRows } from '../../mask/geometry.js';
 import type { SliceList } from '../../mask/slice-list.js';
 
 /** One slice unpacked from the flat SliceList arrays. */
@@ -40,22 +39,7 @@ export function rowIntervals(box: SliceBox, q0: number, n: number, lo: Int32Arra
   }
 }
 
-function rowSeesKeys(box: SliceBox, q: number): boolean {
-  const s = Math.max(box.kStart, rowKeyStart(box.code, box.qStart, box.kStart, q));
-  const e = Math.min(box.kEnd, rowKeyEnd(box.code, box.qEnd, box.kEnd, q));
-  return e > s;
-}
-
-/**
- * The smallest row span [first, last) outside of which no row of the slice sees a key (for the
- * four types the rows that do see keys are contiguous, so this span is exactly them). Empty
- * slices give first === last.
- */
+/** The rows [first, last) of the slice that see at least one key (first === last when none). */
 export function visibleRowSpan(box: SliceBox): [number, number] {
-  if (box.kEnd <= box.kStart) return [box.qStart, box.qStart];
-  let first = box.qStart;
-  let last = box.qEnd;
-  while (first < last && !rowSeesKeys(box, first)) first++;
-  while (last > first && !rowSeesKeys(box, last - 1)) last--;
-  return [first, last];
+  return visibleRows(box.code, box.qStart, box.qEnd, box.kStart, box.kEnd);
 }

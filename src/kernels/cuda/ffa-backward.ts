@@ -27,7 +27,7 @@ import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module
 import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
-import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
+import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import type { FfaBackwardArgs, FfaBackwardResult } from '../backend.js';

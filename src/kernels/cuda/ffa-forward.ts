@@ -31,7 +31,7 @@ import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { Tensor } from '../../tensor.js';
 import { bytesPerElement, type DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
-import { rowKeyEnd, rowKeyStart } from '../../mask/mask-type.js';
+import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import { readKernelSource } from './source.js';
 import type { FfaForwardArgs, FfaForwardResult } from '../backend.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
