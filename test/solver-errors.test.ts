@@ -5,7 +5,7 @@ import { causalMask } from '../src/mask/helpers.js';
 import { makeSliceList } from '../src/mask/slice-list.js';
 import { planDistAttn, type PlanRequest } from '../src/solver/solve.js';
 import { computePadSize } from '../src/solver/chunking.js';
-import { planFromJSON } from '../src/solver/plan.js';
+import { planFromJSON, planToJSON } from '../src/solver/plan-json.js';
 import { positionIds } from '../src/solver/dispatch.js';
 
 const base: PlanRequest = { mask: causalMask(1024), totalSeqlenQ: 1024, cpSize: 2 };
@@ -72,8 +72,22 @@ test('bad configs name their field', () => {
   rejects({ ...base, dispatchConfig: { alg: { type: 'contiguous-runs', maxImbalance: 0.9 } } }, 'dispatchConfig.alg.maxImbalance', />= 1/);
 });
 
-test('planFromJSON refuses something that is not a plan; positionIds refuses a rank outside cp', () => {
-  assert.throws(() => planFromJSON({ hello: 1 }), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'plan');
+test('planFromJSON names the field of a plan file that is wrong; positionIds refuses a rank outside cp', () => {
+  const named = (argument: string) => (e: unknown) => e instanceof InvalidArgumentError && e.argument === argument;
+  assert.throws(() => planFromJSON(null), named('plan'));
+  assert.throws(() => planFromJSON({ hello: 1 }), named('plan.formatVersion'));
   const plan = planDistAttn(base);
+  const good = planToJSON(plan);
+  const broken = (edit: (j: Record<string, any>) => void): unknown => {
+    const j = JSON.parse(JSON.stringify(good));
+    edit(j);
+    return j;
+  };
+  assert.throws(() => planFromJSON(broken((j) => (j.formatVersion = 2))), named('plan.formatVersion'));
+  assert.throws(() => planFromJSON(broken((j) => (j.perRank[1].stages[0].groupCast.srcIndex = 'x'))), named('plan.perRank[1].stages[0].groupCast.srcIndex'));
+  assert.throws(() => planFromJSON(broken((j) => (j.globalMask[0][2] = 'sideways'))), named('plan.globalMask[0][2]'));
+  assert.throws(() => planFromJSON(broken((j) => (j.dispatch.partitions[0][0] = -1))), named('plan.dispatch.partitions[0][0]'));
+  assert.throws(() => planFromJSON(broken((j) => (j.hostStuff = 1))), named('plan.hostStuff'));
+  assert.throws(() => planFromJSON(broken((j) => delete j.perRank[0].hostSlices)), named('plan.perRank[0].hostSlices'));
   assert.throws(() => positionIds(plan.dispatch, 2), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'rank');
 });

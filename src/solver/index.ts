@@ -5,6 +5,7 @@
  */
 export * from './config.js';
 export * from './plan.js';
+export { planToJSON, planFromJSON, planJSONSchema, type PlanJSON } from './plan-json.js';
 export { computePadSize, resolveChunking, applyPadding, validateMask, maxValidIds, buildChunkBuckets, type Chunking, type ChunkBuckets } from './chunking.js';
 export {
   solveDispatch,

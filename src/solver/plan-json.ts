@@ -1,0 +1,227 @@
+/**
+ * The plan's JSON format: `planToJSON` writes it (a typed, JSON-ready object) and `planFromJSON`
+ * reads it back, validated field by field by one zod schema, so a hand-edited or truncated plan
+ * file fails with the path of the field that is wrong, never with a TypeError later. The two
+ * round-trip exactly. A plan read back is structurally valid; `checkPlan` proves it right.
+ */
+import { z } from 'zod';
+import { maskTypeFromInt, MASK_TYPE_CODES, type AttnMaskType } from '../mask/mask-type.js';
+import type { SliceList } from '../mask/slice-list.js';
+import { parseWithSchema } from '../util/schema.js';
+import { DISPATCH_ALG_TYPES } from './config.js';
+import type { DistAttnPlan, DispatchMeta, RankPlan } from './plan.js';
+
+const nat = z.int().nonnegative();
+const pos = z.int().positive();
+const flatRanges = z.array(nat).refine((a) => a.length % 2 === 0, 'must hold flat [start, end) pairs (an even count)');
+const maskTypeName = z.enum(['full', 'causal', 'inv_causal', 'bi_causal']);
+const slicesJSON = z.array(z.tuple([z.tuple([nat, nat]), z.tuple([nat, nat]), maskTypeName]));
+
+const dispatchAlgJSON = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('min-heap') }),
+  z.strictObject({ type: z.literal('sequential') }),
+  z.strictObject({ type: z.literal('sorted-sequential'), allocationRatio: z.number() }),
+  z.strictObject({ type: z.literal('topp-heap'), topP: z.number() }),
+  z.strictObject({ type: z.literal('contiguous-runs'), maxImbalance: z.number() }),
+]);
+
+const stageJSON = z.strictObject({
+  stageBufferGlobalKRanges: flatRanges,
+  stageBufferLength: nat,
+  remoteSlices: slicesJSON,
+  remoteArea: z.number().nonnegative(),
+  groupCast: z.strictObject({
+    inputSplitSizes: z.array(nat),
+    dstIndices: z.array(z.array(nat)),
+    outputSplitSizes: z.array(nat),
+    srcIndex: z.array(nat),
+  }),
+  groupReduce: z.strictObject({
+    inputSplitSizes: z.array(nat),
+    dstIndex: z.array(nat),
+    outputSplitSizes: z.array(nat),
+    srcIndices: z.array(z.array(nat)),
+  }),
+});
+
+/** The schema of a plan file (formatVersion 1). */
+export const planJSONSchema = z.strictObject({
+  formatVersion: z.literal(1),
+  cpSize: pos,
+  totalSeqlenQ: pos,
+  totalSeqlenK: pos,
+  globalMask: slicesJSON,
+  dispatchConfig: z.strictObject({ chunkSize: pos.nullable(), alg: dispatchAlgJSON, minChunksPerRank: pos }),
+  overlapConfig: z.strictObject({
+    mode: z.enum(['static', 'dynamic']),
+    degree: nat.nullable(),
+    dynamicMaxDegree: nat,
+    minChunkSize: pos,
+    maxNumChunks: pos,
+    alg: z.enum(['uniform', 'greedy']),
+    calcCostFactor: z.number(),
+    commCostFactor: z.number(),
+    noOverlap: z.boolean(),
+  }),
+  overlapDegree: nat,
+  dispatch: z.strictObject({
+    cpSize: pos,
+    unpaddedSeqlen: pos,
+    totalSeqlen: pos,
+    padSize: nat,
+    chunkSize: pos,
+    numChunks: pos,
+    shardSeqlen: pos,
+    maxValidIds: nat,
+    algorithm: z.enum(DISPATCH_ALG_TYPES as [string, ...string[]]),
+    partitions: z.array(z.array(nat)),
+    permIdxs: z.array(nat),
+    unpermIdxs: z.array(nat),
+    chunkAreas: z.array(z.number().nonnegative()),
+    areaPerRank: z.array(z.number().nonnegative()),
+    hostGlobalRangesPerRank: z.array(flatRanges),
+  }),
+  perRank: z.array(
+    z.strictObject({
+      rank: nat,
+      hostGlobalRanges: flatRanges,
+      hostSlices: slicesJSON,
+      hostArea: z.number().nonnegative(),
+      remoteGlobalKRanges: flatRanges,
+      stages: z.array(stageJSON),
+    }),
+  ),
+});
+
+/** A plan as JSON-ready data (plain arrays, numbers and strings). */
+export type PlanJSON = z.infer<typeof planJSONSchema>;
+type SlicesJSON = z.infer<typeof slicesJSON>;
+
+function slicesToJSON(s: SliceList): SlicesJSON {
+  const out: SlicesJSON = [];
+  for (let b = 0; b < s.maskTypes.length; b++) {
+    out.push([[s.qRanges[2 * b], s.qRanges[2 * b + 1]], [s.kRanges[2 * b], s.kRanges[2 * b + 1]], maskTypeFromInt(s.maskTypes[b])]);
+  }
+  return out;
+}
+
+function slicesFromJSON(json: SlicesJSON): SliceList {
+  const n = json.length;
+  const qRanges = new Int32Array(2 * n);
+  const kRanges = new Int32Array(2 * n);
+  const maskTypes = new Uint8Array(n);
+  json.forEach(([q, k, t], b) => {
+    qRanges.set(q, 2 * b);
+    kRanges.set(k, 2 * b);
+    maskTypes[b] = MASK_TYPE_CODES[t as AttnMaskType];
+  });
+  return { qRanges, kRanges, maskTypes };
+}
+
+const arr = (a: ArrayLike<number>): number[] => Array.from(a);
+const lists = (a: readonly (readonly number[])[]): number[][] => a.map((x) => [...x]);
+
+/** The plan as JSON-ready data; JSON.stringify it to save a plan. */
+export function planToJSON(plan: DistAttnPlan): PlanJSON {
+  const d = plan.dispatch;
+  return {
+    formatVersion: plan.formatVersion,
+    cpSize: plan.cpSize,
+    totalSeqlenQ: plan.totalSeqlenQ,
+    totalSeqlenK: plan.totalSeqlenK,
+    globalMask: slicesToJSON(plan.globalMask),
+    dispatchConfig: { ...plan.dispatchConfig, alg: { ...plan.dispatchConfig.alg } },
+    overlapConfig: { ...plan.overlapConfig },
+    overlapDegree: plan.overlapDegree,
+    dispatch: {
+      cpSize: d.cpSize,
+      unpaddedSeqlen: d.unpaddedSeqlen,
+      totalSeqlen: d.totalSeqlen,
+      padSize: d.padSize,
+      chunkSize: d.chunkSize,
+      numChunks: d.numChunks,
+      shardSeqlen: d.shardSeqlen,
+      maxValidIds: d.maxValidIds,
+      algorithm: d.algorithm,
+      partitions: d.partitions.map(arr),
+      permIdxs: arr(d.permIdxs),
+      unpermIdxs: arr(d.unpermIdxs),
+      chunkAreas: arr(d.chunkAreas),
+      areaPerRank: arr(d.areaPerRank),
+      hostGlobalRangesPerRank: d.hostGlobalRangesPerRank.map(arr),
+    },
+    perRank: plan.perRank.map((r) => ({
+      rank: r.rank,
+      hostGlobalRanges: arr(r.hostGlobalRanges),
+      hostSlices: slicesToJSON(r.hostSlices),
+      hostArea: r.hostArea,
+      remoteGlobalKRanges: arr(r.remoteGlobalKRanges),
+      stages: r.stages.map((s) => ({
+        stageBufferGlobalKRanges: arr(s.stageBufferGlobalKRanges),
+        stageBufferLength: s.stageBufferLength,
+        remoteSlices: slicesToJSON(s.remoteSlices),
+        remoteArea: s.remoteArea,
+        groupCast: {
+          inputSplitSizes: arr(s.groupCast.inputSplitSizes),
+          dstIndices: lists(s.groupCast.dstIndices),
+          outputSplitSizes: arr(s.groupCast.outputSplitSizes),
+          srcIndex: arr(s.groupCast.srcIndex),
+        },
+        groupReduce: {
+          inputSplitSizes: arr(s.groupReduce.inputSplitSizes),
+          dstIndex: arr(s.groupReduce.dstIndex),
+          outputSplitSizes: arr(s.groupReduce.outputSplitSizes),
+          srcIndices: lists(s.groupReduce.srcIndices),
+        },
+      })),
+    })),
+  };
+}
+
+const i32 = (x: readonly number[]): Int32Array => Int32Array.from(x);
+
+/**
+ * Rebuilds a plan from planToJSON's output (or its JSON.parse). Throws an InvalidArgumentError
+ * naming the first field (as `plan.<path>`) that does not fit the format.
+ */
+export function planFromJSON(json: unknown): DistAttnPlan {
+  const j = parseWithSchema(planJSONSchema, json, 'plan');
+  const d = j.dispatch;
+  const dispatch: DispatchMeta = {
+    ...d,
+    algorithm: d.algorithm as DispatchMeta['algorithm'],
+    partitions: d.partitions.map(i32),
+    permIdxs: i32(d.permIdxs),
+    unpermIdxs: i32(d.unpermIdxs),
+    chunkAreas: Float64Array.from(d.chunkAreas),
+    areaPerRank: Float64Array.from(d.areaPerRank),
+    hostGlobalRangesPerRank: d.hostGlobalRangesPerRank.map(i32),
+  };
+  const perRank: RankPlan[] = j.perRank.map((r) => ({
+    rank: r.rank,
+    hostGlobalRanges: i32(r.hostGlobalRanges),
+    hostSlices: slicesFromJSON(r.hostSlices),
+    hostArea: r.hostArea,
+    remoteGlobalKRanges: i32(r.remoteGlobalKRanges),
+    stages: r.stages.map((s) => ({
+      stageBufferGlobalKRanges: i32(s.stageBufferGlobalKRanges),
+      stageBufferLength: s.stageBufferLength,
+      remoteSlices: slicesFromJSON(s.remoteSlices),
+      remoteArea: s.remoteArea,
+      groupCast: { ...s.groupCast, inputSplitSizes: i32(s.groupCast.inputSplitSizes), outputSplitSizes: i32(s.groupCast.outputSplitSizes), srcIndex: i32(s.groupCast.srcIndex) },
+      groupReduce: { ...s.groupReduce, inputSplitSizes: i32(s.groupReduce.inputSplitSizes), dstIndex: i32(s.groupReduce.dstIndex), outputSplitSizes: i32(s.groupReduce.outputSplitSizes) },
+    })),
+  }));
+  return {
+    formatVersion: 1,
+    cpSize: j.cpSize,
+    globalMask: slicesFromJSON(j.globalMask),
+    totalSeqlenQ: j.totalSeqlenQ,
+    totalSeqlenK: j.totalSeqlenK,
+    dispatchConfig: j.dispatchConfig,
+    overlapConfig: j.overlapConfig,
+    overlapDegree: j.overlapDegree,
+    dispatch,
+    perRank,
+  };
+}
