@@ -75,7 +75,8 @@ test('bad configs name their field', () => {
 test('planFromJSON names the field of a plan file that is wrong; positionIds refuses a rank outside cp', () => {
   const named = (argument: string) => (e: unknown) => e instanceof InvalidArgumentError && e.argument === argument;
   assert.throws(() => planFromJSON(null), named('plan'));
-  assert.throws(() => planFromJSON({ hello: 1 }), named('plan.formatVersion'));
+  assert.throws(() => planFromJSON({ hello: 1 }), named('plan.hello'));
+  assert.throws(() => planFromJSON({}), named('plan.formatVersion'));
   const plan = planDistAttn(base);
   const good = planToJSON(plan);
   const broken = (edit: (j: Record<string, any>) => void): unknown => {

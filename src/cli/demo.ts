@@ -6,7 +6,10 @@
  * distributed over P worker-thread ranks and checks it against the single-device result. Exits
  * non-zero if any check fails.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { InvalidArgumentError } from '../errors.js';
+import { intAtLeast } from './flags.js';
+import type { CliContext } from './program.js';
 import { Tensor } from '../tensor.js';
 import type { DType } from '../dtype.js';
 import { DTYPES } from '../dtype.js';
@@ -21,68 +24,58 @@ import type { SliceList } from '../mask/slice-list.js';
 import { runDistributedDemo } from './demo-dist.js';
 
 interface DemoOptions {
-  seqlen: string;
-  headsQ: string;
-  headsKv: string;
-  headDim: string;
-  block: string;
-  dtype: string;
-  seed?: string;
-  cp: string;
-  degree: string;
+  seqlen: number;
+  headsQ: number;
+  headsKv: number;
+  headDim: number;
+  block: number;
+  dtype: DType;
+  seed?: number;
+  cp: number;
+  degree: number;
 }
 
-export function registerDemo(program: Command): void {
+const DEMO_DTYPES = DTYPES.filter((d) => d !== 'float64');
+
+export function registerDemo(program: Command, ctx: CliContext): void {
   program
     .command('demo')
     .description('forward + backward on the CPU over a varlen block-causal mask, checked against a float64 reference')
-    .option('--seqlen <n>', 'total tokens (at least 4096 for the README demo)', '4096')
-    .option('--heads-q <n>', 'query heads', '8')
-    .option('--heads-kv <n>', 'key/value heads (GQA)', '2')
-    .option('--head-dim <n>', 'head dimension', '64')
-    .option('--block <n>', 'block (frame) size of the block-causal mask', '256')
-    .option('--dtype <dtype>', `input dtype: ${DTYPES.filter((d) => d !== 'float64').join(', ')}`, 'bfloat16')
-    .option('--seed <n>', 'random seed (default: fresh, printed)')
-    .option('--cp <n>', 'also run it distributed over this many worker-thread ranks (1: single device only)', '4')
-    .option('--degree <n>', 'overlap degree of the distributed run (remote stages)', '2')
+    .option('--seqlen <n>', 'total tokens (at least 4096 for the README demo)', intAtLeast(1), 4096)
+    .option('--heads-q <n>', 'query heads', intAtLeast(1), 8)
+    .option('--heads-kv <n>', 'key/value heads (GQA)', intAtLeast(1), 2)
+    .option('--head-dim <n>', 'head dimension', intAtLeast(1), 64)
+    .option('--block <n>', 'block (frame) size of the block-causal mask', intAtLeast(1), 256)
+    .addOption(new Option('--dtype <dtype>', 'input dtype').choices(DEMO_DTYPES).default('bfloat16'))
+    .option('--seed <n>', 'random seed (default: fresh, printed)', intAtLeast(0))
+    .option('--cp <n>', 'also run it distributed over this many worker-thread ranks (1: single device only)', intAtLeast(1), 4)
+    .option('--degree <n>', 'overlap degree of the distributed run (remote stages)', intAtLeast(0), 2)
     .action(async (opts: DemoOptions) => {
+      if (opts.headsQ % opts.headsKv !== 0) throw new InvalidArgumentError('--heads-kv', 'must divide --heads-q (GQA groups)', `${opts.headsQ} vs ${opts.headsKv}`);
       const single = runDemo(opts);
-      const cp = positiveInt(opts.cp, '--cp');
       let ok = single.ok;
-      if (cp > 1) {
+      if (opts.cp > 1) {
         console.log('');
         ok =
           (await runDistributedDemo({
-            cp,
+            cp: opts.cp,
             seqlen: single.seqlen,
-            headsQ: positiveInt(opts.headsQ, '--heads-q'),
-            headsKv: positiveInt(opts.headsKv, '--heads-kv'),
-            headDim: positiveInt(opts.headDim, '--head-dim'),
-            dtype: opts.dtype as DType,
+            headsQ: opts.headsQ,
+            headsKv: opts.headsKv,
+            headDim: opts.headDim,
+            dtype: opts.dtype,
             seed: single.seed,
             slices: single.slices,
-            degree: Number(opts.degree),
+            degree: opts.degree,
           })) && ok;
       }
-      process.exitCode = ok ? 0 : 1;
+      ctx.exitCode = ok ? 0 : 1;
     });
 }
 
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got ${value}`);
-  return n;
-}
-
 function runDemo(opts: DemoOptions): { ok: boolean; seed: number; seqlen: number; slices: SliceList } {
-  const seqlen = positiveInt(opts.seqlen, '--seqlen');
-  const hq = positiveInt(opts.headsQ, '--heads-q');
-  const hkv = positiveInt(opts.headsKv, '--heads-kv');
-  const dim = positiveInt(opts.headDim, '--head-dim');
-  const block = positiveInt(opts.block, '--block');
-  const dtype = opts.dtype as DType;
-  if (!DTYPES.includes(dtype) || dtype === 'float64') throw new Error(`--dtype must be float32, float16 or bfloat16, got ${opts.dtype}`);
-  const seed = opts.seed === undefined ? freshSeed() : positiveInt(opts.seed, '--seed');
+  const { seqlen, headsQ: hq, headsKv: hkv, headDim: dim, block, dtype } = opts;
+  const seed = opts.seed ?? freshSeed();
   const rng = new Rng(seed);
 
   const lengths = sampleDocLengths(seqlen, rng);

@@ -1,16 +1,7 @@
 #!/usr/bin/env node
 /**
- * magi-attn: the command-line entry. Each sub-command lives in its own module and registers
- * itself here; this file only wires them together.
+ * magi-attn: the command-line entry (program.ts holds the commands and the error handling).
  */
-import { Command } from 'commander';
-import { registerDemo } from './demo.js';
-import { registerPlan } from './plan.js';
-import { registerRun } from './run.js';
+import { runCli } from './program.js';
 
-const program = new Command();
-program.name('magi-attn').description('Context-parallel flexible attention for long sequences with irregular masks').showHelpAfterError();
-registerDemo(program);
-registerPlan(program);
-registerRun(program);
-await program.parseAsync(process.argv);
+process.exitCode = await runCli(process.argv.slice(2));

@@ -5,11 +5,13 @@
  * the full plan instead (or as well, with a path). The mask and report builders are exported so
  * tests and other tools can reuse them.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { accessSync, constants, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { blockCausalMask, causalMask, cuSeqlensFromLengths, fullMask, sampleDocLengths, slidingWindowMask, varlenCausalMask, varlenFullMask } from '../mask/helpers.js';
-import { makeSliceList, sliceCount, type SliceList } from '../mask/slice-list.js';
+import type { SliceList } from '../mask/slice-list.js';
+import { describeSliceTypes, maskFromJSON, type ParsedMask } from '../mask/mask-json.js';
 import { freshSeed, Rng } from '../util/rng.js';
 import {
   BENCH_HEAD_SHAPE,
@@ -30,6 +32,9 @@ import {
   type OverlapConfig,
   type PlanTimings,
 } from '../solver/index.js';
+import { intAtLeast, intOrWord, windowPair } from './flags.js';
+import type { CliContext } from './program.js';
+import { renderTable } from './table.js';
 
 export const MASK_KINDS = ['full', 'causal', 'varlen-full', 'varlen-causal', 'block-causal', 'sliding-window'] as const;
 
@@ -94,11 +99,7 @@ export function buildMask(kind: string, seqlen: number | undefined, options: Mas
   }
 }
 
-/**
- * A JSON mask: either an array of [[qs, qe], [ks, ke], type] or an object with `slices` in that
- * form, or `qRanges`, `kRanges` and `maskTypes`; `totalSeqlen` (or --seqlen) gives the length,
- * else the largest range end.
- */
+/** A JSON mask file (format: mask/mask-json.ts); --seqlen, when given, overrides its totalSeqlen. */
 function readMaskFile(path: string, seqlen: number | undefined): MaskSpec {
   let json: unknown;
   try {
@@ -106,25 +107,15 @@ function readMaskFile(path: string, seqlen: number | undefined): MaskSpec {
   } catch (e) {
     throw new InvalidArgumentError('--mask', `must be one of ${MASK_KINDS.join(', ')} or a readable JSON mask file`, `${path}: ${(e as Error).message}`);
   }
-  const obj = (Array.isArray(json) ? { slices: json } : json) as {
-    slices?: Array<[[number, number], [number, number], string | number]>;
-    qRanges?: Array<[number, number]>;
-    kRanges?: Array<[number, number]>;
-    maskTypes?: Array<string | number> | string;
-    totalSeqlen?: number;
-  };
-  let mask: SliceList;
-  if (obj.slices !== undefined) {
-    mask = makeSliceList(obj.slices.map((s) => s[0]), obj.slices.map((s) => s[1]), obj.slices.map((s) => s[2]));
-  } else if (obj.qRanges !== undefined && obj.kRanges !== undefined) {
-    mask = makeSliceList(obj.qRanges, obj.kRanges, obj.maskTypes ?? 'full');
-  } else {
-    throw new InvalidArgumentError('--mask', 'a JSON mask must be a slice array or an object with slices, or with qRanges and kRanges', path);
+  let parsed: ParsedMask;
+  try {
+    parsed = maskFromJSON(json);
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) throw new InvalidArgumentError('--mask', `${path}: ${e.message}`);
+    throw e;
   }
-  let end = 0;
-  for (let b = 0; b < sliceCount(mask); b++) end = Math.max(end, mask.qRanges[2 * b + 1], mask.kRanges[2 * b + 1]);
-  const totalSeqlen = seqlen ?? obj.totalSeqlen ?? end;
-  return { mask, totalSeqlen, description: `${path}: ${sliceCount(mask)} slices, ${totalSeqlen} tokens` };
+  const totalSeqlen = seqlen ?? parsed.totalSeqlen;
+  return { mask: parsed.mask, totalSeqlen, description: `${path}: ${describeSliceTypes(parsed.mask)}, ${totalSeqlen} tokens` };
 }
 
 const fmtInt = (x: number): string => Math.round(x).toLocaleString('en-US');
@@ -138,8 +129,19 @@ const fmtBytes = (x: number): string => {
   return `${x.toFixed(u === 0 ? 0 : 2)} ${units[u]}`;
 };
 
+/** Per-rank rows up to this cp; above it the report summarises them unless asked for every rank. */
+export const PER_RANK_ROWS_MAX_CP = 32;
+
+export interface ReportOptions {
+  /** Median of more solver runs once warm (--timing), in ms. */
+  readonly warmMs?: number;
+  /** Print every rank's row even above PER_RANK_ROWS_MAX_CP. */
+  readonly perRank?: boolean;
+  readonly checked?: { ok: boolean; errors: string[] };
+}
+
 /** The human-readable report. */
-export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: PlanTimings, warmMs: number | null, heads: HeadShape, checked?: { ok: boolean; errors: string[] }): string {
+export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: PlanTimings, heads: HeadShape, options: ReportOptions = {}): string {
   const lines: string[] = [];
   const d = plan.dispatch;
   const oc = plan.overlapConfig;
@@ -151,17 +153,36 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
   );
   lines.push('');
   const mean = stats.totalArea / plan.cpSize;
-  const header = ['rank', 'area (cells)', 'area/mean', 'recv k/v tokens', 'sent copies', 'remote ranges', 'slices'];
-  const rows = plan.perRank.map((r) => [
-    String(r.rank),
-    fmtInt(stats.areaPerRank[r.rank]),
-    mean > 0 ? (stats.areaPerRank[r.rank] / mean).toFixed(3) : '-',
-    fmtInt(stats.recvTokensPerRank[r.rank]),
-    fmtInt(stats.sendTokensPerRank[r.rank]),
-    String(stats.remoteRangesPerRank[r.rank]),
-    String(stats.slicesPerRank[r.rank]),
-  ]);
-  lines.push(...table(header, rows));
+  const columns: Array<[string, (r: number) => number, (x: number) => string]> = [
+    ['area (cells)', (r) => stats.areaPerRank[r], fmtInt],
+    ['area/mean', (r) => (mean > 0 ? stats.areaPerRank[r] / mean : 0), (x) => x.toFixed(3)],
+    ['recv k/v tokens', (r) => stats.recvTokensPerRank[r], fmtInt],
+    ['sent copies', (r) => stats.sendTokensPerRank[r], fmtInt],
+    ['remote ranges', (r) => stats.remoteRangesPerRank[r], String],
+    ['slices', (r) => stats.slicesPerRank[r], String],
+  ];
+  if (plan.cpSize <= PER_RANK_ROWS_MAX_CP || options.perRank === true) {
+    lines.push(
+      renderTable(
+        ['rank', ...columns.map((c) => c[0])],
+        plan.perRank.map((r) => [String(r.rank), ...columns.map(([, get, fmt]) => fmt(get(r.rank)))]),
+      ),
+    );
+  } else {
+    const ranks = plan.perRank.map((r) => r.rank);
+    const summary = (pick: (sorted: number[]) => number): string[] => columns.map(([, get, fmt]) => fmt(pick(ranks.map(get).sort((x, y) => x - y))));
+    lines.push(
+      renderTable(
+        [`over ${plan.cpSize} ranks`, ...columns.map((c) => c[0])],
+        [
+          ['min', ...summary((v) => v[0])],
+          ['median', ...summary((v) => v[v.length >> 1])],
+          ['max', ...summary((v) => v[v.length - 1])],
+        ],
+      ),
+    );
+    lines.push(`  (above cp ${PER_RANK_ROWS_MAX_CP} the ranks are summarised; --per-rank prints every rank)`);
+  }
   lines.push('');
   lines.push(`imbalance (max/mean area): ${stats.imbalance.toFixed(4)}`);
   lines.push(`communicated k/v tokens: ${fmtInt(stats.totalCommTokens)} in total, max ${fmtInt(Math.max(...stats.recvTokensPerRank))} per rank`);
@@ -171,9 +192,9 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
     ringZigzagBaseline(plan.globalMask, plan.totalSeqlenQ, plan.cpSize, heads, spec.cuSeqlens),
     ulyssesBaseline(plan.globalMask, plan.totalSeqlenQ, plan.cpSize, heads),
   ];
-  lines.push(`comparison, forward, heads q/kv ${heads.numHeadsQ}/${heads.numHeadsKV}, head dim ${heads.headDim}, ${heads.bytesPerElement} bytes per element:`);
+  lines.push(`comparison, forward, heads q/kv ${heads.numHeadsQ}/${heads.numHeadsKv}, head dim ${heads.headDim}, ${heads.bytesPerElement} bytes per element:`);
   lines.push(
-    ...table(
+    renderTable(
       ['method', 'imbalance', 'recv tokens/rank (max)', 'tokens (total)', 'recv bytes/rank (max)', 'bytes (total)'],
       baselines.map((b) => [
         b.method,
@@ -192,127 +213,104 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
   lines.push(
     `solver time: ${t.total.toFixed(1)} ms (chunking ${t.chunking.toFixed(1)}, dispatch ${t.dispatch.toFixed(1)}, host slices ${t.hostSlices.toFixed(1)}, ` +
       `overlap ${t.overlap.toFixed(1)}, remote slices ${t.remoteSlices.toFixed(1)}, group collectives ${t.groupCollectives.toFixed(1)})` +
-      (warmMs === null ? '' : ` on the first call; ${warmMs.toFixed(1)} ms once warm (median of 5 more calls)`),
+      (options.warmMs === undefined ? ' (a first call; --timing adds the warm time)' : ` on the first call; ${options.warmMs.toFixed(1)} ms once warm (median of 5 more calls)`),
   );
+  const checked = options.checked;
   if (checked !== undefined) lines.push(checked.ok ? 'check: the plan covers the mask exactly and every GroupCast delivers what its slices read' : `check FAILED:\n  ${checked.errors.join('\n  ')}`);
   return lines.join('\n');
 }
 
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [fmt(header), ...rows.map(fmt)];
+/** Throws unless `path` can be created or overwritten (checked before any work). */
+function requireWritableFile(path: string, flag: string): void {
+  try {
+    accessSync(dirname(resolvePath(path)), constants.W_OK);
+    if (existsSync(path)) accessSync(path, constants.W_OK);
+  } catch (e) {
+    throw new InvalidArgumentError(flag, 'must be a writable file path', `${path}: ${(e as Error).message}`);
+  }
 }
 
-interface PlanCliOptions {
+/** The flags of `magi-attn plan`, as commander's parsers give them. */
+export interface PlanOptions {
   mask: string;
-  seqlen?: string;
-  cp: string;
-  chunk?: string;
-  degree?: string;
-  alg: string;
-  overlapAlg: string;
-  docs?: string;
-  seed?: string;
-  block?: string;
-  window?: string;
-  headsQ: string;
-  headsKv: string;
-  headDim: string;
+  seqlen?: number;
+  cp: number;
+  chunk?: number;
+  degree: number | 'auto';
+  alg: DispatchAlgType;
+  overlapAlg: 'uniform' | 'greedy';
+  docs?: number;
+  seed?: number;
+  block: number;
+  window: [number, number];
+  headsQ: number;
+  headsKv: number;
+  headDim: number;
   check?: boolean;
+  timing?: boolean;
+  perRank?: boolean;
   json?: string | boolean;
 }
 
-function intOption(value: string | undefined, flag: string, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(flag, `must be an integer >= ${min}`, `got ${value}`);
-  return n;
-}
-
 /** Runs the command; returns the process exit code. `write` receives everything printed. */
-export function runPlanCommand(opts: PlanCliOptions, write: (text: string) => void): number {
-  const seed = intOption(opts.seed, '--seed', 0) ?? freshSeed();
-  const seqlen = intOption(opts.seqlen, '--seqlen', 1);
-  const cp = intOption(opts.cp, '--cp', 1) as number;
-  const chunk = intOption(opts.chunk, '--chunk', 1);
-  const docs = intOption(opts.docs, '--docs', 1);
-  const block = intOption(opts.block, '--block', 1);
-  let window: [number, number] | undefined;
-  if (opts.window !== undefined) {
-    const parts = opts.window.split(',').map(Number);
-    if (parts.length !== 2 || !parts.every((x) => Number.isInteger(x) && x >= -1)) throw new InvalidArgumentError('--window', 'must be "left,right" with integers >= -1 (-1: unbounded)', `got ${opts.window}`);
-    window = [parts[0], parts[1]];
-  }
-  if (!(DISPATCH_ALG_TYPES as readonly string[]).includes(opts.alg)) throw new InvalidArgumentError('--alg', `must be one of ${DISPATCH_ALG_TYPES.join(', ')}`, `got ${opts.alg}`);
-  if (opts.overlapAlg !== 'uniform' && opts.overlapAlg !== 'greedy') throw new InvalidArgumentError('--overlap-alg', 'must be uniform or greedy', `got ${opts.overlapAlg}`);
-  const heads: HeadShape = {
-    numHeadsQ: intOption(opts.headsQ, '--heads-q', 1) as number,
-    numHeadsKV: intOption(opts.headsKv, '--heads-kv', 1) as number,
-    headDim: intOption(opts.headDim, '--head-dim', 1) as number,
-    bytesPerElement: BENCH_HEAD_SHAPE.bytesPerElement,
-  };
-  let overlapConfig: OverlapConfig;
+export function runPlanCommand(opts: PlanOptions, write: (text: string) => void): number {
+  if (typeof opts.json === 'string') requireWritableFile(opts.json, '--json');
+  const seed = opts.seed ?? freshSeed();
+  const heads: HeadShape = { numHeadsQ: opts.headsQ, numHeadsKv: opts.headsKv, headDim: opts.headDim, bytesPerElement: BENCH_HEAD_SHAPE.bytesPerElement };
   // 'auto' weighs compute against transfer with an H100 model of the given head shape, so the
   // chosen degree means something (with unit factors, compute always dominates).
-  if (opts.degree === 'auto') overlapConfig = { mode: 'dynamic', alg: opts.overlapAlg, ...hardwareCostFactors(heads) };
-  else overlapConfig = { degree: intOption(opts.degree, '--degree', 0) ?? 1, alg: opts.overlapAlg };
-
-  const spec = buildMask(opts.mask, seqlen, { seed, ...(docs === undefined ? {} : { docs }), ...(block === undefined ? {} : { blockSize: block }), ...(window === undefined ? {} : { window }) });
+  const overlapConfig: OverlapConfig = opts.degree === 'auto' ? { mode: 'dynamic', alg: opts.overlapAlg, ...hardwareCostFactors(heads) } : { degree: opts.degree, alg: opts.overlapAlg };
+  const spec = buildMask(opts.mask, opts.seqlen, { seed, ...(opts.docs === undefined ? {} : { docs: opts.docs }), blockSize: opts.block, window: opts.window });
   const request = {
     mask: spec.mask,
     totalSeqlenQ: spec.totalSeqlen,
-    cpSize: cp,
-    dispatchConfig: { ...(chunk === undefined ? {} : { chunkSize: chunk }), alg: { type: opts.alg as DispatchAlgType } as DispatchAlg },
+    cpSize: opts.cp,
+    dispatchConfig: { ...(opts.chunk === undefined ? {} : { chunkSize: opts.chunk }), alg: { type: opts.alg } as DispatchAlg },
     overlapConfig,
   };
   const { plan, timings } = planDistAttnTimed(request);
   // The first call pays for compiling the solver; a few more show the steady-state time.
-  const again = Array.from({ length: 5 }, () => planDistAttnTimed(request).timings.total).sort((a, b) => a - b);
-  const warm = again[2];
+  const warmMs = opts.timing === true ? Array.from({ length: 5 }, () => planDistAttnTimed(request).timings.total).sort((a, b) => a - b)[2] : undefined;
   const checked = opts.check === true ? checkPlan(plan) : undefined;
   if (opts.json === true) {
     write(JSON.stringify(planToJSON(plan)) + '\n');
   } else {
-    write(formatPlanReport(plan, spec, timings, warm, heads, checked) + '\n');
+    write(formatPlanReport(plan, spec, timings, heads, { ...(warmMs === undefined ? {} : { warmMs }), perRank: opts.perRank === true, ...(checked === undefined ? {} : { checked }) }) + '\n');
     if (typeof opts.json === 'string') {
-      writeFileSync(opts.json, JSON.stringify(planToJSON(plan)));
+      try {
+        writeFileSync(opts.json, JSON.stringify(planToJSON(plan)));
+      } catch (e) {
+        throw new InvalidArgumentError('--json', 'must be a writable file path', `${opts.json}: ${(e as Error).message}`);
+      }
       write(`plan written to ${opts.json}\n`);
     }
   }
   return checked !== undefined && !checked.ok ? 1 : 0;
 }
 
-export function registerPlan(program: Command, write: (text: string) => void = (t) => process.stdout.write(t)): void {
+export function registerPlan(program: Command, ctx: CliContext): void {
   program
     .command('plan')
     .description('plan a distributed attention call: per-rank area, imbalance, communication, vs ring and Ulysses')
-    .requiredOption('--mask <kind|file>', `${MASK_KINDS.join(' | ')} | a JSON mask file`)
-    .option('--seqlen <n>', 'total tokens (required for the preset masks)')
-    .requiredOption('--cp <p>', 'context-parallel size (number of ranks)')
-    .option('--chunk <c>', 'upper bound on the dispatch chunk size (effective: min(c, ceil(N / (8·cp))))')
-    .option('--degree <d>', 'overlap degree: remote stages (0: no overlap; auto: chosen by an H100 cost model of the head shape)', '1')
-    .option('--alg <name>', `dispatch algorithm: ${DISPATCH_ALG_TYPES.join(', ')}`, 'min-heap')
-    .option('--overlap-alg <name>', 'stage split: uniform or greedy', 'uniform')
-    .option('--docs <k>', 'varlen masks: number of documents, cut uniformly at random (default: lengths sampled from the dataset histogram)')
-    .option('--seed <s>', 'seed for the documents (default: fresh, printed)')
-    .option('--block <b>', 'block-causal: block size', '2048')
-    .option('--window <l,r>', 'sliding-window: left,right window (-1: unbounded)', '1024,0')
-    .option('--heads-q <n>', 'query heads (for bytes and Ulysses)', String(BENCH_HEAD_SHAPE.numHeadsQ))
-    .option('--heads-kv <n>', 'key/value heads', String(BENCH_HEAD_SHAPE.numHeadsKV))
-    .option('--head-dim <n>', 'head dimension', String(BENCH_HEAD_SHAPE.headDim))
+    .requiredOption('--mask <kind|file>', `${MASK_KINDS.join(' | ')} | a JSON mask file (format in the README)`)
+    .option('--seqlen <n>', 'total tokens (required for the preset masks)', intAtLeast(1))
+    .requiredOption('--cp <p>', 'context-parallel size (number of ranks)', intAtLeast(1))
+    .option('--chunk <c>', 'upper bound on the dispatch chunk size (effective: min(c, ceil(N / (8·cp))))', intAtLeast(1))
+    .option('--degree <d>', 'overlap degree: remote stages (0: no overlap; auto: chosen by an H100 cost model of the head shape)', intOrWord(0, ['auto'] as const), 1)
+    .addOption(new Option('--alg <name>', 'dispatch algorithm').choices(DISPATCH_ALG_TYPES).default('min-heap'))
+    .addOption(new Option('--overlap-alg <name>', 'stage split').choices(['uniform', 'greedy']).default('uniform'))
+    .option('--docs <k>', 'varlen masks: number of documents, cut uniformly at random (default: lengths sampled from the dataset histogram)', intAtLeast(1))
+    .option('--seed <s>', 'seed for the documents (default: fresh, printed)', intAtLeast(0))
+    .option('--block <b>', 'block-causal: block size', intAtLeast(1), 2048)
+    .option('--window <l,r>', 'sliding-window: left,right window (-1: unbounded)', windowPair, [1024, 0])
+    .option('--heads-q <n>', 'query heads (for bytes and Ulysses)', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsQ)
+    .option('--heads-kv <n>', 'key/value heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsKv)
+    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim)
     .option('--check', 'prove the plan right with the checker (exact cell coverage, GroupCast deliveries)')
+    .option('--timing', 'also time 5 more solver runs once warm (the plan is computed once otherwise)')
+    .option('--per-rank', `print every rank's row (above cp ${PER_RANK_ROWS_MAX_CP} the ranks are summarised)`)
     .option('--json [path]', 'write the full plan as JSON: to stdout instead of the report, or to the file as well')
-    .action((opts: PlanCliOptions) => {
-      try {
-        process.exitCode = runPlanCommand(opts, write);
-      } catch (e) {
-        if (e instanceof InvalidArgumentError) {
-          process.stderr.write(`magi-attn plan: ${e.message}\n`);
-          process.exitCode = 2;
-        } else {
-          throw e;
-        }
-      }
+    .action((opts: PlanOptions) => {
+      ctx.exitCode = runPlanCommand(opts, ctx.out);
     });
 }

@@ -1,27 +1,29 @@
 /**
- * `magi-attn run -n P script.js [args...]`: runs a rank script on P ranks of the worker-thread
+ * `magi-attn run -n P script.mjs [args...]`: runs a rank script on P ranks of the worker-thread
  * backend, the way `torchrun` starts one process per GPU. The script's default export is called
  * as `(group, args)` on every rank, with `args` the strings after the script; each rank's result
- * (or error) is printed on one line, and the exit code is non-zero if any rank failed. Put `--`
- * before script arguments that look like options.
+ * (or error) is printed on one line, and the exit code is non-zero if any rank failed or the run
+ * passed its deadline. Put `--` before script arguments that look like options.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { RankFailedError, type RankOutcome } from '../comm/errors.js';
-import { DEFAULT_TIMEOUT_MS, spawnRanks } from '../comm/threads/spawn.js';
+import { RankFailedError, RunDeadlineError, type RankOutcome } from '../comm/errors.js';
+import { DEFAULT_TIMEOUT_MS, maxThreadRanks, spawnRanks } from '../comm/threads/spawn.js';
+import { intAtLeast, intOrWord } from './flags.js';
+import type { CliContext } from './program.js';
 
 export interface RunOptions {
   readonly ranks: number;
+  /** Timeout of every collective. */
   readonly timeoutMs: number;
+  /** Deadline of the whole run (undefined: none). */
+  readonly deadlineMs?: number;
   /** Print the results as one JSON array instead of one line per rank. */
   readonly json: boolean;
 }
 
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(flag, 'must be a positive integer', `got ${value}`);
-  return n;
-}
+/** Default deadline of a whole `magi-attn run`, in seconds. */
+export const DEFAULT_RUN_DEADLINE_S = 600;
 
 function show(value: unknown): string {
   if (value === undefined) return 'undefined';
@@ -36,13 +38,13 @@ function show(value: unknown): string {
 export async function runScript(script: string, scriptArgs: readonly string[], options: RunOptions, print: (line: string) => void = console.log): Promise<number> {
   const t0 = performance.now();
   let outcomes: readonly RankOutcome<unknown>[];
-  let failed: RankFailedError | null = null;
+  let failure: RankFailedError | RunDeadlineError | null = null;
   try {
-    const values = await spawnRanks(options.ranks, script, [...scriptArgs], { timeoutMs: options.timeoutMs });
+    const values = await spawnRanks(options.ranks, script, [...scriptArgs], { timeoutMs: options.timeoutMs, ...(options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs }) });
     outcomes = values.map((value, rank) => ({ rank, status: 'ok', value }));
   } catch (e) {
-    if (!(e instanceof RankFailedError)) throw e;
-    failed = e;
+    if (!(e instanceof RankFailedError) && !(e instanceof RunDeadlineError)) throw e;
+    failure = e;
     outcomes = e.outcomes;
   }
   const seconds = ((performance.now() - t0) / 1000).toFixed(2);
@@ -53,29 +55,39 @@ export async function runScript(script: string, scriptArgs: readonly string[], o
       if (o.status === 'ok') print(`rank ${o.rank}: ok ${show(o.value)}`);
       else print(`rank ${o.rank}: ${o.status} ${o.error.name}: ${o.error.message}`);
     }
-    if (failed !== null) {
-      const root = failed.outcomes[failed.rank];
-      if (root.status !== 'ok' && root.error.stack !== undefined) print(`\nrank ${failed.rank} stack:\n${root.error.stack}`);
-      print(`\n${failed.message} (${seconds} s)`);
+    if (failure instanceof RankFailedError) {
+      const root = failure.outcomes[failure.rank];
+      if (root.status !== 'ok' && root.error.stack !== undefined) print(`\nrank ${failure.rank} stack:\n${root.error.stack}`);
+      print(`\n${failure.message} (${seconds} s)`);
+    } else if (failure !== null) {
+      print(`\n${failure.message} (${seconds} s)`);
     } else {
       print(`${options.ranks} ranks ok in ${seconds} s`);
     }
   }
-  return failed === null ? 0 : 1;
+  return failure === null ? 0 : 1;
 }
 
-export function registerRun(program: Command): void {
+export function registerRun(program: Command, ctx: CliContext): void {
   program
     .command('run')
     .description("run a script's default export (group, args) => result on P ranks (worker threads sharing memory)")
-    .requiredOption('-n, --ranks <P>', 'number of ranks')
-    .option('--timeout <ms>', 'timeout of every collective, in milliseconds', String(DEFAULT_TIMEOUT_MS))
+    .requiredOption('-n, --ranks <P>', `number of ranks (at most ${maxThreadRanks().limit} on this machine now)`, intAtLeast(1))
+    .option('--timeout <ms>', 'timeout of every collective, in milliseconds', intAtLeast(1), DEFAULT_TIMEOUT_MS)
+    .option('--deadline <s>', 'deadline of the whole run in seconds (none: no deadline); past it every rank is ended and the ones still running are named', intOrWord(1, ['none'] as const), DEFAULT_RUN_DEADLINE_S)
     .option('--json', 'print the per-rank outcomes as one JSON array')
-    .argument('<script>', 'an ES module (.js, or .ts with tsx installed) whose default export runs on every rank')
+    .argument('<script>', 'an ES module (.mjs/.js, or .ts with tsx installed) whose default export runs on every rank')
     .argument('[args...]', 'passed to the script as an array of strings')
     .allowUnknownOption()
-    .action(async (script: string, args: string[], opts: { ranks: string; timeout: string; json?: boolean }) => {
-      const options: RunOptions = { ranks: positiveInt(opts.ranks, '--ranks'), timeoutMs: positiveInt(opts.timeout, '--timeout'), json: opts.json === true };
-      process.exitCode = await runScript(script, args, options);
+    .action(async (script: string, args: string[], opts: { ranks: number; timeout: number; deadline: number | 'none'; json?: boolean }) => {
+      const cap = maxThreadRanks();
+      if (opts.ranks > cap.limit) throw new InvalidArgumentError('--ranks', `must be at most ${cap.limit} on this machine now`, `got ${opts.ranks}: ${cap.reason}`);
+      const options: RunOptions = {
+        ranks: opts.ranks,
+        timeoutMs: opts.timeout,
+        ...(opts.deadline === 'none' ? {} : { deadlineMs: opts.deadline * 1000 }),
+        json: opts.json === true,
+      };
+      ctx.exitCode = await runScript(script, args, options, (line) => ctx.out(`${line}\n`));
     });
 }

@@ -44,9 +44,12 @@ export interface SerializedError {
   readonly name: string;
   readonly message: string;
   readonly stack?: string;
+  /** For an abort caused by another rank: that rank (so a launcher blames it, not this one). */
+  readonly causeRank?: number;
 }
 
 export function serializeError(e: unknown): SerializedError {
+  if (e instanceof CommAbortedError && e.failedRank >= 0) return { name: e.name, message: e.message, stack: e.stack, causeRank: e.failedRank };
   if (e instanceof Error) return { name: e.name, message: e.message, stack: e.stack };
   return { name: 'Error', message: `non-Error value thrown: ${String(e)}` };
 }
@@ -55,6 +58,18 @@ export function serializeError(e: unknown): SerializedError {
 export type RankOutcome<R> =
   | { readonly rank: number; readonly status: 'ok'; readonly value: R }
   | { readonly rank: number; readonly status: 'failed' | 'aborted'; readonly error: SerializedError };
+
+/** A launch ran past its deadline: `running` are the ranks that had not finished (all were ended). */
+export class RunDeadlineError extends Error {
+  override name = 'RunDeadlineError';
+  constructor(
+    readonly deadlineMs: number,
+    readonly running: readonly number[],
+    readonly outcomes: readonly RankOutcome<unknown>[],
+  ) {
+    super(`the run passed its deadline of ${deadlineMs / 1000} s with rank${running.length === 1 ? '' : 's'} ${running.join(', ')} still running; every rank was ended`);
+  }
+}
 
 /** A launch failed: `rank` is the first rank that failed on its own; `outcomes` has every rank. */
 export class RankFailedError extends Error {

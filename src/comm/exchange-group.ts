@@ -43,6 +43,10 @@ export class Work<T> implements CommWork<T> {
   wait(): Promise<T> {
     return this.promise;
   }
+
+  then<A = T, B = never>(onFulfilled?: ((value: T) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.promise.then(onFulfilled, onRejected);
+  }
 }
 
 function offsets(counts: Counts): number[] {

@@ -190,6 +190,9 @@ function withPost<T>(inner: readonly CommWork<unknown>[], post: () => T): CommWo
       result ??= Promise.all(inner.map((w) => w.wait())).then(post);
       return result;
     },
+    then(onFulfilled, onRejected) {
+      return this.wait().then(onFulfilled, onRejected);
+    },
   };
 }
 

@@ -30,8 +30,11 @@ export type ReduceOp = 'sum' | 'max';
 /** What a Uint16Array holds when a collective must do arithmetic on it. */
 export type HalfType = 'bfloat16' | 'float16';
 
-/** A started collective. */
-export interface CommWork<T> {
+/**
+ * A started collective. It is awaitable itself (`await group.barrier()` waits for the barrier),
+ * and `wait()` gives the same promise explicitly.
+ */
+export interface CommWork<T> extends PromiseLike<T> {
   /** Resolves with the result once this rank's part is done; rejects on timeout, mismatch or abort. Repeatable. */
   wait(): Promise<T>;
   /** Whether the collective has finished on this rank (wait() would settle without further exchange). */

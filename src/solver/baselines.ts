@@ -10,14 +10,14 @@ import { planStats, type DistAttnPlan } from './plan.js';
 
 export interface HeadShape {
   readonly numHeadsQ: number;
-  readonly numHeadsKV: number;
+  readonly numHeadsKv: number;
   readonly headDim: number;
   /** Bytes per element (2 for bf16). */
   readonly bytesPerElement: number;
 }
 
 /** The reference benchmark's model shape (05 §1.7): 48 query heads, 8 k/v heads, head dim 128, bf16. */
-export const BENCH_HEAD_SHAPE: HeadShape = { numHeadsQ: 48, numHeadsKV: 8, headDim: 128, bytesPerElement: 2 };
+export const BENCH_HEAD_SHAPE: HeadShape = { numHeadsQ: 48, numHeadsKv: 8, headDim: 128, bytesPerElement: 2 };
 
 export interface CommSummary {
   readonly method: string;
@@ -122,14 +122,14 @@ export function ringZigzagBaseline(mask: SliceList, totalSeqlen: number, cpSize:
   const area = maskAreaByRows(mask, Int32Array.from(ranges), Int32Array.from(owners), P);
   const n = padded / P;
   const tokens = new Float64Array(P).fill((P - 1) * n);
-  return summarise('ring (zig-zag)', area, tokens, 2 * heads.numHeadsKV * heads.headDim * heads.bytesPerElement);
+  return summarise('ring (zig-zag)', area, tokens, 2 * heads.numHeadsKv * heads.headDim * heads.bytesPerElement);
 }
 
 /**
  * Ulysses (05 §2.4): the sequence is split contiguously (padded to a multiple of P), and one
  * all-to-all per tensor turns [n tokens, all heads] into [all tokens, h/P heads] for q, k, v, then
  * back for o. Each rank receives (P−1)/P·n rows of each tensor; k/v heads are replicated up to P
- * when P > numHeadsKV. Compute is the whole mask split evenly by heads.
+ * when P > numHeadsKv. Compute is the whole mask split evenly by heads.
  */
 export function ulyssesBaseline(mask: SliceList, totalSeqlen: number, cpSize: number, heads: HeadShape = BENCH_HEAD_SHAPE): CommSummary {
   const P = cpSize;
@@ -144,20 +144,20 @@ export function ulyssesBaseline(mask: SliceList, totalSeqlen: number, cpSize: nu
   }
   const n = Math.ceil(totalSeqlen / P);
   const rows = ((P - 1) / P) * n;
-  const hkv = Math.max(heads.numHeadsKV, P);
+  const hkv = Math.max(heads.numHeadsKv, P);
   const bytesPerRow = ((2 * heads.numHeadsQ + 2 * hkv) * heads.headDim * heads.bytesPerElement) / 4;
-  const feasible = heads.numHeadsQ % P === 0 && (heads.numHeadsKV % P === 0 || P % heads.numHeadsKV === 0);
+  const feasible = heads.numHeadsQ % P === 0 && (heads.numHeadsKv % P === 0 || P % heads.numHeadsKv === 0);
   return summarise(
     'ulysses',
     new Float64Array(P).fill(total / P),
     new Float64Array(P).fill(4 * rows),
     bytesPerRow,
-    feasible ? undefined : `needs cp to divide numHeadsQ (${heads.numHeadsQ}) and to divide or be divided by numHeadsKV (${heads.numHeadsKV})`,
+    feasible ? undefined : `needs cp to divide numHeadsQ (${heads.numHeadsQ}) and to divide or be divided by numHeadsKv (${heads.numHeadsKv})`,
   );
 }
 
 /** The plan's own figures in the same form (k/v tokens received through GroupCast). */
 export function planCommSummary(plan: DistAttnPlan, heads: HeadShape = BENCH_HEAD_SHAPE): CommSummary {
   const s = planStats(plan);
-  return summarise('magi-attention', s.areaPerRank, s.recvTokensPerRank, 2 * heads.numHeadsKV * heads.headDim * heads.bytesPerElement);
+  return summarise('magi-attention', s.areaPerRank, s.recvTokensPerRank, 2 * heads.numHeadsKv * heads.headDim * heads.bytesPerElement);
 }

@@ -177,7 +177,7 @@ export function resolveOverlapConfig(config: OverlapConfig = {}): ResolvedOverla
  */
 export function hardwareCostFactors(options: {
   numHeadsQ: number;
-  numHeadsKV: number;
+  numHeadsKv: number;
   headDim: number;
   bytesPerElement?: number;
   flopsPerSecond?: number;
@@ -191,6 +191,6 @@ export function hardwareCostFactors(options: {
   // Microseconds, as the reference's factors.
   return {
     calcCostFactor: ((4 * options.numHeadsQ * options.headDim) / flops) * 1e6,
-    commCostFactor: ((2 * options.numHeadsKV * options.headDim * b) / bw) * 1e6,
+    commCostFactor: ((2 * options.numHeadsKv * options.headDim * b) / bw) * 1e6,
   };
 }

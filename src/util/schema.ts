@@ -16,11 +16,23 @@ function pathOf(root: string, path: ReadonlyArray<PropertyKey>): string {
 export function parseWithSchema<S extends z.ZodType>(schema: S, value: unknown, root: string): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
+  // A foreign field is reported first: it is usually a misspelling of the field found missing.
+  const issues = result.error.issues;
+  const issue = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0];
   if (issue.code === 'unrecognized_keys') {
     throw new InvalidArgumentError(pathOf(root, [...issue.path, issue.keys[0]]), 'is not a field here', `fields: ${fieldsOf(schema, issue.path)}`);
   }
+  if (valueAt(value, issue.path) === undefined) throw new InvalidArgumentError(pathOf(root, issue.path), 'is required');
   throw new InvalidArgumentError(pathOf(root, issue.path), issue.message);
+}
+
+function valueAt(value: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let v = value;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
 }
 
 /** The field names an object schema allows at `path` (for the message), or '?' when unknown. */

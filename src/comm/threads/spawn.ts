@@ -16,11 +16,13 @@
  * first (`tsx/esm/api`), then imports the real entry. That costs ~0.1-0.3 s per worker, which is
  * why compiled JavaScript starts faster.
  */
+import { freemem } from 'node:os';
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
-import { RankFailedError, type RankOutcome, type SerializedError } from '../errors.js';
+import { RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
+import { unwrapTensors, wrapTensors } from './transfer.js';
 import type { ProcessGroup } from '../process-group.js';
 
 export interface SpawnOptions {
@@ -30,6 +32,27 @@ export interface SpawnOptions {
   name?: string;
   /** After a rank fails, how long the others get to stop before they are terminated (default 500 ms). */
   abortGraceMs?: number;
+  /**
+   * The whole run's deadline in milliseconds (default: none). Past it every rank still running is
+   * terminated and the promise rejects with a RunDeadlineError naming them: a rank stuck outside
+   * any collective (an endless loop, a lost await) cannot hold the launch forever.
+   */
+  deadlineMs?: number;
+}
+
+/** Each thread rank is a V8 isolate of its own (tens of MiB once it computes), and ranks are wired all-to-all. */
+const BYTES_PER_THREAD_RANK = 64 * 2 ** 20;
+const MAX_THREAD_RANKS = 256;
+
+/** The most thread ranks this machine can hold now (at least 1), and why. */
+export function maxThreadRanks(): { limit: number; reason: string } {
+  const byMemory = Math.max(1, Math.floor(freemem() / BYTES_PER_THREAD_RANK));
+  const limit = Math.min(MAX_THREAD_RANKS, byMemory);
+  const reason =
+    limit === MAX_THREAD_RANKS
+      ? `thread ranks are wired all-to-all (P² channels); past ${MAX_THREAD_RANKS}, use processes (NCCL) instead`
+      : `each thread rank is a V8 isolate of about ${BYTES_PER_THREAD_RANK / 2 ** 20} MiB and this machine has ${(freemem() / 2 ** 30).toFixed(1)} GiB free`;
+  return { limit, reason };
 }
 
 /** What a rank script's default export looks like. */
@@ -86,6 +109,10 @@ function workerBoot(script: URL): { code: string | URL; evalCode: boolean } {
  */
 export function spawnRanks<R = unknown, A = unknown>(size: number, script: string | URL, args?: A, options: SpawnOptions = {}): Promise<R[]> {
   if (!Number.isInteger(size) || size < 1) return Promise.reject(new InvalidArgumentError('size', 'must be a positive integer', `got ${size}`));
+  const cap = maxThreadRanks();
+  if (size > cap.limit) return Promise.reject(new InvalidArgumentError('size', `must be at most ${cap.limit} here`, `got ${size}: ${cap.reason}`));
+  const deadlineMs = options.deadlineMs;
+  if (deadlineMs !== undefined && !(deadlineMs > 0)) return Promise.reject(new InvalidArgumentError('options.deadlineMs', 'must be positive', `got ${deadlineMs}`));
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const grace = options.abortGraceMs ?? 500;
   const name = options.name ?? 'threads';
@@ -119,11 +146,13 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
     let ready = 0;
     let graceTimer: ReturnType<typeof setTimeout> | undefined;
     let finished = false;
+    let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
 
     const finish = (): void => {
       if (finished) return;
       finished = true;
       clearTimeout(graceTimer);
+      clearTimeout(deadlineTimer);
       // Ask every thread to close its ports and end on its own, which flushes what it printed;
       // terminate those that do not (busy, or holding timers) after a short while.
       for (const w of workers) w.postMessage({ t: 'exit' } satisfies ToRank);
@@ -131,27 +160,33 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       void Promise.all(exited).then(() => {
         clearTimeout(stop);
         const all = outcomes as RankOutcome<R>[];
-        if (rootCause < 0) resolve(all.map((o) => (o as { value: R }).value));
+        if (rootCause < 0) resolve(all.map((o) => unwrapTensors((o as { value: R }).value) as R));
         else reject(new RankFailedError(rootCause, all));
       });
     };
 
-    const record = (rank: number, outcome: RankOutcome<R>): void => {
+    const record = (rank: number, given: RankOutcome<R>): void => {
       if (finished || outcomes[rank] !== undefined) return;
-      outcomes[rank] = outcome;
+      let outcome = given;
       if (outcome.status !== 'ok' && rootCause < 0) {
-        rootCause = rank;
-        const reason = `${outcome.error.name}: ${outcome.error.message}`;
-        for (let r = 0; r < size; r++) if (outcomes[r] === undefined) workers[r]?.postMessage({ t: 'abort', rank, reason } satisfies ToRank);
+        // A rank that failed because a peer left (died, exited) blames that peer: its own exit
+        // event may arrive after this rank's report, but it failed first.
+        const cause = outcome.error.causeRank;
+        const root = cause !== undefined && cause >= 0 && cause < size && cause !== rank ? cause : rank;
+        if (root !== rank) outcome = { ...outcome, status: 'aborted' };
+        rootCause = root;
+        const reason = root === rank ? `${outcome.error.name}: ${outcome.error.message}` : `rank ${root} left the group`;
+        for (let r = 0; r < size; r++) if (outcomes[r] === undefined && r !== rank && r !== root) workers[r]?.postMessage({ t: 'abort', rank: root, reason } satisfies ToRank);
         graceTimer = setTimeout(() => {
           for (let r = 0; r < size; r++) {
             if (outcomes[r] === undefined) {
-              outcomes[r] = { rank: r, status: 'aborted', error: { name: 'Terminated', message: `did not stop within ${grace} ms after rank ${rank} failed` } };
+              outcomes[r] = { rank: r, status: 'aborted', error: { name: 'Terminated', message: `did not stop within ${grace} ms after rank ${rootCause} failed` } };
             }
           }
           finish();
         }, grace);
       }
+      outcomes[rank] = outcome;
       if (outcomes.every((o) => o !== undefined)) finish();
     };
 
@@ -162,7 +197,7 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
     });
 
     for (let rank = 0; rank < size; rank++) {
-      const init: WorkerInit = { rank, size, name, timeoutMs, ports: ports[rank], script: url.href, args };
+      const init: WorkerInit = { rank, size, name, timeoutMs, ports: ports[rank], script: url.href, args: wrapTensors(args) };
       const transfer = ports[rank].filter((p): p is MessagePort => p !== null);
       let w: Worker;
       try {
@@ -185,6 +220,20 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       });
       w.on('error', (e: Error) => record(rank, failedFrom(rank, { name: e.name, message: e.message, stack: e.stack })));
       w.on('exit', (code) => record(rank, { rank, status: 'failed', error: { name: 'Exit', message: `the thread exited (code ${code}) before returning` } }));
+    }
+    if (deadlineMs !== undefined) {
+      deadlineTimer = setTimeout(() => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(graceTimer);
+        const running: number[] = [];
+        for (let r = 0; r < size; r++) {
+          if (outcomes[r] !== undefined) continue;
+          running.push(r);
+          outcomes[r] = { rank: r, status: 'failed', error: { name: 'RunDeadlineError', message: `still running at the deadline (${deadlineMs / 1000} s)` } };
+        }
+        void Promise.all(workers.map((w) => w.terminate())).then(() => reject(new RunDeadlineError(deadlineMs, running, outcomes as RankOutcome<R>[])));
+      }, deadlineMs);
     }
   });
 }

@@ -7,6 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
 import { ThreadProcessGroup } from './thread-group.js';
+import { unwrapTensors, wrapTensors } from './transfer.js';
 import type { ToRank, ToLauncher, WorkerInit } from './spawn.js';
 
 const init = workerData as WorkerInit;
@@ -45,9 +46,9 @@ try {
   // not count another thread's start-up.
   report({ t: 'ready' });
   await started;
-  const value: unknown = await (mod.default as (g: ThreadProcessGroup, a: unknown) => unknown)(group, init.args);
+  const value: unknown = await (mod.default as (g: ThreadProcessGroup, a: unknown) => unknown)(group, unwrapTensors(init.args));
   try {
-    report({ t: 'result', value });
+    report({ t: 'result', value: wrapTensors(value) });
   } catch (e) {
     throw new TypeError(`the result of rank ${init.rank} cannot be sent to the launcher (it must be structured-clonable): ${serializeError(e).message}`);
   }
