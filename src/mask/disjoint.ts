@@ -24,8 +24,9 @@ export interface SharedCell {
 /**
  * A pair of slices covering a common cell, with one such cell; null when the slices are disjoint.
  * The pair reported is the first found sweeping the slices by query start (ties by index).
+ * `stats.pairsTested` (when given) counts the pairs compared.
  */
-export function findSharedCell(slices: SliceList): SharedCell | null {
+export function findSharedCell(slices: SliceList, stats?: { pairsTested: number }): SharedCell | null {
   const n = slices.maskTypes.length;
   const { qRanges, kRanges } = slices;
   const order: number[] = [];
@@ -41,6 +42,7 @@ export function findSharedCell(slices: SliceList): SharedCell | null {
     for (const a of active) if (qRanges[2 * a + 1] > qStart) active[kept++] = a;
     active.length = kept;
     for (const a of active) {
+      if (stats !== undefined) stats.pairsTested++;
       const cell = sharedCellOfPair(slices, a, b);
       if (cell !== null) return { a: Math.min(a, b), b: Math.max(a, b), q: cell[0], k: cell[1] };
     }

@@ -3,13 +3,17 @@
  */
 import { CommMismatchError, CommTimeoutError } from '../../src/comm/errors.js';
 import type { ProcessGroup } from '../../src/comm/process-group.js';
+import { Tensor } from '../../src/tensor.js';
 
 export type Scenario =
   | { mode: 'throw'; failRank: number }
   | { mode: 'throw-async'; failRank: number }
   | { mode: 'absent'; absentRank: number }
   | { mode: 'mismatch' }
-  | { mode: 'overlap'; peerDelayMs: number; workMs: number };
+  | { mode: 'overlap'; peerDelayMs: number; workMs: number }
+  | { mode: 'exit'; exitRank: number }
+  | { mode: 'stuck'; stuckRanks: number[] }
+  | { mode: 'tensors'; x: Tensor; nested: { list: Tensor[] } };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -77,6 +81,23 @@ export default async function scenario(group: ProcessGroup, args: Scenario): Pro
         callError = e.message;
       }
       return { countError, callError };
+    }
+    case 'exit': {
+      await group.barrier();
+      if (me === args.exitRank) process.exit(1);
+      await group.barrier();
+      return 'unreachable';
+    }
+    case 'stuck': {
+      await group.barrier();
+      // Outside any collective: nothing but the run's deadline can end this rank.
+      if (args.stuckRanks.includes(me)) await new Promise<never>(() => setInterval(() => undefined, 1000));
+      return 'done';
+    }
+    case 'tensors': {
+      if (!(args.x instanceof Tensor) || !args.nested.list.every((t) => t instanceof Tensor)) return 'arrived as plain objects';
+      const doubled = Tensor.fromValues(args.x.dtype, args.x.shape, Array.from(args.x.toFloat32(), (v) => 2 * v + me));
+      return { doubled, count: args.nested.list.length };
     }
     case 'overlap': {
       await group.barrier().wait();
