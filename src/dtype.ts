@@ -6,7 +6,6 @@
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64';
 
-export type StorageFor<D extends DType> = D extends 'float64' ? Float64Array : D extends 'float32' ? Float32Array : Uint16Array;
 export type Storage = Float64Array | Float32Array | Uint16Array;
 
 export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64'];
@@ -118,16 +117,3 @@ export function readElement(dtype: DType, data: Storage, i: number): number {
   return data[i];
 }
 
-/** Machine epsilon (unit roundoff x2) of each dtype: the spacing of values just above 1. */
-export function dtypeEpsilon(dtype: DType): number {
-  switch (dtype) {
-    case 'float64':
-      return 2 ** -52;
-    case 'float32':
-      return 2 ** -23;
-    case 'float16':
-      return 2 ** -10;
-    case 'bfloat16':
-      return 2 ** -7;
-  }
-}

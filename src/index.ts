@@ -27,5 +27,5 @@ export { CPU_KERNEL_TOLERANCES, compareClose, type Tolerance, type CloseReport }
 export * from './solver/index.js';
 export * from './comm/index.js';
 export { spawnRanks } from './comm/threads/index.js';
-export * from './api.js';
+export * from './runtime/index.js';
 export { Rng, freshSeed } from './util/rng.js';

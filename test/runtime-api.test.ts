@@ -11,18 +11,18 @@ import {
   calcAttn,
   calcAttnBackward,
   clearKeyCache,
-  computePadSize,
   dispatch,
   getMostRecentKey,
   getPositionIds,
-  keyCacheSize,
+  cachedKeyCount,
   magiAttnFlexKey,
   magiAttnVarlenKey,
   makeKeyForNewMaskAfterDispatch,
-  setKeyCacheSize,
+  setKeyCacheCapacity,
   undispatch,
   type DistAttnRuntimeKey,
-} from '../src/api.js';
+} from '../src/runtime/index.js';
+import { computePadSize } from '../src/solver/chunking.js';
 import { flexFlashAttn, flexFlashAttnBackward } from '../src/kernels/flex-flash-attn.js';
 import { compareClose } from '../src/kernels/tolerance.js';
 import { ShapeError } from '../src/errors.js';
@@ -54,13 +54,13 @@ test('an equal key request returns the cached key; a different mask, head count,
   // The varlen constructor plans the same mask; its key is equal by value to the flex one.
   const v = magiAttnVarlenKey({ cuSeqlensQ: cu, causal: true, ...heads, group: g0, overlapConfig: { degree: 2, minChunkSize: 4 } });
   assert.equal(v, a);
-  assert.equal(keyCacheSize(g0), 4);
-  setKeyCacheSize(g0, 2);
-  assert.equal(keyCacheSize(g0), 2);
+  assert.equal(cachedKeyCount(g0), 4);
+  setKeyCacheCapacity(g0, 2);
+  assert.equal(cachedKeyCount(g0), 2);
   clearKeyCache(g0);
-  assert.equal(keyCacheSize(g0), 0);
+  assert.equal(cachedKeyCount(g0), 0);
   assert.notEqual(flexKey(g0, 150, cu), a, 'a cleared cache plans again');
-  setKeyCacheSize(g0, 100);
+  setKeyCacheCapacity(g0, 100);
 });
 
 test('dispatch keeps ascending chunks with padding rows; undispatch restores x; position ids name the rows', async () => {

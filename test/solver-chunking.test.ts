@@ -24,7 +24,7 @@ test('a user chunk size is only an upper bound on ceil(N / (8 cp)) (reference ex
   const c2 = resolveChunking(1000, 3, resolveDispatchConfig({}));
   assert.equal(c2.chunkSize, 42);
   assert.equal(c2.padSize, 8);
-  assert.equal(c2.totalSeqlen, 1008);
+  assert.equal(c2.paddedSeqlen, 1008);
   assert.equal(c2.shardSeqlen, 336);
   const c3 = resolveChunking(1000, 3, resolveDispatchConfig({ chunkSize: 10 }));
   assert.equal(c3.chunkSize, 10);
@@ -65,7 +65,7 @@ test('per-chunk clipping keeps exactly the cells of every slice type (dense orac
     const mask = randomMask(rng, family, n);
     const chunkSize = rng.int(1, n);
     const cp = rng.int(1, 4);
-    const chunking = { cpSize: cp, unpaddedSeqlen: n, totalSeqlen: n + computePadSize(n, cp, chunkSize), padSize: computePadSize(n, cp, chunkSize), chunkSize, numChunks: (n + computePadSize(n, cp, chunkSize)) / chunkSize, shardSeqlen: 0 };
+    const chunking = { cpSize: cp, unpaddedSeqlen: n, paddedSeqlen: n + computePadSize(n, cp, chunkSize), padSize: computePadSize(n, cp, chunkSize), chunkSize, numChunks: (n + computePadSize(n, cp, chunkSize)) / chunkSize, shardSeqlen: 0 };
     const b = buildChunkBuckets(mask, chunking);
     const want = denseCounts(mask, n);
     const got = new Uint16Array(n * n);

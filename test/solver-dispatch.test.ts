@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeSliceList } from '../src/mask/slice-list.js';
 import { causalMask, cuSeqlensFromLengths, sampleDocLengths, varlenCausalMask } from '../src/mask/helpers.js';
-import { lptAssign, minHeapDispatch, sequentialDispatch, contiguousRunsDispatch, positionIds } from '../src/solver/dispatch.js';
+import { lptAssign, minHeapDispatch, sequentialDispatch, contiguousRunsDispatch, positionIds } from '../src/solver/chunk-assignment.js';
 import { planDistAttn } from '../src/solver/solve.js';
 import { planStats } from '../src/solver/plan.js';
 import type { DispatchAlg } from '../src/solver/config.js';

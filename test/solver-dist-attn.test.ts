@@ -4,16 +4,8 @@ import { causalMask } from '../src/mask/helpers.js';
 import { makeSliceList, sliceListToJSON, type SliceList } from '../src/mask/slice-list.js';
 import { planDistAttn } from '../src/solver/solve.js';
 import type { DistAttnPlan, GroupCastArgs, GroupReduceArgs } from '../src/solver/plan.js';
-import {
-  lowerGroupCast,
-  lowerGroupReduce,
-  matchGroupCast,
-  runLoweredA2AV,
-  simulateGroupCast,
-  simulateGroupReduce,
-  simulateGroupReduceLse,
-  toGroupReduceArgs,
-} from '../src/solver/group-collective-args.js';
+import { lowerGroupCast, lowerGroupReduce, matchGroupCast, toGroupReduceArgs } from '../src/comm/group-collective-args.js';
+import { runLoweredA2AV, simulateGroupCast, simulateGroupReduce, simulateGroupReduceLse } from './util/group-collective-sim.js';
 import { overlapChunking, uniformStages, greedyStages, overlapCost } from '../src/solver/overlap.js';
 import { checkPlan } from '../src/solver/check-plan.js';
 

@@ -6,7 +6,7 @@ import { makeSliceList } from '../src/mask/slice-list.js';
 import { planDistAttn, type PlanRequest } from '../src/solver/solve.js';
 import { computePadSize } from '../src/solver/chunking.js';
 import { planFromJSON, planToJSON } from '../src/solver/plan-json.js';
-import { positionIds } from '../src/solver/dispatch.js';
+import { positionIds } from '../src/solver/chunk-assignment.js';
 
 const base: PlanRequest = { mask: causalMask(1024), totalSeqlenQ: 1024, cpSize: 2 };
 

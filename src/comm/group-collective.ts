@@ -14,9 +14,8 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { bf16BitsToFloat, f16BitsToFloat, floatToBf16Bits, floatToF16Bits } from '../dtype.js';
-import { mergeRow } from '../kernels/cpu/merge.js';
-import type { GroupCastArgs, GroupReduceArgs } from '../solver/plan.js';
-import { lowerGroupCast, lowerGroupReduce, type A2AVLowering } from '../solver/group-collective-args.js';
+import { mergeRow } from '../lse-merge.js';
+import { lowerGroupCast, lowerGroupReduce, type A2AVLowering, type GroupCastArgs, type GroupReduceArgs } from './group-collective-args.js';
 import type { CommWork, HalfType, HostArray, ProcessGroup } from './process-group.js';
 
 /** One rank's side of a GroupCast or GroupReduce, lowered onto all-to-all-v (rows, not elements). */

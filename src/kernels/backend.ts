@@ -1,6 +1,6 @@
 /**
  * The kernel backend: one narrow interface that every flex-flash-attention implementation (the
- * TypeScript CPU kernel now, CUDA later) fills in. Everything above it (the public function, the
+ * TypeScript CPU kernel, the CUDA kernels) fills in. Everything above it (the public function, the
  * distributed runtime) talks only to this interface and never knows which backend runs.
  *
  * Contract (shared by all backends):

@@ -128,11 +128,3 @@ export function sliceListToJSON(slices: SliceList): Array<[[number, number], [nu
     return [s.qRange, s.kRange, s.type];
   });
 }
-
-export function sliceListFromJSON(json: ReadonlyArray<readonly [readonly [number, number], readonly [number, number], string | number]>): SliceList {
-  return makeSliceList(
-    json.map((s) => s[0]),
-    json.map((s) => s[1]),
-    json.map((s) => s[2]),
-  );
-}

@@ -11,14 +11,14 @@ export {
   makeKeyForNewMaskAfterDispatch,
   getMostRecentKey,
   clearKeyCache,
-  keyCacheSize,
-  setKeyCacheSize,
+  cachedKeyCount,
+  setKeyCacheCapacity,
   type KeyShapeOptions,
   type FlexKeyOptions,
   type VarlenKeyOptions,
   type NewMaskOptions,
 } from './key.js';
-export { dispatch, undispatch, getPositionIds } from './dispatch.js';
+export { dispatch, undispatch, getPositionIds } from './shard.js';
 export {
   calcAttn,
   calcAttnBackward,

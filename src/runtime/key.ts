@@ -13,9 +13,9 @@ import { requireKnownOptions } from '../util/options.js';
 import { inferMaskFromCuSeqlens } from '../mask/helpers.js';
 import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
 import type { ProcessGroup } from '../comm/process-group.js';
-import { applyPadding, buildChunkBuckets, validateMask } from '../solver/chunking.js';
-import { resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
-import { makeDispatchMeta } from '../solver/dispatch.js';
+import { buildChunkBuckets, validateMask } from '../solver/chunking.js';
+import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
+import { makeDispatchMeta } from '../solver/chunk-assignment.js';
 import type { DistAttnPlan, RankPlan } from '../solver/plan.js';
 import { planDistAttn, planRanksForDispatch } from '../solver/solve.js';
 
@@ -26,8 +26,6 @@ export class DistAttnRuntimeKey {
     readonly id: string,
     readonly group: ProcessGroup,
     readonly plan: DistAttnPlan,
-    /** The caller's mask plus the padding slice q = [N, N + pad) × k = [0, 0), as the reference keeps it. */
-    readonly paddedMask: SliceList,
     readonly numHeadsQ: number,
     readonly numHeadsKv: number,
     readonly headDim: number,
@@ -40,7 +38,7 @@ export class DistAttnRuntimeKey {
     return this.group.rank;
   }
   /** The caller's (unpadded) sequence length N. */
-  get totalSeqlen(): number {
+  get unpaddedSeqlen(): number {
     return this.plan.dispatch.unpaddedSeqlen;
   }
   get padSize(): number {
@@ -94,12 +92,12 @@ function cacheOf(group: ProcessGroup): KeyLru {
   return c;
 }
 
-/** Sets how many keys the group's cache keeps (0 disables caching); evicts the oldest beyond it. */
-export function setKeyCacheSize(group: ProcessGroup, maxSize: number): void {
-  if (!Number.isInteger(maxSize) || maxSize < 0) throw new InvalidArgumentError('maxSize', 'must be an integer >= 0', `got ${maxSize}`);
+/** Sets how many keys the group's cache can hold (0 disables caching); evicts the oldest beyond it. */
+export function setKeyCacheCapacity(group: ProcessGroup, capacity: number): void {
+  if (!Number.isInteger(capacity) || capacity < 0) throw new InvalidArgumentError('capacity', 'must be an integer >= 0', `got ${capacity}`);
   const c = cacheOf(group);
-  c.maxSize = maxSize;
-  while (c.entries.size > maxSize) c.entries.delete(c.entries.keys().next().value as string);
+  c.maxSize = capacity;
+  while (c.entries.size > capacity) c.entries.delete(c.entries.keys().next().value as string);
 }
 
 /** The group's most recently created or reused key. */
@@ -115,8 +113,8 @@ export function clearKeyCache(group: ProcessGroup): void {
   caches.get(group)?.entries.clear();
 }
 
-/** Number of keys cached for the group. */
-export function keyCacheSize(group: ProcessGroup): number {
+/** How many keys the group's cache holds now. */
+export function cachedKeyCount(group: ProcessGroup): number {
   return caches.get(group)?.entries.size ?? 0;
 }
 
@@ -177,14 +175,11 @@ function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions,
     o.numHeadsKv,
     o.headDim,
     o.group.size,
-    o.dispatchConfig ?? null,
-    o.overlapConfig ?? null,
+    // Resolved, so that equal configs written differently (property order, defaults spelt out) share a key.
+    resolveDispatchConfig(o.dispatchConfig),
+    resolveOverlapConfig(o.overlapConfig),
     extra,
   ]);
-}
-
-function paddedMaskOf(plan: DistAttnPlan): SliceList {
-  return applyPadding(plan.globalMask, plan.dispatch);
 }
 
 function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShapeOptions): DistAttnRuntimeKey {
@@ -201,7 +196,7 @@ function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShap
     dispatchConfig: o.dispatchConfig,
     overlapConfig: o.overlapConfig,
   });
-  const key = new DistAttnRuntimeKey(id, o.group, plan, paddedMaskOf(plan), o.numHeadsQ, o.numHeadsKv, o.headDim);
+  const key = new DistAttnRuntimeKey(id, o.group, plan, o.numHeadsQ, o.numHeadsKv, o.headDim);
   cache.set(key);
   return key;
 }
@@ -285,7 +280,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
     dispatch,
     perRank,
   };
-  const key = new DistAttnRuntimeKey(id, shape.group, plan, paddedMaskOf(plan), shape.numHeadsQ, shape.numHeadsKv, shape.headDim);
+  const key = new DistAttnRuntimeKey(id, shape.group, plan, shape.numHeadsQ, shape.numHeadsKv, shape.headDim);
   cache.set(key);
   return key;
 }

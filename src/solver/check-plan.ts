@@ -20,7 +20,7 @@
 import { sliceCount, type SliceList } from '../mask/slice-list.js';
 import { bandHi, bandLo, CAUSAL, emitBand, INVCAUSAL, SliceBuffer } from '../mask/geometry.js';
 import { localOffsets, mergeRanges, rangesLength, RangeBuffer } from '../mask/range-list.js';
-import { matchGroupCast } from './group-collective-args.js';
+import { matchGroupCast } from '../comm/group-collective-args.js';
 import { DENSE_ORACLE_MAX_TOKENS, denseCounts, densePlanCounts } from './dense-oracle.js';
 import type { DistAttnPlan } from './plan.js';
 
@@ -46,8 +46,8 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
 
   // 1. Dispatch.
   if (d.cpSize !== P || d.partitions.length !== P || plan.perRank.length !== P) fail(`cp size disagrees: plan ${P}, dispatch ${d.cpSize}, ${d.partitions.length} partitions, ${plan.perRank.length} rank plans`);
-  if (d.numChunks * cs !== d.totalSeqlen || d.totalSeqlen !== d.unpaddedSeqlen + d.padSize || d.shardSeqlen * P !== d.totalSeqlen) fail('chunk count, chunk size, padding and shard length are inconsistent');
-  if (P > 1 && d.totalSeqlen % (cs * P) !== 0) fail(`padded length ${d.totalSeqlen} is not a multiple of chunkSize × cp = ${cs * P}`);
+  if (d.numChunks * cs !== d.paddedSeqlen || d.paddedSeqlen !== d.unpaddedSeqlen + d.padSize || d.shardSeqlen * P !== d.paddedSeqlen) fail('chunk count, chunk size, padding and shard length are inconsistent');
+  if (P > 1 && d.paddedSeqlen % (cs * P) !== 0) fail(`padded length ${d.paddedSeqlen} is not a multiple of chunkSize × cp = ${cs * P}`);
   const owner = new Int32Array(d.numChunks).fill(-1);
   const localChunk = new Int32Array(d.numChunks);
   d.partitions.forEach((part, r) => {

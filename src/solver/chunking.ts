@@ -14,7 +14,7 @@ export interface Chunking {
   /** N: the caller's sequence length. */
   readonly unpaddedSeqlen: number;
   /** N + padSize: a multiple of chunkSize × cpSize. */
-  readonly totalSeqlen: number;
+  readonly paddedSeqlen: number;
   readonly padSize: number;
   readonly chunkSize: number;
   readonly numChunks: number;
@@ -49,7 +49,7 @@ export function resolveChunking(totalSeqlen: number, cpSize: number, config: Res
   checkSeqlen(totalSeqlen, 'totalSeqlen');
   checkCpSize(cpSize);
   if (cpSize === 1) {
-    return { cpSize, unpaddedSeqlen: totalSeqlen, totalSeqlen, padSize: 0, chunkSize: totalSeqlen, numChunks: 1, shardSeqlen: totalSeqlen };
+    return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: totalSeqlen, padSize: 0, chunkSize: totalSeqlen, numChunks: 1, shardSeqlen: totalSeqlen };
   }
   const auto = Math.ceil(totalSeqlen / (config.minChunksPerRank * cpSize));
   const chunkSize = config.chunkSize === null ? auto : Math.min(auto, config.chunkSize);
@@ -59,7 +59,7 @@ export function resolveChunking(totalSeqlen: number, cpSize: number, config: Res
   const padSize = computePadSize(totalSeqlen, cpSize, chunkSize);
   const padded = totalSeqlen + padSize;
   const numChunks = padded / chunkSize;
-  return { cpSize, unpaddedSeqlen: totalSeqlen, totalSeqlen: padded, padSize, chunkSize, numChunks, shardSeqlen: padded / cpSize };
+  return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: padded, padSize, chunkSize, numChunks, shardSeqlen: padded / cpSize };
 }
 
 /**
@@ -74,7 +74,7 @@ export function applyPadding(mask: SliceList, chunking: Chunking): SliceList {
   qRanges.set(mask.qRanges);
   kRanges.set(mask.kRanges);
   qRanges[2 * n] = chunking.unpaddedSeqlen;
-  qRanges[2 * n + 1] = chunking.totalSeqlen;
+  qRanges[2 * n + 1] = chunking.paddedSeqlen;
   const types = new Uint8Array(n + 1);
   types.set(mask.maskTypes);
   return { qRanges, kRanges, maskTypes: types };

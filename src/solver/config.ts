@@ -36,7 +36,11 @@ export type OverlapMode = 'static' | 'dynamic';
 export type OverlapAlg = 'uniform' | 'greedy';
 
 export interface OverlapConfig {
-  /** static: every rank uses `degree`; dynamic: the cost model picks it (up to dynamicMaxDegree). */
+  /**
+   * static: every rank uses `degree`; dynamic: the overlap solver's cost model picks it (up to
+   * dynamicMaxDegree). This is the reference's AttnOverlapMode.DYNAMIC, not its "dynamic attention
+   * solver" (qo-comm), which this project does not implement.
+   */
   readonly mode?: OverlapMode;
   /** Number of remote stages. 0 means no overlap (one remote stage, fetched before any compute). Default 1. */
   readonly degree?: number;

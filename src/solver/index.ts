@@ -19,10 +19,10 @@ export {
   contiguousRunsDispatch,
   refineBySwaps,
   chunkKeyRanges,
-} from './dispatch.js';
+} from './chunk-assignment.js';
 export { overlapChunking, uniformStages, greedyStages, overlapCost, solveOverlapStages } from './overlap.js';
 export { planAllRanks, planRankHost, planRankStageBounds, planRankStages, type RankSlicing, type RankStages } from './dist-attn.js';
-export * from './group-collective-args.js';
+export { buildStageGroupCast } from './group-collective-args.js';
 export { checkPlan, type PlanCheckResult } from './check-plan.js';
 export * from './baselines.js';
 export { planDistAttn, planDistAttnTimed, planRanksForDispatch, type PlanRequest, type PlanTimings } from './solve.js';

@@ -5,8 +5,8 @@
  * round-trip exactly. A plan read back is structurally valid; `checkPlan` proves it right.
  */
 import { z } from 'zod';
-import { maskTypeFromInt, MASK_TYPE_CODES, type AttnMaskType } from '../mask/mask-type.js';
-import type { SliceList } from '../mask/slice-list.js';
+import { MASK_TYPE_CODES, type AttnMaskType } from '../mask/mask-type.js';
+import { sliceListToJSON, type SliceList } from '../mask/slice-list.js';
 import { parseWithSchema } from '../util/schema.js';
 import { DISPATCH_ALG_TYPES } from './config.js';
 import type { DistAttnPlan, DispatchMeta, RankPlan } from './plan.js';
@@ -67,7 +67,7 @@ export const planJSONSchema = z.strictObject({
   dispatch: z.strictObject({
     cpSize: pos,
     unpaddedSeqlen: pos,
-    totalSeqlen: pos,
+    paddedSeqlen: pos,
     padSize: nat,
     chunkSize: pos,
     numChunks: pos,
@@ -97,14 +97,6 @@ export const planJSONSchema = z.strictObject({
 export type PlanJSON = z.infer<typeof planJSONSchema>;
 type SlicesJSON = z.infer<typeof slicesJSON>;
 
-function slicesToJSON(s: SliceList): SlicesJSON {
-  const out: SlicesJSON = [];
-  for (let b = 0; b < s.maskTypes.length; b++) {
-    out.push([[s.qRanges[2 * b], s.qRanges[2 * b + 1]], [s.kRanges[2 * b], s.kRanges[2 * b + 1]], maskTypeFromInt(s.maskTypes[b])]);
-  }
-  return out;
-}
-
 function slicesFromJSON(json: SlicesJSON): SliceList {
   const n = json.length;
   const qRanges = new Int32Array(2 * n);
@@ -129,14 +121,14 @@ export function planToJSON(plan: DistAttnPlan): PlanJSON {
     cpSize: plan.cpSize,
     totalSeqlenQ: plan.totalSeqlenQ,
     totalSeqlenK: plan.totalSeqlenK,
-    globalMask: slicesToJSON(plan.globalMask),
+    globalMask: sliceListToJSON(plan.globalMask),
     dispatchConfig: { ...plan.dispatchConfig, alg: { ...plan.dispatchConfig.alg } },
     overlapConfig: { ...plan.overlapConfig },
     overlapDegree: plan.overlapDegree,
     dispatch: {
       cpSize: d.cpSize,
       unpaddedSeqlen: d.unpaddedSeqlen,
-      totalSeqlen: d.totalSeqlen,
+      paddedSeqlen: d.paddedSeqlen,
       padSize: d.padSize,
       chunkSize: d.chunkSize,
       numChunks: d.numChunks,
@@ -153,13 +145,13 @@ export function planToJSON(plan: DistAttnPlan): PlanJSON {
     perRank: plan.perRank.map((r) => ({
       rank: r.rank,
       hostGlobalRanges: arr(r.hostGlobalRanges),
-      hostSlices: slicesToJSON(r.hostSlices),
+      hostSlices: sliceListToJSON(r.hostSlices),
       hostArea: r.hostArea,
       remoteGlobalKRanges: arr(r.remoteGlobalKRanges),
       stages: r.stages.map((s) => ({
         stageBufferGlobalKRanges: arr(s.stageBufferGlobalKRanges),
         stageBufferLength: s.stageBufferLength,
-        remoteSlices: slicesToJSON(s.remoteSlices),
+        remoteSlices: sliceListToJSON(s.remoteSlices),
         remoteArea: s.remoteArea,
         groupCast: {
           inputSplitSizes: arr(s.groupCast.inputSplitSizes),

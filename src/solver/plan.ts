@@ -9,9 +9,12 @@
  *               packed end to end in ascending order.
  * Its JSON form is plan-json.ts.
  */
+import type { GroupCastArgs, GroupReduceArgs } from '../comm/group-collective-args.js';
 import type { SliceList } from '../mask/slice-list.js';
 import type { Chunking } from './chunking.js';
 import type { DispatchAlgType, ResolvedDispatchConfig, ResolvedOverlapConfig } from './config.js';
+
+export type { GroupCastArgs, GroupReduceArgs };
 
 /** The chunking (lengths, padding, chunk size, shard length) and the chunks' assignment to ranks. */
 export interface DispatchMeta extends Chunking {
@@ -29,28 +32,6 @@ export interface DispatchMeta extends Chunking {
   readonly areaPerRank: Float64Array;
   /** perRank merged global ranges of the shard, flat [s0, e0, s1, e1, ...]. */
   readonly hostGlobalRangesPerRank: readonly Int32Array[];
-}
-
-/**
- * What one rank passes to an all-to-all-v based GroupCast in one stage (reference 03 §1.1).
- * Input: its whole local k/v buffer cut into splits, each with its sorted destination ranks
- * (empty: not sent). Output: the stage buffer cut into splits, each from one source rank.
- * For any sender s and receiver r, s's splits that list r (in input order) match, size for size,
- * r's splits whose source is s (in output order).
- */
-export interface GroupCastArgs {
-  readonly inputSplitSizes: Int32Array;
-  readonly dstIndices: readonly (readonly number[])[];
-  readonly outputSplitSizes: Int32Array;
-  readonly srcIndex: Int32Array;
-}
-
-/** The mirror of a GroupCast (sends partial dk/dv back to their owners, summed there). */
-export interface GroupReduceArgs {
-  readonly inputSplitSizes: Int32Array;
-  readonly dstIndex: Int32Array;
-  readonly outputSplitSizes: Int32Array;
-  readonly srcIndices: readonly (readonly number[])[];
 }
 
 export interface StagePlan {

@@ -7,8 +7,9 @@ import type { SliceList } from '../mask/slice-list.js';
 import { buildChunkBuckets, checkCpSize, maxValidIds, resolveChunking, validateMask, type ChunkBuckets } from './chunking.js';
 import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig, type ResolvedOverlapConfig } from './config.js';
 import { planAllRanks } from './dist-attn.js';
-import { makeDispatchMeta, solveDispatch } from './dispatch.js';
-import { buildStageGroupCast, toGroupReduceArgs } from './group-collective-args.js';
+import { makeDispatchMeta, solveDispatch } from './chunk-assignment.js';
+import { toGroupReduceArgs } from '../comm/group-collective-args.js';
+import { buildStageGroupCast } from './group-collective-args.js';
 import type { DispatchMeta, DistAttnPlan, RankPlan } from './plan.js';
 
 export interface PlanRequest {

@@ -16,7 +16,7 @@ import { DeviceBuffer, DeviceTensor } from '../../src/device/index.js';
 import { type DType, bf16BitsToFloat, bytesPerElement, f16BitsToFloat, floatToBf16Bits, floatToF16Bits } from '../../src/dtype.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { Tensor } from '../../src/tensor.js';
-import { mergeRow } from '../../src/kernels/cpu/merge.js';
+import { mergeRow } from '../../src/lse-merge.js';
 import { CudaRangeOps } from '../../src/kernels/cuda/range-ops.js';
 import { Tally, meanEventMs, openDevice, randomTensor as uniformTensor, scriptArgs } from './common.js';
 

@@ -8,7 +8,7 @@ import type { ProcessGroup } from '../../src/comm/process-group.js';
 import type { DType } from '../../src/dtype.js';
 import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-flash-attn.js';
 import { compareClose, type Tolerance } from '../../src/kernels/tolerance.js';
-import { calcAttn, calcAttnBackward, dispatch, magiAttnFlexKey, undispatch } from '../../src/api.js';
+import { calcAttn, calcAttnBackward, dispatch, magiAttnFlexKey, undispatch } from '../../src/runtime/index.js';
 import { Tensor } from '../../src/tensor.js';
 import { Rng } from '../../src/util/rng.js';
 import { randomMask, type MaskFamily } from '../util/solver-masks.js';

@@ -11,7 +11,7 @@
 import type { SliceList } from '../../mask/slice-list.js';
 import { sliceCount } from '../../mask/slice-list.js';
 import { rowIntervals, sliceBox, visibleRowSpan } from './geometry.js';
-import { mergeRow } from './merge.js';
+import { mergeRow } from '../../lse-merge.js';
 import { gemmAcc, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
 /** Query rows per tile. */

@@ -20,7 +20,7 @@ import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResu
 import { backwardSlices, rowDots } from './backward.js';
 import { forwardSlices } from './forward.js';
 import { addHeadMajorInto, fromHeadMajor, headToTokenMajor, toHeadMajor, tokenToHeadMajor } from './layout.js';
-import { mergeRow } from './merge.js';
+import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
 
 function cpuForward(args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
@@ -118,4 +118,4 @@ export const cpuBackend: KernelBackend<Tensor> = {
   backward: cpuBackward,
 };
 
-export { logAddExp, mergeRow, mergeOutLseInto } from './merge.js';
+export { logAddExp, mergeRow, mergeOutLseInto } from '../../lse-merge.js';

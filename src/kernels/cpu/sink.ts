@@ -4,7 +4,7 @@
  * log-sum-exp merge with an all-zero partial); the backward's only extra output is dsink.
  * Rows here are token-major: row t·H + h is token t, head h.
  */
-import { logAddExp } from './merge.js';
+import { logAddExp } from '../../lse-merge.js';
 
 /** log Σ_s exp(sink[s, h]) for head h of a float32 [S, H] sink. */
 export function sinkLse(sink: ArrayLike<number>, sinkCount: number, heads: number, h: number): number {

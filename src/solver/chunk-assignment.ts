@@ -567,7 +567,7 @@ export function makeDispatchMeta(
   return {
     cpSize,
     unpaddedSeqlen: chunking.unpaddedSeqlen,
-    totalSeqlen: chunking.totalSeqlen,
+    paddedSeqlen: chunking.paddedSeqlen,
     padSize: chunking.padSize,
     chunkSize,
     numChunks,

@@ -8,8 +8,8 @@
  * or NaN in an unwritten accumulator cannot leak); when both sides are -inf the result is
  * lse = -inf, out = 0.
  */
-import type { Tensor } from '../../tensor.js';
-import { fromNumbers } from '../../dtype.js';
+import type { Tensor } from './tensor.js';
+import { fromNumbers } from './dtype.js';
 
 /** log(exp(a) + exp(b)), overflow-safe; -inf when both are -inf (never NaN). */
 export function logAddExp(a: number, b: number): number {

@@ -6,7 +6,7 @@
  */
 import { fromNumbers } from '../dtype.js';
 import { ShapeError } from '../errors.js';
-import { positionIds } from '../solver/dispatch.js';
+import { positionIds } from '../solver/chunk-assignment.js';
 import { Tensor } from '../tensor.js';
 import { requireKey, type DistAttnRuntimeKey } from './key.js';
 
@@ -52,7 +52,7 @@ export async function undispatch(local: Tensor, key: DistAttnRuntimeKey): Promis
   }
   const w = rowWidth(local);
   const cs = d.chunkSize;
-  const gathered = Tensor.zeros(local.dtype, [d.totalSeqlen, ...local.shape.slice(1)]);
+  const gathered = Tensor.zeros(local.dtype, [d.paddedSeqlen, ...local.shape.slice(1)]);
   await key.group.allGather(local.data, gathered.data).wait();
   // gathered holds chunks in permuted order: position p is chunk permIdxs[p].
   const full = Tensor.zeros(local.dtype, [d.unpaddedSeqlen, ...local.shape.slice(1)]);
