@@ -15,6 +15,7 @@
  * real NIC's concurrency; with P ranks on fewer cores the compute times also include contention.
  */
 import { Command } from 'commander';
+import { outputPath, withOutputOptions } from './output.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname } from 'node:path';
@@ -26,20 +27,22 @@ import { sliceListArea } from '../src/mask/slice-list.js';
 import { Tensor } from '../src/tensor.js';
 import { Rng } from '../src/util/rng.js';
 
-const program = new Command()
-  .option('--seqlen <n>', 'total tokens', '8192')
-  .option('--cp <p>', 'ranks (worker threads)', '4')
-  .option('--heads-q <n>', 'query heads', '4')
-  .option('--heads-kv <n>', 'key/value heads', '2')
-  .option('--head-dim <n>', 'head dimension', '32')
-  .option('--degree <n>', 'overlap degree (remote stages)', '2')
-  .option('--dtype <dtype>', 'float32 or bfloat16', 'float32')
-  .option('--repeats <n>', 'forward+backward runs per rank; the last is reported', '2')
-  .option('--seed <n>', 'seed of the documents and inputs', '42')
-  .option('--single', 'also time single-device flexFlashAttn on the whole sequence (main thread)')
-  .option('--out <file>', 'JSON output', 'bench/results/dist-cpu.json')
-  .parse();
-const o = program.opts<{ seqlen: string; cp: string; headsQ: string; headsKv: string; headDim: string; degree: string; dtype: string; repeats: string; seed: string; single?: boolean; out: string }>();
+const program = withOutputOptions(
+  new Command()
+    .option('--seqlen <n>', 'total tokens', '8192')
+    .option('--cp <p>', 'ranks (worker threads)', '4')
+    .option('--heads-q <n>', 'query heads', '4')
+    .option('--heads-kv <n>', 'key/value heads', '2')
+    .option('--head-dim <n>', 'head dimension', '32')
+    .option('--degree <n>', 'overlap degree (remote stages)', '2')
+    .option('--dtype <dtype>', 'float32 or bfloat16', 'float32')
+    .option('--repeats <n>', 'forward+backward runs per rank; the last is reported', '2')
+    .option('--seed <n>', 'seed of the documents and inputs', '42')
+    .option('--single', 'also time single-device flexFlashAttn on the whole sequence (main thread)'),
+  'dist-cpu.json',
+).parse();
+
+const o = program.opts<{ seqlen: string; cp: string; headsQ: string; headsKv: string; headDim: string; degree: string; dtype: string; repeats: string; seed: string; single?: boolean; out?: string; updateResults?: boolean }>();
 
 const seqlen = Number(o.seqlen);
 const seed = Number(o.seed);
@@ -113,9 +116,10 @@ if (o.single) {
 }
 console.log(`\n  wall time with worker start-up: ${(wall / 1000).toFixed(1)} s; mean forward hidden ${(100 * (sum(summary.map((s) => s.hidden)) / summary.length)).toFixed(0)}%`);
 
-mkdirSync(dirname(o.out), { recursive: true });
+const outFile = outputPath(o, 'dist-cpu.json');
+mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(
-  o.out,
+  outFile,
   JSON.stringify(
     {
       machine: { cores: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
@@ -128,4 +132,4 @@ writeFileSync(
     2,
   ),
 );
-console.log(`  wrote ${o.out}`);
+console.log(`  wrote ${outFile}`);

@@ -8,6 +8,7 @@
  * Forcing a collection between runs (--expose-gc) was tried and made the runs after it slower.
  */
 import { Command } from 'commander';
+import { outputPath, withOutputOptions } from './output.js';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname } from 'node:path';
@@ -16,17 +17,19 @@ import type { SliceList } from '../src/mask/slice-list.js';
 import { Rng } from '../src/util/rng.js';
 import { checkPlan, planDistAttnTimed, planStats, type DispatchAlg, type OverlapConfig, type PlanTimings } from '../src/solver/index.js';
 
-const program = new Command()
-  .option('--seqlen <n>', 'total tokens', String(1 << 20))
-  .option('--cp <p>', 'context-parallel size', '64')
-  .option('--docs <k>', 'documents of the varlen masks (uniform random cuts)', '2000')
-  .option('--runs <n>', 'timed runs per case (median reported)', '15')
-  .option('--warmup <n>', 'untimed runs of every case before timing', '3')
-  .option('--seed <n>', 'seed for the document cuts', '42')
-  .option('--quick', 'only the headline case')
-  .option('--out <file>', 'JSON output', 'bench/results/solver.json')
-  .parse();
-const opts = program.opts<{ seqlen: string; cp: string; docs: string; runs: string; warmup: string; seed: string; quick?: boolean; out: string }>();
+const program = withOutputOptions(
+  new Command()
+    .option('--seqlen <n>', 'total tokens', String(1 << 20))
+    .option('--cp <p>', 'context-parallel size', '64')
+    .option('--docs <k>', 'documents of the varlen masks (uniform random cuts)', '2000')
+    .option('--runs <n>', 'timed runs per case (median reported)', '15')
+    .option('--warmup <n>', 'untimed runs of every case before timing', '3')
+    .option('--seed <n>', 'seed for the document cuts', '42')
+    .option('--quick', 'only the headline case'),
+  'solver.json',
+).parse();
+
+const opts = program.opts<{ seqlen: string; cp: string; docs: string; runs: string; warmup: string; seed: string; quick?: boolean; out?: string; updateResults?: boolean }>();
 const N = Number(opts.seqlen);
 const P = Number(opts.cp);
 const runs = Number(opts.runs);
@@ -143,9 +146,10 @@ console.log(
   `\nheadline: ${headline.name}, ${N.toLocaleString('en-US')} tokens, cp ${P}, ${headline.docs} documents: ` +
     `${headline.medianMs.total.toFixed(1)} ms median (min ${headline.minTotalMs.toFixed(1)}, max ${headline.maxTotalMs.toFixed(1)}); goal < 200 ms: ${headline.medianMs.total < 200 ? 'met' : 'NOT met'}`,
 );
-mkdirSync(dirname(opts.out), { recursive: true });
+const outFile = outputPath(opts, 'solver.json');
+mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(
-  opts.out,
+  outFile,
   JSON.stringify(
     {
       benchmark: 'solver',
@@ -158,4 +162,4 @@ writeFileSync(
     2,
   ),
 );
-console.log(`written to ${opts.out}`);
+console.log(`written to ${outFile}`);

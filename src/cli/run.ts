@@ -74,7 +74,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .description("run a script's default export (group, args) => result on P ranks (worker threads sharing memory)")
     .requiredOption('-n, --ranks <P>', `number of ranks (at most ${maxThreadRanks().limit} on this machine now)`, intAtLeast(1))
     .option('--timeout <ms>', 'timeout of every collective, in milliseconds', intAtLeast(1), DEFAULT_TIMEOUT_MS)
-    .option('--deadline <s>', 'deadline of the whole run in seconds (none: no deadline); past it every rank is ended and the ones still running are named', intOrWord(1, ['none'] as const), DEFAULT_RUN_DEADLINE_S)
+    .option('--deadline <s>', 'deadline in seconds for loading the script and again for running it (none: no deadline); past it every rank is ended and the ones still running are named', intOrWord(1, ['none'] as const), DEFAULT_RUN_DEADLINE_S)
     .option('--json', 'print the per-rank outcomes as one JSON array')
     .argument('<script>', 'an ES module (.mjs/.js, or .ts with tsx installed) whose default export runs on every rank')
     .argument('[args...]', 'passed to the script as an array of strings')

@@ -33,9 +33,10 @@ export interface SpawnOptions {
   /** After a rank fails, how long the others get to stop before they are terminated (default 500 ms). */
   abortGraceMs?: number;
   /**
-   * The whole run's deadline in milliseconds (default: none). Past it every rank still running is
-   * terminated and the promise rejects with a RunDeadlineError naming them: a rank stuck outside
-   * any collective (an endless loop, a lost await) cannot hold the launch forever.
+   * The run's deadline in milliseconds (default: none), counted once for loading the scripts and
+   * again from the moment every rank starts. Past it every rank still running is terminated and
+   * the promise rejects with a RunDeadlineError naming them: a rank stuck outside any collective
+   * (an endless loop, a lost await) cannot hold the launch forever.
    */
   deadlineMs?: number;
 }
@@ -190,6 +191,23 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       if (outcomes.every((o) => o !== undefined)) finish();
     };
 
+    const armDeadline = (): void => {
+      if (deadlineMs === undefined) return;
+      clearTimeout(deadlineTimer);
+      deadlineTimer = setTimeout(() => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(graceTimer);
+        const running: number[] = [];
+        for (let r = 0; r < size; r++) {
+          if (outcomes[r] !== undefined) continue;
+          running.push(r);
+          outcomes[r] = { rank: r, status: 'failed', error: { name: 'RunDeadlineError', message: `still running at the deadline (${deadlineMs / 1000} s)` } };
+        }
+        void Promise.all(workers.map((w) => w.terminate())).then(() => reject(new RunDeadlineError(deadlineMs, running, outcomes as RankOutcome<R>[])));
+      }, deadlineMs);
+    };
+
     const failedFrom = (rank: number, error: SerializedError): RankOutcome<R> => ({
       rank,
       status: error.name === 'CommAbortedError' && rootCause >= 0 ? 'aborted' : 'failed',
@@ -211,7 +229,10 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       exited.push(new Promise<void>((done) => w.once('exit', () => done())));
       w.on('message', (m: ToLauncher) => {
         if (m.t === 'ready') {
-          if (++ready === size && rootCause < 0) for (const x of workers) x.postMessage({ t: 'start' } satisfies ToRank);
+          if (++ready === size && rootCause < 0) {
+            armDeadline();
+            for (const x of workers) x.postMessage({ t: 'start' } satisfies ToRank);
+          }
         } else if (m.t === 'result') {
           record(rank, { rank, status: 'ok', value: m.value as R });
         } else {
@@ -221,19 +242,6 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       w.on('error', (e: Error) => record(rank, failedFrom(rank, { name: e.name, message: e.message, stack: e.stack })));
       w.on('exit', (code) => record(rank, { rank, status: 'failed', error: { name: 'Exit', message: `the thread exited (code ${code}) before returning` } }));
     }
-    if (deadlineMs !== undefined) {
-      deadlineTimer = setTimeout(() => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(graceTimer);
-        const running: number[] = [];
-        for (let r = 0; r < size; r++) {
-          if (outcomes[r] !== undefined) continue;
-          running.push(r);
-          outcomes[r] = { rank: r, status: 'failed', error: { name: 'RunDeadlineError', message: `still running at the deadline (${deadlineMs / 1000} s)` } };
-        }
-        void Promise.all(workers.map((w) => w.terminate())).then(() => reject(new RunDeadlineError(deadlineMs, running, outcomes as RankOutcome<R>[])));
-      }, deadlineMs);
-    }
+    armDeadline();
   });
 }
