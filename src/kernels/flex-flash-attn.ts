@@ -179,6 +179,10 @@ export function selectKernelBackend(q: AttnTensor, choice?: KernelBackend<AttnTe
       throw new InvalidArgumentError('backend', `must name a kernel backend registered for ${describe(q)}`, `got "${choice}"; known: ${known.map((b) => b.name).join(', ')}`);
     }
   } else if (choice !== undefined) {
+    const c: unknown = choice;
+    if (c === null || typeof c !== 'object' || typeof (c as KernelBackend<AttnTensor>).accepts !== 'function' || typeof (c as KernelBackend<AttnTensor>).forward !== 'function') {
+      throw new InvalidArgumentError('backend', 'must be the name of a registered kernel backend or a KernelBackend object', `got ${describe(c)}`);
+    }
     backend = choice;
   } else {
     backend = known.find((b) => b.accepts(q));

@@ -64,6 +64,9 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
     if (owner[c] < 0) fail(`chunk ${c} is on no rank`);
     if (d.permIdxs[d.unpermIdxs[c]] !== c) fail(`unpermIdxs is not the inverse of permIdxs at chunk ${c}`);
   }
+  plan.perRank.forEach((rp, r) => {
+    if (rp.rank !== r) fail(`perRank[${r}] says it is rank ${rp.rank}`);
+  });
   if (errors.length > 0) return { ok: false, errors, maskCells: 0, planCells: 0 };
 
   // Global ranges of each rank's shard, from the partitions (not from the plan's own copy).
