@@ -1,8 +1,11 @@
 /**
- * A hand-written SVG of the kernel benchmark: one panel per pass (forward, backward), grouped bars
- * per mask (one bar per method) at one sequence length, TFLOP/s on the y axis; N/A bars are left
- * out and marked "n/a" under the group. No dependencies.
+ * The kernel benchmark's plot: one panel per pass (forward, backward), grouped bars per mask (one
+ * bar per method) at one sequence length, TFLOP/s on the y axis; methods with no such mask (N/A)
+ * are marked "n/a" under their group. An Observable Plot spec, written to SVG from Node with the
+ * same library the planner page draws with.
  */
+import * as Plot from '@observablehq/plot';
+import { plotToSvg } from '../../src/cli/plot-svg.js';
 
 export interface PlotRow {
   mask: string;
@@ -13,73 +16,34 @@ export interface PlotRow {
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-function niceMax(v: number): number {
-  if (v <= 0) return 100;
-  const step = v > 400 ? 100 : v > 100 ? 50 : 10;
-  return Math.ceil((v * 1.08) / step) * step;
-}
-
 export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], methods: readonly string[], title: string): string {
-  const panelW = 900;
-  const panelH = 300;
-  const left = 60;
-  const top = 50;
-  const gap = 70;
-  const legendH = 30;
-  const width = left + panelW + 20;
-  const height = top + 2 * panelH + gap + legendH + 40;
-  const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
-  parts.push(`<rect width="100%" height="100%" fill="white"/>`);
-  parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`);
-  const get = (mask: string, method: string, pass: 'fwd' | 'bwd'): number | null => {
-    const r = rows.find((x) => x.mask === mask && x.method === method);
-    return r ? r[pass] : null;
-  };
-  (['fwd', 'bwd'] as const).forEach((pass, p) => {
-    const y0 = top + p * (panelH + gap);
-    let vmax = 0;
-    for (const r of rows) vmax = Math.max(vmax, r[pass] ?? 0);
-    const ymax = niceMax(vmax);
-    const y = (v: number): number => y0 + panelH - (v / ymax) * panelH;
-    parts.push(`<text x="${left}" y="${y0 - 8}" font-weight="bold">${pass === 'fwd' ? 'forward' : 'backward'} (TFLOP/s, from the mask area)</text>`);
-    const step = ymax / 5;
-    for (let i = 0; i <= 5; i++) {
-      const v = step * i;
-      parts.push(`<line x1="${left}" x2="${left + panelW}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
-      parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${Math.round(v)}</text>`);
-    }
-    parts.push(`<line x1="${left}" x2="${left}" y1="${y0}" y2="${y0 + panelH}" stroke="#333"/>`);
-    const groupW = panelW / masks.length;
-    const barW = (groupW * 0.8) / methods.length;
-    masks.forEach((mask, g) => {
-      const gx = left + g * groupW + groupW * 0.1;
-      const missing: string[] = [];
-      methods.forEach((method, b) => {
-        const v = get(mask, method, pass);
-        const x = gx + b * barW;
-        if (v === null || !Number.isFinite(v)) {
-          missing.push(method);
-          parts.push(`<text x="${x + barW / 2}" y="${y0 + panelH - 4}" text-anchor="middle" font-size="9" fill="#999">n/a</text>`);
-          return;
-        }
-        parts.push(`<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(y0 + panelH - y(v)).toFixed(1)}" fill="${COLORS[b % COLORS.length]}"><title>${esc(`${mask} ${method} ${pass}: ${v.toFixed(1)} TFLOP/s`)}</title></rect>`);
-        parts.push(`<text x="${x + barW / 2 - 1}" y="${y(v) - 3}" text-anchor="middle" font-size="9">${Math.round(v)}</text>`);
-      });
-      parts.push(`<text x="${left + g * groupW + groupW / 2}" y="${y0 + panelH + 16}" text-anchor="middle">${esc(mask)}</text>`);
-    });
-    parts.push(`<line x1="${left}" x2="${left + panelW}" y1="${y0 + panelH}" y2="${y0 + panelH}" stroke="#333"/>`);
+  const passes = [
+    { key: 'fwd' as const, label: 'forward' },
+    { key: 'bwd' as const, label: 'backward' },
+  ];
+  const data = passes.flatMap((p) => rows.map((r) => ({ pass: p.label, mask: r.mask, method: r.method, tflops: r[p.key] })));
+  const measured = data.filter((d): d is typeof d & { tflops: number } => d.tflops !== null && Number.isFinite(d.tflops));
+  const missing = data.filter((d) => d.tflops === null || !Number.isFinite(d.tflops));
+  const color = (i: number): string => COLORS[i % COLORS.length];
+  return plotToSvg({
+    width: 980,
+    height: 720,
+    marginTop: 66,
+    marginBottom: 60,
+    marginLeft: 60,
+    marginRight: 70,
+    fy: { domain: passes.map((p) => p.label), label: null, padding: 0.18 },
+    fx: { domain: masks, label: null, padding: 0.1 },
+    x: { domain: methods, axis: null },
+    y: { label: 'TFLOP/s (from the mask area)', grid: true },
+    color: { domain: methods, range: methods.map((_, i) => color(i)) },
+    marks: [
+      Plot.text([title], { frameAnchor: 'top-left', dy: -60, fontSize: 14, fontWeight: 'bold', facet: 'super' }),
+      Plot.barY(measured, { fx: 'mask', fy: 'pass', x: 'method', y: 'tflops', fill: 'method', title: (d: { mask: string; method: string; pass: string; tflops: number }) => `${d.mask} ${d.method} ${d.pass}: ${d.tflops.toFixed(1)} TFLOP/s` }),
+      Plot.text(measured, { fx: 'mask', fy: 'pass', x: 'method', y: 'tflops', text: (d: { tflops: number }) => String(Math.round(d.tflops)), dy: -5, fontSize: 9 }),
+      Plot.text(missing, { fx: 'mask', fy: 'pass', x: 'method', y: 0, text: () => 'n/a', dy: -5, fontSize: 9, fill: '#999' }),
+      Plot.ruleY([0]),
+      ...methods.map((m, i) => Plot.text([`\u25a0 ${m}`], { frameAnchor: 'bottom-left', dx: 150 * i, dy: 50, fill: color(i), fontSize: 12, facet: 'super' })),
+    ],
   });
-  const ly = height - 25;
-  methods.forEach((method, b) => {
-    const lx = left + b * 150;
-    parts.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[b % COLORS.length]}"/>`);
-    parts.push(`<text x="${lx + 18}" y="${ly}">${esc(method)}</text>`);
-  });
-  parts.push('</svg>');
-  return parts.join('\n') + '\n';
 }

@@ -10,7 +10,9 @@ import { Command, CommanderError } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { registerDemo } from './demo.js';
 import { registerPlan } from './plan.js';
+import { registerPlanner } from './planner.js';
 import { registerRun } from './run.js';
+import { registerSimulate } from './simulate.js';
 
 /** Where a command writes, and how it reports its exit status. */
 export interface CliContext {
@@ -47,6 +49,8 @@ export function buildProgram(ctx: CliContext): Command {
   registerDemo(program, ctx);
   registerPlan(program, ctx);
   registerRun(program, ctx);
+  registerSimulate(program, ctx);
+  registerPlanner(program, ctx);
   return program;
 }
 

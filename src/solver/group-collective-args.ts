@@ -67,20 +67,37 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
   for (let t = 0; t < P; t++) {
     const w = wanted[t];
     const n = w.length / 3;
-    // Events: +receiver at start, -receiver at end, swept in position order. Each event is one
-    // float key (position, then ends before starts, then event index) so a native numeric sort
-    // replaces a comparator sort, which dominated for dense masks at large cp.
-    const ev = new Float64Array(2 * n);
+    // Atomic intervals lie between consecutive distinct endpoints of the pieces. Every piece adds
+    // its receiver to the intervals it covers; receivers come in ascending order (the loop above
+    // runs over them in order) and a receiver's pieces are disjoint, so each interval's list ends
+    // up sorted without a sweep over an active set, which cost O(pieces x cp) for dense masks.
+    const points = new Float64Array(2 * n);
     for (let i = 0; i < n; i++) {
-      ev[2 * i] = w[3 * i] * 2 + 1;
-      ev[2 * i + 1] = w[3 * i + 1] * 2;
+      points[2 * i] = w[3 * i];
+      points[2 * i + 1] = w[3 * i + 1];
     }
-    const order = orderByKey(ev);
-    const posOf = (k: number): number => Math.floor(ev[order[k]] / 2);
-    const active: number[] = [];
+    points.sort();
+    let m = 0;
+    for (let i = 0; i < points.length; i++) if (i === 0 || points[i] !== points[m - 1]) points[m++] = points[i];
+    const receivers: (number[] | undefined)[] = new Array(Math.max(0, m - 1));
+    for (let i = 0; i < n; i++) {
+      const a = w[3 * i];
+      const b = w[3 * i + 1];
+      let lo = 0;
+      let hi = m;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (points[mid] < a) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let j = lo; points[j] < b; j++) (receivers[j] ??= []).push(w[3 * i + 2]);
+    }
     let cursor = 0; // next local position not yet covered by a split
-    let prevPos = -1;
-    const emit = (gs: number, ge: number): void => {
+    for (let j = 0; j + 1 < m; j++) {
+      const dsts = receivers[j];
+      if (dsts === undefined) continue;
+      const gs = points[j];
+      const ge = points[j + 1];
       const c = Math.floor(gs / cs);
       const ls = localChunk[c] * cs + (gs - c * cs);
       if (ls > cursor) {
@@ -88,27 +105,9 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
         inputDst[t].push([]);
       }
       inputSizes[t].push(ge - gs);
-      inputDst[t].push(active.slice());
-      for (const d of active) recv[d].push(gs, ge - gs, t);
+      inputDst[t].push(dsts);
+      for (const d of dsts) recv[d].push(gs, ge - gs, t);
       cursor = ls + (ge - gs);
-    };
-    let k = 0;
-    while (k < order.length) {
-      const pos = posOf(k);
-      if (active.length > 0 && pos > prevPos) emit(prevPos, pos);
-      while (k < order.length && posOf(k) === pos) {
-        const idx = order[k];
-        const rcv = w[3 * (idx >> 1) + 2];
-        if ((idx & 1) === 0) {
-          let at = 0;
-          while (at < active.length && active[at] < rcv) at++;
-          active.splice(at, 0, rcv);
-        } else {
-          active.splice(active.indexOf(rcv), 1);
-        }
-        k++;
-      }
-      prevPos = pos;
     }
     if (cursor < dispatch.shardSeqlen) {
       inputSizes[t].push(dispatch.shardSeqlen - cursor);
