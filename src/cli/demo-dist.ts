@@ -16,7 +16,7 @@ import { flexFlashAttn, flexFlashAttnBackward } from '../kernels/flex-flash-attn
 import { compareClose, CPU_KERNEL_TOLERANCES, type Tolerance } from '../kernels/tolerance.js';
 import { blockCausalMask, cuSeqlensFromLengths, sampleDocLengths } from '../mask/helpers.js';
 import { sliceCount, sliceListArea, type SliceList } from '../mask/slice-list.js';
-import { calcAttn, calcAttnBackward, dispatch, magiAttnFlexKey, undispatch, type CalcAttnProfile } from '../runtime/index.js';
+import { AttnTrace, calcAttn, calcAttnBackward, dispatch, magiAttnFlexKey, profileOf, undispatch, type CalcAttnProfile } from '../runtime/index.js';
 import type { OverlapConfig } from '../solver/config.js';
 import { Tensor } from '../tensor.js';
 import { Rng, freshSeed } from '../util/rng.js';
@@ -109,10 +109,11 @@ export default async function rankMain(group: ProcessGroup, spec: DistRunSpec): 
   let last: { out: Tensor; lse: Tensor; dq: Tensor; dk: Tensor; dv: Tensor } | undefined;
   for (let r = 0; r < Math.max(1, spec.repeats); r++) {
     await group.barrier().wait();
-    const fwd = await calcAttn(ql, kl, vl, key, { profile: true });
-    const g = await calcAttnBackward(dl, ql, kl, vl, fwd.out, fwd.lse, key, { profile: true });
-    result.forward.push(fwd.profile as CalcAttnProfile);
-    result.backward.push(g.profile as CalcAttnProfile);
+    const [ft, bt] = [new AttnTrace(), new AttnTrace()];
+    const fwd = await calcAttn(ql, kl, vl, key, { trace: ft });
+    const g = await calcAttnBackward(dl, ql, kl, vl, fwd.out, fwd.lse, key, { trace: bt });
+    result.forward.push(profileOf(ft.spans()));
+    result.backward.push(profileOf(bt.spans()));
     last = { out: fwd.out, lse: fwd.lse, dq: g.dq, dk: g.dk, dv: g.dv };
   }
 

@@ -6,5 +6,5 @@
 export type { AllReduceOptions, CommWork, Counts, HalfType, HostArray, ProcessGroup, ReduceOp } from './process-group.js';
 export { lowerGroupCast, lowerGroupReduce, matchGroupCast, toGroupReduceArgs, type A2AVLowering, type GroupCastArgs, type GroupReduceArgs } from './group-collective-args.js';
 export { groupCast, groupReduce, prepareGroupCast, prepareGroupReduce, type GroupReduceOp, type GroupReduceOptions, type PreparedGroupCollective } from './group-collective.js';
-export { createLocalGroups, runLocalRanks, LocalProcessGroup, type LocalRunOptions } from './local-group.js';
-export { CommAbortedError, CommError, CommMismatchError, CommTimeoutError, RankFailedError, type RankOutcome, type SerializedError } from './errors.js';
+export { createLocalGroups, runLocalRanks, runRanksOf, LocalExchangeGroup, LocalWorld, type LocalProcessGroup, type LocalRunOptions } from './local-group.js';
+export { CommAbortedError, CommError, CommMismatchError, CommTimeoutError, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from './errors.js';

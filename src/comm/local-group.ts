@@ -7,38 +7,46 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { CommAbortedError, CommMismatchError, CommTimeoutError, RankFailedError, serializeError, type RankOutcome } from './errors.js';
-import { ExchangeGroup, type SendItem } from './exchange-group.js';
+import { ExchangeGroup, hostBuffers, type BufferKind, type SendItem } from './exchange-group.js';
 import type { HostArray, ProcessGroup } from './process-group.js';
 
-interface Arrival {
+interface Arrival<B> {
   readonly op: string;
   readonly type: string;
-  readonly items: readonly SendItem[];
-  readonly slots: ReadonlyMap<number, HostArray>;
+  readonly items: readonly SendItem<B>[];
+  readonly slots: ReadonlyMap<number, B>;
   readonly resolve: () => void;
   readonly reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
-/** The shared state of one local group: the arrivals of every rank at every pending collective. */
-class LocalWorld {
-  readonly pending = new Map<number, (Arrival | undefined)[]>();
+/**
+ * The shared state of one in-process world: the arrivals of every rank at every pending
+ * collective. When the last rank arrives the data move by the buffer kind's copies (plain copies
+ * for host arrays; queued device copies for device buffers).
+ */
+export class LocalWorld<B> {
+  readonly pending = new Map<number, (Arrival<B> | undefined)[]>();
   failure: { rank: number; reason: string } | null = null;
 
-  constructor(readonly size: number) {}
+  constructor(
+    readonly size: number,
+    readonly kind: BufferKind<B>,
+  ) {}
 
-  arrive(group: LocalProcessGroup, seq: number, a: Arrival): void {
+  arrive(group: { rank: number; name: string }, seq: number, a: Arrival<B>): void {
     let row = this.pending.get(seq);
-    if (row === undefined) this.pending.set(seq, (row = new Array<Arrival | undefined>(this.size).fill(undefined)));
+    if (row === undefined) this.pending.set(seq, (row = new Array<Arrival<B> | undefined>(this.size).fill(undefined)));
     row[group.rank] = a;
     if (row.every((x) => x !== undefined)) {
       this.pending.delete(seq);
-      this.complete(group, seq, row as Arrival[]);
+      this.complete(group, seq, row as Arrival<B>[]);
     }
   }
 
   /** Moves the data of a collective every rank has reached, or fails it on every rank. */
-  private complete(group: LocalProcessGroup, seq: number, row: readonly Arrival[]): void {
+  private complete(group: { name: string }, seq: number, row: readonly Arrival<B>[]): void {
+    const k = this.kind;
     for (const a of row) clearTimeout(a.timer);
     let problem: string | null = null;
     check: for (let r = 0; r < row.length; r++) {
@@ -51,7 +59,7 @@ class LocalWorld {
           const slot = row[p].slots.get(r);
           if (slot === undefined) problem = `rank ${r} sends data that rank ${p} does not expect from it`;
           else if (row[p].type !== row[r].type) problem = `rank ${r} sends ${row[r].type} data, rank ${p} expects ${row[p].type}`;
-          else if (slot.length !== item.src.length) problem = `rank ${r} sends ${item.src.length} elements to rank ${p}, which expects ${slot.length}`;
+          else if (k.length(slot) !== k.length(item.src)) problem = `rank ${r} sends ${k.length(item.src)} elements to rank ${p}, which expects ${k.length(slot)}`;
           if (problem !== null) break check;
         }
       }
@@ -69,7 +77,7 @@ class LocalWorld {
       row.forEach((a, r) => a.reject(new CommMismatchError(`${row[r].op} (collective #${seq}) on rank ${r} of group '${group.name}': ${msg}`)));
       return;
     }
-    for (let r = 0; r < row.length; r++) for (const item of row[r].items) for (const p of item.peers) (row[p].slots.get(r) as HostArray).set(item.src);
+    for (let r = 0; r < row.length; r++) for (const item of row[r].items) for (const p of item.peers) k.copy(row[p].slots.get(r) as B, item.src);
     for (const a of row) a.resolve();
   }
 
@@ -87,27 +95,34 @@ class LocalWorld {
   }
 }
 
-export class LocalProcessGroup extends ExchangeGroup {
-  readonly backend = 'local';
+/** One rank of an in-process world. */
+export class LocalExchangeGroup<B extends object> extends ExchangeGroup<B> {
+  readonly backend: string = 'local';
 
   constructor(
-    private readonly world: LocalWorld,
+    private readonly world: LocalWorld<B>,
     rank: number,
     name: string,
     timeoutMs: number,
+    protected readonly emptyBuffer: B,
+    private readonly bytesPerElement: (b: B) => number,
   ) {
-    super(rank, world.size, name, timeoutMs);
+    super(rank, world.size, name, timeoutMs, world.kind);
+  }
+
+  protected elementBytes(b: B): number {
+    return this.bytesPerElement(b);
   }
 
   close(): void {
     this.world.abort(this.rank, 'the group was closed');
   }
 
-  protected exchange(seq: number, op: string, type: string, items: readonly SendItem[], slots: ReadonlyMap<number, HostArray>): Promise<void> {
+  protected exchange(seq: number, op: string, type: string, items: readonly SendItem<B>[], slots: ReadonlyMap<number, B>): Promise<void> {
     const f = this.world.failure;
     if (f !== null) return Promise.reject(new CommAbortedError(f.rank, `${this.describe(op, seq)} aborted: rank ${f.rank} failed: ${f.reason}`));
     return new Promise<void>((resolve, reject) => {
-      const a: Arrival = { op, type, items, slots, resolve, reject, timer: undefined };
+      const a: Arrival<B> = { op, type, items, slots, resolve, reject, timer: undefined };
       a.timer = setTimeout(() => {
         const row = this.world.pending.get(seq);
         if (row === undefined || row[this.rank] !== a) return;
@@ -132,10 +147,16 @@ export function createLocalGroups(size: number, options: LocalRunOptions = {}): 
   return makeWorld(size, options).groups;
 }
 
-function makeWorld(size: number, options: LocalRunOptions): { world: LocalWorld; groups: LocalProcessGroup[] } {
+/** The host in-process group (typed arrays). */
+export type LocalProcessGroup = LocalExchangeGroup<HostArray>;
+
+function makeWorld(size: number, options: LocalRunOptions): { world: LocalWorld<HostArray>; groups: LocalProcessGroup[] } {
   if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('size', 'must be a positive integer', `got ${size}`);
-  const world = new LocalWorld(size);
-  const groups = Array.from({ length: size }, (_, r) => new LocalProcessGroup(world, r, options.name ?? 'local', options.timeoutMs ?? 60_000));
+  const world = new LocalWorld(size, hostBuffers);
+  const groups = Array.from(
+    { length: size },
+    (_, r) => new LocalExchangeGroup<HostArray>(world, r, options.name ?? 'local', options.timeoutMs ?? 60_000, new Int32Array(0), (b) => b.BYTES_PER_ELEMENT),
+  );
   return { world, groups };
 }
 
@@ -146,6 +167,11 @@ function makeWorld(size: number, options: LocalRunOptions): { world: LocalWorld;
  */
 export async function runLocalRanks<R>(size: number, fn: (group: ProcessGroup, rank: number) => R | Promise<R>, options: LocalRunOptions = {}): Promise<R[]> {
   const { world, groups } = makeWorld(size, options);
+  return runRanksOf(world, groups, fn);
+}
+
+/** Runs `fn` on every group of an in-process world; the first rank that throws aborts the rest. */
+export async function runRanksOf<G, R>(world: { abort(rank: number, reason: string): void }, groups: readonly G[], fn: (group: G, rank: number) => R | Promise<R>): Promise<R[]> {
   let rootCause = -1;
   const outcomes = await Promise.all(
     groups.map(async (g, rank): Promise<RankOutcome<R>> => {

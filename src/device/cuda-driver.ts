@@ -262,6 +262,8 @@ export class CudaDriver {
       ['cuStreamSynchronize', ['cuStreamSynchronize'], [P]],
       ['cuEventCreate', ['cuEventCreate'], [OP, 'uint']],
       ['cuEventRecord', ['cuEventRecord'], [P, P]],
+      ['cuEventQuery', ['cuEventQuery'], [P]],
+      ['cuStreamWaitEvent', ['cuStreamWaitEvent'], [P, P, 'uint']],
       ['cuEventSynchronize', ['cuEventSynchronize'], [P]],
       ['cuEventElapsedTime', ['cuEventElapsedTime_v2', 'cuEventElapsedTime'], [OF, P, P]],
       ['cuEventDestroy', ['cuEventDestroy_v2', 'cuEventDestroy'], [P]],
@@ -384,6 +386,17 @@ export class CudaDriver {
   }
   cuEventRecord(event: CuHandle, stream: CuHandle): void {
     this.call('cuEventRecord', event, stream);
+  }
+  /** True when the event has completed, false while work before it is pending (never throws NOT_READY). */
+  cuEventQuery(event: CuHandle): boolean {
+    const rc = Number(this.f.cuEventQuery!(event));
+    if (rc === CUresult.NOT_READY) return false;
+    this.check('cuEventQuery', rc);
+    return true;
+  }
+  /** Work queued on `stream` after this call waits until `event` has completed (on the device; the host does not wait). */
+  cuStreamWaitEvent(stream: CuHandle, event: CuHandle): void {
+    this.call('cuStreamWaitEvent', stream, event, 0);
   }
   cuEventSynchronize(event: CuHandle): void {
     this.call('cuEventSynchronize', event);

@@ -8,6 +8,7 @@
 import koffi from 'koffi';
 import {
   CU_EVENT_DEFAULT,
+  CU_EVENT_DISABLE_TIMING,
   CU_STREAM_NON_BLOCKING,
   CuDeviceAttr,
   CuFuncAttr,
@@ -62,6 +63,20 @@ export class Stream {
     this.device.driver.cuStreamSynchronize(this.handle);
   }
 
+  /** Work queued on this stream from now on starts only after `event` has completed (no host wait). */
+  waitEvent(event: Event): void {
+    this.device.driver.cuStreamWaitEvent(this.handle, event.handle);
+  }
+
+  /** Orders this stream after everything queued so far on `other` (an event in between; no host wait). */
+  waitStream(other: Stream): void {
+    if (other === this) return;
+    const e = this.device.takeSyncEvent();
+    e.record(other);
+    this.waitEvent(e);
+    this.device.returnSyncEvent(e);
+  }
+
   /** Destroys a created stream (the default stream is left alone). */
   destroy(): void {
     if (this.handle !== null && this !== this.device.defaultStream) this.device.driver.cuStreamDestroy(this.handle);
@@ -85,6 +100,11 @@ export class Event {
   /** Waits on the host until the event has completed. */
   synchronize(): void {
     this.device.driver.cuEventSynchronize(this.handle);
+  }
+
+  /** Whether the work before the event has completed (no wait). */
+  query(): boolean {
+    return this.device.driver.cuEventQuery(this.handle);
   }
 
   /** Milliseconds from `start` to this event; both must be recorded (this one is waited for). */
@@ -141,14 +161,35 @@ export class DeviceBuffer {
     else this.device.driver.cuMemsetD8Async(this.ptr, value, this.bytes, stream.handle);
   }
 
-  /** Returns the block to the device's caching allocator. */
+  /** Returns the block to the device's caching allocator (for reuse at once: no work may still use it). */
   free(): void {
     if (this.freed) throw new Error('DeviceBuffer.free: buffer was already freed');
     this.freed = true;
-    this.device.allocator.release(this);
+    this.device.allocator.release(this, null);
   }
 
-  private checkRange(what: string, offset: number, n: number): void {
+  /**
+   * Returns the block to the allocator once everything queued so far on `streams` is done: work
+   * still in flight may read or write it, and the block is handed out again only after that
+   * (an event recorded on each stream guards it). The host does not wait.
+   */
+  freeAfter(...streams: Stream[]): void {
+    if (this.freed) throw new Error('DeviceBuffer.freeAfter: buffer was already freed');
+    this.freed = true;
+    const events = streams.map((s) => this.device.takeSyncEvent().record(s));
+    this.device.allocator.release(this, events);
+  }
+
+  /** Copies `bytes` bytes of `src` (from `srcOffset`) into this buffer at `dstOffset`, queued on `stream`. */
+  copyFrom(src: DeviceBuffer, bytes: number, stream: Stream, srcOffset = 0, dstOffset = 0): void {
+    this.checkRange('copyFrom', dstOffset, bytes);
+    src.checkRange('copyFrom', srcOffset, bytes);
+    if (bytes === 0) return;
+    this.device.driver.cuMemcpyDtoDAsync(this.ptr + BigInt(dstOffset), src.ptr + BigInt(srcOffset), bytes, stream.handle);
+  }
+
+  /** @internal */
+  checkRange(what: string, offset: number, n: number): void {
     if (this.freed) throw new Error(`DeviceBuffer.${what}: buffer was freed`);
     if (offset < 0 || offset + n > this.bytes) {
       throw new RangeError(`DeviceBuffer.${what}: ${n} bytes at offset ${offset} exceed the buffer's ${this.bytes} bytes`);
@@ -163,12 +204,19 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(n / (2 << 20)) * (2 << 20);
 }
 
+/** A pooled block, and the events that must complete before it may be reused (none: at once). */
+interface PooledBlock {
+  readonly ptr: CuDevicePtr;
+  readonly guards: Event[] | null;
+}
+
 /**
  * A caching allocator: freed blocks wait in a pool by size class and are handed out again for
- * requests of the same class; when cuMemAlloc runs out, the pool is emptied and the call retried.
+ * requests of the same class once their guard events (freeAfter) have completed; when cuMemAlloc
+ * runs out, the device is synchronised, the pool emptied and the call retried.
  */
 export class CachingAllocator {
-  private readonly pool = new Map<number, CuDevicePtr[]>();
+  private readonly pool = new Map<number, PooledBlock[]>();
   /** Bytes held by live buffers and by the pool. */
   allocatedBytes = 0;
   cachedBytes = 0;
@@ -181,10 +229,16 @@ export class CachingAllocator {
     if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`alloc: bytes must be a non-negative integer (got ${bytes})`);
     const cls = sizeClass(bytes);
     const free = this.pool.get(cls);
-    if (free !== undefined && free.length > 0) {
-      this.hits++;
-      this.cachedBytes -= cls;
-      return new DeviceBuffer(this.device, free.pop()!, bytes, cls);
+    if (free !== undefined) {
+      for (let i = free.length - 1; i >= 0; i--) {
+        const block = free[i];
+        if (block.guards !== null && !block.guards.every((e) => e.query())) continue;
+        free.splice(i, 1);
+        this.retire(block);
+        this.hits++;
+        this.cachedBytes -= cls;
+        return new DeviceBuffer(this.device, block.ptr, bytes, cls);
+      }
     }
     this.misses++;
     let ptr: CuDevicePtr;
@@ -192,6 +246,7 @@ export class CachingAllocator {
       ptr = this.device.driver.cuMemAlloc(cls);
     } catch (e) {
       if (this.cachedBytes === 0) throw e;
+      this.device.synchronize();
       this.emptyCache();
       ptr = this.device.driver.cuMemAlloc(cls);
     }
@@ -199,19 +254,25 @@ export class CachingAllocator {
     return new DeviceBuffer(this.device, ptr, bytes, cls);
   }
 
-  /** @internal called by DeviceBuffer.free */
-  release(buf: DeviceBuffer): void {
+  /** @internal called by DeviceBuffer.free / freeAfter */
+  release(buf: DeviceBuffer, guards: Event[] | null): void {
     let list = this.pool.get(buf.capacity);
     if (list === undefined) this.pool.set(buf.capacity, (list = []));
-    list.push(buf.ptr);
+    list.push({ ptr: buf.ptr, guards });
     this.cachedBytes += buf.capacity;
   }
 
-  /** Gives every pooled block back to the driver. */
+  private retire(block: PooledBlock): void {
+    for (const e of block.guards ?? []) this.device.returnSyncEvent(e);
+  }
+
+  /** Gives every pooled block back to the driver (blocks still guarded by pending work are waited for). */
   emptyCache(): void {
-    for (const [cls, ptrs] of this.pool) {
-      for (const p of ptrs) {
-        this.device.driver.cuMemFree(p);
+    for (const [cls, blocks] of this.pool) {
+      for (const b of blocks) {
+        for (const e of b.guards ?? []) e.synchronize();
+        this.retire(b);
+        this.device.driver.cuMemFree(b.ptr);
         this.allocatedBytes -= cls;
       }
     }
@@ -454,9 +515,25 @@ export class CudaDevice {
     return this.driver.cuMemGetInfo();
   }
 
-  /** A new non-blocking stream. */
-  createStream(): Stream {
-    return Stream.create(this, this.driver.cuStreamCreate(CU_STREAM_NON_BLOCKING));
+  /**
+   * A new stream. Non-blocking by default; a blocking one (`{ blocking: true }`) is also ordered
+   * against the legacy default stream, so work queued there without a stream (synchronous
+   * uploads, memsets of freshly planned kernels) can never race it.
+   */
+  createStream(options: { blocking?: boolean } = {}): Stream {
+    return Stream.create(this, this.driver.cuStreamCreate(options.blocking === true ? 0 : CU_STREAM_NON_BLOCKING));
+  }
+
+  private readonly syncEvents: Event[] = [];
+
+  /** @internal An event for ordering only (no timing), from a small pool. */
+  takeSyncEvent(): Event {
+    return this.syncEvents.pop() ?? new Event(this, this.driver.cuEventCreate(CU_EVENT_DISABLE_TIMING));
+  }
+
+  /** @internal Returns an event taken with takeSyncEvent (it may be re-recorded at once: a wait already queued keeps its snapshot). */
+  returnSyncEvent(e: Event): void {
+    this.syncEvents.push(e);
   }
 
   createEvent(): Event {

@@ -32,6 +32,8 @@ export interface FfaForwardArgs<T = Tensor> {
   /** dtype of a freshly allocated `out` (ignored with outAcc). */
   outDtype: DType;
   deterministic: boolean;
+  /** Device backends queue the work on this stream (the device layer's Stream); host backends ignore it. */
+  stream?: object;
 }
 
 export interface FfaForwardResult<T = Tensor> {
@@ -57,6 +59,8 @@ export interface FfaBackwardArgs<T = Tensor> {
   dkAcc?: T;
   dvAcc?: T;
   deterministic: boolean;
+  /** Device backends queue the work on this stream (the device layer's Stream); host backends ignore it. */
+  stream?: object;
 }
 
 export interface FfaBackwardResult<T = Tensor> {

@@ -1,49 +1,58 @@
 /**
  * The distributed attention pipeline (reference 03 §3-§4), kv-only communication: q, out and
  * dq never move; each rank fetches the remote k/v its rows read, stage by stage, with GroupCast.
+ * Written once for every kind of tensor: host Tensors and device tensors run the same steps
+ * through their AttnOps (attn-ops.ts); on a GPU the kernels queue on a compute stream and the
+ * collectives on a communication stream, ordered by events, and the host never waits for the
+ * device inside the stage loop.
  *
  * Forward: the fetch of stage 0 starts before the host stage (local q × local k) is computed, and
  * the fetch of stage i+1 before stage i is computed, so the exchange runs behind the compute.
  * Every stage's partial (out, lse) is merged by log-sum-exp into one float32 accumulator (the
  * kernel's outAcc / lseAcc); the sink enters once, at the host stage; max logits are max-merged
- * over stages and then all-reduced over the group.
+ * over stages and then all-reduced over the group. With overlap degree 0 (`noOverlap`) there is
+ * nothing to overlap: the remote k/v is fetched first and one kernel call covers the host and
+ * remote keys together.
  *
  * Backward: k/v are fetched again by the same GroupCasts (remote k/v is not kept between the
  * passes). With the final lse every stage's probabilities are already globally normalised, so
  * partial gradients simply add: dq sums locally in float32, and each stage's partial dk/dv of its
- * stage buffer goes back to the owners with GroupReduce(sum), the mirror of the fetch. dsink
- * comes from the host stage only and is this rank's partial unless `dsinkReduce` says otherwise.
+ * stage buffer goes back to the owners with GroupReduce(sum) in float32, the mirror of the fetch.
+ * dsink comes from the host stage only and is this rank's partial unless `dsinkReduce` says
+ * otherwise.
  *
- * Every rank issues the same collectives in the same order (two casts per stage, two reduces per
- * stage in the backward) whether or not its own stage has work. Browser-safe: the transport is
- * whatever ProcessGroup the key was made with, the kernel whatever backend accepts the tensors.
+ * Every rank issues the same collectives in the same order whether or not its own stage has work.
  */
-import { bytesPerElement } from '../dtype.js';
 import { InvalidArgumentError, ShapeError } from '../errors.js';
-import { groupCast, groupReduce, prepareGroupCast } from '../comm/group-collective.js';
-import type { CommWork, HostArray } from '../comm/process-group.js';
+import { prepareGroupCast } from '../comm/group-collective.js';
 import type { KernelBackend } from '../kernels/backend.js';
-import { selectKernelBackend, validateBackwardArgs, validateForwardArgs } from '../kernels/flex-flash-attn.js';
-import { sliceCount, type SliceList } from '../mask/slice-list.js';
-import { Tensor } from '../tensor.js';
+import { validateBackwardArgs, validateForwardArgs, type AttnTensor } from '../kernels/flex-flash-attn.js';
+import { SliceBuffer } from '../mask/geometry.js';
+import type { SliceList } from '../mask/slice-list.js';
+import type { RankPlan } from '../solver/plan.js';
+import { requireKnownOptions } from '../util/options.js';
+import { attnOpsFor, rowBytes, type AttnOps } from './attn-ops.js';
 import { requireKey, type DistAttnRuntimeKey } from './key.js';
+import { NO_TRACE, type AttnTrace, type Tracer } from './trace.js';
 
-export interface CalcAttnOptions {
-  /** Sink logits, float32 [S, Hq], the same (replicated) on every rank. */
-  sink?: Tensor;
+export interface CalcAttnOptions<T extends AttnTensor = AttnTensor> {
+  /** Sink logits, float32 [S, Hq], the same (replicated) on every rank; of q's kind. */
+  sink?: T;
   /** Default 1/sqrt(headDim). */
   softmaxScale?: number;
   /** 0 (default) disables. */
   softcap?: number;
   /** Also return max logits [Hq], the max over the whole group. */
   returnMaxLogits?: boolean;
-  /** Kernel backend object or registered name; default: automatic choice. */
-  backend?: KernelBackend<Tensor> | string;
-  /** Record per-stage timings and traffic in `result.profile`. */
-  profile?: boolean;
+  /** Bit-reproducible kernels (passed through to them). */
+  deterministic?: boolean;
+  /** Kernel backend object or registered name; default: automatic choice by where q lives. */
+  backend?: KernelBackend<T> | string;
+  /** Records every stage's compute and communication on this rank's timeline. */
+  trace?: AttnTrace;
 }
 
-export interface CalcAttnBackwardOptions extends Omit<CalcAttnOptions, 'returnMaxLogits'> {
+export interface CalcAttnBackwardOptions<T extends AttnTensor = AttnTensor> extends Omit<CalcAttnOptions<T>, 'returnMaxLogits'> {
   /**
    * How dsink is combined over the group: 'none' (default, as the reference) returns this rank's
    * partial (the sum over ranks is the full gradient); 'sum' / 'avg' all-reduce it.
@@ -51,73 +60,47 @@ export interface CalcAttnBackwardOptions extends Omit<CalcAttnOptions, 'returnMa
   dsinkReduce?: 'none' | 'sum' | 'avg';
 }
 
-/** One stage of one rank: what it computed, and how long it waited for its data. */
-export interface StageProfile {
-  /** 'host' or the remote stage index. */
-  readonly stage: 'host' | number;
-  /** Unmasked cells computed. */
-  readonly area: number;
-  readonly computeMs: number;
-  /** Time blocked on this stage's fetch before computing (0 for the host stage). */
-  readonly waitMs: number;
-  /** Bytes this rank sent / received for this stage (copies to itself included), k and v together. */
-  readonly sendBytes: number;
-  readonly recvBytes: number;
-}
+const FORWARD_OPTIONS = ['sink', 'softmaxScale', 'softcap', 'returnMaxLogits', 'deterministic', 'backend', 'trace'];
+const BACKWARD_OPTIONS = ['sink', 'softmaxScale', 'softcap', 'deterministic', 'backend', 'trace', 'dsinkReduce'];
 
-export interface CalcAttnProfile {
-  readonly stages: StageProfile[];
-  /** Time blocked on the final collectives (max-logits all-reduce; backward: dk/dv reduces). */
-  readonly finalWaitMs: number;
-  readonly totalMs: number;
-}
-
-export interface CalcAttnResult {
+export interface CalcAttnResult<T extends AttnTensor = AttnTensor> {
   /** [shardSeqlen, Hq, D] in q's dtype. */
-  out: Tensor;
+  out: T;
   /** [shardSeqlen, Hq] float32, natural log, sink included. */
-  lse: Tensor;
+  lse: T;
   /** [Hq] float32, max over the group; only when asked for. */
-  maxLogits?: Tensor;
-  profile?: CalcAttnProfile;
+  maxLogits?: T;
 }
 
-export interface CalcAttnGrads {
-  dq: Tensor;
-  dk: Tensor;
-  dv: Tensor;
+export interface CalcAttnGrads<T extends AttnTensor = AttnTensor> {
+  dq: T;
+  dk: T;
+  dv: T;
   /** float32 [S, Hq] when a sink was given: this rank's partial unless dsinkReduce is 'sum' or 'avg'. */
-  dsink?: Tensor;
-  profile?: CalcAttnProfile;
+  dsink?: T;
 }
 
 const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
-function checkLocal(t: unknown, name: string, key: DistAttnRuntimeKey, heads: number, headsName: string): asserts t is Tensor {
-  if (!(t instanceof Tensor)) throw new InvalidArgumentError(name, 'must be a Tensor');
+function checkLocal<T>(ops: AttnOps<T>, t: T, name: string, key: DistAttnRuntimeKey, heads: number, headsName: string): void {
+  const shape = ops.shape(t);
   const want = [key.shardSeqlen, heads, key.headDim];
-  if (t.rank !== 3) throw new ShapeError(name, `must be 3-D [local tokens, heads, headDim] = ${fmt(want)} for this key`, `got ${fmt(t.shape)}`);
-  if (t.shape[0] !== key.shardSeqlen) {
-    throw new ShapeError(name, `must be this rank's shard: ${key.shardSeqlen} local rows (use dispatch(x, key)), shape ${fmt(want)}`, `got ${fmt(t.shape)}`);
+  if (shape.length !== 3) throw new ShapeError(name, `must be 3-D [local tokens, heads, headDim] = ${fmt(want)} for this key`, `got ${fmt(shape)}`);
+  if (shape[0] !== key.shardSeqlen) {
+    throw new ShapeError(name, `must be this rank's shard: ${key.shardSeqlen} local rows (use dispatch(x, key)), shape ${fmt(want)}`, `got ${fmt(shape)}`);
   }
-  if (t.shape[1] !== heads) throw new ShapeError(name, `must have ${headsName} = ${heads} heads as the key says, shape ${fmt(want)}`, `got ${fmt(t.shape)}`);
-  if (t.shape[2] !== key.headDim) throw new ShapeError(name, `must have head dim ${key.headDim} as the key says, shape ${fmt(want)}`, `got ${fmt(t.shape)}`);
+  if (shape[1] !== heads) throw new ShapeError(name, `must have ${headsName} = ${heads} heads as the key says, shape ${fmt(want)}`, `got ${fmt(shape)}`);
+  if (shape[2] !== key.headDim) throw new ShapeError(name, `must have head dim ${key.headDim} as the key says, shape ${fmt(want)}`, `got ${fmt(shape)}`);
 }
 
-function checkInputs(q: unknown, k: unknown, v: unknown, key: DistAttnRuntimeKey): asserts q is Tensor {
+/** The operations for this call, after checking the key and the shards' shapes. */
+function prepareCall<T extends AttnTensor>(q: T, k: T, v: T, key: DistAttnRuntimeKey, backend: KernelBackend<T> | string | undefined): AttnOps<T> {
   requireKey(key);
-  checkLocal(q, 'q', key, key.numHeadsQ, 'numHeadsQ');
-  checkLocal(k, 'k', key, key.numHeadsKv, 'numHeadsKv');
-  checkLocal(v, 'v', key, key.numHeadsKv, 'numHeadsKv');
-}
-
-const now = (): number => performance.now();
-
-/** Starts the fetch of one stage's remote k and v (two GroupCasts, rows of Hkv·D elements). */
-function fetchStage(key: DistAttnRuntimeKey, k: Tensor, v: Tensor, stage: number): { k: CommWork<HostArray>; v: CommWork<HostArray> } {
-  const args = key.rankPlan.stages[stage].groupCast;
-  const width = key.numHeadsKv * key.headDim;
-  return { k: groupCast(key.group, k.data, args, width), v: groupCast(key.group, v.data, args, width) };
+  const ops = attnOpsFor(q, key.group, backend as KernelBackend<AttnTensor> | string | undefined) as AttnOps<T>;
+  checkLocal(ops, q, 'q', key, key.numHeadsQ, 'numHeadsQ');
+  checkLocal(ops, k, 'k', key, key.numHeadsKv, 'numHeadsKv');
+  checkLocal(ops, v, 'v', key, key.numHeadsKv, 'numHeadsKv');
+  return ops;
 }
 
 /**
@@ -125,125 +108,139 @@ function fetchStage(key: DistAttnRuntimeKey, k: Tensor, v: Tensor, stage: number
  * during the host stage), and taking stage i starts the fetch of stage i + 1 (so it runs during
  * stage i's compute).
  */
-class StagePipeline {
-  private pending: ReturnType<typeof fetchStage> | undefined;
+class StagePipeline<T> {
+  private pending: Promise<[T, T]> | undefined;
+  private fetchSpan: ReturnType<Tracer['begin']> = null;
 
   constructor(
+    private readonly ops: AttnOps<T>,
     private readonly key: DistAttnRuntimeKey,
-    private readonly k: Tensor,
-    private readonly v: Tensor,
-    private readonly degree: number,
+    private readonly k: T,
+    private readonly v: T,
+    private readonly trace: Tracer,
   ) {
-    this.pending = degree > 0 ? fetchStage(key, k, v, 0) : undefined;
+    this.pending = key.rankPlan.stages.length > 0 ? this.fetch(0) : undefined;
   }
 
-  /** Waits for stage i's k/v (i in order) and starts the next fetch; waitMs is the exposed wait. */
-  async take(i: number): Promise<{ kData: HostArray; vData: HostArray; waitMs: number }> {
+  private fetch(i: number): Promise<[T, T]> {
+    const stage = this.key.rankPlan.stages[i];
+    const p = prepareGroupCast(stage.groupCast, this.key.group.size);
+    const row = rowBytes(this.ops, this.k);
+    this.fetchSpan = this.trace.begin(i, 'comm', 'fetch', { sendBytes: 2 * p.sendRows * row, recvBytes: 2 * p.recvRows * row });
+    return Promise.all([this.ops.groupCast(this.k, stage.groupCast, stage.stageBufferLength), this.ops.groupCast(this.v, stage.groupCast, stage.stageBufferLength)]);
+  }
+
+  /** Stage i's k/v (i in order), ready for compute; the next fetch starts before this returns. */
+  async take(i: number): Promise<[T, T]> {
     const fetched = this.pending;
     if (fetched === undefined) throw new Error(`StagePipeline: stage ${i} was not fetched`);
-    const tw = now();
-    const [kData, vData] = await Promise.all([fetched.k.wait(), fetched.v.wait()]);
-    const waitMs = now() - tw;
-    this.pending = i + 1 < this.degree ? fetchStage(this.key, this.k, this.v, i + 1) : undefined;
-    return { kData, vData, waitMs };
+    const wait = this.trace.begin(i, 'compute', 'wait');
+    const kv = await fetched;
+    this.trace.end(this.fetchSpan);
+    this.ops.joinComm();
+    this.trace.end(wait);
+    this.pending = i + 1 < this.key.rankPlan.stages.length ? this.fetch(i + 1) : undefined;
+    return kv;
   }
 }
 
-function stageTraffic(key: DistAttnRuntimeKey, stage: number, bytesPerRow: number): { sendBytes: number; recvBytes: number } {
-  const p = prepareGroupCast(key.rankPlan.stages[stage].groupCast, key.group.size);
-  return { sendBytes: 2 * p.sendRows * bytesPerRow, recvBytes: 2 * p.recvRows * bytesPerRow };
-}
-
-function isEmpty(slices: SliceList): boolean {
-  return sliceCount(slices) === 0;
-}
-
-/** logsumexp over the sink tokens of every query head: the lse of a row that sees no key. */
-function sinkLse(sink: Tensor | undefined, heads: number): Float64Array {
-  const out = new Float64Array(heads).fill(-Infinity);
-  if (sink === undefined) return out;
-  const s = sink.toFloat64();
-  const n = sink.shape[0];
-  for (let h = 0; h < heads; h++) {
-    let m = -Infinity;
-    for (let j = 0; j < n; j++) m = Math.max(m, s[j * heads + h]);
-    if (m === -Infinity) continue;
-    let sum = 0;
-    for (let j = 0; j < n; j++) sum += Math.exp(s[j * heads + h] - m);
-    out[h] = m + Math.log(sum);
+/** Host slices and stage 0's remote slices as one list over [local k ; stage buffer] (overlap degree 0). */
+const fusedSlicesCache = new WeakMap<RankPlan, SliceList>();
+function fusedSlices(rp: RankPlan, shardSeqlen: number): SliceList {
+  let fused = fusedSlicesCache.get(rp);
+  if (fused === undefined) {
+    const b = new SliceBuffer(rp.hostSlices.maskTypes.length + rp.stages[0].remoteSlices.maskTypes.length);
+    b.append(rp.hostSlices);
+    const r = rp.stages[0].remoteSlices;
+    for (let i = 0; i < r.maskTypes.length; i++) b.push(r.qRanges[2 * i], r.qRanges[2 * i + 1], r.kRanges[2 * i] + shardSeqlen, r.kRanges[2 * i + 1] + shardSeqlen, r.maskTypes[i]);
+    fusedSlicesCache.set(rp, (fused = b.toSliceList()));
   }
-  return out;
+  return fused;
+}
+
+/** [local rows ; stage rows] of k or v, for the fused call (overlap degree 0). */
+function concatRows<T>(ops: AttnOps<T>, local: T, stage: T): T {
+  const n = ops.shape(local)[0];
+  const m = ops.shape(stage)[0];
+  const both = ops.zeros(ops.dtype(local), [n + m, ...ops.shape(local).slice(1)]);
+  ops.copyInto(ops.rowsView(both, 0, n), local);
+  ops.copyInto(ops.rowsView(both, n, n + m), stage);
+  return both;
+}
+
+function isNoOverlap(key: DistAttnRuntimeKey): boolean {
+  return key.plan.overlapConfig.noOverlap && key.rankPlan.stages.length === 1;
 }
 
 /**
  * Distributed attention of this rank's shard: q [shard, Hq, D], k and v [shard, Hkv, D], all made
- * by dispatch(x, key). A collective: every rank of the key's group calls it with the same options.
- * Equals single-device flexFlashAttn on the undispatched tensors, up to the merge order.
+ * by dispatch(x, key), host Tensors or device tensors (with a key of a device group). A
+ * collective: every rank of the key's group calls it with the same options. Equals single-device
+ * flexFlashAttn on the undispatched tensors, up to the merge order.
  */
-export async function calcAttn(q: Tensor, k: Tensor, v: Tensor, key: DistAttnRuntimeKey, options: CalcAttnOptions = {}): Promise<CalcAttnResult> {
-  checkInputs(q, k, v, key);
-  const t0 = now();
+export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: DistAttnRuntimeKey, options: CalcAttnOptions<T> = {}): Promise<CalcAttnResult<T>> {
+  requireKnownOptions(options, 'options', FORWARD_OPTIONS);
+  const ops = prepareCall(q, k, v, key, options.backend);
   const rp = key.rankPlan;
-  const degree = rp.stages.length;
-  const [tokens, headsQ, dim] = q.shape;
-  const softmaxScale = options.softmaxScale ?? 1 / Math.sqrt(dim);
-  const softcap = options.softcap ?? 0;
-  const returnMaxLogits = options.returnMaxLogits ?? false;
-  const backend = selectKernelBackend(q, options.backend);
-  const base = { softmaxScale, softcap, returnMaxLogits, outDtype: 'float32' as const, deterministic: false };
-  const maxLogitsAcc = returnMaxLogits ? Tensor.full('float32', [headsQ], -Infinity) : undefined;
+  const [, headsQ, dim] = ops.shape(q);
+  const base = {
+    softmaxScale: options.softmaxScale ?? 1 / Math.sqrt(dim),
+    softcap: options.softcap ?? 0,
+    returnMaxLogits: options.returnMaxLogits ?? false,
+    outDtype: 'float32' as const,
+    deterministic: options.deterministic ?? false,
+  };
+  const maxLogitsAcc = base.returnMaxLogits ? ops.full([headsQ], -Infinity) : undefined;
   // Checks shapes, scalars and the sink by the kernel's own rules before anything starts.
   validateForwardArgs({ q, k, v, slices: rp.hostSlices, sink: options.sink, maxLogitsAcc, ...base });
-  const profiling = options.profile === true;
-  const stageProfiles: StageProfile[] = [];
-  const rowBytes = key.numHeadsKv * dim * bytesPerElement(k.dtype);
+  const trace = options.trace?.tracerFor(ops) ?? NO_TRACE;
+  ops.begin();
 
-  const fetches = new StagePipeline(key, k, v, degree);
-
-  // Host stage.
-  let tc = now();
-  let out: Tensor;
-  let lse: Tensor;
-  if (!isEmpty(rp.hostSlices)) {
-    const r = backend.forward({ q, k, v, slices: rp.hostSlices, sink: options.sink, maxLogitsAcc, ...base });
-    out = r.out;
-    lse = r.lse;
+  let out: T;
+  let lse: T;
+  if (isNoOverlap(key)) {
+    const stage = rp.stages[0];
+    const fetch = trace.begin(0, 'comm', 'fetch');
+    const [ks, vs] = await Promise.all([ops.groupCast(k, stage.groupCast, stage.stageBufferLength), ops.groupCast(v, stage.groupCast, stage.stageBufferLength)]);
+    trace.end(fetch);
+    ops.joinComm();
+    const kAll = concatRows(ops, k, ks);
+    const vAll = concatRows(ops, v, vs);
+    [ks, vs].forEach((t) => ops.release(t));
+    const span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea + stage.remoteArea });
+    ({ out, lse } = ops.forward({ q, k: kAll, v: vAll, slices: fusedSlices(rp, key.shardSeqlen), sink: options.sink, maxLogitsAcc, ...base }));
+    trace.end(span);
+    [kAll, vAll].forEach((t) => ops.release(t));
   } else {
-    // Zeros matter: later merges compute 0·out for rows whose weight is 0.
-    out = Tensor.zeros('float32', [tokens, headsQ, dim]);
-    lse = Tensor.zeros('float32', [tokens, headsQ]);
-    const l = sinkLse(options.sink, headsQ);
-    for (let t = 0; t < tokens; t++) for (let h = 0; h < headsQ; h++) lse.data[t * headsQ + h] = l[h];
-  }
-  if (profiling) stageProfiles.push({ stage: 'host', area: rp.hostArea, computeMs: now() - tc, waitMs: 0, sendBytes: 0, recvBytes: 0 });
-
-  for (let i = 0; i < degree; i++) {
-    const stage = rp.stages[i];
-    const { kData, vData, waitMs } = await fetches.take(i);
-    tc = now();
-    if (!isEmpty(stage.remoteSlices)) {
-      const shape = [stage.stageBufferLength, key.numHeadsKv, dim];
-      backend.forward({
-        q,
-        k: new Tensor(k.dtype, shape, kData as Tensor['data']),
-        v: new Tensor(v.dtype, shape, vData as Tensor['data']),
-        slices: stage.remoteSlices,
-        outAcc: out,
-        lseAcc: lse,
-        maxLogitsAcc,
-        ...base,
-      });
+    const fetches = new StagePipeline(ops, key, k, v, trace);
+    // Host stage: every rank runs it, also with no slice (the sink alone sets lse; out is 0).
+    let span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea });
+    ({ out, lse } = ops.forward({ q, k, v, slices: rp.hostSlices, sink: options.sink, maxLogitsAcc, ...base }));
+    trace.end(span);
+    for (let i = 0; i < rp.stages.length; i++) {
+      const stage = rp.stages[i];
+      const [ks, vs] = await fetches.take(i);
+      span = trace.begin(i, 'compute', 'compute', { area: stage.remoteArea });
+      if (stage.remoteSlices.maskTypes.length > 0) ops.forward({ q, k: ks, v: vs, slices: stage.remoteSlices, outAcc: out, lseAcc: lse, maxLogitsAcc, ...base });
+      trace.end(span);
+      ops.release(ks);
+      ops.release(vs);
     }
-    if (profiling) stageProfiles.push({ stage: i, area: stage.remoteArea, computeMs: now() - tc, waitMs, ...stageTraffic(key, i, rowBytes) });
   }
 
-  const tf = now();
-  const result: CalcAttnResult = { out: q.dtype === 'float32' ? out : out.to(q.dtype), lse };
+  const result: CalcAttnResult<T> = { out, lse };
+  if (ops.dtype(q) !== 'float32') {
+    result.out = ops.cast(out, ops.dtype(q));
+    ops.release(out);
+  }
   if (maxLogitsAcc !== undefined) {
-    await key.group.allReduce(maxLogitsAcc.data as Float32Array, 'max').wait();
+    const span = trace.begin('all', 'comm', 'final');
+    await ops.allReduce(maxLogitsAcc, 'max');
+    trace.end(span);
+    ops.joinComm();
     result.maxLogits = maxLogitsAcc;
   }
-  if (profiling) result.profile = { stages: stageProfiles, finalWaitMs: now() - tf, totalMs: now() - t0 };
+  ops.end();
   return result;
 }
 
@@ -252,92 +249,108 @@ export async function calcAttn(q: Tensor, k: Tensor, v: Tensor, key: DistAttnRun
  * out and lse (as calcAttn returned them). A collective, like calcAttn. Returns dq, dk, dv in the
  * input dtype, and dsink (float32) when a sink is given.
  */
-export async function calcAttnBackward(
-  dout: Tensor,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  out: Tensor,
-  lse: Tensor,
+export async function calcAttnBackward<T extends AttnTensor>(
+  dout: T,
+  q: T,
+  k: T,
+  v: T,
+  out: T,
+  lse: T,
   key: DistAttnRuntimeKey,
-  options: CalcAttnBackwardOptions = {},
-): Promise<CalcAttnGrads> {
-  checkInputs(q, k, v, key);
-  const t0 = now();
+  options: CalcAttnBackwardOptions<T> = {},
+): Promise<CalcAttnGrads<T>> {
+  requireKnownOptions(options, 'options', BACKWARD_OPTIONS);
+  const ops = prepareCall(q, k, v, key, options.backend);
   const rp = key.rankPlan;
-  const degree = rp.stages.length;
-  const [tokens, headsQ, dim] = q.shape;
+  const [tokens, headsQ, dim] = ops.shape(q);
   const headsKv = key.numHeadsKv;
-  const softmaxScale = options.softmaxScale ?? 1 / Math.sqrt(dim);
-  const softcap = options.softcap ?? 0;
   const dsinkReduce = options.dsinkReduce ?? 'none';
   if (dsinkReduce !== 'none' && dsinkReduce !== 'sum' && dsinkReduce !== 'avg') {
     throw new InvalidArgumentError('dsinkReduce', "must be 'none', 'sum' or 'avg'", `got ${String(dsinkReduce)}`);
   }
-  const backend = selectKernelBackend(q, options.backend);
-  const dq = Tensor.zeros('float32', [tokens, headsQ, dim]);
-  const dk = Tensor.zeros('float32', [tokens, headsKv, dim]);
-  const dv = Tensor.zeros('float32', [tokens, headsKv, dim]);
-  const base = { dout, q, out, lse, softmaxScale, softcap, deterministic: false };
-  validateBackwardArgs({ ...base, k, v, slices: rp.hostSlices, sink: options.sink, dqAcc: dq, dkAcc: dk, dvAcc: dv });
-  const profiling = options.profile === true;
-  const stageProfiles: StageProfile[] = [];
-  const rowBytes = headsKv * dim * bytesPerElement(k.dtype);
-  const width = headsKv * dim;
+  const base = { dout, q, out, lse, softmaxScale: options.softmaxScale ?? 1 / Math.sqrt(dim), softcap: options.softcap ?? 0, deterministic: options.deterministic ?? false };
+  validateBackwardArgs({ ...base, k, v, slices: rp.hostSlices, sink: options.sink });
+  const trace = options.trace?.tracerFor(ops) ?? NO_TRACE;
+  ops.begin();
+  const dq = ops.zeros('float32', [tokens, headsQ, dim]);
+  let dk = ops.zeros('float32', [tokens, headsKv, dim]);
+  let dv = ops.zeros('float32', [tokens, headsKv, dim]);
+  let dsink: T | undefined;
+  const reduces: Promise<void>[] = [];
+  // The fused path's [local ; stage] gradient buffers, which dk and dv are views of.
+  const owners: T[] = [];
 
-  const fetches = new StagePipeline(key, k, v, degree);
-
-  let tc = now();
-  let dsink: Tensor | undefined;
-  if (!isEmpty(rp.hostSlices) || options.sink !== undefined) {
-    // With no host slice the kernel still yields dsink (it depends on lse, out and dout only).
-    const r = backend.backward({ ...base, k, v, slices: rp.hostSlices, sink: options.sink, dqAcc: dq, dkAcc: dk, dvAcc: dv });
-    dsink = r.dsink;
-  }
-  if (profiling) stageProfiles.push({ stage: 'host', area: rp.hostArea, computeMs: now() - tc, waitMs: 0, sendBytes: 0, recvBytes: 0 });
-  const dsinkWork = dsink !== undefined && dsinkReduce !== 'none' ? key.group.allReduce(dsink.data as Float32Array, 'sum') : undefined;
-
-  const reduces: CommWork<Float32Array>[] = [];
-  for (let i = 0; i < degree; i++) {
+  /** Sends a stage's partial dk/dv (float32, the reference's high-precision reduce) back to their owners. */
+  const reduceStage = (i: number, pdk: T, pdv: T): void => {
     const stage = rp.stages[i];
-    const { kData, vData, waitMs } = await fetches.take(i);
-    tc = now();
-    const shape = [stage.stageBufferLength, headsKv, dim];
-    const pdk = Tensor.zeros('float32', shape);
-    const pdv = Tensor.zeros('float32', shape);
-    if (!isEmpty(stage.remoteSlices)) {
-      backend.backward({
-        ...base,
-        k: new Tensor(k.dtype, shape, kData as Tensor['data']),
-        v: new Tensor(v.dtype, shape, vData as Tensor['data']),
-        slices: stage.remoteSlices,
-        dqAcc: dq,
-        dkAcc: pdk,
-        dvAcc: pdv,
-      });
-    }
-    const computeMs = now() - tc;
-    // Sent in float32 (the reference's high-precision reduce): the sum happens once, at the owner.
-    reduces.push(groupReduce(key.group, pdk.data as Float32Array, dk.data as Float32Array, stage.groupReduce, 'sum', { rowWidth: width }));
-    reduces.push(groupReduce(key.group, pdv.data as Float32Array, dv.data as Float32Array, stage.groupReduce, 'sum', { rowWidth: width }));
-    if (profiling) {
-      const t = stageTraffic(key, i, rowBytes);
-      // The fetch moves input-dtype rows, the reduce float32 rows back along the same routes.
-      const back = 4 / bytesPerElement(k.dtype);
-      stageProfiles.push({ stage: i, area: stage.remoteArea, computeMs, waitMs, sendBytes: t.sendBytes + t.recvBytes * back, recvBytes: t.recvBytes + t.sendBytes * back });
+    const p = prepareGroupCast(stage.groupCast, key.group.size);
+    const row = rowBytes(ops, pdk);
+    const span = trace.begin(i, 'comm', 'reduce', { sendBytes: 2 * p.recvRows * row, recvBytes: 2 * p.sendRows * row });
+    reduces.push(ops.groupReduceSum(pdk, dk, stage.groupReduce), ops.groupReduceSum(pdv, dv, stage.groupReduce).then(() => trace.end(span)));
+  };
+
+  if (isNoOverlap(key)) {
+    const stage = rp.stages[0];
+    const fetch = trace.begin(0, 'comm', 'fetch');
+    const [ks, vs] = await Promise.all([ops.groupCast(k, stage.groupCast, stage.stageBufferLength), ops.groupCast(v, stage.groupCast, stage.stageBufferLength)]);
+    trace.end(fetch);
+    ops.joinComm();
+    const kAll = concatRows(ops, k, ks);
+    const vAll = concatRows(ops, v, vs);
+    [ks, vs].forEach((t) => ops.release(t));
+    const rows = key.shardSeqlen + stage.stageBufferLength;
+    const dkAll = ops.zeros('float32', [rows, headsKv, dim]);
+    const dvAll = ops.zeros('float32', [rows, headsKv, dim]);
+    const span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea + stage.remoteArea });
+    dsink = ops.backward({ ...base, k: kAll, v: vAll, slices: fusedSlices(rp, key.shardSeqlen), sink: options.sink, dqAcc: dq, dkAcc: dkAll, dvAcc: dvAll }).dsink;
+    trace.end(span);
+    [kAll, vAll].forEach((t) => ops.release(t));
+    ops.release(dk);
+    ops.release(dv);
+    owners.push(dkAll, dvAll);
+    // The local rows are this rank's own dk/dv; the stage rows go back to their owners.
+    dk = ops.rowsView(dkAll, 0, key.shardSeqlen);
+    dv = ops.rowsView(dvAll, 0, key.shardSeqlen);
+    reduceStage(0, ops.rowsView(dkAll, key.shardSeqlen, rows), ops.rowsView(dvAll, key.shardSeqlen, rows));
+  } else {
+    const fetches = new StagePipeline(ops, key, k, v, trace);
+    // With no host slice the kernel still yields dsink (it depends on lse, out and dout only).
+    let span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea });
+    dsink = ops.backward({ ...base, k, v, slices: rp.hostSlices, sink: options.sink, dqAcc: dq, dkAcc: dk, dvAcc: dv }).dsink;
+    trace.end(span);
+    for (let i = 0; i < rp.stages.length; i++) {
+      const stage = rp.stages[i];
+      const [ks, vs] = await fetches.take(i);
+      const shape = [stage.stageBufferLength, headsKv, dim];
+      const pdk = ops.zeros('float32', shape);
+      const pdv = ops.zeros('float32', shape);
+      span = trace.begin(i, 'compute', 'compute', { area: stage.remoteArea });
+      if (stage.remoteSlices.maskTypes.length > 0) ops.backward({ ...base, k: ks, v: vs, slices: stage.remoteSlices, dqAcc: dq, dkAcc: pdk, dvAcc: pdv });
+      trace.end(span);
+      ops.release(ks);
+      ops.release(vs);
+      reduceStage(i, pdk, pdv);
     }
   }
 
-  const tf = now();
-  // In stage order: each post-process adds into the shared dk / dv accumulators.
-  for (const w of reduces) await w.wait();
+  const dsinkWork = dsink !== undefined && dsinkReduce !== 'none' ? ops.allReduce(dsink, 'sum') : undefined;
+  const span = trace.begin('all', 'comm', 'final');
+  await Promise.all(reduces);
   if (dsinkWork !== undefined && dsink !== undefined) {
-    await dsinkWork.wait();
-    if (dsinkReduce === 'avg') for (let i = 0; i < dsink.data.length; i++) dsink.data[i] /= key.group.size;
+    await dsinkWork;
+    if (dsinkReduce === 'avg') ops.scale(dsink, 1 / key.group.size);
   }
-  const cast = (t: Tensor): Tensor => (q.dtype === 'float32' ? t : t.to(q.dtype));
-  const grads: CalcAttnGrads = { dq: cast(dq), dk: cast(dk), dv: cast(dv) };
+  trace.end(span);
+  ops.joinComm();
+  // Fresh tensors in q's dtype (also for float32: dk and dv may be views of the fused buffers).
+  const cast = (t: T): T => {
+    const c = ops.cast(t, ops.dtype(q));
+    ops.release(t);
+    return c;
+  };
+  const grads: CalcAttnGrads<T> = { dq: cast(dq), dk: cast(dk), dv: cast(dv) };
+  for (const t of owners) ops.release(t);
   if (dsink !== undefined) grads.dsink = dsink;
-  if (profiling) grads.profile = { stages: stageProfiles, finalWaitMs: now() - tf, totalMs: now() - t0 };
+  ops.end();
   return grads;
 }

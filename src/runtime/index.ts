@@ -26,6 +26,6 @@ export {
   type CalcAttnBackwardOptions,
   type CalcAttnResult,
   type CalcAttnGrads,
-  type CalcAttnProfile,
-  type StageProfile,
 } from './calc-attn.js';
+export { AttnTrace, profileOf, type TraceSpan, type SpanKind, type CalcAttnProfile, type StageProfile } from './trace.js';
+export { registerDeviceAttnOps, type AttnOps, type DeviceAttnOpsFactory, type Lane, type TimeMark } from './attn-ops.js';

@@ -6,7 +6,7 @@
 import { InvalidArgumentError } from '../errors.js';
 
 /** Throws unless `options` is a plain object whose every own key is in `known`. */
-export function requireKnownOptions(options: unknown, argument: string, known: readonly string[]): asserts options is Record<string, unknown> {
+export function requireKnownOptions<O>(options: O, argument: string, known: readonly string[]): asserts options is O & object {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidArgumentError(argument, 'must be an options object', `got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
   }

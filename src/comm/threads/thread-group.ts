@@ -23,7 +23,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { CommAbortedError, CommMismatchError, CommTimeoutError } from '../errors.js';
-import { ExchangeGroup, type SendItem } from '../exchange-group.js';
+import { HostExchangeGroup, type SendItem } from '../exchange-group.js';
 import type { HostArray } from '../process-group.js';
 
 /** Payloads up to this size ride inside the message; above it they go through shared memory. */
@@ -115,7 +115,7 @@ function bytesOf(a: HostArray): Uint8Array {
 
 const rankList = (ranks: Iterable<number>): string => [...ranks].sort((a, b) => a - b).join(', ');
 
-export class ThreadProcessGroup extends ExchangeGroup {
+export class ThreadProcessGroup extends HostExchangeGroup {
   readonly backend = 'threads';
   private readonly ports: readonly (MessagePort | null)[];
   private readonly active = new Map<number, Exchange>();

@@ -15,7 +15,7 @@
  * Planned problems (work list, uploaded slices, fp32 scratch) are cached per backend, keyed by
  * the slice list's contents and the shape, a few at a time (least recently used is freed).
  */
-import type { CudaDevice } from '../../device/device.js';
+import { Stream, type CudaDevice } from '../../device/device.js';
 import { DeviceTensor } from '../../device/device-tensor.js';
 import type { DType } from '../../dtype.js';
 import { InvalidArgumentError, ShapeError } from '../../errors.js';
@@ -56,12 +56,14 @@ export interface CudaKernelBackend extends KernelBackend<DeviceTensor> {
 export interface CudaBackendOptions {
   /** NVRTC disk cache folder (default: the device layer's). */
   cacheDir?: string;
-  /** Planned problems kept per direction (default 8); 0 disables the cache. */
+  /** Planned problems kept per direction (default 32); 0 disables the cache. */
   cacheSize?: number;
 }
 
 interface CacheEntry<P> {
   key: string;
+  /** The stream of the entry's latest launch: eviction frees its memory after that work. */
+  stream: Stream | undefined;
   qRanges: Int32Array;
   kRanges: Int32Array;
   maskTypes: Uint8Array;
@@ -74,40 +76,56 @@ function sameArray(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   return true;
 }
 
-/** A small LRU of planned problems keyed by shape and slice-list contents (a copy is kept, so later mutation of the caller's arrays cannot alias). */
-class ProblemCache<P extends { free(): void }> {
+/**
+ * A small LRU of planned problems keyed by shape and slice-list contents (a copy is kept, so later
+ * mutation of the caller's arrays cannot alias). Problems hold scratch memory their launches use:
+ * one evicted while a launch is in flight is freed only once that launch's stream is done.
+ */
+class ProblemCache<P extends { free(after?: Stream): void }> {
   private entries: CacheEntry<P>[] = [];
   constructor(private readonly capacity: number) {}
 
   /** The cached problem, or a new one from `make`; `release` must be called when the launch is queued. */
-  get(key: string, slices: SliceList, make: () => P): { problem: P; release: () => void } {
+  get(key: string, slices: SliceList, stream: Stream | undefined, make: () => P): { problem: P; release: () => void } {
     const i = this.entries.findIndex(
       (e) => e.key === key && sameArray(e.maskTypes, slices.maskTypes) && sameArray(e.qRanges, slices.qRanges) && sameArray(e.kRanges, slices.kRanges),
     );
     if (i >= 0) {
       const [e] = this.entries.splice(i, 1);
       this.entries.push(e);
+      // A launch on another stream could race the scratch of one still in flight: order it after.
+      if (e.stream !== stream) stream?.waitStream(e.stream ?? stream.device.defaultStream);
+      e.stream = stream;
       return { problem: e.problem, release: () => {} };
     }
     const problem = make();
-    if (this.capacity === 0) return { problem, release: () => problem.free() };
-    this.entries.push({ key, qRanges: slices.qRanges.slice(), kRanges: slices.kRanges.slice(), maskTypes: slices.maskTypes.slice(), problem });
-    while (this.entries.length > this.capacity) this.entries.shift()!.problem.free();
+    if (this.capacity === 0) return { problem, release: () => problem.free(stream) };
+    this.entries.push({ key, stream, qRanges: slices.qRanges.slice(), kRanges: slices.kRanges.slice(), maskTypes: slices.maskTypes.slice(), problem });
+    while (this.entries.length > this.capacity) {
+      const old = this.entries.shift()!;
+      old.problem.free(old.stream);
+    }
     return { problem, release: () => {} };
   }
 
   clear(): void {
-    for (const e of this.entries) e.problem.free();
+    for (const e of this.entries) e.problem.free(e.stream);
     this.entries = [];
   }
 }
 
 const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 
+function streamOf(s: object | undefined): Stream | undefined {
+  if (s === undefined) return undefined;
+  if (!(s instanceof Stream)) throw new InvalidArgumentError('stream', 'must be a Stream of the device layer');
+  return s;
+}
+
 /** A CUDA backend for tensors on `device`; kernels are compiled (NVRTC, disk-cached) on first use. */
 export function createCudaBackend(device: CudaDevice, options: CudaBackendOptions = {}): CudaKernelBackend {
   const compileOpts = options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir };
-  const capacity = options.cacheSize ?? 8;
+  const capacity = options.cacheSize ?? 32;
   let fwd: CudaFfaForward | undefined;
   let bwd: CudaFfaBackward | undefined;
   const fwdCache = new ProblemCache<FfaForwardProblem>(capacity);
@@ -186,7 +204,7 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
       const shape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
       const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype},${partDtype}`;
       const owner = fwd;
-      const { problem, release } = fwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices, { outDtype: partDtype }));
+      const { problem, release } = fwdCache.get(key, args.slices, streamOf(args.stream), () => owner.prepare(shape, args.slices, { outDtype: partDtype }));
       const out = acc?.out ?? DeviceTensor.empty(device, finalDtype, [tokensQ, headsQ, dim]);
       const lse = acc?.lse ?? DeviceTensor.empty(device, 'float32', [tokensQ, headsQ]);
       const wantMax = args.returnMaxLogits || maxAcc !== undefined;
@@ -196,7 +214,7 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
       if (sink !== undefined) extras.sink = { buffer: sink.buffer, count: sink.shape[0] };
       if (maxLogits !== undefined) extras.maxLogits = { buffer: maxLogits.buffer, fresh: maxAcc === undefined };
       try {
-        problem.launch(q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer, args.softmaxScale, args.softcap, undefined, extras);
+        problem.launch(q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer, args.softmaxScale, args.softcap, streamOf(args.stream), extras);
       } catch (e) {
         if (acc === undefined) {
           out.free();
@@ -240,7 +258,7 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
       const shape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
       const key = `${tokensQ},${tokensK},${headsQ},${headsKv},${dim},${q.dtype}`;
       const owner = bwd;
-      const { problem, release } = bwdCache.get(key, args.slices, () => owner.prepare(shape, args.slices));
+      const { problem, release } = bwdCache.get(key, args.slices, streamOf(args.stream), () => owner.prepare(shape, args.slices));
       const fresh: DeviceTensor[] = [];
       const make = (acc: DeviceTensor | undefined, dtype: DType, shape: readonly number[]): DeviceTensor => {
         if (acc !== undefined) return acc;
@@ -262,7 +280,7 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
           { q: q.buffer, k: k.buffer, v: v.buffer, out: out.buffer, dout: dout.buffer, lse: lse.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer },
           args.softmaxScale,
           args.softcap,
-          undefined,
+          streamOf(args.stream),
           extras,
         );
       } catch (e) {

@@ -433,7 +433,11 @@ export class FfaBackwardProblem {
     }
   }
 
-  free(): void {
-    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc, this.detWork?.buffer]) b?.free();
+  /** Frees the problem's device memory; with `after`, once the work queued there is done (launches may still be in flight). */
+  free(after?: Stream): void {
+    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc, this.detWork?.buffer]) {
+      if (after === undefined) b?.free();
+      else b?.freeAfter(after);
+    }
   }
 }

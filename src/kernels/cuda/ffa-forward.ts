@@ -608,7 +608,11 @@ export class FfaForwardProblem {
     }
   }
 
-  free(): void {
-    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.uncovered, this.locks, this.acc, this.detWork?.buffer, this.part?.out, this.part?.lse]) b?.free();
+  /** Frees the problem's device memory; with `after`, once the work queued there is done (launches may still be in flight). */
+  free(after?: Stream): void {
+    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.uncovered, this.locks, this.acc, this.detWork?.buffer, this.part?.out, this.part?.lse]) {
+      if (after === undefined) b?.free();
+      else b?.freeAfter(after);
+    }
   }
 }
