@@ -46,17 +46,21 @@ export interface AllReduceOptions {
   halfType?: HalfType;
 }
 
-export interface ProcessGroup<B extends object = HostArray> {
+/** What every process group says about itself, whatever buffers it moves (what a runtime key holds). */
+export interface GroupInfo {
   /** This rank's index, in [0, size). */
   readonly rank: number;
   /** Number of ranks in the group. */
   readonly size: number;
   /** Label used in error messages and logs. */
   readonly name: string;
-  /** Which transport moves the data ("threads", "nccl"). */
+  /** Which transport moves the data ("threads", "local", "local-device", "nccl"). */
   readonly backend: string;
   /** Collective timeout in milliseconds, the same on every rank. */
   readonly timeoutMs: number;
+}
+
+export interface ProcessGroup<B extends object = HostArray> extends GroupInfo {
 
   /**
    * All-to-all with variable counts: elements [Σ sendCounts[<r], +sendCounts[r]) of `send` go to

@@ -128,12 +128,20 @@ export class DeviceBuffer {
     readonly ptr: CuDevicePtr,
     /** Bytes asked for. */
     readonly bytes: number,
-    /** Bytes of the underlying block (its size class). */
+    /** Bytes of the underlying block (its size class); 0 for a view. */
     readonly capacity: number,
+    /** The buffer this one views (it owns the memory), or null. */
+    readonly viewOf: DeviceBuffer | null = null,
   ) {}
 
+  /** `bytes` bytes from `byteOffset`, sharing this buffer's memory; a view is never freed (free its owner). */
+  view(byteOffset: number, bytes: number): DeviceBuffer {
+    this.checkRange('view', byteOffset, bytes);
+    return new DeviceBuffer(this.device, this.ptr + BigInt(byteOffset), bytes, 0, this.viewOf ?? this);
+  }
+
   get isFreed(): boolean {
-    return this.freed;
+    return this.viewOf === null ? this.freed : this.viewOf.isFreed;
   }
 
   /** Copies a host typed array (or its first `bytes`) into this buffer at `offset` bytes. */
@@ -163,6 +171,7 @@ export class DeviceBuffer {
 
   /** Returns the block to the device's caching allocator (for reuse at once: no work may still use it). */
   free(): void {
+    if (this.viewOf !== null) throw new Error('DeviceBuffer.free: a view shares its owner\'s memory; free the owner');
     if (this.freed) throw new Error('DeviceBuffer.free: buffer was already freed');
     this.freed = true;
     this.device.allocator.release(this, null);
@@ -174,6 +183,7 @@ export class DeviceBuffer {
    * (an event recorded on each stream guards it). The host does not wait.
    */
   freeAfter(...streams: Stream[]): void {
+    if (this.viewOf !== null) throw new Error('DeviceBuffer.freeAfter: a view shares its owner\'s memory; free the owner');
     if (this.freed) throw new Error('DeviceBuffer.freeAfter: buffer was already freed');
     this.freed = true;
     const events = streams.map((s) => this.device.takeSyncEvent().record(s));
@@ -190,7 +200,7 @@ export class DeviceBuffer {
 
   /** @internal */
   checkRange(what: string, offset: number, n: number): void {
-    if (this.freed) throw new Error(`DeviceBuffer.${what}: buffer was freed`);
+    if (this.isFreed) throw new Error(`DeviceBuffer.${what}: buffer was freed`);
     if (offset < 0 || offset + n > this.bytes) {
       throw new RangeError(`DeviceBuffer.${what}: ${n} bytes at offset ${offset} exceed the buffer's ${this.bytes} bytes`);
     }

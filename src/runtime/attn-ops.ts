@@ -10,7 +10,7 @@ import { bytesPerElement, fromNumbers, type DType } from '../dtype.js';
 import { InvalidArgumentError } from '../errors.js';
 import { groupCast, groupReduce } from '../comm/group-collective.js';
 import type { GroupCastArgs, GroupReduceArgs } from '../comm/group-collective-args.js';
-import type { HostArray, ProcessGroup } from '../comm/process-group.js';
+import type { GroupInfo, HostArray, ProcessGroup } from '../comm/process-group.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from '../kernels/backend.js';
 import { selectKernelBackend, type AttnTensor, type DeviceTensorLike } from '../kernels/flex-flash-attn.js';
 import { Tensor } from '../tensor.js';
@@ -27,7 +27,7 @@ export type Lane = 'compute' | 'comm';
 export interface AttnOps<T> {
   /** 'host' or a device location ('cuda'). */
   readonly kind: string;
-  readonly group: ProcessGroup<object>;
+  readonly group: GroupInfo;
   /** Orders this call after the caller's earlier work on its tensors (device: stream waits). */
   begin(): void;
   /** Orders the caller's later work after this call's results (device: stream waits). */
@@ -143,7 +143,7 @@ export function hostAttnOps(group: ProcessGroup, backend: KernelBackend<Tensor>)
 // Choosing the operations for a call
 
 /** Makes the pipeline's operations for device tensors of one location (registered by the device entry). */
-export type DeviceAttnOpsFactory = (q: DeviceTensorLike, group: ProcessGroup<object>, backend: KernelBackend<DeviceTensorLike>) => AttnOps<DeviceTensorLike>;
+export type DeviceAttnOpsFactory = (q: DeviceTensorLike, group: GroupInfo, backend: KernelBackend<DeviceTensorLike>) => AttnOps<DeviceTensorLike>;
 
 const deviceFactories = new Map<string, DeviceAttnOpsFactory>();
 
@@ -153,7 +153,7 @@ export function registerDeviceAttnOps(location: string, factory: DeviceAttnOpsFa
 }
 
 /** The operations for tensors of q's kind on `group`; refuses a mix of kinds with a clear error. */
-export function attnOpsFor(q: AttnTensor, group: ProcessGroup<object>, backendChoice?: KernelBackend<AttnTensor> | string): AttnOps<AttnTensor> {
+export function attnOpsFor(q: AttnTensor, group: GroupInfo, backendChoice?: KernelBackend<AttnTensor> | string): AttnOps<AttnTensor> {
   if (q instanceof Tensor) {
     if (isDeviceGroup(group)) throw new InvalidArgumentError('key', "was made with a device process group, but q is a host Tensor (dispatch host tensors with a host group's key)");
     return hostAttnOps(group as ProcessGroup, selectKernelBackend(q, backendChoice as KernelBackend<Tensor> | string | undefined)) as AttnOps<AttnTensor>;
@@ -166,7 +166,7 @@ export function attnOpsFor(q: AttnTensor, group: ProcessGroup<object>, backendCh
   return factory(q, group, selectKernelBackend(q, backendChoice as KernelBackend<DeviceTensorLike> | string | undefined)) as AttnOps<AttnTensor>;
 }
 
-function isDeviceGroup(g: ProcessGroup<object>): boolean {
+function isDeviceGroup(g: GroupInfo): boolean {
   return 'computeStream' in g;
 }
 

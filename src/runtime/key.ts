@@ -12,7 +12,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { requireKnownOptions } from '../util/options.js';
 import { inferMaskFromCuSeqlens } from '../mask/helpers.js';
 import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
-import type { ProcessGroup } from '../comm/process-group.js';
+import type { GroupInfo } from '../comm/process-group.js';
 import { buildChunkBuckets, validateMask } from '../solver/chunking.js';
 import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
 import { makeDispatchMeta } from '../solver/chunk-assignment.js';
@@ -24,7 +24,7 @@ export class DistAttnRuntimeKey {
   constructor(
     /** The value identity of this key within its group's cache. */
     readonly id: string,
-    readonly group: ProcessGroup,
+    readonly group: GroupInfo,
     readonly plan: DistAttnPlan,
     readonly numHeadsQ: number,
     readonly numHeadsKv: number,
@@ -84,16 +84,16 @@ class KeyLru {
   }
 }
 
-const caches = new WeakMap<ProcessGroup, KeyLru>();
+const caches = new WeakMap<GroupInfo, KeyLru>();
 
-function cacheOf(group: ProcessGroup): KeyLru {
+function cacheOf(group: GroupInfo): KeyLru {
   let c = caches.get(group);
   if (c === undefined) caches.set(group, (c = new KeyLru(DEFAULT_KEY_CACHE_SIZE)));
   return c;
 }
 
 /** Sets how many keys the group's cache can hold (0 disables caching); evicts the oldest beyond it. */
-export function setKeyCacheCapacity(group: ProcessGroup, capacity: number): void {
+export function setKeyCacheCapacity(group: GroupInfo, capacity: number): void {
   if (!Number.isInteger(capacity) || capacity < 0) throw new InvalidArgumentError('capacity', 'must be an integer >= 0', `got ${capacity}`);
   const c = cacheOf(group);
   c.maxSize = capacity;
@@ -101,7 +101,7 @@ export function setKeyCacheCapacity(group: ProcessGroup, capacity: number): void
 }
 
 /** The group's most recently created or reused key. */
-export function getMostRecentKey(group: ProcessGroup): DistAttnRuntimeKey {
+export function getMostRecentKey(group: GroupInfo): DistAttnRuntimeKey {
   const c = caches.get(group);
   const last = c === undefined ? undefined : [...c.entries.values()].pop();
   if (last === undefined) throw new InvalidArgumentError('group', 'has no cached runtime key yet');
@@ -109,12 +109,12 @@ export function getMostRecentKey(group: ProcessGroup): DistAttnRuntimeKey {
 }
 
 /** Forgets the cached keys of one group. */
-export function clearKeyCache(group: ProcessGroup): void {
+export function clearKeyCache(group: GroupInfo): void {
   caches.get(group)?.entries.clear();
 }
 
 /** How many keys the group's cache holds now. */
-export function cachedKeyCount(group: ProcessGroup): number {
+export function cachedKeyCount(group: GroupInfo): number {
   return caches.get(group)?.entries.size ?? 0;
 }
 
@@ -126,7 +126,7 @@ export interface KeyShapeOptions {
   readonly numHeadsKv: number;
   readonly headDim: number;
   /** The cp group; its size is the cp size. */
-  readonly group: ProcessGroup;
+  readonly group: GroupInfo;
   readonly dispatchConfig?: DispatchConfig;
   readonly overlapConfig?: OverlapConfig;
 }
@@ -158,9 +158,9 @@ function checkShape(o: KeyShapeOptions): void {
     if (!Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError(name, 'must be a positive integer', `got ${String(x)}`);
   }
   if (o.numHeadsQ % o.numHeadsKv !== 0) throw new InvalidArgumentError('numHeadsKv', 'must divide numHeadsQ (GQA groups)', `${o.numHeadsQ} vs ${o.numHeadsKv}`);
-  const g = o.group as ProcessGroup | undefined;
+  const g = o.group as GroupInfo | undefined;
   if (g === undefined || g === null || typeof g.rank !== 'number' || typeof g.size !== 'number') {
-    throw new InvalidArgumentError('group', 'must be a ProcessGroup (its size is the cp size)');
+    throw new InvalidArgumentError('group', 'must be a GroupInfo (its size is the cp size)');
   }
 }
 

@@ -225,8 +225,10 @@ class PackedInts {
     return this.buffer === null ? 0n : this.buffer.ptr + BigInt(this.offsets[i]);
   }
 
-  free(): void {
-    if (this.buffer !== null && !this.buffer.isFreed) this.buffer.free();
+  free(after?: Stream): void {
+    if (this.buffer === null || this.buffer.isFreed) return;
+    if (after === undefined) this.buffer.free();
+    else this.buffer.freeAfter(after);
   }
 }
 
@@ -242,8 +244,9 @@ export class RangeGatherPlan {
   ) {
     this.ints = new PackedInts(device, [layout.ranges, layout.prefix]);
   }
-  free(): void {
-    this.ints.free();
+  /** Frees the layout; with `after`, once the work queued on that stream is done. */
+  free(after?: Stream): void {
+    this.ints.free(after);
   }
 }
 
@@ -259,8 +262,9 @@ export class RangeReducePlan {
   ) {
     this.ints = new PackedInts(device, [layout.dst, layout.prefix, layout.contribPrefix, layout.contribSrc]);
   }
-  free(): void {
-    this.ints.free();
+  /** Frees the layout; with `after`, once the work queued on that stream is done. */
+  free(after?: Stream): void {
+    this.ints.free(after);
   }
 }
 
