@@ -43,11 +43,11 @@ export function tokenMajorTensorMap(device: CudaDevice, buf: DeviceBuffer, dtype
 }
 
 /** Compiles one of the Hopper kernel files; a clear error on a GPU that is not compute capability 9.0. */
-export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir?: string): Module {
+export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir?: string, options: string[] = []): Module {
   if (!sm90Available(device)) {
     throw new FfaCudaUnsupportedError(`the sm90 kernels need compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
   }
-  const opts: { name: string; cacheDir?: string; options: string[] } = { name: fileName, options: [] };
+  const opts: { name: string; cacheDir?: string; options: string[] } = { name: fileName, options };
   if (cacheDir !== undefined) opts.cacheDir = cacheDir;
   return device.compile(readKernelSource(fileName), opts);
 }
@@ -64,11 +64,16 @@ export class Sm90ForwardMain {
   readonly lockRows = FFA_SM90_LOCK_ROWS;
   readonly threads = FFA_SM90_THREADS;
 
+  /**
+   * `pipelined` (default): FA3's schedule, S of the next k tile issued with P V of this one and
+   * the two consumer warpgroups taking turns at the tensor cores; false: the plain loop.
+   */
   constructor(
     readonly device: CudaDevice,
     cacheDir?: string,
+    readonly pipelined = true,
   ) {
-    this.module = compileSm90Module(device, 'ffa_fwd_sm90.cu', cacheDir);
+    this.module = compileSm90Module(device, 'ffa_fwd_sm90.cu', cacheDir, [`-DFFA_SM90_FWD_PIPELINED=${pipelined ? 1 : 0}`]);
   }
 
   mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean): { kernel: Kernel; smemBytes: number } {

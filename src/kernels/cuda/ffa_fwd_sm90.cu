@@ -48,7 +48,7 @@ struct Smem {
   static constexpr int kRequest = kBytes + 1024;
 };
 
-template <typename E, int D, bool kMerge>
+template <typename E, int D, bool kMerge, bool kPipelined>
 __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, void* __restrict__ outPtr,
                                            float* __restrict__ lse, const int* __restrict__ qRanges,
                                            const int* __restrict__ kRanges, const int* __restrict__ types,
@@ -144,18 +144,10 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const unsigned qRows = sQ + wg * 64 * 128;  // this warpgroup's 64 rows of each Q half
   mbar_wait(barQ, 0);
 
-  for (int it = 0; it < nTiles; ++it) {
-    const int stage = it & 1;
-    const unsigned parity = (it >> 1) & 1;
-    const int n0 = kLo + it * kBN;
-    const unsigned kTile = sK + stage * L::kTileBytes;
-    const unsigned vTile = sV + stage * L::kTileBytes;
-
-    // S = Q K^T: D / 16 k-steps of 16 columns; 4 steps per 64-column half (32 bytes apart
-    // inside the swizzled 128-byte rows).
-    float s[kBN / 8][4];
-    mbar_wait(fullK + 8 * stage, parity);
-    wgmma_fence();
+  // S = Q K^T for k tile `it` into s: D / 16 k-steps of 16 columns; 4 steps per 64-column half
+  // (32 bytes apart inside the swizzled 128-byte rows). Issued, not waited for.
+  auto issue_qk = [&](float (*s)[4], int it) {
+    const unsigned kTile = sK + (it & 1) * L::kTileBytes;
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       const unsigned off = (ks & 3) * 32;
@@ -164,23 +156,10 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       Wgmma<E>::ss128(s, da, db, ks > 0 ? 1 : 0);  // N = BN = 128 keys
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs<kBN / 8>(s);
-    mbar_arrive(emptyK + 8 * stage);
-
-    if (softcapScale > 0.f) softcap_tile<kBN / 8>(s, softcapScale);
-    if (n0 < allStart || n0 + kBN > allEnd) mask_tile<kBN>(s, n0, t, rs, re);
-
-    // online softmax, exactly as ffa_fwd.cu (shared, ffa_common.cuh)
-    online_softmax<kBN, D>(s, o, rowMax, rowSum, scaleLog2);
-
-    unsigned p[kBN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
-
-    // O += P V: BN / 16 k-steps of 16 keys (2048 bytes of V rows each).
-    mbar_wait(fullV + 8 * stage, parity);
-    wgmma_fence();
+  };
+  // O += P V for k tile `it`: BN / 16 k-steps of 16 keys (2048 bytes of V rows each). Issued.
+  auto issue_pv = [&](unsigned (*p)[4], int it) {
+    const unsigned vTile = sV + (it & 1) * L::kTileBytes;
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       const unsigned long long db = wgmma_desc(vTile + kk * 16 * 128, kBN * 128, 1024);
@@ -191,9 +170,100 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       }
     }
     wgmma_commit();
+  };
+  // softcap and mask of tile `it` (mask only where some row of the tile does not see every key)
+  auto mask_s = [&](float (*s)[4], int it) {
+    const int n0 = kLo + it * kBN;
+    if (softcapScale > 0.f) softcap_tile<kBN / 8>(s, softcapScale);
+    if (n0 < allStart || n0 + kBN > allEnd) mask_tile<kBN>(s, n0, t, rs, re);
+  };
+
+  if constexpr (!kPipelined) {
+    for (int it = 0; it < nTiles; ++it) {
+      const int stage = it & 1;
+      const unsigned parity = (it >> 1) & 1;
+      float s[kBN / 8][4];
+      mbar_wait(fullK + 8 * stage, parity);
+      wgmma_fence();
+      issue_qk(s, it);
+      wgmma_wait<0>();
+      fence_regs<kBN / 8>(s);
+      mbar_arrive(emptyK + 8 * stage);
+      mask_s(s, it);
+      // online softmax, exactly as ffa_fwd.cu (shared, ffa_common.cuh)
+      online_softmax<kBN, D>(s, o, rowMax, rowSum, scaleLog2);
+      unsigned p[kBN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
+      mbar_wait(fullV + 8 * stage, parity);
+      wgmma_fence();
+      issue_pv(p, it);
+      wgmma_wait<0>();
+      fence_regs<D / 8>(o);
+      mbar_arrive(emptyV + 8 * stage);
+    }
+  } else {
+    // FA3's schedule. Inside a warpgroup: S of tile it+1 is issued together with O += P V of
+    // tile it, and the softmax of tile it+1 runs while P V is still on the tensor cores (O is
+    // rescaled after it lands). Between the two consumer warpgroups: named barriers 3 and 4 hand
+    // the right to issue wgmma back and forth, so one's softmax overlaps the other's GEMMs.
+    // Every warpgroup runs nTiles + 1 issue slots; warpgroup 1 pre-arrives on warpgroup 0's
+    // barrier, and warpgroup 0 consumes warpgroup 1's last arrival at the end, so the counts match.
+    const int myBar = 3 + wg;
+    const int otherBar = 4 - wg;
+    if (wg == 1) named_arrive(3, 256);
+    float s[kBN / 8][4];
+    unsigned p[kBN / 16][4];
+    float alpha[2];
+    // slot 0: S of tile 0
+    mbar_wait(fullK, 0);
+    named_sync(myBar, 256);
+    wgmma_fence();
+    issue_qk(s, 0);
+    named_arrive(otherBar, 256);
+    wgmma_wait<0>();
+    fence_regs<kBN / 8>(s);
+    mbar_arrive(emptyK);
+    mask_s(s, 0);
+    softmax_p<kBN>(s, rowMax, rowSum, scaleLog2, alpha);  // O is still 0: no rescale
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
+    // slots 1 .. nTiles - 1: S of tile it with P V of tile it - 1
+    for (int it = 1; it < nTiles; ++it) {
+      const int stage = it & 1;
+      const int prev = (it - 1) & 1;
+      mbar_wait(fullK + 8 * stage, (it >> 1) & 1);
+      mbar_wait(fullV + 8 * prev, ((it - 1) >> 1) & 1);
+      named_sync(myBar, 256);
+      wgmma_fence();
+      issue_qk(s, it);
+      issue_pv(p, it - 1);
+      named_arrive(otherBar, 256);
+      wgmma_wait<1>();  // S landed; P V may still run
+      fence_regs<kBN / 8>(s);
+      mbar_arrive(emptyK + 8 * stage);
+      mask_s(s, it);
+      softmax_p<kBN>(s, rowMax, rowSum, scaleLog2, alpha);
+      wgmma_wait<0>();  // P V of tile it - 1 landed: its p registers and V stage are free
+      fence_regs<D / 8>(o);
+      fence_regs_u<kBN / 16>(p);
+      mbar_arrive(emptyV + 8 * prev);
+      rescale_o<D>(o, alpha);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
+    }
+    // slot nTiles: P V of the last tile
+    const int last = nTiles - 1;
+    mbar_wait(fullV + 8 * (last & 1), (last >> 1) & 1);
+    named_sync(myBar, 256);
+    wgmma_fence();
+    issue_pv(p, last);
+    named_arrive(otherBar, 256);
     wgmma_wait<0>();
     fence_regs<D / 8>(o);
-    mbar_arrive(emptyV + 8 * stage);
+    fence_regs_u<kBN / 16>(p);
+    mbar_arrive(emptyV + 8 * (last & 1));
+    if (wg == 0) named_sync(3, 256);  // warpgroup 1's last arrival
   }
 
   // max_logits hook (ffa_fwd.cu's): rows past the tile's end saw other slices' q rows
@@ -227,6 +297,12 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // smem: Smem<D>::kRequest bytes; grid: numWorkItems * headsQ. Parameters as ffa_fwd.cu's entries
 // with q / k / v replaced by their TMA maps; maxLogits (fp32 [Hq], nullptr = off) last.
 
+// FFA_SM90_FWD_PIPELINED (compile-time, default 1): FA3's intra-warpgroup overlap and
+// inter-warpgroup ping-pong (see the main loop); 0 gives the plain loop.
+#ifndef FFA_SM90_FWD_PIPELINED
+#define FFA_SM90_FWD_PIPELINED 1
+#endif
+
 #define FFA_FWD_SM90_ENTRY(NAME, E, D, MERGE)                                                                             \
   extern "C" __global__ void __launch_bounds__(ffa::sm90::kThreads, 1)                                                    \
       NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                  \
@@ -234,7 +310,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
            const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,               \
            const int* __restrict__ work, int* __restrict__ locks, int headsQ, int headsKv, float scaleLog2, float unit,   \
            float softcapScale, float* __restrict__ maxLogits) {                                                           \
-    ffa::sm90::fwd_kernel<E, D, MERGE>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
+    ffa::sm90::fwd_kernel<E, D, MERGE, FFA_SM90_FWD_PIPELINED>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
                                        scaleLog2, unit, softcapScale, maxLogits);                                         \
   }
 
