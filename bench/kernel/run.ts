@@ -9,6 +9,7 @@
  *     [--iters 20] [--warmup 5] [--python python3] [--no-baselines] [--no-ours]
  *     [--baseline-budget-s S]   (baselines.py skips its remaining rows after S seconds; 0 = none)
  *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
+ *     [--fwd-plain]             (the Hopper forward without FA3's pipelined schedule)
  *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
  *
  * Writes under --out (default bench/results): kernel-masks.json (the masks, read by
@@ -126,7 +127,7 @@ function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: n
   return { ms: times[Math.floor(times.length / 2)], n };
 }
 
-async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
+async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number, fwdPipelined: boolean): Promise<{ gpu: string; rows: ResultRow[] }> {
   const tStart = performance.now();
   const { CudaDevice } = await import('../../src/device/index.js');
   const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
@@ -142,9 +143,9 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
   const lse = dev.alloc(maxS * HQ * 4);
   const grads = { dout: dev.upload(randomBf16(maxS * HQ * DIM, 4)), dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) };
   // the default main kernels: Hopper (TMA + wgmma) on compute capability 9.0, mma.sync elsewhere
-  const fwdKernel = new CudaFfaForward(dev);
+  const fwdKernel = new CudaFfaForward(dev, { sm90Pipelined: fwdPipelined });
   const bwdKernel = new CudaFfaBackward(dev);
-  const kernels = `fwd ${fwdKernel.sm90 !== null ? 'sm90' : 'mma'}, bwd ${bwdKernel.usesSm90(DIM) ? 'sm90' : 'mma'}`;
+  const kernels = `fwd ${fwdKernel.sm90 !== null ? `sm90${fwdKernel.sm90.pipelined ? ' pipelined' : ' plain'}` : 'mma'}, bwd ${bwdKernel.usesSm90(DIM) ? 'sm90' : 'mma'}`;
   console.log(`our main kernels: ${kernels}`);
   const scale = 1 / Math.sqrt(DIM);
   const rows: ResultRow[] = [];
@@ -354,7 +355,7 @@ async function main(): Promise<void> {
   let gpu = 'unknown GPU';
   const results: ResultRow[] = [];
   if (!flag('--no-ours')) {
-    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')));
+    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')), !flag('--fwd-plain'));
     gpu = ours.gpu;
     results.push(...ours.rows);
   }
