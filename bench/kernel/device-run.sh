@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# One GPU-machine session of the kernel work: the kernel benchmark with every baseline in the same
-# run, then the GPU checks of the kernels, each step under its own time limit so that one that
-# hangs cannot take the rest with it. Run from the built tree (dist/ next to src/ and bench/):
-#   BENCH_ARGS="..." FWD_ARGS="..." BWD_ARGS="..." [SPEED=1] bash bench/kernel/device-run.sh OUTDIR
-# (SPEED=1: speed reads of the kernel variants at 16k before the checks.)
-# Writes OUTDIR/log.txt (everything), OUTDIR/kernel.{json,csv}, kernel-baselines.json,
-# kernel-masks.json and OUTDIR/env.txt (GPU, driver, torch, cuDNN, date).
+# One GPU-machine session of the kernel work, from the built tree (dist/ next to src/ and bench/):
+#   1. the GPU checks of the FFA kernels (CUDA backend, NaN/Inf propagation, forward, backward),
+#      run side by side: they are CPU-bound (float64 references) and launch only small kernels;
+#   2. the host-overhead benchmark (1M tokens, 2,000 documents);
+#   3. the kernel benchmark with every baseline in the same run, alone on the GPU.
+# Each step runs under its own time limit, so one that hangs cannot take the rest with it.
+#   [TEST_LIMIT=s] [BENCH_LIMIT=s] [BENCH_ARGS=...] [BWD_ARGS=...] bash bench/kernel/device-run.sh OUTDIR
+# Writes OUTDIR/log.txt (everything), env.txt (GPU, driver, torch, cuDNN, date), checks.txt (the
+# PASS/FAIL lines), host-overhead.json and the benchmark's kernel.{json,csv},
+# kernel-baselines.json, kernel-masks.json (kernel-partial.json if it was stopped early).
 set -uo pipefail
 out=${1:?usage: device-run.sh OUTDIR}
 mkdir -p "$out"
@@ -15,7 +18,7 @@ step() { # name seconds command...
   shift 2
   echo "=== $name (limit ${secs}s) $(date -u +%H:%M:%S)" | tee -a "$log"
   local t0=$SECONDS
-  timeout --kill-after=10 "$secs" "$@" 2>&1 | tee -a "$log" | grep -E '^(PASS|FAIL|ALL PASS|[0-9]+ FAILED|speed|TIME|\||ours on|our main)' 
+  timeout --kill-after=10 "$secs" "$@" 2>&1 | tee -a "$log" | grep -E '^(ALL PASS|[0-9]+ FAILED|FAIL|speed|TIME|\||ours on|our main|host|flexFlash|\[baselines\] wrote)'
   echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0))s" | tee -a "$log"
 }
 {
@@ -26,13 +29,18 @@ step() { # name seconds command...
 } >"$out/env.txt" 2>&1
 cat "$out/env.txt" | tee -a "$log"
 export PYTHONUNBUFFERED=1
-step bench "${BENCH_LIMIT:-300}" node dist/bench/kernel/run.js --out "$out" ${BENCH_ARGS:-}
+lim=${TEST_LIMIT:-170}
+echo "=== checks (limit ${lim}s each, side by side) $(date -u +%H:%M:%S)" | tee -a "$log"
+t0=$SECONDS
+timeout --kill-after=10 "$lim" node dist/test/device/cuda-backend-gpu.js --seed 10 >"$out/c0.txt" 2>&1 &
+timeout --kill-after=10 "$lim" node dist/test/device/ffa-nonfinite-gpu.js --seed 11 >"$out/c1.txt" 2>&1 &
+timeout --kill-after=10 "$lim" node dist/test/device/ffa-fwd-gpu.js --seed 12 --sm90 >"$out/c2.txt" 2>&1 &
+timeout --kill-after=10 "$lim" node dist/test/device/ffa-bwd-gpu.js --seed 13 ${BWD_ARGS:-} >"$out/c3.txt" 2>&1 &
+wait
+for f in c0 c1 c2 c3; do cat "$out/$f.txt" >>"$log"; grep -hE '^(PASS|FAIL|seed|ALL PASS|[0-9]+ FAILED)' "$out/$f.txt" >>"$out/checks.txt"; rm -f "$out/$f.txt"; done
+grep -E '^(FAIL|ALL PASS|[0-9]+ FAILED)' "$out/checks.txt" | cut -c1-400
+echo "=== checks: $(grep -c '^PASS' "$out/checks.txt") PASS, $(grep -c '^FAIL' "$out/checks.txt") FAIL after $((SECONDS - t0))s" | tee -a "$log"
+step host-overhead 45 node dist/bench/kernel/host-overhead.js --out "$out"
+step bench "${BENCH_LIMIT:-260}" node dist/bench/kernel/run.js --out "$out" ${BENCH_ARGS:-}
 rm -f "$out/kernel.svg"
-step nonfinite "${NONFINITE_LIMIT:-60}" node dist/test/device/ffa-nonfinite-gpu.js --seed 11
-if [ -n "${SPEED:-}" ]; then # speed reads of the kernel variants first (--only matches no check case)
-  step fwd-speed 40 node dist/test/device/ffa-fwd-gpu.js --seed 12 --only speed-read-only --speed
-  step bwd-speed 45 node dist/test/device/ffa-bwd-gpu.js --seed 13 --only speed-read-only --speed --warps 8
-fi
-step fwd "${FWD_LIMIT:-90}" node dist/test/device/ffa-fwd-gpu.js --seed 12 --sm90 ${FWD_ARGS:-}
-step bwd "${BWD_LIMIT:-90}" node dist/test/device/ffa-bwd-gpu.js --seed 13 ${BWD_ARGS:-}
 echo "=== done $(date -u +%H:%M:%S)" | tee -a "$log"

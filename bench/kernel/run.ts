@@ -8,12 +8,13 @@
  *     [--seqlens 4096,8192,16384,32768,65536] [--masks full,causal,...] [--seed 42]
  *     [--iters 20] [--warmup 5] [--python python3] [--no-baselines] [--no-ours]
  *     [--baseline-budget-s S]   (baselines.py skips its remaining rows after S seconds; 0 = none)
+ *     [--methods cudnn,flash,flex] (the baselines to run)
  *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
- *     [--fwd-plain]             (the Hopper forward without FA3's pipelined schedule)
  *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
  *
  * Writes under --out (default bench/results): kernel-masks.json (the masks, read by
- * baselines.py), kernel-baselines.json (its raw rows), kernel.json, kernel.csv and kernel.svg
+ * baselines.py), kernel-baselines.json (its raw rows), kernel-partial.json (the rows so far, after
+ * each part), kernel.json, kernel.csv and kernel.svg
  * (grouped bars per mask at the largest size), and prints a markdown table with the GPU's name.
  *
  * Timing, ours and the baselines alike (timingCounts here, timing_counts in baselines.py): one
@@ -127,7 +128,7 @@ function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: n
   return { ms: times[Math.floor(times.length / 2)], n };
 }
 
-async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number, fwdPipelined: boolean): Promise<{ gpu: string; rows: ResultRow[] }> {
+async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
   const tStart = performance.now();
   const { CudaDevice } = await import('../../src/device/index.js');
   const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
@@ -143,9 +144,9 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
   const lse = dev.alloc(maxS * HQ * 4);
   const grads = { dout: dev.upload(randomBf16(maxS * HQ * DIM, 4)), dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) };
   // the default main kernels: Hopper (TMA + wgmma) on compute capability 9.0, mma.sync elsewhere
-  const fwdKernel = new CudaFfaForward(dev, { sm90Pipelined: fwdPipelined });
+  const fwdKernel = new CudaFfaForward(dev);
   const bwdKernel = new CudaFfaBackward(dev);
-  const kernels = `fwd ${fwdKernel.sm90 !== null ? `sm90${fwdKernel.sm90.pipelined ? ' pipelined' : ' plain'}` : 'mma'}, bwd ${bwdKernel.usesSm90(DIM) ? 'sm90' : 'mma'}`;
+  const kernels = `fwd ${fwdKernel.sm90 !== null ? 'sm90' : 'mma'}, bwd ${bwdKernel.usesSm90(DIM) ? 'sm90' : 'mma'}`;
   console.log(`our main kernels: ${kernels}`);
   const scale = 1 / Math.sqrt(DIM);
   const rows: ResultRow[] = [];
@@ -208,7 +209,17 @@ function baselinesScript(): string {
  * the merged rows go to `outPath`. `budgetS` bounds the whole baseline part (lengths not started
  * by then are skipped and reported).
  */
-function runBaselines(python: string, masksPath: string, outPath: string, seqlens: number[], iters: number, warmup: number, budgetS: number): { env: Record<string, unknown>; rows: ResultRow[] } | null {
+function runBaselines(
+  python: string,
+  masksPath: string,
+  outPath: string,
+  seqlens: number[],
+  iters: number,
+  warmup: number,
+  budgetS: number,
+  methods: string,
+  onRows: (rows: ResultRow[]) => void,
+): { env: Record<string, unknown>; rows: ResultRow[] } | null {
   const script = baselinesScript();
   const t0 = performance.now();
   let env: Record<string, unknown> | null = null;
@@ -223,7 +234,7 @@ function runBaselines(python: string, masksPath: string, outPath: string, seqlen
     }
     const part = outPath.replace(/\.json$/, `-${S}.json`);
     const left = budgetS > 0 ? String(Math.max(1, budgetS - spent)) : '0';
-    const cmd = [script, masksPath, part, '--seqlen', String(S), '--check-seqlen', String(smallest), '--iters', String(iters), '--warmup', String(warmup), '--budget-s', left];
+    const cmd = [script, masksPath, part, '--seqlen', String(S), '--check-seqlen', String(smallest), '--iters', String(iters), '--warmup', String(warmup), '--budget-s', left, '--methods', methods];
     console.log(`$ ${python} ${cmd.join(' ')}`);
     const r = spawnSync(python, cmd, { stdio: 'inherit' });
     if (!existsSync(part)) {
@@ -235,11 +246,16 @@ function runBaselines(python: string, masksPath: string, outPath: string, seqlen
     (env.wall_s_by_seqlen as Record<string, unknown>)[String(S)] = json.env.wall_s ?? null;
     raw.push(...json.results);
     rmSync(part);
+    onRows(json.results.map(toResultRow));
   }
   if (env === null) return null;
   if (skipped.length > 0) env.skipped_seqlens = skipped;
   writeFileSync(outPath, JSON.stringify({ env, results: raw }, null, 1) + '\n');
-  const rows = raw.map((x): ResultRow => ({
+  return { env, rows: raw.map(toResultRow) };
+}
+
+function toResultRow(x: Record<string, unknown>): ResultRow {
+  return {
     mask: x.mask as MaskName,
     seqlen: x.seqlen as number,
     area: x.area as number,
@@ -254,8 +270,7 @@ function runBaselines(python: string, masksPath: string, outPath: string, seqlen
     ...(x.error !== undefined ? { error: x.error as string } : {}),
     ...(x.note !== undefined ? { note: x.note as string } : {}),
     ...(x.max_abs_err_vs_dense !== undefined ? { max_abs_err_vs_dense: x.max_abs_err_vs_dense as number } : {}),
-  }));
-  return { env, rows };
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,19 +369,24 @@ async function main(): Promise<void> {
 
   let gpu = 'unknown GPU';
   const results: ResultRow[] = [];
+  // the rows so far, after each part (a run stopped early still leaves its numbers)
+  const partial = (): void => writeFileSync(join(outDir, 'kernel-partial.json'), JSON.stringify({ gpu, results }, null, 1) + '\n');
   if (!flag('--no-ours')) {
-    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')), !flag('--fwd-plain'));
+    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')));
     gpu = ours.gpu;
     results.push(...ours.rows);
+    partial();
   }
   console.log(`ours done at ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
   let env: Record<string, unknown> = {};
   if (!flag('--no-baselines')) {
-    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), seqlens, iters, warmup, Number(opt('--baseline-budget-s', '0')));
+    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), seqlens, iters, warmup, Number(opt('--baseline-budget-s', '0')), opt('--methods', 'cudnn,flash,flex'), (rows) => {
+      results.push(...rows);
+      partial();
+    });
     if (b) {
       env = b.env;
       if (gpu === 'unknown GPU' && typeof env.gpu === 'string') gpu = env.gpu;
-      results.push(...b.rows);
     }
   }
   env.total_wall_s = Number(((performance.now() - t0) / 1e3).toFixed(1));
@@ -380,6 +400,7 @@ async function main(): Promise<void> {
     results,
   };
   writeReport(res, outDir);
+  rmSync(join(outDir, 'kernel-partial.json'), { force: true });
 }
 
 main().catch((e: unknown) => {

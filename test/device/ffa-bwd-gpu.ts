@@ -22,9 +22,9 @@
  * --bench: after the checks, times each checked backward (pre-pass + zero + main + convert, CUDA
  * events, 3 warm-ups, median of 10) at 8k/16k full and causal, 64:8 heads, D 128, bf16;
  * TFLOP/s = 2.5 · 4 · area · Hq · D / time. --bench-only: the same without the checks.
- * --speed: the Hopper backward (plain and pipelined) against the mma.sync one at 16k tokens, full /
- * causal / varlen-causal / sliding window, 64:8 heads, D 128, bf16 (same timing and TFLOP/s);
- * informational, never fails. --sm90-pipelined: also check the pipelined Hopper backward.
+ * --speed: the Hopper backward against the mma.sync one at 16k tokens, full / causal /
+ * varlen-causal / sliding window, 64:8 heads, D 128, bf16 (same timing and TFLOP/s);
+ * informational, never fails.
  */
 import { CuFuncAttr } from '../../src/device/index.js';
 import { Tensor } from '../../src/tensor.js';
@@ -136,10 +136,9 @@ const fwd = new CudaFfaForward(dev);
 // one default backward per --warps entry; next to one that picked the Hopper kernel, its mma twin
 const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w }));
 const bwds = defaults.flatMap((b) => (b.sm90 !== null ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' })] : [b]));
-if (args.has('--sm90-pipelined')) bwds.push(new CudaFfaBackward(dev, { kernel: 'sm90', sm90Pipelined: true }));
 console.log(`nvrtc compile + load ffa_fwd.cu and ffa_bwd.cu (${bwds.length} configs): ${(performance.now() - t0).toFixed(0)} ms`);
 /** `sm90 8 warps` / `mma 4 warps`: which main kernel a backward runs at head dim `dim`. */
-const kernelLabel = (b: CudaFfaBackward, dim = 128): string => `${b.usesSm90(dim) ? (b.sm90!.pipelined ? 'sm90 pipelined' : 'sm90') : 'mma'} ${b.warps} warps`;
+const kernelLabel = (b: CudaFfaBackward, dim = 128): string => `${b.usesSm90(dim) ? 'sm90' : 'mma'} ${b.warps} warps`;
 for (const b of bwds) {
   for (const name of ['ffa_bwd_bf16_d128', 'ffa_bwd_bf16_d128_softcap', 'ffa_bwd_bf16_d64', 'ffa_bwd_pre_bf16_d128']) {
     const kern = b.module.kernel(name);
@@ -408,11 +407,7 @@ if (bench) {
 // Speed read (--speed): the Hopper backward against the mma.sync one, 64:8 heads, D 128, bf16.
 if (args.has('--speed')) {
   try {
-    const kernels = [
-      ['sm90', new CudaFfaBackward(dev, { kernel: 'sm90' })],
-      ['sm90 pipelined', new CudaFfaBackward(dev, { kernel: 'sm90', sm90Pipelined: true })],
-      ['mma', new CudaFfaBackward(dev, { kernel: 'mma' })],
-    ] as const;
+    const kernels = [['sm90', new CudaFfaBackward(dev, { kernel: 'sm90' })], ['mma', new CudaFfaBackward(dev, { kernel: 'mma' })]] as const;
     const sm90Fwd = new CudaFfaForward(dev, { kernel: 'sm90' });
     for (const { label, slices, shape } of speedCases()) {
       try {

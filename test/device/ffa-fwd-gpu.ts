@@ -18,7 +18,6 @@
  * rows whose reference lse is -inf must come back as exactly out = 0, lse = -inf, and nothing may
  * be NaN. The option checks below keep the element-wise bound of checkForward
  * (|out − ref| ≤ 2e-2·max|ref out|, |lse − ref| ≤ 1e-3·(1 + |ref lse|)).
- * --sm90-plain: also the Hopper kernel without FA3's pipelined schedule.
  */
 import { CuFuncAttr } from '../../src/device/index.js';
 import { Tensor } from '../../src/tensor.js';
@@ -97,10 +96,9 @@ const cases: Case[] = [
 const dev = openDevice();
 let t0 = performance.now();
 const kernels = tiles.map(([warps, blockN]) => new CudaFfaForward(dev, { tile: { warps, blockN } }));
-if (args.has('--sm90-plain')) kernels.push(new CudaFfaForward(dev, { kernel: 'sm90', sm90Pipelined: false }));
 if (args.has('--sm90')) kernels.push(new CudaFfaForward(dev, { kernel: 'sm90' }));
-/** `sm90 pipelined`, `sm90 plain` or `mma tile 128x64`. */
-const kernelName = (f: CudaFfaForward): string => (f.sm90 !== null ? `sm90 ${f.sm90.pipelined ? 'pipelined' : 'plain'}` : `mma tile ${f.blockM}x${f.blockN}`);
+/** `sm90` or `mma tile 128x64`. */
+const kernelName = (f: CudaFfaForward): string => (f.sm90 !== null ? 'sm90' : `mma tile ${f.blockM}x${f.blockN}`);
 console.log(`nvrtc compile + load ffa_fwd.cu (${tiles.length} tile shapes${args.has('--sm90') ? ' + sm90' : ''}): ${(performance.now() - t0).toFixed(0)} ms`);
 for (const ffa of kernels) {
   const [module, label, names] =
@@ -330,11 +328,7 @@ try {
 // Speed read (--speed): the Hopper kernel against the mma.sync one, 64:8 heads, D 128, bf16.
 if (args.has('--speed')) {
   try {
-    const kernels = [
-      ['sm90 pipelined', new CudaFfaForward(dev, { kernel: 'sm90' })],
-      ['sm90 plain', new CudaFfaForward(dev, { kernel: 'sm90', sm90Pipelined: false })],
-      ['mma', new CudaFfaForward(dev, { kernel: 'mma' })],
-    ] as const;
+    const kernels = [['sm90', new CudaFfaForward(dev, { kernel: 'sm90' })], ['mma', new CudaFfaForward(dev, { kernel: 'mma' })]] as const;
     for (const { label, slices, shape } of speedCases()) {
       try {
         const { tokensQ: S, headsQ: HQ, headsKv: HKV, dim: D } = shape;

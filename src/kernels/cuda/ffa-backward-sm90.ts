@@ -27,13 +27,11 @@ export class Sm90BackwardMain {
   readonly blockN = FFA_BWD_SM90_BLOCK_N;
   readonly threads = FFA_BWD_SM90_THREADS;
 
-  /** `pipelined`: the next step's Sᵀ issued behind this step's dQ (experimental; default off). */
   constructor(
     readonly device: CudaDevice,
     cacheDir?: string,
-    readonly pipelined = false,
   ) {
-    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, [`-DFFA_SM90_BWD_PIPELINED=${pipelined ? 1 : 0}`]);
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir);
   }
 
   /** Whether this kernel takes the head dim (else the mma.sync backward runs). */

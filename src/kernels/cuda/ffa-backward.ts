@@ -168,7 +168,7 @@ export class CudaFfaBackward {
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind; sm90Pipelined?: boolean } = {},
+    options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind } = {},
   ) {
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
@@ -180,7 +180,7 @@ export class CudaFfaBackward {
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // always loaded: the pre-pass, dsink, conversions and the head-dim-64 kernels live here
     this.module = device.compile(ffaBackwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir, options.sm90Pipelined ?? false) : null;
+    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir) : null;
   }
 
   /** Whether launches of head dim `dim` run the Hopper kernel. */

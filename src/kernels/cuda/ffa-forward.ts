@@ -331,7 +331,7 @@ export class CudaFfaForward {
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; tile?: Partial<FfaForwardTileConfig>; kernel?: FfaForwardKernelKind; sm90Pipelined?: boolean } = {},
+    options: { cacheDir?: string; tile?: Partial<FfaForwardTileConfig>; kernel?: FfaForwardKernelKind } = {},
   ) {
     const kind = options.kernel ?? 'auto';
     const useSm90 = kind === 'sm90' || (kind === 'auto' && options.tile === undefined && sm90Available(device));
@@ -347,7 +347,7 @@ export class CudaFfaForward {
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // the mma module is always loaded: it also holds the side kernels (fill, finalize, post-pass)
     this.module = device.compile(ffaForwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90ForwardMain(device, options.cacheDir, options.sm90Pipelined ?? true) : null;
+    this.sm90 = useSm90 ? new Sm90ForwardMain(device, options.cacheDir) : null;
     this.blockM = this.sm90?.blockM ?? 16 * this.warps;
     this.blockN = this.sm90?.blockN ?? mmaBlockN;
     this.lockRows = this.sm90?.lockRows ?? this.blockM;

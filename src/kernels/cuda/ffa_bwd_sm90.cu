@@ -7,7 +7,8 @@
 //
 //   block     = 3 warpgroups. Warpgroup 0 is the producer: warp 0 TMA-loads the K and V tile
 //               once, then Q and dO tiles (64 q rows) into 2 stages; warp 1 copies the matching
-//               lseLog2 and Δ rows into shared memory (rows past Tq get lseLog2 = +inf, so P = 0).
+//               lseLog2 and Δ rows into shared memory (rows past the item's q range get
+//               lseLog2 = +inf and Δ = 0, so P = dS = 0 there).
 //               Warpgroups 1 and 2 own 64 keys each, with their dK and dV in registers.
 //   per step  = one (q head of the kv group, 64-row q tile):
 //               Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ (wgmma, both operands K-major in shared memory);
@@ -58,7 +59,7 @@ __device__ __forceinline__ unsigned sw128(int row, int col) {
   return row * 128 + ((((col >> 3) ^ (row & 7))) << 4) + (col & 7) * 2;
 }
 
-template <typename E, bool SOFTCAP, bool kPipelined>
+template <typename E, bool SOFTCAP>
 __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, const TmaMap* tmO,
                                            const float* __restrict__ lseLog2, const float* __restrict__ delta,
                                            float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
@@ -133,7 +134,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 #pragma unroll
         for (int r = lane; r < kBM; r += 32) {
           const int row = m0 + r;
-          const bool valid = row < tokensQ;
+          // Rows past the item's q range (another slice's, or past Tq) get P = 0 and Δ = 0: their
+          // Δ may be NaN (a NaN row elsewhere), and 0 · NaN would leak it into this item's dK.
+          const bool valid = row < qHi;
           const long long idx = (long long)h * tokensQ + row;
           sL[stage * kBM + r] = valid ? lseLog2[idx] : FFA_POS_INF;
           sDl[stage * kBM + r] = valid ? delta[idx] : 0.f;
@@ -166,19 +169,22 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const long long ldk = (long long)headsKv * kD;
   mbar_wait(barKV, 0);
 
-  // The pieces of one step s (one q head of the group x one 64-row q tile), used by both orders
-  // below. Stage = s & 1 for Q / dO / lseLog2 / Δ and for the dSᵀ buffer.
-  float st[kBM / 8][4];
-  float dp[kBM / 8][4];
-  float dqa[8][4];
-  const auto stepHead = [&](int s) { return hk * G + s / nQt; };
-  const auto stepRow = [&](int s) { return qLo + (s % nQt) * kBM; };
+  for (int s = 0; s < nSteps; ++s) {
+    const int stage = s & 1;
+    const unsigned parity = (s >> 1) & 1;
+    const int h = hk * G + s / nQt;
+    const int m0 = qLo + (s % nQt) * kBM;
+    const int m1 = min(m0 + kBM, qHi);
+    const unsigned cQ = sQ + stage * L::kQO;
+    const unsigned cO = sO + stage * L::kQO;
+    const unsigned cS = sS + (s & 1) * L::kDS;
+    const float* cL = sL + stage * kBM;
+    const float* cD = sDl + stage * kBM;
 
-  // Sᵀ = K_w Qᵀ (issue_s, once the step's Q and dO have landed) and dPᵀ = V_w dOᵀ (issue_dp):
-  // 64 keys x 64 q rows per warpgroup, one wgmma group each.
-  const auto issue_s = [&](int s) {
-    const unsigned cQ = sQ + (s & 1) * L::kQO;
-    mbar_wait(full + 8 * (s & 1), (s >> 1) & 1);
+    // Sᵀ = K_w Qᵀ, dPᵀ = V_w dOᵀ: 64 keys x 64 q rows per warpgroup
+    float st[kBM / 8][4];
+    float dp[kBM / 8][4];
+    mbar_wait(full + 8 * stage, parity);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
@@ -187,11 +193,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
       Wgmma<E>::ss64(st, wgmma_desc(sK + hfK, 16, 1024), wgmma_desc(cQ + hfQ, 16, 1024), ks > 0 ? 1 : 0);
     }
-    wgmma_commit();
-  };
-  const auto issue_dp = [&](int s) {
-    const unsigned cO = sO + (s & 1) * L::kQO;
-    wgmma_fence();
+    wgmma_commit();  // Sᵀ
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
       const unsigned off = (ks & 3) * 32;
@@ -199,20 +201,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
       Wgmma<E>::ss64(dp, wgmma_desc(sV + hfK, 16, 1024), wgmma_desc(cO + hfQ, 16, 1024), ks > 0 ? 1 : 0);
     }
-    wgmma_commit();
-  };
-
-  // Given Sᵀ and dPᵀ of step s in flight as the two newest wgmma groups: Pᵀ, dV += Pᵀ dO, dSᵀ,
-  // dK += dSᵀ Q, dSᵀ to shared memory, the barrier of the two consumer warpgroups, and
-  // dQ = dS K issued (the newest group on return).
-  const auto step_body = [&](int s) {
-    const int m0 = stepRow(s);
-    const int m1 = min(m0 + kBM, qHi);
-    const unsigned cQ = sQ + (s & 1) * L::kQO;
-    const unsigned cO = sO + (s & 1) * L::kQO;
-    const unsigned cS = sS + (s & 1) * L::kDS;
-    const float* cL = sL + (s & 1) * kBM;
-    const float* cD = sDl + (s & 1) * kBM;
+    wgmma_commit();  // dPᵀ
     // Pᵀ while dPᵀ still runs (softcap needs tanh' for dSᵀ: waits for both).
     if (SOFTCAP) {
       wgmma_wait<0>();
@@ -265,74 +254,45 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     named_sync(1, 256);  // both warpgroups' dSᵀ written
 
     // dQ[:, 64 wg .. 64 wg + 63] = dS K over the 128 keys of the tile
+    float dqa[8][4];
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       Wgmma<E>::ss64tt(dqa, wgmma_desc(cS + kk * 16 * 128, 64 * 128, 1024), wgmma_desc(sK + wg * kBN * 128 + kk * 16 * 128, kBN * 128, 1024),
-                       kk > 0 ? 1 : 0);
+                     kk > 0 ? 1 : 0);
     }
     wgmma_commit();
-  };
-
-  // Once dQ of step s has landed (and with it dV / dK of step s: groups retire in order): the
-  // stage is released, and the dQ tile goes to shared memory (each warp its own 16 rows), then
-  // one bulk fp32 reduce-add per row through the TMA engine, issued by lanes 0..15 of the warp.
-  const auto dq_out = [&](int s) {
-    fence_regs<8>(dqa);
-    mbar_arrive(empty + 8 * (s & 1));
-    const int h = stepHead(s);
-    const int m0 = stepRow(s);
-    const int m1 = min(m0 + kBM, qHi);
-    float* stg = reinterpret_cast<float*>(gen + L::kDQ + wg * L::kDQW);
-    if (lane < 16) bulk_wait_read<0>();  // the previous step's reduces have read the buffer
-    __syncwarp();
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float* rowp = stg + (warp * 16 + g + 8 * r) * (L::kDQRow / 4) + 2 * t;
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-        *reinterpret_cast<float2*>(rowp + 8 * j) = make_float2(dqa[j][2 * r] * softmaxScale, dqa[j][2 * r + 1] * softmaxScale);
-    }
-    fence_async_smem();
-    __syncwarp();
-    if (lane < 16) {
-      const int lr = warp * 16 + lane;
-      const int row = m0 + lr;
-      if (row < m1)
-        bulk_reduce_add_f32(dq + (long long)row * ldq + (long long)h * kD + wg * 64, base + L::kDQ + wg * L::kDQW + lr * L::kDQRow,
-                            64 * 4);
-      bulk_commit();
-    }
-  };
-
-  if constexpr (!kPipelined) {
-    for (int s = 0; s < nSteps; ++s) {
-      issue_s(s);
-      issue_dp(s);
-      step_body(s);
-      wgmma_wait<0>();
-      dq_out(s);
-    }
-  } else {
-    // The next step's Sᵀ is issued right behind this step's dQ, so the tensor cores work on it
-    // while the dQ tile is staged and sent (the wait for dQ lets the newest group run on); its
-    // dPᵀ follows. (Issuing dPᵀ early too would keep 64 more accumulator registers live across
-    // the staging: ptxas then spills.)
-    issue_s(0);
-    issue_dp(0);
-    for (int s = 0; s + 1 < nSteps; ++s) {
-      step_body(s);
-      issue_s(s + 1);
-      wgmma_wait<1>();
-      dq_out(s);
-      issue_dp(s + 1);
-    }
-    step_body(nSteps - 1);
     wgmma_wait<0>();
-    dq_out(nSteps - 1);
+    fence_regs<kD / 8>(dVacc);
+    fence_regs<kD / 8>(dKacc);
+    fence_regs<8>(dqa);
+    mbar_arrive(empty + 8 * stage);
+
+    // dQ tile to shared memory (each warp its own 16 rows), then one bulk fp32 reduce-add per
+    // row through the TMA engine, issued by lanes 0..15 of the warp.
+    {
+      float* stg = reinterpret_cast<float*>(gen + L::kDQ + wg * L::kDQW);
+      if (lane < 16) bulk_wait_read<0>();  // the previous step's reduces have read the buffer
+      __syncwarp();
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float* rowp = stg + (warp * 16 + g + 8 * r) * (L::kDQRow / 4) + 2 * t;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          *reinterpret_cast<float2*>(rowp + 8 * j) = make_float2(dqa[j][2 * r] * softmaxScale, dqa[j][2 * r + 1] * softmaxScale);
+      }
+      fence_async_smem();
+      __syncwarp();
+      if (lane < 16) {
+        const int lr = warp * 16 + lane;
+        const int row = m0 + lr;
+        if (row < m1)
+          bulk_reduce_add_f32(dq + (long long)row * ldq + (long long)h * kD + wg * 64, base + L::kDQ + wg * L::kDQW + lr * L::kDQRow,
+                              64 * 4);
+        bulk_commit();
+      }
+    }
   }
 
-  fence_regs<kD / 8>(dVacc);  // the last wait<0> above retired their last groups
-  fence_regs<kD / 8>(dKacc);
   // epilogue: dK (x scale) and dV into the fp32 buffers
   if (lane < 16) bulk_wait<0>();
   add_dkdv<kD>(dKacc, dVacc, dk, dv, keyBase, n1, ldk, hk, t, softmaxScale);
@@ -346,12 +306,6 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // numWorkItems * headsKv, dynamic smem Smem::kRequest bytes. q / k / v / dout as TMA maps
 // (boxes of 64 columns x 1 head x 64 rows for q and dout, x 128 rows for k and v).
 
-// FFA_SM90_BWD_PIPELINED (compile-time, default 0): 1 issues the next step's Sᵀ behind this
-// step's dQ (see the main loop). ptxas 13.0 serializes that variant's wgmma (C7514 / C7512).
-#ifndef FFA_SM90_BWD_PIPELINED
-#define FFA_SM90_BWD_PIPELINED 0
-#endif
-
 #define FFA_BWD_SM90_ENTRY(NAME, E, SOFTCAP)                                                                             \
   extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
       NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                 \
@@ -360,7 +314,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
            float* __restrict__ dk, float* __restrict__ dv, const int* __restrict__ qRanges,                              \
            const int* __restrict__ kRanges, const int* __restrict__ types, const int* __restrict__ work, int headsQ,     \
            int headsKv, int tokensQ, float scaleLog2, float softmaxScale, float softcapScale) {                          \
-    ffa::sm90bwd::bwd_kernel<E, SOFTCAP, FFA_SM90_BWD_PIPELINED>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, dq, dk, dv, qRanges, kRanges, types,    \
+    ffa::sm90bwd::bwd_kernel<E, SOFTCAP>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, dq, dk, dv, qRanges, kRanges, types,    \
                                          work, headsQ, headsKv, tokensQ, scaleLog2, softmaxScale, softcapScale);        \
   }
 

@@ -15,8 +15,13 @@
 //                 online softmax in registers as in ffa_fwd.cu, then O += P V with P straight
 //                 from registers (the S accumulator layout is the A-fragment layout) and V
 //                 read N-major from shared memory. fp32 accumulation throughout.
-//   overlap     = the two consumer warpgroups run out of step, so one's softmax hides under the
-//                 other's tensor-core work.
+//   overlap     = FlashAttention-3's schedule. Inside a warpgroup, S of k tile i + 1 is issued
+//                 together with O += P V of tile i, and the softmax of tile i + 1 runs while
+//                 P V is on the tensor cores (O is rescaled once it lands). Between the two
+//                 consumer warpgroups, named barriers pass the right to issue wgmma back and
+//                 forth (ping-pong), so one's softmax overlaps the other's GEMMs. On an H200 at
+//                 16k tokens this took the forward from 562 to 615 TFLOP/s (full) and from
+//                 540 to 637 (causal).
 //
 // TMA maps (built on the host, cuTensorMapEncodeTiled): 3-d views (column, head, token) of q, k
 // and v with a box of (64, 1, rows) and the 128-byte swizzle. Rows past the tensor's end come in
@@ -48,7 +53,7 @@ struct Smem {
   static constexpr int kRequest = kBytes + 1024;
 };
 
-template <typename E, int D, bool kMerge, bool kPipelined>
+template <typename E, int D, bool kMerge>
 __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, void* __restrict__ outPtr,
                                            float* __restrict__ lse, const int* __restrict__ qRanges,
                                            const int* __restrict__ kRanges, const int* __restrict__ types,
@@ -178,31 +183,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     if (n0 < allStart || n0 + kBN > allEnd) mask_tile<kBN>(s, n0, t, rs, re);
   };
 
-  if constexpr (!kPipelined) {
-    for (int it = 0; it < nTiles; ++it) {
-      const int stage = it & 1;
-      const unsigned parity = (it >> 1) & 1;
-      float s[kBN / 8][4];
-      mbar_wait(fullK + 8 * stage, parity);
-      wgmma_fence();
-      issue_qk(s, it);
-      wgmma_wait<0>();
-      fence_regs<kBN / 8>(s);
-      mbar_arrive(emptyK + 8 * stage);
-      mask_s(s, it);
-      // online softmax, exactly as ffa_fwd.cu (shared, ffa_common.cuh)
-      online_softmax<kBN, D>(s, o, rowMax, rowSum, scaleLog2);
-      unsigned p[kBN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
-      mbar_wait(fullV + 8 * stage, parity);
-      wgmma_fence();
-      issue_pv(p, it);
-      wgmma_wait<0>();
-      fence_regs<D / 8>(o);
-      mbar_arrive(emptyV + 8 * stage);
-    }
-  } else {
+  {
     // FA3's schedule. Inside a warpgroup: S of tile it+1 is issued together with O += P V of
     // tile it, and the softmax of tile it+1 runs while P V is still on the tensor cores (O is
     // rescaled after it lands). Between the two consumer warpgroups: named barriers 3 and 4 hand
@@ -297,12 +278,6 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // smem: Smem<D>::kRequest bytes; grid: numWorkItems * headsQ. Parameters as ffa_fwd.cu's entries
 // with q / k / v replaced by their TMA maps; maxLogits (fp32 [Hq], nullptr = off) last.
 
-// FFA_SM90_FWD_PIPELINED (compile-time, default 1): FA3's intra-warpgroup overlap and
-// inter-warpgroup ping-pong (see the main loop); 0 gives the plain loop.
-#ifndef FFA_SM90_FWD_PIPELINED
-#define FFA_SM90_FWD_PIPELINED 1
-#endif
-
 #define FFA_FWD_SM90_ENTRY(NAME, E, D, MERGE)                                                                             \
   extern "C" __global__ void __launch_bounds__(ffa::sm90::kThreads, 1)                                                    \
       NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                  \
@@ -310,7 +285,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
            const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,               \
            const int* __restrict__ work, int* __restrict__ locks, int headsQ, int headsKv, float scaleLog2, float unit,   \
            float softcapScale, float* __restrict__ maxLogits) {                                                           \
-    ffa::sm90::fwd_kernel<E, D, MERGE, FFA_SM90_FWD_PIPELINED>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
+    ffa::sm90::fwd_kernel<E, D, MERGE>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
                                        scaleLog2, unit, softcapScale, maxLogits);                                         \
   }
 
