@@ -3,9 +3,11 @@
  * one `flexFlashAttn` / `flexFlashAttnBackward` call on DeviceTensors, from the call to the return
  * of its last launch (the kernels run asynchronously; the device is synchronized between calls
  * and outside the timed region), for a 1M-token varlen-causal mask of 2,000 documents (uniform
- * random cuts, seed 7), 8 q heads : 1 kv head, D 128, bf16. The first call of a mask plans it
- * (work lists, uploads, scratch); later calls with the same mask hit the backend's problem cache
- * and the TMA-map cache, so they only validate, look up and launch.
+ * random cuts, seed 7), 8 q heads : 1 kv head, D 128, bf16. An untimed first call compiles the
+ * modules and plans the mask (work lists, uploads, scratch); the timed calls then repeat the mask
+ * (the backward's with fresh arrays of equal contents), hit the backend's problem cache and the
+ * TMA-map cache, and only validate, look up and launch. `firstMs` is the first timed call (the
+ * first after planning, still paying first-use costs such as result allocations).
  *
  *   source .device/boot.sh && node dist/bench/kernel/host-overhead.js [--out DIR] [--calls 20]
  *
@@ -74,7 +76,7 @@ const bwd = timeCalls(() => {
   return { free: () => [r.dq, r.dk, r.dv].forEach((t) => t.free()) };
 });
 const line = (name: string, t: { firstMs: number; medianMs: number; maxMs: number }): string =>
-  `${name}: first call ${t.firstMs.toFixed(2)} ms (after the module's compile), repeated mask median ${t.medianMs.toFixed(3)} ms, max ${t.maxMs.toFixed(3)} ms over ${calls} calls`;
+  `${name}: first timed call ${t.firstMs.toFixed(2)} ms, repeated mask median ${t.medianMs.toFixed(3)} ms, max ${t.maxMs.toFixed(3)} ms over ${calls} calls`;
 console.log(`host overhead on ${dev.name}, ${N} tokens, ${DOCS} documents (varlen causal), ${HQ}:${HKV} heads, D ${D}, bf16`);
 console.log(line('flexFlashAttn', fwd));
 console.log(line('flexFlashAttnBackward', bwd));

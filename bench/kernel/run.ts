@@ -314,7 +314,10 @@ function csv(res: KernelBenchResult): string {
 }
 
 function plot(res: KernelBenchResult): string {
-  const maxS = Math.max(...res.masks.map((m) => m.seqlen));
+  // the largest length at which a baseline ran on more than one mask (else the largest)
+  const measured = (S: number): boolean => new Set(res.results.filter((r) => r.seqlen === S && r.method !== 'ours' && r.fwd_tflops !== null).map((r) => r.mask)).size > 1;
+  const lengths = [...new Set(res.masks.map((m) => m.seqlen))].sort((a, b) => b - a);
+  const maxS = lengths.find(measured) ?? lengths[0];
   const masks = res.masks.filter((m) => m.seqlen === maxS).map((m) => m.name);
   const rows: PlotRow[] = res.results
     .filter((r) => r.seqlen === maxS)
