@@ -9,10 +9,10 @@
  * TMA-map cache, and only validate, look up and launch. `firstMs` is the first timed call (the
  * first after planning, still paying first-use costs such as result allocations).
  *
- *   source .device/boot.sh && node dist/bench/kernel/host-overhead.js [--out DIR] [--calls 20]
+ *   source .device/boot.sh && node dist/bench/kernel/host-overhead.js [--out DIR | --update-results] [--calls 20]
  *
  * Prints the first call's and the median / max of the repeated calls' host times, and writes
- * DIR/host-overhead.json.
+ * DIR/host-overhead.json (DIR: bench/out, or bench/results with --update-results).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-fla
 import { CudaDevice, DeviceTensor } from '../../src/device/index.js';
 import { varlenCausalMask } from '../../src/mask/index.js';
 import { Rng } from '../../src/util/rng.js';
+import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => {
@@ -80,7 +81,7 @@ const line = (name: string, t: { firstMs: number; medianMs: number; maxMs: numbe
 console.log(`host overhead on ${dev.name}, ${N} tokens, ${DOCS} documents (varlen causal), ${HQ}:${HKV} heads, D ${D}, bf16`);
 console.log(line('flexFlashAttn', fwd));
 console.log(line('flexFlashAttnBackward', bwd));
-const outDir = opt('--out', 'bench/results');
+const outDir = opt('--out', argv.includes('--update-results') ? COMMITTED_RESULTS_DIR : SCRATCH_RESULTS_DIR);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'host-overhead.json'), JSON.stringify({ gpu: dev.name, tokens: N, documents: DOCS, headsQ: HQ, headsKv: HKV, dim: D, calls, forward: fwd, backward: bwd }, null, 1) + '\n');
 for (const t of [q, k, v, dout, f0.out, f0.lse]) t.free();

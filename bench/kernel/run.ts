@@ -4,7 +4,7 @@
  * and FlexAttention, on the same six masks (bench/kernel/masks.ts) at 4k-64k tokens, 64 q heads :
  * 8 kv heads, D = 128, bf16, in one device command:
  *
- *   source .device/boot.sh && node dist/bench/kernel/run.js --out $OUT
+ *   source .device/boot.sh && node dist/bench/kernel/run.js [--out DIR | --update-results]
  *     [--seqlens 4096,8192,16384,32768,65536] [--masks full,causal,...] [--seed 42]
  *     [--iters 20] [--warmup 5] [--python python3] [--no-baselines] [--no-ours]
  *     [--baseline-budget-s S]   (baselines.py skips its remaining rows after S seconds; 0 = none)
@@ -12,7 +12,7 @@
  *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
  *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
  *
- * Writes under --out (default bench/results): kernel-masks.json (the masks, read by
+ * Writes under --out (default bench/out; bench/results with --update-results): kernel-masks.json (the masks, read by
  * baselines.py), kernel-baselines.json (its raw rows), kernel-partial.json (the rows so far, after
  * each part), kernel.json, kernel.csv and kernel.svg
  * (grouped bars per mask at the largest size), and prints a markdown table with the GPU's name.
@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { buildMasks, describeMask, maskToJson, MASK_NAMES, type BenchMask, type MaskName, type MasksFile } from './masks.js';
 import { kernelSvg, type PlotRow } from './plot.js';
 import { randomBf16 } from './inputs.js';
+import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
 const HQ = 64;
 const HKV = 8;
@@ -353,7 +354,8 @@ async function main(): Promise<void> {
     writeReport(res, opt('--out', dirname(replot)));
     return;
   }
-  const outDir = opt('--out', 'bench/results');
+  // bench/out (untracked) unless --update-results (bench/output.ts: what the READMEs quote)
+  const outDir = opt('--out', flag('--update-results') ? COMMITTED_RESULTS_DIR : SCRATCH_RESULTS_DIR);
   const seed = Number(opt('--seed', '42'));
   const iters = Number(opt('--iters', '20'));
   const warmup = Number(opt('--warmup', '5'));
