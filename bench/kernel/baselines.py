@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch attention baselines for the kernel benchmark (bench/kernel/run.ts).
 
-    python3 bench/kernel/baselines.py <masks.json> <out.json> [--iters 20] [--warmup 5]
+    python3 bench/kernel/baselines.py <masks.json> <out.json> [--seqlen S] [--iters 20] [--warmup 5]
                                       [--methods cudnn,flash,flex] [--no-check]
+
+bench/kernel/run.ts starts one process per sequence length (--seqlen S: only the masks of that
+length), so every baseline is compiled and timed for its own shape in a fresh process.
 
 Reads the masks written by bench/kernel/masks.ts (q_ranges, k_ranges, mask_types, total, cu_seqlens)
 and times, forward and backward, on exactly those masks (bf16, 64 q heads : 8 kv heads, D = 128):
@@ -13,15 +16,19 @@ and times, forward and backward, on exactly those masks (bf16, 64 q heads : 8 kv
   flash  SDPA's flash backend (sdpa_kernel(FLASH_ATTENTION)) for full / causal;
          torch.ops.aten._flash_attention_forward with cu_seqlens for varlen full / causal, and with
          window_size_left = W, window_size_right = 0 for the sliding window; N/A for block-causal.
-  flex   torch.compile'd flex_attention with a BlockMask built from the slice list (per-row key
-         interval [lo[q], hi[q]) looked up by a mask_mod), enable_gqa=True.
+  flex   torch.compile(flex_attention, dynamic=False) with a BlockMask built from the slice list
+         (per-row key interval [lo[q], hi[q]) looked up by a mask_mod), enable_gqa=True. Static
+         shapes: the graph is compiled for this sequence length (the first, untimed call), never
+         with symbolic sizes; with one length per process nothing else shares the compile cache.
 
 No dense-mask fallback is ever timed under a backend's name: what a backend cannot do is "N/A"
 with the reason. If a backend refuses GQA (enable_gqa) the k/v heads are expanded to 64 before
 the timed region and the row says so ("kv expanded").
 
-Timing: one untimed call, `warmup` calls, then N calls each bracketed by its own pair of CUDA
-events (N = `iters`, down to 10 when one call takes > 100 ms), median. Forward is timed with
+Timing (the same rule as our kernels in run.ts): one untimed call (compiles), then `warmup`
+warm-up calls (fewer when they would take over 1 s, at least 1), then N calls each bracketed by
+its own pair of CUDA events, N = `iters` (fewer when they would take over 2 s, at least 5), the
+median. Forward is timed with
 grad enabled (so it saves the LSE, like ours). Backward is out.backward(dout, retain_graph=True)
 on a stored forward (or, if retain_graph fails, a fresh forward outside the timed region).
 No L2 flush (the tensors are far larger than L2 at these sizes).
@@ -132,20 +139,29 @@ def build_block_mask(lo, hi, S, block=128):
 # timing
 
 
+def timing_counts(per_call_ms, iters, warmup):
+    """Warm-up and timed call counts for a call of `per_call_ms` (run.ts timingCounts: the same rule)."""
+    w = max(1, min(warmup, int(1000 / max(per_call_ms, 1e-3))))
+    n = max(5, min(iters, int(2000 / max(per_call_ms, 1e-3))))
+    return w, n
+
+
 def time_calls(fn, iters, warmup, before=None):
-    """Median ms of fn() over `iters` event-bracketed calls (fewer, >= 10, for > 100 ms calls)."""
+    """Median ms of fn() over event-bracketed calls after an untimed call and warm-ups (see the header)."""
     if before:
         before()
+    fn()  # compiles / initialises; untimed
+    torch.cuda.synchronize()
+    if before:
+        before()
+    t0 = time.perf_counter()
     fn()
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(warmup):
+    w, n = timing_counts((time.perf_counter() - t0) * 1e3, iters, warmup)
+    for _ in range(w - 1):
         if before:
             before()
         fn()
-    torch.cuda.synchronize()
-    per_call = (time.perf_counter() - t0) * 1e3 / max(1, warmup)
-    n = iters if per_call <= 100 else max(10, min(iters, int(2000 / per_call)))
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
     for i in range(n):
@@ -250,7 +266,7 @@ def flex_method(m, lo, hi):
     from torch.nn.attention.flex_attention import flex_attention
 
     if FLEX is None:
-        FLEX = torch.compile(flex_attention)
+        FLEX = torch.compile(flex_attention, dynamic=False)
     LO, HI = lo, hi
     bm = build_block_mask(lo, hi, m['total'])
 
@@ -306,6 +322,8 @@ def main():
     ap.add_argument('--warmup', type=int, default=5)
     ap.add_argument('--methods', default='cudnn,flash,flex')
     ap.add_argument('--no-check', action='store_true')
+    ap.add_argument('--seqlen', type=int, default=0, help='only the masks of this length (0: all)')
+    ap.add_argument('--check-seqlen', type=int, default=0, help='compare outputs with dense SDPA at this length (0: the smallest)')
     ap.add_argument('--budget-s', type=float, default=0, help='skip the remaining rows after this many seconds (0: no limit)')
     args = ap.parse_args()
 
@@ -322,6 +340,8 @@ def main():
     except (ImportError, AttributeError):
         pass
     spec = json.load(open(args.masks))
+    if args.seqlen:
+        spec['masks'] = [m for m in spec['masks'] if m['total'] == args.seqlen]
     assert (spec['heads_q'], spec['heads_kv'], spec['head_dim']) == (HQ, HKV, D)
     methods = args.methods.split(',')
     env = {
@@ -329,10 +349,11 @@ def main():
         'torch': torch.__version__,
         'cuda': torch.version.cuda,
         'cudnn': torch.backends.cudnn.version(),
+        'flex_compile': 'torch.compile(flex_attention, dynamic=False), one process per sequence length',
     }
     log(env)
     results = []
-    smallest = min(m['total'] for m in spec['masks'])
+    smallest = args.check_seqlen or min(m['total'] for m in spec['masks'])
     gqa_refused = {}  # backend -> True once enable_gqa failed (then kv is expanded)
     t_start = time.perf_counter()
     for m in spec['masks']:

@@ -4,29 +4,35 @@
  * and FlexAttention, on the same six masks (bench/kernel/masks.ts) at 4k-64k tokens, 64 q heads :
  * 8 kv heads, D = 128, bf16, in one device command:
  *
- *   source .device/boot.sh && node dist/bench/kernel/run.js --out $OUT
+ *   source .device/boot.sh && node dist/bench/kernel/run.js [--out DIR | --update-results]
  *     [--seqlens 4096,8192,16384,32768,65536] [--masks full,causal,...] [--seed 42]
  *     [--iters 20] [--warmup 5] [--python python3] [--no-baselines] [--no-ours]
  *     [--baseline-budget-s S]   (baselines.py skips its remaining rows after S seconds; 0 = none)
+ *     [--methods cudnn,flash,flex] (the baselines to run)
  *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
  *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
  *
- * Writes under --out (default bench/results): kernel-masks.json (the masks, read by
- * baselines.py), kernel-baselines.json (its raw rows), kernel.json, kernel.csv and kernel.svg
+ * Writes under --out (default bench/out; bench/results with --update-results): kernel-masks.json (the masks, read by
+ * baselines.py), kernel-baselines.json (its raw rows), kernel-partial.json (the rows so far, after
+ * each part), kernel.json, kernel.csv and kernel.svg
  * (grouped bars per mask at the largest size), and prints a markdown table with the GPU's name.
  *
- * Our timing: one untimed launch, `warmup` launches, then `iters` launches (down to 10 for calls
- * over 100 ms; 1 warm-up and 3 timed launches when the untimed one took over 1 s) each bracketed by its own pair of CUDA events on the default stream; the median.
+ * Timing, ours and the baselines alike (timingCounts here, timing_counts in baselines.py): one
+ * untimed call, then `warmup` warm-up calls (fewer when they would take over 1 s, at least 1),
+ * then `iters` calls (fewer when they would take over 2 s, at least 5), each bracketed by its own
+ * pair of CUDA events; the median. The baselines run in one Python process per sequence length,
+ * FlexAttention compiled with static shapes for it (baselines.py).
  * TFLOP/s = 4 · area · Hq · D / t forward and 2.5x that backward (04 §3.3), area = the slice
  * list's area. Only kernel launches are timed (planning and uploads happen in prepare()).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildMasks, describeMask, maskToJson, MASK_NAMES, type BenchMask, type MaskName, type MasksFile } from './masks.js';
 import { kernelSvg, type PlotRow } from './plot.js';
 import { randomBf16 } from './inputs.js';
+import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
 const HQ = 64;
 const HKV = 8;
@@ -82,24 +88,31 @@ interface DeviceLike {
   createEvent(): EventLike;
 }
 
-/** Median ms of `run` (see the header); `iters` drops to >= 10 when one call takes > 100 ms. */
+/**
+ * Warm-up and timed call counts for a call of `perCallMs` (baselines.py timing_counts, the same
+ * rule): `warmup` warm-ups, fewer when they would take over 1 s (at least 1); `iters` timed calls,
+ * fewer when they would take over 2 s (at least 5).
+ */
+export function timingCounts(perCallMs: number, iters: number, warmup: number): { warmup: number; iters: number } {
+  const per = Math.max(perCallMs, 1e-3);
+  return { warmup: Math.max(1, Math.min(warmup, Math.floor(1000 / per))), iters: Math.max(5, Math.min(iters, Math.floor(2000 / per))) };
+}
+
+/** Median ms of `run` (see the header): one untimed call, warm-ups, event-bracketed timed calls. */
 function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: number, before?: () => void): { ms: number; n: number } {
   before?.();
-  const tFirst = performance.now();
+  run(); // first use: module load, lazy allocations; untimed
+  dev.synchronize();
+  before?.();
+  const t0 = performance.now();
   run();
   dev.synchronize();
-  if (performance.now() - tFirst > 1000) {
-    warmup = 1; // a very slow kernel (e.g. one still being written): 1 warm-up, 3 timed calls
-    iters = 3;
-  }
-  const t0 = performance.now();
-  for (let i = 0; i < warmup; i++) {
+  const counts = timingCounts(performance.now() - t0, iters, warmup);
+  for (let i = 1; i < counts.warmup; i++) {
     before?.();
     run();
   }
-  dev.synchronize();
-  const perCall = (performance.now() - t0) / Math.max(1, warmup);
-  const n = perCall <= 100 || iters < 10 ? iters : Math.max(10, Math.min(iters, Math.floor(2000 / perCall)));
+  const n = counts.iters;
   const start = dev.createEvent();
   const end = dev.createEvent();
   const times: number[] = [];
@@ -191,16 +204,59 @@ function baselinesScript(): string {
   return found;
 }
 
-function runBaselines(python: string, masksPath: string, outPath: string, iters: number, warmup: number, budgetS: number): { env: Record<string, unknown>; rows: ResultRow[] } | null {
+/**
+ * Runs baselines.py once per sequence length (a fresh Python process each, so every compiled
+ * baseline is built for its own shape) and gathers the rows; each process writes its own JSON,
+ * the merged rows go to `outPath`. `budgetS` bounds the whole baseline part (lengths not started
+ * by then are skipped and reported).
+ */
+function runBaselines(
+  python: string,
+  masksPath: string,
+  outPath: string,
+  seqlens: number[],
+  iters: number,
+  warmup: number,
+  budgetS: number,
+  methods: string,
+  onRows: (rows: ResultRow[]) => void,
+): { env: Record<string, unknown>; rows: ResultRow[] } | null {
   const script = baselinesScript();
-  console.log(`$ ${python} ${script} ${masksPath} ${outPath}`);
-  const r = spawnSync(python, [script, masksPath, outPath, '--iters', String(iters), '--warmup', String(warmup), '--budget-s', String(budgetS)], { stdio: 'inherit' });
-  if (r.status !== 0 || !existsSync(outPath)) {
-    console.log(`note: the baselines exited with ${r.status ?? r.signal}${r.error ? ` (${r.error.message})` : ''}; no baseline rows`);
-    return null;
+  const t0 = performance.now();
+  let env: Record<string, unknown> | null = null;
+  const raw: Array<Record<string, unknown>> = [];
+  const skipped: number[] = [];
+  const smallest = Math.min(...seqlens);
+  for (const S of seqlens) {
+    const spent = (performance.now() - t0) / 1e3;
+    if (budgetS > 0 && spent > budgetS) {
+      skipped.push(S);
+      continue;
+    }
+    const part = outPath.replace(/\.json$/, `-${S}.json`);
+    const left = budgetS > 0 ? String(Math.max(1, budgetS - spent)) : '0';
+    const cmd = [script, masksPath, part, '--seqlen', String(S), '--check-seqlen', String(smallest), '--iters', String(iters), '--warmup', String(warmup), '--budget-s', left, '--methods', methods];
+    console.log(`$ ${python} ${cmd.join(' ')}`);
+    const r = spawnSync(python, cmd, { stdio: 'inherit' });
+    if (!existsSync(part)) {
+      console.log(`note: the baselines for S=${S} exited with ${r.status ?? r.signal}${r.error ? ` (${r.error.message})` : ''}; no rows`);
+      continue;
+    }
+    const json = JSON.parse(readFileSync(part, 'utf8')) as { env: Record<string, unknown>; results: Array<Record<string, unknown>> };
+    env ??= { ...json.env, wall_s_by_seqlen: {} as Record<string, unknown> };
+    (env.wall_s_by_seqlen as Record<string, unknown>)[String(S)] = json.env.wall_s ?? null;
+    raw.push(...json.results);
+    rmSync(part);
+    onRows(json.results.map(toResultRow));
   }
-  const json = JSON.parse(readFileSync(outPath, 'utf8')) as { env: Record<string, unknown>; results: Array<Record<string, unknown>> };
-  const rows = json.results.map((x): ResultRow => ({
+  if (env === null) return null;
+  if (skipped.length > 0) env.skipped_seqlens = skipped;
+  writeFileSync(outPath, JSON.stringify({ env, results: raw }, null, 1) + '\n');
+  return { env, rows: raw.map(toResultRow) };
+}
+
+function toResultRow(x: Record<string, unknown>): ResultRow {
+  return {
     mask: x.mask as MaskName,
     seqlen: x.seqlen as number,
     area: x.area as number,
@@ -215,8 +271,7 @@ function runBaselines(python: string, masksPath: string, outPath: string, iters:
     ...(x.error !== undefined ? { error: x.error as string } : {}),
     ...(x.note !== undefined ? { note: x.note as string } : {}),
     ...(x.max_abs_err_vs_dense !== undefined ? { max_abs_err_vs_dense: x.max_abs_err_vs_dense as number } : {}),
-  }));
-  return { env: json.env, rows };
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,7 +315,10 @@ function csv(res: KernelBenchResult): string {
 }
 
 function plot(res: KernelBenchResult): string {
-  const maxS = Math.max(...res.masks.map((m) => m.seqlen));
+  // the largest length at which a baseline ran on more than one mask (else the largest)
+  const measured = (S: number): boolean => new Set(res.results.filter((r) => r.seqlen === S && r.method !== 'ours' && r.fwd_tflops !== null).map((r) => r.mask)).size > 1;
+  const lengths = [...new Set(res.masks.map((m) => m.seqlen))].sort((a, b) => b - a);
+  const maxS = lengths.find(measured) ?? lengths[0];
   const masks = res.masks.filter((m) => m.seqlen === maxS).map((m) => m.name);
   const rows: PlotRow[] = res.results
     .filter((r) => r.seqlen === maxS)
@@ -296,7 +354,8 @@ async function main(): Promise<void> {
     writeReport(res, opt('--out', dirname(replot)));
     return;
   }
-  const outDir = opt('--out', 'bench/results');
+  // bench/out (untracked) unless --update-results (bench/output.ts: what the READMEs quote)
+  const outDir = opt('--out', flag('--update-results') ? COMMITTED_RESULTS_DIR : SCRATCH_RESULTS_DIR);
   const seed = Number(opt('--seed', '42'));
   const iters = Number(opt('--iters', '20'));
   const warmup = Number(opt('--warmup', '5'));
@@ -315,19 +374,24 @@ async function main(): Promise<void> {
 
   let gpu = 'unknown GPU';
   const results: ResultRow[] = [];
+  // the rows so far, after each part (a run stopped early still leaves its numbers)
+  const partial = (): void => writeFileSync(join(outDir, 'kernel-partial.json'), JSON.stringify({ gpu, results }, null, 1) + '\n');
   if (!flag('--no-ours')) {
     const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')));
     gpu = ours.gpu;
     results.push(...ours.rows);
+    partial();
   }
   console.log(`ours done at ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
   let env: Record<string, unknown> = {};
   if (!flag('--no-baselines')) {
-    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), iters, warmup, Number(opt('--baseline-budget-s', '0')));
+    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), seqlens, iters, warmup, Number(opt('--baseline-budget-s', '0')), opt('--methods', 'cudnn,flash,flex'), (rows) => {
+      results.push(...rows);
+      partial();
+    });
     if (b) {
       env = b.env;
       if (gpu === 'unknown GPU' && typeof env.gpu === 'string') gpu = env.gpu;
-      results.push(...b.rows);
     }
   }
   env.total_wall_s = Number(((performance.now() - t0) / 1e3).toFixed(1));
@@ -341,6 +405,7 @@ async function main(): Promise<void> {
     results,
   };
   writeReport(res, outDir);
+  rmSync(join(outDir, 'kernel-partial.json'), { force: true });
 }
 
 main().catch((e: unknown) => {

@@ -4,10 +4,11 @@
  * float64 reference with their stated tolerances, PASS/FAIL bookkeeping and CUDA-event timing.
  */
 import { CudaDevice } from '../../src/device/index.js';
-import type { DType } from '../../src/dtype.js';
+import { bf16BitsToFloat, f16BitsToFloat, floatToBf16Bits, floatToF16Bits, type DType } from '../../src/dtype.js';
+import { cellMultiplicity } from '../../src/kernels/reference.js';
 import { Tensor } from '../../src/tensor.js';
 import type { FfaForwardShape } from '../../src/kernels/cuda/ffa-forward.js';
-import { causalMask, fullMask, makeSliceList, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
+import { causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import { Rng } from '../../src/util/rng.js';
 
 /** The command line of a script: --seed N (random when absent), --only NAME, other flags. */
@@ -311,7 +312,7 @@ export function medianEventMs(dev: CudaDevice, launch: () => void, warmup = 3, r
   return { median: times[times.length >> 1], min: times[0] };
 }
 
-/** The speed read's problems: full, causal and varlen-causal masks at 16k tokens, 64:8 heads, D 128, bf16. */
+/** The speed read's problems: full, causal, varlen-causal and sliding-window (1024) masks at 16k tokens, 64:8 heads, D 128, bf16. */
 export function speedCases(): Array<{ label: string; slices: SliceList; shape: FfaForwardShape }> {
   const S = 16384;
   const shape: FfaForwardShape = { tokensQ: S, tokensK: S, headsQ: 64, headsKv: 8, dim: 128, dtype: 'bfloat16' };
@@ -319,6 +320,7 @@ export function speedCases(): Array<{ label: string; slices: SliceList; shape: F
     { label: 'full', slices: fullMask(S), shape },
     { label: 'causal', slices: causalMask(S), shape },
     { label: 'varlen-causal', slices: varlenCausalMask([0, 3000, 5000, 9000, 9100, 14000, S]), shape },
+    { label: 'sliding-window', slices: slidingWindowMask(S, [1024, 0]), shape },
   ];
 }
 
@@ -335,4 +337,223 @@ export function speedEntry(dev: CudaDevice, name: string, flops: number, prepare
   } catch (e) {
     return `${name} threw ${(e as Error).message}`;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tolerances per dtype in the reference's two-criterion form (04 §4.3, 05 §4.2). For each output
+// tensor X, with ref_hp the float64 reference and ref_lp the same dense attention computed in the
+// input dtype (lowPrecisionReference):
+//   1. norm:     ‖X − ref_hp‖∞ ≤ max(minNorm, 2 · ‖ref_lp − ref_hp‖∞);
+//   2. mismatch: the fraction of elements with |X − ref_hp| > atol + rtol·|ref_hp| is at most
+//                clamp(2 · (the same fraction for ref_lp), 0.005, 0.75).
+// atol 1e-8; rtol out 0.05, lse 0.001, dq 0.3 (bf16) / 0.2 (fp16), dk 0.15 / 0.08, dv 0.05 (the
+// reference's table); minNorm 1e-6 · max|ref_hp| (only matters where ref_lp is exact). NaN in X
+// fails both. Exact parts stay exact: rows whose reference lse is -inf must be out = 0 and
+// lse = -inf, key rows no slice covers dk = dv = 0.
+
+/** rtol of the mismatch criterion per tensor and dtype (04 §4.3). */
+export function twoCriterionRtol(name: 'out' | 'lse' | 'dq' | 'dk' | 'dv', dtype: DType): number {
+  const fp16 = dtype === 'float16';
+  return { out: 0.05, lse: 0.001, dq: fp16 ? 0.2 : 0.3, dk: fp16 ? 0.08 : 0.15, dv: 0.05 }[name];
+}
+
+/** One tensor's two-criterion verdict. */
+export interface TwoCriterion {
+  ok: boolean;
+  /** ‖X − ref_hp‖∞ and ‖ref_lp − ref_hp‖∞ over the compared elements */
+  err: number;
+  lpErr: number;
+  /** mismatch fractions of X and of ref_lp, and the allowed fraction */
+  mismatch: number;
+  lpMismatch: number;
+  allowed: number;
+  /** NaN elements in X */
+  nan: number;
+}
+
+/** The two criteria over the elements `use` keeps (all when absent). */
+export function twoCriterion(got: ArrayLike<number>, hp: ArrayLike<number>, lp: ArrayLike<number>, rtol: number, use?: (i: number) => boolean): TwoCriterion {
+  const atol = 1e-8;
+  let err = 0;
+  let lpErr = 0;
+  let maxRef = 0;
+  let bad = 0;
+  let lpBad = 0;
+  let n = 0;
+  let nan = 0;
+  for (let i = 0; i < hp.length; i++) {
+    if (use !== undefined && !use(i)) continue;
+    n++;
+    const r = hp[i];
+    const e = Math.abs(got[i] - r);
+    const el = Math.abs(lp[i] - r);
+    if (Number.isNaN(e)) nan++;
+    else err = Math.max(err, e);
+    lpErr = Math.max(lpErr, el);
+    maxRef = Math.max(maxRef, Math.abs(r));
+    if (!(e <= atol + rtol * Math.abs(r))) bad++;
+    if (!(el <= atol + rtol * Math.abs(r))) lpBad++;
+  }
+  const mismatch = n > 0 ? bad / n : 0;
+  const lpMismatch = n > 0 ? lpBad / n : 0;
+  const allowed = Math.min(0.75, Math.max(0.005, 2 * lpMismatch));
+  const ok = nan === 0 && err <= Math.max(1e-6 * maxRef, 2 * lpErr) && mismatch <= allowed;
+  return { ok, err, lpErr, mismatch, lpMismatch, allowed, nan };
+}
+
+/** `name err (lp err) mismatch (allowed)` for a PASS/FAIL line. */
+export function describeTwoCriterion(name: string, c: TwoCriterion): string {
+  return `${name} err ${c.err.toExponential(2)} (lp ${c.lpErr.toExponential(2)}) mism ${(100 * c.mismatch).toFixed(2)}% (≤ ${(100 * c.allowed).toFixed(2)}%)${c.nan ? ` ${c.nan} NaN` : ''}`;
+}
+
+/** Rounds a float64 to the nearest value of a 16-bit dtype (identity for float32 / float64). */
+export function roundTo(dtype: DType, x: number): number {
+  if (dtype === 'bfloat16') return bf16BitsToFloat(floatToBf16Bits(x));
+  if (dtype === 'float16') return f16BitsToFloat(floatToF16Bits(x));
+  return x;
+}
+
+/**
+ * The low-precision reference (04 §4.2): the dense attention of the float64 reference computed
+ * as a framework computes it in the input dtype (`dtype`): S = q kᵀ accumulated in fp32 and
+ * rounded, logits scaled (softcapped) and rounded, P = softmax rounded, out = P v rounded; lse
+ * from the rounded logits. With `dout`, the gradients of that graph, each product rounded as
+ * autograd in the dtype rounds it: dP = dout vᵀ, dS = P (dP − Σ P dP), dq = dS k, dk = dSᵀ q,
+ * dv = Pᵀ dout (a GQA group's dk / dv summed, then rounded). No sink or accumulation.
+ */
+export function lowPrecisionReference(
+  a: { q: Tensor; k: Tensor; v: Tensor; dout?: Tensor; slices: SliceList; softmaxScale: number; softcap: number },
+  dtype: DType,
+): { out: Float64Array; lse: Float64Array; dq?: Float64Array; dk?: Float64Array; dv?: Float64Array } {
+  const r = (x: number): number => roundTo(dtype, x);
+  const [tokensQ, headsQ, dim] = a.q.shape;
+  const [tokensK, headsKv] = a.k.shape;
+  const group = headsQ / headsKv;
+  const q = a.q.toFloat64();
+  const k = a.k.toFloat64();
+  const v = a.v.toFloat64();
+  const dout = a.dout?.toFloat64();
+  const mult = cellMultiplicity(a.slices, tokensQ, tokensK);
+  const out = new Float64Array(tokensQ * headsQ * dim);
+  const lse = new Float64Array(tokensQ * headsQ);
+  const dq = dout ? new Float64Array(out.length) : undefined;
+  const dk = dout ? new Float64Array(tokensK * headsKv * dim) : undefined;
+  const dv = dout ? new Float64Array(tokensK * headsKv * dim) : undefined;
+  const z = new Float64Array(tokensK);
+  const slope = new Float64Array(tokensK);
+  const p = new Float64Array(tokensK);
+  const o = new Float64Array(dim);
+  const dot = (x: Float64Array, xo: number, y: Float64Array, yo: number): number => {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += x[xo + d] * y[yo + d];
+    return s;
+  };
+  for (let h = 0; h < headsQ; h++) {
+    const hk = Math.floor(h / group);
+    for (let t = 0; t < tokensQ; t++) {
+      const row = t * headsQ + h;
+      const qOff = row * dim;
+      let m = -Infinity;
+      for (let j = 0; j < tokensK; j++) {
+        if (mult[t * tokensK + j] === 0) continue;
+        const s = r(dot(q, qOff, k, (j * headsKv + hk) * dim));
+        if (a.softcap > 0) {
+          const th = Math.tanh(r(s * a.softmaxScale) / a.softcap);
+          z[j] = r(a.softcap * th);
+          slope[j] = a.softmaxScale * (1 - th * th);
+        } else {
+          z[j] = r(s * a.softmaxScale);
+          slope[j] = a.softmaxScale;
+        }
+        if (z[j] > m) m = z[j];
+      }
+      o.fill(0);
+      if (m === -Infinity) {
+        lse[row] = -Infinity;
+        out.set(o, qOff);
+        continue;
+      }
+      let sum = 0;
+      for (let j = 0; j < tokensK; j++) if (mult[t * tokensK + j] !== 0) sum += mult[t * tokensK + j] * Math.exp(z[j] - m);
+      const l = m + Math.log(sum);
+      lse[row] = l;
+      for (let j = 0; j < tokensK; j++) {
+        const n = mult[t * tokensK + j];
+        if (n === 0) continue;
+        p[j] = r(n * Math.exp(z[j] - l));
+        const vOff = (j * headsKv + hk) * dim;
+        for (let d = 0; d < dim; d++) o[d] += p[j] * v[vOff + d];
+      }
+      for (let d = 0; d < dim; d++) out[qOff + d] = r(o[d]);
+      if (dout === undefined || dq === undefined || dk === undefined || dv === undefined) continue;
+      // softmax backward: Σ_j P dP over the row, then dS = P (dP − Σ), each rounded
+      let delta = 0;
+      for (let j = 0; j < tokensK; j++) if (mult[t * tokensK + j] !== 0) delta += p[j] * (z[j] = r(dot(dout, qOff, v, (j * headsKv + hk) * dim)));
+      for (let j = 0; j < tokensK; j++) {
+        if (mult[t * tokensK + j] === 0) continue;
+        const kOff = (j * headsKv + hk) * dim;
+        const ds = r(r(p[j] * (z[j] - delta)) * slope[j]);
+        for (let d = 0; d < dim; d++) {
+          dq[qOff + d] += ds * k[kOff + d];
+          dk[kOff + d] += ds * q[qOff + d];
+          dv[kOff + d] += p[j] * dout[qOff + d];
+        }
+      }
+      for (let d = 0; d < dim; d++) dq[qOff + d] = r(dq[qOff + d]);
+    }
+  }
+  if (dk !== undefined && dv !== undefined) {
+    for (let i = 0; i < dk.length; i++) {
+      dk[i] = r(dk[i]);
+      dv[i] = r(dv[i]);
+    }
+  }
+  return { out, lse, dq, dk, dv };
+}
+
+/**
+ * The forward two-criterion check: out (rows with a finite reference lse) and lse by twoCriterion,
+ * rows with reference lse = -inf exactly out = 0 and lse = -inf.
+ */
+export function checkForwardTwoCriterion(
+  got: { out: Tensor; lse: Tensor },
+  hp: { out: Tensor; lse: Tensor },
+  lp: { out: Float64Array; lse: Float64Array },
+  dim: number,
+  dtype: DType,
+): { ok: boolean; line: string } {
+  const o = got.out.toFloat64();
+  const l = got.lse.toFloat64();
+  const rl = hp.lse.data as Float64Array;
+  let emptyBad = 0;
+  let emptyRows = 0;
+  for (let row = 0; row < rl.length; row++) {
+    if (rl[row] !== -Infinity) continue;
+    emptyRows++;
+    let ok = l[row] === -Infinity;
+    for (let d = 0; d < dim; d++) if (o[row * dim + d] !== 0) ok = false;
+    if (!ok) emptyBad++;
+  }
+  const live = (i: number): boolean => rl[i] !== -Infinity;
+  const co = twoCriterion(o, hp.out.data as Float64Array, lp.out, twoCriterionRtol('out', dtype), (i) => live(Math.floor(i / dim)));
+  const cl = twoCriterion(l, rl, lp.lse, twoCriterionRtol('lse', dtype), live);
+  const ok = co.ok && cl.ok && emptyBad === 0;
+  return { ok, line: `${describeTwoCriterion('out', co)}; ${describeTwoCriterion('lse', cl)}; ${emptyRows} empty rows${emptyBad ? ` (${emptyBad} NOT empty)` : ''}` };
+}
+
+/** The backward two-criterion check of dq, dk, dv, and uncovered key rows exactly dk = dv = 0. */
+export function checkBackwardTwoCriterion(got: Grads, hp: Grads, lp: { dq?: Float64Array; dk?: Float64Array; dv?: Float64Array }, dtype: DType, kvRowWidth: number, uncovered: Uint8Array): { ok: boolean; line: string } {
+  let ok = true;
+  const parts: string[] = [];
+  for (const name of ['dq', 'dk', 'dv'] as const) {
+    const g = got[name].toFloat64();
+    const lpx = lp[name];
+    if (lpx === undefined) throw new Error(`lowPrecisionReference gave no ${name}: pass dout`);
+    const c = twoCriterion(g, hp[name].data as Float64Array, lpx, twoCriterionRtol(name, dtype));
+    let zeroBad = 0;
+    if (name !== 'dq') for (let i = 0; i < g.length; i++) if (uncovered[Math.floor(i / kvRowWidth)] === 1 && g[i] !== 0) zeroBad++;
+    ok &&= c.ok && zeroBad === 0;
+    parts.push(describeTwoCriterion(name, c) + (zeroBad ? ` (${zeroBad} uncovered-key elements not 0)` : ''));
+  }
+  return { ok, line: parts.join('; ') };
 }

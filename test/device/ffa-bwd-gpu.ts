@@ -13,16 +13,18 @@
  * buffer are poisoned with NaN bits before the launch. One PASS/FAIL line per case and kernel,
  * exit 1 on any failure.
  *
- * Tolerance (stated): for each of dq, dk, dv separately, element-wise
- *   |got − ref| ≤ 2e-2 · max|ref|      (infinity norm relative to the tensor's largest entry),
- * no NaN, and key rows no slice covers must come back as exactly dk = dv = 0
- * (test/device/common.ts checkBackward).
+ * Tolerance of the main cases: the reference's two-criterion form per tensor and dtype
+ * (test/device/common.ts checkBackwardTwoCriterion: error against float64 at most 2x that of the
+ * same attention computed in the input dtype, and a mismatch fraction at most 2x that one's), no
+ * NaN, and key rows no slice covers must come back as exactly dk = dv = 0. The option checks below
+ * keep an element-wise bound stated where they are.
  *
  * --bench: after the checks, times each checked backward (pre-pass + zero + main + convert, CUDA
  * events, 3 warm-ups, median of 10) at 8k/16k full and causal, 64:8 heads, D 128, bf16;
  * TFLOP/s = 2.5 · 4 · area · Hq · D / time. --bench-only: the same without the checks.
  * --speed: the Hopper backward against the mma.sync one at 16k tokens, full / causal /
- * varlen-causal, 64:8 heads, D 128, bf16 (same timing and TFLOP/s); informational, never fails.
+ * varlen-causal / sliding window, 64:8 heads, D 128, bf16 (same timing and TFLOP/s);
+ * informational, never fails.
  */
 import { CuFuncAttr } from '../../src/device/index.js';
 import { Tensor } from '../../src/tensor.js';
@@ -32,7 +34,7 @@ import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { CudaFfaBackward, planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
-  type AttnCase, Tally, checkBackward, cloneTensor, meanEventMs, medianEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
+  type AttnCase, Tally, checkBackward, checkBackwardTwoCriterion, cloneTensor, lowPrecisionReference, meanEventMs, medianEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
   randomTensor as uniformTensor, sameResults, scriptArgs, secondRunSame, speedCases, speedEntry, uncoveredKeys,
 } from './common.js';
 
@@ -159,6 +161,7 @@ if (checks) {
     const bargs = { dout, q, k, v, out: f.out, lse: f.lse, slices: c.slices, softmaxScale, softcap, deterministic: false };
     t0 = performance.now();
     const ref = referenceBackward(bargs);
+    const lp = lowPrecisionReference({ q, k, v, dout, slices: c.slices, softmaxScale, softcap }, c.dtype);
     const refMs = performance.now() - t0;
     const unc = uncoveredKeys(c.slices, c.tokensK);
     for (const bwd of bwds) {
@@ -166,13 +169,11 @@ if (checks) {
       t0 = performance.now();
       const got = bwd.backward(bargs, { poison: true });
       const gpuMs = performance.now() - t0;
-      const r = checkBackward(got, ref, c.headsKv * c.dim, unc);
-      const parts = r.tensors.map(({ name, err, maxRef }) => `${name} max err ${err.toExponential(2)} (max|ref| ${maxRef.toExponential(2)}, rel ${(err / maxRef).toExponential(2)})`);
+      const r = checkBackwardTwoCriterion(got, ref, lp, c.dtype, c.headsKv * c.dim, unc);
       tally.record(
         r.ok,
-        `${c.name} [${kernelLabel(bwd, c.dim)}]: ${plan.numWork} work items, ${plan.qTiles} q-tile steps/head; ${parts.join(', ')}; ` +
-          `gpu ${gpuMs.toFixed(0)} ms, ref ${refMs.toFixed(0)} ms` +
-          (r.ok ? '' : `; ${r.bad} bad, first ${r.firstBad}`),
+        `${c.name} [${kernelLabel(bwd, c.dim)}]: ${plan.numWork} work items, ${plan.qTiles} q-tile steps/head; ${r.line}; ` +
+          `gpu ${gpuMs.toFixed(0)} ms, refs ${refMs.toFixed(0)} ms`,
       );
     }
   });

@@ -25,12 +25,29 @@ export function sm90Available(device: CudaDevice): boolean {
   return device.computeCapability[0] === 9 && device.computeCapability[1] === 0;
 }
 
+/** Encoded TMA maps per device, keyed by address and geometry (a map holds nothing else). */
+const tensorMaps = new WeakMap<CudaDevice, Map<string, Uint8Array>>();
+const TENSOR_MAP_CACHE = 64;
+
 /**
  * TMA descriptor of a token-major [tokens, heads, dim] 16-bit tensor, read in boxes of
- * 64 columns x 1 head x `rows` tokens with the 128-byte swizzle the wgmma operands use.
+ * 64 columns x 1 head x `rows` tokens with the 128-byte swizzle the wgmma operands use. Cached by
+ * (address, dtype, geometry), so a repeated launch on the same buffers encodes nothing.
  */
 export function tokenMajorTensorMap(device: CudaDevice, buf: DeviceBuffer, dtype: DType, tokens: number, heads: number, dim: number, rows: number): Uint8Array {
   if (dtype !== 'bfloat16' && dtype !== 'float16') throw new FfaCudaUnsupportedError(`TMA maps take bfloat16 or float16, got ${dtype}`);
+  let maps = tensorMaps.get(device);
+  if (maps === undefined) tensorMaps.set(device, (maps = new Map()));
+  const key = `${buf.ptr},${dtype},${tokens},${heads},${dim},${rows}`;
+  const hit = maps.get(key);
+  if (hit !== undefined) return hit;
+  if (maps.size >= TENSOR_MAP_CACHE) maps.clear();
+  const map = encodeTokenMajor(device, buf, dtype, tokens, heads, dim, rows);
+  maps.set(key, map);
+  return map;
+}
+
+function encodeTokenMajor(device: CudaDevice, buf: DeviceBuffer, dtype: DType, tokens: number, heads: number, dim: number, rows: number): Uint8Array {
   return device.driver.cuTensorMapEncodeTiled(
     dtype === 'bfloat16' ? CuTensorMap.DATA_TYPE_BFLOAT16 : CuTensorMap.DATA_TYPE_FLOAT16,
     buf.ptr,

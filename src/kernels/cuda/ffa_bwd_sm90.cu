@@ -7,7 +7,8 @@
 //
 //   block     = 3 warpgroups. Warpgroup 0 is the producer: warp 0 TMA-loads the K and V tile
 //               once, then Q and dO tiles (64 q rows) into 2 stages; warp 1 copies the matching
-//               lseLog2 and Δ rows into shared memory (rows past Tq get lseLog2 = +inf, so P = 0).
+//               lseLog2 and Δ rows into shared memory (rows past the item's q range get
+//               lseLog2 = +inf and Δ = 0, so P = dS = 0 there).
 //               Warpgroups 1 and 2 own 64 keys each, with their dK and dV in registers.
 //   per step  = one (q head of the kv group, 64-row q tile):
 //               Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ (wgmma, both operands K-major in shared memory);
@@ -133,7 +134,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 #pragma unroll
         for (int r = lane; r < kBM; r += 32) {
           const int row = m0 + r;
-          const bool valid = row < tokensQ;
+          // Rows past the item's q range (another slice's, or past Tq) get P = 0 and Δ = 0: their
+          // Δ may be NaN (a NaN row elsewhere), and 0 · NaN would leak it into this item's dK.
+          const bool valid = row < qHi;
           const long long idx = (long long)h * tokensQ + row;
           sL[stage * kBM + r] = valid ? lseLog2[idx] : FFA_POS_INF;
           sDl[stage * kBM + r] = valid ? delta[idx] : 0.f;

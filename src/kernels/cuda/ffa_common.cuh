@@ -300,13 +300,13 @@ __device__ __forceinline__ void mask_tile(float (*s)[4], int keyBase, int t, con
   }
 }
 
-// Shared: one online-softmax step. Row max in s units over the quad; S becomes
-// P = exp2(s · scaleLog2 − max · scaleLog2) in place; rowSum and O are rescaled by
-// alpha = exp2((oldMax − max) · scaleLog2) (0 when the old max is -inf). A row whose max is still
-// -inf uses 0 as the max, so its p are 0.
-template <int BN, int D>
-__device__ __forceinline__ void online_softmax(float (*s)[4], float (*o)[4], float* rowMax, float* rowSum,
-                                               float scaleLog2) {
+// Shared: one online-softmax step without touching O. Row max in s units over the quad; S becomes
+// P = exp2(s · scaleLog2 − max · scaleLog2) in place; rowSum is rescaled by
+// alpha = exp2((oldMax − max) · scaleLog2) (0 when the old max is -inf), which is returned in
+// `alpha` for O (rescale_o). A row whose max is still -inf uses 0 as the max, so its p are 0.
+// The Hopper forward rescales O later, once the P V product of the previous tile has landed.
+template <int BN>
+__device__ __forceinline__ void softmax_p(float (*s)[4], float* rowMax, float* rowSum, float scaleLog2, float* alpha) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = rowMax[r];
@@ -315,7 +315,7 @@ __device__ __forceinline__ void online_softmax(float (*s)[4], float (*o)[4], flo
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float mUse = mx == FFA_NEG_INF ? 0.f : mx;
-    const float alpha = fast_exp2((rowMax[r] - mUse) * scaleLog2);  // 0 when the old max is -inf
+    alpha[r] = fast_exp2((rowMax[r] - mUse) * scaleLog2);  // 0 when the old max is -inf
     rowMax[r] = mx;
     const float mScaled = mUse * scaleLog2;
     float sum = 0.f;
@@ -327,17 +327,35 @@ __device__ __forceinline__ void online_softmax(float (*s)[4], float (*o)[4], flo
       s[j][2 * r + 1] = p1;
       sum += p0 + p1;
     }
-    rowSum[r] = rowSum[r] * alpha + sum;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][2 * r] *= alpha;
-      o[j][2 * r + 1] *= alpha;
-    }
+    rowSum[r] = rowSum[r] * alpha[r] + sum;
   }
 }
 
+// Shared: O *= alpha per row (the factor softmax_p returned).
+template <int D>
+__device__ __forceinline__ void rescale_o(float (*o)[4], const float* alpha) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][2 * r] *= alpha[r];
+      o[j][2 * r + 1] *= alpha[r];
+    }
+}
+
+// Shared: one online-softmax step (softmax_p, then O rescaled at once).
+template <int BN, int D>
+__device__ __forceinline__ void online_softmax(float (*s)[4], float (*o)[4], float* rowMax, float* rowSum,
+                                               float scaleLog2) {
+  float alpha[2];
+  softmax_p<BN>(s, rowMax, rowSum, scaleLog2, alpha);
+  rescale_o<D>(o, alpha);
+}
+
 // Shared: finalize after the main loop. Row sums across the quad, O *= 1/sum, rowLse = natural-log
-// lse (max in s units times `unit`); an empty row (sum 0, or NaN) gets O = 0 and lse = -inf.
+// lse (max in s units times `unit`); an empty row (sum exactly 0: no key seen) gets O = 0 and
+// lse = -inf. A NaN sum (a NaN or an infinite logit among the row's keys) is not an empty row: it
+// gives O = NaN and lse = NaN, as the arithmetic says (issue 9: a diverging run must see NaN).
 template <int D>
 __device__ __forceinline__ void finalize_rows(float (*o)[4], const float* rowSum, const float* rowMax, float unit,
                                               float* rowLse) {
@@ -346,7 +364,7 @@ __device__ __forceinline__ void finalize_rows(float (*o)[4], const float* rowSum
     float sum = rowSum[r];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const bool empty = !(sum > 0.f);  // also maps a NaN sum to an empty row
+    const bool empty = sum == 0.f;
     const float inv = empty ? 0.f : 1.f / sum;
     rowLse[r] = empty ? FFA_NEG_INF : rowMax[r] * unit + logf(sum);
 #pragma unroll
@@ -373,6 +391,17 @@ __device__ __forceinline__ void store_rows(const float (*o)[4], const float* row
       if (t == 0) lse[(long long)row * headsQ + h] = rowLse[r];
     }
   }
+}
+
+// Shared: log(exp(a) + exp(b)) without overflow; -inf is the identity, and a NaN on either side
+// gives NaN (fmaxf / fminf alone would drop it).
+__device__ __forceinline__ float log_add_exp(float a, float b) {
+  if (a != a || b != b) return a + b;
+  if (a == FFA_NEG_INF) return b;
+  if (b == FFA_NEG_INF) return a;
+  const float hi = fmaxf(a, b);
+  const float lo = fminf(a, b);
+  return hi + log1pf(expf(lo - hi));
 }
 
 // Shared: the merge epilogue (q ranges may overlap). The threads that `sync` joins cover rows
@@ -416,9 +445,7 @@ __device__ __forceinline__ void merge_rows(const float (*o)[4], const float* row
       for (int j = 0; j < D / 8; ++j) __stcg(reinterpret_cast<float2*>(dst + 8 * j), make_float2(o[j][2 * r], o[j][2 * r + 1]));
       if (t == 0) __stcg(lse + (long long)row * headsQ + h, lc);
     } else {
-      const float hi = fmaxf(lp, lc);
-      const float lo = fminf(lp, lc);
-      const float merged = hi + log1pf(expf(lo - hi));
+      const float merged = log_add_exp(lp, lc);
       const float wp = expf(lp - merged);
       const float wc = expf(lc - merged);
 #pragma unroll

@@ -229,14 +229,7 @@ __device__ __forceinline__ void finalize(const float* acc, OutT* out, const floa
 //      both -inf gives out = 0; a row this call did not reach keeps its exact bits);
 //   2. sink != nullptr (float32 [sinkCount, Hq]): lse~ = logaddexp(lse, log Σ_s exp(sink[s, h])),
 //      out *= exp(lse - lse~), out = 0 where lse was -inf (applySink of cpu/sink.ts).
-__device__ __forceinline__ float log_add_exp(float a, float b) {
-  if (a == FFA_NEG_INF) return b;
-  if (b == FFA_NEG_INF) return a;
-  const float hi = fmaxf(a, b);
-  const float lo = fminf(a, b);
-  return hi + log1pf(expf(lo - hi));
-}
-
+// log_add_exp (ffa_common.cuh) keeps a NaN lse NaN, so a NaN row stays NaN through both.
 template <typename P, typename A>
 __device__ __forceinline__ void post(const P* __restrict__ partOut, const float* __restrict__ partLse, A* __restrict__ out,
                                      float* __restrict__ lse, const float* __restrict__ sink, int sinkCount,

@@ -15,8 +15,13 @@
 //                 online softmax in registers as in ffa_fwd.cu, then O += P V with P straight
 //                 from registers (the S accumulator layout is the A-fragment layout) and V
 //                 read N-major from shared memory. fp32 accumulation throughout.
-//   overlap     = the two consumer warpgroups run out of step, so one's softmax hides under the
-//                 other's tensor-core work.
+//   overlap     = FlashAttention-3's schedule. Inside a warpgroup, S of k tile i + 1 is issued
+//                 together with O += P V of tile i, and the softmax of tile i + 1 runs while
+//                 P V is on the tensor cores (O is rescaled once it lands). Between the two
+//                 consumer warpgroups, named barriers pass the right to issue wgmma back and
+//                 forth (ping-pong), so one's softmax overlaps the other's GEMMs. On an H200 at
+//                 16k tokens this took the forward from 562 to 615 TFLOP/s (full) and from
+//                 540 to 637 (causal).
 //
 // TMA maps (built on the host, cuTensorMapEncodeTiled): 3-d views (column, head, token) of q, k
 // and v with a box of (64, 1, rows) and the 128-byte swizzle. Rows past the tensor's end come in
@@ -144,18 +149,10 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const unsigned qRows = sQ + wg * 64 * 128;  // this warpgroup's 64 rows of each Q half
   mbar_wait(barQ, 0);
 
-  for (int it = 0; it < nTiles; ++it) {
-    const int stage = it & 1;
-    const unsigned parity = (it >> 1) & 1;
-    const int n0 = kLo + it * kBN;
-    const unsigned kTile = sK + stage * L::kTileBytes;
-    const unsigned vTile = sV + stage * L::kTileBytes;
-
-    // S = Q K^T: D / 16 k-steps of 16 columns; 4 steps per 64-column half (32 bytes apart
-    // inside the swizzled 128-byte rows).
-    float s[kBN / 8][4];
-    mbar_wait(fullK + 8 * stage, parity);
-    wgmma_fence();
+  // S = Q K^T for k tile `it` into s: D / 16 k-steps of 16 columns; 4 steps per 64-column half
+  // (32 bytes apart inside the swizzled 128-byte rows). Issued, not waited for.
+  auto issue_qk = [&](float (*s)[4], int it) {
+    const unsigned kTile = sK + (it & 1) * L::kTileBytes;
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       const unsigned off = (ks & 3) * 32;
@@ -164,23 +161,10 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       Wgmma<E>::ss128(s, da, db, ks > 0 ? 1 : 0);  // N = BN = 128 keys
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs<kBN / 8>(s);
-    mbar_arrive(emptyK + 8 * stage);
-
-    if (softcapScale > 0.f) softcap_tile<kBN / 8>(s, softcapScale);
-    if (n0 < allStart || n0 + kBN > allEnd) mask_tile<kBN>(s, n0, t, rs, re);
-
-    // online softmax, exactly as ffa_fwd.cu (shared, ffa_common.cuh)
-    online_softmax<kBN, D>(s, o, rowMax, rowSum, scaleLog2);
-
-    unsigned p[kBN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
-
-    // O += P V: BN / 16 k-steps of 16 keys (2048 bytes of V rows each).
-    mbar_wait(fullV + 8 * stage, parity);
-    wgmma_fence();
+  };
+  // O += P V for k tile `it`: BN / 16 k-steps of 16 keys (2048 bytes of V rows each). Issued.
+  auto issue_pv = [&](unsigned (*p)[4], int it) {
+    const unsigned vTile = sV + (it & 1) * L::kTileBytes;
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       const unsigned long long db = wgmma_desc(vTile + kk * 16 * 128, kBN * 128, 1024);
@@ -191,9 +175,76 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       }
     }
     wgmma_commit();
+  };
+  // softcap and mask of tile `it` (mask only where some row of the tile does not see every key)
+  auto mask_s = [&](float (*s)[4], int it) {
+    const int n0 = kLo + it * kBN;
+    if (softcapScale > 0.f) softcap_tile<kBN / 8>(s, softcapScale);
+    if (n0 < allStart || n0 + kBN > allEnd) mask_tile<kBN>(s, n0, t, rs, re);
+  };
+
+  {
+    // FA3's schedule. Inside a warpgroup: S of tile it+1 is issued together with O += P V of
+    // tile it, and the softmax of tile it+1 runs while P V is still on the tensor cores (O is
+    // rescaled after it lands). Between the two consumer warpgroups: named barriers 3 and 4 hand
+    // the right to issue wgmma back and forth, so one's softmax overlaps the other's GEMMs.
+    // Every warpgroup runs nTiles + 1 issue slots; warpgroup 1 pre-arrives on warpgroup 0's
+    // barrier, and warpgroup 0 consumes warpgroup 1's last arrival at the end, so the counts match.
+    const int myBar = 3 + wg;
+    const int otherBar = 4 - wg;
+    if (wg == 1) named_arrive(3, 256);
+    float s[kBN / 8][4];
+    unsigned p[kBN / 16][4];
+    float alpha[2];
+    // slot 0: S of tile 0
+    mbar_wait(fullK, 0);
+    named_sync(myBar, 256);
+    wgmma_fence();
+    issue_qk(s, 0);
+    named_arrive(otherBar, 256);
+    wgmma_wait<0>();
+    fence_regs<kBN / 8>(s);
+    mbar_arrive(emptyK);
+    mask_s(s, 0);
+    softmax_p<kBN>(s, rowMax, rowSum, scaleLog2, alpha);  // O is still 0: no rescale
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
+    // slots 1 .. nTiles - 1: S of tile it with P V of tile it - 1
+    for (int it = 1; it < nTiles; ++it) {
+      const int stage = it & 1;
+      const int prev = (it - 1) & 1;
+      mbar_wait(fullK + 8 * stage, (it >> 1) & 1);
+      mbar_wait(fullV + 8 * prev, ((it - 1) >> 1) & 1);
+      named_sync(myBar, 256);
+      wgmma_fence();
+      issue_qk(s, it);
+      issue_pv(p, it - 1);
+      named_arrive(otherBar, 256);
+      wgmma_wait<1>();  // S landed; P V may still run
+      fence_regs<kBN / 8>(s);
+      mbar_arrive(emptyK + 8 * stage);
+      mask_s(s, it);
+      softmax_p<kBN>(s, rowMax, rowSum, scaleLog2, alpha);
+      wgmma_wait<0>();  // P V of tile it - 1 landed: its p registers and V stage are free
+      fence_regs<D / 8>(o);
+      fence_regs_u<kBN / 16>(p);
+      mbar_arrive(emptyV + 8 * prev);
+      rescale_o<D>(o, alpha);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
+    }
+    // slot nTiles: P V of the last tile
+    const int last = nTiles - 1;
+    mbar_wait(fullV + 8 * (last & 1), (last >> 1) & 1);
+    named_sync(myBar, 256);
+    wgmma_fence();
+    issue_pv(p, last);
+    named_arrive(otherBar, 256);
     wgmma_wait<0>();
     fence_regs<D / 8>(o);
-    mbar_arrive(emptyV + 8 * stage);
+    fence_regs_u<kBN / 16>(p);
+    mbar_arrive(emptyV + 8 * (last & 1));
+    if (wg == 0) named_sync(3, 256);  // warpgroup 1's last arrival
   }
 
   // max_logits hook (ffa_fwd.cu's): rows past the tile's end saw other slices' q rows

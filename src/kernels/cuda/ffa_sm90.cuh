@@ -77,6 +77,10 @@ __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.a
 __device__ __forceinline__ void named_sync(int id, int count) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+// Arrives at named barrier `id` (of `count` threads) without waiting for it.
+__device__ __forceinline__ void named_arrive(int id, int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
 
 // ---------------------------------------------------------------------------------------------
 // wgmma
@@ -101,6 +105,15 @@ __device__ __forceinline__ void fence_regs(float (*d)[4]) {
   for (int j = 0; j < ROWS; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
+}
+
+// Keeps registers that an in-flight wgmma reads (A from registers) alive and unmoved until here.
+template <int ROWS>
+__device__ __forceinline__ void fence_regs_u(unsigned (*a)[4]) {
+#pragma unroll
+  for (int j = 0; j < ROWS; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[j][e])::"memory");
 }
 
 // The accumulator fragment of m64nNk16 matches mma.sync's C fragment per n8 column block: in
