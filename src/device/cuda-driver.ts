@@ -177,7 +177,7 @@ export function defaultLibnvrtcCandidates(): string[] {
 
 /** Loads the first candidate that opens; otherwise throws CudaUnavailableError listing every try. */
 export function loadFirstLibrary(
-  what: 'libcuda' | 'libnvrtc',
+  what: 'libcuda' | 'libnvrtc' | 'libnccl',
   candidates: readonly string[],
   hint: string,
 ): { lib: LibraryHandle; path: string } {
