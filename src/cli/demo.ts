@@ -33,6 +33,7 @@ interface DemoOptions {
   seed?: number;
   cp: number;
   degree: number;
+  gpu?: boolean;
 }
 
 const DEMO_DTYPES = DTYPES.filter((d) => d !== 'float64');
@@ -50,8 +51,14 @@ export function registerDemo(program: Command, ctx: CliContext): void {
     .option('--seed <n>', 'random seed (default: fresh, printed)', intAtLeast(0))
     .option('--cp <n>', 'also run it distributed over this many worker-thread ranks (1: single device only)', intAtLeast(1), 4)
     .option('--degree <n>', 'overlap degree of the distributed run (remote stages)', intAtLeast(0), 2)
+    .option('--gpu', 'run on the GPU (CUDA kernels; with --cp N, N cp ranks sharing the GPU)')
     .action(async (opts: DemoOptions) => {
       if (opts.headsQ % opts.headsKv !== 0) throw new InvalidArgumentError('--heads-kv', 'must divide --heads-q (GQA groups)', `${opts.headsQ} vs ${opts.headsKv}`);
+      if (opts.gpu === true) {
+        const { runGpuDemo } = await import('./demo-gpu.js');
+        ctx.exitCode = (await runGpuDemo(opts)) ? 0 : 1;
+        return;
+      }
       const single = runDemo(opts);
       let ok = single.ok;
       if (opts.cp > 1) {

@@ -9,7 +9,7 @@
 import { DeviceTensor } from './device-tensor.js';
 import { InvalidArgumentError } from '../errors.js';
 import { registerKernelBackend } from '../kernels/flex-flash-attn.js';
-import { cudaBackendFor } from '../kernels/cuda/flex-flash-attn-cuda.js';
+import { cudaBackendFor } from '../kernels/cuda/backend.js';
 import { registerDeviceAttnOps } from '../runtime/attn-ops.js';
 import { deviceAttnOps } from '../runtime/device-attn-ops.js';
 import { isDeviceProcessGroup } from '../comm/device/device-buffers.js';
@@ -18,8 +18,7 @@ export * from './cuda-driver.js';
 export * from './nvrtc.js';
 export * from './device.js';
 export * from './device-tensor.js';
-export { createCudaBackend } from '../kernels/cuda/backend.js';
-export { flexFlashAttnCuda, flexFlashAttnBackwardCuda } from '../kernels/cuda/flex-flash-attn-cuda.js';
+export { createCudaBackend, cudaBackendFor } from '../kernels/cuda/backend.js';
 export { CudaRangeOps, RangeGatherPlan, RangeReducePlan, type RangeReduceOp, type RowRanges } from '../kernels/cuda/range-ops.js';
 export { CudaTensorOps, tensorOpsFor } from '../kernels/cuda/tensor-ops.js';
 export * from './device-array.js';

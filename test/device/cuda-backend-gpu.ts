@@ -3,7 +3,7 @@
  * a GPU). Run on the GPU machine:  node dist/test/device/cuda-backend-gpu.js [--seed N]
  *
  * Per case: fresh random bf16 q/k/v/dout on the host, uploaded as DeviceTensors;
- * flexFlashAttnCuda + flexFlashAttnBackwardCuda on the device, results downloaded; the CPU
+ * flexFlashAttn + flexFlashAttnBackward on DeviceTensors, results downloaded; the CPU
  * flexFlashAttn + flexFlashAttnBackward on the same host tensors are the reference.
  * Tolerance (stated): element-wise |got − ref| ≤ 2e-2 · max|ref| for out, dq, dk, dv (each
  * separately); |got − ref| ≤ 1e-3 · (1 + |ref|) for lse (equal infinities pass); no NaN.
@@ -16,9 +16,8 @@
 import { DeviceTensor } from '../../src/device/device-tensor.js';
 import { Tensor } from '../../src/tensor.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-flash-attn.js';
 import { createCudaBackend } from '../../src/kernels/cuda/backend.js';
-import { flexFlashAttnBackwardCuda, flexFlashAttnCuda } from '../../src/kernels/cuda/flex-flash-attn-cuda.js';
+import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-flash-attn.js';
 import { blockCausalMask, makeSliceList, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import { Tally, cloneTensor, openDevice, randomTensor, scriptArgs } from './common.js';
 
@@ -95,8 +94,8 @@ for (const c of cases) {
 
   const t0 = performance.now();
   const [gq, gk, gv, gdout] = [q, k, v, dout].map((t) => DeviceTensor.fromHost(dev, t));
-  const fwd = flexFlashAttnCuda(gq, gk, gv, opts);
-  const grads = flexFlashAttnBackwardCuda(gdout, gq, gk, gv, fwd.out, fwd.lse, opts);
+  const fwd = flexFlashAttn(gq, gk, gv, opts);
+  const grads = flexFlashAttnBackward(gdout, gq, gk, gv, fwd.out, fwd.lse, opts);
   const got = {
     out: fwd.out.toHost(),
     lse: fwd.lse.toHost(),
@@ -106,7 +105,7 @@ for (const c of cases) {
   };
   const gpuMs = performance.now() - t0;
   // the second run reuses the cached problems: results must be identical
-  const fwd2 = flexFlashAttnCuda(gq, gk, gv, opts);
+  const fwd2 = flexFlashAttn(gq, gk, gv, opts);
   const out2 = fwd2.out.toHost();
   const sameSecond = out2.data.every((x, i) => x === got.out.data[i]);
   for (const t of [gq, gk, gv, gdout, fwd.out, fwd.lse, grads.dq, grads.dk, grads.dv, fwd2.out, fwd2.lse]) t.free();
@@ -146,8 +145,8 @@ for (const c of cases) {
       const opts = maskOptions(slices);
       const up = (t: Tensor): DeviceTensor => DeviceTensor.fromHost(dev, t);
       const [gq, gk, gv, gdout, gsink, gOut, gLse, gMax, gdq, gdk] = [q, k, v, dout, sink, outAcc, lseAcc, maxAcc, dqAcc, dkAcc].map(up);
-      const fwd = flexFlashAttnCuda(gq, gk, gv, { ...opts, sink: gsink, out: gOut, lse: gLse, maxLogits: gMax, deterministic: true });
-      const grads = flexFlashAttnBackwardCuda(gdout, gq, gk, gv, fwd.out, fwd.lse, { ...opts, sink: gsink, dq: gdq, dk: gdk, deterministic: true });
+      const fwd = flexFlashAttn(gq, gk, gv, { ...opts, sink: gsink, out: gOut, lse: gLse, maxLogits: gMax, deterministic: true });
+      const grads = flexFlashAttnBackward(gdout, gq, gk, gv, fwd.out, fwd.lse, { ...opts, sink: gsink, dq: gdq, dk: gdk, deterministic: true });
       const got = { out: fwd.out.toHost(), lse: fwd.lse.toHost(), maxLogits: fwd.maxLogits?.toHost(), dq: grads.dq.toHost(), dk: grads.dk.toHost(), dv: grads.dv.toHost(), dsink: grads.dsink?.toHost() };
       const identity = fwd.out === gOut && fwd.lse === gLse && fwd.maxLogits === gMax && grads.dq === gdq && grads.dk === gdk;
       for (const t of [gq, gk, gv, gdout, gsink, gOut, gLse, gMax, gdq, gdk, grads.dv, grads.dsink]) t?.free();
@@ -187,8 +186,8 @@ function expectUnsupported(what: string, option: string, fn: () => unknown): voi
   const k32 = DeviceTensor.fromHost(dev, Tensor.zeros('float32', [256, 2, 128]));
   const sink = DeviceTensor.fromHost(dev, Tensor.zeros('float32', [1, 4]));
   const mask = { qRanges: [[0, 256]] as Array<[number, number]>, kRanges: [[0, 256]] as Array<[number, number]>, maskTypes: 'causal' };
-  expectUnsupported('float32 inputs', 'q', () => flexFlashAttnCuda(q32, k32, k32, mask));
-  const fwd = flexFlashAttnCuda(q, k, v, { ...mask, sink, returnMaxLogits: true });
+  expectUnsupported('float32 inputs', 'q', () => flexFlashAttn(q32, k32, k32, mask));
+  const fwd = flexFlashAttn(q, k, v, { ...mask, sink, returnMaxLogits: true });
   report(fwd.maxLogits !== undefined && fwd.maxLogits.shape.join() === '4' && fwd.maxLogits.dtype === 'float32', `returnMaxLogits gives a fresh float32 [Hq] (${fwd.maxLogits?.dtype} [${fwd.maxLogits?.shape.join(', ')}])`);
   const backend = createCudaBackend(dev);
   try {
@@ -198,7 +197,7 @@ function expectUnsupported(what: string, option: string, fn: () => unknown): voi
     report(e instanceof InvalidArgumentError && e.argument === 'lse', `outAcc without lseAcc (backend.forward): ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
   }
   try {
-    flexFlashAttnBackwardCuda(fwd.out, q, k, v, fwd.out, fwd.lse, { ...mask, dq: q });
+    flexFlashAttnBackward(fwd.out, q, k, v, fwd.out, fwd.lse, { ...mask, dq: q });
     report(false, 'bf16 dq accumulator (backward): did not throw');
   } catch (e) {
     report(e instanceof Error && /float32/.test(e.message), `bf16 dq accumulator (backward): ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);

@@ -298,3 +298,12 @@ export function createCudaBackend(device: CudaDevice, options: CudaBackendOption
     },
   };
 }
+
+const sharedBackends = new WeakMap<CudaDevice, CudaKernelBackend>();
+
+/** The shared CUDA backend of `device` (created on first use); the one flexFlashAttn runs DeviceTensors on. */
+export function cudaBackendFor(device: CudaDevice): CudaKernelBackend {
+  let b = sharedBackends.get(device);
+  if (b === undefined) sharedBackends.set(device, (b = createCudaBackend(device)));
+  return b;
+}
