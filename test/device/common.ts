@@ -3,6 +3,8 @@
  * argument parsing, seeded random inputs, the element-wise forward / backward checks against the
  * float64 reference with their stated tolerances, PASS/FAIL bookkeeping and CUDA-event timing.
  */
+import { Command } from 'commander';
+import { intAtLeast } from '../../src/cli/flags.js';
 import { CudaDevice } from '../../src/device/index.js';
 import { bf16BitsToFloat, f16BitsToFloat, floatToBf16Bits, floatToF16Bits, type DType } from '../../src/dtype.js';
 import { cellMultiplicity } from '../../src/kernels/reference.js';
@@ -26,22 +28,35 @@ export interface ScriptArgs {
   selects(name: string): boolean;
 }
 
-/** Parses --seed / --only (and gives access to the other flags); prints the seed so a run can be replayed. */
+const camel = (flag: string): string => flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+
+/**
+ * The flags of the GPU scripts, parsed by commander (unknown flags are errors; --help lists
+ * them); prints the seed so a run can be replayed.
+ */
 export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
-  const valueOf = (flag: string): string | undefined => {
-    const at = argv.indexOf(flag);
-    return at >= 0 ? argv[at + 1] : undefined;
-  };
-  const seedArg = valueOf('--seed');
-  const seed = seedArg !== undefined ? Number(seedArg) : (Date.now() ^ (process.pid << 8)) >>> 0;
-  const only = valueOf('--only');
+  const program = new Command()
+    .option('--seed <n>', 'seed of every random draw (default: fresh, printed)', intAtLeast(0))
+    .option('--only <name>', 'run only the cases whose name contains this')
+    .option('--json <file>', 'also write the results as JSON')
+    .option('--warps <list>', 'ffa-bwd-gpu: warp counts to run, comma separated')
+    .option('--tiles <list>', 'ffa-fwd-gpu: mma tile shapes WxN, comma separated')
+    .option('--sm90', 'ffa-fwd-gpu: also run the Hopper kernel')
+    .option('--speed', 'also time the kernels')
+    .option('--bench', 'ffa-bwd-gpu / range-ops-gpu: run the benchmark part')
+    .option('--no-bench', 'range-ops-gpu: skip the benchmark part')
+    .option('--bench-only', 'ffa-bwd-gpu: only the benchmark part')
+    .parse([...argv]);
+  const o = program.opts<Record<string, unknown>>();
+  const seed = (o.seed as number | undefined) ?? (Date.now() ^ (process.pid << 8)) >>> 0;
+  const only = o.only as string | undefined;
   console.log(`seed ${seed}`);
   return {
     seed,
     only,
     rng: new Rng(seed),
-    has: (flag) => argv.includes(flag),
-    value: (flag, fallback) => valueOf(flag) ?? fallback,
+    has: (flag) => (flag.startsWith('--no-') ? o[camel(`--${flag.slice(5)}`)] === false : o[camel(flag)] === true),
+    value: (flag, fallback) => (o[camel(flag)] as string | undefined) ?? fallback,
     selects: (name) => only === undefined || name.includes(only),
   };
 }

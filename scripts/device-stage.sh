@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Stages what a GPU-machine run needs into .gpu-run/ (ignored by git): the compiled tree (tsc
+# -p tsconfig.gpu.json: src, bench, test/device, examples) and the runtime dependencies from the
+# lockfile (no dev dependencies: the machine has no use for compilers and test runners).
+# Carry it with the device tool as [".device", ".gpu-run"] and start the command with
+#   source .device/boot.sh && ln -sfn .gpu-run/node_modules node_modules && ln -sfn .gpu-run/dist dist &&
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx tsc -p tsconfig.gpu.json
+rm -rf .gpu-run && mkdir -p .gpu-run
+cp -r dist .gpu-run/dist
+rm -rf .gpu-run/dist/web
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp package.json package-lock.json "$tmp/"
+(cd "$tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null)
+cp -r "$tmp/node_modules" .gpu-run/node_modules
+grep -qx '/.gpu-run/' .git/info/exclude || echo '/.gpu-run/' >> .git/info/exclude
+echo "staged .gpu-run ($(du -sh .gpu-run | cut -f1)); with .device ($(du -sh .device | cut -f1))"
