@@ -225,7 +225,7 @@ function distCases(): DistCase[] {
       const degree = cp === 1 ? 1 : i % 5;
       const sink = i % 3 === 0 ? 2 : 0;
       const softcap = i % 4 === 1 ? 30 : 0;
-      const n = cp === 8 ? 8192 : 4096;
+      const n = 4096;
       cases.push({ name: `cp ${cp} ${m} ${hq}:${hkv} degree ${degree} sink ${sink} softcap ${softcap} n ${n}`, cp, n, headsQ: hq, headsKv: hkv, degree, sink, softcap, mask: MASKS[m] });
       i++;
     }
