@@ -128,6 +128,7 @@ if (opts.replot !== undefined) {
   };
   const free = (...ts: Array<DT | undefined>): void => ts.forEach((t) => t?.free());
 
+  console.log(`${device.name}: ${n} tokens varlen-causal, ${hq}:${hkv} heads; timing flexFlashAttn ...`);
   const flexMs = await timeIt(() => {
     const r = flexFlashAttn(q, k, v, mask);
     free(r.out, r.lse);
@@ -138,6 +139,7 @@ if (opts.replot !== undefined) {
     free(g.dq, g.dk, g.dv);
   });
 
+  console.log(`  flexFlashAttn forward ${flexMs.toFixed(3)} ms, backward ${flexBwdMs.toFixed(3)} ms; timing calcAttn at cp 1 ...`);
   const [cp1] = await dev.runLocalDeviceRanks(device, 1, async (group) => {
     const key = magiAttnFlexKey({ ...mask, totalSeqlenQ: n, numHeadsQ: hq, numHeadsKv: hkv, headDim: D, group });
     const [lq, lk, lv, ld] = [q, k, v, dout].map((x) => dispatch(x, key));
@@ -150,6 +152,7 @@ if (opts.replot !== undefined) {
       const g = await calcAttnBackward(ld, lq, lk, lv, f.out, f.lse, key);
       free(g.dq, g.dk, g.dv);
     });
+    console.log(`  calcAttn cp 1 forward ${calcAttnMs.toFixed(3)} ms, backward ${calcAttnBwdMs.toFixed(3)} ms; host time per call ...`);
     // Host time per call: the work is queued and the call returns; the device runs behind it.
     device.synchronize();
     const host = async (call: () => Promise<{ [k: string]: DT | undefined }>): Promise<number> => {
@@ -170,6 +173,7 @@ if (opts.replot !== undefined) {
 
   // Timeline at cp P on the one GPU.
   const P = opts.cp;
+  console.log(`  host ms per call: forward ${cp1.hostFwd.toFixed(3)}, backward ${cp1.hostBwd.toFixed(3)}; timeline at cp ${P} ...`);
   const spans: Span[] = [];
   let degree = 0;
   await dev.runLocalDeviceRanks(device, P, async (group) => {

@@ -59,8 +59,13 @@ function rowsOf(t: DeviceTensor): number {
   return t.shape[0];
 }
 
+/** Elements per row, from the shape (a tensor of 0 rows still has a row width). */
+function rowElems(t: DeviceTensor): number {
+  return t.shape.slice(1).reduce((a, b) => a * b, 1);
+}
+
 function rowBytes(t: DeviceTensor): number {
-  return (t.size / Math.max(1, rowsOf(t))) * bytesPerElement(t.dtype);
+  return rowElems(t) * bytesPerElement(t.dtype);
 }
 
 function asArray(buffer: DeviceTensor['buffer'], rows: number, rowElems: number, dtype: DeviceTensor['dtype']): DeviceArray {
@@ -69,7 +74,7 @@ function asArray(buffer: DeviceTensor['buffer'], rows: number, rowElems: number,
 
 /** The send buffer of a call: the input itself, or its rows packed in send order (queued on the group's stream). */
 function packed(group: DeviceProcessGroup, input: DeviceTensor, layouts: DeviceLayouts): { send: DeviceArray; owned: boolean } {
-  const w = input.size / Math.max(1, rowsOf(input));
+  const w = rowElems(input);
   const prep = layouts.prep;
   if (layouts.pack === null) return { send: asArray(input.buffer, prep.inputRows, w, input.dtype), owned: false };
   const buf = group.device.alloc(prep.sendRows * rowBytes(input));
@@ -91,7 +96,7 @@ export async function deviceGroupCast(group: DeviceProcessGroup, input: DeviceTe
   if (rowsOf(input) !== prep.inputRows) throw new InvalidArgumentError('input', `must have ${prep.inputRows} rows (the GroupCast's input splits)`, `got ${rowsOf(input)}`);
   if (rowsOf(output) !== prep.outputRows) throw new InvalidArgumentError('output', `must have ${prep.outputRows} rows (the GroupCast's output splits)`, `got ${rowsOf(output)}`);
   const layouts = layoutsFor(group.device, args, prep, true);
-  const w = input.size / Math.max(1, rowsOf(input));
+  const w = rowElems(input);
   const { send, owned } = packed(group, input, layouts);
   const recv = layouts.place === null ? asArray(output.buffer, prep.recvRows, w, input.dtype) : asArray(group.device.alloc(prep.recvRows * rowBytes(input)), prep.recvRows, w, input.dtype);
   try {
@@ -114,8 +119,9 @@ export async function deviceGroupReduceSum(group: DeviceProcessGroup, partial: D
   if (rowsOf(into) !== prep.outputRows) throw new InvalidArgumentError('into', `must have ${prep.outputRows} rows (the GroupReduce's output splits)`, `got ${rowsOf(into)}`);
   if (partial.dtype !== 'float32' || into.dtype !== 'float32') throw new InvalidArgumentError('partial', 'a device GroupReduce sums float32 rows');
   group.stream.waitStream(group.computeStream);
+  if (rowElems(partial) !== rowElems(into)) throw new InvalidArgumentError('partial', "must have the accumulator's row shape", `${rowElems(partial)} vs ${rowElems(into)} elements per row`);
   const layouts = layoutsFor(group.device, args, prep, false);
-  const w = partial.size / Math.max(1, rowsOf(partial));
+  const w = rowElems(partial);
   const { send, owned } = packed(group, partial, layouts);
   const recvBuf = group.device.alloc(prep.recvRows * rowBytes(partial));
   try {
