@@ -43,6 +43,8 @@ export interface Attention<T> {
   forward(q: T, k: T, v: T): Promise<AttentionOutput<T>>;
   /** Adds dq, dk, dv (float32, shaped like q, k, v) given dL/dout and the forward's output. */
   backward(dout: T, q: T, k: T, v: T, fwd: AttentionOutput<T>, grads: AttentionGrads<T>): Promise<void>;
+  /** Frees what the core keeps for its batch (device copies of the mask), if anything. */
+  dispose?(): void;
 }
 
 /** flexFlashAttn over `mask` (host Tensors: the CPU kernel; DeviceTensors: the CUDA kernels). */

@@ -30,7 +30,7 @@ export const PRESETS = {
   tiny: { vocabSize: 512, dim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, ffnDim: 176, normEps: 1e-5, ropeTheta: 10000, tieEmbeddings: false, initStd: 0.02 },
   /** A few layers at head dim 128 for quick GPU checks. */
   'gpu-small': { vocabSize: 50304, dim: 1024, nLayers: 2, nHeads: 8, nKvHeads: 2, headDim: 128, ffnDim: 2816, normEps: 1e-5, ropeTheta: 10000, tieEmbeddings: false, initStd: 0.02 },
-  /** The experiments' model: 8 layers, width 1024, 8:2 heads of 128, ~190 M parameters (103 M outside the embeddings). */
+  /** The experiments' model: 8 layers, width 1024, 8:2 heads of 128; 193 M parameters, 90 M outside the embedding and LM head. */
   gpu: { vocabSize: 50304, dim: 1024, nLayers: 8, nHeads: 8, nKvHeads: 2, headDim: 128, ffnDim: 2816, normEps: 1e-5, ropeTheta: 10000, tieEmbeddings: false, initStd: 0.02 },
 } as const satisfies Record<string, LlamaConfig>;
 

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Rng } from 'magi-attention';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
 
 export const DATASETS = ['moby-dick', 'sotu'] as const;
 export type DatasetName = (typeof DATASETS)[number];
@@ -222,4 +222,32 @@ export class DocumentPacker {
     }
     return { tokens, targets, cuSeqlens: Int32Array.from(cu), validTargets: valid };
   }
+}
+
+/**
+ * Writes packed batches for the PyTorch twin: tokens, targets and doc_ids (the document index of
+ * every token within its batch, which is what a FlexAttention mask_mod or a dense mask reads),
+ * each [batches, seqLen] int32, and optionally each step's learning rate.
+ */
+export function writeBatches(path: string, batches: readonly PackedBatch[], lrs?: readonly number[]): void {
+  if (batches.length === 0) throw new InvalidArgumentError('batches', 'must not be empty');
+  const T = batches[0].tokens.length;
+  const n = batches.length;
+  const tokens = new Int32Array(n * T);
+  const targets = new Int32Array(n * T);
+  const docIds = new Int32Array(n * T);
+  batches.forEach((b, i) => {
+    if (b.tokens.length !== T) throw new InvalidArgumentError(`batches[${i}]`, `must hold ${T} tokens like the first`, `got ${b.tokens.length}`);
+    tokens.set(b.tokens, i * T);
+    targets.set(b.targets, i * T);
+    for (let d = 0; d + 1 < b.cuSeqlens.length; d++) docIds.fill(d, i * T + b.cuSeqlens[d], i * T + b.cuSeqlens[d + 1]);
+  });
+  const tensors: Array<[string, SafeTensor]> = [
+    ['tokens', { dtype: 'I32', shape: [n, T], data: tokens }],
+    ['targets', { dtype: 'I32', shape: [n, T], data: targets }],
+    ['doc_ids', { dtype: 'I32', shape: [n, T], data: docIds }],
+  ];
+  if (lrs !== undefined) tensors.push(['lr', { dtype: 'F64', shape: [n], data: Float64Array.from(lrs) }]);
+  mkdirSync(dirname(path), { recursive: true });
+  writeSafetensors(path, tensors);
 }

@@ -135,6 +135,16 @@ export class ParamSet<T, I> {
     this.ops.zero(this.grad);
   }
 
+  /** Frees the flat buffers; the set cannot be used afterwards. */
+  dispose(): void {
+    for (const t of this.sharedAct ? [this.master, this.grad, this.m, this.v] : [this.master, this.grad, this.m, this.v, this.act]) this.ops.free(t);
+  }
+
+  /** The gradients as host float32 arrays by parameter name. */
+  hostGrads(): Map<string, Float32Array> {
+    return new Map(this.list().map((p) => [p.spec.name, Float32Array.from(this.ops.toHost(p.grad))]));
+  }
+
   private writeParam(p: Param<T>, values: ArrayLike<number>): void {
     const src = this.ops.fromHost('master', p.spec.shape, values);
     this.ops.copy(p.master, src);

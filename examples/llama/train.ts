@@ -112,6 +112,11 @@ export class Trainer<T, I> {
     this.optimizer = new AdamW(this.params, options.optim);
   }
 
+  /** Gives the parameters' memory back (GPU runs that build several trainers in one process). */
+  dispose(): void {
+    this.params.dispose();
+  }
+
   /** Loads weights (and moments, when saved) from a checkpoint; returns its step. */
   load(path: string): number {
     this.stepCount = this.params.load(path);
@@ -138,8 +143,13 @@ export class Trainer<T, I> {
     }
     const inputs: StepInputs<I> = { tokens: ops.indices(host.tokens), targets: ops.indices(host.targets), positions: ops.indices(host.positions), rows: host.tokens.length };
     this.params.zeroGrads();
-    let lossSum = await this.model.forwardBackward(inputs, attention, 1 / batch.validTargets);
-    for (const i of [inputs.tokens, inputs.targets, inputs.positions]) ops.freeIndices(i);
+    let lossSum: number;
+    try {
+      lossSum = await this.model.forwardBackward(inputs, attention, 1 / batch.validTargets);
+    } finally {
+      for (const i of [inputs.tokens, inputs.targets, inputs.positions]) ops.freeIndices(i);
+      attention.dispose?.();
+    }
     if (group !== undefined && group.size > 1) {
       await this.backend.cp!.allReduceSum(this.params.grad, group);
       const l = new Float64Array([lossSum]);
@@ -149,10 +159,9 @@ export class Trainer<T, I> {
     return lossSum / batch.validTargets;
   }
 
-  /** One optimizer step on the next packed batch. */
-  async step(): Promise<StepRecord> {
+  /** One optimizer step on `batch` (default: the packer's next one). */
+  async step(batch: PackedBatch = this.packer.nextBatch()): Promise<StepRecord> {
     const t0 = performance.now();
-    const batch = this.packer.nextBatch();
     const loss = await this.gradients(batch);
     const info: OptimStepInfo = this.optimizer.step(++this.stepCount);
     this.backend.ops.synchronize();
@@ -162,11 +171,13 @@ export class Trainer<T, I> {
   }
 }
 
-/** "step 12/200 | loss 6.1234 | lr 3.00e-4 | |g| 1.23 | 45,210 tok/s | ETA 1m20s" */
-export function progressLine(r: StepRecord, totalSteps: number, elapsedMs: number): string {
-  const perStep = elapsedMs / r.step;
-  const eta = Math.max(0, (totalSteps - r.step) * perStep) / 1000;
+/**
+ * "step 12/200 | loss 6.1234 | lr 3.00e-4 | |g| 1.23 | 45,210 tok/s | ETA 1m20s": `done` steps of
+ * this run took `elapsedMs`; `remaining` are still to go.
+ */
+export function progressLine(r: StepRecord, lastStep: number, done: number, remaining: number, elapsedMs: number): string {
+  const eta = (remaining * elapsedMs) / Math.max(1, done) / 1000;
   const etaText = eta >= 60 ? `${Math.floor(eta / 60)}m${String(Math.round(eta % 60)).padStart(2, '0')}s` : `${eta.toFixed(0)}s`;
   const tps = Math.round((r.tokens * 1000) / r.ms).toLocaleString('en-US');
-  return `step ${r.step}/${totalSteps} | loss ${r.loss.toFixed(4)} | lr ${r.lr.toExponential(2)} | |g| ${r.gradNorm.toFixed(3)} | ${tps} tok/s | ETA ${etaText}`;
+  return `step ${r.step}/${lastStep} | loss ${r.loss.toFixed(4)} | lr ${r.lr.toExponential(2)} | |g| ${r.gradNorm.toFixed(3)} | ${tps} tok/s | ETA ${etaText}`;
 }

@@ -1,0 +1,380 @@
+/**
+ * The loss-alignment experiments of issue 14 and the throughput measurement, each a function that
+ * trains, writes a JSON result (machine, model, data, steps, numbers, verdict) and a plot, and
+ * returns whether its pass bar holds (alignment.ts):
+ *   gradients   step-1 gradients of FFA vs the oracle attention (naive on the GPU, dense on the
+ *               CPU), per-tensor cosine; also writes the initial checkpoint, the batch and our
+ *               gradients for the PyTorch twin (twin/llama_twin.py grads);
+ *   twinGrads   our step-1 gradients vs the twin's;
+ *   experimentA FFA vs the oracle attention, same seed and data, mean |Δloss| over the steps;
+ *   experimentB cp 1 vs cp 2/4/8 at equal global batch (CPU in-process ranks today);
+ *   experimentC ours for N steps, recording every batch and learning rate for the twin, then
+ *               (compareC) our losses vs the twin's in moving windows;
+ *   throughput  tokens/s, model FLOP utilisation and attention's share of the step at each
+ *               sequence length, then (throughputReport) next to the twin's numbers.
+ */
+import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { runLocalRanks, type Tensor } from 'magi-attention';
+import { compareGradients, compareLosses, GRAD_COSINE_BAR, type GradientVerdict, type LossVerdict } from './alignment.js';
+import type { Attention } from './attention.js';
+import { hfConfig, paramCount, PRESETS, type LlamaConfig, type PresetName } from './config.js';
+import { writeBatches, type Corpus, type PackedBatch } from './data.js';
+import { DEFAULT_OPTIM, lrAt, type OptimConfig } from './optim.js';
+import { barChartSvg, lineChartSvg, type BarGroup } from './plot.js';
+import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { Trainer, cpuBackend, progressLine, type AttentionKind, type Backend, type StepRecord } from './train.js';
+
+/** Peak dense bf16 tensor throughput of an H100/H200 SXM (the MFU denominator). */
+export const PEAK_BF16_FLOPS = 989e12;
+
+export interface ExperimentSetup<T, I> {
+  backend: Backend<T, I>;
+  corpus: Corpus;
+  preset: PresetName;
+  seqLen: number;
+  seed: number;
+  /** Where JSON and SVG results go. */
+  out: string;
+  /** Where large exchange files with the twin go (checkpoints, batches, gradients). */
+  work: string;
+  log: (line: string) => void;
+  /** Optimizer settings except totalSteps (default DEFAULT_OPTIM). */
+  optim?: Omit<OptimConfig, 'totalSteps'>;
+}
+
+function model(s: ExperimentSetup<unknown, unknown>): LlamaConfig {
+  return PRESETS[s.preset];
+}
+
+function optimFor(s: ExperimentSetup<unknown, unknown>, totalSteps: number): OptimConfig {
+  const o = s.optim ?? DEFAULT_OPTIM;
+  return { ...o, warmupSteps: Math.min(o.warmupSteps, Math.max(1, Math.floor(totalSteps / 10))), totalSteps };
+}
+
+function trainer<T, I>(s: ExperimentSetup<T, I>, attention: AttentionKind, totalSteps: number, backend: Backend<T, I> = s.backend): Trainer<T, I> {
+  return new Trainer(backend, s.corpus, { model: model(s), optim: optimFor(s, totalSteps), seqLen: s.seqLen, seed: s.seed, attention });
+}
+
+/** What every result file says about where and how it was made. */
+function provenance(s: ExperimentSetup<unknown, unknown>, steps: number): Record<string, unknown> {
+  const c = model(s);
+  return {
+    date: new Date().toISOString(),
+    machine: s.backend.device,
+    node: process.version,
+    model: { preset: s.preset, ...c, parameters: paramCount(c) },
+    data: { corpus: s.corpus.name, documents: s.corpus.docOffsets.length - 1, tokens: s.corpus.tokens.length, tokenizer: 'gpt-tokenizer r50k_base', packing: 'documents capped at a quarter pack (reference 05 §5.3), varlen-causal mask' },
+    seqLen: s.seqLen,
+    seed: s.seed,
+    steps,
+    optimizer: optimFor(s, steps),
+  };
+}
+
+function writeJson(dir: string, name: string, value: unknown): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  writeFileSync(path, JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2) + '\n');
+  return path;
+}
+
+function writeText(dir: string, name: string, text: string): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function oracleOf(b: Backend<unknown, unknown>): AttentionKind {
+  return b.device.startsWith('CPU') ? 'dense' : 'naive';
+}
+
+async function trainSteps<T, I>(s: ExperimentSetup<T, I>, t: Trainer<T, I>, steps: number, label: string, onBatch?: (b: PackedBatch, r: StepRecord) => void): Promise<StepRecord[]> {
+  const records: StepRecord[] = [];
+  const t0 = performance.now();
+  const every = Math.max(1, Math.floor(steps / 10));
+  for (let i = 0; i < steps; i++) {
+    const batch = t.packer.nextBatch();
+    const r = await t.step(batch);
+    records.push(r);
+    onBatch?.(batch, r);
+    if (!Number.isFinite(r.loss)) throw new Error(`${label}: loss is ${r.loss} at step ${r.step}`);
+    if (r.step % every === 0 || r.step === 1) s.log(`  [${label}] ${progressLine(r, steps, i + 1, steps - i - 1, performance.now() - t0)}`);
+  }
+  return records;
+}
+
+function gradTable(v: GradientVerdict): string[] {
+  const lines = v.tensors.map((t) => `  ${t.cosine >= GRAD_COSINE_BAR ? '    ' : 'FAIL'} ${t.name.padEnd(44)} cosine ${t.cosine.toFixed(6)}  rel. L2 ${t.relL2.toExponential(2)}`);
+  lines.push(`  min cosine ${v.minCosine.toFixed(6)} (${v.worst}); bar >= ${GRAD_COSINE_BAR}: ${v.pass ? 'PASS' : 'FAIL'}`);
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step-1 gradients
+
+/** FFA vs the oracle at step 1 (same weights, same batch); writes the twin's inputs into s.work. */
+export async function gradients<T, I>(s: ExperimentSetup<T, I>): Promise<boolean> {
+  const oracle = oracleOf(s.backend);
+  s.log(`step-1 gradients: FFA vs ${oracle} attention, ${s.preset} model, ${s.seqLen} tokens`);
+  const ffa = trainer(s, 'ffa', 1);
+  const batch = ffa.packer.nextBatch();
+  mkdirSync(s.work, { recursive: true });
+  const c = model(s);
+  ffa.params.save(join(s.work, 'init.safetensors'), { format: 'pt', step: '0' });
+  writeBatches(join(s.work, 'batch.safetensors'), [batch]);
+  writeJson(s.work, 'run.json', { hf_config: hfConfig(c, s.seqLen), seq_len: s.seqLen, optimizer: optimFor(s, 1) });
+  const lossFfa = await ffa.gradients(batch);
+  const gFfa = ffa.params.hostGrads();
+  writeSafetensors(
+    join(s.work, 'grads-ffa.safetensors'),
+    [...gFfa].map(([name, g]) => [name, { dtype: 'F32', shape: ffa.params.get(name).spec.shape, data: g }] as const),
+    { loss: String(lossFfa) },
+  );
+  ffa.dispose();
+  const ref = trainer(s, oracle, 1);
+  const lossRef = await ref.gradients(batch);
+  const gRef = ref.params.hostGrads();
+  ref.dispose();
+  const v = compareGradients(gFfa, gRef);
+  for (const line of gradTable(v)) s.log(line);
+  s.log(`  loss: FFA ${lossFfa.toFixed(6)}, ${oracle} ${lossRef.toFixed(6)}`);
+  writeJson(s.out, 'llama-grads-a.json', { ...provenance(s, 1), comparison: `FFA vs ${oracle} attention`, loss: { ffa: lossFfa, [oracle]: lossRef }, verdict: v });
+  return v.pass;
+}
+
+/** Our step-1 gradients vs the twin's (twin/llama_twin.py grads wrote grads-twin.safetensors). */
+export function twinGradients(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>): boolean {
+  const read = (file: string) => readSafetensors(join(s.work, file));
+  const ours = read('grads-ffa.safetensors');
+  const twin = read('grads-twin.safetensors');
+  const toMap = (f: ReturnType<typeof read>) => new Map([...f.tensors].map(([n, t]) => [n, t.data as Float32Array]));
+  const v = compareGradients(toMap(ours), toMap(twin));
+  s.log('step-1 gradients: ours (FFA) vs the PyTorch twin');
+  for (const line of gradTable(v)) s.log(line);
+  const loss = { ours: Number(ours.metadata.loss), twin: Number(twin.metadata.loss) };
+  s.log(`  loss: ours ${loss.ours.toFixed(6)}, twin ${loss.twin.toFixed(6)}`);
+  const run = JSON.parse(readFileSync(join(s.work, 'run.json'), 'utf8')) as unknown;
+  writeJson(s.out, 'llama-grads-c.json', { date: new Date().toISOString(), comparison: 'ours (FFA, bf16) vs transformers LlamaForCausalLM (autocast bf16)', run, twin: twin.metadata, loss, verdict: v });
+  return v.pass;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Experiments A and B
+
+function lossPlot(title: string, subtitle: string, curves: Array<{ name: string; losses: number[] }>, bar: number, barLabel: string): string {
+  const a = curves[0];
+  return lineChartSvg({
+    title,
+    subtitle,
+    xLabel: 'step',
+    yLabel: 'loss (nats)',
+    series: curves.map((c) => ({ name: c.name, points: c.losses.map((l, i) => [i + 1, l] as const) })),
+    lower: {
+      yLabel: '|Δloss|',
+      series: curves.slice(1).map((c) => ({ name: `|${c.name} − ${a.name}|`, points: c.losses.map((l, i) => [i + 1, Math.abs(l - a.losses[i])] as const) })),
+      bar: { y: bar, label: barLabel },
+    },
+  });
+}
+
+/** A: FFA vs the oracle attention for `steps` steps from the same seed and data. */
+export async function experimentA<T, I>(s: ExperimentSetup<T, I>, steps: number): Promise<boolean> {
+  const oracle = oracleOf(s.backend);
+  s.log(`experiment A: FFA vs ${oracle} attention, ${steps} steps of ${s.seqLen} tokens (${s.preset})`);
+  const runs: Record<string, StepRecord[]> = {};
+  for (const kind of ['ffa', oracle] as const) {
+    const t = trainer(s, kind, steps);
+    runs[kind] = await trainSteps(s, t, steps, kind);
+    t.dispose();
+  }
+  const losses = (k: string): number[] => runs[k].map((r) => r.loss);
+  const v: LossVerdict = compareLosses(losses('ffa'), losses(oracle), 'mean');
+  s.log(`  mean |Δloss| ${v.meanAbsDelta.toExponential(3)}, max ${v.maxAbsDelta.toExponential(3)}; bar <= ${v.bar}: ${v.pass ? 'PASS' : 'FAIL'}`);
+  const name = `llama-a-${s.backend.device.startsWith('CPU') ? 'cpu' : 'gpu'}`;
+  writeJson(s.out, `${name}.json`, {
+    ...provenance(s, steps),
+    comparison: `FFA vs ${oracle} attention`,
+    losses: { ffa: losses('ffa'), [oracle]: losses(oracle) },
+    msPerStep: { ffa: median(runs.ffa.map((r) => r.ms)), [oracle]: median(runs[oracle].map((r) => r.ms)) },
+    verdict: v,
+  });
+  writeText(
+    s.out,
+    `${name}.svg`,
+    lossPlot(
+      `Experiment A: FFA vs ${oracle} attention (${v.pass ? 'pass' : 'FAIL'}: mean |Δloss| ${v.meanAbsDelta.toExponential(2)})`,
+      `${s.preset} model (${(paramCount(model(s)) / 1e6).toFixed(1)} M params), ${s.corpus.name}, ${s.seqLen} tokens/step, ${steps} steps, ${s.backend.device.split(',')[0]}`,
+      [
+        { name: 'FFA', losses: losses('ffa') },
+        { name: oracle, losses: losses(oracle) },
+      ],
+      v.bar,
+      `bar: mean ≤ ${v.bar}`,
+    ),
+  );
+  return v.pass;
+}
+
+/** B: cp 1 vs cp N (in-process ranks calling calcAttn) at equal global batch, on the CPU backend. */
+export async function experimentB(s: ExperimentSetup<Tensor, Int32Array>, steps: number, cps: readonly number[]): Promise<boolean> {
+  s.log(`experiment B: cp 1 vs cp ${cps.join('/')}, ${steps} steps of ${s.seqLen} tokens (${s.preset}, in-process ranks)`);
+  const base = trainer(s, 'ffa', steps);
+  const curves: Array<{ name: string; losses: number[] }> = [{ name: 'cp 1', losses: (await trainSteps(s, base, steps, 'cp 1')).map((r) => r.loss) }];
+  const verdicts: Record<string, LossVerdict> = {};
+  for (const cp of cps) {
+    const perRank = await runLocalRanks(cp, async (group, rank) => {
+      const t = new Trainer(cpuBackend(), s.corpus, { model: model(s), optim: optimFor(s, steps), seqLen: s.seqLen, seed: s.seed, attention: 'ffa', group });
+      const log = rank === 0 ? s.log : () => {};
+      return (await trainSteps({ ...s, log }, t, steps, `cp ${cp}`)).map((r) => r.loss);
+    });
+    curves.push({ name: `cp ${cp}`, losses: perRank[0] });
+    verdicts[`cp${cp}`] = compareLosses(curves[0].losses, perRank[0], 'mean');
+    s.log(`  cp ${cp}: mean |Δloss| ${verdicts[`cp${cp}`].meanAbsDelta.toExponential(3)}, max ${verdicts[`cp${cp}`].maxAbsDelta.toExponential(3)}: ${verdicts[`cp${cp}`].pass ? 'PASS' : 'FAIL'}`);
+  }
+  const pass = Object.values(verdicts).every((v) => v.pass);
+  writeJson(s.out, 'llama-b-cpu.json', { ...provenance(s, steps), comparison: 'cp 1 vs cp N at equal global batch (dispatch once per step, calcAttn in every layer, gradients summed)', losses: Object.fromEntries(curves.map((c) => [c.name, c.losses])), verdicts, pass });
+  writeText(
+    s.out,
+    'llama-b-cpu.svg',
+    lossPlot(`Experiment B: cp 1 vs cp ${cps.join('/')} (${pass ? 'pass' : 'FAIL'})`, `${s.preset} model, ${s.corpus.name}, ${s.seqLen} tokens/step, ${steps} steps, ${s.backend.device}`, curves, 0.01, 'bar: mean ≤ 0.01'),
+  );
+  return pass;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Experiment C
+
+/** Ours for `steps` steps; writes init.safetensors, batches.safetensors (tokens, targets, doc ids, lr) and our losses for the twin. */
+export async function experimentC<T, I>(s: ExperimentSetup<T, I>, steps: number): Promise<void> {
+  s.log(`experiment C (ours): ${steps} steps of ${s.seqLen} tokens (${s.preset}); the twin trains on the same batches next`);
+  const t = trainer(s, 'ffa', steps);
+  mkdirSync(s.work, { recursive: true });
+  t.params.save(join(s.work, 'c-init.safetensors'), { format: 'pt', step: '0' });
+  const batches: PackedBatch[] = [];
+  const records = await trainSteps(s, t, steps, 'ours', (b) => batches.push(b));
+  t.dispose();
+  const lrs = records.map((r) => r.lr);
+  writeBatches(join(s.work, 'c-batches.safetensors'), batches, lrs);
+  const o = optimFor(s, steps);
+  writeJson(s.work, 'c-run.json', { hf_config: hfConfig(model(s), s.seqLen), seq_len: s.seqLen, steps, optimizer: o, lr_check: [lrAt(1, o), lrAt(steps, o)] });
+  writeJson(s.work, 'c-ours.json', { ...provenance(s, steps), losses: records.map((r) => r.loss), msPerStep: records.map((r) => r.ms) });
+}
+
+/** Our losses vs the twin's (c-twin.json): moving-window |Δloss| over all steps. */
+export function compareC(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>, window = 50): boolean {
+  const ours = JSON.parse(readFileSync(join(s.work, 'c-ours.json'), 'utf8')) as { losses: number[]; steps: number; seqLen: number; machine: string; model: { preset: string; parameters: number }; data: { corpus: string } };
+  const twin = JSON.parse(readFileSync(join(s.work, 'c-twin.json'), 'utf8')) as { losses: number[]; versions: Record<string, string>; attention: string };
+  const v = compareLosses(ours.losses, twin.losses, 'window', window);
+  s.log(`experiment C: ours vs the PyTorch twin over ${v.steps} steps: mean |Δloss| ${v.meanAbsDelta.toExponential(3)}, max ${v.maxAbsDelta.toExponential(3)}, worst ${v.window}-step window ${v.worstWindow.toExponential(3)}; first step over ${v.bar}: ${v.firstExceeded ?? 'none'}: ${v.pass ? 'PASS' : 'FAIL'}`);
+  writeJson(s.out, 'llama-c.json', { ours, twin, verdict: v });
+  writeText(
+    s.out,
+    'llama-c.svg',
+    lineChartSvg({
+      title: `Experiment C: ours vs transformers' LlamaForCausalLM (${v.pass ? 'pass' : 'FAIL'}: worst ${v.window}-step mean |Δloss| ${v.worstWindow.toExponential(2)})`,
+      subtitle: `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${ours.data.corpus}, ${ours.seqLen} tokens/step, ${v.steps} steps, ${ours.machine.split(',')[0]}; twin: ${twin.attention}, torch ${twin.versions.torch ?? '?'}, transformers ${twin.versions.transformers ?? '?'}`,
+      xLabel: 'step',
+      yLabel: 'loss (nats)',
+      series: [
+        { name: 'ours (FFA, TypeScript)', points: ours.losses.map((l, i) => [i + 1, l] as const) },
+        { name: 'PyTorch twin', points: twin.losses.map((l, i) => [i + 1, l] as const) },
+      ],
+      lower: {
+        yLabel: `|Δloss|, ${v.window}-step mean`,
+        series: [{ name: `${v.window}-step moving mean of |Δloss|`, points: movingMean(ours.losses.map((l, i) => Math.abs(l - twin.losses[i])), v.window).map((x, i) => [i + v.window, x] as const) }],
+        bar: { y: v.bar, label: `bar ${v.bar}` },
+      },
+    }),
+  );
+  return v.pass;
+}
+
+function movingMean(d: number[], w: number): number[] {
+  const out: number[] = [];
+  let sum = 0;
+  for (let i = 0; i < d.length; i++) {
+    sum += d[i];
+    if (i >= w) sum -= d[i - w];
+    if (i >= w - 1) out.push(sum / w);
+  }
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput
+
+/** Host wall-clock and event-timed attention share; `timing` wraps the backend's attention cores. */
+export interface AttentionTimer<T> {
+  wrap(a: Attention<T>): Attention<T>;
+  /** Milliseconds spent in attention since the last call (waits for the device). */
+  take(): number;
+}
+
+export interface ThroughputRow {
+  seqLen: number;
+  msPerStep: number;
+  tokensPerSecond: number;
+  mfu: number;
+  attentionShare: number;
+  flopsPerStep: number;
+}
+
+/** Ours: tokens/s, MFU and attention share at each sequence length (warm-up steps first). */
+export async function throughput<T, I>(s: ExperimentSetup<T, I>, seqLens: readonly number[], timer: AttentionTimer<T>, warmup = 2, timed = 8): Promise<ThroughputRow[]> {
+  const rows: ThroughputRow[] = [];
+  const timedBackend: Backend<T, I> = { ...s.backend, attention: (k, m, r) => timer.wrap(s.backend.attention(k, m, r)) };
+  for (const seqLen of seqLens) {
+    const sub = { ...s, seqLen };
+    s.log(`throughput: ${seqLen} tokens/step (${s.preset}), ${warmup} warm-up + ${timed} timed steps`);
+    const t = trainer(sub, 'ffa', warmup + timed, timedBackend);
+    const first = t.packer.nextBatch();
+    writeBatches(join(s.work, `bench-${seqLen}.safetensors`), [first]);
+    await t.step(first);
+    for (let i = 1; i < warmup; i++) await t.step();
+    timer.take();
+    const ms: number[] = [];
+    const attn: number[] = [];
+    let flops = 0;
+    for (let i = 0; i < timed; i++) {
+      const r = await t.step();
+      ms.push(r.ms);
+      attn.push(timer.take());
+      flops = r.flops;
+    }
+    t.dispose();
+    const m = median(ms);
+    const row = { seqLen, msPerStep: m, tokensPerSecond: (seqLen * 1000) / m, mfu: flops / (m / 1000) / PEAK_BF16_FLOPS, attentionShare: median(attn) / m, flopsPerStep: flops };
+    s.log(`  ${seqLen}: ${m.toFixed(1)} ms/step, ${Math.round(row.tokensPerSecond).toLocaleString('en-US')} tokens/s, MFU ${(row.mfu * 100).toFixed(1)}%, attention ${(row.attentionShare * 100).toFixed(1)}% of the step`);
+    rows.push(row);
+  }
+  writeJson(s.work, 'throughput-ours.json', { ...provenance(s, timed), method: `median of ${timed} steps after ${warmup} warm-up steps; a step is forward, backward, clip and AdamW, host-timed to completion; attention timed with CUDA events around every attention call`, peakFlops: PEAK_BF16_FLOPS, rows });
+  return rows;
+}
+
+/** Merges ours and the twin's throughput into llama-throughput.json and a bar chart. */
+export function throughputReport(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>): void {
+  const ours = JSON.parse(readFileSync(join(s.work, 'throughput-ours.json'), 'utf8')) as { rows: ThroughputRow[]; machine: string; model: { preset: string; parameters: number } };
+  const twinPath = join(s.work, 'throughput-twin.json');
+  const twin = existsSync(twinPath)
+    ? (JSON.parse(readFileSync(twinPath, 'utf8')) as { rows: Array<{ seqLen: number; variant: string; tokensPerSecond: number | null; error?: string }>; versions: Record<string, string> })
+    : { rows: [], versions: {} };
+  const variants = [...new Set(twin.rows.map((r) => r.variant))];
+  const groups: BarGroup[] = ours.rows.map((o) => ({
+    label: `${o.seqLen / 1024}k tokens`,
+    bars: [{ name: 'ours (FFA, TypeScript)', value: o.tokensPerSecond }, ...variants.map((v) => ({ name: `twin ${v}`, value: twin.rows.find((r) => r.seqLen === o.seqLen && r.variant === v)?.tokensPerSecond ?? null }))],
+  }));
+  for (const o of ours.rows) {
+    const eager = twin.rows.filter((r) => r.seqLen === o.seqLen && r.variant.includes('eager') && r.tokensPerSecond !== null).map((r) => r.tokensPerSecond as number);
+    const best = eager.length > 0 ? Math.max(...eager) : null;
+    s.log(`  ${o.seqLen}: ours ${Math.round(o.tokensPerSecond)} tokens/s${best === null ? '' : ` vs the twin's best eager ${Math.round(best)} (${(o.tokensPerSecond / best).toFixed(2)}x)`}`);
+  }
+  writeJson(s.out, 'llama-throughput.json', { ours, twin });
+  writeText(s.out, 'llama-throughput.svg', barChartSvg('Training throughput: ours vs the PyTorch twin', `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${ours.machine.split(',')[0]}; twin: torch ${twin.versions.torch ?? '?'}`, 'tokens / s', groups));
+}
