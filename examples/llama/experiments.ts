@@ -330,6 +330,8 @@ export interface ThroughputRow {
 export async function throughput<T, I>(s: ExperimentSetup<T, I>, seqLens: readonly number[], timer: AttentionTimer<T>, warmup = 2, timed = 8): Promise<ThroughputRow[]> {
   const rows: ThroughputRow[] = [];
   const timedBackend: Backend<T, I> = { ...s.backend, attention: (k, m, r) => timer.wrap(s.backend.attention(k, m, r)) };
+  mkdirSync(s.work, { recursive: true });
+  writeJson(s.work, 'bench-run.json', { hf_config: hfConfig(model(s), Math.max(...seqLens)), optimizer: optimFor(s, warmup + timed) });
   for (const seqLen of seqLens) {
     const sub = { ...s, seqLen };
     s.log(`throughput: ${seqLen} tokens/step (${s.preset}), ${warmup} warm-up + ${timed} timed steps`);

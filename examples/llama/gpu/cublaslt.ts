@@ -82,6 +82,60 @@ export interface GemmCall {
   beta?: number;
 }
 
+/** One operand of the column-major call: which of our matrices it is and how cuBLASLt must read it. */
+export interface LtOperand {
+  /** 'a', 'b' or 'c' of the GemmCall. */
+  readonly from: 'a' | 'b' | 'c';
+  readonly dtype: GemmDtype;
+  /** Column-major rows, columns and leading dimension (a row-major [r, c] matrix is column-major [c, r], same ld). */
+  readonly rows: number;
+  readonly cols: number;
+  readonly ld: number;
+}
+
+/** The cuBLASLt call computing a row-major GemmCall: Cᵀ = op(B)ᵀ·op(A)ᵀ in cuBLASLt's column-major terms. */
+export interface LtCall {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  /** CUBLASLT_MATMUL_DESC_TRANSA / TRANSB values. */
+  readonly transa: number;
+  readonly transb: number;
+  /** cuBLASLt's A, B and C = D operands. */
+  readonly A: LtOperand;
+  readonly B: LtOperand;
+  readonly C: LtOperand;
+}
+
+/** Checks a row-major GemmCall and maps it onto cuBLASLt's column-major call (no copies: the same memory, read transposed). */
+export function ltCall(g: GemmCall): LtCall {
+  const transA = g.transA ?? false;
+  const transB = g.transB ?? false;
+  const [m, kA] = transA ? [g.a.cols, g.a.rows] : [g.a.rows, g.a.cols];
+  const [kB, n] = transB ? [g.b.cols, g.b.rows] : [g.b.rows, g.b.cols];
+  if (kA !== kB) throw new InvalidArgumentError('b', 'inner dimensions of op(A) and op(B) must agree', `op(A) ${m}x${kA}, op(B) ${kB}x${n}`);
+  if (g.c.rows !== m || g.c.cols !== n) throw new InvalidArgumentError('c', `must be [${m}, ${n}] = op(A)·op(B)`, `got [${g.c.rows}, ${g.c.cols}]`);
+  if (g.a.dtype !== g.b.dtype) throw new InvalidArgumentError('b', "dtype must equal A's", `${g.b.dtype} vs ${g.a.dtype}`);
+  if (g.a.dtype === 'float32' && g.c.dtype !== 'float32') throw new InvalidArgumentError('c', 'must be float32 when A and B are float32');
+  const operand = (from: 'a' | 'b' | 'c', x: GemmMatrix): LtOperand => {
+    const ld = x.ld ?? x.cols;
+    if (!Number.isSafeInteger(x.rows) || !Number.isSafeInteger(x.cols) || x.rows < 1 || x.cols < 1 || !Number.isSafeInteger(ld) || ld < x.cols) {
+      throw new InvalidArgumentError(from, 'must be a matrix with rows, cols >= 1 and ld >= cols', `[${x.rows}, ${x.cols}] ld ${ld}`);
+    }
+    return { from, dtype: x.dtype, rows: x.cols, cols: x.rows, ld };
+  };
+  return {
+    m: n,
+    n: m,
+    k: kA,
+    transa: transB ? LT.CUBLAS_OP_T : LT.CUBLAS_OP_N,
+    transb: transA ? LT.CUBLAS_OP_T : LT.CUBLAS_OP_N,
+    A: operand('b', g.b),
+    B: operand('a', g.a),
+    C: operand('c', g.c),
+  };
+}
+
 type Fn = (...args: unknown[]) => unknown;
 
 interface Plan {
@@ -176,64 +230,32 @@ export class CublasLt {
   /** C = alpha·op(A)·op(B) + beta·C on the legacy default stream. */
   gemm(g: GemmCall): void {
     if (this.disposed) throw new Error('CublasLt.gemm: the wrapper was disposed');
-    const transA = g.transA ?? false;
-    const transB = g.transB ?? false;
-    const [m, kA] = transA ? [g.a.cols, g.a.rows] : [g.a.rows, g.a.cols];
-    const [kB, n] = transB ? [g.b.cols, g.b.rows] : [g.b.rows, g.b.cols];
-    if (kA !== kB) throw new InvalidArgumentError('b', 'inner dimensions of op(A) and op(B) must agree', `op(A) ${m}x${kA}, op(B) ${kB}x${n}`);
-    if (g.c.rows !== m || g.c.cols !== n) throw new InvalidArgumentError('c', `must be [${m}, ${n}] = op(A)·op(B)`, `got [${g.c.rows}, ${g.c.cols}]`);
-    if (g.a.dtype !== g.b.dtype) throw new InvalidArgumentError('b', "dtype must equal A's", `${g.b.dtype} vs ${g.a.dtype}`);
-    if (g.a.dtype === 'float32' && g.c.dtype !== 'float32') throw new InvalidArgumentError('c', 'must be float32 when A and B are float32');
-    for (const [name, x] of [['a', g.a], ['b', g.b], ['c', g.c]] as const) {
-      const ld = x.ld ?? x.cols;
-      if (!Number.isSafeInteger(x.rows) || !Number.isSafeInteger(x.cols) || x.rows < 1 || x.cols < 1 || ld < x.cols) {
-        throw new InvalidArgumentError(name, 'must be a matrix with rows, cols >= 1 and ld >= cols', `[${x.rows}, ${x.cols}] ld ${ld}`);
-      }
-    }
-    const k = kA;
-    const beta = g.beta ?? 0;
-    const aligns = [g.a.ptr, g.b.ptr, g.c.ptr].map(alignment);
-    const key = JSON.stringify([g.a.dtype, g.c.dtype, transA, transB, m, n, k, g.a.ld ?? g.a.cols, g.b.ld ?? g.b.cols, g.c.ld ?? g.c.cols, aligns]);
+    const call = ltCall(g);
+    const ptrs = { a: g.a.ptr, b: g.b.ptr, c: g.c.ptr };
+    const [pA, pB, pC] = [ptrs[call.A.from], ptrs[call.B.from], ptrs[call.C.from]];
+    const aligns = [pA, pB, pC].map(alignment);
+    const key = JSON.stringify([call, aligns]);
     let plan = this.plans.get(key);
     if (plan === undefined) {
-      plan = this.makePlan(g, transA, transB, m, n, k, aligns);
+      plan = this.makePlan(call, aligns);
       this.plans.set(key, plan);
     }
     this.alpha[0] = g.alpha ?? 1;
-    this.beta[0] = beta;
-    // Column-major view: Lt's A is our B, Lt's B is our A, Lt's C/D is our C (see the module comment).
+    this.beta[0] = g.beta ?? 0;
     this.check(
-      `cublasLtMatmul(${m}x${n}x${k} ${g.a.dtype}->${g.c.dtype}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''})`,
-      this.f.cublasLtMatmul!(
-        this.handle,
-        plan.desc,
-        this.alpha,
-        g.b.ptr,
-        plan.layouts[0],
-        g.a.ptr,
-        plan.layouts[1],
-        this.beta,
-        g.c.ptr,
-        plan.layouts[2],
-        g.c.ptr,
-        plan.layouts[2],
-        plan.algo,
-        this.workspace.ptr,
-        this.workspace.bytes,
-        null,
-      ),
+      `cublasLtMatmul(${call.n}x${call.m}x${call.k} ${call.A.dtype}->${call.C.dtype}${g.transA ? ' Aᵀ' : ''}${g.transB ? ' Bᵀ' : ''})`,
+      this.f.cublasLtMatmul!(this.handle, plan.desc, this.alpha, pA, plan.layouts[0], pB, plan.layouts[1], this.beta, pC, plan.layouts[2], pC, plan.layouts[2], plan.algo, this.workspace.ptr, this.workspace.bytes, null),
     );
   }
 
-  private makePlan(g: GemmCall, transA: boolean, transB: boolean, m: number, n: number, k: number, aligns: number[]): Plan {
+  private makePlan(call: LtCall, aligns: number[]): Plan {
     const desc = this.create('cublasLtMatmulDescCreate', LT.CUBLAS_COMPUTE_32F, LT.CUDA_R_32F);
     const setDesc = (attr: number, value: number): void =>
       this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute!(desc, attr, Int32Array.of(value), 4));
-    setDesc(LT.CUBLASLT_MATMUL_DESC_TRANSA, transB ? LT.CUBLAS_OP_T : LT.CUBLAS_OP_N);
-    setDesc(LT.CUBLASLT_MATMUL_DESC_TRANSB, transA ? LT.CUBLAS_OP_T : LT.CUBLAS_OP_N);
-    // A row-major [r, c] matrix is the column-major [c, r] matrix with the same ld.
-    const layout = (x: GemmMatrix): unknown => this.create('cublasLtMatrixLayoutCreate', typeCode(x.dtype), BigInt(x.cols), BigInt(x.rows), BigInt(x.ld ?? x.cols));
-    const layouts = [layout(g.b), layout(g.a), layout(g.c)];
+    setDesc(LT.CUBLASLT_MATMUL_DESC_TRANSA, call.transa);
+    setDesc(LT.CUBLASLT_MATMUL_DESC_TRANSB, call.transb);
+    const layout = (x: LtOperand): unknown => this.create('cublasLtMatrixLayoutCreate', typeCode(x.dtype), BigInt(x.rows), BigInt(x.cols), BigInt(x.ld));
+    const layouts = [layout(call.A), layout(call.B), layout(call.C)];
     const pref = this.create('cublasLtMatmulPreferenceCreate');
     try {
       const setPref = (attr: number, value: ArrayBufferView, bytes: number): void =>
@@ -241,8 +263,8 @@ export class CublasLt {
       setPref(LT.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, BigUint64Array.of(BigInt(this.workspace.bytes)), 8);
       // The heuristic assumes 256-byte aligned pointers unless told otherwise; say so only when one is less aligned.
       const alignPrefs: Array<[number, number]> = [
-        [LT.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, aligns[1]],
-        [LT.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, aligns[0]],
+        [LT.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, aligns[0]],
+        [LT.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, aligns[1]],
         [LT.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, aligns[2]],
         [LT.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, aligns[2]],
       ];
@@ -254,7 +276,7 @@ export class CublasLt {
         this.f.cublasLtMatmulAlgoGetHeuristic!(this.handle, desc, layouts[0], layouts[1], layouts[2], layouts[2], pref, 1, results, count),
       );
       if (count[0] < 1) {
-        throw new CublasLtError('cublasLtMatmulAlgoGetHeuristic', 15, 'CUBLAS_STATUS_NOT_SUPPORTED', `no algorithm for ${m}x${n}x${k} ${g.a.dtype}->${g.c.dtype} (transA ${transA}, transB ${transB})`);
+        throw new CublasLtError('cublasLtMatmulAlgoGetHeuristic', 15, 'CUBLAS_STATUS_NOT_SUPPORTED', `no algorithm for ${JSON.stringify(call)}`);
       }
       return { desc, layouts, algo: results.slice(0, LT.ALGO_BYTES) };
     } finally {
