@@ -21,7 +21,7 @@ import type { Attention } from './attention.js';
 import { hfConfig, paramCount, PRESETS, type LlamaConfig, type PresetName } from './config.js';
 import { writeBatches, type Corpus, type PackedBatch } from './data.js';
 import { DEFAULT_OPTIM, lrAt, type OptimConfig } from './optim.js';
-import { barChartSvg, lineChartSvg, type BarGroup } from './plot.js';
+import { barChartSvg, lineChartSvg, seriesColor, type BarGroup } from './plot.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { Trainer, cpuBackend, progressLine, type AttentionKind, type Backend, type StepRecord } from './train.js';
 
@@ -173,7 +173,7 @@ function lossPlot(title: string, subtitle: string, curves: Array<{ name: string;
     series: curves.map((c) => ({ name: c.name, points: c.losses.map((l, i) => [i + 1, l] as const) })),
     lower: {
       yLabel: '|Δloss|',
-      series: curves.slice(1).map((c) => ({ name: `|${c.name} − ${a.name}|`, points: c.losses.map((l, i) => [i + 1, Math.abs(l - a.losses[i])] as const) })),
+      series: curves.slice(1).map((c, j) => ({ name: `|${c.name} − ${a.name}|`, color: seriesColor(j + 1), points: c.losses.map((l, i) => [i + 1, Math.abs(l - a.losses[i])] as const) })),
       bar: { y: bar, label: barLabel },
     },
   });
@@ -205,7 +205,7 @@ export async function experimentA<T, I>(s: ExperimentSetup<T, I>, steps: number)
     `${name}.svg`,
     lossPlot(
       `Experiment A: FFA vs ${oracle} attention (${v.pass ? 'pass' : 'FAIL'}: mean |Δloss| ${v.meanAbsDelta.toExponential(2)})`,
-      `${s.preset} model (${(paramCount(model(s)) / 1e6).toFixed(1)} M params), ${s.corpus.name}, ${s.seqLen} tokens/step, ${steps} steps, ${s.backend.device.split(',')[0]}`,
+      `${s.preset} model (${(paramCount(model(s)) / 1e6).toFixed(1)} M params), ${s.corpus.name}, ${s.seqLen} tokens/step, ${steps} steps, ${machineName(s.backend.device)}`,
       [
         { name: 'FFA', losses: losses('ffa') },
         { name: oracle, losses: losses(oracle) },
@@ -274,7 +274,7 @@ export function compareC(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'ou
     'llama-c.svg',
     lineChartSvg({
       title: `Experiment C: ours vs transformers' LlamaForCausalLM (${v.pass ? 'pass' : 'FAIL'}: worst ${v.window}-step mean |Δloss| ${v.worstWindow.toExponential(2)})`,
-      subtitle: `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${ours.data.corpus}, ${ours.seqLen} tokens/step, ${v.steps} steps, ${ours.machine.split(',')[0]}; twin: ${twin.attention}, torch ${twin.versions.torch ?? '?'}, transformers ${twin.versions.transformers ?? '?'}`,
+      subtitle: `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${ours.data.corpus}, ${ours.seqLen} tokens/step, ${v.steps} steps, ${machineName(ours.machine)}; twin: ${twin.attention}, torch ${twin.versions.torch ?? '?'}, transformers ${twin.versions.transformers ?? '?'}`,
       xLabel: 'step',
       yLabel: 'loss (nats)',
       series: [
@@ -378,5 +378,10 @@ export function throughputReport(s: Pick<ExperimentSetup<unknown, unknown>, 'wor
     s.log(`  ${o.seqLen}: ours ${Math.round(o.tokensPerSecond)} tokens/s${best === null ? '' : ` vs the twin's best eager ${Math.round(best)} (${(o.tokensPerSecond / best).toFixed(2)}x)`}`);
   }
   writeJson(s.out, 'llama-throughput.json', { ours, twin });
-  writeText(s.out, 'llama-throughput.svg', barChartSvg('Training throughput: ours vs the PyTorch twin', `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${ours.machine.split(',')[0]}; twin: torch ${twin.versions.torch ?? '?'}`, 'tokens / s', groups));
+  writeText(s.out, 'llama-throughput.svg', barChartSvg('Training throughput: ours vs the PyTorch twin', `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${machineName(ours.machine)}; twin: torch ${twin.versions.torch ?? '?'}`, 'tokens / s', groups));
+}
+
+/** "CPU" or the GPU's name, for plot subtitles. */
+function machineName(device: string): string {
+  return device.split(' (')[0];
 }

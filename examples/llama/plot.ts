@@ -23,6 +23,11 @@ export interface LineChart {
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 
+/** The colour of series i when none is given (so a second panel can match the first). */
+export function seriesColor(i: number): string {
+  return COLORS[i % COLORS.length];
+}
+
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
