@@ -21,7 +21,6 @@ import type { Attention } from './attention.js';
 import { hfConfig, paramCount, PRESETS, type LlamaConfig, type PresetName } from './config.js';
 import { writeBatches, type Corpus, type PackedBatch } from './data.js';
 import { DEFAULT_OPTIM, lrAt, type OptimConfig } from './optim.js';
-import { barChartSvg, lineChartSvg, seriesColor, type BarGroup } from './plot.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { Trainer, cpuBackend, progressLine, type AttentionKind, type Backend, type StepRecord } from './train.js';
 
@@ -79,11 +78,23 @@ function writeJson(dir: string, name: string, value: unknown): string {
   return path;
 }
 
-function writeText(dir: string, name: string, text: string): string {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, name);
-  writeFileSync(path, text);
-  return path;
+/**
+ * Draws the charts of a result file (plot.ts, Observable Plot). A machine without the plotting
+ * packages (the GPU machine carries only what the run needs) keeps the JSON and says how to draw
+ * them later.
+ */
+async function drawCharts(dir: string, file: string, json: unknown, log: (line: string) => void): Promise<void> {
+  let plot: typeof import('./plot.js');
+  try {
+    plot = await import('./plot.js');
+  } catch (e) {
+    log(`  (charts not drawn here: ${(e as Error).message.split('\n')[0]}; run \`npm run example:llama -- plot --dir ${dir}\` where npm is)`);
+    return;
+  }
+  for (const [name, svg] of plot.chartsFor(file, json)) {
+    writeFileSync(join(dir, name), svg);
+    log(`  wrote ${join(dir, name)}`);
+  }
 }
 
 function oracleOf(b: Backend<unknown, unknown>): AttentionKind {
@@ -163,22 +174,6 @@ export function twinGradients(s: Pick<ExperimentSetup<unknown, unknown>, 'work' 
 // ---------------------------------------------------------------------------------------------
 // Experiments A and B
 
-function lossPlot(title: string, subtitle: string, curves: Array<{ name: string; losses: number[] }>, bar: number, barLabel: string): string {
-  const a = curves[0];
-  return lineChartSvg({
-    title,
-    subtitle,
-    xLabel: 'step',
-    yLabel: 'loss (nats)',
-    series: curves.map((c) => ({ name: c.name, points: c.losses.map((l, i) => [i + 1, l] as const) })),
-    lower: {
-      yLabel: '|Δloss|',
-      series: curves.slice(1).map((c, j) => ({ name: `|${c.name} − ${a.name}|`, color: seriesColor(j + 1), points: c.losses.map((l, i) => [i + 1, Math.abs(l - a.losses[i])] as const) })),
-      bar: { y: bar, label: barLabel },
-    },
-  });
-}
-
 /** A: FFA vs the oracle attention for `steps` steps from the same seed and data. */
 export async function experimentA<T, I>(s: ExperimentSetup<T, I>, steps: number): Promise<boolean> {
   const oracle = oracleOf(s.backend);
@@ -192,28 +187,16 @@ export async function experimentA<T, I>(s: ExperimentSetup<T, I>, steps: number)
   const losses = (k: string): number[] => runs[k].map((r) => r.loss);
   const v: LossVerdict = compareLosses(losses('ffa'), losses(oracle), 'mean');
   s.log(`  mean |Δloss| ${v.meanAbsDelta.toExponential(3)}, max ${v.maxAbsDelta.toExponential(3)}; bar <= ${v.bar}: ${v.pass ? 'PASS' : 'FAIL'}`);
-  const name = `llama-a-${s.backend.device.startsWith('CPU') ? 'cpu' : 'gpu'}`;
-  writeJson(s.out, `${name}.json`, {
+  const name = `llama-a-${s.backend.device.startsWith('CPU') ? 'cpu' : 'gpu'}.json`;
+  const result = {
     ...provenance(s, steps),
     comparison: `FFA vs ${oracle} attention`,
     losses: { ffa: losses('ffa'), [oracle]: losses(oracle) },
     msPerStep: { ffa: median(runs.ffa.map((r) => r.ms)), [oracle]: median(runs[oracle].map((r) => r.ms)) },
     verdict: v,
-  });
-  writeText(
-    s.out,
-    `${name}.svg`,
-    lossPlot(
-      `Experiment A: FFA vs ${oracle} attention (${v.pass ? 'pass' : 'FAIL'}: mean |Δloss| ${v.meanAbsDelta.toExponential(2)})`,
-      `${s.preset} model (${(paramCount(model(s)) / 1e6).toFixed(1)} M params), ${s.corpus.name}, ${s.seqLen} tokens/step, ${steps} steps, ${machineName(s.backend.device)}`,
-      [
-        { name: 'FFA', losses: losses('ffa') },
-        { name: oracle, losses: losses(oracle) },
-      ],
-      v.bar,
-      `bar: mean ≤ ${v.bar}`,
-    ),
-  );
+  };
+  writeJson(s.out, name, result);
+  await drawCharts(s.out, name, result, s.log);
   return v.pass;
 }
 
@@ -234,12 +217,9 @@ export async function experimentB(s: ExperimentSetup<Tensor, Int32Array>, steps:
     s.log(`  cp ${cp}: mean |Δloss| ${verdicts[`cp${cp}`].meanAbsDelta.toExponential(3)}, max ${verdicts[`cp${cp}`].maxAbsDelta.toExponential(3)}: ${verdicts[`cp${cp}`].pass ? 'PASS' : 'FAIL'}`);
   }
   const pass = Object.values(verdicts).every((v) => v.pass);
-  writeJson(s.out, 'llama-b-cpu.json', { ...provenance(s, steps), comparison: 'cp 1 vs cp N at equal global batch (dispatch once per step, calcAttn in every layer, gradients summed)', losses: Object.fromEntries(curves.map((c) => [c.name, c.losses])), verdicts, pass });
-  writeText(
-    s.out,
-    'llama-b-cpu.svg',
-    lossPlot(`Experiment B: cp 1 vs cp ${cps.join('/')} (${pass ? 'pass' : 'FAIL'})`, `${s.preset} model, ${s.corpus.name}, ${s.seqLen} tokens/step, ${steps} steps, ${s.backend.device}`, curves, 0.01, 'bar: mean ≤ 0.01'),
-  );
+  const result = { ...provenance(s, steps), comparison: `cp 1 vs cp ${cps.join('/')} at equal global batch`, method: 'dispatch once per step, calcAttn in every layer, gradients and loss summed over the group', losses: Object.fromEntries(curves.map((c) => [c.name, c.losses])), verdicts, pass };
+  writeJson(s.out, 'llama-b-cpu.json', result);
+  await drawCharts(s.out, 'llama-b-cpu.json', result, s.log);
   return pass;
 }
 
@@ -263,43 +243,15 @@ export async function experimentC<T, I>(s: ExperimentSetup<T, I>, steps: number)
 }
 
 /** Our losses vs the twin's (c-twin.json): moving-window |Δloss| over all steps. */
-export function compareC(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>, window = 50): boolean {
-  const ours = JSON.parse(readFileSync(join(s.work, 'c-ours.json'), 'utf8')) as { losses: number[]; steps: number; seqLen: number; machine: string; model: { preset: string; parameters: number }; data: { corpus: string } };
-  const twin = JSON.parse(readFileSync(join(s.work, 'c-twin.json'), 'utf8')) as { losses: number[]; versions: Record<string, string>; attention: string };
+export async function compareC(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>, window = 50): Promise<boolean> {
+  const ours = JSON.parse(readFileSync(join(s.work, 'c-ours.json'), 'utf8')) as { losses: number[] };
+  const twin = JSON.parse(readFileSync(join(s.work, 'c-twin.json'), 'utf8')) as { losses: number[] };
   const v = compareLosses(ours.losses, twin.losses, 'window', window);
   s.log(`experiment C: ours vs the PyTorch twin over ${v.steps} steps: mean |Δloss| ${v.meanAbsDelta.toExponential(3)}, max ${v.maxAbsDelta.toExponential(3)}, worst ${v.window}-step window ${v.worstWindow.toExponential(3)}; first step over ${v.bar}: ${v.firstExceeded ?? 'none'}: ${v.pass ? 'PASS' : 'FAIL'}`);
-  writeJson(s.out, 'llama-c.json', { ours, twin, verdict: v });
-  writeText(
-    s.out,
-    'llama-c.svg',
-    lineChartSvg({
-      title: `Experiment C: ours vs transformers' LlamaForCausalLM (${v.pass ? 'pass' : 'FAIL'}: worst ${v.window}-step mean |Δloss| ${v.worstWindow.toExponential(2)})`,
-      subtitle: `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${ours.data.corpus}, ${ours.seqLen} tokens/step, ${v.steps} steps, ${machineName(ours.machine)}; twin: ${twin.attention}, torch ${twin.versions.torch ?? '?'}, transformers ${twin.versions.transformers ?? '?'}`,
-      xLabel: 'step',
-      yLabel: 'loss (nats)',
-      series: [
-        { name: 'ours (FFA, TypeScript)', points: ours.losses.map((l, i) => [i + 1, l] as const) },
-        { name: 'PyTorch twin', points: twin.losses.map((l, i) => [i + 1, l] as const) },
-      ],
-      lower: {
-        yLabel: `|Δloss|, ${v.window}-step mean`,
-        series: [{ name: `${v.window}-step moving mean of |Δloss|`, points: movingMean(ours.losses.map((l, i) => Math.abs(l - twin.losses[i])), v.window).map((x, i) => [i + v.window, x] as const) }],
-        bar: { y: v.bar, label: `bar ${v.bar}` },
-      },
-    }),
-  );
+  const result = { ours, twin, verdict: v };
+  writeJson(s.out, 'llama-c.json', result);
+  await drawCharts(s.out, 'llama-c.json', result, s.log);
   return v.pass;
-}
-
-function movingMean(d: number[], w: number): number[] {
-  const out: number[] = [];
-  let sum = 0;
-  for (let i = 0; i < d.length; i++) {
-    sum += d[i];
-    if (i >= w) sum -= d[i - w];
-    if (i >= w - 1) out.push(sum / w);
-  }
-  return out;
 }
 
 function median(xs: number[]): number {
@@ -360,28 +312,19 @@ export async function throughput<T, I>(s: ExperimentSetup<T, I>, seqLens: readon
   return rows;
 }
 
-/** Merges ours and the twin's throughput into llama-throughput.json and a bar chart. */
-export function throughputReport(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>): void {
-  const ours = JSON.parse(readFileSync(join(s.work, 'throughput-ours.json'), 'utf8')) as { rows: ThroughputRow[]; machine: string; model: { preset: string; parameters: number } };
+/** Merges ours and the twin's throughput into llama-throughput.json (and its chart). */
+export async function throughputReport(s: Pick<ExperimentSetup<unknown, unknown>, 'work' | 'out' | 'log'>): Promise<void> {
+  const ours = JSON.parse(readFileSync(join(s.work, 'throughput-ours.json'), 'utf8')) as { rows: ThroughputRow[] };
   const twinPath = join(s.work, 'throughput-twin.json');
   const twin = existsSync(twinPath)
     ? (JSON.parse(readFileSync(twinPath, 'utf8')) as { rows: Array<{ seqLen: number; variant: string; tokensPerSecond: number | null; error?: string }>; versions: Record<string, string> })
     : { rows: [], versions: {} };
-  const variants = [...new Set(twin.rows.map((r) => r.variant))];
-  const groups: BarGroup[] = ours.rows.map((o) => ({
-    label: `${o.seqLen / 1024}k tokens`,
-    bars: [{ name: 'ours (FFA, TypeScript)', value: o.tokensPerSecond }, ...variants.map((v) => ({ name: `twin ${v}`, value: twin.rows.find((r) => r.seqLen === o.seqLen && r.variant === v)?.tokensPerSecond ?? null }))],
-  }));
   for (const o of ours.rows) {
-    const eager = twin.rows.filter((r) => r.seqLen === o.seqLen && r.variant.includes('eager') && r.tokensPerSecond !== null).map((r) => r.tokensPerSecond as number);
+    const eager = twin.rows.filter((r) => r.seqLen === o.seqLen && r.variant.endsWith('eager') && r.tokensPerSecond !== null).map((r) => r.tokensPerSecond as number);
     const best = eager.length > 0 ? Math.max(...eager) : null;
     s.log(`  ${o.seqLen}: ours ${Math.round(o.tokensPerSecond)} tokens/s${best === null ? '' : ` vs the twin's best eager ${Math.round(best)} (${(o.tokensPerSecond / best).toFixed(2)}x)`}`);
   }
-  writeJson(s.out, 'llama-throughput.json', { ours, twin });
-  writeText(s.out, 'llama-throughput.svg', barChartSvg('Training throughput: ours vs the PyTorch twin', `${ours.model.preset} model (${(ours.model.parameters / 1e6).toFixed(1)} M params), ${machineName(ours.machine)}; twin: torch ${twin.versions.torch ?? '?'}`, 'tokens / s', groups));
-}
-
-/** "CPU" or the GPU's name, for plot subtitles. */
-function machineName(device: string): string {
-  return device.split(' (')[0];
+  const result = { ours, twin };
+  writeJson(s.out, 'llama-throughput.json', result);
+  await drawCharts(s.out, 'llama-throughput.json', result, s.log);
 }

@@ -9,10 +9,13 @@
 #   npm ci && npm run build:gpu                                  # dist/ with the example
 #   npm run example:llama -- prepare-data --dataset sotu         # examples/llama/.data/sotu-r50k.safetensors (8 MB)
 # and carry dist/, src/ (the FFA kernel sources), examples/, package.json, node_modules/koffi and
-# node_modules/commander. On the GPU machine it needs node (the project's .device/boot.sh puts one
-# on PATH), CUDA 13 with cuBLASLt, and python3 with torch, transformers and safetensors.
+# node_modules/commander (and, for the charts, @observablehq/plot, linkedom and their
+# dependencies). On the GPU machine it needs node (the project's .device/boot.sh puts one on
+# PATH), CUDA 13 with cuBLASLt, and python3 with torch, transformers and safetensors.
 #
-# Results (JSON + SVG) go to $OUT/llama when OUT is set, else bench/results/; every step's log to
+# Results (JSON, and SVG where @observablehq/plot and linkedom were carried; else draw them later
+# with `npm run example:llama -- plot --dir <results>`) go to $OUT/llama when OUT is set, else
+# bench/out/llama/ (copy them to bench/results/ to publish them); every step's log goes to
 # <results>/logs/. Large exchange files with the twin (checkpoints, batches) go to $LLAMA_WORK
 # (default /tmp/llama-work). Knobs: LLAMA_SEQ (16384), LLAMA_SEED (1234), LLAMA_A_STEPS (200),
 # LLAMA_C_STEPS (1000), LLAMA_THROUGHPUT_SEQS (16384,65536), LLAMA_TWIN_VARIANTS
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0
 
 RESULTS=${OUT:+$OUT/llama}
-RESULTS=${RESULTS:-bench/results}
+RESULTS=${RESULTS:-bench/out/llama}
 LOGS=$RESULTS/logs
 WORK=${LLAMA_WORK:-/tmp/llama-work}
 SEQ=${LLAMA_SEQ:-16384}

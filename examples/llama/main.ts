@@ -170,18 +170,19 @@ addCommon(
     )
     .addArgument(new Argument('<name>', 'experiment').choices([...EXPERIMENTS]))
     .option('--steps <n>', 'steps (default: a 200, b 200, c 1000)', int('--steps'))
-    .option('--out <dir>', 'where JSON and SVG results go', resolve('bench/results'))
+    .option('--out <dir>', 'where JSON and SVG results go (default bench/out/, untracked; bench/results/ with --update-results)')
+    .option('--update-results', 'write to the committed bench/results/ (what the READMEs quote)')
     .option('--work <dir>', 'where the exchange files with the PyTorch twin go (checkpoints, batches, gradients)', join(tmpdir(), 'llama-work'))
     .option('--cp-sizes <list>', 'b: the cp sizes compared with cp 1', intList('--cp-sizes'), [2, 4])
     .option('--seq-lens <list>', 'throughput: sequence lengths', intList('--seq-lens'), [16384, 65536])
     .option('--lt-abi <path>', "smoke: JSON printed by gpu/cublaslt_probe.cpp (this machine's cublasLt.h values)"),
-).action(async (name: (typeof EXPERIMENTS)[number], o: CommonOptions & { steps?: number; out: string; work: string; cpSizes: number[]; seqLens: number[]; ltAbi?: string }) => {
+).action(async (name: (typeof EXPERIMENTS)[number], o: CommonOptions & { steps?: number; out?: string; updateResults?: boolean; work: string; cpSizes: number[]; seqLens: number[]; ltAbi?: string }) => {
   const log = (line: string): void => console.log(line);
-  const files = { out: resolve(o.out), work: resolve(o.work), log };
+  const files = { out: resolve(o.out ?? (o.updateResults === true ? 'bench/results' : 'bench/out')), work: resolve(o.work), log };
   let pass = true;
   if (name === 'twin-grads') pass = twinGradients(files);
-  else if (name === 'c-compare') pass = compareC(files);
-  else if (name === 'throughput-report') throughputReport(files);
+  else if (name === 'c-compare') pass = await compareC(files);
+  else if (name === 'throughput-report') await throughputReport(files);
   else {
     const c = resolveCommon(o);
     const opened = await openBackend(o.device);
@@ -227,6 +228,15 @@ addCommon(
     process.exitCode = 1;
   }
 });
+
+program
+  .command('plot')
+  .description('draw the SVG charts of every llama-*.json result file in a folder (Observable Plot), e.g. results brought back from the GPU machine')
+  .requiredOption('--dir <dir>', 'folder of the result files')
+  .action(async (o: { dir: string }) => {
+    const { plotDirectory } = await import('./plot.js');
+    for (const f of plotDirectory(resolve(o.dir))) console.log(`wrote ${f}`);
+  });
 
 try {
   await program.parseAsync(process.argv);

@@ -1,137 +1,211 @@
 /**
- * SVG charts for the experiments' result files, as data in and a string out: loss curves (one
- * line per run, an optional second panel for their difference) and grouped bars (throughput).
- * No dependencies, so the GPU machine (which has no npm) draws them too.
+ * The experiments' charts, as Observable Plot specs over their result JSON (the library the
+ * project draws every chart with), written to standalone SVG through a linkedom document:
+ *   llama-a-*.json, llama-b-*.json  loss curves of the runs, and |Δloss| against the first run with the bar;
+ *   llama-c.json                    ours and the twin's loss curves, and the moving mean of |Δloss| with the bar;
+ *   llama-throughput.json           tokens/s of ours and of each twin variant per sequence length.
+ * `npm run example:llama -- plot --dir <results>` redraws them from the JSON files alone (the GPU
+ * machine may not carry these packages; the JSON is the result, the SVG its picture).
  */
-
-export interface Series {
-  name: string;
-  /** [x, y] points in x order. */
-  points: ReadonlyArray<readonly [number, number]>;
-  color?: string;
-}
-
-export interface LineChart {
-  title: string;
-  subtitle?: string;
-  xLabel: string;
-  yLabel: string;
-  series: Series[];
-  /** A second panel below (e.g. |Δloss|), with its own y axis and optional horizontal bar. */
-  lower?: { yLabel: string; series: Series[]; bar?: { y: number; label: string } };
-}
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import * as Plot from '@observablehq/plot';
+import { parseHTML } from 'linkedom';
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 
-/** The colour of series i when none is given (so a second panel can match the first). */
-export function seriesColor(i: number): string {
-  return COLORS[i % COLORS.length];
+/** A chart as a bare <svg> document (legends and titles are marks inside it). */
+function svgOf(options: Plot.PlotOptions): string {
+  const { document } = parseHTML('<!DOCTYPE html><html><body></body></html>');
+  const svg = Plot.plot({ ...options, document }) as unknown as { tagName: string; outerHTML: string; setAttribute(k: string, v: string): void };
+  if (svg.tagName.toLowerCase() !== 'svg') throw new Error(`plot: expected a bare <svg>, got <${svg.tagName}>`);
+  svg.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  svg.setAttribute('style', 'background: white');
+  return `<?xml version="1.0" encoding="UTF-8"?>\n${svg.outerHTML}\n`;
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+interface Curve {
+  name: string;
+  values: readonly number[];
 }
 
-function extent(values: number[]): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of values) if (Number.isFinite(v)) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
-  if (lo === Infinity) return [0, 1];
-  if (lo === hi) return [lo - 0.5, hi + 0.5];
-  const pad = (hi - lo) * 0.05;
-  return [lo - pad, hi + pad];
+/** Title, subtitle and a legend row, as marks in the top margin. */
+function heading(title: string, subtitle: string, names: readonly string[]): Plot.Markish[] {
+  return [
+    Plot.text([title], { frameAnchor: 'top-left', dy: -58, fontSize: 14, fontWeight: 'bold' }),
+    Plot.text([subtitle], { frameAnchor: 'top-left', dy: -40, fontSize: 11, fill: '#555' }),
+    ...names.map((n, i) => Plot.text([`\u25a0 ${n}`], { frameAnchor: 'top-left', dy: -22, dx: 190 * i, fill: COLORS[i % COLORS.length], fontSize: 12 })),
+  ];
 }
 
-function ticks(lo: number, hi: number, n = 5): number[] {
-  const step = 10 ** Math.floor(Math.log10((hi - lo) / n));
-  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => (hi - lo) / s <= n) ?? step * 10;
+/** Loss per step of each run. */
+export function lossCurvesSvg(title: string, subtitle: string, curves: readonly Curve[]): string {
+  const names = curves.map((c) => c.name);
+  const data = curves.flatMap((c) => c.values.map((loss, i) => ({ run: c.name, step: i + 1, loss })).filter((d) => Number.isFinite(d.loss)));
+  return svgOf({
+    width: 960,
+    height: 440,
+    marginTop: 70,
+    marginLeft: 60,
+    x: { label: 'step' },
+    y: { label: 'loss (nats)', grid: true },
+    color: { domain: names, range: names.map((_, i) => COLORS[i % COLORS.length]) },
+    marks: [...heading(title, subtitle, names), Plot.lineY(data, { x: 'step', y: 'loss', stroke: 'run', strokeWidth: 1.1, strokeOpacity: 0.85 })],
+  });
+}
+
+/** |Δloss| per step (or its moving mean) of each comparison, with the pass bar as a dashed rule. */
+export function deltaSvg(title: string, subtitle: string, curves: readonly Curve[], bar: number, barLabel: string, firstStep = 1): string {
+  const names = curves.map((c) => c.name);
+  const data = curves.flatMap((c) => c.values.map((d, i) => ({ pair: c.name, step: i + firstStep, d })).filter((x) => Number.isFinite(x.d)));
+  return svgOf({
+    width: 960,
+    height: 300,
+    marginTop: 70,
+    marginLeft: 60,
+    x: { label: 'step' },
+    y: { label: '|Δloss| (nats)', grid: true, domain: [0, Math.max(bar * 1.15, ...data.map((x) => x.d))] },
+    color: { domain: names, range: names.map((_, i) => COLORS[(i + 1) % COLORS.length]) },
+    marks: [
+      ...heading(title, subtitle, []),
+      ...names.map((n, i) => Plot.text([`\u25a0 ${n}`], { frameAnchor: 'top-left', dy: -22, dx: 260 * i, fill: COLORS[(i + 1) % COLORS.length], fontSize: 12 })),
+      Plot.ruleY([bar], { stroke: '#d62728', strokeDasharray: '6,4' }),
+      Plot.text([barLabel], { x: data.length > 0 ? data[data.length - 1].step : firstStep, y: bar, textAnchor: 'end', dy: -6, fill: '#d62728' }),
+      Plot.lineY(data, { x: 'step', y: 'd', stroke: 'pair', strokeWidth: 1 }),
+      Plot.ruleY([0]),
+    ],
+  });
+}
+
+interface BarRow {
+  group: string;
+  name: string;
+  value: number | null;
+}
+
+/** Grouped bars: one group per `group`, one bar per `name`; null values are marked n/a. */
+export function barsSvg(title: string, subtitle: string, yLabel: string, rows: readonly BarRow[]): string {
+  const groups = [...new Set(rows.map((r) => r.group))];
+  const names = [...new Set(rows.map((r) => r.name))];
+  const measured = rows.filter((r): r is BarRow & { value: number } => r.value !== null && Number.isFinite(r.value));
+  const missing = rows.filter((r) => r.value === null || !Number.isFinite(r.value));
+  return svgOf({
+    width: 960,
+    height: 480,
+    marginTop: 70 + 16 * Math.max(0, Math.ceil(names.length / 4) - 1),
+    marginLeft: 70,
+    fx: { domain: groups, label: null, padding: 0.15 },
+    x: { domain: names, axis: null },
+    y: { label: yLabel, grid: true },
+    color: { domain: names, range: names.map((_, i) => COLORS[i % COLORS.length]) },
+    marks: [
+      Plot.text([title], { frameAnchor: 'top-left', dy: -58, fontSize: 14, fontWeight: 'bold', facet: 'super' }),
+      Plot.text([subtitle], { frameAnchor: 'top-left', dy: -40, fontSize: 11, fill: '#555', facet: 'super' }),
+      ...names.map((n, i) => Plot.text([`\u25a0 ${n}`], { frameAnchor: 'top-left', dy: -22 + 16 * Math.floor(i / 4), dx: 230 * (i % 4), fill: COLORS[i % COLORS.length], fontSize: 12, facet: 'super' })),
+      Plot.barY(measured, { fx: 'group', x: 'name', y: 'value', fill: 'name' }),
+      Plot.text(measured, { fx: 'group', x: 'name', y: 'value', text: (d: { value: number }) => Math.round(d.value).toLocaleString('en-US'), dy: -6, fontSize: 9 }),
+      Plot.text(missing, { fx: 'group', x: 'name', y: 0, text: () => 'n/a', dy: -6, fontSize: 9, fill: '#999' }),
+      Plot.ruleY([0]),
+    ],
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// From result files
+
+interface Provenance {
+  machine: string;
+  seqLen: number;
+  steps: number;
+  model: { preset: string; parameters: number };
+  data: { corpus: string };
+}
+
+interface LossVerdictJson {
+  meanAbsDelta: number;
+  worstWindow: number;
+  window: number;
+  firstExceeded: number | null;
+  bar: number;
+  pass: boolean;
+}
+
+/** "CPU" or the GPU's name. */
+function machineName(device: string): string {
+  return device.split(' (')[0];
+}
+
+function describe(p: Provenance, steps = p.steps): string {
+  return `${p.model.preset} model (${(p.model.parameters / 1e6).toFixed(1)} M params), ${p.data.corpus}, ${p.seqLen} tokens/step, ${steps} steps, ${machineName(p.machine)}`;
+}
+
+function movingMean(d: readonly number[], w: number): number[] {
   const out: number[] = [];
-  for (let v = Math.ceil(lo / nice) * nice; v <= hi + 1e-12; v += nice) out.push(Number(v.toPrecision(6)));
+  let sum = 0;
+  for (let i = 0; i < d.length; i++) {
+    sum += d[i];
+    if (i >= w) sum -= d[i - w];
+    if (i >= w - 1) out.push(sum / w);
+  }
   return out;
 }
 
-function panel(parts: string[], x0: number, y0: number, w: number, h: number, xr: [number, number], series: Series[], yLabel: string, xLabel: string | null, bar?: { y: number; label: string }): void {
-  const yr = extent([...series.flatMap((s) => s.points.map((p) => p[1])), ...(bar ? [bar.y, 0] : [])]);
-  const sx = (x: number): number => x0 + ((x - xr[0]) / (xr[1] - xr[0] || 1)) * w;
-  const sy = (y: number): number => y0 + h - ((y - yr[0]) / (yr[1] - yr[0])) * h;
-  parts.push(`<rect x="${x0}" y="${y0}" width="${w}" height="${h}" fill="none" stroke="#999"/>`);
-  for (const t of ticks(yr[0], yr[1])) {
-    parts.push(`<line x1="${x0}" x2="${x0 + w}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/>`);
-    parts.push(`<text x="${x0 - 6}" y="${sy(t) + 4}" text-anchor="end">${t}</text>`);
+/** The SVGs of one result file, by file name; [] for files that have no chart. */
+export function chartsFor(file: string, json: unknown): Array<[string, string]> {
+  const name = basename(file, '.json');
+  const stem = (suffix: string): string => `${name}${suffix}.svg`;
+  if (/^llama-[ab]-/.test(name)) {
+    const r = json as Provenance & { comparison: string; losses: Record<string, number[]>; verdict?: LossVerdictJson; verdicts?: Record<string, LossVerdictJson>; pass?: boolean };
+    const curves = Object.entries(r.losses).map(([n, values]) => ({ name: n, values }));
+    const pass = r.verdict?.pass ?? r.pass ?? false;
+    const what = name.startsWith('llama-a') ? 'Experiment A' : 'Experiment B';
+    const summary = r.verdict ? `mean |Δloss| ${r.verdict.meanAbsDelta.toExponential(2)}` : Object.entries(r.verdicts ?? {}).map(([k, v]) => `${k} ${v.meanAbsDelta.toExponential(2)}`).join(', ');
+    const base = curves[0];
+    return [
+      [stem(''), lossCurvesSvg(`${what}: ${r.comparison} (${pass ? 'pass' : 'FAIL'})`, describe(r), curves)],
+      [stem('-delta'), deltaSvg(`${what}: |Δloss| against ${base.name} (${summary}; bar: mean ≤ 0.01)`, describe(r), curves.slice(1).map((c) => ({ name: `|${c.name} − ${base.name}|`, values: c.values.map((l, i) => Math.abs(l - base.values[i])) })), 0.01, 'bar 0.01')],
+    ];
   }
-  for (const t of ticks(xr[0], xr[1])) parts.push(`<text x="${sx(t)}" y="${y0 + h + 16}" text-anchor="middle">${t}</text>`);
-  parts.push(`<text transform="translate(${x0 - 48} ${y0 + h / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`);
-  if (xLabel !== null) parts.push(`<text x="${x0 + w / 2}" y="${y0 + h + 34}" text-anchor="middle">${esc(xLabel)}</text>`);
-  if (bar) {
-    parts.push(`<line x1="${x0}" x2="${x0 + w}" y1="${sy(bar.y)}" y2="${sy(bar.y)}" stroke="#d62728" stroke-dasharray="6 4"/>`);
-    parts.push(`<text x="${x0 + w - 4}" y="${sy(bar.y) - 4}" text-anchor="end" fill="#d62728">${esc(bar.label)}</text>`);
+  if (name === 'llama-c') {
+    const r = json as { ours: Provenance & { losses: number[] }; twin: { losses: number[]; attention: string; versions: Record<string, string> }; verdict: LossVerdictJson };
+    const v = r.verdict;
+    const twinNote = `twin: ${r.twin.attention}, torch ${r.twin.versions.torch ?? '?'}, transformers ${r.twin.versions.transformers ?? '?'}`;
+    const d = r.ours.losses.map((l, i) => Math.abs(l - r.twin.losses[i]));
+    return [
+      [stem(''), lossCurvesSvg(`Experiment C: ours vs transformers' LlamaForCausalLM (${v.pass ? 'pass' : 'FAIL'})`, `${describe(r.ours, v.window > 0 ? r.ours.losses.length : 0)}; ${twinNote}`, [{ name: 'ours (TypeScript, FFA)', values: r.ours.losses }, { name: 'PyTorch twin', values: r.twin.losses }])],
+      [
+        stem('-delta'),
+        deltaSvg(
+          `Experiment C: ${v.window}-step moving mean of |Δloss| (worst ${v.worstWindow.toExponential(2)}, first over the bar: ${v.firstExceeded ?? 'none'})`,
+          describe(r.ours),
+          [{ name: `${v.window}-step mean of |ours − twin|`, values: movingMean(d, v.window) }],
+          v.bar,
+          `bar ${v.bar}`,
+          v.window,
+        ),
+      ],
+    ];
   }
-  series.forEach((s, i) => {
-    const color = s.color ?? COLORS[i % COLORS.length];
-    const d = s.points.filter((p) => Number.isFinite(p[1])).map((p, j) => `${j === 0 ? 'M' : 'L'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join('');
-    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.3" opacity="0.85"/>`);
-    parts.push(`<rect x="${x0 + 10}" y="${y0 + 10 + i * 16}" width="12" height="3" fill="${color}"/><text x="${x0 + 28}" y="${y0 + 15 + i * 16}">${esc(s.name)}</text>`);
-  });
+  if (name === 'llama-throughput') {
+    const r = json as { ours: { rows: Array<{ seqLen: number; tokensPerSecond: number }>; machine: string; model: { preset: string; parameters: number } }; twin: { rows: Array<{ seqLen: number; variant: string; tokensPerSecond: number | null }>; versions: Record<string, string> } };
+    const variants = [...new Set(r.twin.rows.map((t) => t.variant))];
+    const rows: BarRow[] = r.ours.rows.flatMap((o) => [
+      { group: `${o.seqLen / 1024}k tokens`, name: 'ours (TypeScript, FFA)', value: o.tokensPerSecond },
+      ...variants.map((v) => ({ group: `${o.seqLen / 1024}k tokens`, name: `twin ${v}`, value: r.twin.rows.find((t) => t.seqLen === o.seqLen && t.variant === v)?.tokensPerSecond ?? null })),
+    ]);
+    return [[stem(''), barsSvg('Training throughput: ours vs the PyTorch twin', `${r.ours.model.preset} model (${(r.ours.model.parameters / 1e6).toFixed(1)} M params), ${machineName(r.ours.machine)}; twin: torch ${r.twin.versions.torch ?? '?'}, transformers ${r.twin.versions.transformers ?? '?'}`, 'tokens / s (full training step)', rows)]];
+  }
+  return [];
 }
 
-export function lineChartSvg(c: LineChart): string {
-  const [left, top, w, h, gap] = [70, c.subtitle ? 62 : 44, 820, 300, 60];
-  const lowerH = c.lower ? 160 : 0;
-  const width = left + w + 30;
-  const height = top + h + (c.lower ? gap + lowerH : 0) + 50;
-  const all = [...c.series, ...(c.lower?.series ?? [])].flatMap((s) => s.points.map((p) => p[0]));
-  const xr = extent(all);
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(c.title)}</text>`,
-  ];
-  if (c.subtitle) parts.push(`<text x="${width / 2}" y="42" text-anchor="middle" fill="#555">${esc(c.subtitle)}</text>`);
-  panel(parts, left, top, w, h, xr, c.series, c.yLabel, c.lower ? null : c.xLabel);
-  if (c.lower) panel(parts, left, top + h + gap, w, lowerH, xr, c.lower.series, c.lower.yLabel, c.xLabel, c.lower.bar);
-  parts.push('</svg>');
-  return parts.join('\n');
-}
-
-export interface BarGroup {
-  label: string;
-  bars: Array<{ name: string; value: number | null }>;
-}
-
-/** Grouped bars (null: not measured, drawn as "n/a"). */
-export function barChartSvg(title: string, subtitle: string, yLabel: string, groups: BarGroup[]): string {
-  const names = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.name)))];
-  const [left, top, h] = [70, 62, 300];
-  const groupW = Math.max(160, names.length * 36 + 30);
-  const width = left + groups.length * groupW + 30;
-  const height = top + h + 60 + names.length * 16;
-  const max = Math.max(1, ...groups.flatMap((g) => g.bars.map((b) => b.value ?? 0))) * 1.1;
-  const sy = (v: number): number => top + h - (v / max) * h;
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`,
-    `<text x="${width / 2}" y="42" text-anchor="middle" fill="#555">${esc(subtitle)}</text>`,
-    `<text transform="translate(${left - 50} ${top + h / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
-  ];
-  for (const t of ticks(0, max)) {
-    parts.push(`<line x1="${left}" x2="${width - 30}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/><text x="${left - 6}" y="${sy(t) + 4}" text-anchor="end">${t}</text>`);
+/** Writes the SVGs of every llama-*.json in `dir`; returns the files written. */
+export function plotDirectory(dir: string): string[] {
+  const written: string[] = [];
+  for (const f of readdirSync(dir).filter((x) => /^llama-.*\.json$/.test(x))) {
+    for (const [svgName, svg] of chartsFor(f, JSON.parse(readFileSync(join(dir, f), 'utf8')))) {
+      writeFileSync(join(dir, svgName), svg);
+      written.push(join(dir, svgName));
+    }
   }
-  const barW = (groupW - 30) / names.length;
-  groups.forEach((g, gi) => {
-    const gx = left + gi * groupW + 15;
-    g.bars.forEach((b) => {
-      const i = names.indexOf(b.name);
-      const x = gx + i * barW;
-      if (b.value === null) parts.push(`<text x="${x + barW / 2}" y="${top + h - 4}" text-anchor="middle" font-size="10">n/a</text>`);
-      else {
-        parts.push(`<rect x="${x}" y="${sy(b.value)}" width="${barW - 2}" height="${top + h - sy(b.value)}" fill="${COLORS[i % COLORS.length]}"/>`);
-        parts.push(`<text x="${x + barW / 2}" y="${sy(b.value) - 3}" text-anchor="middle" font-size="10">${Math.round(b.value).toLocaleString('en-US')}</text>`);
-      }
-    });
-    parts.push(`<text x="${gx + (groupW - 30) / 2}" y="${top + h + 16}" text-anchor="middle">${esc(g.label)}</text>`);
-  });
-  names.forEach((n, i) => parts.push(`<rect x="${left}" y="${top + h + 30 + i * 16}" width="12" height="10" fill="${COLORS[i % COLORS.length]}"/><text x="${left + 18}" y="${top + h + 39 + i * 16}">${esc(n)}</text>`));
-  parts.push('</svg>');
-  return parts.join('\n');
+  return written;
 }

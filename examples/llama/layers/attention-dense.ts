@@ -7,7 +7,7 @@
  * It is the oracle the flex-flash-attention path is compared with (the GPU's naive path is
  * gpu/naive-attention.ts, the same arithmetic with cuBLAS products).
  */
-import { InvalidArgumentError, rowKeyEnd, rowKeyStart, type SliceList } from 'magi-attention';
+import { InvalidArgumentError, rowKeyInterval, type SliceList } from 'magi-attention';
 import type { FloatArray } from './matmul.js';
 
 /** The keys each query row sees, as disjoint intervals: row i owns intervals [rowStart[i], rowStart[i+1]). */
@@ -26,8 +26,7 @@ export function maskRows(slices: SliceList, rows: number): MaskRows {
     const [qs, qe, ks, ke] = [slices.qRanges[2 * b], slices.qRanges[2 * b + 1], slices.kRanges[2 * b], slices.kRanges[2 * b + 1]];
     if (qe > rows) throw new InvalidArgumentError(`qRanges[${b}]`, `must lie inside the ${rows} query rows`, `ends at ${qe}`);
     for (let q = qs; q < qe; q++) {
-      const s = Math.max(ks, rowKeyStart(code, qs, ks, q));
-      const e = Math.min(ke, rowKeyEnd(code, qe, ke, q));
+      const [s, e] = rowKeyInterval(code, qs, qe, ks, ke, q);
       if (e > s) perRow[q].push([s, e]);
     }
   }
