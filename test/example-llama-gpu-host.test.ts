@@ -121,3 +121,30 @@ test('alignment bars: gradients by cosine per tensor; A/B by the mean |Δloss|; 
   assert.equal(v.firstExceeded, 131, 'steps 121-140 are off by 0.1: the 50-step window ending at step 131 holds 11 of them (mean 0.022), the one ending at 130 ten (0.02, not over)');
   assert.ok(!compareLosses(a, a.map(() => NaN), 'mean').pass, 'NaN never passes');
 });
+
+test('every result file renders to bare SVG charts (A/B, C, throughput), n/a where a twin variant failed', async () => {
+  const { chartsFor } = await import('../examples/llama/plot.js');
+  const prov = { machine: 'NVIDIA H200 (sm_90, 132 SMs), cuBLASLt 130100', seqLen: 16384, steps: 3, model: { preset: 'gpu', parameters: 193e6 }, data: { corpus: 'sotu' } };
+  const verdict = { meanAbsDelta: 1e-3, worstWindow: 2e-3, window: 2, firstExceeded: null, bar: 0.01, pass: true };
+  const cases: Array<[string, unknown, number]> = [
+    ['llama-a-gpu.json', { ...prov, comparison: 'FFA vs naive attention', losses: { ffa: [3, 2, 1], naive: [3, 2.01, 1] }, verdict }, 2],
+    ['llama-b-cpu.json', { ...prov, comparison: 'cp 1 vs cp 2', losses: { 'cp 1': [3, 2, 1], 'cp 2': [3, 2, 1.001] }, verdicts: { cp2: verdict }, pass: true }, 2],
+    ['llama-c.json', { ours: { ...prov, losses: [3, 2, 1] }, twin: { losses: [3, 2.02, 1], attention: 'flex', versions: { torch: '2.11', transformers: '5.17' } }, verdict: { ...verdict, bar: 0.02 } }, 2],
+    [
+      'llama-throughput.json',
+      { ours: { ...prov, rows: [{ seqLen: 16384, tokensPerSecond: 250000 }, { seqLen: 65536, tokensPerSecond: 150000 }] }, twin: { rows: [{ seqLen: 16384, variant: 'sdpa-eager', tokensPerSecond: 200000 }, { seqLen: 65536, variant: 'sdpa-eager', tokensPerSecond: null, error: 'OOM' }], versions: { torch: '2.11' } } },
+      1,
+    ],
+    ['llama-grads-a.json', {}, 0],
+  ];
+  for (const [file, json, count] of cases) {
+    const svgs = chartsFor(file, json);
+    assert.equal(svgs.length, count, file);
+    for (const [name, svg] of svgs) {
+      assert.match(name, /^llama-.*\.svg$/);
+      assert.match(svg, /^<\?xml[^>]*>\n<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/, `${file}: a bare <svg> document`);
+      assert.ok(!svg.includes('NaN'), `${file}: no NaN coordinates`);
+    }
+  }
+  assert.ok(chartsFor('llama-throughput.json', cases[3][1])[0][1].includes('n/a'), 'a failed twin variant is marked n/a');
+});

@@ -107,7 +107,7 @@ export class ParamSet<T, I> {
         ['optimizer.exp_avg_sq.', p.v],
       ] as const) {
         const s = file.tensors.get(prefix + p.spec.name);
-        if (s !== undefined) this.ops.copy(dst, this.ops.fromHost('master', p.spec.shape, toFloats(s)));
+        if (s !== undefined) this.writeInto(dst, p.spec.shape, toFloats(s));
       }
     }
     this.refreshAct();
@@ -146,8 +146,12 @@ export class ParamSet<T, I> {
   }
 
   private writeParam(p: Param<T>, values: ArrayLike<number>): void {
-    const src = this.ops.fromHost('master', p.spec.shape, values);
-    this.ops.copy(p.master, src);
+    this.writeInto(p.master, p.spec.shape, values);
+  }
+
+  private writeInto(dst: T, shape: readonly number[], values: ArrayLike<number>): void {
+    const src = this.ops.fromHost('master', shape, values);
+    this.ops.copy(dst, src);
     this.ops.free(src);
   }
 }

@@ -39,6 +39,20 @@ export function naiveAttention(ctx: GpuContext, mask: SliceList, rows: number): 
   const square = (t: DeviceTensor): GemmMatrix => ({ ptr: t.buffer.ptr, dtype: 'float32', rows: t.shape[0], cols: t.shape[1] });
   const rowKernel = (name: string, grid: number, args: KernelArg[]): void =>
     kernels.kernel('naive_attention.cu', name).launch({ grid, block: 256, stream }, args);
+  /** Arguments of the masked row kernels for head h: scores [T, T], lse [T, Hq] (column h), the mask rows, scale. */
+  const maskedRowArgs = (S: DeviceTensor, lse: DeviceTensor, h: number, scale: number): KernelArg[] => {
+    const mb = maskOnDevice();
+    return [
+      { type: 'ptr', value: S.buffer },
+      { type: 'ptr', value: addressOf(lse, h) },
+      { type: 'i32', value: lse.shape[1] },
+      { type: 'ptr', value: mb.rowStart },
+      { type: 'ptr', value: mb.keyStart },
+      { type: 'ptr', value: mb.keyEnd },
+      { type: 'i32', value: S.shape[1] },
+      { type: 'f32', value: scale },
+    ];
+  };
 
   return {
     name: 'naive',
@@ -51,7 +65,6 @@ export function naiveAttention(ctx: GpuContext, mask: SliceList, rows: number): 
       const [T, Hq, D] = q.shape;
       const group = Hq / k.shape[1];
       const scale = 1 / Math.sqrt(D);
-      const mb = maskOnDevice();
       const [qf, kf, vf] = [widen(q), widen(k), widen(v)];
       const outF = f32([T, Hq, D]);
       const lse = f32([T, Hq]);
@@ -60,16 +73,7 @@ export function naiveAttention(ctx: GpuContext, mask: SliceList, rows: number): 
         for (let h = 0; h < Hq; h++) {
           const g = Math.floor(h / group);
           lt.gemm({ c: square(S), a: head(qf, h), b: head(kf, g), transB: true });
-          rowKernel('llama_naive_softmax_fwd', T, [
-            { type: 'ptr', value: S.buffer },
-            { type: 'ptr', value: addressOf(lse, h) },
-            { type: 'i32', value: Hq },
-            { type: 'ptr', value: mb.rowStart },
-            { type: 'ptr', value: mb.keyStart },
-            { type: 'ptr', value: mb.keyEnd },
-            { type: 'i32', value: T },
-            { type: 'f32', value: scale },
-          ]);
+          rowKernel('llama_naive_softmax_fwd', T, maskedRowArgs(S, lse, h, scale));
           lt.gemm({ c: head(outF, h), a: square(S), b: head(vf, g) });
         }
         const out = DeviceTensor.empty(device, q.dtype, q.shape);
@@ -87,7 +91,6 @@ export function naiveAttention(ctx: GpuContext, mask: SliceList, rows: number): 
       const [T, Hq, D] = q.shape;
       const group = Hq / k.shape[1];
       const scale = 1 / Math.sqrt(D);
-      const mb = maskOnDevice();
       const [qf, kf, vf, dof] = [widen(q), widen(k), widen(v), widen(dout)];
       const P = f32([T, T]);
       const dS = f32([T, T]);
@@ -95,16 +98,7 @@ export function naiveAttention(ctx: GpuContext, mask: SliceList, rows: number): 
         for (let h = 0; h < Hq; h++) {
           const g = Math.floor(h / group);
           lt.gemm({ c: square(P), a: head(qf, h), b: head(kf, g), transB: true });
-          rowKernel('llama_naive_probs', T, [
-            { type: 'ptr', value: P.buffer },
-            { type: 'ptr', value: addressOf(fwd.lse, h) },
-            { type: 'i32', value: Hq },
-            { type: 'ptr', value: mb.rowStart },
-            { type: 'ptr', value: mb.keyStart },
-            { type: 'ptr', value: mb.keyEnd },
-            { type: 'i32', value: T },
-            { type: 'f32', value: scale },
-          ]);
+          rowKernel('llama_naive_probs', T, maskedRowArgs(P, fwd.lse, h, scale));
           lt.gemm({ c: square(dS), a: head(dof, h), b: head(vf, g), transB: true });
           rowKernel('llama_naive_softmax_bwd', T, [
             { type: 'ptr', value: dS.buffer },

@@ -40,8 +40,12 @@ DEVICE = "cuda"
 _compiled_flex = torch.compile(flex_attention, dynamic=False)
 
 
+ATTENTION_CALLS = {"n": 0}  # proves transformers routed every layer's attention through our hook
+
+
 def twin_flex(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention hook: FlexAttention with our BlockMask (query [B, H, S, D]); returns [B, S, H, D]."""
+    ATTENTION_CALLS["n"] += 1
     q, k, v = (t.to(torch.bfloat16) for t in (query, key, value))
     out = _compiled_flex(q, k, v, block_mask=attention_mask, scale=scaling, enable_gqa=True)
     return out.transpose(1, 2).contiguous(), None
@@ -49,6 +53,7 @@ def twin_flex(module, query, key, value, attention_mask, scaling=None, dropout=0
 
 def twin_sdpa(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention hook: SDPA with a dense boolean document-causal mask (True = attend)."""
+    ATTENTION_CALLS["n"] += 1
     q, k, v = (t.to(torch.bfloat16) for t in (query, key, value))
     groups = q.shape[1] // k.shape[1]
     if groups > 1:  # expand kv heads so the memory-efficient kernel (which takes masks) can run
@@ -98,13 +103,26 @@ def versions():
     }
 
 
+def make_config(hf):
+    """A LlamaConfig from our fields, for transformers 4.x (rope_theta) and 5.x (rope_parameters)."""
+    kw = {k: v for k, v in hf.items() if k not in ("architectures", "model_type", "rope_theta")}
+    if hasattr(LlamaConfig(), "rope_parameters"):
+        kw["rope_parameters"] = {"rope_type": "default", "rope_theta": hf["rope_theta"]}
+    else:
+        kw["rope_theta"] = hf["rope_theta"]
+    return LlamaConfig(**kw)
+
+
 def build_model(hf_config, attention, init_path=None):
     impl = {"flex": "twin_flex", "sdpa": "twin_sdpa"}[attention]
-    config = LlamaConfig(**hf_config)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=impl)
-    if getattr(model.config, "_attn_implementation", None) != impl:
-        raise RuntimeError(f"transformers did not take attn_implementation={impl!r} (got {model.config._attn_implementation!r})")
+    model = AutoModelForCausalLM.from_config(make_config(hf_config), attn_implementation=impl)
     model = model.to(device=DEVICE, dtype=torch.float32)
+    # Our RoPE: inv_freq_j = theta^(-2j/D) in float32; a different theta or convention would show here.
+    inv = model.model.rotary_emb.inv_freq.float().cpu()
+    D = hf_config["head_dim"]
+    want = 1.0 / (hf_config["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
+    if inv.shape != want.shape or not torch.allclose(inv, want, rtol=1e-6, atol=0):
+        raise RuntimeError(f"the twin's RoPE frequencies differ from ours: {inv[:4].tolist()} vs {want[:4].tolist()}")
     if init_path is not None:
         state = load_file(init_path, device=DEVICE)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -122,6 +140,13 @@ def loss_of(model, tokens, targets, mask):
         logits = model(input_ids=tokens[None].long(), position_ids=pos, attention_mask=mask, use_cache=False).logits
     valid = (targets >= 0).sum()
     return F.cross_entropy(logits[0].float(), targets.long(), ignore_index=-1, reduction="sum") / valid
+
+
+def require_our_attention(model, before):
+    """Every decoder layer must have called our attention hook (else transformers chose another path)."""
+    calls = ATTENTION_CALLS["n"] - before
+    if calls < model.config.num_hidden_layers:
+        raise RuntimeError(f"transformers called our attention function {calls} times for {model.config.num_hidden_layers} layers: it did not take the registered attn_implementation")
 
 
 def make_optimizer(model, o):
@@ -158,7 +183,9 @@ def cmd_grads(a):
     model = build_model(run["hf_config"], a.attention, os.path.join(a.work, "init.safetensors"))
     tokens, targets = batch["tokens"][0].to(DEVICE), batch["targets"][0].to(DEVICE)
     mask = DocumentMask(a.attention, tokens.shape[0]).build(batch["doc_ids"][0])
+    before = ATTENTION_CALLS["n"]
     loss = loss_of(model, tokens, targets, mask)
+    require_our_attention(model, before)
     loss.backward()
     grads = {n: p.grad.detach().float().contiguous().cpu() for n, p in model.named_parameters()}
     meta = {"loss": repr(loss.item()), "attention": a.attention, **versions()}
@@ -179,7 +206,10 @@ def cmd_train(a):
     for s in range(steps):
         t0 = time.perf_counter()
         tokens, targets = b["tokens"][s].to(DEVICE), b["targets"][s].to(DEVICE)
+        before = ATTENTION_CALLS["n"]
         loss = train_step(model, opt, o, float(b["lr"][s]), tokens, targets, masks.build(b["doc_ids"][s]))
+        if s == 0:
+            require_our_attention(model, before)
         losses.append(loss.item())
         ms.append((time.perf_counter() - t0) * 1000)
         if not math.isfinite(losses[-1]):
