@@ -23,6 +23,7 @@ import {
 } from 'magi-attention';
 import { denseAttentionBackward, denseAttentionForward, maskRows } from './layers/attention-dense.js';
 import type { FloatArray } from './layers/matmul.js';
+import type { Ops } from './ops.js';
 
 export interface AttentionOutput<T> {
   /** [T, Hq, D], act precision. */
@@ -81,24 +82,27 @@ export function denseAttention(mask: SliceList, tokens: number): Attention<Tenso
   };
 }
 
-/** calcAttn on this rank's shard of the key's dispatched sequence (a collective over key.group). */
-export function cpAttention(key: DistAttnRuntimeKey): Attention<Tensor> {
+/**
+ * calcAttn on this rank's shard of the key's dispatched sequence (a collective over key.group),
+ * for any tensor kind calcAttn takes; its gradients come back as new tensors and are added into
+ * the model's float32 buffers with `ops.addInto`.
+ */
+export function cpAttention<T extends AttnTensor, I>(key: DistAttnRuntimeKey, ops: Ops<T, I>): Attention<T> {
   return {
     name: `cp${key.group.size}`,
     forward: async (q, k, v) => {
-      const { out, lse } = await calcAttn(q, k, v, key);
+      const { out, lse } = await calcAttn<T>(q, k, v, key);
       return { out, lse };
     },
     backward: async (dout, q, k, v, fwd, g) => {
-      const r = await calcAttnBackward(dout, q, k, v, fwd.out, fwd.lse, key);
+      const r = await calcAttnBackward<T>(dout, q, k, v, fwd.out, fwd.lse, key);
       for (const [acc, part] of [
         [g.dq, r.dq],
         [g.dk, r.dk],
         [g.dv, r.dv],
       ] as const) {
-        const a = acc.data as FloatArray;
-        const p = part.toFloat32();
-        for (let i = 0; i < a.length; i++) a[i] += p[i];
+        ops.addInto(acc, part);
+        ops.free(part);
       }
     },
   };

@@ -45,6 +45,11 @@ export function createCpuOps(dtype: CpuDtype = 'float32'): Ops<Tensor, Int32Arra
       requireSize(dst, src.size, 'dst');
       data(dst).set(data(src));
     },
+    addInto: (dst, src) => {
+      requireSize(dst, src.size, 'dst');
+      const [d, x] = [data(dst), src.dtype === dtype ? data(src) : src.toFloat64()];
+      for (let i = 0; i < d.length; i++) d[i] += x[i];
+    },
     gemm: (c, a, b, s: MatmulShape) => {
       requireSize(c, s.m * s.n, 'C');
       requireSize(a, s.m * s.k, 'A');

@@ -38,6 +38,8 @@ export interface Ops<T, I> {
   zero(t: T): void;
   /** dst = src, converting the dtype when they differ (same element count). */
   copy(dst: T, src: T): void;
+  /** dst += src (dst master; src master or act; same element count). */
+  addInto(dst: T, src: T): void;
   /** C[m, n] = op(A)·op(B) + beta·C (row-major; see layers/matmul.ts). */
   gemm(c: T, a: T, b: T, shape: MatmulShape): void;
 

@@ -14,6 +14,7 @@ import {
   magiAttnFlexKey,
   sliceListArea,
   varlenCausalMask,
+  type DistAttnRuntimeKey,
   type ProcessGroup,
   type SliceList,
 } from 'magi-attention';
@@ -38,7 +39,7 @@ export interface Backend<T, I> {
   attention(kind: AttentionKind, mask: SliceList, rows: number): Attention<T>;
   /** Context parallelism over `group`: the attention core of a dispatched shard, and the sum of a master tensor over the group. */
   readonly cp?: {
-    attention(key: Parameters<typeof cpAttention>[0]): Attention<T>;
+    attention(key: DistAttnRuntimeKey): Attention<T>;
     allReduceSum(t: T, group: ProcessGroup): Promise<void>;
   };
 }
@@ -54,7 +55,7 @@ export function cpuBackend(dtype: CpuDtype = 'float32'): Backend<Tensor, Int32Ar
       throw new InvalidArgumentError('attention', "'naive' is the GPU's float32 oracle; on the CPU use 'dense'");
     },
     cp: {
-      attention: (key) => cpAttention(key),
+      attention: (key) => cpAttention<Tensor, Int32Array>(key, ops),
       allReduceSum: async (t, group) => {
         await group.allReduce(t.data as Float32Array, 'sum').wait();
       },

@@ -2,9 +2,13 @@
  * The GPU machine as a trainer backend: the bf16 ops of ops.ts, and the attention cores that run
  * on DeviceTensors: 'ffa' (the library's flexFlashAttn with the CUDA backend that
  * 'magi-attention/device' registers) and 'naive' (naive-attention.ts, the float32 oracle).
- * Context parallelism joins when the library's calcAttn takes DeviceTensors: the trainer's cp
- * path (dispatch once, getPositionIds, calcAttn in every layer, gradients summed over the group)
- * is already written against this interface and runs on the CPU today.
+ * Context parallelism: the trainer's cp path (dispatch once, getPositionIds, calcAttn in every
+ * layer through attention.ts's cpAttention, which is generic over tensor kinds, partial gradients
+ * added with ops.addInto, gradients summed over the group) runs on the CPU today. On the GPU it
+ * needs two public pieces of the GPU runtime that are not on main yet: calcAttn's device
+ * implementation (registerDeviceAttnOps for 'cuda') and a device process group reachable from
+ * 'magi-attention/device' (for the gradient all-reduce); then `cp` below is
+ * { attention: (key) => cpAttention(key, ops), allReduceSum: (t, group) => ... }.
  */
 import { InvalidArgumentError } from 'magi-attention';
 import type { CudaDevice, DeviceBuffer, DeviceTensor } from 'magi-attention/device';

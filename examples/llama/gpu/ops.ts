@@ -6,7 +6,7 @@
  * default stream, where the library's FFA kernels run too, so no event is needed between them;
  * the host waits only where a value comes back (loss, gradient norm).
  */
-import { DeviceBuffer, DeviceTensor, kernelArg, type CudaDevice, type KernelArg } from 'magi-attention/device';
+import { DeviceTensor, kernelArg, type CudaDevice, type DeviceBuffer, type KernelArg } from 'magi-attention/device';
 import { InvalidArgumentError, ShapeError, Tensor, bytesPerElement, fromNumbers, type DType } from 'magi-attention';
 import type { AdamWHyper } from '../layers/adamw.js';
 import type { MatmulShape } from '../layers/matmul.js';
@@ -48,7 +48,6 @@ function gemmDtype(t: DeviceTensor, name: string): GemmDtype {
 export function createGpuOps(ctx: GpuContext): Ops<DeviceTensor, DeviceBuffer> {
   const { device, lt, kernels } = ctx;
   const stream = device.defaultStream;
-  const views = new WeakSet<DeviceTensor>();
   const ropeTables = new WeakMap<RopeTable, { cos: DeviceBuffer; sin: DeviceBuffer }>();
   const dtypeOf = (p: Precision): DType => (p === 'act' ? 'bfloat16' : 'float32');
   const launch = (file: KernelFile, name: string, grid: number, block: number, args: KernelArg[], sharedMemBytes = 0): void =>
@@ -94,13 +93,10 @@ export function createGpuOps(ctx: GpuContext): Ops<DeviceTensor, DeviceBuffer> {
       const n = sizeOf(shape);
       if (offset < 0 || offset + n > t.size) throw new ShapeError('view', `must lie inside the tensor's ${t.size} elements`, `[${offset}, ${offset + n})`);
       const bpe = bytesPerElement(t.dtype);
-      // A non-owning buffer over part of t's memory (capacity 0: never returned to the allocator).
-      const v = new DeviceTensor(device, t.dtype, shape, new DeviceBuffer(device, addressOf(t, offset), n * bpe, 0));
-      views.add(v);
-      return v;
+      return new DeviceTensor(device, t.dtype, shape, t.buffer.view(offset * bpe, n * bpe));
     },
     free: (t) => {
-      if (!views.has(t) && !t.isFreed) t.free();
+      if (t.buffer.viewOf === null && !t.isFreed) t.free();
     },
     indices: (values) => device.upload(values),
     freeIndices: (i) => i.free(),
@@ -110,6 +106,13 @@ export function createGpuOps(ctx: GpuContext): Ops<DeviceTensor, DeviceBuffer> {
       requireSize(dst, src.size, 'dst');
       if (dst.dtype === src.dtype) device.driver.cuMemcpyDtoDAsync(dst.buffer.ptr, src.buffer.ptr, dst.byteLength, stream.handle);
       else convert(dst, src);
+    },
+    addInto: (dst, src) => {
+      requireDtype(dst, 'float32', 'dst');
+      requireSize(dst, src.size, 'dst');
+      const name = src.dtype === 'bfloat16' ? 'llama_add_bf16_into_f32' : src.dtype === 'float32' ? 'llama_add_f32_into_f32' : null;
+      if (name === null) throw new ShapeError('src', 'must be bfloat16 or float32', `got ${src.dtype}`);
+      launch('convert.cu', name, strideBlocks(device, dst.size), THREADS, [ptr(dst.buffer), ptr(src.buffer), i64(dst.size)]);
     },
     gemm: (c, a, b, s: MatmulShape) => {
       requireSize(c, s.m * s.n, 'C');

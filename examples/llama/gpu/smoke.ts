@@ -241,7 +241,13 @@ export async function runSmokeChecks(backend: GpuBackend, seed: number, ltAbi: R
     const xd = up('master', [x.length], x);
     ops.copy(bfd, xd);
     ops.copy(back, bfd);
-    expectClose('conversion float32 -> bf16 -> float32 (round to nearest even)', down(back), bf16Values(x), 0);
+    const xb = bf16Values(x);
+    expectClose('conversion float32 -> bf16 -> float32 (round to nearest even)', down(back), xb, 0);
+    const acc0 = randn(x.length);
+    const acc = up('master', [x.length], acc0);
+    ops.addInto(acc, bfd);
+    ops.addInto(acc, xd);
+    expectClose('addInto float32 += bf16, += float32', down(acc), acc0.map((a, i) => Math.fround(Math.fround(a + xb[i]) + x[i])), 0);
   }
 
   // ---- 3. attention cores vs dense float64 ----
