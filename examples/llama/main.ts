@@ -103,14 +103,14 @@ addCommon(
     .addOption(new Option('--attention <kind>', 'attention core: ffa (flexFlashAttn: the CPU or CUDA kernels), dense (CPU oracle), naive (GPU float32 oracle)').choices([...ATTENTION_KINDS]).default('ffa'))
     .option('--cp <n>', 'context-parallel ranks (CPU: in-process ranks; each step is dispatched once and every layer calls calcAttn)', int('--cp'), 1)
     .option('--doc-cap <fraction>', 'documents are cut into pieces of at most this fraction of a sequence (the reference uses 0.25)', num('--doc-cap'), 0.25)
-    .option('--init <path>', 'start from this checkpoint (safetensors written by --save)')
+    .option('--init <path>', 'start from this checkpoint (safetensors written by --save): its weights, its AdamW moments when saved, and its step count (the data order starts over)')
     .option('--save <path>', 'write the final weights here as safetensors (Hugging Face names, float32)')
     .option('--save-optimizer', 'with --save: also store the AdamW moments, so --init resumes exactly')
     .option('--log <path>', 'write every step\'s record (loss, lr, gradient norm, ms, FLOPs) to this JSON file')
     .option('--log-every <n>', 'print the progress line every n steps', int('--log-every'), 10),
 ).action(async (o: CommonOptions & { steps: number; attention: AttentionKind; cp: number; docCap: number; init?: string; save?: string; saveOptimizer?: boolean; log?: string; logEvery: number }) => {
   const c = resolveCommon(o);
-  if (o.cp > 1 && o.device !== 'cpu') throw new CliArgumentError('--cp > 1 runs on the CPU today (the GPU runtime for calcAttn is not there yet)');
+  if (o.cp > 1 && o.device !== 'cpu') throw new CliArgumentError('--cp > 1 runs on the CPU today: on the GPU it waits for calcAttn\'s device implementation and a device process group in the public API (see gpu/backend.ts)');
   const corpus = await loadCorpus(c.dataset);
   const model = PRESETS[c.preset];
   const optim = { lr: o.lr, minLr: o.minLr, warmupSteps: o.warmup, totalSteps: o.steps, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip };
