@@ -3,11 +3,11 @@
  * trains, writes a JSON result (machine, model, data, steps, numbers, verdict) and a plot, and
  * returns whether its pass bar holds (alignment.ts):
  *   gradients   step-1 gradients of FFA vs the oracle attention (naive on the GPU, dense on the
- *               CPU), per-tensor cosine; also writes the initial checkpoint, the batch and our
- *               gradients for the PyTorch twin (twin/llama_twin.py grads);
+ *               CPU) and of cp 2 vs cp 1, per-tensor cosine; also writes the initial checkpoint,
+ *               the batch and our gradients for the PyTorch twin (twin/llama_twin.py grads);
  *   twinGrads   our step-1 gradients vs the twin's;
  *   experimentA FFA vs the oracle attention, same seed and data, mean |Δloss| over the steps;
- *   experimentB cp 1 vs cp 2/4/8 at equal global batch (CPU in-process ranks today);
+ *   experimentB cp 1 vs cp 2/4/8 at equal global batch (ranks of one process: CPU, or one GPU);
  *   experimentC ours for N steps, recording every batch and learning rate for the twin, then
  *               (compareC) our losses vs the twin's in moving windows;
  *   throughput  tokens/s, model FLOP utilisation and attention's share of the step at each
@@ -15,14 +15,13 @@
  */
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { runLocalRanks, type Tensor } from 'magi-attention';
 import { compareGradients, compareLosses, GRAD_COSINE_BAR, type GradientVerdict, type LossVerdict } from './alignment.js';
 import type { Attention } from './attention.js';
 import { hfConfig, paramCount, PRESETS, type LlamaConfig, type PresetName } from './config.js';
 import { writeBatches, type Corpus, type PackedBatch } from './data.js';
 import { DEFAULT_OPTIM, lrAt, type OptimConfig } from './optim.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { Trainer, cpuBackend, progressLine, type AttentionKind, type Backend, type StepRecord } from './train.js';
+import { Trainer, progressLine, type AttentionKind, type Backend, type StepRecord } from './train.js';
 
 /** Peak dense bf16 tensor throughput of an H100/H200 SXM (the MFU denominator). */
 export const PEAK_BF16_FLOPS = 989e12;
@@ -151,8 +150,23 @@ export async function gradients<T, I>(s: ExperimentSetup<T, I>): Promise<boolean
   const v = compareGradients(gFfa, gRef);
   for (const line of gradTable(v)) s.log(line);
   s.log(`  loss: FFA ${lossFfa.toFixed(6)}, ${oracle} ${lossRef.toFixed(6)}`);
-  writeJson(s.out, 'llama-grads-a.json', { ...provenance(s, 1), comparison: `FFA vs ${oracle} attention`, loss: { ffa: lossFfa, [oracle]: lossRef }, verdict: v });
-  return v.pass;
+  // The same step on 2 cp ranks (dispatch, calcAttn in every layer, gradients summed) against cp 1.
+  let cp: { loss: number; verdict: GradientVerdict } | null = null;
+  if (s.backend.cp !== undefined) {
+    s.log('step-1 gradients: cp 2 (ranks of one process) vs cp 1, both FFA');
+    const perRank = await s.backend.cp.run(2, async (group) => {
+      const t = new Trainer(s.backend, s.corpus, { model: c, optim: optimFor(s, 1), seqLen: s.seqLen, seed: s.seed, attention: 'ffa', group });
+      const loss = await t.gradients(batch);
+      const grads = t.params.hostGrads();
+      t.dispose();
+      return { loss, grads };
+    });
+    cp = { loss: perRank[0].loss, verdict: compareGradients(perRank[0].grads, gFfa) };
+    for (const line of gradTable(cp.verdict)) s.log(line);
+    s.log(`  loss: cp 2 ${cp.loss.toFixed(6)}, cp 1 ${lossFfa.toFixed(6)}`);
+  }
+  writeJson(s.out, 'llama-grads-a.json', { ...provenance(s, 1), comparison: `FFA vs ${oracle} attention`, loss: { ffa: lossFfa, [oracle]: lossRef }, verdict: v, cp2: cp });
+  return v.pass && (cp === null || cp.verdict.pass);
 }
 
 /** Our step-1 gradients vs the twin's (twin/llama_twin.py grads wrote grads-twin.safetensors). */
@@ -200,26 +214,33 @@ export async function experimentA<T, I>(s: ExperimentSetup<T, I>, steps: number)
   return v.pass;
 }
 
-/** B: cp 1 vs cp N (in-process ranks calling calcAttn) at equal global batch, on the CPU backend. */
-export async function experimentB(s: ExperimentSetup<Tensor, Int32Array>, steps: number, cps: readonly number[]): Promise<boolean> {
-  s.log(`experiment B: cp 1 vs cp ${cps.join('/')}, ${steps} steps of ${s.seqLen} tokens (${s.preset}, in-process ranks)`);
+/** B: cp 1 vs cp N at equal global batch (CPU: in-process ranks; GPU: ranks on one GPU), every rank calling calcAttn. */
+export async function experimentB<T, I>(s: ExperimentSetup<T, I>, steps: number, cps: readonly number[]): Promise<boolean> {
+  const cp = s.backend.cp;
+  if (cp === undefined) throw new Error(`experiment B: the ${s.backend.device} backend has no context-parallel path`);
+  s.log(`experiment B: cp 1 vs cp ${cps.join('/')}, ${steps} steps of ${s.seqLen} tokens (${s.preset}, ranks of one process)`);
   const base = trainer(s, 'ffa', steps);
   const curves: Array<{ name: string; losses: number[] }> = [{ name: 'cp 1', losses: (await trainSteps(s, base, steps, 'cp 1')).map((r) => r.loss) }];
+  base.dispose();
   const verdicts: Record<string, LossVerdict> = {};
-  for (const cp of cps) {
-    const perRank = await runLocalRanks(cp, async (group, rank) => {
-      const t = new Trainer(cpuBackend(), s.corpus, { model: model(s), optim: optimFor(s, steps), seqLen: s.seqLen, seed: s.seed, attention: 'ffa', group });
+  for (const size of cps) {
+    const perRank = await cp.run(size, async (group, rank) => {
+      const t = new Trainer(s.backend, s.corpus, { model: model(s), optim: optimFor(s, steps), seqLen: s.seqLen, seed: s.seed, attention: 'ffa', group });
       const log = rank === 0 ? s.log : () => {};
-      return (await trainSteps({ ...s, log }, t, steps, `cp ${cp}`)).map((r) => r.loss);
+      const losses = (await trainSteps({ ...s, log }, t, steps, `cp ${size}`)).map((r) => r.loss);
+      t.dispose();
+      return losses;
     });
-    curves.push({ name: `cp ${cp}`, losses: perRank[0] });
-    verdicts[`cp${cp}`] = compareLosses(curves[0].losses, perRank[0], 'mean');
-    s.log(`  cp ${cp}: mean |Δloss| ${verdicts[`cp${cp}`].meanAbsDelta.toExponential(3)}, max ${verdicts[`cp${cp}`].maxAbsDelta.toExponential(3)}: ${verdicts[`cp${cp}`].pass ? 'PASS' : 'FAIL'}`);
+    curves.push({ name: `cp ${size}`, losses: perRank[0] });
+    const v = compareLosses(curves[0].losses, perRank[0], 'mean');
+    verdicts[`cp${size}`] = v;
+    s.log(`  cp ${size}: mean |Δloss| ${v.meanAbsDelta.toExponential(3)}, max ${v.maxAbsDelta.toExponential(3)}: ${v.pass ? 'PASS' : 'FAIL'}`);
   }
   const pass = Object.values(verdicts).every((v) => v.pass);
-  const result = { ...provenance(s, steps), comparison: `cp 1 vs cp ${cps.join('/')} at equal global batch`, method: 'dispatch once per step, calcAttn in every layer, gradients and loss summed over the group', losses: Object.fromEntries(curves.map((c) => [c.name, c.losses])), verdicts, pass };
-  writeJson(s.out, 'llama-b-cpu.json', result);
-  await drawCharts(s.out, 'llama-b-cpu.json', result, s.log);
+  const result = { ...provenance(s, steps), comparison: `cp 1 vs cp ${cps.join('/')} at equal global batch`, method: 'dispatch once per step, calcAttn in every layer, gradients and loss summed over the group; the ranks of one process (one GPU)', losses: Object.fromEntries(curves.map((c) => [c.name, c.losses])), verdicts, pass };
+  const name = `llama-b-${s.backend.device.startsWith('CPU') ? 'cpu' : 'gpu'}.json`;
+  writeJson(s.out, name, result);
+  await drawCharts(s.out, name, result, s.log);
   return pass;
 }
 

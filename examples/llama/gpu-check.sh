@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Llama example's GPU run, in one command (issue 14): smoke checks first, then the step-1
-# gradient checks, experiments A and C against the naive attention and the PyTorch twin, and the
-# throughput measurement. It stops at the first failing step with a message naming it.
+# gradient checks, experiment A (FFA vs naive attention), B (cp 1 vs cp 2/4 ranks on one GPU),
+# C (ours vs the PyTorch twin), and the throughput measurement. It stops at the first failing
+# step with a message naming it.
 #
-#   bash examples/llama/gpu-check.sh [stage ...]       stages: smoke grads a c throughput (default: all, in that order)
+#   bash examples/llama/gpu-check.sh [stage ...]       stages: smoke grads a b c throughput (default: all, in that order)
 #
 # Before it, on a machine with npm (the GPU machine has none):
 #   npm ci && npm run build:gpu                                  # dist/ with the example
@@ -18,13 +19,14 @@
 # bench/out/llama/ (copy them to bench/results/ to publish them); every step's log goes to
 # <results>/logs/. Large exchange files with the twin (checkpoints, batches) go to $LLAMA_WORK
 # (default /tmp/llama-work). Knobs: LLAMA_SEQ (16384), LLAMA_SEED (1234), LLAMA_A_STEPS (200),
-# LLAMA_C_STEPS (1000), LLAMA_THROUGHPUT_SEQS (16384,65536), LLAMA_TWIN_VARIANTS
+# LLAMA_B_STEPS (200), LLAMA_B_CP (2,4), LLAMA_C_STEPS (1000), LLAMA_THROUGHPUT_SEQS (16384,65536), LLAMA_TWIN_VARIANTS
 # (sdpa-eager,flex-eager,sdpa-compiled,flex-compiled), LLAMA_PRESET (gpu).
 #
 # Expected time on one H200 (estimates; nothing here has run on a GPU yet): smoke 1-2 min (most of
 # it NVRTC compiling the FFA kernels on a fresh machine), grads 2 min, a 4 min (the naive float32
-# attention is ~0.8 s a step at 16k tokens), c 6 min (ours ~2 min, the twin ~3 min), throughput
-# 8 min (the twin's torch.compile runs dominate). Each stage fits a 10-minute call.
+# attention is ~0.8 s a step at 16k tokens), b 3 min, c 6 min (ours ~2 min, the twin ~3 min),
+# throughput 8 min (the twin's torch.compile runs dominate). Each stage fits a 10-minute call and
+# makes its own inputs, so stages can run in separate calls on separate machines.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0
@@ -98,6 +100,7 @@ stage_grads() {
   step grads-compare node "$MAIN" experiment twin-grads --out "$RESULTS" --work "$WORK"
 }
 stage_a() { step experiment-a ours a --seq-len "$SEQ" --steps "${LLAMA_A_STEPS:-200}"; }
+stage_b() { step experiment-b ours b --seq-len "$SEQ" --steps "${LLAMA_B_STEPS:-200}" --cp-sizes "${LLAMA_B_CP:-2,4}"; }
 stage_c() {
   step experiment-c-ours ours c --seq-len "$SEQ" --steps "${LLAMA_C_STEPS:-1000}"
   step experiment-c-twin twin train
@@ -111,12 +114,12 @@ stage_throughput() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(smoke grads a c throughput)
+[ ${#stages[@]} -gt 0 ] || stages=(smoke grads a b c throughput)
 preflight
 for s in "${stages[@]}"; do
   case $s in
-    smoke | grads | a | c | throughput) "stage_$s" ;;
-    *) fail "unknown stage '$s' (stages: smoke grads a c throughput)" ;;
+    smoke | grads | a | b | c | throughput) "stage_$s" ;;
+    *) fail "unknown stage '$s' (stages: smoke grads a b c throughput)" ;;
   esac
 done
 echo "gpu-check: all stages passed (${stages[*]}); results in $RESULTS"

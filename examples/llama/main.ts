@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { Argument, Command, InvalidArgumentError as CliArgumentError, Option } from 'commander';
-import { freshSeed, runLocalRanks, type ProcessGroup, type Tensor } from 'magi-attention';
+import { freshSeed, type GroupInfo, type Tensor } from 'magi-attention';
 import { PRESETS, PRESET_NAMES, paramCount, type PresetName } from './config.js';
 import { DATASETS, corpusPath, loadCorpus, tokeniseDataset, writeCorpus, type DatasetName } from './data.js';
 import { compareC, experimentA, experimentB, experimentC, gradients, throughput, throughputReport, twinGradients, type ExperimentSetup } from './experiments.js';
@@ -101,7 +101,7 @@ addCommon(
     .description('train the model and print a progress line (step, loss, learning rate, gradient norm, tokens/s, ETA)')
     .option('--steps <n>', 'optimizer steps', int('--steps'), 50)
     .addOption(new Option('--attention <kind>', 'attention core: ffa (flexFlashAttn: the CPU or CUDA kernels), dense (CPU oracle), naive (GPU float32 oracle)').choices([...ATTENTION_KINDS]).default('ffa'))
-    .option('--cp <n>', 'context-parallel ranks (CPU: in-process ranks; each step is dispatched once and every layer calls calcAttn)', int('--cp'), 1)
+    .option('--cp <n>', 'context-parallel ranks (CPU: in-process ranks; GPU: ranks on one GPU); each step is dispatched once and every layer calls calcAttn', int('--cp'), 1)
     .option('--doc-cap <fraction>', 'documents are cut into pieces of at most this fraction of a sequence (the reference uses 0.25)', num('--doc-cap'), 0.25)
     .option('--init <path>', 'start from this checkpoint (safetensors written by --save): its weights, its AdamW moments when saved, and its step count (the data order starts over)')
     .option('--save <path>', 'write the final weights here as safetensors (Hugging Face names, float32)')
@@ -110,11 +110,10 @@ addCommon(
     .option('--log-every <n>', 'print the progress line every n steps', int('--log-every'), 10),
 ).action(async (o: CommonOptions & { steps: number; attention: AttentionKind; cp: number; docCap: number; init?: string; save?: string; saveOptimizer?: boolean; log?: string; logEvery: number }) => {
   const c = resolveCommon(o);
-  if (o.cp > 1 && o.device !== 'cpu') throw new CliArgumentError('--cp > 1 runs on the CPU today: on the GPU it waits for calcAttn\'s device implementation and a device process group in the public API (see gpu/backend.ts)');
   const corpus = await loadCorpus(c.dataset);
   const model = PRESETS[c.preset];
   const optim = { lr: o.lr, minLr: o.minLr, warmupSteps: o.warmup, totalSteps: o.steps, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip };
-  const run = async <T, I>(backend: Backend<T, I>, group: ProcessGroup | undefined, print: boolean): Promise<StepRecord[]> => {
+  const run = async <T, I>(backend: Backend<T, I>, group: GroupInfo | undefined, print: boolean): Promise<StepRecord[]> => {
     const t = new Trainer(backend, corpus, { model, optim, seqLen: c.seqLen, seed: c.seed, docCapFraction: o.docCap, attention: o.attention, group });
     if (o.init !== undefined) t.load(o.init);
     if (print) console.log(`${c.preset} model, ${(paramCount(model) / 1e6).toFixed(2)} M parameters; ${corpus.name}: ${corpus.docOffsets.length - 1} documents, ${corpus.tokens.length} tokens; ${c.seqLen} tokens/step, attention ${o.attention}${o.cp > 1 ? `, cp ${o.cp}` : ''}; ${backend.device}`);
@@ -132,12 +131,13 @@ addCommon(
     }
     return records;
   };
-  let records: StepRecord[];
-  if (o.cp > 1) records = (await runLocalRanks(o.cp, (group, rank) => run(cpuBackend(), group, rank === 0)))[0];
-  else {
-    const opened = await openBackend(o.device);
-    records = opened.kind === 'gpu' ? await run(opened.backend, undefined, true) : await run(opened.backend, undefined, true);
-  }
+  const opened = await openBackend(o.device);
+  const runOn = async <T, I>(backend: Backend<T, I>): Promise<StepRecord[]> => {
+    if (o.cp === 1) return run(backend, undefined, true);
+    if (backend.cp === undefined) throw new CliArgumentError(`--cp: the ${backend.device} backend has no context-parallel path`);
+    return (await backend.cp.run(o.cp, (group, rank) => run(backend, group, rank === 0)))[0];
+  };
+  const records = opened.kind === 'gpu' ? await runOn(opened.backend) : await runOn(opened.backend);
   if (o.log !== undefined) {
     writeFileSync(o.log, JSON.stringify({ preset: c.preset, model, dataset: c.dataset, seqLen: c.seqLen, seed: c.seed, attention: o.attention, cp: o.cp, optim, records }, null, 2) + '\n');
     console.log(`wrote ${o.log}`);
@@ -164,7 +164,7 @@ addCommon(
     .description(
       'run one experiment or check and write JSON + SVG under --out; exits 1 when its pass bar fails. ' +
         'smoke: GPU kernels and cuBLASLt against the CPU layers; grads: step-1 gradients, FFA vs the oracle attention (also writes the twin\'s inputs); ' +
-        'twin-grads: ours vs the PyTorch twin\'s step-1 gradients; a: FFA vs oracle attention losses; b: cp 1 vs cp N (CPU); ' +
+        'twin-grads: ours vs the PyTorch twin\'s step-1 gradients; a: FFA vs oracle attention losses; b: cp 1 vs cp N at equal global batch (CPU: in-process ranks; GPU: ranks on one GPU); ' +
         'c: ours for --steps steps, recording the batches for the twin; c-compare: ours vs the twin\'s losses; ' +
         'throughput: tokens/s, MFU, attention share (GPU); throughput-report: ours next to the twin\'s numbers',
     )
@@ -200,6 +200,7 @@ addCommon(
     const common = async <T, I>(s: ExperimentSetup<T, I>): Promise<boolean> => {
       if (name === 'grads') return gradients(s);
       if (name === 'a') return experimentA(s, o.steps ?? 200);
+      if (name === 'b') return experimentB(s, o.steps ?? 200, o.cpSizes);
       if (name === 'c') {
         await experimentC(s, o.steps ?? 1000);
         return true;
@@ -217,11 +218,7 @@ addCommon(
         const { eventAttentionTimer } = await import('./gpu/timer.js');
         await throughput(s, o.seqLens, eventAttentionTimer(opened.backend.ctx.device));
       } else pass = await common(s);
-    } else {
-      const s = setupOf(opened.backend);
-      if (name === 'b') pass = await experimentB(s, o.steps ?? 200, o.cpSizes);
-      else pass = await common(s);
-    }
+    } else pass = await common(setupOf(opened.backend));
   }
   if (!pass) {
     console.error(`experiment ${name}: FAIL (see above)`);

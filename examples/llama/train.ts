@@ -12,9 +12,11 @@ import {
   dispatch,
   getPositionIds,
   magiAttnFlexKey,
+  runLocalRanks,
   sliceListArea,
   varlenCausalMask,
   type DistAttnRuntimeKey,
+  type GroupInfo,
   type ProcessGroup,
   type SliceList,
 } from 'magi-attention';
@@ -31,17 +33,29 @@ import { ParamSet } from './params.js';
 export const ATTENTION_KINDS = ['ffa', 'dense', 'naive'] as const;
 export type AttentionKind = (typeof ATTENTION_KINDS)[number];
 
+/**
+ * Context parallelism on a machine: how its cp ranks run, how a rank takes its shard of the
+ * batch's int arrays (dispatch), its attention core (calcAttn), and the sums over the group.
+ */
+export interface CpHooks<T> {
+  /** Runs `fn` on `size` cp ranks (CPU: in-process ranks; GPU: ranks on one GPU), results in rank order. */
+  run<R>(size: number, fn: (group: GroupInfo, rank: number) => Promise<R>): Promise<R[]>;
+  /** This rank's shard of an int32 array of the whole sequence (dispatch; padding rows get `pad`). */
+  shardIds(ids: Int32Array, key: DistAttnRuntimeKey, pad: number): Int32Array;
+  attention(key: DistAttnRuntimeKey): Attention<T>;
+  /** Sums a master tensor over the group, in place. */
+  allReduceSum(t: T, group: GroupInfo): Promise<void>;
+  /** Sums a number over the group. */
+  allReduceNumber(x: number, group: GroupInfo): Promise<number>;
+}
+
 /** A machine to train on: its ops and how it builds the attention core of a batch. */
 export interface Backend<T, I> {
   readonly ops: Ops<T, I>;
   /** Human-readable device description for logs and result files. */
   readonly device: string;
   attention(kind: AttentionKind, mask: SliceList, rows: number): Attention<T>;
-  /** Context parallelism over `group`: the attention core of a dispatched shard, and the sum of a master tensor over the group. */
-  readonly cp?: {
-    attention(key: DistAttnRuntimeKey): Attention<T>;
-    allReduceSum(t: T, group: ProcessGroup): Promise<void>;
-  };
+  readonly cp?: CpHooks<T>;
 }
 
 export function cpuBackend(dtype: CpuDtype = 'float32'): Backend<Tensor, Int32Array> {
@@ -55,9 +69,16 @@ export function cpuBackend(dtype: CpuDtype = 'float32'): Backend<Tensor, Int32Ar
       throw new InvalidArgumentError('attention', "'naive' is the GPU's float32 oracle; on the CPU use 'dense'");
     },
     cp: {
+      run: (size, fn) => runLocalRanks(size, fn),
+      shardIds: (ids, key, pad) => Int32Array.from(dispatch(Tensor.fromValues('float32', [ids.length, 1], ids), key, pad).data as Float32Array),
       attention: (key) => cpAttention<Tensor, Int32Array>(key, ops),
       allReduceSum: async (t, group) => {
-        await group.allReduce(t.data as Float32Array, 'sum').wait();
+        await (group as ProcessGroup).allReduce(t.data as Float32Array, 'sum').wait();
+      },
+      allReduceNumber: async (x, group) => {
+        const a = Float64Array.of(x);
+        await (group as ProcessGroup).allReduce(a, 'sum').wait();
+        return a[0];
       },
     },
   };
@@ -71,8 +92,8 @@ export interface TrainerOptions {
   seed: number;
   docCapFraction?: number;
   attention: AttentionKind;
-  /** The cp group this rank belongs to (cp > 1). */
-  group?: ProcessGroup;
+  /** The cp group this rank belongs to (cp > 1), from the backend's cp.run. */
+  group?: GroupInfo;
 }
 
 export interface StepRecord {
@@ -136,11 +157,11 @@ export class Trainer<T, I> {
       host = { tokens: batch.tokens, targets: batch.targets, positions: Int32Array.from({ length: batch.tokens.length }, (_, i) => i) };
       attention = this.backend.attention(this.options.attention, mask, batch.tokens.length);
     } else {
+      // Context parallel: dispatch the batch once; every layer then calls calcAttn with this key.
+      const cp = this.backend.cp!;
       const key = magiAttnFlexKey({ ...mask, totalSeqlenQ: batch.tokens.length, numHeadsQ: c.nHeads, numHeadsKv: c.nKvHeads, headDim: c.headDim, group });
-      const shard = (ids: Int32Array, pad: number): Int32Array =>
-        Int32Array.from(dispatch(Tensor.fromValues('float32', [ids.length, 1], ids), key, pad).data as Float32Array);
-      host = { tokens: shard(batch.tokens, 0), targets: shard(batch.targets, -1), positions: getPositionIds(key) };
-      attention = this.backend.cp!.attention(key);
+      host = { tokens: cp.shardIds(batch.tokens, key, 0), targets: cp.shardIds(batch.targets, key, -1), positions: getPositionIds(key) };
+      attention = cp.attention(key);
     }
     const inputs: StepInputs<I> = { tokens: ops.indices(host.tokens), targets: ops.indices(host.targets), positions: ops.indices(host.positions), rows: host.tokens.length };
     this.params.zeroGrads();
@@ -153,9 +174,7 @@ export class Trainer<T, I> {
     }
     if (group !== undefined && group.size > 1) {
       await this.backend.cp!.allReduceSum(this.params.grad, group);
-      const l = new Float64Array([lossSum]);
-      await group.allReduce(l, 'sum').wait();
-      lossSum = l[0];
+      lossSum = await this.backend.cp!.allReduceNumber(lossSum, group);
     }
     return lossSum / batch.validTargets;
   }
