@@ -9,10 +9,9 @@
 # Before it, on a machine with npm (the GPU machine has none):
 #   npm ci && npm run build:gpu                                  # dist/ with the example
 #   npm run example:llama -- prepare-data --dataset sotu         # examples/llama/.data/sotu-r50k.safetensors (8 MB)
-# and carry dist/, src/ (the FFA kernel sources), examples/, package.json, node_modules/koffi and
-# node_modules/commander (and, for the charts, @observablehq/plot, linkedom and their
-# dependencies). On the GPU machine it needs node (the project's .device/boot.sh puts one on
-# PATH), CUDA 13 with cuBLASLt, and python3 with torch, transformers and safetensors.
+#   bash examples/llama/carry.sh DEST                            # what the run needs, into DEST (43 MB)
+# On the GPU machine, in DEST, it needs node (the project's .device/boot.sh puts one on PATH),
+# CUDA 13 with cuBLASLt, and python3 with torch, transformers and safetensors.
 #
 # Results (JSON, and SVG where @observablehq/plot and linkedom were carried; else draw them later
 # with `npm run example:llama -- plot --dir <results>`) go to $OUT/llama when OUT is set, else
