@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Compiles every CUDA kernel source of the package for sm_90a with nvcc, so that a kernel that
-# does not build cannot land (the GPU tests themselves run on the device machine, not in CI).
+# Compiles every CUDA kernel source of the package and of the Llama example for sm_90a with nvcc,
+# so that a kernel that does not build cannot land (the GPU tests themselves run on the device
+# machine, not in CI).
 # Prints ptxas's register and spill report per kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for src in src/kernels/cuda/*.cu; do
+for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
   echo "check-cuda: $src (sm_90a)"
   if ! "$NVCC" -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I"$CUDA_HOME/include" -Xptxas -v -c "$src" -o "$out/$(basename "$src" .cu).o" 2>"$out/log"; then
     cat "$out/log" >&2

@@ -22,7 +22,7 @@ export type CuDevicePtr = bigint;
 export class CudaUnavailableError extends Error {
   override name = 'CudaUnavailableError';
   constructor(
-    /** What is missing: 'libcuda', 'libnvrtc' or 'device'. */
+    /** What is missing: 'libcuda', 'libnvrtc', 'libnccl', 'libcublasLt' or 'device'. */
     readonly missing: string,
     message: string,
     /** Every path or name tried, with why it failed. */
@@ -135,15 +135,16 @@ function soVersion(file: string): number[] {
   return m && m[1] ? m[1].slice(1).split('.').map(Number) : [];
 }
 
-/** Versioned libnvrtc files in `dir`, newest first (libnvrtc.so.13 before libnvrtc.so.12, then libnvrtc.so). */
-function globNvrtc(dir: string): string[] {
+/** Versioned `stem` libraries in `dir`, newest first (libfoo.so.13 before libfoo.so.12, then libfoo.so). */
+function globLibrary(dir: string, stem: string): string[] {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
     return [];
   }
-  const libs = names.filter((n) => /^libnvrtc\.so(\.\d+)*$/.test(n));
+  const pattern = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.so(\\.\\d+)*$`);
+  const libs = names.filter((n) => pattern.test(n));
   libs.sort((a, b) => {
     const va = soVersion(a);
     const vb = soVersion(b);
@@ -156,10 +157,16 @@ function globNvrtc(dir: string): string[] {
   return libs.map((n) => join(dir, n));
 }
 
-/** Where libnvrtc is looked for: $MAGI_ATTN_LIBNVRTC, the toolkit's lib dirs (globbed), the loader's search. */
-export function defaultLibnvrtcCandidates(): string[] {
+/**
+ * Where a CUDA toolkit library (`stem`, e.g. 'libnvrtc' or 'libcublasLt') is looked for, in
+ * order: the path in the environment variable `envVar`, the toolkit's lib dirs under $CUDA_HOME,
+ * $CUDA_PATH and /usr/local/cuda (globbed, newest version first), the system lib dirs, then the
+ * loader's own search for `bareNames`.
+ */
+export function toolkitLibraryCandidates(stem: string, envVar: string, bareNames: readonly string[]): string[] {
   const out: string[] = [];
-  if (process.env.MAGI_ATTN_LIBNVRTC) out.push(process.env.MAGI_ATTN_LIBNVRTC);
+  const fromEnv = process.env[envVar];
+  if (fromEnv) out.push(fromEnv);
   const homes = [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'].filter(
     (h): h is string => !!h,
   );
@@ -167,17 +174,22 @@ export function defaultLibnvrtcCandidates(): string[] {
   for (const h of new Set(homes)) dirs.push(join(h, 'lib64'), join(h, 'lib'), join(h, 'targets/x86_64-linux/lib'));
   dirs.push('/usr/lib/x86_64-linux-gnu', '/usr/lib64');
   for (const d of dirs) {
-    const found = globNvrtc(d);
+    const found = globLibrary(d, stem);
     if (found.length > 0) out.push(...found);
-    else out.push(join(d, 'libnvrtc.so*'));
+    else out.push(join(d, `${stem}.so*`));
   }
-  out.push('libnvrtc.so', 'libnvrtc.so.13', 'libnvrtc.so.12');
+  out.push(...bareNames);
   return out;
+}
+
+/** Where libnvrtc is looked for: $MAGI_ATTN_LIBNVRTC, the toolkit's lib dirs (globbed), the loader's search. */
+export function defaultLibnvrtcCandidates(): string[] {
+  return toolkitLibraryCandidates('libnvrtc', 'MAGI_ATTN_LIBNVRTC', ['libnvrtc.so', 'libnvrtc.so.13', 'libnvrtc.so.12']);
 }
 
 /** Loads the first candidate that opens; otherwise throws CudaUnavailableError listing every try. */
 export function loadFirstLibrary(
-  what: 'libcuda' | 'libnvrtc' | 'libnccl',
+  what: 'libcuda' | 'libnvrtc' | 'libnccl' | 'libcublasLt',
   candidates: readonly string[],
   hint: string,
 ): { lib: LibraryHandle; path: string } {
