@@ -15,5 +15,8 @@ trap 'rm -rf "$tmp"' EXIT
 cp package.json package-lock.json "$tmp/"
 (cd "$tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null)
 cp -r "$tmp/node_modules" .gpu-run/node_modules
+# NVRTC compiles the kernel sources on the machine: they are read from src/ next to dist/.
+mkdir -p .gpu-run/src/kernels/cuda
+cp src/kernels/cuda/*.cu src/kernels/cuda/*.cuh .gpu-run/src/kernels/cuda/
 grep -qx '/.gpu-run/' .git/info/exclude || echo '/.gpu-run/' >> .git/info/exclude
 echo "staged .gpu-run ($(du -sh .gpu-run | cut -f1)); with .device ($(du -sh .device | cut -f1))"
