@@ -5,18 +5,19 @@
  * Compute comes from measured kernel throughput (the kernel benchmark's JSON), communication from
  * a link preset (src/cost). Prints a table, and writes JSON and an SVG plot when asked.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import * as Plot from '@observablehq/plot';
 import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { BENCH_HEAD_SHAPE, DISPATCH_ALG_TYPES, planDistAttnTimed, planStats, type DispatchAlg, type DispatchAlgType, type HeadShape } from '../solver/index.js';
-import { KERNEL_SHAPES, KernelThroughput, kernelShapeOf, overlapCostFactors, parseLink, planMemory, predictRun, type KernelBenchJSON, type KernelShape, type LinkModel } from '../cost/index.js';
+import { autoOverlapConfig, KERNEL_SHAPES, KernelThroughput, kernelShapeOf, parseLink, planMemory, predictRun, type KernelShape, type LinkModel } from '../cost/index.js';
+import { MASK_PRESETS } from '../mask/presets.js';
+import { addCostModelOptions, defaultKernelJson, loadThroughput } from './cost-model.js';
 import { intAtLeast, intOrWord } from './flags.js';
-import { buildMask, MASK_KINDS } from './plan.js';
+import { buildMask } from './plan.js';
 import type { CliContext } from './program.js';
-import { packageRoot, plotToSvg } from './plot-svg.js';
+import { plotToSvg } from './plot-svg.js';
 
 export interface SimulateOptions {
   readonly masks: readonly string[];
@@ -56,20 +57,6 @@ export interface SimulateRow {
   readonly note?: string;
 }
 
-export function defaultKernelJson(): string {
-  return join(packageRoot(), 'bench', 'results', 'kernel.json');
-}
-
-export function loadThroughput(path: string): KernelThroughput {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new InvalidArgumentError('--kernel-json', 'must be a readable kernel benchmark JSON (bench/results/kernel.json)', `${path}: ${(e as Error).message}`);
-  }
-  return new KernelThroughput(json as KernelBenchJSON);
-}
-
 /** Plans and predicts every (mask, cp); `progress` hears of each row as it is done. */
 export function simulate(opts: SimulateOptions, progress: (row: SimulateRow) => void = () => {}): { rows: SimulateRow[]; throughput: KernelThroughput } {
   const throughput = loadThroughput(opts.kernelJson);
@@ -84,7 +71,7 @@ export function simulate(opts: SimulateOptions, progress: (row: SimulateRow) => 
         totalSeqlenQ: spec.totalSeqlen,
         cpSize: cp,
         dispatchConfig: { ...(opts.chunk === undefined ? {} : { chunkSize: opts.chunk }), alg: { type: opts.alg } as DispatchAlg },
-        overlapConfig: opts.degree === 'auto' ? { mode: 'dynamic', ...overlapCostFactors(model, spec.totalSeqlen, cp) } : { degree: opts.degree },
+        overlapConfig: opts.degree === 'auto' ? autoOverlapConfig(model, spec.totalSeqlen, cp) : { degree: opts.degree },
       });
       const prediction = predictRun(plan, model, spec.cuSeqlens);
       const stats = planStats(plan);
@@ -240,10 +227,10 @@ export function runSimulateCommand(o: SimulateCliOptions, write: (text: string) 
 }
 
 export function registerSimulate(program: Command, ctx: CliContext): void {
-  program
+  const command = program
     .command('simulate')
     .description('predict forward/backward step time, exposed communication and TFLOP/s per GPU, vs ring and Ulysses, from measured kernel throughput and link presets')
-    .option('--mask <kinds|file>', `comma-separated: ${MASK_KINDS.join(' | ')} | a JSON mask file`, MASK_KINDS.join(','))
+    .option('--mask <kinds|file>', `comma-separated: ${MASK_PRESETS.join(' | ')} | a JSON mask file`, MASK_PRESETS.join(','))
     .option('--seqlen <n>', 'total tokens (for the preset masks)', intAtLeast(1), 10 * 1024 * 1024)
     .option('--cp <list>', 'comma-separated cp sizes', cpList, [8, 16, 32, 64, 128, 256, 512, 1024])
     .option('--degree <d>', 'overlap degree (remote stages), or auto: chosen per rank by the overlap solver with this cost model', intOrWord(0, ['auto'] as const), 'auto' as const)
@@ -253,9 +240,8 @@ export function registerSimulate(program: Command, ctx: CliContext): void {
     .option('--seed <s>', 'seed of the sampled documents', intAtLeast(0), 42)
     .option('--heads-q <n>', 'query heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsQ)
     .option('--heads-kv <n>', 'key/value heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsKv)
-    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim)
-    .option('--link <preset|GB/s>', 'nvlink-ib (8 GPUs a node) | nvlink | ib | a bandwidth in GB/s per direction', 'nvlink-ib')
-    .option('--kernel-json <path>', 'kernel benchmark results to read throughput from (default: bench/results/kernel.json)')
+    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim);
+  addCostModelOptions(command)
     .addOption(new Option('--kernel-shape <shape>', 'benchmark mask whose throughput to use (default: from the mask)').choices(KERNEL_SHAPES))
     .option('--json <path>', 'write the rows as JSON')
     .option('--plot <path>', 'write an SVG plot of TFLOP/s per GPU against cp')
