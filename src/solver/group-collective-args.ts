@@ -109,8 +109,9 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
     piecesOf[r + 1] = nPieces;
   }
 
-  // Atomic intervals of each sender: between consecutive distinct endpoints of its pieces (in
-  // local coordinates; points[pointsOf[t], pointsOf[t] + nPoints[t]) after sorting and dedup).
+  // Atomic intervals of each sender: between consecutive distinct endpoints of its pieces, in
+  // local coordinates. Sender t's distinct points are cuts[cutsOf[t], cutsOf[t + 1]); interval i
+  // (a global id) spans [cuts[i], cuts[i + 1]).
   for (let t = 0; t < P; t++) pointCount[t + 1] += pointCount[t];
   const pointsOf = pointCount;
   const points = new Int32Array(pointsOf[P]);
@@ -120,23 +121,22 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
     points[fill[t]++] = pLocal[p];
     points[fill[t]++] = pLocal[p] + pLength[p];
   }
-  const nPoints = new Int32Array(P);
   const marks = new Uint8Array(dispatch.shardSeqlen + 1);
-  for (let t = 0; t < P; t++) nPoints[t] = sortDistinct(points.subarray(pointsOf[t], pointsOf[t + 1]), marks);
+  const cutsOf = new Int32Array(P + 1);
+  for (let t = 0; t < P; t++) cutsOf[t + 1] = cutsOf[t] + sortDistinct(points.subarray(pointsOf[t], pointsOf[t + 1]), marks);
+  const cuts = new Int32Array(cutsOf[P]);
+  for (let t = 0; t < P; t++) cuts.set(points.subarray(pointsOf[t], pointsOf[t] + cutsOf[t + 1] - cutsOf[t]), cutsOf[t]);
 
-  // Interval j of sender t (global id pointsOf[t] + j) spans points[pointsOf[t] + j, + 1). Each
-  // piece covers intervals [first, end); count receivers per interval and output splits per receiver.
+  // Each piece covers intervals [first, end); count receivers per interval and output splits per receiver.
   const firstInterval = new Int32Array(nPieces);
   const endInterval = new Int32Array(nPieces);
-  const receiverCount = new Int32Array(points.length);
+  const receiverCount = new Int32Array(cuts.length);
   const outputCount = new Int32Array(P);
   for (let r = 0; r < P; r++) {
     for (let p = piecesOf[r]; p < piecesOf[r + 1]; p++) {
       const t = pSender[p];
-      const lo = pointsOf[t];
-      const hi = lo + nPoints[t];
-      const j0 = lowerBound(points, lo, hi, pLocal[p]);
-      const j1 = lowerBound(points, j0, hi, pLocal[p] + pLength[p]);
+      const j0 = lowerBound(cuts, cutsOf[t], cutsOf[t + 1], pLocal[p]);
+      const j1 = lowerBound(cuts, j0, cutsOf[t + 1], pLocal[p] + pLength[p]);
       firstInterval[p] = j0;
       endInterval[p] = j1;
       for (let j = j0; j < j1; j++) receiverCount[j]++;
@@ -144,8 +144,8 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
     }
   }
 
-  const receivers: number[][] = new Array<number[]>(points.length);
-  for (let j = 0; j < points.length; j++) if (receiverCount[j] > 0) receivers[j] = new Array<number>(receiverCount[j]);
+  const receivers: number[][] = new Array<number[]>(cuts.length);
+  for (let j = 0; j < cuts.length; j++) if (receiverCount[j] > 0) receivers[j] = new Array<number>(receiverCount[j]);
   receiverCount.fill(0);
   const out: Array<{ outputSplitSizes: Int32Array; srcIndex: Int32Array }> = [];
   for (let r = 0; r < P; r++) {
@@ -156,7 +156,7 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
       const t = pSender[p];
       for (let j = firstInterval[p]; j < endInterval[p]; j++) {
         receivers[j][receiverCount[j]++] = r;
-        outputSplitSizes[k] = points[j + 1] - points[j];
+        outputSplitSizes[k] = cuts[j + 1] - cuts[j];
         srcIndex[k++] = t;
       }
     }
@@ -169,16 +169,16 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
     const sizes: number[] = [];
     const dsts: number[][] = [];
     let cursor = 0; // next local position not yet covered by a split
-    for (let j = pointsOf[t]; j + 1 < pointsOf[t] + nPoints[t]; j++) {
+    for (let j = cutsOf[t]; j + 1 < cutsOf[t + 1]; j++) {
       const list = receivers[j];
       if (list === undefined) continue;
-      if (points[j] > cursor) {
-        sizes.push(points[j] - cursor);
+      if (cuts[j] > cursor) {
+        sizes.push(cuts[j] - cursor);
         dsts.push([]);
       }
-      sizes.push(points[j + 1] - points[j]);
+      sizes.push(cuts[j + 1] - cuts[j]);
       dsts.push(list);
-      cursor = points[j + 1];
+      cursor = cuts[j + 1];
     }
     if (cursor < dispatch.shardSeqlen) {
       sizes.push(dispatch.shardSeqlen - cursor);
