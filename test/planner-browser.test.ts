@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runCli } from '../src/cli/program.js';
 import { plannerRoot, servePlanner } from '../src/cli/planner.js';
-import { packageRoot } from '../src/cli/plot-svg.js';
+import { packageRoot } from '../src/cli/package-root.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(packageRoot(), 'test', 'artifacts', 'planner');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { KernelThroughput, type KernelBenchJSON } from '../cost/index.js';
-import { packageRoot } from './plot-svg.js';
+import { packageRoot } from './package-root.js';
 
 export function defaultKernelJson(): string {
   return join(packageRoot(), 'bench', 'results', 'kernel.json');

@@ -7,7 +7,6 @@
  */
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import * as Plot from '@observablehq/plot';
 import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { BENCH_HEAD_SHAPE, DISPATCH_ALG_TYPES, planDistAttnTimed, planStats, type DispatchAlg, type DispatchAlgType, type HeadShape } from '../solver/index.js';
@@ -17,7 +16,6 @@ import { addCostModelOptions, defaultKernelJson, loadThroughput } from './cost-m
 import { intAtLeast, intOrWord } from './flags.js';
 import { buildMask } from './plan.js';
 import type { CliContext } from './program.js';
-import { plotToSvg } from './plot-svg.js';
 
 export interface SimulateOptions {
   readonly masks: readonly string[];
@@ -124,42 +122,6 @@ export function formatRows(rows: readonly SimulateRow[]): string[] {
   return [fmt(header), ...body.map(fmt)];
 }
 
-const METHOD_COLORS: ReadonlyArray<readonly [string, string]> = [
-  ['magi-attention', '#1f77b4'],
-  ['ring (zig-zag)', '#ff7f0e'],
-  ['ulysses', '#2ca02c'],
-];
-
-/**
- * TFLOP/s per GPU of a whole step (forward + backward FLOPs over their time) against cp, one
- * panel per mask, one line per method: flat lines scale perfectly.
- */
-export function simulatePlotSvg(rows: readonly SimulateRow[], title: string): string {
-  const data = rows
-    .filter((r) => r.note === undefined)
-    .map((r) => ({ ...r, stepTflops: (r.forwardTflopsPerGpu * r.forwardMs + r.backwardTflopsPerGpu * r.backwardMs) / (r.forwardMs + r.backwardMs) }));
-  const masks = [...new Set(rows.map((r) => r.mask))];
-  return plotToSvg({
-    width: Math.max(640, 210 * masks.length + 80),
-    height: 330,
-    marginTop: 64,
-    marginRight: 20,
-    marginBottom: 60,
-    x: { type: 'log', base: 2, label: 'cp (ranks)', tickFormat: (d: number) => String(d) },
-    y: { label: 'TFLOP/s per GPU, forward + backward', grid: true, domain: [0, Math.ceil(Math.max(...data.map((d) => d.stepTflops)) / 100) * 100] },
-    fx: { domain: masks, label: null, padding: 0.08 },
-    color: { domain: METHOD_COLORS.map((m) => m[0]), range: METHOD_COLORS.map((m) => m[1]) },
-    marks: [
-      Plot.frame({ stroke: '#ccc' }),
-      Plot.lineY(data, { x: 'cp', y: 'stepTflops', fx: 'mask', stroke: 'method', marker: 'circle' }),
-      Plot.text([title], { frameAnchor: 'top-left', dy: -58, fontSize: 12, fontWeight: 'bold', facet: 'super' }),
-      ...METHOD_COLORS.map(([method, color], i) =>
-        Plot.text([`\u25cf ${method}`], { frameAnchor: 'bottom-left', dx: 150 * i, dy: 52, fill: color, fontSize: 12, facet: 'super' }),
-      ),
-    ],
-  });
-}
-
 interface SimulateCliOptions {
   mask: string;
   seqlen: number;
@@ -203,7 +165,7 @@ export function parseSimulateOptions(o: SimulateCliOptions): SimulateOptions {
   };
 }
 
-export function runSimulateCommand(o: SimulateCliOptions, write: (text: string) => void): number {
+export async function runSimulateCommand(o: SimulateCliOptions, write: (text: string) => void): Promise<number> {
   const opts = parseSimulateOptions(o);
   const t0 = performance.now();
   const { rows, throughput } = simulate(opts);
@@ -220,6 +182,7 @@ export function runSimulateCommand(o: SimulateCliOptions, write: (text: string) 
   }
   if (o.plot !== undefined) {
     const seqlens = [...new Set(rows.map((r) => r.seqlen))].join(', ');
+    const { simulatePlotSvg } = await import('./simulate-plot.js');
     writeFileSync(o.plot, simulatePlotSvg(rows, `Predicted attention step, ${seqlens} tokens, ${h.numHeadsQ}:${h.numHeadsKv} heads, D ${h.headDim}; kernels: ${throughput.gpu}; links: ${opts.link.name}`));
     write(`wrote ${o.plot}\n`);
   }
@@ -245,7 +208,7 @@ export function registerSimulate(program: Command, ctx: CliContext): void {
     .addOption(new Option('--kernel-shape <shape>', 'benchmark mask whose throughput to use (default: from the mask)').choices(KERNEL_SHAPES))
     .option('--json <path>', 'write the rows as JSON')
     .option('--plot <path>', 'write an SVG plot of TFLOP/s per GPU against cp')
-    .action((opts: SimulateCliOptions) => {
-      ctx.exitCode = runSimulateCommand(opts, ctx.out);
+    .action(async (opts: SimulateCliOptions) => {
+      ctx.exitCode = await runSimulateCommand(opts, ctx.out);
     });
 }
