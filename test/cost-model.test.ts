@@ -19,7 +19,7 @@ import {
   type KernelBenchJSON,
 } from '../src/cost/index.js';
 import { runCli } from '../src/cli/program.js';
-import { defaultKernelJson, loadThroughput } from '../src/cli/simulate.js';
+import { defaultKernelJson, loadThroughput } from '../src/cli/cost-model.js';
 
 /** A benchmark file with round numbers: every shape 100 TFLOP/s forward at 4k, 200 at 16k; backward half that. */
 function syntheticBench(): KernelBenchJSON {

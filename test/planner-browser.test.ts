@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runCli } from '../src/cli/program.js';
 import { plannerRoot, servePlanner } from '../src/cli/planner.js';
-import { packageRoot } from '../src/cli/plot-svg.js';
+import { packageRoot } from '../src/cli/package-root.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(packageRoot(), 'test', 'artifacts', 'planner');
@@ -132,7 +132,7 @@ test('a varlen-causal preset: the page shows the numbers and exports the plan of
   await assertPageMatchesCli({ ...args, cp: '16' }, 'varlen-causal cp 16');
 });
 
-test('block-causal and sliding-window presets with several overlap stages match the CLI too', async () => {
+test('block-causal and sliding-window presets with several overlap stages, and causal with degree auto, match the CLI too', async () => {
   await page.goto(`${base}?mask=block-causal&seqlen=131072&cp=8&degree=3&block=4096`);
   let id = await waitForPlan(0);
   await assertPageMatchesCli({ mask: 'block-causal', seqlen: '131072', cp: '8', degree: '3', block: '4096', seed: '42' }, 'block-causal');
@@ -140,6 +140,10 @@ test('block-causal and sliding-window presets with several overlap stages match 
   await page.goto(`${base}?mask=sliding-window&seqlen=100000&cp=4&degree=2&alg=contiguous-runs&window=2000,0`);
   id = await waitForPlan(0);
   await assertPageMatchesCli({ mask: 'sliding-window', seqlen: '100000', cp: '4', degree: '2', alg: 'contiguous-runs', window: '2000,0', seed: '42' }, 'sliding-window');
+  // degree auto: page and CLI weigh the stages with the same cost model (measured throughput, links).
+  await page.goto(`${base}?mask=causal&seqlen=65536&cp=16&degree=auto&link=ib`);
+  id = await waitForPlan(0);
+  await assertPageMatchesCli({ mask: 'causal', seqlen: '65536', cp: '16', degree: 'auto', link: 'ib', seed: '42' }, 'causal, degree auto');
   assert.ok(id > 0);
 });
 

@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../src/cli/program.js';
 import { buildMask } from '../src/cli/plan.js';
-import { checkPlan, planFromJSON } from '../src/solver/index.js';
+import { defaultKernelJson, loadThroughput } from '../src/cli/cost-model.js';
+import { autoOverlapConfig, kernelShapeOf, parseLink } from '../src/cost/index.js';
+import { causalMask } from '../src/mask/helpers.js';
+import { BENCH_HEAD_SHAPE, checkPlan, planDistAttn, planFromJSON } from '../src/solver/index.js';
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -57,6 +60,25 @@ test('every preset mask plans and checks', async () => {
   const auto = await plan('--mask', 'causal', '--seqlen', '8192', '--cp', '4', '--degree', 'auto', '--check');
   assert.equal(auto.code, 0);
   assert.match(auto.out, /\(dynamic, uniform\)/);
+});
+
+test('--degree auto plans with the cost model of magi-attn simulate and the page: measured kernel throughput and the --link preset', async () => {
+  const throughput = loadThroughput(defaultKernelJson());
+  const factors: number[] = [];
+  for (const link of ['nvlink', 'ib']) {
+    const { code, out } = await plan('--mask', 'causal', '--seqlen', '65536', '--cp', '16', '--degree', 'auto', '--link', link, '--json');
+    assert.equal(code, 0, out);
+    const got = planFromJSON(JSON.parse(out));
+    const config = autoOverlapConfig({ throughput, shape: kernelShapeOf(causalMask(65536), 'causal'), link: parseLink(link), heads: BENCH_HEAD_SHAPE }, 65536, 16);
+    assert.deepEqual(got, planDistAttn({ mask: causalMask(65536), totalSeqlenQ: 65536, cpSize: 16, overlapConfig: config }), link);
+    assert.equal(got.overlapConfig.mode, 'dynamic');
+    factors.push(got.overlapConfig.commCostFactor);
+  }
+  // InfiniBand moves a token 9x slower than NVLink (50 vs 450 GB/s).
+  assert.ok(Math.abs(factors[1] / factors[0] - 9) < 1e-9, `comm cost factors ${factors.join(', ')}`);
+  const bad = await cli('plan', '--mask', 'causal', '--seqlen', '4096', '--cp', '2', '--degree', 'auto', '--kernel-json', 'no-such.json');
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--kernel-json: must be a readable kernel benchmark JSON/);
 });
 
 test('--json writes the full plan; a JSON mask file is planned with its types, which the report names', () =>

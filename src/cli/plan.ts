@@ -9,15 +9,13 @@ import { accessSync, constants, existsSync, readFileSync, writeFileSync } from '
 import { dirname, resolve as resolvePath } from 'node:path';
 import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { blockCausalMask, causalMask, cuSeqlensFromLengths, fullMask, sampleDocLengths, slidingWindowMask, varlenCausalMask, varlenFullMask } from '../mask/helpers.js';
-import type { SliceList } from '../mask/slice-list.js';
+import { isMaskPreset, MASK_PRESETS, presetMask, type MaskSpec, type PresetOptions } from '../mask/presets.js';
 import { describeSliceTypes, maskFromJSON, type ParsedMask } from '../mask/mask-json.js';
-import { freshSeed, Rng } from '../util/rng.js';
+import { freshSeed } from '../util/rng.js';
 import {
   BENCH_HEAD_SHAPE,
   checkPlan,
   DISPATCH_ALG_TYPES,
-  hardwareCostFactors,
   planCommSummary,
   planDistAttnTimed,
   planStats,
@@ -32,71 +30,20 @@ import {
   type OverlapConfig,
   type PlanTimings,
 } from '../solver/index.js';
+import { autoOverlapConfig, kernelShapeOf, parseLink } from '../cost/index.js';
+import { addCostModelOptions, defaultKernelJson, loadThroughput } from './cost-model.js';
 import { intAtLeast, intOrWord, windowPair } from './flags.js';
 import type { CliContext } from './program.js';
 import { renderTable } from './table.js';
 
-export const MASK_KINDS = ['full', 'causal', 'varlen-full', 'varlen-causal', 'block-causal', 'sliding-window'] as const;
-
-export interface MaskSpec {
-  readonly mask: SliceList;
-  readonly totalSeqlen: number;
-  /** Document boundaries, when the mask has documents (used for the ring baseline's zig-zag). */
-  readonly cuSeqlens?: number[];
-  /** One line saying what the mask is. */
-  readonly description: string;
-}
-
-export interface MaskOptions {
-  /** Number of documents for varlen kinds (cut uniformly at random); default: sampled from the dataset histogram. */
-  readonly docs?: number;
-  readonly seed: number;
-  readonly blockSize?: number;
-  readonly window?: readonly [number, number];
-}
-
-/** Builds one of the preset masks, or reads a JSON mask file. */
-export function buildMask(kind: string, seqlen: number | undefined, options: MaskOptions): MaskSpec {
-  if (!(MASK_KINDS as readonly string[]).includes(kind)) return readMaskFile(kind, seqlen);
+/**
+ * A preset mask (src/mask/presets.ts) or, for any other name, a JSON mask file. Errors name the
+ * flags (--seqlen, --docs, --mask).
+ */
+export function buildMask(kind: string, seqlen: number | undefined, options: Omit<PresetOptions, 'argumentPrefix'>): MaskSpec {
+  if (!isMaskPreset(kind)) return readMaskFile(kind, seqlen);
   if (seqlen === undefined) throw new InvalidArgumentError('--seqlen', `is required for the ${kind} mask`);
-  const docs = (): number[] => {
-    const rng = new Rng(options.seed);
-    if (options.docs !== undefined) {
-      if (options.docs > seqlen) throw new InvalidArgumentError('--docs', 'must be at most --seqlen', `${options.docs} > ${seqlen}`);
-      const cuts = new Set<number>();
-      while (cuts.size < options.docs - 1) cuts.add(rng.int(1, seqlen - 1));
-      return [0, ...[...cuts].sort((a, b) => a - b), seqlen];
-    }
-    return cuSeqlensFromLengths(sampleDocLengths(seqlen, rng));
-  };
-  const docNote = (cu: number[]): string =>
-    `${cu.length - 1} documents (${options.docs === undefined ? 'lengths from the dataset histogram' : 'uniform random cuts'}, seed ${options.seed})`;
-  switch (kind) {
-    case 'full':
-      return { mask: fullMask(seqlen), totalSeqlen: seqlen, description: `full, ${seqlen} tokens` };
-    case 'causal':
-      return { mask: causalMask(seqlen), totalSeqlen: seqlen, description: `causal, ${seqlen} tokens` };
-    case 'varlen-full': {
-      const cu = docs();
-      return { mask: varlenFullMask(cu), totalSeqlen: seqlen, cuSeqlens: cu, description: `varlen-full, ${seqlen} tokens in ${docNote(cu)}` };
-    }
-    case 'varlen-causal': {
-      const cu = docs();
-      return { mask: varlenCausalMask(cu), totalSeqlen: seqlen, cuSeqlens: cu, description: `varlen-causal, ${seqlen} tokens in ${docNote(cu)}` };
-    }
-    case 'block-causal': {
-      const block = options.blockSize ?? 2048;
-      const cu = options.docs === undefined ? [0, seqlen] : docs();
-      const where = cu.length > 2 ? `in ${docNote(cu)}` : 'one document';
-      return { mask: blockCausalMask(cu, block), totalSeqlen: seqlen, cuSeqlens: cu, description: `block-causal (blocks of ${block}), ${seqlen} tokens, ${where}` };
-    }
-    default: {
-      const window = options.window ?? [1024, 0];
-      const cu = options.docs === undefined ? [0, seqlen] : docs();
-      const where = cu.length > 2 ? `in ${docNote(cu)}` : 'one document';
-      return { mask: slidingWindowMask(cu, window), totalSeqlen: seqlen, cuSeqlens: cu, description: `sliding-window (${window[0]}, ${window[1]}), ${seqlen} tokens, ${where}` };
-    }
-  }
+  return presetMask(kind, seqlen, { ...options, argumentPrefix: '--' });
 }
 
 /** A JSON mask file (format: mask/mask-json.ts); --seqlen, when given, overrides its totalSeqlen. */
@@ -105,7 +52,7 @@ function readMaskFile(path: string, seqlen: number | undefined): MaskSpec {
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new InvalidArgumentError('--mask', `must be one of ${MASK_KINDS.join(', ')} or a readable JSON mask file`, `${path}: ${(e as Error).message}`);
+    throw new InvalidArgumentError('--mask', `must be one of ${MASK_PRESETS.join(', ')} or a readable JSON mask file`, `${path}: ${(e as Error).message}`);
   }
   let parsed: ParsedMask;
   try {
@@ -246,6 +193,8 @@ export interface PlanOptions {
   headsQ: number;
   headsKv: number;
   headDim: number;
+  link: string;
+  kernelJson?: string;
   check?: boolean;
   timing?: boolean;
   perRank?: boolean;
@@ -257,10 +206,15 @@ export function runPlanCommand(opts: PlanOptions, write: (text: string) => void)
   if (typeof opts.json === 'string') requireWritableFile(opts.json, '--json');
   const seed = opts.seed ?? freshSeed();
   const heads: HeadShape = { numHeadsQ: opts.headsQ, numHeadsKv: opts.headsKv, headDim: opts.headDim, bytesPerElement: BENCH_HEAD_SHAPE.bytesPerElement };
-  // 'auto' weighs compute against transfer with an H100 model of the given head shape, so the
-  // chosen degree means something (with unit factors, compute always dominates).
-  const overlapConfig: OverlapConfig = opts.degree === 'auto' ? { mode: 'dynamic', alg: opts.overlapAlg, ...hardwareCostFactors(heads) } : { degree: opts.degree, alg: opts.overlapAlg };
+  // 'auto' lets the overlap solver weigh each stage's compute against its transfer with the cost
+  // model that `magi-attn simulate` and the planner page use (measured kernel throughput, links).
+  const link = parseLink(opts.link);
+  const stages = opts.degree === 'auto' ? { auto: true as const, throughput: loadThroughput(opts.kernelJson ?? defaultKernelJson()) } : { auto: false as const, degree: opts.degree };
   const spec = buildMask(opts.mask, opts.seqlen, { seed, ...(opts.docs === undefined ? {} : { docs: opts.docs }), blockSize: opts.block, window: opts.window });
+  const overlapConfig: OverlapConfig =
+    stages.auto
+      ? autoOverlapConfig({ throughput: stages.throughput, shape: kernelShapeOf(spec.mask, opts.mask), link, heads }, spec.totalSeqlen, opts.cp, opts.overlapAlg)
+      : { degree: stages.degree, alg: opts.overlapAlg };
   const request = {
     mask: spec.mask,
     totalSeqlenQ: spec.totalSeqlen,
@@ -289,14 +243,14 @@ export function runPlanCommand(opts: PlanOptions, write: (text: string) => void)
 }
 
 export function registerPlan(program: Command, ctx: CliContext): void {
-  program
+  const command = program
     .command('plan')
     .description('plan a distributed attention call: per-rank area, imbalance, communication, vs ring and Ulysses')
-    .requiredOption('--mask <kind|file>', `${MASK_KINDS.join(' | ')} | a JSON mask file (format in the README)`)
+    .requiredOption('--mask <kind|file>', `${MASK_PRESETS.join(' | ')} | a JSON mask file (format in the README)`)
     .option('--seqlen <n>', 'total tokens (required for the preset masks)', intAtLeast(1))
     .requiredOption('--cp <p>', 'context-parallel size (number of ranks)', intAtLeast(1))
     .option('--chunk <c>', 'upper bound on the dispatch chunk size (effective: min(c, ceil(N / (8·cp))))', intAtLeast(1))
-    .option('--degree <d>', 'overlap degree: remote stages (0: no overlap; auto: chosen by an H100 cost model of the head shape)', intOrWord(0, ['auto'] as const), 1)
+    .option('--degree <d>', 'overlap degree: remote stages (0: no overlap; auto: chosen per rank by the cost model, as magi-attn simulate does)', intOrWord(0, ['auto'] as const), 1)
     .addOption(new Option('--alg <name>', 'dispatch algorithm').choices(DISPATCH_ALG_TYPES).default('min-heap'))
     .addOption(new Option('--overlap-alg <name>', 'stage split').choices(['uniform', 'greedy']).default('uniform'))
     .option('--docs <k>', 'varlen masks: number of documents, cut uniformly at random (default: lengths sampled from the dataset histogram)', intAtLeast(1))
@@ -305,7 +259,8 @@ export function registerPlan(program: Command, ctx: CliContext): void {
     .option('--window <l,r>', 'sliding-window: left,right window (-1: unbounded)', windowPair, [1024, 0])
     .option('--heads-q <n>', 'query heads (for bytes and Ulysses)', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsQ)
     .option('--heads-kv <n>', 'key/value heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsKv)
-    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim)
+    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim);
+  addCostModelOptions(command, ' (with --degree auto)')
     .option('--check', 'prove the plan right with the checker (exact cell coverage, GroupCast deliveries)')
     .option('--timing', 'also time 5 more solver runs once warm (the plan is computed once otherwise)')
     .option('--per-rank', `print every rank's row (above cp ${PER_RANK_ROWS_MAX_CP} the ranks are summarised)`)

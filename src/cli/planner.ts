@@ -9,7 +9,7 @@ import { extname, join, normalize, sep } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { intAtLeast } from './flags.js';
-import { packageRoot } from './plot-svg.js';
+import { packageRoot } from './package-root.js';
 import type { CliContext } from './program.js';
 
 const TYPES: Record<string, string> = {

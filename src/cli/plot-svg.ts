@@ -3,9 +3,6 @@
  * page draws with, given a DOM document from linkedom. Charts meant for files keep everything
  * inside the <svg> (no HTML legends or captions, which Plot would wrap in a <figure>).
  */
-import { dirname, join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as Plot from '@observablehq/plot';
 import { parseHTML } from 'linkedom';
 
@@ -16,16 +13,4 @@ export function plotToSvg(options: Plot.PlotOptions): string {
   node.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
   node.setAttribute('style', 'background: white');
   return `<?xml version="1.0" encoding="UTF-8"?>\n${node.outerHTML}\n`;
-}
-
-/** The package's root folder (holding package.json), from a module inside it (src/ or dist/src/). */
-export function packageRoot(from: string = import.meta.url): string {
-  let dir = dirname(fileURLToPath(from));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'magi-attention') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('packageRoot: no magi-attention package.json above ' + from);
-    dir = up;
-  }
 }

@@ -5,18 +5,17 @@
  * Compute comes from measured kernel throughput (the kernel benchmark's JSON), communication from
  * a link preset (src/cost). Prints a table, and writes JSON and an SVG plot when asked.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
-import * as Plot from '@observablehq/plot';
 import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { BENCH_HEAD_SHAPE, DISPATCH_ALG_TYPES, planDistAttnTimed, planStats, type DispatchAlg, type DispatchAlgType, type HeadShape } from '../solver/index.js';
-import { KERNEL_SHAPES, KernelThroughput, kernelShapeOf, overlapCostFactors, parseLink, planMemory, predictRun, type KernelBenchJSON, type KernelShape, type LinkModel } from '../cost/index.js';
+import { autoOverlapConfig, KERNEL_SHAPES, KernelThroughput, kernelShapeOf, parseLink, planMemory, predictRun, type KernelShape, type LinkModel } from '../cost/index.js';
+import { MASK_PRESETS } from '../mask/presets.js';
+import { addCostModelOptions, defaultKernelJson, loadThroughput } from './cost-model.js';
 import { intAtLeast, intOrWord } from './flags.js';
-import { buildMask, MASK_KINDS } from './plan.js';
+import { buildMask } from './plan.js';
 import type { CliContext } from './program.js';
-import { packageRoot, plotToSvg } from './plot-svg.js';
 
 export interface SimulateOptions {
   readonly masks: readonly string[];
@@ -56,20 +55,6 @@ export interface SimulateRow {
   readonly note?: string;
 }
 
-export function defaultKernelJson(): string {
-  return join(packageRoot(), 'bench', 'results', 'kernel.json');
-}
-
-export function loadThroughput(path: string): KernelThroughput {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new InvalidArgumentError('--kernel-json', 'must be a readable kernel benchmark JSON (bench/results/kernel.json)', `${path}: ${(e as Error).message}`);
-  }
-  return new KernelThroughput(json as KernelBenchJSON);
-}
-
 /** Plans and predicts every (mask, cp); `progress` hears of each row as it is done. */
 export function simulate(opts: SimulateOptions, progress: (row: SimulateRow) => void = () => {}): { rows: SimulateRow[]; throughput: KernelThroughput } {
   const throughput = loadThroughput(opts.kernelJson);
@@ -84,7 +69,7 @@ export function simulate(opts: SimulateOptions, progress: (row: SimulateRow) => 
         totalSeqlenQ: spec.totalSeqlen,
         cpSize: cp,
         dispatchConfig: { ...(opts.chunk === undefined ? {} : { chunkSize: opts.chunk }), alg: { type: opts.alg } as DispatchAlg },
-        overlapConfig: opts.degree === 'auto' ? { mode: 'dynamic', ...overlapCostFactors(model, spec.totalSeqlen, cp) } : { degree: opts.degree },
+        overlapConfig: opts.degree === 'auto' ? autoOverlapConfig(model, spec.totalSeqlen, cp) : { degree: opts.degree },
       });
       const prediction = predictRun(plan, model, spec.cuSeqlens);
       const stats = planStats(plan);
@@ -137,42 +122,6 @@ export function formatRows(rows: readonly SimulateRow[]): string[] {
   return [fmt(header), ...body.map(fmt)];
 }
 
-const METHOD_COLORS: ReadonlyArray<readonly [string, string]> = [
-  ['magi-attention', '#1f77b4'],
-  ['ring (zig-zag)', '#ff7f0e'],
-  ['ulysses', '#2ca02c'],
-];
-
-/**
- * TFLOP/s per GPU of a whole step (forward + backward FLOPs over their time) against cp, one
- * panel per mask, one line per method: flat lines scale perfectly.
- */
-export function simulatePlotSvg(rows: readonly SimulateRow[], title: string): string {
-  const data = rows
-    .filter((r) => r.note === undefined)
-    .map((r) => ({ ...r, stepTflops: (r.forwardTflopsPerGpu * r.forwardMs + r.backwardTflopsPerGpu * r.backwardMs) / (r.forwardMs + r.backwardMs) }));
-  const masks = [...new Set(rows.map((r) => r.mask))];
-  return plotToSvg({
-    width: Math.max(640, 210 * masks.length + 80),
-    height: 330,
-    marginTop: 64,
-    marginRight: 20,
-    marginBottom: 60,
-    x: { type: 'log', base: 2, label: 'cp (ranks)', tickFormat: (d: number) => String(d) },
-    y: { label: 'TFLOP/s per GPU, forward + backward', grid: true, domain: [0, Math.ceil(Math.max(...data.map((d) => d.stepTflops)) / 100) * 100] },
-    fx: { domain: masks, label: null, padding: 0.08 },
-    color: { domain: METHOD_COLORS.map((m) => m[0]), range: METHOD_COLORS.map((m) => m[1]) },
-    marks: [
-      Plot.frame({ stroke: '#ccc' }),
-      Plot.lineY(data, { x: 'cp', y: 'stepTflops', fx: 'mask', stroke: 'method', marker: 'circle' }),
-      Plot.text([title], { frameAnchor: 'top-left', dy: -58, fontSize: 12, fontWeight: 'bold', facet: 'super' }),
-      ...METHOD_COLORS.map(([method, color], i) =>
-        Plot.text([`\u25cf ${method}`], { frameAnchor: 'bottom-left', dx: 150 * i, dy: 52, fill: color, fontSize: 12, facet: 'super' }),
-      ),
-    ],
-  });
-}
-
 interface SimulateCliOptions {
   mask: string;
   seqlen: number;
@@ -216,7 +165,7 @@ export function parseSimulateOptions(o: SimulateCliOptions): SimulateOptions {
   };
 }
 
-export function runSimulateCommand(o: SimulateCliOptions, write: (text: string) => void): number {
+export async function runSimulateCommand(o: SimulateCliOptions, write: (text: string) => void): Promise<number> {
   const opts = parseSimulateOptions(o);
   const t0 = performance.now();
   const { rows, throughput } = simulate(opts);
@@ -233,6 +182,7 @@ export function runSimulateCommand(o: SimulateCliOptions, write: (text: string) 
   }
   if (o.plot !== undefined) {
     const seqlens = [...new Set(rows.map((r) => r.seqlen))].join(', ');
+    const { simulatePlotSvg } = await import('./simulate-plot.js');
     writeFileSync(o.plot, simulatePlotSvg(rows, `Predicted attention step, ${seqlens} tokens, ${h.numHeadsQ}:${h.numHeadsKv} heads, D ${h.headDim}; kernels: ${throughput.gpu}; links: ${opts.link.name}`));
     write(`wrote ${o.plot}\n`);
   }
@@ -240,10 +190,10 @@ export function runSimulateCommand(o: SimulateCliOptions, write: (text: string) 
 }
 
 export function registerSimulate(program: Command, ctx: CliContext): void {
-  program
+  const command = program
     .command('simulate')
     .description('predict forward/backward step time, exposed communication and TFLOP/s per GPU, vs ring and Ulysses, from measured kernel throughput and link presets')
-    .option('--mask <kinds|file>', `comma-separated: ${MASK_KINDS.join(' | ')} | a JSON mask file`, MASK_KINDS.join(','))
+    .option('--mask <kinds|file>', `comma-separated: ${MASK_PRESETS.join(' | ')} | a JSON mask file`, MASK_PRESETS.join(','))
     .option('--seqlen <n>', 'total tokens (for the preset masks)', intAtLeast(1), 10 * 1024 * 1024)
     .option('--cp <list>', 'comma-separated cp sizes', cpList, [8, 16, 32, 64, 128, 256, 512, 1024])
     .option('--degree <d>', 'overlap degree (remote stages), or auto: chosen per rank by the overlap solver with this cost model', intOrWord(0, ['auto'] as const), 'auto' as const)
@@ -253,13 +203,12 @@ export function registerSimulate(program: Command, ctx: CliContext): void {
     .option('--seed <s>', 'seed of the sampled documents', intAtLeast(0), 42)
     .option('--heads-q <n>', 'query heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsQ)
     .option('--heads-kv <n>', 'key/value heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsKv)
-    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim)
-    .option('--link <preset|GB/s>', 'nvlink-ib (8 GPUs a node) | nvlink | ib | a bandwidth in GB/s per direction', 'nvlink-ib')
-    .option('--kernel-json <path>', 'kernel benchmark results to read throughput from (default: bench/results/kernel.json)')
+    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim);
+  addCostModelOptions(command)
     .addOption(new Option('--kernel-shape <shape>', 'benchmark mask whose throughput to use (default: from the mask)').choices(KERNEL_SHAPES))
     .option('--json <path>', 'write the rows as JSON')
     .option('--plot <path>', 'write an SVG plot of TFLOP/s per GPU against cp')
-    .action((opts: SimulateCliOptions) => {
-      ctx.exitCode = runSimulateCommand(opts, ctx.out);
+    .action(async (opts: SimulateCliOptions) => {
+      ctx.exitCode = await runSimulateCommand(opts, ctx.out);
     });
 }

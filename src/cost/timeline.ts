@@ -14,6 +14,7 @@
  * (throughput.ts). Exposed communication is the step time beyond the busiest rank's compute.
  */
 import type { HeadShape } from '../solver/baselines.js';
+import type { OverlapAlg, OverlapConfig } from '../solver/config.js';
 import type { DistAttnPlan } from '../solver/plan.js';
 import { transferSeconds, type LinkModel } from './links.js';
 import { passFlops, type KernelShape, type KernelThroughput, type Pass } from './throughput.js';
@@ -171,4 +172,12 @@ export function overlapCostFactors(model: CostModel, totalSeqlen: number, cpSize
   const seconds = throughput.seconds(shape, 'fwd', Math.ceil(totalSeqlen / cpSize), 1, heads.numHeadsQ, heads.headDim);
   const bandwidth = cpSize > link.gpusPerNode ? link.interNodeBytesPerSecond : link.intraNodeBytesPerSecond;
   return { calcCostFactor: seconds * 1e6, commCostFactor: (kvTokenBytes(heads.numHeadsKv, heads.headDim, heads.bytesPerElement) / bandwidth) * 1e6 };
+}
+
+/**
+ * The overlap config of `--degree auto` (CLI and page alike): the overlap solver's dynamic mode,
+ * choosing each rank's stages with this model's cost factors.
+ */
+export function autoOverlapConfig(model: CostModel, totalSeqlen: number, cpSize: number, alg: OverlapAlg = 'uniform'): OverlapConfig {
+  return { mode: 'dynamic', alg, ...overlapCostFactors(model, totalSeqlen, cpSize) };
 }

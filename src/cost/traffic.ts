@@ -5,7 +5,7 @@
  * plan's own. A GroupReduce moves the same tokens back along the same routes.
  */
 import type { DistAttnPlan } from '../solver/plan.js';
-import { sameNode, type LinkModel } from './links.js';
+import type { LinkModel } from './links.js';
 
 /** Tokens one rank moves in one stage's GroupCast (a token sent to m ranks counts m times). */
 export interface StageTokens {
@@ -18,24 +18,28 @@ export interface StageTokens {
 /** stageTokens[s][r]: rank r's GroupCast tokens in stage s. */
 export function stageTokens(plan: DistAttnPlan, link: LinkModel): StageTokens[][] {
   const P = plan.cpSize;
+  // Node of every rank, once: a dense mask at cp 1024 has millions of (split, destination) pairs.
+  const node = Float64Array.from({ length: P }, (_, r) => Math.floor(r / link.gpusPerNode));
   const out: StageTokens[][] = [];
   for (let s = 0; s < plan.overlapDegree; s++) {
     const row: StageTokens[] = [];
     for (let r = 0; r < P; r++) {
       const gc = plan.perRank[r].stages[s].groupCast;
+      const own = node[r];
       let intraSend = 0;
       let interSend = 0;
       let intraRecv = 0;
       let interRecv = 0;
       for (let i = 0; i < gc.inputSplitSizes.length; i++) {
         const size = gc.inputSplitSizes[i];
-        for (const d of gc.dstIndices[i]) {
-          if (sameNode(link, r, d)) intraSend += size;
+        const dsts = gc.dstIndices[i];
+        for (let k = 0; k < dsts.length; k++) {
+          if (node[dsts[k]] === own) intraSend += size;
           else interSend += size;
         }
       }
       for (let j = 0; j < gc.outputSplitSizes.length; j++) {
-        if (sameNode(link, r, gc.srcIndex[j])) intraRecv += gc.outputSplitSizes[j];
+        if (node[gc.srcIndex[j]] === own) intraRecv += gc.outputSplitSizes[j];
         else interRecv += gc.outputSplitSizes[j];
       }
       row.push({ intraSend, intraRecv, interSend, interRecv });

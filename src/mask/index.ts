@@ -11,3 +11,4 @@ export * from './helpers.js';
 export * from './dense.js';
 export * from './disjoint.js';
 export * from './doc-length-histogram.js';
+export * from './presets.js';

@@ -94,8 +94,13 @@ export function maskAreaByRows(mask: SliceList, rowRanges: Int32Array, owners: I
 export function ringZigzagBaseline(mask: SliceList, totalSeqlen: number, cpSize: number, heads: HeadShape = BENCH_HEAD_SHAPE, cuSeqlens?: ArrayLike<number>): CommSummary {
   const P = cpSize;
   const cu = cuSeqlens ?? [0, totalSeqlen];
-  const ranges: number[] = [];
-  const owners: number[] = [];
+  // Piece k of a document (k < 2P, in sequence order) belongs to rank k for k < P, else 2P−1−k;
+  // pieces past the document's end are padding. A document has at most min(2P, L) real pieces.
+  let capacity = 0;
+  for (let d = 0; d + 1 < cu.length; d++) capacity += Math.max(0, Math.min(2 * P, cu[d + 1] - cu[d]));
+  const ranges = new Int32Array(2 * capacity);
+  const owners = new Int32Array(capacity);
+  let m = 0;
   let padded = 0;
   for (let d = 0; d + 1 < cu.length; d++) {
     const ds = cu[d];
@@ -104,22 +109,13 @@ export function ringZigzagBaseline(mask: SliceList, totalSeqlen: number, cpSize:
     if (L <= 0) continue;
     const piece = Math.ceil(L / (2 * P));
     padded += piece * 2 * P;
-    const row: Array<[number, number, number]> = [];
-    for (let r = 0; r < P; r++) {
-      row.push([ds + r * piece, ds + (r + 1) * piece, r]);
-      row.push([ds + (2 * P - 1 - r) * piece, ds + (2 * P - r) * piece, r]);
-    }
-    row.sort((a, b) => a[0] - b[0]);
-    for (const [s, e, r] of row) {
-      const a = Math.min(s, de);
-      const b = Math.min(e, de);
-      if (b > a) {
-        ranges.push(a, b);
-        owners.push(r);
-      }
+    for (let k = 0; k < 2 * P && ds + k * piece < de; k++) {
+      ranges[2 * m] = ds + k * piece;
+      ranges[2 * m + 1] = Math.min(ds + (k + 1) * piece, de);
+      owners[m++] = k < P ? k : 2 * P - 1 - k;
     }
   }
-  const area = maskAreaByRows(mask, Int32Array.from(ranges), Int32Array.from(owners), P);
+  const area = maskAreaByRows(mask, ranges.subarray(0, 2 * m), owners.subarray(0, m), P);
   const n = padded / P;
   const tokens = new Float64Array(P).fill((P - 1) * n);
   return summarise('ring (zig-zag)', area, tokens, 2 * heads.numHeadsKv * heads.headDim * heads.bytesPerElement);

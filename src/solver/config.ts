@@ -173,28 +173,3 @@ export function resolveOverlapConfig(config: OverlapConfig = {}): ResolvedOverla
   if (degree !== null && degree <= 1) mode = 'static';
   return { mode, degree, dynamicMaxDegree, minChunkSize, maxNumChunks, alg, calcCostFactor, commCostFactor, noOverlap };
 }
-
-/**
- * Cost factors from a hardware model, so the dynamic overlap degree weighs real time: one cell
- * costs 4·hq·d FLOPs (forward QK and PV) at peak·mfu, one k/v token costs 2·hkv·d·bytes at the
- * effective bandwidth. Defaults: H100 bf16 (989.5 TFLOP/s, MFU 0.7), NVLink 450 GB/s × 0.6.
- */
-export function hardwareCostFactors(options: {
-  numHeadsQ: number;
-  numHeadsKv: number;
-  headDim: number;
-  bytesPerElement?: number;
-  flopsPerSecond?: number;
-  mfu?: number;
-  bytesPerSecond?: number;
-  bandwidthUtilisation?: number;
-}): { calcCostFactor: number; commCostFactor: number } {
-  const b = options.bytesPerElement ?? 2;
-  const flops = (options.flopsPerSecond ?? 989.5e12) * (options.mfu ?? 0.7);
-  const bw = (options.bytesPerSecond ?? 450e9) * (options.bandwidthUtilisation ?? 0.6);
-  // Microseconds, as the reference's factors.
-  return {
-    calcCostFactor: ((4 * options.numHeadsQ * options.headDim) / flops) * 1e6,
-    commCostFactor: ((2 * options.numHeadsKv * options.headDim * b) / bw) * 1e6,
-  };
-}

@@ -3,6 +3,7 @@
  * thread only draws; every number comes from the worker, which runs the library's own solvers and
  * cost model.
  */
+import { isMaskPreset } from '../../src/mask/presets.js';
 import type { CompareRow, PlannerState, PlanView, WorkerRequest, WorkerResponse } from './protocol.js';
 import { stateFromQuery, stateToQuery } from './state.js';
 import { areaPlot, bytesPlot, comparePlot, maskPlot, memoryPlot, timelinePlot, timelineRanks, trafficPlot } from './views.js';
@@ -48,11 +49,9 @@ worker.onmessage = (e: MessageEvent<WorkerResponse>): void => {
 // ---------------------------------------------------------------------------------------------
 // controls <-> state
 
-const PRESETS = ['full', 'causal', 'varlen-full', 'varlen-causal', 'block-causal', 'sliding-window'];
-
 function showFieldsFor(mask: string): void {
   const visible: Record<string, boolean> = {
-    preset: PRESETS.includes(mask),
+    preset: isMaskPreset(mask),
     docs: mask.startsWith('varlen') || mask === 'block-causal' || mask === 'sliding-window',
     block: mask === 'block-causal',
     window: mask === 'sliding-window',

@@ -5,12 +5,11 @@
  * its JSON or checking it needs no re-plan.
  */
 import kernelBench from '../../bench/results/kernel.json';
-import { buildMask } from '../../src/cli/plan.js';
 import {
   KernelThroughput,
   kernelShapeOf,
   kvTokenBytes,
-  overlapCostFactors,
+  autoOverlapConfig,
   parseLink,
   planMemory,
   predictRun,
@@ -20,6 +19,7 @@ import {
   type PassTimeline,
 } from '../../src/cost/index.js';
 import { varlenCausalMask, varlenFullMask } from '../../src/mask/helpers.js';
+import { isMaskPreset, presetMask } from '../../src/mask/presets.js';
 import { rowKeyEnd, rowKeyStart, sliceArea } from '../../src/mask/geometry.js';
 import { maskTypeFromInt } from '../../src/mask/mask-type.js';
 import { maskFromJSON } from '../../src/mask/mask-json.js';
@@ -93,7 +93,8 @@ function buildFromState(state: PlannerState, fileText: string | null): BuiltMask
     const { mask, totalSeqlen } = maskFromJSON(json);
     return { mask, totalSeqlen, description: `JSON mask: ${mask.maskTypes.length} slices, ${totalSeqlen} tokens` };
   }
-  const spec = buildMask(state.mask, state.seqlen, {
+  if (!isMaskPreset(state.mask)) throw new Error(`unknown mask ${JSON.stringify(state.mask)}`);
+  const spec = presetMask(state.mask, state.seqlen, {
     seed: state.seed,
     ...(state.docs === null ? {} : { docs: state.docs }),
     blockSize: state.block,
@@ -110,7 +111,7 @@ function planFor(built: BuiltMask, state: PlannerState, model: CostModel, alg: s
   if (!(DISPATCH_ALG_TYPES as readonly string[]).includes(alg)) throw new Error(`unknown dispatch algorithm ${alg}`);
   // The same request `magi-attn plan` makes for these options, so the two give the same plan.
   const overlapConfig: OverlapConfig =
-    state.degree === 'auto' ? { mode: 'dynamic', alg: 'uniform', ...overlapCostFactors(model, built.totalSeqlen, state.cp) } : { degree: state.degree, alg: 'uniform' };
+    state.degree === 'auto' ? autoOverlapConfig(model, built.totalSeqlen, state.cp, 'uniform') : { degree: state.degree, alg: 'uniform' };
   const { plan, timings } = planDistAttnTimed({
     mask: built.mask,
     totalSeqlenQ: built.totalSeqlen,
