@@ -214,8 +214,10 @@ export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Dist
   } else {
     const fetches = new StagePipeline(ops, key, k, v, trace);
     // Host stage: every rank runs it, also with no slice (the sink alone sets lse; out is 0).
+    // With no remote slice to merge later, it writes q's dtype at once (no float32 pass and cast).
+    const merges = rp.stages.some((s) => s.remoteSlices.maskTypes.length > 0);
     let span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea });
-    ({ out, lse } = ops.forward({ q, k, v, slices: rp.hostSlices, sink: options.sink, maxLogitsAcc, ...base }));
+    ({ out, lse } = ops.forward({ q, k, v, slices: rp.hostSlices, sink: options.sink, maxLogitsAcc, ...base, outDtype: merges ? 'float32' : ops.dtype(q) }));
     trace.end(span);
     for (let i = 0; i < rp.stages.length; i++) {
       const stage = rp.stages[i];
@@ -229,7 +231,7 @@ export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Dist
   }
 
   const result: CalcAttnResult<T> = { out, lse };
-  if (ops.dtype(q) !== 'float32') {
+  if (ops.dtype(out) !== ops.dtype(q)) {
     result.out = ops.cast(out, ops.dtype(q));
     ops.release(out);
   }

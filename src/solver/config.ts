@@ -4,6 +4,7 @@
  * check names the offending field, so `cp 0` or `chunkSize 0` fails before any work starts.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { requireKnownOptions } from '../util/options.js';
 
 /** Chunk-to-rank assignment algorithms (reference names in the comments). */
 export type DispatchAlg =
@@ -128,6 +129,7 @@ export function resolveDispatchAlg(alg: DispatchAlg | undefined, argument = 'dis
 }
 
 export function resolveDispatchConfig(config: DispatchConfig = {}): ResolvedDispatchConfig {
+  requireKnownOptions(config, 'dispatchConfig', ['chunkSize', 'alg', 'minChunksPerRank']);
   const chunkSize = config.chunkSize === undefined || config.chunkSize === null ? null : positiveInt(config.chunkSize, 'dispatchConfig.chunkSize');
   return {
     chunkSize,
@@ -141,6 +143,7 @@ export function resolveDispatchConfig(config: DispatchConfig = {}): ResolvedDisp
  * mode, and degree 0 becomes one stage of one chunk with `noOverlap` set.
  */
 export function resolveOverlapConfig(config: OverlapConfig = {}): ResolvedOverlapConfig {
+  requireKnownOptions(config, 'overlapConfig', ['mode', 'degree', 'dynamicMaxDegree', 'minChunkSize', 'maxNumChunks', 'alg', 'calcCostFactor', 'commCostFactor']);
   let mode: OverlapMode = config.mode ?? 'static';
   if (mode !== 'static' && mode !== 'dynamic') throw new InvalidArgumentError('overlapConfig.mode', "must be 'static' or 'dynamic'", `got ${JSON.stringify(mode)}`);
   const alg = config.alg ?? 'uniform';
