@@ -37,6 +37,7 @@ import {
   type AttnCase, Tally, checkBackward, checkBackwardTwoCriterion, cloneTensor, lowPrecisionReference, meanEventMs, medianEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
   randomTensor as uniformTensor, sameResults, scriptArgs, secondRunSame, speedCases, speedEntry, uncoveredKeys,
 } from './common.js';
+import { hostBackward, hostForward } from './host-harness.js';
 
 const args = scriptArgs();
 const { rng } = args;
@@ -157,7 +158,7 @@ if (checks) {
     const dout = randomTensor(c.dtype, [c.tokensQ, c.headsQ, c.dim], 1);
     const softmaxScale = 1 / Math.sqrt(c.dim);
     const softcap = c.softcap ?? 0;
-    const f = fwd.forward({ q, k, v, slices: c.slices, softmaxScale, softcap, returnMaxLogits: false, outDtype: c.dtype, deterministic: false });
+    const f = hostForward(fwd, { q, k, v, slices: c.slices, softmaxScale, softcap, returnMaxLogits: false, outDtype: c.dtype, deterministic: false });
     const bargs = { dout, q, k, v, out: f.out, lse: f.lse, slices: c.slices, softmaxScale, softcap, deterministic: false };
     t0 = performance.now();
     const ref = referenceBackward(bargs);
@@ -167,7 +168,7 @@ if (checks) {
     for (const bwd of bwds) {
       const plan = planFfaBackward(c.slices, c.tokensQ, c.tokensK, bwd.blockN, bwd.blockM);
       t0 = performance.now();
-      const got = bwd.backward(bargs, { poison: true });
+      const got = hostBackward(bwd, bargs, { poison: true });
       const gpuMs = performance.now() - t0;
       const r = checkBackwardTwoCriterion(got, ref, lp, c.dtype, c.headsKv * c.dim, unc);
       tally.record(
@@ -234,7 +235,7 @@ if (checks) {
     const sink = c.sink === undefined ? undefined : randomTensor('float32', [c.sink, c.headsQ], 3);
     const softmaxScale = 1 / Math.sqrt(c.dim);
     const softcap = c.softcap ?? 0;
-    const f = fwd.forward({ q, k, v, slices: c.slices, softmaxScale, softcap, returnMaxLogits: false, outDtype: c.dtype, deterministic: false, ...(sink === undefined ? {} : { sink }) });
+    const f = hostForward(fwd, { q, k, v, slices: c.slices, softmaxScale, softcap, returnMaxLogits: false, outDtype: c.dtype, deterministic: false, ...(sink === undefined ? {} : { sink }) });
     const accs: Partial<Record<'dq' | 'dk' | 'dv', Tensor>> = {};
     for (const name of c.acc ?? []) accs[name] = randomTensor('float32', name === 'dq' ? [c.tokensQ, c.headsQ, c.dim] : [c.tokensK, c.headsKv, c.dim], 0.05);
     const bargs = {
@@ -246,7 +247,7 @@ if (checks) {
     };
     const ref = referenceBackward(bargs);
     const run = () =>
-      bwdMain.backward(
+      hostBackward(bwdMain, 
         {
           ...bargs,
           ...(accs.dq === undefined ? {} : { dqAcc: cloneTensor(accs.dq) }),
@@ -298,18 +299,18 @@ if (checks) {
     const slices = mk(T);
     const { q, k, v } = randomQkv(rng, { tokensQ: T, tokensK: T, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' });
     const dout = randomTensor('bfloat16', [T, 8, 128], 1);
-    const f = fwd.forward({ q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: true });
+    const f = hostForward(fwd, { q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: true });
     const base = { dout, q, k, v, out: f.out, lse: f.lse, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0 };
     const zeros = () => ({ dqAcc: Tensor.zeros('float32', [T, 8, 128]), dkAcc: Tensor.zeros('float32', [T, 2, 128]), dvAcc: Tensor.zeros('float32', [T, 2, 128]) });
     const ref = referenceBackward({ ...base, deterministic: true });
-    const a = bwdMain.backward({ ...base, deterministic: true, ...zeros() }, { poison: true });
-    const b = bwdMain.backward({ ...base, deterministic: true, ...zeros() }, { poison: true });
+    const a = hostBackward(bwdMain, { ...base, deterministic: true, ...zeros() }, { poison: true });
+    const b = hostBackward(bwdMain, { ...base, deterministic: true, ...zeros() }, { poison: true });
     const same = sameResults(a, b, ['dq', 'dk', 'dv']);
     const parts = (['dq', 'dk', 'dv'] as const).map((x) => checkGrad(x, a[x], ref[x], undefined));
     let nondetDiffers = false;
     for (let i = 0; i < 3 && !nondetDiffers; i++) {
-      const x = bwdMain.backward({ ...base, deterministic: false, ...zeros() });
-      const y = bwdMain.backward({ ...base, deterministic: false, ...zeros() });
+      const x = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
+      const y = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
       nondetDiffers = !sameResults(x, y, ['dq', 'dk', 'dv']);
     }
     tally.record(same && parts.every(([o]) => o), `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128, fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);

@@ -29,6 +29,7 @@ import {
   type AttnCase, Tally, checkForward, checkForwardTwoCriterion, cloneTensor, lowPrecisionReference, meanEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv, randomTensor as uniformTensor,
   sameResults, scriptArgs, secondRunSame, speedCases, speedEntry,
 } from './common.js';
+import { hostForward } from './host-harness.js';
 
 const args = scriptArgs();
 const { rng } = args;
@@ -127,7 +128,7 @@ tally.forEach(cases, args.selects, '', (c) => {
   for (const ffa of kernels) {
     const plan = planFfaForward(c.slices, c.tokensQ, ffa.blockM, ffa.blockN);
     t0 = performance.now();
-    const got = ffa.forward(fargs, { poison: true, forceMerge: c.forceMerge ?? false, outDtype: c.outDtype ?? c.dtype });
+    const got = hostForward(ffa, fargs, { poison: true, forceMerge: c.forceMerge ?? false, outDtype: c.outDtype ?? c.dtype });
     const gpuMs = performance.now() - t0;
     const r = checkForwardTwoCriterion(got, ref, lp, c.dim, c.dtype);
     tally.record(
@@ -143,8 +144,8 @@ try {
   const c = cases.find((x) => x.name.startsWith('varlen causal [300,700,37,1011]'))!;
   const { q, k, v } = randomQkv(rng, c);
   const fargs = { q, k, v, slices: c.slices, softmaxScale: 1 / Math.sqrt(c.dim), softcap: 0, returnMaxLogits: false, outDtype: c.dtype, deterministic: false };
-  const a = ffa.forward(fargs, { poison: true });
-  const b = ffa.forward(fargs, { poison: true });
+  const a = hostForward(ffa, fargs, { poison: true });
+  const b = hostForward(ffa, fargs, { poison: true });
   tally.record(sameResults(a, b, ['out', 'lse']), 'direct epilogue is deterministic (bit-equal out and lse over two launches)');
 } catch (e) {
   tally.threw('determinism', e);
@@ -239,7 +240,7 @@ tally.forEach(optCases, args.selects, '[options] ', (c) => {
   };
   const ref = referenceForward(fargs);
   const run = () =>
-    ffa.forward(
+    hostForward(ffa, 
       {
         ...fargs,
         ...(acc === undefined ? {} : { outAcc: cloneTensor(acc.out), lseAcc: cloneTensor(acc.lse) }),
@@ -292,14 +293,14 @@ try {
   const { q, k, v } = randomQkv(rng, { tokensQ: T, tokensK: T + 256, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' });
   const base = { q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'float32' as DType };
   const ref = referenceForward({ ...base, deterministic: true });
-  const a = ffa.forward({ ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
-  const b = ffa.forward({ ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
+  const a = hostForward(ffa, { ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
+  const b = hostForward(ffa, { ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
   const [okTol, msg] = checkOutLse(a, ref, 128);
   const same = sameResults(a, b, ['out', 'lse']);
   let nondetDiffers = false;
   for (let i = 0; i < 4 && !nondetDiffers; i++) {
-    const x = ffa.forward({ ...base, deterministic: false }, { outDtype: 'float32' });
-    const y = ffa.forward({ ...base, deterministic: false }, { outDtype: 'float32' });
+    const x = hostForward(ffa, { ...base, deterministic: false }, { outDtype: 'float32' });
+    const y = hostForward(ffa, { ...base, deterministic: false }, { outDtype: 'float32' });
     nondetDiffers = !sameResults(x, y, ['out']);
   }
   tally.record(okTol && same, `deterministic forward, ${n} slices over overlapping q ranges, 8:2 heads, bf16 d128, fp32 out: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${msg}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);

@@ -28,6 +28,7 @@ import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { CudaFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
 import { causalMask, fullMask, makeSliceList, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import { Tally, openDevice, randomQkv, randomTensor, scriptArgs } from './common.js';
+import { hostBackward, hostForward } from './host-harness.js';
 
 const args = scriptArgs();
 const { rng } = args;
@@ -159,7 +160,7 @@ tally.forEach(cases, args.selects, '', (c) => {
   const cleanQ = (row: number): boolean => cleanToken(Math.floor(row / c.headsQ)) || Math.floor((row % c.headsQ) / group) !== kvHead;
   const cleanK = (krow: number): boolean => cleanToken(Math.floor(krow / c.headsKv)) || krow % c.headsKv !== kvHead;
 
-  const fwdResults = forwards.map(([label, f]) => [label, f.forward(fargs, { poison: true })] as const);
+  const fwdResults = forwards.map(([label, f]) => [label, hostForward(f, fargs, { poison: true })] as const);
   for (const [label, got] of fwdResults) {
     // forward: a non-finite q or k reaches only the rows that see it (masked logits are -inf),
     // so every other element is exact; a non-finite v can spoil its column in rows sharing a tile
@@ -179,7 +180,7 @@ tally.forEach(cases, args.selects, '', (c) => {
   const bargs = { dout, q, k, v, out: f0.out, lse: f0.lse, slices: c.slices, softmaxScale, softcap: 0, deterministic: false };
   const ref = referenceBackward(bargs);
   for (const [label, b] of backwards) {
-    const got = b.backward(bargs, { poison: true });
+    const got = hostBackward(b, bargs, { poison: true });
     const dq = compare('dq', got.dq.toFloat64(), ref.dq.data as Float64Array, (i) => cleanQ(Math.floor(i / c.dim)), false);
     const dk = compare('dk', got.dk.toFloat64(), ref.dk.data as Float64Array, (i) => cleanK(Math.floor(i / c.dim)), false);
     const dv = compare('dv', got.dv.toFloat64(), ref.dv.data as Float64Array, (i) => cleanK(Math.floor(i / c.dim)), false);

@@ -24,13 +24,11 @@
  *            max(k tiles, q chunks) groups, each a full grid of blocks.
  */
 import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
-import { Tensor } from '../../tensor.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
-import type { FfaBackwardArgs, FfaBackwardResult } from '../backend.js';
 import { greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
 import { Sm90BackwardMain } from './ffa-backward-sm90.js';
 import { sm90Available } from './ffa-forward-sm90.js';
@@ -209,70 +207,6 @@ export class CudaFfaBackward {
 
   prepare(shape: FfaBackwardShape, slices: SliceList): FfaBackwardProblem {
     return new FfaBackwardProblem(this, shape, slices);
-  }
-
-  /**
-   * Host tensors in, host tensors out: dq, dk, dv in the input dtype, or the given float32
-   * accumulators (updated in place on the host too); dsink with a sink.
-   */
-  backward(args: FfaBackwardArgs<Tensor>, options: { poison?: boolean } = {}): FfaBackwardResult<Tensor> {
-    const { q, k, v, out, dout, lse } = args;
-    const [tokensQ, headsQ, dim] = q.shape;
-    const [tokensK, headsKv] = k.shape;
-    if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new FfaCudaUnsupportedError('q, k, v must be [tokens, heads, dim]');
-    if (k.shape[2] !== dim || v.shape.join() !== k.shape.join()) throw new FfaCudaUnsupportedError("k and v must be [Tk, Hkv, D] with q's D");
-    if (headsQ % headsKv !== 0) throw new FfaCudaUnsupportedError(`Hq (${headsQ}) must be a multiple of Hkv (${headsKv})`);
-    for (const [name, x] of [['k', k], ['v', v], ['out', out], ['dout', dout]] as const) {
-      if (x.dtype !== q.dtype) throw new FfaCudaUnsupportedError(`${name} must have q's dtype ${q.dtype}, got ${x.dtype}`);
-    }
-    if (out.shape.join() !== q.shape.join() || dout.shape.join() !== q.shape.join()) throw new FfaCudaUnsupportedError('out and dout must be shaped like q');
-    if (lse.dtype !== 'float32' || lse.shape.join() !== [tokensQ, headsQ].join()) throw new FfaCudaUnsupportedError('lse must be float32 [Tq, Hq]');
-
-    const shape: FfaBackwardShape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
-    const problem = this.prepare(shape, args.slices);
-    const dev = this.device;
-    const bufs = [q, k, v, out, dout, lse].map((x) => dev.upload(x.data));
-    const [dQ, dK, dV, dOut, dDout, dLse] = bufs;
-    const qBytes = Math.max(4, tokensQ * headsQ * dim * 2);
-    const kBytes = Math.max(4, tokensK * headsKv * dim * 2);
-    for (const [name, acc, like] of [['dq', args.dqAcc, q], ['dk', args.dkAcc, k], ['dv', args.dvAcc, v]] as const) {
-      if (acc !== undefined && (acc.dtype !== 'float32' || acc.shape.join() !== like.shape.join())) throw new FfaCudaUnsupportedError(`${name} accumulator must be float32 shaped like ${name.slice(1)}`);
-    }
-    const grad = (acc: Tensor | undefined, bytes: number): DeviceBuffer => (acc !== undefined ? dev.upload(acc.data) : dev.alloc(bytes));
-    const gq = grad(args.dqAcc, qBytes);
-    const gk = grad(args.dkAcc, kBytes);
-    const gv = grad(args.dvAcc, kBytes);
-    const sink = args.sink;
-    const gSink = sink !== undefined ? dev.upload(sink.data) : null;
-    const gDsink = sink !== undefined ? dev.alloc(Math.max(4, sink.size * 4)) : null;
-    if (options.poison) {
-      if (args.dqAcc === undefined) gq.fill(0xff);
-      if (args.dkAcc === undefined) gk.fill(0xff);
-      if (args.dvAcc === undefined) gv.fill(0xff);
-      gDsink?.fill(0xff);
-      problem.poisonScratch();
-    }
-    const extras: FfaBackwardExtras = {
-      accumulate: { dq: args.dqAcc !== undefined, dk: args.dkAcc !== undefined, dv: args.dvAcc !== undefined },
-      deterministic: args.deterministic,
-    };
-    if (sink !== undefined && gSink !== null && gDsink !== null) extras.sink = { buffer: gSink, count: sink.shape[0], dsink: gDsink };
-    problem.launch({ q: dQ, k: dK, v: dV, out: dOut, dout: dDout, lse: dLse, dq: gq, dk: gk, dv: gv }, args.softmaxScale, args.softcap, undefined, extras);
-    const dq = args.dqAcc ?? Tensor.zeros(q.dtype, [tokensQ, headsQ, dim]);
-    const dk = args.dkAcc ?? Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
-    const dv = args.dvAcc ?? Tensor.zeros(q.dtype, [tokensK, headsKv, dim]);
-    if (dq.data.byteLength > 0) gq.download(dq.data);
-    if (dk.data.byteLength > 0) gk.download(dk.data);
-    if (dv.data.byteLength > 0) gv.download(dv.data);
-    const result: FfaBackwardResult<Tensor> = { dq, dk, dv };
-    if (sink !== undefined && gDsink !== null) {
-      const dsink = Tensor.zeros('float32', sink.shape);
-      if (dsink.data.byteLength > 0) gDsink.download(dsink.data);
-      result.dsink = dsink;
-    }
-    for (const b of [...bufs, gq, gk, gv, gSink, gDsink]) b?.free();
-    problem.free();
-    return result;
   }
 }
 

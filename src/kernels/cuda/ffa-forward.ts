@@ -28,12 +28,10 @@
  */
 import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
-import { Tensor } from '../../tensor.js';
 import { bytesPerElement, type DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import { readKernelSource } from './source.js';
-import type { FfaForwardArgs, FfaForwardResult } from '../backend.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { Sm90ForwardMain, sm90Available } from './ffa-forward-sm90.js';
 
@@ -257,7 +255,7 @@ export interface FfaForwardExtras {
 
 const TYPE_TAG: Partial<Record<DType, string>> = { bfloat16: 'bf16', float16: 'fp16', float32: 'f32' };
 
-function typeTag(dtype: DType, what: string): string {
+export function typeTag(dtype: DType, what: string): string {
   const t = TYPE_TAG[dtype];
   if (t === undefined) throw new FfaCudaUnsupportedError(`${what} dtype must be bfloat16, float16 or float32, got ${dtype}`);
   return t;
@@ -370,71 +368,6 @@ export class CudaFfaForward {
   /** Device-resident plan and scratch for one (shape, slice list); launch it as often as needed. */
   prepare(shape: FfaForwardShape, slices: SliceList, options: FfaForwardLaunchOptions = {}): FfaForwardProblem {
     return new FfaForwardProblem(this, shape, slices, options);
-  }
-
-  /**
-   * Host tensors in, host tensors out (uploads, runs, downloads), every option of the backend
-   * contract: sink, accumulation into outAcc/lseAcc (updated in place on the host too),
-   * max_logits (fresh or max-merged into maxLogitsAcc), deterministic.
-   */
-  forward(args: FfaForwardArgs<Tensor>, options: FfaForwardLaunchOptions & { poison?: boolean } = {}): FfaForwardResult<Tensor> {
-    if ((args.outAcc === undefined) !== (args.lseAcc === undefined)) throw new FfaCudaUnsupportedError('outAcc and lseAcc must be given together');
-    const { q, k, v } = args;
-    const [tokensQ, headsQ, dim] = q.shape;
-    const [tokensK, headsKv] = k.shape;
-    if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new FfaCudaUnsupportedError('q, k, v must be [tokens, heads, dim]');
-    if (k.shape[2] !== dim || v.shape.join() !== k.shape.join()) throw new FfaCudaUnsupportedError('k and v must be [Tk, Hkv, D] with q\'s D');
-    if (headsQ % headsKv !== 0) throw new FfaCudaUnsupportedError(`Hq (${headsQ}) must be a multiple of Hkv (${headsKv})`);
-    if (k.dtype !== q.dtype || v.dtype !== q.dtype) throw new FfaCudaUnsupportedError('q, k, v must share a dtype');
-    const acc = args.outAcc !== undefined && args.lseAcc !== undefined ? { out: args.outAcc, lse: args.lseAcc } : undefined;
-    if (acc !== undefined && (acc.out.shape.join() !== q.shape.join() || acc.lse.shape.join() !== [tokensQ, headsQ].join() || acc.lse.dtype !== 'float32')) {
-      throw new FfaCudaUnsupportedError('outAcc must be shaped like q and lseAcc float32 [Tq, Hq]');
-    }
-    // with accumulation the main launch writes a partial in the accumulator's precision class
-    const finalDtype = acc?.out.dtype ?? options.outDtype ?? args.outDtype ?? q.dtype;
-    typeTag(finalDtype, 'out');
-    const outDtype = acc === undefined ? finalDtype : finalDtype === 'float32' ? 'float32' : q.dtype;
-    if (outDtype !== q.dtype && outDtype !== 'float32') throw new FfaCudaUnsupportedError(`outDtype must be ${q.dtype} or float32, got ${outDtype}`);
-
-    const shape: FfaForwardShape = { tokensQ, tokensK, headsQ, headsKv, dim, dtype: q.dtype };
-    const problem = this.prepare(shape, args.slices, { ...options, outDtype });
-    const dev = this.device;
-    const dq = dev.upload(q.data);
-    const dk = dev.upload(k.data);
-    const dv = dev.upload(v.data);
-    const outBytes = tokensQ * headsQ * dim * bytesPerElement(finalDtype);
-    const dOut = acc === undefined ? dev.alloc(Math.max(outBytes, 4)) : dev.upload(acc.out.data);
-    const dLse = acc === undefined ? dev.alloc(Math.max(tokensQ * headsQ * 4, 4)) : dev.upload(acc.lse.data);
-    const wantMax = args.returnMaxLogits || args.maxLogitsAcc !== undefined;
-    const dMax = args.maxLogitsAcc !== undefined ? dev.upload(args.maxLogitsAcc.data) : wantMax ? dev.alloc(Math.max(4, headsQ * 4)) : null;
-    const dSink = args.sink !== undefined ? dev.upload(args.sink.data) : null;
-    if (options.poison) {
-      // NaN bits everywhere: every output element must be written by the launch
-      if (acc === undefined) {
-        dOut.fill(0xff);
-        dLse.fill(0xff);
-      }
-      if (dMax !== null && args.maxLogitsAcc === undefined) dMax.fill(0xff);
-      problem.poisonScratch();
-    }
-    const extras: FfaForwardExtras = { deterministic: args.deterministic };
-    if (acc !== undefined) extras.accumulate = { outDtype: finalDtype };
-    if (dSink !== null && args.sink !== undefined) extras.sink = { buffer: dSink, count: args.sink.shape[0] };
-    if (dMax !== null) extras.maxLogits = { buffer: dMax, fresh: args.maxLogitsAcc === undefined };
-    problem.launch(dq, dk, dv, dOut, dLse, args.softmaxScale, args.softcap, undefined, extras);
-    const out = acc?.out ?? Tensor.zeros(finalDtype, [tokensQ, headsQ, dim]);
-    const lse = acc?.lse ?? Tensor.zeros('float32', [tokensQ, headsQ]);
-    if (outBytes > 0) dOut.download(out.data);
-    if (tokensQ * headsQ > 0) dLse.download(lse.data);
-    const result: FfaForwardResult<Tensor> = { out, lse };
-    if (dMax !== null) {
-      const maxLogits = args.maxLogitsAcc ?? Tensor.zeros('float32', [headsQ]);
-      if (headsQ > 0) dMax.download(maxLogits.data);
-      result.maxLogits = maxLogits;
-    }
-    for (const b of [dq, dk, dv, dOut, dLse, dMax, dSink]) b?.free();
-    problem.free();
-    return result;
   }
 }
 
