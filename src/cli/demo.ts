@@ -11,7 +11,6 @@ import { InvalidArgumentError } from '../errors.js';
 import { intAtLeast } from './flags.js';
 import type { CliContext } from './program.js';
 import { Tensor } from '../tensor.js';
-import type { DType } from '../dtype.js';
 import { DTYPES } from '../dtype.js';
 import { blockCausalMask, cuSeqlensFromLengths, sampleDocLengths } from '../mask/helpers.js';
 import { denseMaskCounts } from '../mask/dense.js';
@@ -22,17 +21,9 @@ import { compareClose, CPU_KERNEL_TOLERANCES, type CloseReport } from '../kernel
 import { Rng, freshSeed } from '../util/rng.js';
 import type { SliceList } from '../mask/slice-list.js';
 import { runDistributedDemo } from './demo-dist.js';
+import type { GpuDemoOptions } from './demo-gpu.js';
 
-interface DemoOptions {
-  seqlen: number;
-  headsQ: number;
-  headsKv: number;
-  headDim: number;
-  block: number;
-  dtype: DType;
-  seed?: number;
-  cp: number;
-  degree: number;
+interface DemoOptions extends GpuDemoOptions {
   gpu?: boolean;
 }
 

@@ -88,3 +88,12 @@ export class RankFailedError extends Error {
     super(msg);
   }
 }
+
+/**
+ * The rank a failure is blamed on: a rank that failed because a peer left names that peer
+ * (its own exit event may arrive later, but it failed first); otherwise the rank itself.
+ */
+export function blamedRank(outcome: RankOutcome<unknown>, rank: number, size: number): number {
+  const cause = outcome.status === 'ok' ? undefined : outcome.error.causeRank;
+  return cause !== undefined && cause >= 0 && cause < size && cause !== rank ? cause : rank;
+}

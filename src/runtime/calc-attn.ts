@@ -168,6 +168,17 @@ function concatRows<T>(ops: AttnOps<T>, local: T, stage: T): T {
   return both;
 }
 
+/** The fused path's keys and values: stage 0 fetched in one go and appended to the local rows. */
+async function fetchAllKv<T>(ops: AttnOps<T>, k: T, v: T, stage: RankPlan['stages'][number], trace: Tracer): Promise<[T, T]> {
+  const fetch = trace.begin(0, 'comm', 'fetch');
+  const [ks, vs] = await Promise.all([ops.groupCast(k, stage.groupCast, stage.stageBufferLength), ops.groupCast(v, stage.groupCast, stage.stageBufferLength)]);
+  trace.end(fetch);
+  ops.joinComm();
+  const all: [T, T] = [concatRows(ops, k, ks), concatRows(ops, v, vs)];
+  [ks, vs].forEach((t) => ops.release(t));
+  return all;
+}
+
 function isNoOverlap(key: DistAttnRuntimeKey): boolean {
   return key.plan.overlapConfig.noOverlap && key.rankPlan.stages.length === 1;
 }
@@ -200,13 +211,7 @@ export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Dist
   let lse: T;
   if (isNoOverlap(key)) {
     const stage = rp.stages[0];
-    const fetch = trace.begin(0, 'comm', 'fetch');
-    const [ks, vs] = await Promise.all([ops.groupCast(k, stage.groupCast, stage.stageBufferLength), ops.groupCast(v, stage.groupCast, stage.stageBufferLength)]);
-    trace.end(fetch);
-    ops.joinComm();
-    const kAll = concatRows(ops, k, ks);
-    const vAll = concatRows(ops, v, vs);
-    [ks, vs].forEach((t) => ops.release(t));
+    const [kAll, vAll] = await fetchAllKv(ops, k, v, stage, trace);
     const span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea + stage.remoteArea });
     ({ out, lse } = ops.forward({ q, k: kAll, v: vAll, slices: fusedSlices(rp, key.shardSeqlen), sink: options.sink, maxLogitsAcc, ...base }));
     trace.end(span);
@@ -293,13 +298,7 @@ export async function calcAttnBackward<T extends AttnTensor>(
 
   if (isNoOverlap(key)) {
     const stage = rp.stages[0];
-    const fetch = trace.begin(0, 'comm', 'fetch');
-    const [ks, vs] = await Promise.all([ops.groupCast(k, stage.groupCast, stage.stageBufferLength), ops.groupCast(v, stage.groupCast, stage.stageBufferLength)]);
-    trace.end(fetch);
-    ops.joinComm();
-    const kAll = concatRows(ops, k, ks);
-    const vAll = concatRows(ops, v, vs);
-    [ks, vs].forEach((t) => ops.release(t));
+    const [kAll, vAll] = await fetchAllKv(ops, k, v, stage, trace);
     const rows = key.shardSeqlen + stage.stageBufferLength;
     const dkAll = ops.zeros('float32', [rows, headsKv, dim]);
     const dvAll = ops.zeros('float32', [rows, headsKv, dim]);

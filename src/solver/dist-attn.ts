@@ -18,6 +18,32 @@ import { overlapChunking, padStages, solveOverlapStages } from './overlap.js';
 import type { DispatchMeta } from './plan.js';
 import type { SliceList } from '../mask/slice-list.js';
 
+/**
+ * Visits every mask entry of chunk `c` against every range of `ranges` (sorted, disjoint
+ * [start, end) pairs) that its keys overlap, with the keys clipped to the range: the one walk
+ * behind host slicing, overlap-chunk costs and stage slicing.
+ */
+function forEachEntryInRanges(
+  buckets: ChunkBuckets,
+  c: number,
+  ranges: Int32Array,
+  visit: (q0: number, q1: number, a: number, b: number, dLo: number, dHi: number, p: number) => void,
+): void {
+  const nRanges = ranges.length / 2;
+  for (let i = buckets.offsets[c]; i < buckets.offsets[c + 1]; i++) {
+    const q0 = buckets.q0[i];
+    const q1 = buckets.q1[i];
+    const k0 = buckets.k0[i];
+    const k1 = buckets.k1[i];
+    const t = buckets.type[i];
+    const dLo = bandLo(t, q0, k0);
+    const dHi = bandHi(t, q1, k1);
+    for (let p = firstRangeEndingAfter(ranges, k0); p < nRanges && ranges[2 * p] < k1; p++) {
+      visit(q0, q1, Math.max(k0, ranges[2 * p]), Math.min(k1, ranges[2 * p + 1]), dLo, dHi, p);
+    }
+  }
+}
+
 /** One rank's plan before communication arguments are attached. */
 export interface RankSlicing {
   readonly rank: number;
@@ -53,20 +79,9 @@ export function planRankHost(rank: number, dispatch: DispatchMeta, buckets: Chun
     const c = part[idx];
     const qShift = idx * cs - c * cs;
     const chunkStart = out.length;
-    for (let i = buckets.offsets[c]; i < buckets.offsets[c + 1]; i++) {
-      const q0 = buckets.q0[i];
-      const q1 = buckets.q1[i];
-      const k0 = buckets.k0[i];
-      const k1 = buckets.k1[i];
-      const t = buckets.type[i];
-      const dLo = bandLo(t, q0, k0);
-      const dHi = bandHi(t, q1, k1);
-      for (let p = firstRangeEndingAfter(host, k0); p < host.length / 2 && host[2 * p] < k1; p++) {
-        const ps = host[2 * p];
-        const pe = host[2 * p + 1];
-        area += emitBand(out, q0, q1, Math.max(k0, ps), Math.min(k1, pe), dLo, dHi, qShift, hostLocal[p] - ps, 0);
-      }
-    }
+    forEachEntryInRanges(buckets, c, host, (q0, q1, a, b, dLo, dHi, p) => {
+      area += emitBand(out, q0, q1, a, b, dLo, dHi, qShift, hostLocal[p] - host[2 * p], 0);
+    });
     tidyPieces(out, chunkStart, scratch);
   }
   return { rank, hostGlobalRanges: host, hostSlices: out.toSliceList(), hostArea: area, remoteGlobalKRanges: remote };
@@ -102,27 +117,15 @@ export function planRankStageBounds(
     // Area of this rank's rows against each overlap chunk.
     const remoteLocal = localOffsets(remote);
     for (const c of dispatch.partitions[rank]) {
-      for (let i = buckets.offsets[c]; i < buckets.offsets[c + 1]; i++) {
-        const q0 = buckets.q0[i];
-        const q1 = buckets.q1[i];
-        const k0 = buckets.k0[i];
-        const k1 = buckets.k1[i];
-        const t = buckets.type[i];
-        const dLo = bandLo(t, q0, k0);
-        const dHi = bandHi(t, q1, k1);
-        for (let p = firstRangeEndingAfter(remote, k0); p < remote.length / 2 && remote[2 * p] < k1; p++) {
-          const ps = remote[2 * p];
-          let a = Math.max(k0, ps);
-          const e = Math.min(k1, remote[2 * p + 1]);
-          while (a < e) {
-            const tok = remoteLocal[p] + (a - ps);
-            const j = Math.floor(tok / ocs);
-            const b = Math.min(e, a + ((j + 1) * ocs - tok));
-            chunkCalc[j] += config.calcCostFactor * emitBand(null, q0, q1, a, b, dLo, dHi, 0, 0, 0);
-            a = b;
-          }
+      forEachEntryInRanges(buckets, c, remote, (q0, q1, a, e, dLo, dHi, p) => {
+        while (a < e) {
+          const tok = remoteLocal[p] + (a - remote[2 * p]);
+          const j = Math.floor(tok / ocs);
+          const b = Math.min(e, a + ((j + 1) * ocs - tok));
+          chunkCalc[j] += config.calcCostFactor * emitBand(null, q0, q1, a, b, dLo, dHi, 0, 0, 0);
+          a = b;
         }
-      }
+      });
     }
   }
   const chunkBounds = solveOverlapStages(config, config.calcCostFactor * slicing.hostArea, chunkComm, chunkCalc);
@@ -186,19 +189,10 @@ export function planRankStages(
       const c = part[idx];
       const qShift = idx * cs - c * cs;
       for (let st = 0; st < degree; st++) chunkStart[st] = outs[st].length;
-      for (let i = buckets.offsets[c]; i < buckets.offsets[c + 1]; i++) {
-        const q0 = buckets.q0[i];
-        const q1 = buckets.q1[i];
-        const k0 = buckets.k0[i];
-        const k1 = buckets.k1[i];
-        const t = buckets.type[i];
-        const dLo = bandLo(t, q0, k0);
-        const dHi = bandHi(t, q1, k1);
-        for (let p = firstRangeEndingAfter(pieceBounds, k0); p < nPieces && pStart[p] < k1; p++) {
-          const st = pStage[p];
-          areas[st] += emitBand(outs[st], q0, q1, Math.max(k0, pStart[p]), Math.min(k1, pEnd[p]), dLo, dHi, qShift, pOffset[p] - pStart[p], st);
-        }
-      }
+      forEachEntryInRanges(buckets, c, pieceBounds, (q0, q1, a, b, dLo, dHi, p) => {
+        const st = pStage[p];
+        areas[st] += emitBand(outs[st], q0, q1, a, b, dLo, dHi, qShift, pOffset[p] - pStart[p], st);
+      });
       for (let st = 0; st < degree; st++) if (outs[st].length - chunkStart[st] > 1) tidyPieces(outs[st], chunkStart[st], scratch);
     }
   }

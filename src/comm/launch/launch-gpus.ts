@@ -13,7 +13,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
-import { RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
+import { blamedRank, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
 import { unwrapTensors, wrapTensors } from '../threads/transfer.js';
 
 /** Launcher to rank process. */
@@ -98,8 +98,7 @@ export async function launchGpuRanks<R = unknown>(size: number, script: string, 
       if (finished || outcomes[rank] !== undefined) return;
       let outcome = given;
       if (outcome.status !== 'ok' && rootCause < 0) {
-        const cause = outcome.error.causeRank;
-        rootCause = cause !== undefined && cause >= 0 && cause < size && cause !== rank ? cause : rank;
+        rootCause = blamedRank(outcome, rank, size);
         if (rootCause !== rank) outcome = { ...outcome, status: 'aborted' };
         const reason = rootCause === rank ? `${outcome.error.name}: ${outcome.error.message}` : `rank ${rootCause} failed`;
         children.forEach((c, r) => {

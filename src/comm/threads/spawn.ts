@@ -21,7 +21,7 @@ import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
-import { RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
+import { blamedRank, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
 import { unwrapTensors, wrapTensors } from './transfer.js';
 import type { ProcessGroup } from '../process-group.js';
 
@@ -170,10 +170,7 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       if (finished || outcomes[rank] !== undefined) return;
       let outcome = given;
       if (outcome.status !== 'ok' && rootCause < 0) {
-        // A rank that failed because a peer left (died, exited) blames that peer: its own exit
-        // event may arrive after this rank's report, but it failed first.
-        const cause = outcome.error.causeRank;
-        const root = cause !== undefined && cause >= 0 && cause < size && cause !== rank ? cause : rank;
+        const root = blamedRank(outcome, rank, size);
         if (root !== rank) outcome = { ...outcome, status: 'aborted' };
         rootCause = root;
         const reason = root === rank ? `${outcome.error.name}: ${outcome.error.message}` : `rank ${root} left the group`;
