@@ -82,7 +82,7 @@ export function compareClose(actual: Tensor, expected: Tensor, tol: Tolerance, l
   return {
     ok: worst <= 1,
     worstRatio: worst,
-    message: `${label}: worst error is ${worst.toPrecision(3)}x the allowed (rtol ${tol.rtol}, atol ${tol.atol}·${scale.toPrecision(3)})${where}`,
+    message: `${label}: worst error is ${worst.toPrecision(3)}x the allowed (rtol ${Number(tol.rtol.toPrecision(3))}, atol ${Number(tol.atol.toPrecision(3))}·${scale.toPrecision(3)})${where}`,
   };
 }
 
