@@ -34,7 +34,7 @@ export function cellMultiplicity(slices: SliceList, tokensQ: number, tokensK: nu
 
 function lse64(values: number[]): number {
   let m = -Infinity;
-  for (const x of values) if (x > m) m = x;
+  for (const x of values) m = Math.max(m, x); // NaN-propagating
   if (m === -Infinity) return -Infinity;
   let s = 0;
   for (const x of values) s += Math.exp(x - m);
@@ -96,16 +96,19 @@ export function referenceForward(args: FfaForwardArgs<Tensor>): FfaForwardResult
       const row = t * headsQ + h;
       const qOff = row * dim;
       // This call's logits over the covered keys; a key covered n times is n terms of the softmax.
+      // Math.max propagates NaN: a NaN logit makes the row (and its head's max logit) NaN, as
+      // IEEE arithmetic would through the sum below; only a row whose covered logits are all
+      // -inf (or that has none) counts as having seen nothing.
       let rowMax = -Infinity;
       for (let j = 0; j < tokensK; j++) {
         if (mult[t * tokensK + j] === 0) continue;
         const z = (zRow[j] = logit(dot(x.q, qOff, x.k, (j * x.headsKv + hk) * dim, dim), args.softmaxScale, args.softcap));
-        if (z > rowMax) rowMax = z;
+        rowMax = Math.max(rowMax, z);
       }
-      if (rowMax > maxLogits[h]) maxLogits[h] = rowMax;
+      maxLogits[h] = Math.max(maxLogits[h], rowMax);
       let rowLse = -Infinity;
       const o = new Float64Array(dim);
-      if (rowMax > -Infinity) {
+      if (rowMax !== -Infinity) {
         let sum = 0;
         for (let j = 0; j < tokensK; j++) if (mult[t * tokensK + j] !== 0) sum += mult[t * tokensK + j] * Math.exp(zRow[j] - rowMax);
         rowLse = rowMax + Math.log(sum);

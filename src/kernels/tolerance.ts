@@ -54,8 +54,9 @@ export interface CloseReport {
 }
 
 /**
- * Compares element-wise. -inf in the expected tensor must be matched exactly; NaN anywhere in
- * the actual tensor fails.
+ * Compares element-wise. Non-finite values must match exactly: NaN only where both are NaN (the
+ * kernels propagate NaN and Inf as IEEE arithmetic does, like the reference), an infinity only
+ * where both hold the same one (e.g. lse = -inf for rows that see no key).
  */
 export function compareClose(actual: Tensor, expected: Tensor, tol: Tolerance, label: string): CloseReport {
   if (actual.shape.join() !== expected.shape.join()) {
@@ -70,7 +71,7 @@ export function compareClose(actual: Tensor, expected: Tensor, tol: Tolerance, l
   let worstAt = -1;
   for (let i = 0; i < a.length; i++) {
     let ratio: number;
-    if (Number.isNaN(a[i]) || Number.isNaN(e[i])) ratio = Infinity;
+    if (Number.isNaN(a[i]) || Number.isNaN(e[i])) ratio = Number.isNaN(a[i]) && Number.isNaN(e[i]) ? 0 : Infinity;
     else if (!Number.isFinite(e[i]) || !Number.isFinite(a[i])) ratio = a[i] === e[i] ? 0 : Infinity;
     else ratio = Math.abs(a[i] - e[i]) / (tol.rtol * Math.abs(e[i]) + tol.atol * scale);
     if (!(ratio <= worst)) {
