@@ -31,6 +31,7 @@ import { allFinite } from './layout.js';
 import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
 import { buildWorkList } from './work.js';
+import { wasmEngine } from './wasm/engine.js';
 
 function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
   const { q, k, v, slices, softmaxScale, softcap, sink, outAcc, lseAcc, maxLogitsAcc } = args;
@@ -137,19 +138,37 @@ function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackw
 export interface CpuKernelOptions {
   /**
    * 'auto' (default): the WebAssembly SIMD kernel where the runtime has WebAssembly SIMD, the
-   * TypeScript tiles otherwise. 'typescript' forces the tiles (float64 arithmetic, one thread).
+   * TypeScript tiles otherwise. 'wasm' requires the WebAssembly kernel (an error where it is
+   * missing); 'typescript' forces the tiles (float64 arithmetic, one thread).
    */
-  engine?: 'auto' | 'typescript';
+  engine?: 'auto' | 'wasm' | 'typescript';
+  /**
+   * Threads of one call (WebAssembly engine). Default: the machine's cores on a process's main
+   * thread, 1 inside a worker thread (so the ranks of the thread runtime, one worker each, do
+   * not oversubscribe the cores), 1 where the runtime has no worker threads or shared memory.
+   */
+  threads?: number;
 }
 
-const ENGINES = ['auto', 'typescript'] as const;
+const ENGINES = ['auto', 'wasm', 'typescript'] as const;
+const OPTIONS = ['engine', 'threads'];
 
 /** A CPU kernel backend with these options; pass it as `backend` to flexFlashAttn. */
 export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<Tensor> {
-  for (const key of Object.keys(options)) if (key !== 'engine') throw new InvalidArgumentError(key, 'is not an option of createCpuBackend (options: engine)');
+  for (const key of Object.keys(options)) if (!OPTIONS.includes(key)) throw new InvalidArgumentError(key, `is not an option of createCpuBackend (options: ${OPTIONS.join(', ')})`);
   const choice = options.engine ?? 'auto';
   if (!ENGINES.includes(choice)) throw new InvalidArgumentError('engine', `must be one of ${ENGINES.join(', ')}`, `got ${String(choice)}`);
-  const engine = (): CpuEngine => typescriptEngine;
+  const { threads } = options;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 1024)) {
+    throw new InvalidArgumentError('threads', 'must be an integer from 1 to 1024', `got ${String(threads)}`);
+  }
+  const engine = (): CpuEngine => {
+    if (choice === 'typescript') return typescriptEngine;
+    const wasm = wasmEngine(threads);
+    if (wasm !== undefined) return wasm;
+    if (choice === 'wasm') throw new InvalidArgumentError('engine', "'wasm' needs WebAssembly SIMD, which this runtime lacks (or, on a browser's main thread, await loadWasmKernel() first)");
+    return typescriptEngine;
+  };
   return {
     name: 'cpu',
     accepts: (tensor: Tensor) => tensor instanceof Tensor,
@@ -158,6 +177,13 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
   };
 }
 
+/** The engine a CPU backend with these options runs on here: for benchmark tables and logs. */
+export function cpuEngineName(options: CpuKernelOptions = {}): string {
+  if (options.engine === 'typescript') return typescriptEngine.name;
+  return wasmEngine(options.threads)?.name ?? typescriptEngine.name;
+}
+
 export const cpuBackend: KernelBackend<Tensor> = createCpuBackend();
 
 export { logAddExp, mergeRow, mergeOutLseInto } from '../../lse-merge.js';
+export { loadWasmKernel, wasmKernelInfo, type WasmKernelInfo } from './wasm/engine.js';

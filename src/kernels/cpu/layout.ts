@@ -7,8 +7,9 @@
  */
 
 /**
- * dst[dstOff + (g·T + t)·D + d] = src[(t·H + h0 + g)·D + d] for g < count: the heads
- * h0 .. h0 + count - 1 of a token-major buffer, head-major (converted to dst's element type).
+ * dst[dstOff + (g·T + t)·ld + d] = src[(t·H + h0 + g)·D + d] for g < count: the heads
+ * h0 .. h0 + count - 1 of a token-major buffer, head-major, each row `ld` >= D wide with its
+ * padding set to 0 (converted to dst's element type).
  */
 export function gatherHeads(
   dst: Float32Array | Float64Array,
@@ -19,17 +20,19 @@ export function gatherHeads(
   h0: number,
   count: number,
   dim: number,
+  ld = dim,
 ): void {
   for (let g = 0; g < count; g++) {
     for (let t = 0; t < tokens; t++) {
       const s = (t * heads + h0 + g) * dim;
-      const o = dstOff + (g * tokens + t) * dim;
+      const o = dstOff + (g * tokens + t) * ld;
       for (let d = 0; d < dim; d++) dst[o + d] = src[s + d];
+      for (let d = dim; d < ld; d++) dst[o + d] = 0;
     }
   }
 }
 
-/** The inverse of gatherHeads: writes `count` head-major heads back into token-major dst at heads h0 ... */
+/** The inverse of gatherHeads: writes `count` head-major heads (rows `ld` wide) back into token-major dst at heads h0 ... */
 export function scatterHeads(
   dst: Float32Array | Float64Array,
   src: Float32Array | Float64Array,
@@ -39,11 +42,12 @@ export function scatterHeads(
   h0: number,
   count: number,
   dim: number,
+  ld = dim,
 ): void {
   for (let g = 0; g < count; g++) {
     for (let t = 0; t < tokens; t++) {
       const o = (t * heads + h0 + g) * dim;
-      const s = srcOff + (g * tokens + t) * dim;
+      const s = srcOff + (g * tokens + t) * ld;
       for (let d = 0; d < dim; d++) dst[o + d] = src[s + d];
     }
   }
