@@ -83,7 +83,7 @@ const KIND_SUM_DQ = 3;
 
 interface KernelExports {
   run(job: number, tid: number): void;
-  scratchBytes(dimP: number): number;
+  scratchBytes(dimP: number, group: number): number;
 }
 
 /** How the kernel was loaded. */
@@ -266,7 +266,7 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
   const maxAt = lay.take(group * tokensQ * 8);
   const sumAt = lay.take(group * tokensQ * 8);
   const maxlAt = lay.take(threads * group * 4);
-  const stride = k.exports.scratchBytes(dimP);
+  const stride = k.exports.scratchBytes(dimP, group);
   const scratchAt = lay.take(threads * stride);
   if (lay.bytes > MAX_BYTES) return typescriptEngine.forward(job);
   ensure(k, lay.bytes);
@@ -355,7 +355,7 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   const dvAt = lay.take(tokensK * dimP * 4);
   const dqStride = ((qFloats * 4 + 15) & ~15);
   const dqAt = lay.take(threads * dqStride);
-  const stride = k.exports.scratchBytes(dimP);
+  const stride = k.exports.scratchBytes(dimP, group);
   const scratchAt = lay.take(threads * stride);
   if (lay.bytes > MAX_BYTES) return typescriptEngine.backward(job);
   ensure(k, lay.bytes);

@@ -271,7 +271,9 @@ function packTransposed(dst: usize, src: usize, nc: i32, ncp: i32, dim: i32, dim
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-thread scratch
+// Per-thread scratch: packed Kᵀ and Vᵀ tiles, two score tiles, then per query head of the group
+// (forward) an output accumulator and the running max and sum of each row, or (backward) the dK
+// and dV accumulators; the visible columns of each row.
 
 function scratchKT(s: usize): usize {
   return s;
@@ -285,32 +287,32 @@ function scratchS(s: usize, dimP: i32): usize {
 function scratchS2(s: usize, dimP: i32): usize {
   return scratchS(s, dimP) + (<usize>(TILE * TILE) << 2);
 }
-function scratchO(s: usize, dimP: i32): usize {
-  return scratchS2(s, dimP) + (<usize>(TILE * TILE) << 2);
-}
-function scratchDV(s: usize, dimP: i32): usize {
-  return scratchO(s, dimP) + (<usize>(TILE * dimP) << 2);
-}
-function scratchM(s: usize, dimP: i32): usize {
-  return scratchDV(s, dimP) + (<usize>(TILE * dimP) << 2);
-}
-function scratchL(s: usize, dimP: i32): usize {
-  return scratchM(s, dimP) + (<usize>TILE << 2); // float64, 8-aligned since everything before is a multiple of 16 bytes
-}
 function scratchColLo(s: usize, dimP: i32): usize {
-  return scratchL(s, dimP) + (<usize>TILE << 3);
+  return scratchS2(s, dimP) + (<usize>(TILE * TILE) << 2);
 }
 function scratchColHi(s: usize, dimP: i32): usize {
   return scratchColLo(s, dimP) + (<usize>TILE << 2);
 }
+/** Output (forward, per head) or dK then dV (backward) accumulators: TILE rows of dimP each. */
+function scratchAcc(s: usize, dimP: i32, g: i32): usize {
+  return scratchColHi(s, dimP) + (<usize>TILE << 2) + (<usize>(g * TILE * dimP) << 2);
+}
+/** Running row max (float32) of head g, after the group's accumulators. */
+function scratchM(s: usize, dimP: i32, group: i32, g: i32): usize {
+  return scratchAcc(s, dimP, max(group, 2)) + (<usize>(g * TILE) << 2);
+}
+/** Running row sum (float64) of head g. */
+function scratchL(s: usize, dimP: i32, group: i32, g: i32): usize {
+  return scratchM(s, dimP, group, group) + (<usize>(g * TILE) << 3);
+}
 
-/** Bytes of one thread's scratch for rows of dimP floats. */
-export function scratchBytes(dimP: i32): i32 {
-  return <i32>(scratchColHi(0, dimP) + (<usize>TILE << 2));
+/** Bytes of one thread's scratch for rows of dimP floats and `group` query heads per kv head. */
+export function scratchBytes(dimP: i32, group: i32): i32 {
+  return <i32>scratchL(0, dimP, group, group);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Forward: one q tile, every query head of the group
+// Forward: one q tile, every query head of the group (one packed Kᵀ tile serves them all)
 
 function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
   const tq = ji(job, J_TQ);
@@ -330,33 +332,36 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
   const p1 = at(job, J_QT_PIECES, t + 1);
   const KT = scratchKT(s);
   const S = scratchS(s, dimP);
-  const O = scratchO(s, dimP);
-  const Mx = scratchM(s, dimP);
-  const L = scratchL(s, dimP);
   const CLO = scratchColLo(s, dimP);
   const CHI = scratchColHi(s, dimP);
   const rowBytes = <usize>dimP << 2;
 
   for (let g = 0; g < group; g++) {
-    const rowBase = g * tq + q0;
-    const Qg = Q + <usize>rowBase * rowBytes;
-    zero(O, nr * dimP);
+    zero(scratchAcc(s, dimP, g), nr * dimP);
+    const Mx = scratchM(s, dimP, group, g);
+    const L = scratchL(s, dimP, group, g);
     for (let i = 0; i < nr; i++) {
       store<f32>(Mx + (<usize>i << 2), -Infinity);
       store<f64>(L + (<usize>i << 3), 0);
     }
-    let headMax = load<f32>(maxl + (<usize>g << 2));
+  }
 
-    for (let piece = p0; piece < p1; piece++) {
-      const rowOff = at(job, J_P_ROW_OFF, piece);
-      const spanLo = at(job, J_P_SPAN_LO, piece);
-      const spanHi = at(job, J_P_SPAN_HI, piece);
-      for (let k0 = spanLo; k0 < spanHi; k0 += TILE) {
-        const nc = min(TILE, spanHi - k0);
-        const ncp = (nc + 3) & ~3;
-        const k1 = k0 + nc;
-        packTransposed(KT, K + <usize>k0 * rowBytes, nc, ncp, dim, dimP);
-        gemm(S, TILE, Qg, dimP, 1, KT, TILE, nr, dim, ncp, false);
+  for (let piece = p0; piece < p1; piece++) {
+    const rowOff = at(job, J_P_ROW_OFF, piece);
+    const spanLo = at(job, J_P_SPAN_LO, piece);
+    const spanHi = at(job, J_P_SPAN_HI, piece);
+    for (let k0 = spanLo; k0 < spanHi; k0 += TILE) {
+      const nc = min(TILE, spanHi - k0);
+      const ncp = (nc + 3) & ~3;
+      const k1 = k0 + nc;
+      const Vt = V + <usize>k0 * rowBytes;
+      packTransposed(KT, K + <usize>k0 * rowBytes, nc, ncp, dim, dimP);
+      for (let g = 0; g < group; g++) {
+        const O = scratchAcc(s, dimP, g);
+        const Mx = scratchM(s, dimP, group, g);
+        const L = scratchL(s, dimP, group, g);
+        gemm(S, TILE, Q + <usize>(g * tq + q0) * rowBytes, dimP, 1, KT, TILE, nr, dim, ncp, false);
+        let headMax = load<f32>(maxl + (<usize>g << 2));
 
         // Online softmax, row by row; S becomes unnormalised probabilities in place.
         for (let i = 0; i < nr; i++) {
@@ -369,11 +374,12 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
             zero(row, ncp);
             continue;
           }
+          const whole = cLo == 0 && cHi == ncp;
           let vmx = f32x4.splat(-Infinity);
           for (let c = 0; c < ncp; c += 4) {
             const sv = v128.load(row + (<usize>c << 2));
-            const zv = softcap > 0 ? f32x4.mul(f32x4.splat(softcap), vtanh(f32x4.mul(sv, f32x4.splat(capInv)))) : f32x4.mul(sv, f32x4.splat(scale));
-            const z = v128.bitselect(zv, f32x4.splat(-Infinity), colMask(c, cLo, cHi));
+            let z = softcap > 0 ? f32x4.mul(f32x4.splat(softcap), vtanh(f32x4.mul(sv, f32x4.splat(capInv)))) : f32x4.mul(sv, f32x4.splat(scale));
+            if (!whole) z = v128.bitselect(z, f32x4.splat(-Infinity), colMask(c, cLo, cHi));
             v128.store(row + (<usize>c << 2), z);
             vmx = f32x4.max(vmx, z);
           }
@@ -407,14 +413,19 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
             store<f64>(lp, load<f64>(lp) + sum);
           }
         }
-        const Vt = V + <usize>k0 * rowBytes;
+        store<f32>(maxl + (<usize>g << 2), headMax);
         if (finite) gemm(O, dimP, S, TILE, 1, Vt, dimP, nr, nc, dimP, true);
         else gemmVisible(true, O, dimP, S, TILE, 1, Vt, dimP, nr, CLO, CHI, dimP);
       }
     }
+  }
 
-    // The host finishes lse = max + log(sum) (-inf where sum = 0): no log tables in here.
-    store<f32>(maxl + (<usize>g << 2), headMax);
+  // The host finishes lse = max + log(sum) (-inf where sum = 0): no log tables in here.
+  for (let g = 0; g < group; g++) {
+    const rowBase = g * tq + q0;
+    const O = scratchAcc(s, dimP, g);
+    const Mx = scratchM(s, dimP, group, g);
+    const L = scratchL(s, dimP, group, g);
     const OUT = jp(job, J_OUT) + <usize>rowBase * rowBytes;
     const ROWMAX = jp(job, J_LSE) + (<usize>rowBase << 3);
     const ROWSUM = jp(job, J_ROWSUM) + (<usize>rowBase << 3);
@@ -461,8 +472,8 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
   const VT = scratchVT(s, dimP);
   const P = scratchS(s, dimP);
   const DS = scratchS2(s, dimP);
-  const DK = scratchO(s, dimP);
-  const DV = scratchDV(s, dimP);
+  const DK = scratchAcc(s, dimP, 0);
+  const DV = scratchAcc(s, dimP, 1);
   const CLO = scratchColLo(s, dimP);
   const CHI = scratchColHi(s, dimP);
   packTransposed(KT, Kt, nc, ncp, dim, dimP);
