@@ -33,6 +33,7 @@ import { flexFlashAttn, flexFlashAttnBackward, registerKernelBackend, selectKern
 import { Rng, freshSeed } from '../src/util/rng.js';
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
 import { type Tolerance, compareClose, randomSlices, randomTensor } from './util/attn-check.js';
+import { stratifiedSample } from '../src/cli/demo-check.js';
 
 const TOLERANCES = CPU_KERNEL_TOLERANCES;
 
@@ -194,6 +195,29 @@ test('reference gradients equal central finite differences of L = Σ out·W (sof
       }
     }
   }
+});
+
+test('the reference on a subset of rows and keys gives exactly the full reference\'s values there (the demo\'s sampled check)', (t) => {
+  const { seed, rng } = seeded(t);
+  const p = randomProblem(rng, 'float32', { tq: 90, tk: 70, hq: 4, hkv: 2, dim: 8, slices: 5, sink: 2, softcap: 1.5, sharedCells: true });
+  const rows = stratifiedSample(90, 17, rng);
+  const keys = stratifiedSample(70, 13, rng);
+  assert.equal(rows.length, 17);
+  for (let i = 1; i < rows.length; i++) assert.ok(rows[i] > rows[i - 1] && rows[i] < 90);
+  const full = referenceForward(fwdArgs(p));
+  const part = referenceForward(fwdArgs(p), { rows });
+  const fullGrad = referenceBackward(bwdArgs(p, full.out, full.lse));
+  const partGrad = referenceBackward(bwdArgs(p, full.out, full.lse), { rows, keys });
+  const same = (a: Tensor, b: Tensor, tokens: Int32Array, label: string) => {
+    const per = a.size / a.shape[0];
+    for (let i = 0; i < tokens.length; i++) for (let e = 0; e < per; e++) assert.equal(b.at(i * per + e), a.at(tokens[i] * per + e), `${label} token ${tokens[i]} (seed ${seed})`);
+  };
+  same(full.out, part.out, rows, 'out');
+  same(full.lse, part.lse, rows, 'lse');
+  same(fullGrad.dq, partGrad.dq, rows, 'dq');
+  same(fullGrad.dk, partGrad.dk, keys, 'dk');
+  same(fullGrad.dv, partGrad.dv, keys, 'dv');
+  assert.deepEqual(partGrad.dsink!.data, fullGrad.dsink!.data);
 });
 
 // ---------------------------------------------------------------------------------------------
