@@ -11,7 +11,8 @@
  * FLOPs are counted from the mask's area (4·area·Hq·D forward, 2.5x that backward) for every
  * method, so the columns compare directly. Times are the best of --reps runs after one warm-up
  * (one run for the slow 'before', 'typescript' and 'dense'). A progress bar weighted by the FLOPs
- * still to run shows where a long run is. Prints a table; writes JSON and an SVG plot.
+ * still to run shows where a long run is. Prints a table; writes JSON and an SVG plot (under
+ * bench/out/, or bench/results/ with --update-results).
  */
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -28,6 +29,7 @@ import { cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/
 import { Rng } from '../src/util/rng.js';
 import { denseAttentionForwardBackward } from './dense-attention.js';
 import { kernelSvg, type PlotRow } from './kernel/plot.js';
+import { outputPath, withOutputOptions } from './output.js';
 
 const MASKS = ['full', 'causal', 'varlen-causal'] as const;
 type MaskName = (typeof MASKS)[number];
@@ -40,7 +42,7 @@ interface Shape {
 }
 const ISSUE_SHAPES = 'causal:2048:4:1:64,causal:4096:8:2:64,full:4096:8:2:64,causal:4096:8:2:128';
 
-const program = new Command()
+const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--shapes <list>', 'mask:tokens:headsQ:headsKv:headDim, comma-separated', ISSUE_SHAPES)
   .option('--threads <list>', 'thread counts of the WebAssembly kernel', `1,${os.availableParallelism()}`)
   .option('--reps <n>', 'timed runs of the fast methods (best kept), after one warm-up', '3')
@@ -49,9 +51,9 @@ const program = new Command()
   .option('--dense', 'also time the plain dense implementation')
   .option('--torch <file>', 'PyTorch CPU SDPA figures (bench/cpu-torch.py --out) from the same machine')
   .option('--seed <n>', 'seed of the inputs and of the varlen document lengths', '42')
-  .option('--out <file>', 'JSON output (the plot goes next to it as .svg)', 'bench/results/cpu-kernel.json')
   .parse();
-const opts = program.opts<{ shapes: string; threads: string; reps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; seed: string; out: string }>();
+const opts = program.opts<{ shapes: string; threads: string; reps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; seed: string; out?: string; updateResults?: boolean }>();
+const outFile = outputPath(opts, 'cpu-kernel.json');
 const shapes: Shape[] = opts.shapes.split(',').map((s) => {
   const [mask, n, hq, hkv, dim] = s.split(':');
   if (!MASKS.includes(mask as MaskName)) program.error(`--shapes: unknown mask ${mask} (${MASKS.join(', ')})`);
@@ -126,9 +128,10 @@ const flopsOf = (s: Shape, area: number): number => 4 * area * s.hq * s.dim;
 const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 
 const wasm = wasmKernelInfo();
+const loadStart = os.loadavg();
 const header = [
   `bench:cpu  ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores)  node ${process.version}  ${os.platform()} ${os.arch()}`,
-  `  WebAssembly kernel: ${wasm === undefined ? 'unavailable' : `${wasm.simd}${wasm.shared ? ', shared memory' : ''}`}; float32 inputs; seed ${seed}; load average at start ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+  `  WebAssembly kernel: ${wasm === undefined ? 'unavailable' : `${wasm.simd}${wasm.shared ? ', shared memory' : ''}`}; float32 inputs; seed ${seed}; load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}`,
 ];
 for (const line of header) console.log(line);
 
@@ -139,7 +142,9 @@ const work = shapes.flatMap((s) => {
   const area = sliceListArea(makeMask(s));
   return methods.map((m) => ({ s, m, weight: (flopsOf(s, area) * 3.5 * runsOf(m)) / (slow(m) ? 1 : 6 * m.threads) }));
 });
-const bar = new cliProgress.SingleBar({ format: '  {bar} {percentage}% | ETA {eta_formatted} | {step}', etaBuffer: 4, noTTYOutput: true, notTTYSchedule: 10_000 }, cliProgress.Presets.shades_classic);
+const bar = new cliProgress.SingleBar({ format: '  {bar} {percentage}% | ETA {eta_formatted} | {step}', etaBuffer: 4, noTTYOutput: true, notTTYSchedule: 5_000 }, cliProgress.Presets.shades_classic);
+/** The runs are synchronous: let the bar's timer draw (on a terminal it also draws on update). */
+const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
 bar.start(work.reduce((a, w) => a + w.weight, 0), 0, { step: '' });
 
 for (const s of shapes) {
@@ -151,6 +156,7 @@ for (const s of shapes) {
   for (const m of methods) {
     const weight = work.find((w) => w.s === s && w.m === m)!.weight;
     bar.update({ step: `${label(s)}: ${m.name}` });
+    await tick();
     let fwdS = Infinity;
     let bwdS = Infinity;
     if (m.backend === undefined) {
@@ -159,6 +165,7 @@ for (const s of shapes) {
       fwdS = dense.forwardSeconds;
       bwdS = dense.backwardSeconds;
       bar.increment(weight);
+      await tick();
     } else {
       const make = m.make ?? ((d, shape, values) => new Tensor(d, shape, values));
       const [q, k, v, dout] = [inputs.q, inputs.k, inputs.v, inputs.dout].map(([shape, values]) => make('float32', shape, values));
@@ -176,6 +183,7 @@ for (const s of shapes) {
           bwdS = Math.min(bwdS, b);
         }
         bar.increment(weight / runsOf(m));
+        await tick();
       }
     }
     const flops = flopsOf(s, area);
@@ -216,7 +224,7 @@ for (const r of rows) {
 
 const result = {
   benchmark: 'cpu-kernel',
-  machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: os.totalmem() / 2 ** 30, node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverageStart: header[1], loadAverageEnd: loadEnd },
+  machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: os.totalmem() / 2 ** 30, node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverageStart: loadStart, loadAverageEnd: loadEnd },
   config: {
     shapes,
     threads: threadCounts,
@@ -231,10 +239,10 @@ const result = {
   },
   rows,
 };
-mkdirSync(dirname(opts.out), { recursive: true });
-writeFileSync(opts.out, JSON.stringify(result, null, 2));
+mkdirSync(dirname(outFile), { recursive: true });
+writeFileSync(outFile, JSON.stringify(result, null, 2));
 const methodNames = [...new Set(rows.map((r) => r.method))];
 const plotRows: PlotRow[] = rows.map((r) => ({ mask: r.shape, method: r.method, fwd: r.fwdGflops, bwd: r.bwdGflops }));
-const svgPath = opts.out.replace(/\.json$/, '') + '.svg';
+const svgPath = outFile.replace(/\.json$/, '') + '.svg';
 writeFileSync(svgPath, kernelSvg(plotRows, [...new Set(rows.map((r) => r.shape))], methodNames, `CPU kernel, ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, float32`, 'GFLOP/s'));
-console.log(`\nwrote ${opts.out} and ${svgPath}`);
+console.log(`\nwrote ${outFile} and ${svgPath}`);
