@@ -14,11 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'vite';
 import { chromium, type Browser } from 'playwright-core';
 import { Tensor } from '../src/tensor.js';
-import { Rng } from '../src/util/rng.js';
-import { causalMask } from '../src/mask/helpers.js';
 import { referenceBackward, referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
-import type { PageResult } from './browser/cpu-kernel-page.js';
+import { type PageResult, pageProblem } from './browser/cpu-kernel-page.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let browser: Browser;
@@ -61,14 +59,8 @@ test('in Chromium the WebAssembly kernel loads from the bundle, runs on one thre
   assert.ok(info.simd === 'relaxed-simd' || info.simd === 'simd');
 
   // The same problem in Node, from the same seed, through the reference.
-  const rng = new Rng(seed);
-  const make = (shape: number[]) => Tensor.fromValues('float32', shape, rng.normals(shape.reduce((a, b) => a * b, 1)));
-  const q = make([n, 4, 16]);
-  const k = make([n, 2, 16]);
-  const v = make([n, 2, 16]);
-  const dout = make([n, 4, 16]);
-  const args = { q, k, v, slices: causalMask(n), softmaxScale: 0.25, softcap: 0, returnMaxLogits: false, outDtype: 'float64' as const, deterministic: true };
-  const want = referenceForward(args);
+  const { dout, args } = pageProblem(seed, n);
+  const want = referenceForward({ ...args, outDtype: 'float64' });
   const asTensor = (values: number[], shape: number[]) => Tensor.fromValues('float32', shape, values);
   const out = asTensor(got.out, [n, 4, 16]);
   const lse = asTensor(got.lse, [n, 4]);

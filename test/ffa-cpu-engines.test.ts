@@ -17,15 +17,9 @@ import { createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { buildWorkList, assignStatic, TILE_K, TILE_Q } from '../src/kernels/cpu/work.js';
 import { defaultThreadCount } from '../src/kernels/cpu/wasm/node-threads.js';
 import { spawnRanks } from '../src/comm/threads/index.js';
-import { Rng, freshSeed } from '../src/util/rng.js';
-import { randomSlices, randomTensor } from './util/attn-check.js';
+import { Rng } from '../src/util/rng.js';
+import { randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { cpuVariants } from './util/cpu-variants.js';
-
-function seeded(t: { diagnostic(message: string): void }): { seed: number; rng: Rng } {
-  const seed = freshSeed();
-  t.diagnostic(`seed ${seed} (replay with MAGI_SEED=${seed})`);
-  return { seed, rng: new Rng(seed) };
-}
 
 interface Problem {
   args: FfaForwardArgs<Tensor>;

@@ -16,8 +16,8 @@ import type { DType } from '../src/dtype.js';
 import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
 import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
-import { Rng, freshSeed } from '../src/util/rng.js';
-import { randomSlices, randomTensor } from './util/attn-check.js';
+import { Rng } from '../src/util/rng.js';
+import { randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { cpuVariants } from './util/cpu-variants.js';
 
 interface Problem {
@@ -32,12 +32,6 @@ interface Problem {
 const HQ = 4;
 const HKV = 2;
 const DIM = 16;
-
-function seeded(t: { diagnostic(message: string): void }): { seed: number; rng: Rng } {
-  const seed = freshSeed();
-  t.diagnostic(`seed ${seed} (replay with MAGI_SEED=${seed})`);
-  return { seed, rng: new Rng(seed) };
-}
 
 /** 150 tokens (three 64-row tiles), a causal slice plus a full block, so rows differ in what they see. */
 function problem(rng: Rng, dtype: DType = 'float32', softcap = 0): Problem {

@@ -29,9 +29,9 @@ import type { FfaBackwardArgs, FfaForwardArgs, KernelBackend } from '../src/kern
 import { cpuBackend, mergeOutLseInto } from '../src/kernels/cpu/index.js';
 import { referenceBackward, referenceForward } from '../src/kernels/reference.js';
 import { flexFlashAttn, flexFlashAttnBackward, registerKernelBackend, selectKernelBackend } from '../src/kernels/flex-flash-attn.js';
-import { Rng, freshSeed } from '../src/util/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
-import { type Tolerance, compareClose, randomSlices, randomTensor } from './util/attn-check.js';
+import { type Tolerance, compareClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { stratifiedSample } from '../src/cli/demo-check.js';
 
 const TOLERANCES = CPU_KERNEL_TOLERANCES;
@@ -41,12 +41,6 @@ function expectClose(actual: Tensor | undefined, expected: Tensor | undefined, t
   const r = compareClose(actual, expected, tol, label);
   if (process.env.FFA_TOL_REPORT) console.log(`TOL ${r.worstRatio.toExponential(2)} ${label}`);
   assert.ok(r.ok, `${r.message} (seed ${seed})`);
-}
-
-function seeded(t: { diagnostic(message: string): void }): { seed: number; rng: Rng } {
-  const seed = freshSeed();
-  t.diagnostic(`seed ${seed} (replay with MAGI_SEED=${seed})`);
-  return { seed, rng: new Rng(seed) };
 }
 
 /** float64 values that float32 holds exactly, so the kernel's float32 copy loses nothing. */

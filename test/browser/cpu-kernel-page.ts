@@ -18,16 +18,18 @@ export interface PageResult {
   dv: number[];
 }
 
-export async function run(seed: number, n: number): Promise<PageResult> {
-  const info = await loadWasmKernel();
+/** The problem both sides build from the seed: causal over n tokens, 4:2 heads, D 16, float32. */
+export function pageProblem(seed: number, n: number) {
   const rng = new Rng(seed);
   const make = (shape: number[]) => Tensor.fromValues('float32', shape, rng.normals(shape.reduce((a, b) => a * b, 1)));
-  const q = make([n, 4, 16]);
-  const k = make([n, 2, 16]);
-  const v = make([n, 2, 16]);
-  const dout = make([n, 4, 16]);
+  const [q, k, v, dout] = [make([n, 4, 16]), make([n, 2, 16]), make([n, 2, 16]), make([n, 4, 16])];
+  return { dout, args: { q, k, v, slices: causalMask(n), softmaxScale: 0.25, softcap: 0, returnMaxLogits: false, outDtype: 'float32' as const, deterministic: true } };
+}
+
+export async function run(seed: number, n: number): Promise<PageResult> {
+  const info = await loadWasmKernel();
+  const { dout, args } = pageProblem(seed, n);
   const backend = createCpuBackend({ engine: 'wasm' });
-  const args = { q, k, v, slices: causalMask(n), softmaxScale: 0.25, softcap: 0, returnMaxLogits: false, outDtype: 'float32' as const, deterministic: true };
   const fwd = backend.forward(args);
   const g = backend.backward({ ...args, dout, out: fwd.out, lse: fwd.lse });
   const arr = (t: Tensor) => Array.from(t.data as Float32Array);

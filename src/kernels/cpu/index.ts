@@ -33,10 +33,26 @@ import { applySink, sinkGrad } from './sink.js';
 import { buildWorkList } from './work.js';
 import { wasmEngine } from './wasm/engine.js';
 
+/** What a forward and a backward job share: shapes, numerics, the work list; `inputs` decide `finite`. */
+function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>, inputs: Float32Array[]) {
+  const [tokensQ, headsQ, dim] = args.q.shape;
+  const [tokensK, headsKv] = args.k.shape;
+  return {
+    tokensQ,
+    tokensK,
+    headsQ,
+    headsKv,
+    dim,
+    scale: args.softmaxScale,
+    softcap: args.softcap,
+    finite: allFinite(...inputs),
+    work: buildWorkList(args.slices, tokensK),
+  };
+}
+
 function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
-  const { q, k, v, slices, softmaxScale, softcap, sink, outAcc, lseAcc, maxLogitsAcc } = args;
+  const { q, k, v, sink, outAcc, lseAcc, maxLogitsAcc } = args;
   const [tokensQ, headsQ, dim] = q.shape;
-  const [tokensK, headsKv] = k.shape;
   const rows = tokensQ * headsQ;
   const [qf, kf, vf] = [q.toFloat32(), k.toFloat32(), v.toFloat32()];
 
@@ -44,18 +60,10 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
   const partLse = new Float64Array(rows).fill(-Infinity);
   const maxLogits = new Float64Array(headsQ).fill(-Infinity);
   engine.forward({
+    ...jobShape(args, [qf, kf, vf]),
     q: qf,
     k: kf,
     v: vf,
-    tokensQ,
-    tokensK,
-    headsQ,
-    headsKv,
-    dim,
-    scale: softmaxScale,
-    softcap,
-    finite: allFinite(qf, kf, vf),
-    work: buildWorkList(slices, tokensK),
     out: partOut,
     lse: partLse,
     maxLogits,
@@ -89,9 +97,8 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
 }
 
 function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackwardResult<Tensor> {
-  const { q, k, v, dout, out, lse, slices, softmaxScale, softcap, sink } = args;
+  const { q, k, v, dout, out, lse, sink } = args;
   const [tokensQ, headsQ, dim] = q.shape;
-  const [tokensK, headsKv] = k.shape;
   const [qf, kf, vf, doutf] = [q.toFloat32(), k.toFloat32(), v.toFloat32(), dout.toFloat32()];
   const delta = rowDots(out.toFloat32(), doutf, tokensQ * headsQ, dim);
 
@@ -105,15 +112,7 @@ function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackw
     dout: doutf,
     lse: Float64Array.from(lse.data),
     delta,
-    tokensQ,
-    tokensK,
-    headsQ,
-    headsKv,
-    dim,
-    scale: softmaxScale,
-    softcap,
-    finite: allFinite(qf, kf, vf, doutf),
-    work: buildWorkList(slices, tokensK),
+    ...jobShape(args, [qf, kf, vf, doutf]),
     dq,
     dk,
     dv,

@@ -15,7 +15,7 @@
  * Memory grows to the largest call seen and stays there (WebAssembly memory cannot shrink); a
  * call needs its kv head's q, k, v, out (forward) or q, dout, k, v, dk, dv and one dq per thread
  * (backward) in float32, all linear in the number of tokens. Calls that would need more than the
- * 4 GiB a 32-bit memory can address run on the TypeScript engine.
+ * 4 GiB a 32-bit memory can address (or more than the runtime grants) run on the TypeScript engine.
  */
 import { type WasmMemory, type WasmModule, wasmApi } from './api.js';
 import { KERNEL_WASM } from './binary.generated.js';
@@ -190,9 +190,17 @@ function views(k: Kernel) {
   return { i32: new Int32Array(buf), f32: new Float32Array(buf), f64: new Float64Array(buf) };
 }
 
-function ensure(k: Kernel, bytes: number): void {
+/** Grows the memory to `bytes`; false where that is past 4 GiB or the runtime refuses it. */
+function ensure(k: Kernel, bytes: number): boolean {
   const have = k.memory.buffer.byteLength;
-  if (bytes > have) k.memory.grow(Math.ceil((bytes - have) / PAGE));
+  if (bytes <= have) return true;
+  if (bytes > MAX_BYTES) return false;
+  try {
+    k.memory.grow(Math.ceil((bytes - have) / PAGE));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 type Placed = Array<[field: number, at: number, values: Int32Array]>;
@@ -224,6 +232,45 @@ function writeWork(i32: Int32Array, jobWords: Int32Array, placed: Placed): void 
     i32.set(values, at / 4);
     jobWords[field] = at;
   }
+}
+
+/**
+ * Writes the job descriptor: what every job has (shape, numerics, scratch, the work list), then
+ * `fields`. Returns the descriptor's words (KIND and NEXT are set per run).
+ */
+function writeJob(
+  k: Kernel,
+  job: ForwardJob | BackwardJob,
+  threads: number,
+  placed: Placed,
+  scratch: { at: number; stride: number },
+  fields: Record<number, number>,
+): Int32Array {
+  const { i32, f32 } = views(k);
+  const jw = i32.subarray(JOB_AT / 4, JOB_AT / 4 + JOB_WORDS);
+  jw.fill(0);
+  writeWork(i32, jw, placed);
+  Object.assign(jw, {
+    [J.THREADS]: threads,
+    [J.TQ]: job.tokensQ,
+    [J.TK]: job.tokensK,
+    [J.GROUP]: job.headsQ / job.headsKv,
+    [J.DIM]: job.dim,
+    [J.DIMP]: pad4(job.dim),
+    [J.FINITE]: job.finite ? 1 : 0,
+    [J.SCRATCH]: scratch.at,
+    [J.SCRATCH_STRIDE]: scratch.stride,
+    ...fields,
+  });
+  f32[JOB_AT / 4 + J.SCALE] = job.scale;
+  f32[JOB_AT / 4 + J.SOFTCAP] = job.softcap;
+  return jw;
+}
+
+/** Places one scratch area per thread. */
+function placeScratch(k: Kernel, lay: Layout, threads: number, dimP: number, group: number): { at: number; stride: number } {
+  const stride = k.exports.scratchBytes(dimP, group);
+  return { at: lay.take(threads * stride), stride };
 }
 
 /** Runs the job at JOB_AT on `threads` threads. */
@@ -266,24 +313,10 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
   const maxAt = lay.take(group * tokensQ * 8);
   const sumAt = lay.take(group * tokensQ * 8);
   const maxlAt = lay.take(threads * group * 4);
-  const stride = k.exports.scratchBytes(dimP, group);
-  const scratchAt = lay.take(threads * stride);
-  if (lay.bytes > MAX_BYTES) return typescriptEngine.forward(job);
-  ensure(k, lay.bytes);
-  const { i32, f32, f64 } = views(k);
-  const jw = i32.subarray(JOB_AT / 4, JOB_AT / 4 + JOB_WORDS);
-  jw.fill(0);
-  writeWork(i32, jw, placed);
-  i32.set(items, itemsAt / 4);
-  Object.assign(jw, {
+  const scratch = placeScratch(k, lay, threads, dimP, group);
+  if (!ensure(k, lay.bytes)) return typescriptEngine.forward(job);
+  const jw = writeJob(k, job, threads, placed, scratch, {
     [J.KIND]: KIND_FORWARD,
-    [J.THREADS]: threads,
-    [J.TQ]: tokensQ,
-    [J.TK]: tokensK,
-    [J.GROUP]: group,
-    [J.DIM]: dim,
-    [J.DIMP]: dimP,
-    [J.FINITE]: job.finite ? 1 : 0,
     [J.Q]: qAt,
     [J.K]: kAt,
     [J.V]: vAt,
@@ -291,13 +324,11 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
     [J.LSE]: maxAt,
     [J.ROWSUM]: sumAt,
     [J.MAXL]: maxlAt,
-    [J.SCRATCH]: scratchAt,
-    [J.SCRATCH_STRIDE]: stride,
     [J.ITEMS]: itemsAt,
     [J.N_ITEMS]: items.length,
   });
-  f32[JOB_AT / 4 + J.SCALE] = job.scale;
-  f32[JOB_AT / 4 + J.SOFTCAP] = job.softcap;
+  const { i32, f32, f64 } = views(k);
+  i32.set(items, itemsAt / 4);
 
   const rows = group * tokensQ;
   const lse = new Float64Array(rows);
@@ -355,24 +386,9 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   const dvAt = lay.take(tokensK * dimP * 4);
   const dqStride = ((qFloats * 4 + 15) & ~15);
   const dqAt = lay.take(threads * dqStride);
-  const stride = k.exports.scratchBytes(dimP, group);
-  const scratchAt = lay.take(threads * stride);
-  if (lay.bytes > MAX_BYTES) return typescriptEngine.backward(job);
-  ensure(k, lay.bytes);
-  const { i32, f32, f64 } = views(k);
-  const jw = i32.subarray(JOB_AT / 4, JOB_AT / 4 + JOB_WORDS);
-  jw.fill(0);
-  writeWork(i32, jw, placed);
-  i32.set(items, itemsAt / 4);
-  i32.set(threadOff, offAt / 4);
-  Object.assign(jw, {
-    [J.THREADS]: threads,
-    [J.TQ]: tokensQ,
-    [J.TK]: tokensK,
-    [J.GROUP]: group,
-    [J.DIM]: dim,
-    [J.DIMP]: dimP,
-    [J.FINITE]: job.finite ? 1 : 0,
+  const scratch = placeScratch(k, lay, threads, dimP, group);
+  if (!ensure(k, lay.bytes)) return typescriptEngine.backward(job);
+  const jw = writeJob(k, job, threads, placed, scratch, {
     [J.Q]: qAt,
     [J.K]: kAt,
     [J.V]: vAt,
@@ -383,15 +399,14 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
     [J.DQ_STRIDE]: dqStride,
     [J.DK]: dkAt,
     [J.DV]: dvAt,
-    [J.SCRATCH]: scratchAt,
-    [J.SCRATCH_STRIDE]: stride,
     [J.ITEMS]: itemsAt,
     [J.N_ITEMS]: items.length,
     [J.THREAD_OFF]: offAt,
     [J.REDUCE_N]: qFloats,
   });
-  f32[JOB_AT / 4 + J.SCALE] = job.scale;
-  f32[JOB_AT / 4 + J.SOFTCAP] = job.softcap;
+  const { i32, f32, f64 } = views(k);
+  i32.set(items, itemsAt / 4);
+  i32.set(threadOff, offAt / 4);
 
   for (let hk = 0; hk < headsKv; hk++) {
     const h0 = hk * group;
