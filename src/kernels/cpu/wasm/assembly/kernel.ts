@@ -91,10 +91,17 @@ const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
  * e^x per lane: x = n·ln2 + f with |f| <= ln2/2 (Cody-Waite), e^f by a degree-7 polynomial
  * (Cephes' expf, ~1 ulp), 2^n built in the exponent bits. e^-inf = 0 (below -87.5: 0), above 88:
  * +inf (the kernel only takes e^x for x <= 0 but the tanh of softcap), NaN stays NaN.
+ *
+ * Written for what V8 emits on x86-64: pmin/pmax are one instruction each (min/max are about
+ * eight, for their NaN and -0 rules; with x as the first operand pmin/pmax keep a NaN x), and n
+ * comes out of the float addition of 1.5·2^23, which rounds t to an integer in the low mantissa
+ * bits (no roundps, no saturating conversion sequence).
  */
 @inline function vexp(x: v128): v128 {
-  const xc = f32x4.min(f32x4.max(x, f32x4.splat(-87.5)), f32x4.splat(88.0));
-  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504088896341)));
+  const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.5)), f32x4.splat(88.0));
+  const magic = f32x4.splat(12582912.0); // 1.5·2^23
+  const r = f32x4.add(f32x4.mul(xc, f32x4.splat(1.44269504088896341)), magic);
+  const n = f32x4.sub(r, magic);
   let f = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
   f = f32x4.sub(f, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
   let y = f32x4.splat(1.9875691500e-4);
@@ -104,11 +111,11 @@ const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
   y = f32x4.add(f32x4.mul(y, f), f32x4.splat(1.6666665459e-1));
   y = f32x4.add(f32x4.mul(y, f), f32x4.splat(5.0000001201e-1));
   y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, f), f), f), f32x4.splat(1.0));
-  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
-  let r = f32x4.mul(y, scale);
-  r = v128.bitselect(f32x4.splat(0), r, f32x4.lt(x, f32x4.splat(-87.5)));
-  r = v128.bitselect(f32x4.splat(Infinity), r, f32x4.gt(x, f32x4.splat(88.0)));
-  return r;
+  const scale = i32x4.shl(i32x4.add(i32x4.sub(r, magic), i32x4.splat(127)), 23);
+  let e = f32x4.mul(y, scale);
+  e = v128.andnot(e, f32x4.lt(x, f32x4.splat(-87.5)));
+  e = v128.bitselect(f32x4.splat(Infinity), e, f32x4.gt(x, f32x4.splat(88.0)));
+  return e;
 }
 
 /** tanh per lane as (1 - e)/(1 + e)·sign, e = e^{-2|y|}: absolute error ~1e-7, NaN stays NaN. */
@@ -375,15 +382,18 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
             continue;
           }
           const whole = cLo == 0 && cHi == ncp;
+          // The row max by pmax (one instruction), NaN tracked on the side: a NaN logit makes it NaN.
           let vmx = f32x4.splat(-Infinity);
+          let vnan = f32x4.splat(0);
           for (let c = 0; c < ncp; c += 4) {
             const sv = v128.load(row + (<usize>c << 2));
             let z = softcap > 0 ? f32x4.mul(f32x4.splat(softcap), vtanh(f32x4.mul(sv, f32x4.splat(capInv)))) : f32x4.mul(sv, f32x4.splat(scale));
             if (!whole) z = v128.bitselect(z, f32x4.splat(-Infinity), colMask(c, cLo, cHi));
             v128.store(row + (<usize>c << 2), z);
-            vmx = f32x4.max(vmx, z);
+            vmx = f32x4.pmax(vmx, z);
+            vnan = v128.or(vnan, f32x4.ne(z, z));
           }
-          const mx = hmax(vmx);
+          const mx = v128.any_true(vnan) ? <f32>NaN : hmax(vmx);
           headMax = max<f32>(headMax, mx);
           const mOld = load<f32>(Mx + (<usize>i << 2));
           const mNew = max<f32>(mx, mOld);
@@ -514,9 +524,9 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
         store<i32>(CHI + (<usize>i << 2), cHi);
         const lv = f32x4.splat(lse);
         const dv = f32x4.splat(<f32>load<f64>(DELTA + (<usize>(rowBase + i) << 3)));
+        const whole = cLo == 0 && cHi == ncp;
         for (let c = 0; c < ncp; c += 4) {
           const off = <usize>c << 2;
-          const m = colMask(c, cLo, cHi);
           const sc = v128.load(pRow + off);
           let p: v128;
           let ds: v128;
@@ -529,8 +539,13 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
             p = vexp(f32x4.sub(f32x4.mul(sc, sv), lv));
             ds = f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), dv)), sv);
           }
-          v128.store(pRow + off, v128.and(p, m));
-          v128.store(dRow + off, v128.and(ds, m));
+          if (!whole) {
+            const m = colMask(c, cLo, cHi);
+            p = v128.and(p, m);
+            ds = v128.and(ds, m);
+          }
+          v128.store(pRow + off, p);
+          v128.store(dRow + off, ds);
         }
       }
 
