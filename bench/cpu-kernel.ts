@@ -6,8 +6,10 @@
  *   typescript    this checkout's TypeScript engine (--typescript), one thread
  *   wasm xT       this checkout's WebAssembly kernel on T threads, for each T of --threads
  *   dense         a plain dense implementation that materialises the scores (--dense)
- *   PyTorch xT    torch's CPU scaled_dot_product_attention, read from --torch FILE (written by
- *                 bench/cpu-torch.py just before, on the same machine)
+ *   PyTorch xT    torch's CPU scaled_dot_product_attention at the same thread counts, measured by
+ *                 bench/cpu-torch.py right before and right after ours (--with-torch PYTHON; the
+ *                 better of the two per row, since other jobs may share the machine), or read
+ *                 from earlier runs of it (--torch FILES)
  * FLOPs are counted from the mask's area (4·area·Hq·D forward, 2.5x that backward) for every
  * method, so the columns compare directly. Times are the best of --reps runs after one warm-up
  * (one run for the slow 'before', 'typescript' and 'dense'). A progress bar weighted by the FLOPs
@@ -17,7 +19,8 @@
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { Tensor } from '../src/tensor.js';
@@ -49,10 +52,11 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--baseline <dir>', "an older built checkout whose kernel is the 'before' column")
   .option('--typescript', "also time this checkout's TypeScript engine")
   .option('--dense', 'also time the plain dense implementation')
-  .option('--torch <file>', 'PyTorch CPU SDPA figures (bench/cpu-torch.py --out) from the same machine')
+  .option('--with-torch <python>', 'run bench/cpu-torch.py with this python (one that has torch) right before and right after this run; each PyTorch row keeps the better of the two')
+  .option('--torch <files>', 'PyTorch CPU SDPA figures (bench/cpu-torch.py --out) from the same machine; several (comma-separated, e.g. run before and after this one): best of them')
   .option('--seed <n>', 'seed of the inputs and of the varlen document lengths', '42')
   .parse();
-const opts = program.opts<{ shapes: string; threads: string; reps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; seed: string; out?: string; updateResults?: boolean }>();
+const opts = program.opts<{ shapes: string; threads: string; reps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
 const outFile = outputPath(opts, 'cpu-kernel.json');
 const shapes: Shape[] = opts.shapes.split(',').map((s) => {
   const [mask, n, hq, hkv, dim] = s.split(':');
@@ -105,7 +109,26 @@ interface TorchRow {
   fwdS: number;
   bwdS: number;
 }
-const torch = opts.torch === undefined ? undefined : (JSON.parse(readFileSync(opts.torch, 'utf8')) as { torch: string; cpu: string; rows: TorchRow[] });
+/** PyTorch's figures; with several files (runs before and after ours, say) each row keeps its best time. */
+function readTorch(files: string): { torch: string; cpu: string; rows: TorchRow[] } {
+  const runs = files.split(',').map((f) => JSON.parse(readFileSync(f, 'utf8')) as { torch: string; cpu: string; rows: TorchRow[] });
+  const best = new Map<string, TorchRow>();
+  for (const r of runs.flatMap((x) => x.rows)) {
+    const key = `${r.mask}:${r.n}:${r.hq}:${r.hkv}:${r.dim}:${r.threads}`;
+    const b = best.get(key);
+    best.set(key, b === undefined ? { ...r } : { ...b, fwdS: Math.min(b.fwdS, r.fwdS), bwdS: Math.min(b.bwdS, r.bwdS) });
+  }
+  return { torch: runs[0].torch, cpu: runs[0].cpu, rows: [...best.values()] };
+}
+/** Runs bench/cpu-torch.py on this run's shapes and thread counts; returns its output file. */
+function runTorch(python: string, tag: string): string {
+  const file = join(os.tmpdir(), `magi-cpu-torch-${process.pid}-${tag}.json`);
+  console.log(`  PyTorch (${tag}): ${python} bench/cpu-torch.py`);
+  execFileSync(python, ['bench/cpu-torch.py', '--shapes', opts.shapes, '--threads', opts.threads, '--reps', String(Math.max(reps, 1)), '--seed', opts.seed, '--out', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return file;
+}
+const torchFiles = opts.torch?.split(',') ?? [];
+if (opts.withTorch !== undefined) torchFiles.push(runTorch(opts.withTorch, 'before'));
 
 interface Row {
   shape: string;
@@ -200,13 +223,21 @@ for (const s of shapes) {
       peakRssMiB: m.name.startsWith('wasm') ? peakRssMiB() : undefined,
     });
   }
-  for (const t of torch?.rows ?? []) {
-    if (t.mask !== s.mask || t.n !== s.n || t.hq !== s.hq || t.hkv !== s.hkv || t.dim !== s.dim) continue;
-    const flops = flopsOf(s, area);
-    rows.push({ shape: label(s), ...s, area, method: `PyTorch x${t.threads}`, threads: t.threads, fwdS: t.fwdS, bwdS: t.bwdS, fwdGflops: flops / t.fwdS / 1e9, bwdGflops: (2.5 * flops) / t.bwdS / 1e9 });
-  }
 }
 bar.stop();
+if (opts.withTorch !== undefined) torchFiles.push(runTorch(opts.withTorch, 'after'));
+const torch = torchFiles.length === 0 ? undefined : readTorch(torchFiles.join(','));
+for (const s of shapes) {
+  const area = sliceListArea(makeMask(s));
+  const flops = flopsOf(s, area);
+  const at = rows.map((r) => r.shape).lastIndexOf(label(s)) + 1;
+  const extra: Row[] = [];
+  for (const t of torch?.rows ?? []) {
+    if (t.mask !== s.mask || t.n !== s.n || t.hq !== s.hq || t.hkv !== s.hkv || t.dim !== s.dim) continue;
+    extra.push({ shape: label(s), ...s, area, method: `PyTorch x${t.threads}`, threads: t.threads, fwdS: t.fwdS, bwdS: t.bwdS, fwdGflops: flops / t.fwdS / 1e9, bwdGflops: (2.5 * flops) / t.bwdS / 1e9 });
+  }
+  rows.splice(at, 0, ...extra);
+}
 const loadEnd = os.loadavg();
 console.log(`  load average at the end ${loadEnd.map((x) => x.toFixed(2)).join(' ')} (other processes on this machine share its cores)`);
 
