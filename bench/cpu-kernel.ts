@@ -1,155 +1,279 @@
 /**
- * bench:cpu: forward and backward throughput of the tiled CPU flex-flash-attention kernel on
- * full, causal and varlen-causal masks, against the plain dense (materialised) implementation
- * measured in the same run. FLOPs are counted from the mask's area (4·area·Hq·D forward, 2.5×
- * that backward), so both columns are "useful" GFLOP/s and their ratio is the speed-up.
- * Prints a table, writes bench/results/cpu-kernel.json.
- *
- * Peak RSS is read after each tiled run, smallest size first and before any dense run, so its
- * growth shows what the tiled kernel itself needs.
+ * bench:cpu: forward and backward throughput of the CPU flex-flash-attention kernel on the shapes
+ * of issue 13, every method measured in the same run:
+ *   before        the kernel of an older checkout (--baseline DIR: a built checkout, e.g. a git
+ *                 worktree of main at 7f6cdad with `npx tsc` run in it), one thread
+ *   typescript    this checkout's TypeScript engine (--typescript), one thread
+ *   wasm xT       this checkout's WebAssembly kernel on T threads, for each T of --threads
+ *   dense         a plain dense implementation that materialises the scores (--dense)
+ *   PyTorch xT    torch's CPU scaled_dot_product_attention at the same thread counts, measured by
+ *                 bench/cpu-torch.py right before and right after ours (--with-torch PYTHON; the
+ *                 better of the two per row, since other jobs may share the machine), or read
+ *                 from earlier runs of it (--torch FILES)
+ * FLOPs are counted from the mask's area (4·area·Hq·D forward, 2.5x that backward) for every
+ * method, so the columns compare directly. Times are the best of --reps runs after one warm-up
+ * (one run for the slow 'before', 'typescript' and 'dense'). A progress bar weighted by the FLOPs
+ * still to run shows where a long run is. Prints a table; writes JSON and an SVG plot (under
+ * bench/out/, or bench/results/ with --update-results).
  */
 import { Command } from 'commander';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import cliProgress from 'cli-progress';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { Tensor } from '../src/tensor.js';
-import type { DType } from '../src/dtype.js';
 import type { SliceList } from '../src/mask/slice-list.js';
 import { sliceListArea } from '../src/mask/slice-list.js';
-import { fullMask, causalMask, varlenCausalMask, sampleDocLengths, cuSeqlensFromLengths } from '../src/mask/helpers.js';
-import { flexFlashAttn, flexFlashAttnBackward } from '../src/kernels/flex-flash-attn.js';
+import { causalMask, cuSeqlensFromLengths, fullMask, sampleDocLengths, varlenCausalMask } from '../src/mask/helpers.js';
+import type { FfaBackwardArgs, FfaForwardArgs, KernelBackend } from '../src/kernels/backend.js';
+import { cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { Rng } from '../src/util/rng.js';
 import { denseAttentionForwardBackward } from './dense-attention.js';
+import { kernelSvg, type PlotRow } from './kernel/plot.js';
+import { outputPath, withOutputOptions } from './output.js';
 
 const MASKS = ['full', 'causal', 'varlen-causal'] as const;
 type MaskName = (typeof MASKS)[number];
+interface Shape {
+  mask: MaskName;
+  n: number;
+  hq: number;
+  hkv: number;
+  dim: number;
+}
+const ISSUE_SHAPES = 'causal:2048:4:1:64,causal:4096:8:2:64,full:4096:8:2:64,causal:4096:8:2:128';
 
-const program = new Command()
-  .option('--sizes <list>', 'sequence lengths', '2048,4096,8192,16384')
-  .option('--masks <list>', `masks among ${MASKS.join(', ')}`, MASKS.join(','))
-  .option('--heads <q:kv>', 'query and key/value heads', '8:2')
-  .option('--dim <d>', 'head dim', '128')
-  .option('--dtype <dtype>', 'input dtype', 'float32')
-  .option('--dense-max <n>', 'largest length the dense baseline runs at (it needs ~(Hq+1)·N²·4 bytes)', '16384')
-  .option('--seed <n>', 'seed for inputs and the varlen document lengths', '42')
-  .option('--out <file>', 'JSON output', 'bench/results/cpu-kernel.json')
+const program = withOutputOptions(new Command(), 'cpu-kernel.json')
+  .option('--shapes <list>', 'mask:tokens:headsQ:headsKv:headDim, comma-separated', ISSUE_SHAPES)
+  .option('--threads <list>', 'thread counts of the WebAssembly kernel', `1,${os.availableParallelism()}`)
+  .option('--reps <n>', 'timed runs of the fast methods (best kept), after one warm-up', '3')
+  .option('--baseline <dir>', "an older built checkout whose kernel is the 'before' column")
+  .option('--typescript', "also time this checkout's TypeScript engine")
+  .option('--dense', 'also time the plain dense implementation')
+  .option('--with-torch <python>', 'run bench/cpu-torch.py with this python (one that has torch) right before and right after this run; each PyTorch row keeps the better of the two')
+  .option('--torch <files>', 'PyTorch CPU SDPA figures (bench/cpu-torch.py --out) from the same machine; several (comma-separated, e.g. run before and after this one): best of them')
+  .option('--seed <n>', 'seed of the inputs and of the varlen document lengths', '42')
   .parse();
-const opts = program.opts<{ sizes: string; masks: string; heads: string; dim: string; dtype: DType; denseMax: string; seed: string; out: string }>();
-const sizes = opts.sizes.split(',').map(Number);
-const masks = opts.masks.split(',') as MaskName[];
-const [hq, hkv] = opts.heads.split(':').map(Number);
-const dim = Number(opts.dim);
+const opts = program.opts<{ shapes: string; threads: string; reps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
+const outFile = outputPath(opts, 'cpu-kernel.json');
+const shapes: Shape[] = opts.shapes.split(',').map((s) => {
+  const [mask, n, hq, hkv, dim] = s.split(':');
+  if (!MASKS.includes(mask as MaskName)) program.error(`--shapes: unknown mask ${mask} (${MASKS.join(', ')})`);
+  const nums = [n, hq, hkv, dim].map(Number);
+  if (nums.some((x) => !Number.isInteger(x) || x < 1) || nums[1] % nums[2] !== 0) program.error(`--shapes: ${s} is not mask:tokens:headsQ:headsKv:headDim with headsQ a multiple of headsKv`);
+  return { mask: mask as MaskName, n: nums[0], hq: nums[1], hkv: nums[2], dim: nums[3] };
+});
+const threadCounts = opts.threads.split(',').map(Number);
+if (threadCounts.some((t) => !Number.isInteger(t) || t < 1)) program.error('--threads: positive integers');
+const reps = Number(opts.reps);
 const seed = Number(opts.seed);
-for (const m of masks) if (!MASKS.includes(m)) program.error(`--masks: unknown mask ${m}`);
+const label = (s: Shape): string => `${s.mask} ${s.n}, ${s.hq}:${s.hkv}, D ${s.dim}`;
 
-function makeMask(name: MaskName, n: number): { slices: SliceList; docs: number } {
-  if (name === 'full') return { slices: fullMask(n), docs: 1 };
-  if (name === 'causal') return { slices: causalMask(n), docs: 1 };
-  const lengths = sampleDocLengths(n, new Rng(seed));
-  return { slices: varlenCausalMask(cuSeqlensFromLengths(lengths)), docs: lengths.length };
+function makeMask(s: Shape): SliceList {
+  if (s.mask === 'full') return fullMask(s.n);
+  if (s.mask === 'causal') return causalMask(s.n);
+  return varlenCausalMask(cuSeqlensFromLengths(sampleDocLengths(s.n, new Rng(seed))));
 }
 
-function randomTensor(rng: Rng, shape: number[]): Tensor {
-  return Tensor.fromValues(opts.dtype, shape, rng.normals(shape.reduce((a, b) => a * b, 1)));
+/** A backend under test: the kernel interface plus the Tensor class it takes. */
+interface Method {
+  name: string;
+  threads: number;
+  reps: number;
+  backend?: KernelBackend<Tensor>;
+  make?: (dtype: 'float32', shape: number[], data: Float32Array) => Tensor;
 }
 
-const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
-const gc = (globalThis as { gc?: () => void }).gc;
+const methods: Method[] = [];
+let baselineNote: string | undefined;
+if (opts.baseline !== undefined) {
+  const dir = resolve(opts.baseline);
+  const cpu = (await import(pathToFileURL(`${dir}/dist/src/kernels/cpu/index.js`).href)) as { cpuBackend: KernelBackend<Tensor> };
+  const tensor = (await import(pathToFileURL(`${dir}/dist/src/tensor.js`).href)) as { Tensor: new (dtype: string, shape: number[], data: Float32Array) => Tensor };
+  methods.push({ name: 'before', threads: 1, reps: 1, backend: cpu.cpuBackend, make: (d, shape, data) => new tensor.Tensor(d, shape, data) });
+  baselineNote = dir;
+}
+if (opts.typescript) methods.push({ name: 'typescript', threads: 1, reps: 1, backend: createCpuBackend({ engine: 'typescript' }) });
+for (const t of threadCounts) methods.push({ name: `wasm x${t}`, threads: t, reps, backend: createCpuBackend({ engine: 'wasm', threads: t }) });
+if (opts.dense) methods.push({ name: 'dense', threads: 1, reps: 1 });
+
+interface TorchRow {
+  mask: string;
+  n: number;
+  hq: number;
+  hkv: number;
+  dim: number;
+  threads: number;
+  fwdS: number;
+  bwdS: number;
+}
+/** PyTorch's figures; with several files (runs before and after ours, say) each row keeps its best time. */
+function readTorch(files: string): { torch: string; cpu: string; rows: TorchRow[] } {
+  const runs = files.split(',').map((f) => JSON.parse(readFileSync(f, 'utf8')) as { torch: string; cpu: string; rows: TorchRow[] });
+  const best = new Map<string, TorchRow>();
+  for (const r of runs.flatMap((x) => x.rows)) {
+    const key = `${r.mask}:${r.n}:${r.hq}:${r.hkv}:${r.dim}:${r.threads}`;
+    const b = best.get(key);
+    best.set(key, b === undefined ? { ...r } : { ...b, fwdS: Math.min(b.fwdS, r.fwdS), bwdS: Math.min(b.bwdS, r.bwdS) });
+  }
+  return { torch: runs[0].torch, cpu: runs[0].cpu, rows: [...best.values()] };
+}
+/** Runs bench/cpu-torch.py on this run's shapes and thread counts; returns its output file. */
+function runTorch(python: string, tag: string): string {
+  const file = join(os.tmpdir(), `magi-cpu-torch-${process.pid}-${tag}.json`);
+  console.log(`  PyTorch (${tag}): ${python} bench/cpu-torch.py`);
+  execFileSync(python, ['bench/cpu-torch.py', '--shapes', opts.shapes, '--threads', opts.threads, '--reps', String(Math.max(reps, 1)), '--seed', opts.seed, '--out', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return file;
+}
+const torchFiles = opts.torch?.split(',') ?? [];
+if (opts.withTorch !== undefined) torchFiles.push(runTorch(opts.withTorch, 'before'));
 
 interface Row {
+  shape: string;
   mask: MaskName;
-  seqlen: number;
-  docs: number;
+  n: number;
+  hq: number;
+  hkv: number;
+  dim: number;
   area: number;
-  tiledFwdS: number;
-  tiledBwdS: number;
-  tiledFwdGflops: number;
-  tiledBwdGflops: number;
-  peakRssMiBAfterTiled: number;
-  denseFwdS?: number;
-  denseBwdS?: number;
-  denseFwdGflops?: number;
-  denseBwdGflops?: number;
-  speedupFwd?: number;
-  speedupBwd?: number;
+  method: string;
+  threads: number;
+  fwdS: number;
+  bwdS: number;
+  fwdGflops: number;
+  bwdGflops: number;
+  peakRssMiB?: number;
 }
-
 const rows: Row[] = [];
-const cases = sizes.flatMap((n) => masks.map((mask) => ({ n, mask })));
-const inputsFor = (n: number) => {
-  const rng = new Rng(seed + n);
-  return { q: randomTensor(rng, [n, hq, dim]), k: randomTensor(rng, [n, hkv, dim]), v: randomTensor(rng, [n, hkv, dim]), dout: randomTensor(rng, [n, hq, dim]) };
-};
+const flopsOf = (s: Shape, area: number): number => 4 * area * s.hq * s.dim;
+const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 
-console.log(`bench:cpu  ${os.cpus()[0]?.model ?? 'cpu'}  node ${process.version}  heads ${hq}:${hkv}  D=${dim}  ${opts.dtype}  seed ${seed}`);
-let idx = 0;
-for (const { n, mask } of cases) {
-  idx++;
-  const { slices, docs } = makeMask(mask, n);
+const wasm = wasmKernelInfo();
+const loadStart = os.loadavg();
+const header = [
+  `bench:cpu  ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores)  node ${process.version}  ${os.platform()} ${os.arch()}`,
+  `  WebAssembly kernel: ${wasm === undefined ? 'unavailable' : `${wasm.simd}${wasm.shared ? ', shared memory' : ''}`}; float32 inputs; seed ${seed}; load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}`,
+];
+for (const line of header) console.log(line);
+
+// The bar advances by estimated seconds (FLOPs over a rough rate), so a long row moves it as much as it weighs.
+const runsOf = (m: Method): number => (m.reps > 1 ? m.reps + 1 : 1);
+const slow = (m: Method): boolean => !m.name.startsWith('wasm');
+const work = shapes.flatMap((s) => {
+  const area = sliceListArea(makeMask(s));
+  return methods.map((m) => ({ s, m, weight: (flopsOf(s, area) * 3.5 * runsOf(m)) / (slow(m) ? 1 : 6 * m.threads) }));
+});
+const bar = new cliProgress.SingleBar({ format: '  {bar} {percentage}% | ETA {eta_formatted} | {step}', etaBuffer: 4, noTTYOutput: true, notTTYSchedule: 5_000 }, cliProgress.Presets.shades_classic);
+/** The runs are synchronous: let the bar's timer draw (on a terminal it also draws on update). */
+const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
+bar.start(work.reduce((a, w) => a + w.weight, 0), 0, { step: '' });
+
+for (const s of shapes) {
+  const slices = makeMask(s);
   const area = sliceListArea(slices);
-  const flopsFwd = 4 * area * hq * dim;
-  const { q, k, v, dout } = inputsFor(n);
-  const ranges = { qRanges: slices.qRanges, kRanges: slices.kRanges, maskTypes: slices.maskTypes };
-  gc?.();
-  const t0 = performance.now();
-  const fwd = flexFlashAttn(q, k, v, ranges);
-  const t1 = performance.now();
-  flexFlashAttnBackward(dout, q, k, v, fwd.out, fwd.lse, ranges);
-  const t2 = performance.now();
-  const row: Row = {
-    mask,
-    seqlen: n,
-    docs,
-    area,
-    tiledFwdS: (t1 - t0) / 1000,
-    tiledBwdS: (t2 - t1) / 1000,
-    tiledFwdGflops: flopsFwd / ((t1 - t0) / 1000) / 1e9,
-    tiledBwdGflops: (2.5 * flopsFwd) / ((t2 - t1) / 1000) / 1e9,
-    peakRssMiBAfterTiled: peakRssMiB(),
-  };
-  rows.push(row);
-  console.log(
-    `[${idx}/${cases.length}] tiled ${mask} ${n}: fwd ${row.tiledFwdS.toFixed(2)} s (${row.tiledFwdGflops.toFixed(2)} GFLOP/s), bwd ${row.tiledBwdS.toFixed(2)} s (${row.tiledBwdGflops.toFixed(2)} GFLOP/s), peak RSS ${row.peakRssMiBAfterTiled.toFixed(0)} MiB`,
-  );
-}
-
-// The dense baseline computes every cell whatever the mask says (the mask only writes -inf), so
-// its cost depends on the length alone: it runs once per length, on the full mask, and that time
-// is the denominator of every mask's speed-up at that length.
-const denseSizes = [...new Set(rows.map((r) => r.seqlen))].filter((n) => n <= Number(opts.denseMax));
-idx = 0;
-for (const n of denseSizes) {
-  idx++;
-  const { q, k, v, dout } = inputsFor(n);
-  gc?.();
-  const dense = denseAttentionForwardBackward(q, k, v, dout, fullMask(n));
-  console.log(`[${idx}/${denseSizes.length}] dense ${n}: fwd ${dense.forwardSeconds.toFixed(2)} s, bwd ${dense.backwardSeconds.toFixed(2)} s`);
-  for (const row of rows.filter((r) => r.seqlen === n)) {
-    const flopsFwd = 4 * row.area * hq * dim;
-    row.denseFwdS = dense.forwardSeconds;
-    row.denseBwdS = dense.backwardSeconds;
-    row.denseFwdGflops = flopsFwd / dense.forwardSeconds / 1e9;
-    row.denseBwdGflops = (2.5 * flopsFwd) / dense.backwardSeconds / 1e9;
-    row.speedupFwd = dense.forwardSeconds / row.tiledFwdS;
-    row.speedupBwd = dense.backwardSeconds / row.tiledBwdS;
+  const rng = new Rng(seed + s.n);
+  const data = (shape: number[]): [number[], Float32Array] => [shape, Float32Array.from(rng.normals(shape.reduce((a, b) => a * b, 1)))];
+  const inputs = { q: data([s.n, s.hq, s.dim]), k: data([s.n, s.hkv, s.dim]), v: data([s.n, s.hkv, s.dim]), dout: data([s.n, s.hq, s.dim]) };
+  for (const m of methods) {
+    const weight = work.find((w) => w.s === s && w.m === m)!.weight;
+    bar.update({ step: `${label(s)}: ${m.name}` });
+    await tick();
+    let fwdS = Infinity;
+    let bwdS = Infinity;
+    if (m.backend === undefined) {
+      const t = (x: [number[], Float32Array]) => new Tensor('float32', x[0], x[1]);
+      const dense = denseAttentionForwardBackward(t(inputs.q), t(inputs.k), t(inputs.v), t(inputs.dout), slices);
+      fwdS = dense.forwardSeconds;
+      bwdS = dense.backwardSeconds;
+      bar.increment(weight);
+      await tick();
+    } else {
+      const make = m.make ?? ((d, shape, values) => new Tensor(d, shape, values));
+      const [q, k, v, dout] = [inputs.q, inputs.k, inputs.v, inputs.dout].map(([shape, values]) => make('float32', shape, values));
+      const fwdArgs: FfaForwardArgs<Tensor> = { q, k, v, slices, softmaxScale: 1 / Math.sqrt(s.dim), softcap: 0, returnMaxLogits: false, outDtype: 'float32', deterministic: false };
+      for (let r = m.reps > 1 ? -1 : 0; r < m.reps; r++) {
+        let t0 = performance.now();
+        const fwd = m.backend.forward(fwdArgs);
+        const f = (performance.now() - t0) / 1000;
+        const bwdArgs: FfaBackwardArgs<Tensor> = { ...fwdArgs, dout, out: fwd.out, lse: fwd.lse };
+        t0 = performance.now();
+        m.backend.backward(bwdArgs);
+        const b = (performance.now() - t0) / 1000;
+        if (r >= 0) {
+          fwdS = Math.min(fwdS, f);
+          bwdS = Math.min(bwdS, b);
+        }
+        bar.increment(weight / runsOf(m));
+        await tick();
+      }
+    }
+    const flops = flopsOf(s, area);
+    rows.push({
+      shape: label(s),
+      ...s,
+      area,
+      method: m.name,
+      threads: m.threads,
+      fwdS,
+      bwdS,
+      fwdGflops: flops / fwdS / 1e9,
+      bwdGflops: (2.5 * flops) / bwdS / 1e9,
+      peakRssMiB: m.name.startsWith('wasm') ? peakRssMiB() : undefined,
+    });
   }
 }
-
-const fmt = (x: number | undefined, d = 2): string => (x === undefined ? '-' : x.toFixed(d));
-const times = (x: number | undefined): string => (x === undefined ? 'not run' : `${x.toFixed(1)}x`);
-console.log('\n| mask | tokens | fwd GFLOP/s tiled | fwd dense | fwd speed-up | bwd GFLOP/s tiled | bwd dense | bwd speed-up | peak RSS MiB (tiled) |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of rows) {
-  console.log(
-    `| ${r.mask} | ${r.seqlen} | ${fmt(r.tiledFwdGflops)} | ${fmt(r.denseFwdGflops)} | ${times(r.speedupFwd)} | ${fmt(r.tiledBwdGflops)} | ${fmt(r.denseBwdGflops)} | ${times(r.speedupBwd)} | ${r.peakRssMiBAfterTiled.toFixed(0)} |`,
-  );
+bar.stop();
+if (opts.withTorch !== undefined) torchFiles.push(runTorch(opts.withTorch, 'after'));
+const torch = torchFiles.length === 0 ? undefined : readTorch(torchFiles.join(','));
+for (const s of shapes) {
+  const area = sliceListArea(makeMask(s));
+  const flops = flopsOf(s, area);
+  const at = rows.map((r) => r.shape).lastIndexOf(label(s)) + 1;
+  const extra: Row[] = [];
+  for (const t of torch?.rows ?? []) {
+    if (t.mask !== s.mask || t.n !== s.n || t.hq !== s.hq || t.hkv !== s.hkv || t.dim !== s.dim) continue;
+    extra.push({ shape: label(s), ...s, area, method: `PyTorch x${t.threads}`, threads: t.threads, fwdS: t.fwdS, bwdS: t.bwdS, fwdGflops: flops / t.fwdS / 1e9, bwdGflops: (2.5 * flops) / t.bwdS / 1e9 });
+  }
+  rows.splice(at, 0, ...extra);
 }
+const loadEnd = os.loadavg();
+console.log(`  load average at the end ${loadEnd.map((x) => x.toFixed(2)).join(' ')} (other processes on this machine share its cores)`);
+
+const find = (shape: string, method: string): Row | undefined => rows.find((r) => r.shape === shape && r.method === method);
+const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? '' : `${(a / b).toFixed(2)}x`);
+console.log('\n| shape | method | fwd s | fwd GFLOP/s | bwd s | bwd GFLOP/s | vs before fwd / bwd | vs PyTorch (same threads) fwd / bwd |');
+console.log('|---|---|--:|--:|--:|--:|--:|--:|');
+for (const r of rows) {
+  const before = find(r.shape, 'before');
+  const pt = find(r.shape, `PyTorch x${r.threads}`);
+  const vsBefore = before && r !== before ? `${ratio(r.fwdGflops, before.fwdGflops)} / ${ratio(r.bwdGflops, before.bwdGflops)}` : '';
+  const vsTorch = pt && r.method.startsWith('wasm') ? `${ratio(r.fwdGflops, pt.fwdGflops)} / ${ratio(r.bwdGflops, pt.bwdGflops)}` : '';
+  console.log(`| ${r.shape} | ${r.method} | ${r.fwdS.toFixed(3)} | ${r.fwdGflops.toFixed(1)} | ${r.bwdS.toFixed(3)} | ${r.bwdGflops.toFixed(1)} | ${vsBefore} | ${vsTorch} |`);
+}
+
 const result = {
   benchmark: 'cpu-kernel',
-  machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: os.totalmem() / 2 ** 30, node: process.version, platform: `${os.platform()} ${os.arch()}` },
-  config: { sizes, masks, headsQ: hq, headsKv: hkv, headDim: dim, dtype: opts.dtype, seed, denseMax: Number(opts.denseMax), flops: '4*area*Hq*D forward, 2.5x backward (useful FLOPs, also for dense)', dense: 'one run per length on the full mask; its time is used for every mask at that length' },
-  peakRssMiBEnd: peakRssMiB(),
+  machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: os.totalmem() / 2 ** 30, node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverageStart: loadStart, loadAverageEnd: loadEnd },
+  config: {
+    shapes,
+    threads: threadCounts,
+    reps,
+    seed,
+    wasm,
+    engines: Object.fromEntries(methods.filter((m) => m.name.startsWith('wasm')).map((m) => [m.name, cpuEngineName({ engine: 'wasm', threads: m.threads })])),
+    baseline: baselineNote,
+    torch: torch === undefined ? undefined : { version: torch.torch, cpu: torch.cpu },
+    flops: '4*area*Hq*D forward, 2.5x backward (useful FLOPs, for every method)',
+    timing: 'best of reps after one warm-up; one run for before, typescript and dense',
+  },
   rows,
 };
-mkdirSync('bench/results', { recursive: true });
-writeFileSync(opts.out, JSON.stringify(result, null, 2));
-console.log(`\nwrote ${opts.out}`);
+mkdirSync(dirname(outFile), { recursive: true });
+writeFileSync(outFile, JSON.stringify(result, null, 2));
+const methodNames = [...new Set(rows.map((r) => r.method))];
+const plotRows: PlotRow[] = rows.map((r) => ({ mask: r.shape, method: r.method, fwd: r.fwdGflops, bwd: r.bwdGflops }));
+const svgPath = outFile.replace(/\.json$/, '') + '.svg';
+writeFileSync(svgPath, kernelSvg(plotRows, [...new Set(rows.map((r) => r.shape))], methodNames, `CPU kernel, ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, float32`, 'GFLOP/s'));
+console.log(`\nwrote ${outFile} and ${svgPath}`);

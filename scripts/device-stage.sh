@@ -6,6 +6,7 @@
 #   source .device/boot.sh && ln -sfn .gpu-run/node_modules node_modules && ln -sfn .gpu-run/dist dist &&
 set -euo pipefail
 cd "$(dirname "$0")/.."
+npm run -s build:wasm # the CPU kernel's WebAssembly module, which tsc compiles in as generated source
 npx tsc -p tsconfig.gpu.json
 rm -rf .gpu-run && mkdir -p .gpu-run
 cp -r dist .gpu-run/dist

@@ -16,7 +16,7 @@ export interface PlotRow {
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
 
-export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], methods: readonly string[], title: string): string {
+export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], methods: readonly string[], title: string, unit = 'TFLOP/s'): string {
   const passes = [
     { key: 'fwd' as const, label: 'forward' },
     { key: 'bwd' as const, label: 'backward' },
@@ -35,11 +35,11 @@ export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], me
     fy: { domain: passes.map((p) => p.label), label: null, padding: 0.18 },
     fx: { domain: masks, label: null, padding: 0.1 },
     x: { domain: methods, axis: null },
-    y: { label: 'TFLOP/s (from the mask area)', grid: true },
+    y: { label: `${unit} (from the mask area)`, grid: true },
     color: { domain: methods, range: methods.map((_, i) => color(i)) },
     marks: [
       Plot.text([title], { frameAnchor: 'top-left', dy: -60, fontSize: 14, fontWeight: 'bold', facet: 'super' }),
-      Plot.barY(measured, { fx: 'mask', fy: 'pass', x: 'method', y: 'tflops', fill: 'method', title: (d: { mask: string; method: string; pass: string; tflops: number }) => `${d.mask} ${d.method} ${d.pass}: ${d.tflops.toFixed(1)} TFLOP/s` }),
+      Plot.barY(measured, { fx: 'mask', fy: 'pass', x: 'method', y: 'tflops', fill: 'method', title: (d: { mask: string; method: string; pass: string; tflops: number }) => `${d.mask} ${d.method} ${d.pass}: ${d.tflops.toFixed(1)} ${unit}` }),
       Plot.text(measured, { fx: 'mask', fy: 'pass', x: 'method', y: 'tflops', text: (d: { tflops: number }) => String(Math.round(d.tflops)), dy: -5, fontSize: 9 }),
       Plot.text(missing, { fx: 'mask', fy: 'pass', x: 'method', y: 0, text: () => 'n/a', dy: -5, fontSize: 9, fill: '#999' }),
       Plot.ruleY([0]),

@@ -7,7 +7,7 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import type { SliceList } from '../../src/mask/slice-list.js';
 import { makeSliceList } from '../../src/mask/slice-list.js';
-import type { Rng } from '../../src/util/rng.js';
+import { Rng, freshSeed } from '../../src/util/rng.js';
 export { type Tolerance, compareClose } from '../../src/kernels/tolerance.js';
 
 /** Standard-normal values times `scale`, narrowed to `dtype` (16-bit inputs are rounded here, once). */
@@ -45,4 +45,11 @@ export function randomSlices(rng: Rng, tokensQ: number, tokensK: number, opts: R
     types.push(rng.int(0, 3));
   }
   return makeSliceList(q, k, types);
+}
+
+/** A fresh seed (MAGI_SEED replays one), printed as the test's diagnostic, and its Rng. */
+export function seeded(t: { diagnostic(message: string): void }): { seed: number; rng: Rng } {
+  const seed = freshSeed();
+  t.diagnostic(`seed ${seed} (replay with MAGI_SEED=${seed})`);
+  return { seed, rng: new Rng(seed) };
 }

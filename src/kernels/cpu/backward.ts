@@ -1,83 +1,68 @@
 /**
- * The CPU backward main loop, FlashAttention-2 style: it never stores P. From the final out and
- * lse it recomputes P = exp(z - lse) tile by tile. For each slice, kv head and k tile, it runs
- * over the query heads of the group and the q tiles that can see the keys, accumulates dK/dV of
- * the tile in scratch (summing the group's query heads: GQA) and adds dQ straight into its
- * float32 buffer. Everything runs in a fixed order, so results are deterministic.
+ * The TypeScript engine's backward, FlashAttention-2 style: it never stores P. From the final
+ * lse it recomputes P = exp(z - lse) tile by tile. Work is the k tiles of one kv head's work list
+ * (work.ts): each k tile walks the pieces that can see its keys, for every query head of the
+ * group, accumulates its own rows of dK and dV (summing the group's heads: GQA) and adds its dQ
+ * contributions into the dQ buffer it is given. Everything runs in a fixed order, so results are
+ * deterministic.
+ *
+ * Float64 arithmetic on float32 inputs; NaN and Inf as in forward.ts (masked cells are skipped in
+ * the value products when an input is not finite; a NaN lse or Δ makes its row's terms NaN).
  */
-import type { SliceList } from '../../mask/slice-list.js';
-import { sliceCount } from '../../mask/slice-list.js';
-import { rowIntervals, sliceBox, visibleRowSpan } from './geometry.js';
-import { gemmAcc, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
+import { TILE_K, TILE_Q, type WorkList } from './work.js';
+import { gemmAcc, gemmVisible, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
-/** Query rows per tile. */
-export const BWD_TILE_Q = 64;
-/** Keys per tile. */
-export const BWD_TILE_K = 64;
-
-/** Head-major float32 inputs of one backward call. */
-export interface BackwardProblem {
-  /** [Hq, Tq, D] */
+/** One kv head's backward. */
+export interface HeadBackward {
+  /** The group's query heads [G, Tq, D], their dL/dout, final lse and Δ = Σ_d out·dout ([G, Tq]). */
   q: Float32Array;
-  /** [Hkv, Tk, D] */
-  k: Float32Array;
-  /** [Hkv, Tk, D] */
-  v: Float32Array;
-  /** dL/dout, [Hq, Tq, D] */
   dout: Float32Array;
-  /** Final lse, [Hq, Tq]. */
   lse: Float64Array;
-  /** Δ_t = Σ_d out·dout, [Hq, Tq]. */
   delta: Float64Array;
+  /** This kv head's keys and values, [Tk, D]. */
+  k: Float32Array;
+  v: Float32Array;
   tokensQ: number;
-  tokensK: number;
-  headsQ: number;
-  headsKv: number;
+  group: number;
   dim: number;
-  slices: SliceList;
   scale: number;
   softcap: number;
-}
-
-/** Gradient buffers (head-major float32, zeroed by the caller) the loop adds into. */
-export interface BackwardGrads {
+  finite: boolean;
+  work: WorkList;
+  /** [G, Tq, D]: dQ is added into it. */
   dq: Float32Array;
+  /** [Tk, D]: written for every key of a k tile. */
   dk: Float32Array;
   dv: Float32Array;
 }
 
-/** Δ_t = Σ_d out_td · dout_td per head-major row. */
+/** Δ_r = Σ_d out_rd · dout_rd per row of [rows, D] buffers (float64). */
 export function rowDots(out: Float32Array, dout: Float32Array, rows: number, dim: number): Float64Array {
   const delta = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
-    let s0 = 0;
-    let s1 = 0;
-    let d = 0;
-    for (; d + 1 < dim; d += 2) {
-      s0 += out[o + d] * dout[o + d];
-      s1 += out[o + d + 1] * dout[o + d + 1];
-    }
-    if (d < dim) s0 += out[o + d] * dout[o + d];
-    delta[r] = s0 + s1;
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += out[o + d] * dout[o + d];
+    delta[r] = s;
   }
   return delta;
 }
 
-/** dst[dstOff + i * dim + d] += tile[i * ld + d] for i < rows, d < dim. */
-function addTileInto(dst: Float32Array, dstOff: number, tile: Float64Array, rows: number, dim: number, ld: number): void {
+/** dst[dstOff + i * dim + d] (+)= tile[i * ld + d] for i < rows, d < dim. */
+function storeTile(dst: Float32Array, dstOff: number, tile: Float64Array, rows: number, dim: number, ld: number, add: boolean): void {
   for (let i = 0; i < rows; i++) {
     const o = dstOff + i * dim;
     const t = i * ld;
-    for (let d = 0; d < dim; d++) dst[o + d] += tile[t + d];
+    if (add) for (let d = 0; d < dim; d++) dst[o + d] += tile[t + d];
+    else for (let d = 0; d < dim; d++) dst[o + d] = tile[t + d];
   }
 }
 
-export function backwardSlices(p: BackwardProblem, g: BackwardGrads): void {
-  const { dim, tokensQ, tokensK, headsQ, headsKv, scale, softcap, lse, delta } = p;
-  const group = headsQ / headsKv;
-  const bm = BWD_TILE_Q;
-  const bn = BWD_TILE_K;
+/** Runs the k tiles `items` (all of them when omitted) in the order given. */
+export function backwardHead(p: HeadBackward, items?: readonly number[]): void {
+  const { dim, tokensQ, group, scale, softcap, lse, delta, work: w } = p;
+  const bm = TILE_Q;
+  const bn = TILE_K;
   const dimPad = pad4(dim);
   const qTile = new Float64Array(bm * dimPad);
   const doTile = new Float64Array(bm * dimPad);
@@ -89,110 +74,87 @@ export function backwardSlices(p: BackwardProblem, g: BackwardGrads): void {
   const dvTile = new Float64Array(bn * dimPad);
   const probs = new Float64Array(bm * bn);
   const dscores = new Float64Array(bm * bn);
+  const colLo = new Int32Array(bm);
+  const colHi = new Int32Array(bm);
   const capInv = softcap > 0 ? scale / softcap : 0;
-  // Per-slice row bookkeeping, sized for the tallest slice so it is allocated once per call.
-  let tallest = 0;
-  for (let b = 0; b < sliceCount(p.slices); b++) tallest = Math.max(tallest, p.slices.qRanges[2 * b + 1] - p.slices.qRanges[2 * b]);
-  const lo = new Int32Array(tallest);
-  const hi = new Int32Array(tallest);
-  const tileLo = new Int32Array(Math.ceil(tallest / bm));
-  const tileHi = new Int32Array(Math.ceil(tallest / bm));
+  const count = items?.length ?? w.kTileStart.length;
 
-  for (let b = 0; b < sliceCount(p.slices); b++) {
-    const box = sliceBox(p.slices, b);
-    const [rowFirst, rowLast] = visibleRowSpan(box);
-    const rows = rowLast - rowFirst;
-    if (rows <= 0) continue;
-    // Row intervals for the whole slice, and per q tile the key span its rows can see.
-    rowIntervals(box, rowFirst, rows, lo, hi);
-    const qTiles = Math.ceil(rows / bm);
-    tileLo.fill(tokensK, 0, qTiles);
-    tileHi.fill(0, 0, qTiles);
-    let spanLo = tokensK;
-    let spanHi = 0;
-    for (let i = 0; i < rows; i++) {
-      if (hi[i] <= lo[i]) continue;
-      const t = (i / bm) | 0;
-      if (lo[i] < tileLo[t]) tileLo[t] = lo[i];
-      if (hi[i] > tileHi[t]) tileHi[t] = hi[i];
-      if (lo[i] < spanLo) spanLo = lo[i];
-      if (hi[i] > spanHi) spanHi = hi[i];
-    }
+  for (let n = 0; n < count; n++) {
+    const kt = items === undefined ? n : items[n];
+    const k0 = w.kTileStart[kt];
+    const nc = w.kTileCols[kt];
+    const ncPad = pad8(nc);
+    const k1 = k0 + nc;
+    loadTile(kTile, dimPad, p.k, k0 * dim, nc, ncPad, dim);
+    loadTileTransposed(kTileT, bn, p.k, k0 * dim, nc, ncPad, dim, dimPad);
+    loadTileTransposed(vTileT, bn, p.v, k0 * dim, nc, ncPad, dim, dimPad);
+    dkTile.fill(0, 0, ncPad * dimPad);
+    dvTile.fill(0, 0, ncPad * dimPad);
 
-    for (let hk = 0; hk < headsKv; hk++) {
-      for (let k0 = spanLo; k0 < spanHi; k0 += bn) {
-        const nc = Math.min(bn, spanHi - k0);
-        const ncPad = pad8(nc);
-        const k1 = k0 + nc;
-        const kvOff = (hk * tokensK + k0) * dim;
-        loadTile(kTile, dimPad, p.k, kvOff, nc, ncPad, dim);
-        loadTileTransposed(kTileT, bn, p.k, kvOff, nc, ncPad, dim, dimPad);
-        loadTileTransposed(vTileT, bn, p.v, kvOff, nc, ncPad, dim, dimPad);
-        dkTile.fill(0, 0, ncPad * dimPad);
-        dvTile.fill(0, 0, ncPad * dimPad);
+    for (let x = w.kTilePieces[kt]; x < w.kTilePieces[kt + 1]; x++) {
+      const piece = w.kPieces[x];
+      const t = w.pieceTile[piece];
+      const rowOff = w.pieceRowOff[piece];
+      const q0 = w.qTileStart[t];
+      const nr = w.qTileRows[t];
+      const nrPad = pad8(nr);
+      for (let g = 0; g < group; g++) {
+        const rowBase = g * tokensQ + q0;
+        loadTile(qTile, dimPad, p.q, rowBase * dim, nr, nrPad, dim);
+        loadTile(doTile, dimPad, p.dout, rowBase * dim, nr, nrPad, dim);
+        probs.fill(0, 0, nrPad * bn);
+        dscores.fill(0, 0, nrPad * bn);
+        gemmAcc(probs, bn, qTile, dimPad, 1, kTileT, bn, nrPad, dimPad, ncPad);
+        gemmAcc(dscores, bn, doTile, dimPad, 1, vTileT, bn, nrPad, dimPad, ncPad);
 
-        for (let h = hk * group; h < (hk + 1) * group; h++) {
-          for (let t = 0; t < qTiles; t++) {
-            if (tileHi[t] <= k0 || tileLo[t] >= k1) continue;
-            const r0 = t * bm;
-            const nr = Math.min(bm, rows - r0);
-            const nrPad = pad8(nr);
-            const q0 = rowFirst + r0;
-            const rowBase = h * tokensQ + q0;
-            loadTile(qTile, dimPad, p.q, rowBase * dim, nr, nrPad, dim);
-            loadTile(doTile, dimPad, p.dout, rowBase * dim, nr, nrPad, dim);
-            probs.fill(0, 0, nrPad * bn);
-            dscores.fill(0, 0, nrPad * bn);
-            gemmAcc(probs, bn, qTile, dimPad, 1, kTileT, bn, nrPad, dimPad, ncPad);
-            gemmAcc(dscores, bn, doTile, dimPad, 1, vTileT, bn, nrPad, dimPad, ncPad);
-
-            // P = exp(z - lse) on visible cells, then dS = P (dP - Δ) [· softcap slope] · scale.
-            for (let i = 0; i < nrPad; i++) {
-              const base = i * bn;
-              let cLo = 0;
-              let cHi = 0;
-              let rowLse = -Infinity;
-              if (i < nr) {
-                rowLse = lse[rowBase + i];
-                cLo = (lo[r0 + i] > k0 ? lo[r0 + i] : k0) - k0;
-                cHi = (hi[r0 + i] < k1 ? hi[r0 + i] : k1) - k0;
-              }
-              if (cHi <= cLo || rowLse === -Infinity) {
-                probs.fill(0, base, base + ncPad);
-                dscores.fill(0, base, base + ncPad);
-                continue;
-              }
-              const dRow = delta[rowBase + i];
-              for (let c = 0; c < cLo; c++) probs[base + c] = dscores[base + c] = 0;
-              if (softcap > 0) {
-                for (let c = cLo; c < cHi; c++) {
-                  const th = Math.tanh(probs[base + c] * capInv);
-                  const pr = Math.exp(softcap * th - rowLse);
-                  probs[base + c] = pr;
-                  dscores[base + c] = pr * (dscores[base + c] - dRow) * (1 - th * th) * scale;
-                }
-              } else {
-                for (let c = cLo; c < cHi; c++) {
-                  const pr = Math.exp(probs[base + c] * scale - rowLse);
-                  probs[base + c] = pr;
-                  dscores[base + c] = pr * (dscores[base + c] - dRow) * scale;
-                }
-              }
-              for (let c = cHi; c < ncPad; c++) probs[base + c] = dscores[base + c] = 0;
-            }
-
-            // dV += Pᵀ dO, dK += dSᵀ Q (transposed operands via swapped strides), dQ += dS K.
-            gemmAcc(dvTile, dimPad, probs, 1, bn, doTile, dimPad, ncPad, nrPad, dim);
-            gemmAcc(dkTile, dimPad, dscores, 1, bn, qTile, dimPad, ncPad, nrPad, dim);
-            dqTile.fill(0, 0, nrPad * dimPad);
-            gemmAcc(dqTile, dimPad, dscores, bn, 1, kTile, dimPad, nrPad, ncPad, dim);
-            addTileInto(g.dq, rowBase * dim, dqTile, nr, dim, dimPad);
+        // P = exp(z - lse) on visible cells, dS = P (dP - Δ) [· softcap slope] · scale, 0 elsewhere.
+        for (let i = 0; i < nrPad; i++) {
+          const base = i * bn;
+          const rowLse = i < nr ? lse[rowBase + i] : -Infinity;
+          const cLo = (colLo[i] = i < nr ? Math.max(w.lo[rowOff + i], k0) - k0 : 0);
+          const cHi = (colHi[i] = i < nr ? Math.min(w.hi[rowOff + i], k1) - k0 : 0);
+          if (cHi <= cLo || rowLse === -Infinity) {
+            colLo[i] = colHi[i] = 0;
+            probs.fill(0, base, base + ncPad);
+            dscores.fill(0, base, base + ncPad);
+            continue;
           }
+          const dRow = delta[rowBase + i];
+          probs.fill(0, base, base + cLo);
+          dscores.fill(0, base, base + cLo);
+          for (let c = cLo; c < cHi; c++) {
+            const s = probs[base + c];
+            if (softcap > 0) {
+              const th = Math.tanh(s * capInv);
+              const pr = Math.exp(softcap * th - rowLse);
+              probs[base + c] = pr;
+              dscores[base + c] = pr * (dscores[base + c] - dRow) * (1 - th * th) * scale;
+            } else {
+              const pr = Math.exp(s * scale - rowLse);
+              probs[base + c] = pr;
+              dscores[base + c] = pr * (dscores[base + c] - dRow) * scale;
+            }
+          }
+          probs.fill(0, base + cHi, base + ncPad);
+          dscores.fill(0, base + cHi, base + ncPad);
         }
 
-        addTileInto(g.dk, kvOff, dkTile, nc, dim, dimPad);
-        addTileInto(g.dv, kvOff, dvTile, nc, dim, dimPad);
+        // dV += Pᵀ dO, dK += dSᵀ Q (transposed operands via swapped strides), dQ += dS K.
+        dqTile.fill(0, 0, nrPad * dimPad);
+        if (p.finite) {
+          gemmAcc(dvTile, dimPad, probs, 1, bn, doTile, dimPad, ncPad, nrPad, dim);
+          gemmAcc(dkTile, dimPad, dscores, 1, bn, qTile, dimPad, ncPad, nrPad, dim);
+          gemmAcc(dqTile, dimPad, dscores, bn, 1, kTile, dimPad, nrPad, ncPad, dim);
+        } else {
+          gemmVisible(false, dvTile, dimPad, probs, bn, 1, doTile, dimPad, nr, colLo, colHi, dim);
+          gemmVisible(false, dkTile, dimPad, dscores, bn, 1, qTile, dimPad, nr, colLo, colHi, dim);
+          gemmVisible(true, dqTile, dimPad, dscores, bn, 1, kTile, dimPad, nr, colLo, colHi, dim);
+        }
+        storeTile(p.dq, rowBase * dim, dqTile, nr, dim, dimPad, true);
       }
     }
+
+    storeTile(p.dk, k0 * dim, dkTile, nc, dim, dimPad, false);
+    storeTile(p.dv, k0 * dim, dvTile, nc, dim, dimPad, false);
   }
 }

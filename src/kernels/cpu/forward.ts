@@ -1,62 +1,50 @@
 /**
- * The CPU forward main loop: tiled online softmax over a slice list, in the FlashAttention-2
- * shape. For each slice, each q tile and each query head, it walks the k tiles that some row of
- * the tile can see, keeps a running (max, sum, unnormalised output) per row, and at the end of
- * the tile merges the tile's normalised (out, lse) into the per-call accumulator by log-sum-exp.
- * That merge is what makes overlapping q ranges and several slices per row add up to one softmax
- * over the multiset of their keys; it runs in a fixed order, so results are deterministic.
+ * The TypeScript engine's forward: tiled online softmax, FlashAttention-2 style, over the work
+ * list of one kv head (work.ts). For each q tile and each query head of the group it walks the
+ * key tiles of every piece (one slice over the tile) with one running (max, sum, unnormalised
+ * output) per row, so rows covered by several slices get one softmax over the multiset of their
+ * keys, and writes the tile's rows of out and lse. Memory is the inputs plus O(tile) scratch.
  *
- * Memory is the inputs plus O(tile) scratch: the score matrix is never materialised.
+ * Arithmetic is float64 on the float32 inputs. NaN and Inf go through as IEEE arithmetic takes
+ * them: the running max propagates NaN (Math.max), a row whose sum is NaN gets NaN out and lse,
+ * and when an input is not finite the value products skip masked cells instead of adding 0·NaN.
+ * A row that sees no key (or only -inf logits) gets out = 0 and lse = -inf.
+ *
+ * This is the readable form of what the WebAssembly kernel (wasm/assembly/kernel.ts) computes
+ * in float32 SIMD, and its fallback where WebAssembly SIMD is missing.
  */
-import type { SliceList } from '../../mask/slice-list.js';
-import { sliceCount } from '../../mask/slice-list.js';
-import { rowIntervals, sliceBox, visibleRowSpan } from './geometry.js';
-import { mergeRow } from '../../lse-merge.js';
-import { gemmAcc, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
+import { TILE_K, TILE_Q, type WorkList } from './work.js';
+import { gemmAcc, gemmVisible, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
-/** Query rows per tile. */
-export const FWD_TILE_Q = 64;
-/** Keys per tile. */
-export const FWD_TILE_K = 64;
-
-/** Head-major float32 inputs of one forward call. */
-export interface ForwardProblem {
-  /** [Hq, Tq, D] */
+/** One kv head's forward: its query heads' rows in, their out and lse out. */
+export interface HeadForward {
+  /** The group's query heads, head-major [G, Tq, D]. */
   q: Float32Array;
-  /** [Hkv, Tk, D] */
+  /** This kv head's keys and values, [Tk, D]. */
   k: Float32Array;
-  /** [Hkv, Tk, D] */
   v: Float32Array;
   tokensQ: number;
   tokensK: number;
-  headsQ: number;
-  headsKv: number;
+  group: number;
   dim: number;
-  slices: SliceList;
   scale: number;
   /** 0 = off. */
   softcap: number;
-}
-
-/** Per-call accumulators the main loop merges into (head-major). */
-export interface ForwardAccumulators {
-  /** [Hq, Tq, D]; rows whose lse is -inf are never read. */
+  /** Every input is finite (then value products may multiply masked cells by their zero weight). */
+  finite: boolean;
+  work: WorkList;
+  /** [G, Tq, D]: written for every row of a q tile. */
   out: Float32Array;
-  /** [Hq, Tq], -inf where nothing has been seen yet. */
+  /** [G, Tq]: written for every row of a q tile (-inf where it saw nothing). */
   lse: Float64Array;
-  /** [Hq], max over every covered cell of the logit z (after softcap). */
+  /** [G]: max-merged (NaN-propagating) with the max logit of every covered cell. */
   maxLogits: Float64Array;
 }
 
-/**
- * Runs every slice of `p` and merges the results into `acc`. The accumulators may already hold
- * a partial result; this adds the slices' keys to it.
- */
-export function forwardSlices(p: ForwardProblem, acc: ForwardAccumulators): void {
-  const { dim, tokensQ, tokensK, headsQ, headsKv, scale, softcap } = p;
-  const group = headsQ / headsKv;
-  const bm = FWD_TILE_Q;
-  const bn = FWD_TILE_K;
+export function forwardHead(p: HeadForward): void {
+  const { dim, tokensQ, group, scale, softcap, work: w } = p;
+  const bm = TILE_Q;
+  const bn = TILE_K;
   const dimPad = pad4(dim);
   const qTile = new Float64Array(bm * dimPad);
   const kTileT = new Float64Array(dimPad * bn);
@@ -65,79 +53,70 @@ export function forwardSlices(p: ForwardProblem, acc: ForwardAccumulators): void
   const oTile = new Float64Array(bm * dimPad);
   const rowMax = new Float64Array(bm);
   const rowSum = new Float64Array(bm);
-  const lo = new Int32Array(bm);
-  const hi = new Int32Array(bm);
+  const colLo = new Int32Array(bm);
+  const colHi = new Int32Array(bm);
   const capInv = softcap > 0 ? scale / softcap : 0;
 
-  for (let b = 0; b < sliceCount(p.slices); b++) {
-    const box = sliceBox(p.slices, b);
-    const [rowFirst, rowLast] = visibleRowSpan(box);
-    for (let q0 = rowFirst; q0 < rowLast; q0 += bm) {
-      const nr = Math.min(bm, rowLast - q0);
-      const nrPad = pad8(nr);
-      rowIntervals(box, q0, nr, lo, hi);
-      let spanLo = tokensK;
-      let spanHi = 0;
-      for (let i = 0; i < nr; i++) {
-        if (hi[i] <= lo[i]) continue;
-        if (lo[i] < spanLo) spanLo = lo[i];
-        if (hi[i] > spanHi) spanHi = hi[i];
-      }
-      if (spanHi <= spanLo) continue;
+  for (let t = 0; t < w.qTileStart.length; t++) {
+    const q0 = w.qTileStart[t];
+    const nr = w.qTileRows[t];
+    const nrPad = pad8(nr);
+    for (let g = 0; g < group; g++) {
+      loadTile(qTile, dimPad, p.q, (g * tokensQ + q0) * dim, nr, nrPad, dim);
+      oTile.fill(0, 0, nrPad * dimPad);
+      rowMax.fill(-Infinity);
+      rowSum.fill(0);
+      let headMax = p.maxLogits[g];
 
-      for (let h = 0; h < headsQ; h++) {
-        const hk = (h / group) | 0;
-        loadTile(qTile, dimPad, p.q, (h * tokensQ + q0) * dim, nr, nrPad, dim);
-        oTile.fill(0, 0, nrPad * dimPad);
-        rowMax.fill(-Infinity);
-        rowSum.fill(0);
-        let headMax = acc.maxLogits[h];
-
-        for (let k0 = spanLo; k0 < spanHi; k0 += bn) {
-          const nc = Math.min(bn, spanHi - k0);
+      for (let piece = w.qTilePieces[t]; piece < w.qTilePieces[t + 1]; piece++) {
+        const rowOff = w.pieceRowOff[piece];
+        for (let k0 = w.pieceSpanLo[piece]; k0 < w.pieceSpanHi[piece]; k0 += bn) {
+          const nc = Math.min(bn, w.pieceSpanHi[piece] - k0);
           const ncPad = pad8(nc);
           const k1 = k0 + nc;
-          loadTileTransposed(kTileT, bn, p.k, (hk * tokensK + k0) * dim, nc, ncPad, dim, dimPad);
-          loadTile(vTile, dimPad, p.v, (hk * tokensK + k0) * dim, nc, ncPad, dim);
+          loadTileTransposed(kTileT, bn, p.k, k0 * dim, nc, ncPad, dim, dimPad);
+          loadTile(vTile, dimPad, p.v, k0 * dim, nc, ncPad, dim);
           scores.fill(0, 0, nrPad * bn);
           gemmAcc(scores, bn, qTile, dimPad, 1, kTileT, bn, nrPad, dimPad, ncPad);
 
-          // Online softmax update, row by row; scores become probabilities in place.
+          // Online softmax, row by row; scores become unnormalised probabilities in place.
           for (let i = 0; i < nrPad; i++) {
             const base = i * bn;
-            const cLo = i < nr ? (lo[i] > k0 ? lo[i] : k0) - k0 : 0;
-            const cHi = i < nr ? (hi[i] < k1 ? hi[i] : k1) - k0 : 0;
+            const lo = i < nr ? w.lo[rowOff + i] : 0;
+            const hi = i < nr ? w.hi[rowOff + i] : 0;
+            const cLo = (colLo[i] = Math.max(lo, k0) - k0);
+            const cHi = (colHi[i] = Math.min(hi, k1) - k0);
             if (cHi <= cLo) {
+              colHi[i] = colLo[i] = 0;
               scores.fill(0, base, base + ncPad);
               continue;
             }
             let mx = -Infinity;
-            if (softcap > 0) {
-              for (let c = cLo; c < cHi; c++) {
-                const z = softcap * Math.tanh(scores[base + c] * capInv);
-                scores[base + c] = z;
-                if (z > mx) mx = z;
-              }
-            } else {
-              for (let c = cLo; c < cHi; c++) {
-                const z = scores[base + c] * scale;
-                scores[base + c] = z;
-                if (z > mx) mx = z;
-              }
+            for (let c = cLo; c < cHi; c++) {
+              const s = scores[base + c];
+              const z = softcap > 0 ? softcap * Math.tanh(s * capInv) : s * scale;
+              scores[base + c] = z;
+              mx = Math.max(mx, z);
             }
-            if (mx > headMax) headMax = mx;
+            headMax = Math.max(headMax, mx);
             const mOld = rowMax[i];
-            const mNew = mx > mOld ? mx : mOld;
+            const mNew = Math.max(mx, mOld);
+            scores.fill(0, base, base + cLo);
+            scores.fill(0, base + cHi, base + ncPad);
+            if (mNew === -Infinity) {
+              // Every visible logit is -inf: nothing seen yet.
+              scores.fill(0, base + cLo, base + cHi);
+              colHi[i] = colLo[i] = 0;
+              continue;
+            }
             let sum = 0;
-            for (let c = 0; c < cLo; c++) scores[base + c] = 0;
             for (let c = cLo; c < cHi; c++) {
               const e = Math.exp(scores[base + c] - mNew);
               scores[base + c] = e;
               sum += e;
             }
-            for (let c = cHi; c < ncPad; c++) scores[base + c] = 0;
-            if (mNew !== mOld) {
-              const alpha = Math.exp(mOld - mNew); // 0 when mOld is -inf: the row was still all zeros
+            if (!(mNew === mOld)) {
+              const alpha = Math.exp(mOld - mNew); // 0 while the row is still empty; NaN once NaN arrived
               const o = i * dimPad;
               for (let d = 0; d < dim; d++) oTile[o + d] *= alpha;
               rowSum[i] = rowSum[i] * alpha + sum;
@@ -146,20 +125,24 @@ export function forwardSlices(p: ForwardProblem, acc: ForwardAccumulators): void
               rowSum[i] += sum;
             }
           }
-          gemmAcc(oTile, dimPad, scores, bn, 1, vTile, dimPad, nrPad, ncPad, dim);
+          if (p.finite) gemmAcc(oTile, dimPad, scores, bn, 1, vTile, dimPad, nrPad, ncPad, dim);
+          else gemmVisible(true, oTile, dimPad, scores, bn, 1, vTile, dimPad, nr, colLo, colHi, dim);
         }
+      }
 
-        acc.maxLogits[h] = headMax;
-        // Normalise the tile's rows and fold them into the accumulator.
-        for (let i = 0; i < nr; i++) {
-          const l = rowSum[i];
-          if (!(l > 0)) continue;
-          const inv = 1 / l;
-          const o = i * dimPad;
-          for (let d = 0; d < dim; d++) oTile[o + d] *= inv;
-          const row = h * tokensQ + q0 + i;
-          acc.lse[row] = mergeRow(acc.out, row * dim, acc.lse[row], oTile, o, rowMax[i] + Math.log(l), dim);
+      p.maxLogits[g] = headMax;
+      for (let i = 0; i < nr; i++) {
+        const row = g * tokensQ + q0 + i;
+        const l = rowSum[i];
+        const o = row * dim;
+        if (l === 0) {
+          p.out.fill(0, o, o + dim);
+          p.lse[row] = -Infinity;
+          continue;
         }
+        const inv = 1 / l;
+        for (let d = 0; d < dim; d++) p.out[o + d] = oTile[i * dimPad + d] * inv;
+        p.lse[row] = rowMax[i] + Math.log(l);
       }
     }
   }

@@ -1,53 +1,82 @@
 /**
- * The CPU kernel backend: flex-flash-attention in plain TypeScript, single-threaded, for any host
- * Tensor. It is the embedded default and the backend every other one is checked against; it
- * uses no Node-only module, so it runs in a browser too.
+ * The CPU kernel backend: flex-flash-attention for any host Tensor, the embedded default and the
+ * backend every other one is checked against. Its main loops run on one of two engines
+ * (engine.ts): the WebAssembly SIMD kernel on several threads where the runtime has WebAssembly
+ * SIMD, else the TypeScript tiles. No Node-only module is imported, so it runs in a browser too.
  *
  * Arguments are trusted: the public functions in ../flex-flash-attn.ts validate them first.
- * Inputs of any dtype are widened to float32 head-major buffers; all arithmetic then happens in
- * float32-or-wider (JS doubles on float32 data) and results are narrowed once at the end.
- * The per-call accumulator holds out in float32 and lse in float64 (it is tiny, and lse feeds
- * every merge weight); the lse handed back is float32.
- * The work is sequential, so every result is bit-reproducible and `deterministic` changes nothing.
+ * Inputs of any dtype are widened to float32; results are narrowed once at the end. The per-call
+ * accumulator holds out in float32 and lse in float64 (it is tiny, and lse feeds every merge
+ * weight); the lse handed back is float32.
+ *
+ * Determinism: for a given engine and thread count every result is bit-reproducible; the forward
+ * does not even depend on the thread count (each q tile owns its rows). `deterministic` changes
+ * nothing.
+ *
+ * NaN and Inf propagate as IEEE arithmetic takes them through the float64 reference: a NaN logit
+ * makes its row NaN, a NaN value reaches the outputs that weigh it, and nothing reaches a row
+ * that does not see the poisoned key. Rows that see no key get out = 0 and lse = -inf.
  *
  * max_logits is the max of the logit z after softcap (tanh units times the cap), i.e. the value
- * that actually enters the softmax; the reference system scales a softcapped max by the softmax
- * scale instead, which we consider a bug and do not copy.
+ * that actually enters the softmax (NaN if any covered logit is NaN); the reference system
+ * scales a softcapped max by the softmax scale instead, which we consider a bug and do not copy.
  */
 import { Tensor } from '../../tensor.js';
 import { fromNumbers } from '../../dtype.js';
+import { InvalidArgumentError } from '../../errors.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from '../backend.js';
-import { backwardSlices, rowDots } from './backward.js';
-import { forwardSlices } from './forward.js';
-import { addHeadMajorInto, fromHeadMajor, headToTokenMajor, toHeadMajor, tokenToHeadMajor } from './layout.js';
+import { rowDots } from './backward.js';
+import { type CpuEngine, typescriptEngine } from './engine.js';
+import { allFinite } from './layout.js';
 import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
+import { buildWorkList } from './work.js';
+import { wasmEngine } from './wasm/engine.js';
 
-function cpuForward(args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
-  const { q, k, v, slices, softmaxScale, softcap, sink, outAcc, lseAcc, maxLogitsAcc } = args;
+/** What a forward and a backward job share: shapes, numerics, the work list; `inputs` decide `finite`. */
+function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>, inputs: Float32Array[]) {
+  const [tokensQ, headsQ, dim] = args.q.shape;
+  const [tokensK, headsKv] = args.k.shape;
+  return {
+    tokensQ,
+    tokensK,
+    headsQ,
+    headsKv,
+    dim,
+    scale: args.softmaxScale,
+    softcap: args.softcap,
+    finite: allFinite(...inputs),
+    work: buildWorkList(args.slices, tokensK),
+  };
+}
+
+function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
+  const { q, k, v, sink, outAcc, lseAcc, maxLogitsAcc } = args;
   const [tokensQ, headsQ, dim] = q.shape;
-  const [tokensK, headsKv] = k.shape;
   const rows = tokensQ * headsQ;
+  const [qf, kf, vf] = [q.toFloat32(), k.toFloat32(), v.toFloat32()];
 
   const partOut = new Float32Array(rows * dim);
   const partLse = new Float64Array(rows).fill(-Infinity);
   const maxLogits = new Float64Array(headsQ).fill(-Infinity);
-  forwardSlices(
-    { q: toHeadMajor(q), k: toHeadMajor(k), v: toHeadMajor(v), tokensQ, tokensK, headsQ, headsKv, dim, slices, scale: softmaxScale, softcap },
-    { out: partOut, lse: partLse, maxLogits },
-  );
+  engine.forward({
+    ...jobShape(args, [qf, kf, vf]),
+    q: qf,
+    k: kf,
+    v: vf,
+    out: partOut,
+    lse: partLse,
+    maxLogits,
+  });
 
-  // From here on everything is row-wise, in the caller's token-major layout.
-  let out: Float32Array | Float64Array = headToTokenMajor(partOut, tokensQ, headsQ, dim);
-  let lse: Float64Array = headToTokenMajor(partLse, tokensQ, headsQ, 1);
+  let out: Float32Array | Float64Array = partOut;
+  let lse: Float64Array = partLse;
   const accumulate = outAcc !== undefined && lseAcc !== undefined;
   if (accumulate) {
     // Rows this call did not touch keep their exact values (their new weight is 0).
-    const part = out;
-    const partL = lse;
     out = outAcc.dtype === 'float64' ? (outAcc.data as Float64Array).slice() : outAcc.toFloat32();
     lse = Float64Array.from(lseAcc.data);
-    for (let r = 0; r < rows; r++) lse[r] = mergeRow(out, r * dim, lse[r], part, r * dim, partL[r], dim);
+    for (let r = 0; r < rows; r++) lse[r] = mergeRow(out, r * dim, lse[r], partOut, r * dim, partLse[r], dim);
   }
   if (sink !== undefined) applySink(out, lse, sink.data, sink.shape[0], headsQ, dim);
 
@@ -59,7 +88,7 @@ function cpuForward(args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
 
   if (maxLogitsAcc !== undefined) {
     const accData = maxLogitsAcc.data as Float32Array;
-    for (let h = 0; h < headsQ; h++) if (maxLogits[h] > accData[h]) accData[h] = maxLogits[h];
+    for (let h = 0; h < headsQ; h++) accData[h] = Math.max(accData[h], maxLogits[h]);
     result.maxLogits = maxLogitsAcc;
   } else if (args.returnMaxLogits) {
     result.maxLogits = Tensor.fromValues('float32', [headsQ], maxLogits);
@@ -67,39 +96,32 @@ function cpuForward(args: FfaForwardArgs<Tensor>): FfaForwardResult<Tensor> {
   return result;
 }
 
-function cpuBackward(args: FfaBackwardArgs<Tensor>): FfaBackwardResult<Tensor> {
-  const { q, k, v, dout, out, lse, slices, softmaxScale, softcap, sink } = args;
+function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackwardResult<Tensor> {
+  const { q, k, v, dout, out, lse, sink } = args;
   const [tokensQ, headsQ, dim] = q.shape;
-  const [tokensK, headsKv] = k.shape;
-  const doutRows = dout.toFloat32();
-  const delta = rowDots(out.toFloat32(), doutRows, tokensQ * headsQ, dim);
+  const [qf, kf, vf, doutf] = [q.toFloat32(), k.toFloat32(), v.toFloat32(), dout.toFloat32()];
+  const delta = rowDots(out.toFloat32(), doutf, tokensQ * headsQ, dim);
 
   const dq = new Float32Array(q.size);
   const dk = new Float32Array(k.size);
   const dv = new Float32Array(v.size);
-  backwardSlices(
-    {
-      q: toHeadMajor(q),
-      k: toHeadMajor(k),
-      v: toHeadMajor(v),
-      dout: tokenToHeadMajor(doutRows, tokensQ, headsQ, dim),
-      lse: tokenToHeadMajor(Float64Array.from(lse.data), tokensQ, headsQ, 1),
-      delta: tokenToHeadMajor(delta, tokensQ, headsQ, 1),
-      tokensQ,
-      tokensK,
-      headsQ,
-      headsKv,
-      dim,
-      slices,
-      scale: softmaxScale,
-      softcap,
-    },
-    { dq, dk, dv },
-  );
+  engine.backward({
+    q: qf,
+    k: kf,
+    v: vf,
+    dout: doutf,
+    lse: Float64Array.from(lse.data),
+    delta,
+    ...jobShape(args, [qf, kf, vf, doutf]),
+    dq,
+    dk,
+    dv,
+  });
 
   const grad = (buf: Float32Array, like: Tensor, acc: Tensor | undefined): Tensor => {
-    if (acc === undefined) return fromHeadMajor(buf, like.shape[0], like.shape[1], like.shape[2], like.dtype);
-    addHeadMajorInto(acc, buf);
+    if (acc === undefined) return new Tensor(like.dtype, like.shape, fromNumbers(like.dtype, buf));
+    const dst = acc.data as Float32Array;
+    for (let i = 0; i < buf.length; i++) dst[i] += buf[i];
     return acc;
   };
   const result: FfaBackwardResult<Tensor> = {
@@ -111,11 +133,56 @@ function cpuBackward(args: FfaBackwardArgs<Tensor>): FfaBackwardResult<Tensor> {
   return result;
 }
 
-export const cpuBackend: KernelBackend<Tensor> = {
-  name: 'cpu',
-  accepts: (tensor: Tensor) => tensor instanceof Tensor,
-  forward: cpuForward,
-  backward: cpuBackward,
-};
+/** Options of a CPU backend. */
+export interface CpuKernelOptions {
+  /**
+   * 'auto' (default): the WebAssembly SIMD kernel where the runtime has WebAssembly SIMD, the
+   * TypeScript tiles otherwise. 'wasm' requires the WebAssembly kernel (an error where it is
+   * missing); 'typescript' forces the tiles (float64 arithmetic, one thread).
+   */
+  engine?: 'auto' | 'wasm' | 'typescript';
+  /**
+   * Threads of one call (WebAssembly engine). Default: the machine's cores on a process's main
+   * thread, 1 inside a worker thread (so the ranks of the thread runtime, one worker each, do
+   * not oversubscribe the cores), 1 where the runtime has no worker threads or shared memory.
+   */
+  threads?: number;
+}
+
+const ENGINES = ['auto', 'wasm', 'typescript'] as const;
+const OPTIONS = ['engine', 'threads'];
+
+/** A CPU kernel backend with these options; pass it as `backend` to flexFlashAttn. */
+export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<Tensor> {
+  for (const key of Object.keys(options)) if (!OPTIONS.includes(key)) throw new InvalidArgumentError(key, `is not an option of createCpuBackend (options: ${OPTIONS.join(', ')})`);
+  const choice = options.engine ?? 'auto';
+  if (!ENGINES.includes(choice)) throw new InvalidArgumentError('engine', `must be one of ${ENGINES.join(', ')}`, `got ${String(choice)}`);
+  const { threads } = options;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 1024)) {
+    throw new InvalidArgumentError('threads', 'must be an integer from 1 to 1024', `got ${String(threads)}`);
+  }
+  const engine = (): CpuEngine => {
+    if (choice === 'typescript') return typescriptEngine;
+    const wasm = wasmEngine(threads);
+    if (wasm !== undefined) return wasm;
+    if (choice === 'wasm') throw new InvalidArgumentError('engine', "'wasm' needs WebAssembly SIMD, which this runtime lacks (or, on a browser's main thread, await loadWasmKernel() first)");
+    return typescriptEngine;
+  };
+  return {
+    name: 'cpu',
+    accepts: (tensor: Tensor) => tensor instanceof Tensor,
+    forward: (args) => cpuForward(engine(), args),
+    backward: (args) => cpuBackward(engine(), args),
+  };
+}
+
+/** The engine a CPU backend with these options runs on here: for benchmark tables and logs. */
+export function cpuEngineName(options: CpuKernelOptions = {}): string {
+  if (options.engine === 'typescript') return typescriptEngine.name;
+  return wasmEngine(options.threads)?.name ?? typescriptEngine.name;
+}
+
+export const cpuBackend: KernelBackend<Tensor> = createCpuBackend();
 
 export { logAddExp, mergeRow, mergeOutLseInto } from '../../lse-merge.js';
+export { loadWasmKernel, wasmKernelInfo, type WasmKernelInfo } from './wasm/engine.js';

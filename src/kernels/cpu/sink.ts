@@ -43,7 +43,7 @@ export function sinkGrad(sink: ArrayLike<number>, sinkCount: number, heads: numb
   for (let row = 0; row < lse.length; row++) {
     const l = lse[row];
     const dt = delta[row];
-    if (l === -Infinity || dt === 0) continue;
+    if (l === -Infinity) continue;
     const h = row % heads;
     for (let s = 0; s < sinkCount; s++) dsink[s * heads + h] -= Math.exp(sink[s * heads + h] - l) * dt;
   }

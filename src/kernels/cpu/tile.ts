@@ -136,3 +136,35 @@ export function gemmAcc(
     }
   }
 }
+
+/**
+ * The tile product restricted to visible cells, for inputs that hold NaN or Inf (a masked cell
+ * must contribute nothing, where the dense product would add 0·NaN = NaN). Cell (i, c) of A,
+ * read at A[i * aRow + c * aCol], is visible iff colLo[i] <= c < colHi[i], for i < rows.
+ *   byRow:  out[i * ldOut + d] += Σ_{visible c} A(i, c) · B[c * ldB + d]   (P·V, dS·K)
+ *   !byRow: out[c * ldOut + d] += Σ_{visible i} A(i, c) · B[i * ldB + d]   (Pᵀ·dO, dSᵀ·Q)
+ * for d < width.
+ */
+export function gemmVisible(
+  byRow: boolean,
+  out: Float64Array,
+  ldOut: number,
+  A: Float64Array,
+  aRow: number,
+  aCol: number,
+  B: Float64Array,
+  ldB: number,
+  rows: number,
+  colLo: Int32Array,
+  colHi: Int32Array,
+  width: number,
+): void {
+  for (let i = 0; i < rows; i++) {
+    for (let c = colLo[i]; c < colHi[i]; c++) {
+      const a = A[i * aRow + c * aCol];
+      const o = (byRow ? i : c) * ldOut;
+      const b = (byRow ? c : i) * ldB;
+      for (let d = 0; d < width; d++) out[o + d] += a * B[b + d];
+    }
+  }
+}

@@ -1,0 +1,432 @@
+/**
+ * The WebAssembly engine of the CPU backend: loads the kernel (assembly/kernel.ts, built into
+ * binary.generated.ts), lays one call's buffers out in its memory, and runs the work list on
+ * one or more threads. Browser-safe: nothing here imports a Node module; worker threads come
+ * from node-threads.ts where the runtime has them.
+ *
+ * Loading: the relaxed-SIMD build where the runtime validates it (its f32x4.relaxed_madd is a
+ * fused multiply-add on x86-64 with FMA and on arm64), the plain SIMD build otherwise, none at all
+ * without WebAssembly SIMD (the backend then uses the TypeScript engine). Memory is shared
+ * (SharedArrayBuffer) where the runtime allows it, so threads can work on it; a browser page
+ * that is not cross-origin isolated gets private memory and one thread. Compilation is
+ * synchronous (Node and workers allow it for any size); a browser's main thread refuses modules
+ * over 4 KB that way, so there `loadWasmKernel()` must be awaited first.
+ *
+ * Memory grows to the largest call seen and stays there (WebAssembly memory cannot shrink); a
+ * call needs its kv head's q, k, v, out (forward) or q, dout, k, v, dk, dv and one dq per thread
+ * (backward) in float32, all linear in the number of tokens. Calls that would need more than the
+ * 4 GiB a 32-bit memory can address (or more than the runtime grants) run on the TypeScript engine.
+ */
+import { type WasmMemory, type WasmModule, wasmApi } from './api.js';
+import { KERNEL_WASM } from './binary.generated.js';
+import { CONTROL_BYTES, type KernelThreads, defaultThreadCount, startKernelThreads } from './node-threads.js';
+import type { BackwardJob, CpuEngine, ForwardJob } from '../engine.js';
+import { typescriptEngine } from '../engine.js';
+import { gatherHeads, scatterHeads } from '../layout.js';
+import { assignStatic, costOrder } from '../work.js';
+
+/** Job descriptor word indices: the same list as the J_* constants of assembly/kernel.ts. */
+const J = {
+  KIND: 0,
+  THREADS: 1,
+  NEXT: 2,
+  TQ: 3,
+  TK: 4,
+  GROUP: 5,
+  DIM: 6,
+  DIMP: 7,
+  SCALE: 8,
+  SOFTCAP: 9,
+  FINITE: 10,
+  Q: 11,
+  K: 12,
+  V: 13,
+  OUT: 14,
+  LSE: 15,
+  MAXL: 16,
+  DOUT: 17,
+  DELTA: 18,
+  DQ: 19,
+  DQ_STRIDE: 20,
+  DK: 21,
+  DV: 22,
+  SCRATCH: 23,
+  SCRATCH_STRIDE: 24,
+  QT_START: 25,
+  QT_ROWS: 26,
+  QT_PIECES: 27,
+  P_TILE: 28,
+  P_SPAN_LO: 29,
+  P_SPAN_HI: 30,
+  P_ROW_OFF: 31,
+  LO: 32,
+  HI: 33,
+  KT_START: 34,
+  KT_COLS: 35,
+  KT_PIECES: 36,
+  K_PIECES: 37,
+  ITEMS: 38,
+  N_ITEMS: 39,
+  THREAD_OFF: 40,
+  REDUCE_N: 41,
+  ROWSUM: 42,
+} as const;
+const JOB_WORDS = 64;
+const JOB_AT = CONTROL_BYTES;
+const HEAP_AT = 4096;
+const PAGE = 65536;
+const MAX_BYTES = 65536 * PAGE;
+
+const KIND_FORWARD = 1;
+const KIND_BACKWARD = 2;
+const KIND_SUM_DQ = 3;
+
+interface KernelExports {
+  run(job: number, tid: number): void;
+  scratchBytes(dimP: number, group: number): number;
+}
+
+/** How the kernel was loaded. */
+export interface WasmKernelInfo {
+  /** 'relaxed-simd' (fused multiply-add) or 'simd'. */
+  simd: 'relaxed-simd' | 'simd';
+  /** Whether its memory is shared, i.e. threads can be used. */
+  shared: boolean;
+}
+
+interface Kernel extends WasmKernelInfo {
+  memory: WasmMemory;
+  exports: KernelExports;
+  threads: KernelThreads | undefined;
+}
+
+function decode(base64: string): Uint8Array {
+  const s = atob(base64);
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  return bytes;
+}
+
+function canShare(): boolean {
+  if (typeof SharedArrayBuffer === 'undefined') return false;
+  const g = globalThis as { crossOriginIsolated?: boolean; window?: unknown };
+  return g.window === undefined || g.crossOriginIsolated === true;
+}
+
+/** The variant this runtime runs, as [simd, shared, bytes], or undefined without WebAssembly SIMD. */
+function pickVariant(): [WasmKernelInfo['simd'], boolean, Uint8Array] | undefined {
+  if (wasmApi === undefined) return undefined;
+  const shared = canShare();
+  for (const simd of ['relaxed-simd', 'simd'] as const) {
+    const key = `${simd === 'relaxed-simd' ? 'relaxed' : 'simd'}${shared ? 'Shared' : ''}` as keyof typeof KERNEL_WASM;
+    const bytes = decode(KERNEL_WASM[key]);
+    if (wasmApi.validate(bytes)) return [simd, shared, bytes];
+  }
+  return undefined;
+}
+
+function instantiate(simd: WasmKernelInfo['simd'], shared: boolean, module: WasmModule): Kernel {
+  const api = wasmApi!;
+  const memory = new api.Memory({ initial: 1, maximum: 65536, shared });
+  const instance = new api.Instance(module, { env: { memory } });
+  return { simd, shared, memory, exports: instance.exports as unknown as KernelExports, threads: shared ? startKernelThreads(module, memory) : undefined };
+}
+
+let kernel: Kernel | null | undefined; // undefined: not tried yet; null: not available (yet)
+let pending: Promise<void> | undefined;
+
+function loadSync(): Kernel | null {
+  if (kernel !== undefined) return kernel;
+  const picked = pickVariant();
+  if (picked === undefined || wasmApi === undefined) return (kernel = null);
+  const [simd, shared, bytes] = picked;
+  const api = wasmApi;
+  try {
+    kernel = instantiate(simd, shared, new api.Module(bytes));
+  } catch {
+    // A browser's main thread refuses to compile this size synchronously: compile in the
+    // background, and run on the TypeScript engine until it is ready.
+    kernel = null;
+    pending ??= api.compile(bytes).then((m) => {
+      kernel = instantiate(simd, shared, m);
+    });
+  }
+  return kernel;
+}
+
+/**
+ * Loads the WebAssembly kernel. Node and workers load it on first use without this; a browser's
+ * main thread must await it (until then the CPU backend runs on the TypeScript engine).
+ * Resolves to how it was loaded, or undefined where the runtime has no WebAssembly SIMD.
+ */
+export async function loadWasmKernel(): Promise<WasmKernelInfo | undefined> {
+  loadSync();
+  if (pending !== undefined) await pending;
+  return kernel ? { simd: kernel.simd, shared: kernel.shared } : undefined;
+}
+
+/** How the kernel loaded here (loading it synchronously if needed), or undefined. */
+export function wasmKernelInfo(): WasmKernelInfo | undefined {
+  const k = loadSync();
+  return k ? { simd: k.simd, shared: k.shared } : undefined;
+}
+
+/** A bump allocator over the kernel's memory for one call; offsets in bytes, 16-byte aligned. */
+class Layout {
+  private end = HEAP_AT;
+  take(bytes: number): number {
+    const at = this.end;
+    this.end = (this.end + bytes + 15) & ~15;
+    return at;
+  }
+  get bytes(): number {
+    return this.end;
+  }
+}
+
+/** Views of the memory, renewed after it grows. */
+function views(k: Kernel) {
+  const buf = k.memory.buffer;
+  return { i32: new Int32Array(buf), f32: new Float32Array(buf), f64: new Float64Array(buf) };
+}
+
+/** Grows the memory to `bytes`; false where that is past 4 GiB or the runtime refuses it. */
+function ensure(k: Kernel, bytes: number): boolean {
+  const have = k.memory.buffer.byteLength;
+  if (bytes <= have) return true;
+  if (bytes > MAX_BYTES) return false;
+  try {
+    k.memory.grow(Math.ceil((bytes - have) / PAGE));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+type Placed = Array<[field: number, at: number, values: Int32Array]>;
+
+/** Places the work list's arrays in the call's layout. */
+function placeWork(lay: Layout, job: ForwardJob | BackwardJob): Placed {
+  const w = job.work;
+  const arrays: Array<[number, Int32Array]> = [
+    [J.QT_START, w.qTileStart],
+    [J.QT_ROWS, w.qTileRows],
+    [J.QT_PIECES, w.qTilePieces],
+    [J.P_TILE, w.pieceTile],
+    [J.P_SPAN_LO, w.pieceSpanLo],
+    [J.P_SPAN_HI, w.pieceSpanHi],
+    [J.P_ROW_OFF, w.pieceRowOff],
+    [J.LO, w.lo],
+    [J.HI, w.hi],
+    [J.KT_START, w.kTileStart],
+    [J.KT_COLS, w.kTileCols],
+    [J.KT_PIECES, w.kTilePieces],
+    [J.K_PIECES, w.kPieces],
+  ];
+  return arrays.map(([field, values]) => [field, lay.take(4 * values.length + 4), values]);
+}
+
+/** Copies the placed arrays into the memory and their addresses into the job. */
+function writeWork(i32: Int32Array, jobWords: Int32Array, placed: Placed): void {
+  for (const [field, at, values] of placed) {
+    i32.set(values, at / 4);
+    jobWords[field] = at;
+  }
+}
+
+/**
+ * Writes the job descriptor: what every job has (shape, numerics, scratch, the work list), then
+ * `fields`. Returns the descriptor's words (KIND and NEXT are set per run).
+ */
+function writeJob(
+  k: Kernel,
+  job: ForwardJob | BackwardJob,
+  threads: number,
+  placed: Placed,
+  scratch: { at: number; stride: number },
+  fields: Record<number, number>,
+): Int32Array {
+  const { i32, f32 } = views(k);
+  const jw = i32.subarray(JOB_AT / 4, JOB_AT / 4 + JOB_WORDS);
+  jw.fill(0);
+  writeWork(i32, jw, placed);
+  Object.assign(jw, {
+    [J.THREADS]: threads,
+    [J.TQ]: job.tokensQ,
+    [J.TK]: job.tokensK,
+    [J.GROUP]: job.headsQ / job.headsKv,
+    [J.DIM]: job.dim,
+    [J.DIMP]: pad4(job.dim),
+    [J.FINITE]: job.finite ? 1 : 0,
+    [J.SCRATCH]: scratch.at,
+    [J.SCRATCH_STRIDE]: scratch.stride,
+    ...fields,
+  });
+  f32[JOB_AT / 4 + J.SCALE] = job.scale;
+  f32[JOB_AT / 4 + J.SOFTCAP] = job.softcap;
+  return jw;
+}
+
+/** Places one scratch area per thread. */
+function placeScratch(k: Kernel, lay: Layout, threads: number, dimP: number, group: number): { at: number; stride: number } {
+  const stride = k.exports.scratchBytes(dimP, group);
+  return { at: lay.take(threads * stride), stride };
+}
+
+/** Runs the job at JOB_AT on `threads` threads. */
+function runJob(k: Kernel, threads: number): void {
+  if (threads > 1 && k.threads !== undefined) k.threads.run(threads, JOB_AT, () => k.exports.run(JOB_AT, 0));
+  else k.exports.run(JOB_AT, 0);
+}
+
+const pad4 = (n: number): number => (n + 3) & ~3;
+
+/**
+ * The WebAssembly engine with `threads` threads per call (default: defaultThreadCount()), or
+ * undefined where the runtime has no WebAssembly SIMD (or the kernel is still compiling).
+ */
+export function wasmEngine(threads?: number): CpuEngine | undefined {
+  const k = loadSync();
+  if (k === null) return undefined;
+  const n = k.threads === undefined ? 1 : (threads ?? defaultThreadCount());
+  return {
+    name: `wasm-${k.simd} x${n}`,
+    threads: n,
+    forward: (job) => forward(k, n, job),
+    backward: (job) => backward(k, n, job),
+  };
+}
+
+function forward(k: Kernel, threads: number, job: ForwardJob): void {
+  const { tokensQ, tokensK, headsQ, headsKv, dim } = job;
+  const group = headsQ / headsKv;
+  const dimP = pad4(dim);
+  const w = job.work;
+  const lay = new Layout();
+  const placed = placeWork(lay, job);
+  const items = costOrder(w.qTileCost);
+  const itemsAt = lay.take(items.length * 4 + 4);
+  const qAt = lay.take(group * tokensQ * dimP * 4);
+  const kAt = lay.take(tokensK * dimP * 4);
+  const vAt = lay.take(tokensK * dimP * 4);
+  const outAt = lay.take(group * tokensQ * dimP * 4);
+  const maxAt = lay.take(group * tokensQ * 8);
+  const sumAt = lay.take(group * tokensQ * 8);
+  const maxlAt = lay.take(threads * group * 4);
+  const scratch = placeScratch(k, lay, threads, dimP, group);
+  if (!ensure(k, lay.bytes)) return typescriptEngine.forward(job);
+  const jw = writeJob(k, job, threads, placed, scratch, {
+    [J.KIND]: KIND_FORWARD,
+    [J.Q]: qAt,
+    [J.K]: kAt,
+    [J.V]: vAt,
+    [J.OUT]: outAt,
+    [J.LSE]: maxAt,
+    [J.ROWSUM]: sumAt,
+    [J.MAXL]: maxlAt,
+    [J.ITEMS]: itemsAt,
+    [J.N_ITEMS]: items.length,
+  });
+  const { i32, f32, f64 } = views(k);
+  i32.set(items, itemsAt / 4);
+
+  const rows = group * tokensQ;
+  const lse = new Float64Array(rows);
+  const covered = new Uint8Array(tokensQ);
+  for (let t = 0; t < w.qTileStart.length; t++) covered.fill(1, w.qTileStart[t], w.qTileStart[t] + w.qTileRows[t]);
+  for (let hk = 0; hk < headsKv; hk++) {
+    const h0 = hk * group;
+    gatherHeads(f32, qAt / 4, job.q, tokensQ, headsQ, h0, group, dim, dimP);
+    gatherHeads(f32, kAt / 4, job.k, tokensK, headsKv, hk, 1, dim, dimP);
+    gatherHeads(f32, vAt / 4, job.v, tokensK, headsKv, hk, 1, dim, dimP);
+    f32.fill(-Infinity, maxlAt / 4, maxlAt / 4 + threads * group);
+    // Rows no q tile covers keep sum 0: lse -inf below, out left to the caller's zeros.
+    f64.fill(0, sumAt / 8, sumAt / 8 + rows);
+    jw[J.NEXT] = 0;
+    runJob(k, threads);
+
+    for (let r = 0; r < rows; r++) {
+      const l = f64[sumAt / 8 + r];
+      lse[r] = l === 0 ? -Infinity : f64[maxAt / 8 + r] + Math.log(l);
+    }
+    for (let g = 0; g < group; g++) {
+      for (let tok = 0; tok < tokensQ; tok++) {
+        if (!covered[tok]) continue;
+        const row = tok * headsQ + h0 + g;
+        job.lse[row] = lse[g * tokensQ + tok];
+        const src = outAt / 4 + (g * tokensQ + tok) * dimP;
+        job.out.set(f32.subarray(src, src + dim), row * dim);
+      }
+      let m = job.maxLogits[h0 + g];
+      for (let t = 0; t < threads; t++) m = Math.max(m, f32[maxlAt / 4 + t * group + g]);
+      job.maxLogits[h0 + g] = m;
+    }
+  }
+}
+
+function backward(k: Kernel, threads: number, job: BackwardJob): void {
+  const { tokensQ, tokensK, headsQ, headsKv, dim } = job;
+  const group = headsQ / headsKv;
+  const dimP = pad4(dim);
+  const lay = new Layout();
+  const placed = placeWork(lay, job);
+  const lists = assignStatic(job.work.kTileCost, threads);
+  const items = Int32Array.from(lists.flat());
+  const threadOff = Int32Array.from([0, ...lists.map((l, i) => lists.slice(0, i + 1).reduce((s, x) => s + x.length, 0))]);
+  const itemsAt = lay.take(items.length * 4 + 4);
+  const offAt = lay.take(threadOff.length * 4);
+  const qFloats = group * tokensQ * dimP;
+  const qAt = lay.take(qFloats * 4);
+  const doAt = lay.take(qFloats * 4);
+  const lseAt = lay.take(group * tokensQ * 8);
+  const deltaAt = lay.take(group * tokensQ * 8);
+  const kAt = lay.take(tokensK * dimP * 4);
+  const vAt = lay.take(tokensK * dimP * 4);
+  const dkAt = lay.take(tokensK * dimP * 4);
+  const dvAt = lay.take(tokensK * dimP * 4);
+  const dqStride = ((qFloats * 4 + 15) & ~15);
+  const dqAt = lay.take(threads * dqStride);
+  const scratch = placeScratch(k, lay, threads, dimP, group);
+  if (!ensure(k, lay.bytes)) return typescriptEngine.backward(job);
+  const jw = writeJob(k, job, threads, placed, scratch, {
+    [J.Q]: qAt,
+    [J.K]: kAt,
+    [J.V]: vAt,
+    [J.DOUT]: doAt,
+    [J.LSE]: lseAt,
+    [J.DELTA]: deltaAt,
+    [J.DQ]: dqAt,
+    [J.DQ_STRIDE]: dqStride,
+    [J.DK]: dkAt,
+    [J.DV]: dvAt,
+    [J.ITEMS]: itemsAt,
+    [J.N_ITEMS]: items.length,
+    [J.THREAD_OFF]: offAt,
+    [J.REDUCE_N]: qFloats,
+  });
+  const { i32, f32, f64 } = views(k);
+  i32.set(items, itemsAt / 4);
+  i32.set(threadOff, offAt / 4);
+
+  for (let hk = 0; hk < headsKv; hk++) {
+    const h0 = hk * group;
+    gatherHeads(f32, qAt / 4, job.q, tokensQ, headsQ, h0, group, dim, dimP);
+    gatherHeads(f32, doAt / 4, job.dout, tokensQ, headsQ, h0, group, dim, dimP);
+    gatherHeads(f64, lseAt / 8, job.lse, tokensQ, headsQ, h0, group, 1);
+    gatherHeads(f64, deltaAt / 8, job.delta, tokensQ, headsQ, h0, group, 1);
+    gatherHeads(f32, kAt / 4, job.k, tokensK, headsKv, hk, 1, dim, dimP);
+    gatherHeads(f32, vAt / 4, job.v, tokensK, headsKv, hk, 1, dim, dimP);
+    for (let t = 0; t < threads; t++) f32.fill(0, (dqAt + t * dqStride) / 4, (dqAt + t * dqStride) / 4 + qFloats);
+    f32.fill(0, dkAt / 4, dkAt / 4 + tokensK * dimP);
+    f32.fill(0, dvAt / 4, dvAt / 4 + tokensK * dimP);
+    jw[J.KIND] = KIND_BACKWARD;
+    runJob(k, threads);
+    if (threads > 1) {
+      jw[J.KIND] = KIND_SUM_DQ;
+      runJob(k, threads);
+    }
+    scatterHeads(job.dq, f32, dqAt / 4, tokensQ, headsQ, h0, group, dim, dimP);
+    scatterHeads(job.dk, f32, dkAt / 4, tokensK, headsKv, hk, 1, dim, dimP);
+    scatterHeads(job.dv, f32, dvAt / 4, tokensK, headsKv, hk, 1, dim, dimP);
+  }
+}

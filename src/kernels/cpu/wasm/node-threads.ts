@@ -1,0 +1,121 @@
+/**
+ * Worker threads for the WebAssembly kernel: the one Node-only part of the CPU backend. It reaches
+ * Node's built-ins through `process.getBuiltinModule` (Node >= 20.16) instead of importing them,
+ * so no module of the kernel imports a Node built-in and a browser build pulls none; where there
+ * is no such function (a browser, an older Node) it returns undefined and the kernel runs on the
+ * calling thread.
+ *
+ * Each worker instantiates the same compiled module on the same shared memory and sleeps in
+ * Atomics.wait on a generation word. A call bumps the generation; workers 1 .. n-1 run their
+ * share (`run(job, tid)` inside WebAssembly), count themselves done and go back to sleep, while
+ * the calling thread runs share 0 and then waits for the count. Calls stay synchronous, which is
+ * what the kernel backend's interface asks for. Workers are unref'd: they never keep a process
+ * alive.
+ */
+import type { WasmMemory, WasmModule } from './api.js';
+
+/** Words of the control block at the start of the memory (Int32 indices). */
+const GEN = 0;
+const DONE = 1;
+const JOB = 2;
+const THREADS = 3;
+const FAILED = 4;
+/** Bytes the control block takes. */
+export const CONTROL_BYTES = 64;
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, tid, gen } = workerData;
+const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_BYTES / 4});
+let run;
+try {
+  run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
+} catch (e) {
+  Atomics.store(ctl, ${FAILED}, tid);
+  Atomics.notify(ctl, ${DONE});
+  throw e;
+}
+let seen = gen;
+for (;;) {
+  Atomics.wait(ctl, ${GEN}, seen);
+  seen = Atomics.load(ctl, ${GEN});
+  if (tid < Atomics.load(ctl, ${THREADS})) {
+    try {
+      run(Atomics.load(ctl, ${JOB}), tid);
+    } catch (e) {
+      Atomics.store(ctl, ${FAILED}, tid);
+    }
+    Atomics.add(ctl, ${DONE}, 1);
+    Atomics.notify(ctl, ${DONE});
+  }
+}
+`;
+
+interface WorkerLike {
+  unref(): void;
+  on(event: 'error', listener: (e: unknown) => void): unknown;
+}
+interface WorkerThreadsModule {
+  isMainThread: boolean;
+  Worker: new (code: string, options: { eval: true; workerData: unknown; stdout?: boolean; stderr?: boolean }) => WorkerLike;
+}
+type GetBuiltin = (id: string) => unknown;
+
+function builtin<T>(id: string): T | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: GetBuiltin } }).process;
+  return typeof proc?.getBuiltinModule === 'function' ? (proc.getBuiltinModule(id) as T | undefined) : undefined;
+}
+
+/** The kernel's worker threads on one shared memory. */
+export interface KernelThreads {
+  /** Runs `self()` here and share tid of the job on worker tid, for tid = 1 .. n - 1; returns when all are done. */
+  run(n: number, job: number, self: () => void): void;
+}
+
+/**
+ * Threads a call uses when not told: the machine's cores on a process's main thread, 1 inside
+ * a worker thread (a cp rank of the thread runtime is one of several threads already, so each
+ * rank runs its kernel single-threaded unless asked), 1 where there are no worker threads.
+ */
+export function defaultThreadCount(): number {
+  const wt = builtin<WorkerThreadsModule>('node:worker_threads');
+  const os = builtin<{ availableParallelism?: () => number; cpus(): unknown[] }>('node:os');
+  if (wt === undefined || os === undefined || !wt.isMainThread) return 1;
+  return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+/** Worker threads for `module` over the shared `memory` (control block at byte 0), or undefined where there are none. */
+export function startKernelThreads(module: WasmModule, memory: WasmMemory): KernelThreads | undefined {
+  const wt = builtin<WorkerThreadsModule>('node:worker_threads');
+  if (wt === undefined || typeof SharedArrayBuffer === 'undefined' || !(memory.buffer instanceof SharedArrayBuffer)) return undefined;
+  const ctl = new Int32Array(memory.buffer, 0, CONTROL_BYTES / 4);
+  let workers = 1; // thread 0 is the caller
+  let failure: string | undefined;
+  const check = (): void => {
+    const tid = Atomics.load(ctl, FAILED);
+    if (tid !== 0) failure ??= `CPU kernel worker thread ${tid} failed`;
+    if (failure !== undefined) throw new Error(failure);
+  };
+  return {
+    run(n, job, self) {
+      if (failure !== undefined) throw new Error(failure);
+      for (; workers < n; workers++) {
+        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, tid: workers, gen: Atomics.load(ctl, GEN) } });
+        w.on('error', () => undefined); // reported through the FAILED word; the event itself would only arrive after the call
+        w.unref();
+      }
+      Atomics.store(ctl, JOB, job);
+      Atomics.store(ctl, THREADS, n);
+      Atomics.store(ctl, DONE, 0);
+      Atomics.store(ctl, FAILED, 0);
+      Atomics.add(ctl, GEN, 1);
+      Atomics.notify(ctl, GEN);
+      self();
+      for (let done = Atomics.load(ctl, DONE); done < n - 1; done = Atomics.load(ctl, DONE)) {
+        check();
+        Atomics.wait(ctl, DONE, done, 1000);
+      }
+      check();
+    },
+  };
+}

@@ -1,0 +1,226 @@
+/**
+ * The CPU kernel's two engines and its threads: the WebAssembly SIMD kernel (one and several
+ * threads) against the float64 reference and against the TypeScript tiles (its readable oracle),
+ * bit-reproducibility for a given thread count, the work list's coverage of the mask, the thread
+ * default inside a cp rank, and the backend's options. Every random test prints its seed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Tensor } from '../src/tensor.js';
+import type { DType } from '../src/dtype.js';
+import { InvalidArgumentError } from '../src/errors.js';
+import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
+import type { FfaForwardArgs } from '../src/kernels/backend.js';
+import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
+import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
+import { createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
+import { buildWorkList, assignStatic, TILE_K, TILE_Q } from '../src/kernels/cpu/work.js';
+import { defaultThreadCount } from '../src/kernels/cpu/wasm/node-threads.js';
+import { spawnRanks } from '../src/comm/threads/index.js';
+import { Rng } from '../src/util/rng.js';
+import { randomSlices, randomTensor, seeded } from './util/attn-check.js';
+import { cpuVariants } from './util/cpu-variants.js';
+
+interface Problem {
+  args: FfaForwardArgs<Tensor>;
+  dout: Tensor;
+}
+
+function randomProblem(rng: Rng, dtype: DType, cfg: { tq: number; tk: number; hq: number; hkv: number; dim: number; slices: number; sink?: boolean; softcap?: number; shared?: boolean }): Problem {
+  return {
+    args: {
+      q: randomTensor(rng, dtype, [cfg.tq, cfg.hq, cfg.dim]),
+      k: randomTensor(rng, dtype, [cfg.tk, cfg.hkv, cfg.dim]),
+      v: randomTensor(rng, dtype, [cfg.tk, cfg.hkv, cfg.dim]),
+      slices: randomSlices(rng, cfg.tq, cfg.tk, { slices: cfg.slices, allowSharedCells: cfg.shared }),
+      softmaxScale: 1 / Math.sqrt(cfg.dim),
+      softcap: cfg.softcap ?? 0,
+      sink: cfg.sink ? randomTensor(rng, 'float32', [2, cfg.hq], 1.5) : undefined,
+      returnMaxLogits: true,
+      outDtype: dtype,
+      deterministic: true,
+    },
+    dout: randomTensor(rng, dtype, [cfg.tq, cfg.hq, cfg.dim]),
+  };
+}
+
+const wasm = wasmKernelInfo();
+
+test('the WebAssembly kernel loads here (relaxed SIMD or plain SIMD) with shared memory', (t) => {
+  t.diagnostic(`wasm kernel: ${JSON.stringify(wasm)}`);
+  assert.ok(wasm !== undefined, 'Node 20 has WebAssembly SIMD: the kernel must load');
+  assert.equal(wasm.shared, true);
+});
+
+test('every engine and thread count matches the reference on random masks (GQA, softcap, sink, D not a multiple of 4, shared cells, all dtypes)', (t) => {
+  const { seed, rng } = seeded(t);
+  const cases: { dtype: DType; hq: number; hkv: number; dim: number }[] = [
+    { dtype: 'float32', hq: 8, hkv: 2, dim: 64 },
+    { dtype: 'float32', hq: 3, hkv: 3, dim: 13 },
+    { dtype: 'bfloat16', hq: 4, hkv: 1, dim: 128 },
+    { dtype: 'float16', hq: 6, hkv: 3, dim: 20 },
+  ];
+  for (const c of cases) {
+    for (let round = 0; round < 3; round++) {
+      const p = randomProblem(rng, c.dtype, {
+        tq: rng.int(60, 260),
+        tk: rng.int(60, 260),
+        hq: c.hq,
+        hkv: c.hkv,
+        dim: c.dim,
+        slices: rng.int(1, 7),
+        sink: round === 1,
+        softcap: round === 2 ? 4 : 0,
+        shared: round === 2,
+      });
+      const want = referenceForward({ ...p.args, outDtype: 'float64' });
+      const tol = CPU_KERNEL_TOLERANCES[c.dtype];
+      for (const v of cpuVariants()) {
+        const label = `${c.dtype} ${c.hq}:${c.hkv} D${c.dim} round ${round} [${v.name}] (seed ${seed})`;
+        const got = v.backend.forward(p.args);
+        for (const [name, a, e, tl] of [
+          ['out', got.out, want.out, tol.out],
+          ['lse', got.lse, want.lse, tol.lse],
+          ['maxLogits', got.maxLogits!, want.maxLogits!, tol.maxLogits],
+        ] as const) {
+          const r = compareClose(a, e, tl, name);
+          assert.ok(r.ok, `${r.message} ${label}`);
+        }
+        const bargs = { ...p.args, dout: p.dout, out: got.out, lse: got.lse };
+        const grads = v.backend.backward(bargs);
+        const ref = referenceBackward(bargs);
+        for (const name of ['dq', 'dk', 'dv'] as const) {
+          const r = compareClose(grads[name], ref[name], tol.grad, name);
+          assert.ok(r.ok, `${r.message} ${label}`);
+        }
+        if (p.args.sink !== undefined) assert.ok(compareClose(grads.dsink!, ref.dsink!, tol.dsink, 'dsink').ok, label);
+      }
+    }
+  }
+});
+
+test('the WebAssembly kernel agrees with the TypeScript tiles (its oracle) to float32 accuracy on a multi-tile causal mask', (t) => {
+  const { seed, rng } = seeded(t);
+  const n = 517;
+  const p = randomProblem(rng, 'float32', { tq: n, tk: n, hq: 4, hkv: 2, dim: 64, slices: 1 });
+  p.args.slices = makeSliceList([[0, n]], [[0, n]], 'causal');
+  const [ts, ...others] = cpuVariants();
+  const a = ts.backend.forward(p.args);
+  const ga = ts.backend.backward({ ...p.args, dout: p.dout, out: a.out, lse: a.lse });
+  for (const v of others) {
+    const b = v.backend.forward(p.args);
+    const gb = v.backend.backward({ ...p.args, dout: p.dout, out: a.out, lse: a.lse });
+    // The TypeScript tiles compute in float64, so their results stand in for the truth here.
+    const tol = CPU_KERNEL_TOLERANCES.float32;
+    for (const [name, x, y, tl] of [
+      ['out', b.out, a.out, tol.out],
+      ['lse', b.lse, a.lse, tol.lse],
+      ['dq', gb.dq, ga.dq, tol.grad],
+      ['dk', gb.dk, ga.dk, tol.grad],
+      ['dv', gb.dv, ga.dv, tol.grad],
+    ] as const) {
+      const r = compareClose(x, y, tl, name);
+      assert.ok(r.ok, `${r.message} [${v.name} vs typescript] (seed ${seed})`);
+    }
+  }
+});
+
+test('results are bit-identical run to run for a given thread count; the forward is the same for every thread count', { skip: wasm === undefined }, (t) => {
+  const { rng } = seeded(t);
+  const p = randomProblem(rng, 'bfloat16', { tq: 700, tk: 650, hq: 4, hkv: 2, dim: 32, slices: 6, sink: true, softcap: 3 });
+  const forward1 = createCpuBackend({ engine: 'wasm', threads: 1 }).forward(p.args);
+  for (const threads of [1, 2, 3]) {
+    const a = createCpuBackend({ engine: 'wasm', threads });
+    const b = createCpuBackend({ engine: 'wasm', threads });
+    const fa = a.forward(p.args);
+    const fb = b.forward(p.args);
+    assert.deepEqual(fa.out.data, fb.out.data, `out, ${threads} threads`);
+    assert.deepEqual(fa.lse.data, fb.lse.data, `lse, ${threads} threads`);
+    assert.deepEqual(fa.out.data, forward1.out.data, `out, ${threads} threads vs 1`);
+    assert.deepEqual(fa.maxLogits!.data, forward1.maxLogits!.data, `maxLogits, ${threads} threads vs 1`);
+    const bargs = { ...p.args, dout: p.dout, out: fa.out, lse: fa.lse };
+    const ga = a.backward(bargs);
+    const gb = b.backward(bargs);
+    for (const name of ['dq', 'dk', 'dv', 'dsink'] as const) assert.deepEqual(ga[name]!.data, gb[name]!.data, `${name}, ${threads} threads`);
+  }
+});
+
+test('the work list covers every cell of the mask exactly as often as the slices do, with disjoint q tiles and k tiles', (t) => {
+  const { seed, rng } = seeded(t);
+  for (let round = 0; round < 20; round++) {
+    const tq = rng.int(1, 300);
+    const tk = rng.int(1, 300);
+    const slices: SliceList = randomSlices(rng, tq, tk, { slices: rng.int(1, 9), allowSharedCells: round % 2 === 0 });
+    const w = buildWorkList(slices, tk);
+    const want = cellMultiplicity(slices, tq, tk);
+    const fromQ = new Int32Array(tq * tk);
+    const rowOwner = new Int32Array(tq).fill(-1);
+    for (let tile = 0; tile < w.qTileStart.length; tile++) {
+      assert.ok(w.qTileRows[tile] >= 1 && w.qTileRows[tile] <= TILE_Q);
+      for (let r = w.qTileStart[tile]; r < w.qTileStart[tile] + w.qTileRows[tile]; r++) {
+        assert.equal(rowOwner[r], -1, `row ${r} in two q tiles (seed ${seed})`);
+        rowOwner[r] = tile;
+      }
+      for (let p = w.qTilePieces[tile]; p < w.qTilePieces[tile + 1]; p++) {
+        for (let i = 0; i < w.qTileRows[tile]; i++) {
+          const lo = w.lo[w.pieceRowOff[p] + i];
+          const hi = w.hi[w.pieceRowOff[p] + i];
+          if (hi <= lo) continue;
+          assert.ok(lo >= w.pieceSpanLo[p] && hi <= w.pieceSpanHi[p]);
+          for (let j = lo; j < hi; j++) fromQ[(w.qTileStart[tile] + i) * tk + j]++;
+        }
+      }
+    }
+    assert.deepEqual(fromQ, want, `forward items vs the mask (seed ${seed}, round ${round})`);
+    // Backward: every (piece, k tile) pair whose cells are non-empty is listed once.
+    const fromK = new Int32Array(tq * tk);
+    const keyOwner = new Int32Array(tk).fill(-1);
+    for (let kt = 0; kt < w.kTileStart.length; kt++) {
+      const k0 = w.kTileStart[kt];
+      const k1 = k0 + w.kTileCols[kt];
+      assert.ok(w.kTileCols[kt] >= 1 && w.kTileCols[kt] <= TILE_K);
+      for (let j = k0; j < k1; j++) {
+        assert.equal(keyOwner[j], -1, `key ${j} in two k tiles (seed ${seed})`);
+        keyOwner[j] = kt;
+      }
+      for (let x = w.kTilePieces[kt]; x < w.kTilePieces[kt + 1]; x++) {
+        const p = w.kPieces[x];
+        const tile = w.pieceTile[p];
+        for (let i = 0; i < w.qTileRows[tile]; i++) {
+          const lo = Math.max(w.lo[w.pieceRowOff[p] + i], k0);
+          const hi = Math.min(w.hi[w.pieceRowOff[p] + i], k1);
+          for (let j = lo; j < hi; j++) fromK[(w.qTileStart[tile] + i) * tk + j]++;
+        }
+      }
+    }
+    assert.deepEqual(fromK, want, `backward items vs the mask (seed ${seed}, round ${round})`);
+  }
+});
+
+test('static assignment deals every item once, is a pure function of costs and thread count, and balances by cost', () => {
+  const cost = Float64Array.from([5, 1, 1, 1, 1, 1, 9, 2, 2, 0]);
+  for (const threads of [1, 2, 3, 4]) {
+    const lists = assignStatic(cost, threads);
+    assert.deepEqual(assignStatic(cost, threads), lists);
+    assert.deepEqual(lists.flat().sort((a, b) => a - b), [...cost.keys()]);
+    const loads = lists.map((l) => l.reduce((s, i) => s + cost[i], 0));
+    assert.ok(Math.max(...loads) - Math.min(...loads) <= 9, `loads ${loads}`);
+  }
+  assert.deepEqual(assignStatic(cost, 2).map((l) => l.reduce((s, i) => s + cost[i], 0)), [12, 11]);
+});
+
+test('threads default to the cores on the main thread and to 1 inside a cp rank (a worker thread), so ranks do not oversubscribe', async () => {
+  assert.ok(defaultThreadCount() >= 1);
+  const { availableParallelism } = await import('node:os');
+  assert.equal(defaultThreadCount(), availableParallelism());
+  const inRanks = await spawnRanks<number>(2, new URL('./runtime-ranks/cpu-threads-rank.ts', import.meta.url), null);
+  assert.deepEqual(inRanks, [1, 1]);
+});
+
+test('createCpuBackend rejects bad options naming them', () => {
+  const names = (argument: string) => (e: unknown) => e instanceof InvalidArgumentError && e.argument === argument;
+  assert.throws(() => createCpuBackend({ threads: 0 }), names('threads'));
+  assert.throws(() => createCpuBackend({ threads: 1.5 }), names('threads'));
+  assert.throws(() => createCpuBackend({ engine: 'gpu' as 'auto' }), names('engine'));
+  assert.throws(() => createCpuBackend({ thread: 2 } as never), names('thread'));
+});
