@@ -65,7 +65,7 @@ test('per-chunk clipping keeps exactly the cells of every slice type (dense orac
     const mask = randomMask(rng, family, n);
     const chunkSize = rng.int(1, n);
     const cp = rng.int(1, 4);
-    const chunking = { cpSize: cp, unpaddedSeqlen: n, paddedSeqlen: n + computePadSize(n, cp, chunkSize), padSize: computePadSize(n, cp, chunkSize), chunkSize, numChunks: (n + computePadSize(n, cp, chunkSize)) / chunkSize, shardSeqlen: 0 };
+    const chunking = { cpSize: cp, unpaddedSeqlen: n, paddedSeqlen: n + computePadSize(n, cp, chunkSize), padSize: computePadSize(n, cp, chunkSize), chunkSize, numChunks: (n + computePadSize(n, cp, chunkSize)) / chunkSize, shardSeqlen: 0, unevenShard: false };
     const b = buildChunkBuckets(mask, chunking);
     const want = denseCounts(mask, n);
     const got = new Uint16Array(n * n);

@@ -38,6 +38,16 @@ export class RangeBuffer {
     this.push(s, e);
   }
 
+  /**
+   * Appends in order (a gather list, not a set: ranges may go backwards), fusing with the last
+   * range only when this one starts exactly where it ends. Empty ranges are dropped.
+   */
+  pushJoined(s: number, e: number): void {
+    if (s >= e) return;
+    if (this.length > 0 && s === this.data[2 * this.length - 1]) this.data[2 * this.length - 1] = e;
+    else this.push(s, e);
+  }
+
   clear(): void {
     this.length = 0;
   }

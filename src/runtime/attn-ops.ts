@@ -36,6 +36,8 @@ export interface AttnOps<T> {
   shape(t: T): readonly number[];
   dtype(t: T): DType;
   zeros(dtype: DType, shape: readonly number[]): T;
+  /** A tensor whose every element the caller writes before reading (device: no fill queued). */
+  empty(dtype: DType, shape: readonly number[]): T;
   /** Every element of a float32 tensor set to `value`. */
   full(shape: readonly number[], value: number): T;
   /** A new tensor: `t` converted to `dtype` (a copy when the dtype is the same). */
@@ -54,19 +56,35 @@ export interface AttnOps<T> {
   forward(args: FfaForwardArgs<T>): FfaForwardResult<T>;
   backward(args: FfaBackwardArgs<T>): FfaBackwardResult<T>;
 
-  /** Starts a GroupCast of the rows of `input`; resolves with the received rows once compute may read them. */
-  groupCast(input: T, args: GroupCastArgs, outputRows: number): Promise<T>;
-  /** Starts a GroupReduce(sum) of `partial` into `into` (float32), consuming `partial`; resolves once queued or done. */
-  groupReduceSum(partial: T, into: T, args: GroupReduceArgs): Promise<void>;
+  /**
+   * Starts a GroupCast of the rows of `input`; resolves with the received rows once compute may
+   * read them (after joinComm). It runs over `where.group` (a sub-group of the ops' group, of the
+   * same kind; default the ops' group) and writes into `where.into` when given (a tensor or view
+   * of outputRows rows), else into a new tensor.
+   */
+  groupCast(input: T, args: GroupCastArgs, outputRows: number, where?: CollectiveTarget<T>): Promise<T>;
+  /**
+   * Starts a GroupReduce(sum) of `partial` into `into` (float32), consuming `partial` (a view is
+   * not freed); over `group` when given (a sub-group, as for groupCast). Resolves once queued or done.
+   */
+  groupReduceSum(partial: T, into: T, args: GroupReduceArgs, group?: GroupInfo): Promise<void>;
   /** In-place all-reduce over the group. */
   allReduce(t: T, op: 'sum' | 'max'): Promise<void>;
-  /** Every rank's `local` concatenated in rank order. */
-  allGather(local: T): Promise<T>;
+  /** Every rank's `local` (rowsPerRank[r] rows on rank r) concatenated in rank order. */
+  allGather(local: T, rowsPerRank: ArrayLike<number>): Promise<T>;
   /** After the group's collectives so far, before the compute queued next (device: compute waits for the comm stream). */
   joinComm(): void;
 
   /** A mark on `lane` now (device: an event recorded on that lane's stream). */
   mark(lane: Lane): TimeMark;
+}
+
+/** Where a GroupCast runs and lands. */
+export interface CollectiveTarget<T> {
+  /** A sub-group of the ops' group (split from it, same kind); default the ops' group. */
+  readonly group?: GroupInfo;
+  /** Pre-allocated output rows (a tensor or a view); default a new tensor. */
+  readonly into?: T;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -93,6 +111,7 @@ export function hostAttnOps(group: ProcessGroup, backend: KernelBackend<Tensor>)
     shape: (t) => t.shape,
     dtype: (t) => t.dtype,
     zeros: (dtype, shape) => Tensor.zeros(dtype, shape),
+    empty: (dtype, shape) => Tensor.zeros(dtype, shape),
     full: (shape, value) => Tensor.full('float32', shape, value),
     cast: (t, dtype) => t.to(dtype),
     release: () => undefined,
@@ -117,21 +136,24 @@ export function hostAttnOps(group: ProcessGroup, backend: KernelBackend<Tensor>)
     },
     forward: (args) => backend.forward(args),
     backward: (args) => backend.backward(args),
-    groupCast: (input, args, outputRows) => {
+    groupCast: (input, args, outputRows, where = {}) => {
       const w = rowWidthOf(input.shape);
-      return groupCast(group, input.data, args, w)
+      const into = where.into;
+      return groupCast((where.group ?? group) as ProcessGroup, input.data, args, w, into?.data)
         .wait()
-        .then((data) => new Tensor(input.dtype, [outputRows, ...input.shape.slice(1)], data as Tensor['data']));
+        .then((data) => into ?? new Tensor(input.dtype, [outputRows, ...input.shape.slice(1)], data as Tensor['data']));
     },
-    groupReduceSum: async (partial, into, args) => {
-      await groupReduce(group, partial.data as Float32Array, into.data as Float32Array, args, 'sum', { rowWidth: rowWidthOf(partial.shape) });
+    groupReduceSum: async (partial, into, args, on) => {
+      await groupReduce((on ?? group) as ProcessGroup, partial.data as Float32Array, into.data as Float32Array, args, 'sum', { rowWidth: rowWidthOf(partial.shape) });
     },
     allReduce: async (t, op) => {
       await group.allReduce(t.data as HostArray, op);
     },
-    allGather: async (local) => {
-      const out = Tensor.zeros(local.dtype, [local.shape[0] * group.size, ...local.shape.slice(1)]);
-      await group.allGather(local.data as HostArray, out.data as HostArray);
+    allGather: async (local, rowsPerRank) => {
+      const w = rowWidthOf(local.shape);
+      const counts = Array.from(rowsPerRank, (r) => r * w);
+      const out = Tensor.zeros(local.dtype, [counts.reduce((a, b) => a + b, 0) / w, ...local.shape.slice(1)]);
+      await group.allGatherV(local.data as HostArray, out.data as HostArray, counts);
       return out;
     },
     joinComm: () => undefined,

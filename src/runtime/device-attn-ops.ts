@@ -13,7 +13,8 @@ import { InvalidArgumentError } from '../errors.js';
 import type { CudaDevice, Event } from '../device/device.js';
 import { DeviceTensor } from '../device/device-tensor.js';
 import { deviceArrayOf } from '../device/device-array.js';
-import type { DeviceProcessGroup } from '../comm/device/device-buffers.js';
+import { isDeviceProcessGroup, type DeviceProcessGroup } from '../comm/device/device-buffers.js';
+import type { GroupInfo } from '../comm/process-group.js';
 import { deviceGroupCast, deviceGroupReduceSum, rangeOpsFor } from '../comm/device/device-group-collective.js';
 import type { RangeGatherPlan } from '../kernels/cuda/range-ops.js';
 import { tensorOpsFor } from '../kernels/cuda/tensor-ops.js';
@@ -64,6 +65,13 @@ export function deviceAttnOps(group: DeviceProcessGroup, backend: KernelBackend<
     if (!(t instanceof DeviceTensor) || t.device !== device) throw new InvalidArgumentError(name, "must be a DeviceTensor on the key's group's device", `group on GPU ${device.ordinal}`);
     return t;
   };
+  const subGroup = (g: GroupInfo | undefined): DeviceProcessGroup => {
+    if (g === undefined) return group;
+    if (!isDeviceProcessGroup(g) || g.device !== device || g.stream !== comm) {
+      throw new InvalidArgumentError('group', "must be a device sub-group split from the key's group (same GPU, same streams)");
+    }
+    return g;
+  };
   return {
     kind: 'cuda',
     group,
@@ -79,6 +87,7 @@ export function deviceAttnOps(group: DeviceProcessGroup, backend: KernelBackend<
       t.buffer.fill(0, compute);
       return t;
     },
+    empty: (dtype, shape) => DeviceTensor.empty(device, dtype, shape),
     full: (shape, value) => {
       const t = DeviceTensor.empty(device, 'float32', shape);
       tensorOps.fill(deviceArrayOf(t), value, compute);
@@ -116,14 +125,16 @@ export function deviceAttnOps(group: DeviceProcessGroup, backend: KernelBackend<
     scale: (t, s) => tensorOps.scale(deviceArrayOf(t), s, compute),
     forward: (args) => backend.forward({ ...args, stream: compute }),
     backward: (args) => backend.backward({ ...args, stream: compute }),
-    groupCast: async (input, args, outputRows) => {
-      const out = DeviceTensor.empty(device, input.dtype, [outputRows, ...input.shape.slice(1)]);
-      await deviceGroupCast(group, input, args, out);
+    // A sub-group (split from this group) queues on this group's streams too (see its split), so
+    // its collectives are ordered with everything else here.
+    groupCast: async (input, args, outputRows, where = {}) => {
+      const out = where.into ?? DeviceTensor.empty(device, input.dtype, [outputRows, ...input.shape.slice(1)]);
+      await deviceGroupCast(subGroup(where.group), input, args, out);
       return out;
     },
-    groupReduceSum: async (partial, into, args) => {
+    groupReduceSum: async (partial, into, args, on) => {
       try {
-        await deviceGroupReduceSum(group, partial, into, args);
+        await deviceGroupReduceSum(subGroup(on), partial, into, args);
       } finally {
         if (partial.buffer.viewOf === null) partial.buffer.freeAfter(comm);
       }
@@ -133,10 +144,14 @@ export function deviceAttnOps(group: DeviceProcessGroup, backend: KernelBackend<
       comm.waitStream(compute);
       await group.allReduce(deviceArrayOf(t), op);
     },
-    allGather: async (local) => {
-      const out = DeviceTensor.empty(device, local.dtype, [local.shape[0] * group.size, ...local.shape.slice(1)]);
+    allGather: async (local, rowsPerRank) => {
+      const w = local.shape.slice(1).reduce((a, b) => a * b, 1);
+      const counts = Array.from(rowsPerRank, (r) => r * w);
+      const out = DeviceTensor.empty(device, local.dtype, [counts.reduce((a, b) => a + b, 0) / w, ...local.shape.slice(1)]);
       comm.waitStream(compute);
-      await group.allGather(deviceArrayOf(local), deviceArrayOf(out));
+      // Equal shards take the plain all-gather (one NCCL collective, not P point-to-point pairs).
+      if (counts.every((c) => c === counts[0])) await group.allGather(deviceArrayOf(local), deviceArrayOf(out));
+      else await group.allGatherV(deviceArrayOf(local), deviceArrayOf(out), counts);
       return out;
     },
     joinComm: () => compute.waitStream(comm),

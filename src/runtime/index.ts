@@ -18,7 +18,7 @@ export {
   type VarlenKeyOptions,
   type NewMaskOptions,
 } from './key.js';
-export { dispatch, undispatch, getPositionIds } from './shard.js';
+export { dispatch, undispatch, dispatchBackward, undispatchBackward, roll, getPositionIds, type UndispatchBackwardOptions } from './shard.js';
 export {
   calcAttn,
   calcAttnBackward,

@@ -47,9 +47,9 @@ export class DistAttnRuntimeKey {
   get chunkSize(): number {
     return this.plan.dispatch.chunkSize;
   }
-  /** Local rows of every rank (padding included). */
+  /** This rank's local rows (padding included; with an uneven shard ranks differ). */
   get shardSeqlen(): number {
-    return this.plan.dispatch.shardSeqlen;
+    return this.plan.dispatch.shardSeqlens[this.group.rank];
   }
   /** This rank's part of the plan. */
   get rankPlan(): RankPlan {

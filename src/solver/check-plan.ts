@@ -1,6 +1,7 @@
 /**
  * A checker that proves a plan right, independently of how it was built:
- *   1. the dispatch is a partition of the chunks with equal counts, and its permutation is consistent;
+ *   1. the dispatch is a partition of the chunks (equal counts unless the shard is uneven), the
+ *      shard lengths add up, and its permutation is consistent;
  *   2. every slice lies inside its buffers, and stage buffers are disjoint from each other and
  *      from the host, with the remote ranges as their union;
  *   3. every GroupCast, run by the ordering contract alone, fills each stage buffer with exactly
@@ -21,6 +22,7 @@ import { sliceCount, type SliceList } from '../mask/slice-list.js';
 import { bandHi, bandLo, CAUSAL, emitBand, INVCAUSAL, SliceBuffer } from '../mask/geometry.js';
 import { localOffsets, mergeRanges, rangesLength, RangeBuffer } from '../mask/range-list.js';
 import { matchGroupCast } from '../comm/group-collective-args.js';
+import { chunkEnd } from './chunking.js';
 import { DENSE_ORACLE_MAX_TOKENS, denseCounts, densePlanCounts } from './dense-oracle.js';
 import type { DistAttnPlan } from './plan.js';
 
@@ -45,13 +47,24 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
   const cs = d.chunkSize;
 
   // 1. Dispatch.
-  if (d.cpSize !== P || d.partitions.length !== P || plan.perRank.length !== P) fail(`cp size disagrees: plan ${P}, dispatch ${d.cpSize}, ${d.partitions.length} partitions, ${plan.perRank.length} rank plans`);
-  if (d.numChunks * cs !== d.paddedSeqlen || d.paddedSeqlen !== d.unpaddedSeqlen + d.padSize || d.shardSeqlen * P !== d.paddedSeqlen) fail('chunk count, chunk size, padding and shard length are inconsistent');
-  if (P > 1 && d.paddedSeqlen % (cs * P) !== 0) fail(`padded length ${d.paddedSeqlen} is not a multiple of chunkSize × cp = ${cs * P}`);
+  if (d.cpSize !== P || d.partitions.length !== P || plan.perRank.length !== P || d.shardSeqlens.length !== P) {
+    fail(`cp size disagrees: plan ${P}, dispatch ${d.cpSize}, ${d.partitions.length} partitions, ${plan.perRank.length} rank plans, ${d.shardSeqlens.length} shard lengths`);
+  }
+  if (d.paddedSeqlen !== d.unpaddedSeqlen + d.padSize) fail('padding and lengths are inconsistent');
+  if (d.unevenShard) {
+    if (d.padSize !== 0 || d.numChunks !== Math.ceil(d.paddedSeqlen / cs)) fail('an uneven shard has no padding and ceil(N / chunkSize) chunks');
+  } else {
+    if (d.numChunks * cs !== d.paddedSeqlen || d.shardSeqlen * P !== d.paddedSeqlen) fail('chunk count, chunk size, padding and shard length are inconsistent');
+    if (P > 1 && d.paddedSeqlen % (cs * P) !== 0) fail(`padded length ${d.paddedSeqlen} is not a multiple of chunkSize × cp = ${cs * P}`);
+  }
   const owner = new Int32Array(d.numChunks).fill(-1);
   const localChunk = new Int32Array(d.numChunks);
   d.partitions.forEach((part, r) => {
-    if (part.length * cs !== d.shardSeqlen) fail(`rank ${r} holds ${part.length} chunks, expected ${d.shardSeqlen / cs}`);
+    let rows = 0;
+    for (const c of part) rows += chunkEnd(d, c) - c * cs;
+    if (rows !== d.shardSeqlens[r]) fail(`rank ${r} holds ${rows} rows in ${part.length} chunks, its shard length says ${d.shardSeqlens[r]}`);
+    if (part.length === 0) fail(`rank ${r} holds no chunk`);
+    if (!d.unevenShard && part.length * cs !== d.shardSeqlen) fail(`rank ${r} holds ${part.length} chunks, expected ${d.shardSeqlen / cs}`);
     part.forEach((c, i) => {
       if (c < 0 || c >= d.numChunks) return fail(`rank ${r} holds chunk ${c}, outside [0, ${d.numChunks})`);
       if (owner[c] >= 0) fail(`chunk ${c} is on ranks ${owner[c]} and ${r}`);
@@ -72,7 +85,7 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
   // Global ranges of each rank's shard, from the partitions (not from the plan's own copy).
   const hostOf = d.partitions.map((part) => {
     const b = new RangeBuffer(part.length);
-    for (const c of part) b.pushMerged(c * cs, (c + 1) * cs);
+    for (const c of part) b.pushMerged(c * cs, chunkEnd(d, c));
     return b.toArray();
   });
 
@@ -80,14 +93,15 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
   for (const rp of plan.perRank) {
     const r = rp.rank;
     if (!sameRanges(rp.hostGlobalRanges, hostOf[r])) fail(`rank ${r}: hostGlobalRanges disagree with its partition`);
-    checkSliceBox(rp.hostSlices, d.shardSeqlen, d.shardSeqlen, `rank ${r} host`, fail);
+    const rows = d.shardSeqlens[r];
+    checkSliceBox(rp.hostSlices, rows, rows, `rank ${r} host`, fail);
     if (rp.stages.length !== plan.overlapDegree) fail(`rank ${r} has ${rp.stages.length} stages, the plan's degree is ${plan.overlapDegree}`);
     const all: number[] = [];
     rp.stages.forEach((st, s) => {
       const buf = st.stageBufferGlobalKRanges;
       if (!isMerged(buf)) fail(`rank ${r} stage ${s}: stage buffer ranges are not sorted and merged`);
       if (rangesLength(buf) !== st.stageBufferLength) fail(`rank ${r} stage ${s}: stageBufferLength ${st.stageBufferLength} != ${rangesLength(buf)}`);
-      checkSliceBox(st.remoteSlices, d.shardSeqlen, st.stageBufferLength, `rank ${r} stage ${s} remote`, fail);
+      checkSliceBox(st.remoteSlices, rows, st.stageBufferLength, `rank ${r} stage ${s} remote`, fail);
       all.push(...buf);
     });
     const union = mergeRanges(Int32Array.from(all));
@@ -104,8 +118,8 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
     plan.perRank.forEach((rp, r) => {
       const gc = rp.stages[s].groupCast;
       const gr = rp.stages[s].groupReduce;
-      if (sum(gc.inputSplitSizes) !== d.shardSeqlen) {
-        fail(`stage ${s} rank ${r}: GroupCast input splits add up to ${sum(gc.inputSplitSizes)}, not the shard length ${d.shardSeqlen}`);
+      if (sum(gc.inputSplitSizes) !== d.shardSeqlens[r]) {
+        fail(`stage ${s} rank ${r}: GroupCast input splits add up to ${sum(gc.inputSplitSizes)}, not the shard length ${d.shardSeqlens[r]}`);
         ok = false;
       }
       if (sum(gc.outputSplitSizes) !== rp.stages[s].stageBufferLength) {

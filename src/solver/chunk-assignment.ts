@@ -6,7 +6,7 @@
  * position ids) works in.
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { ChunkBuckets, Chunking } from './chunking.js';
+import { chunkEnd, type ChunkBuckets, type Chunking } from './chunking.js';
 import type { ResolvedDispatchAlg } from './config.js';
 import { mergeRanges, RangeBuffer } from '../mask/range-list.js';
 import type { DispatchMeta } from './plan.js';
@@ -82,8 +82,10 @@ function toPartitions(bucketOf: Int32Array, cpSize: number): Int32Array[] {
  * Longest processing time first with a cap of ceil(n/P) jobs per bucket: jobs in descending
  * weight (ties: larger id first, as a reversed stable ascending sort), each to the least loaded
  * bucket that still has room (ties: lower bucket id). Returns the bucket of every job.
+ * `balancedCounts` also keeps every bucket at floor(n/P) or ceil(n/P) jobs: once n mod P buckets
+ * hold ceil(n/P), the others fill at floor(n/P) (so no bucket is left empty when n >= P).
  */
-export function lptAssign(weights: ArrayLike<number>, numBuckets: number, cap = Math.ceil(weights.length / numBuckets)): Int32Array {
+export function lptAssign(weights: ArrayLike<number>, numBuckets: number, cap = Math.ceil(weights.length / numBuckets), balancedCounts = false): Int32Array {
   const n = weights.length;
   const order = Array.from({ length: n }, (_, i) => i);
   order.sort((a, b) => weights[b] - weights[a] || b - a);
@@ -91,23 +93,26 @@ export function lptAssign(weights: ArrayLike<number>, numBuckets: number, cap = 
   for (let b = 0; b < numBuckets; b++) heap.push(0, b);
   const count = new Int32Array(numBuckets);
   const bucketOf = new Int32Array(n);
+  const floorCap = Math.floor(n / numBuckets);
+  let bigLeft = balancedCounts && floorCap < cap ? n % numBuckets : numBuckets;
   for (const job of order) {
     let load: number;
     let b: number;
     for (;;) {
       [load, b] = heap.pop();
-      if (count[b] < cap) break; // a full bucket leaves the heap for good
+      // A full bucket leaves the heap for good.
+      if (count[b] < cap && (bigLeft > 0 || count[b] < floorCap)) break;
     }
     bucketOf[job] = b;
-    count[b]++;
+    if (++count[b] === cap && balancedCounts) bigLeft--;
     heap.push(load + weights[job], b);
   }
   return bucketOf;
 }
 
-/** MinHeapDispatchAlg: LPT over the chunk areas. */
-export function minHeapDispatch(areas: ArrayLike<number>, cpSize: number): Int32Array[] {
-  return toPartitions(lptAssign(areas, cpSize), cpSize);
+/** MinHeapDispatchAlg: LPT over the chunk areas (`balancedCounts`: see lptAssign; used for uneven shards). */
+export function minHeapDispatch(areas: ArrayLike<number>, cpSize: number, balancedCounts = false): Int32Array[] {
+  return toPartitions(lptAssign(areas, cpSize, Math.ceil(areas.length / cpSize), balancedCounts), cpSize);
 }
 
 /** SequentialDispatchAlg: rank b takes chunks [offset, offset + size), the first n % P ranks one more. */
@@ -511,12 +516,17 @@ function localitySwaps(areas: ArrayLike<number>, bucketOf: Int32Array, numBucket
   }
 }
 
-/** Runs the configured algorithm; the result has every rank's chunk ids in ascending order. */
+/**
+ * Runs the configured algorithm; the result has every rank's chunk ids in ascending order. With
+ * an uneven shard (numChunks need not be a multiple of cp) min-heap keeps chunk counts within one
+ * of each other; the other algorithms cap counts at ceil(numChunks / cp), and makeDispatchMeta
+ * refuses an assignment that leaves a rank empty.
+ */
 export function solveDispatch(buckets: ChunkBuckets, cpSize: number, alg: ResolvedDispatchAlg): Int32Array[] {
   if (cpSize === 1) return [Int32Array.from({ length: buckets.numChunks }, (_, i) => i)];
   switch (alg.type) {
     case 'min-heap':
-      return minHeapDispatch(buckets.chunkAreas, cpSize);
+      return minHeapDispatch(buckets.chunkAreas, cpSize, buckets.numChunks % cpSize !== 0);
     case 'sequential':
       return sequentialDispatch(buckets.numChunks, cpSize);
     case 'topp-heap':
@@ -530,7 +540,8 @@ export function solveDispatch(buckets: ChunkBuckets, cpSize: number, alg: Resolv
 
 /**
  * Assembles the DispatchMeta from partitions: the permutation (rank 0's chunks, then rank 1's, ...)
- * and its inverse, every rank's merged global ranges and area.
+ * and its inverse, every rank's merged global ranges, length and area. An even shard needs
+ * numChunks / cp chunks on every rank; an uneven one at least one.
  */
 export function makeDispatchMeta(
   chunking: Chunking,
@@ -544,12 +555,15 @@ export function makeDispatchMeta(
   const permIdxs = new Int32Array(numChunks);
   const unpermIdxs = new Int32Array(numChunks).fill(-1);
   const areaPerRank = new Float64Array(cpSize);
+  const shardSeqlens = new Int32Array(cpSize);
   const hostRangesPerRank: Int32Array[] = [];
   let p = 0;
   for (let r = 0; r < cpSize; r++) {
     const part = partitions[r];
-    if (part.length === 0) throw new InvalidArgumentError('partitions', 'every rank needs at least one chunk', `rank ${r} has none`);
-    if (part.length * chunkSize !== chunking.shardSeqlen) {
+    if (part.length === 0) {
+      throw new InvalidArgumentError('partitions', 'every rank needs at least one chunk', `rank ${r} has none${chunking.unevenShard ? ' (uneven shard: use min-heap, or a smaller chunkSize)' : ''}`);
+    }
+    if (!chunking.unevenShard && part.length * chunkSize !== chunking.shardSeqlen) {
       throw new InvalidArgumentError('partitions', `every rank must hold ${chunking.shardSeqlen / chunkSize} chunks`, `rank ${r} holds ${part.length}`);
     }
     const ranges = new RangeBuffer(part.length);
@@ -560,7 +574,9 @@ export function makeDispatchMeta(
       permIdxs[p] = c;
       unpermIdxs[c] = p++;
       areaPerRank[r] += buckets.chunkAreas[c];
-      ranges.pushMerged(c * chunkSize, (c + 1) * chunkSize);
+      const end = chunkEnd(chunking, c);
+      shardSeqlens[r] += end - c * chunkSize;
+      ranges.pushMerged(c * chunkSize, end);
     }
     hostRangesPerRank.push(ranges.toArray());
   }
@@ -571,7 +587,9 @@ export function makeDispatchMeta(
     padSize: chunking.padSize,
     chunkSize,
     numChunks,
-    shardSeqlen: chunking.shardSeqlen,
+    shardSeqlen: Math.max(...shardSeqlens),
+    unevenShard: chunking.unevenShard,
+    shardSeqlens,
     maxValidIds,
     algorithm: algorithm.type,
     partitions: partitions.map((x) => Int32Array.from(x)),
@@ -589,11 +607,11 @@ export function makeDispatchMeta(
  */
 export function positionIds(meta: DispatchMeta, rank: number): Int32Array {
   if (!Number.isInteger(rank) || rank < 0 || rank >= meta.cpSize) throw new InvalidArgumentError('rank', `must be in [0, ${meta.cpSize})`, `got ${rank}`);
-  const out = new Int32Array(meta.shardSeqlen);
+  const out = new Int32Array(meta.shardSeqlens[rank]);
   const clamp = Math.max(0, meta.maxValidIds - 1);
   let w = 0;
   for (const c of meta.partitions[rank]) {
-    for (let t = 0; t < meta.chunkSize; t++) out[w++] = Math.min(c * meta.chunkSize + t, clamp);
+    for (let g = c * meta.chunkSize; g < chunkEnd(meta, c); g++) out[w++] = Math.min(g, clamp);
   }
   return out;
 }

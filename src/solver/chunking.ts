@@ -1,8 +1,13 @@
 /**
  * Chunking: the effective dispatch chunk size, the padding that makes the sequence a multiple of
- * chunkSize × cp, and every chunk's share of the mask (each slice clipped exactly to the chunk's
- * query rows, with its area). This is the input of the dispatch algorithms and of the per-rank
- * slicing; nothing here knows about ranks yet.
+ * chunkSize × cp (or, with an uneven shard, no padding and a shorter last chunk), and every
+ * chunk's share of the mask (each slice clipped exactly to the chunk's query rows, with its
+ * area). This is the input of the dispatch algorithms and of the per-rank slicing; nothing here
+ * knows about ranks yet.
+ *
+ * Chunk c always spans [c·chunkSize, chunkEnd(c)) of the padded sequence, so only the globally
+ * last chunk can be short; as every rank keeps its chunks in ascending order, that chunk is the
+ * last of whichever rank holds it, and local chunk i of any rank starts at local row i·chunkSize.
  */
 import { AttnRangeError, InvalidArgumentError, MaskError } from '../errors.js';
 import { checkSliceBounds, sliceCount, type SliceList } from '../mask/slice-list.js';
@@ -18,8 +23,18 @@ export interface Chunking {
   readonly padSize: number;
   readonly chunkSize: number;
   readonly numChunks: number;
-  /** Tokens per rank (every rank holds numChunks / cpSize chunks). */
+  /**
+   * Tokens per rank: every rank's (numChunks / cpSize chunks) with an even shard; with an uneven
+   * shard, the most any rank holds (DispatchMeta.shardSeqlens has each rank's).
+   */
   readonly shardSeqlen: number;
+  /** No padding; the last chunk may be short and ranks may hold different numbers of tokens. */
+  readonly unevenShard: boolean;
+}
+
+/** End (exclusive) of chunk c in the padded sequence: only the last chunk of an uneven shard is short. */
+export function chunkEnd(chunking: Pick<Chunking, 'chunkSize' | 'paddedSeqlen'>, c: number): number {
+  return Math.min((c + 1) * chunking.chunkSize, chunking.paddedSeqlen);
 }
 
 /** The smallest pad that makes totalSeqlen + pad a multiple of chunkSize × cpSize: (−N) mod (chunk·cp). */
@@ -43,23 +58,30 @@ function checkSeqlen(n: number, argument: string): void {
 /**
  * The reference's chunk size rule: auto = ceil(N / (minChunksPerRank · cp)); a user chunk size is
  * only an upper bound on it, so that each rank gets at least about minChunksPerRank chunks.
- * cp == 1 is a single chunk of N tokens with no padding.
+ * cp == 1 is a single chunk of N tokens with no padding. An uneven shard cuts ceil(N / chunk)
+ * chunks with no padding.
  */
 export function resolveChunking(totalSeqlen: number, cpSize: number, config: ResolvedDispatchConfig): Chunking {
   checkSeqlen(totalSeqlen, 'totalSeqlen');
   checkCpSize(cpSize);
+  const unevenShard = config.unevenShard;
   if (cpSize === 1) {
-    return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: totalSeqlen, padSize: 0, chunkSize: totalSeqlen, numChunks: 1, shardSeqlen: totalSeqlen };
+    return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: totalSeqlen, padSize: 0, chunkSize: totalSeqlen, numChunks: 1, shardSeqlen: totalSeqlen, unevenShard };
   }
   const auto = Math.ceil(totalSeqlen / (config.minChunksPerRank * cpSize));
   const chunkSize = config.chunkSize === null ? auto : Math.min(auto, config.chunkSize);
   if (Math.ceil(totalSeqlen / chunkSize) < cpSize) {
     throw new InvalidArgumentError('cpSize', 'needs at least one chunk per rank: ceil(totalSeqlen / chunkSize) >= cpSize', `${totalSeqlen} tokens, chunk ${chunkSize}, cp ${cpSize}`);
   }
+  if (unevenShard) {
+    const numChunks = Math.ceil(totalSeqlen / chunkSize);
+    const most = Math.min(totalSeqlen, Math.ceil(numChunks / cpSize) * chunkSize);
+    return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: totalSeqlen, padSize: 0, chunkSize, numChunks, shardSeqlen: most, unevenShard };
+  }
   const padSize = computePadSize(totalSeqlen, cpSize, chunkSize);
   const padded = totalSeqlen + padSize;
   const numChunks = padded / chunkSize;
-  return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: padded, padSize, chunkSize, numChunks, shardSeqlen: padded / cpSize };
+  return { cpSize, unpaddedSeqlen: totalSeqlen, paddedSeqlen: padded, padSize, chunkSize, numChunks, shardSeqlen: padded / cpSize, unevenShard };
 }
 
 /**

@@ -31,6 +31,12 @@ export interface DispatchConfig {
   readonly alg?: DispatchAlg;
   /** MAGI_ATTENTION_MIN_CHUNKS_PER_RANK in the reference; default 8. */
   readonly minChunksPerRank?: number;
+  /**
+   * No padding: the sequence is cut into ceil(N / chunkSize) chunks, the last one shorter, and
+   * ranks may hold different numbers of tokens (one chunk more or less, and the short chunk).
+   * Default false: the sequence is padded to a multiple of chunkSize × cp, every rank equal.
+   */
+  readonly unevenShard?: boolean;
 }
 
 export type OverlapMode = 'static' | 'dynamic';
@@ -61,6 +67,7 @@ export interface ResolvedDispatchConfig {
   readonly chunkSize: number | null;
   readonly alg: ResolvedDispatchAlg;
   readonly minChunksPerRank: number;
+  readonly unevenShard: boolean;
 }
 
 export type ResolvedDispatchAlg =
@@ -129,12 +136,15 @@ export function resolveDispatchAlg(alg: DispatchAlg | undefined, argument = 'dis
 }
 
 export function resolveDispatchConfig(config: DispatchConfig = {}): ResolvedDispatchConfig {
-  requireKnownOptions(config, 'dispatchConfig', ['chunkSize', 'alg', 'minChunksPerRank']);
+  requireKnownOptions(config, 'dispatchConfig', ['chunkSize', 'alg', 'minChunksPerRank', 'unevenShard']);
   const chunkSize = config.chunkSize === undefined || config.chunkSize === null ? null : positiveInt(config.chunkSize, 'dispatchConfig.chunkSize');
+  const uneven = config.unevenShard ?? false;
+  if (typeof uneven !== 'boolean') throw new InvalidArgumentError('dispatchConfig.unevenShard', 'must be a boolean', `got ${JSON.stringify(uneven)}`);
   return {
     chunkSize,
     alg: resolveDispatchAlg(config.alg),
     minChunksPerRank: config.minChunksPerRank === undefined ? 8 : positiveInt(config.minChunksPerRank, 'dispatchConfig.minChunksPerRank'),
+    unevenShard: uneven,
   };
 }
 

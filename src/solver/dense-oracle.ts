@@ -40,7 +40,7 @@ export function densePlanCounts(plan: DistAttnPlan, n: number): { counts: Uint16
   const cs = plan.dispatch.chunkSize;
   for (const rp of plan.perRank) {
     const rowIds: number[] = [];
-    for (const c of plan.dispatch.partitions[rp.rank]) for (let t = 0; t < cs; t++) rowIds.push(c * cs + t);
+    for (const c of plan.dispatch.partitions[rp.rank]) for (let g = c * cs; g < Math.min((c + 1) * cs, plan.dispatch.paddedSeqlen); g++) rowIds.push(g);
     const paint = (sl: SliceList, colIds: number[]): void => {
       for (let b = 0; b < sl.maskTypes.length; b++) {
         const type = sl.maskTypes[b];

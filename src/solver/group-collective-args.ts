@@ -180,8 +180,8 @@ export function buildStageGroupCast(dispatch: DispatchMeta, stageBuffersPerRank:
       dsts.push(list);
       cursor = cuts[j + 1];
     }
-    if (cursor < dispatch.shardSeqlen) {
-      sizes.push(dispatch.shardSeqlen - cursor);
+    if (cursor < dispatch.shardSeqlens[t]) {
+      sizes.push(dispatch.shardSeqlens[t] - cursor);
       dsts.push([]);
     }
     return { inputSplitSizes: Int32Array.from(sizes), dstIndices: dsts, outputSplitSizes: o.outputSplitSizes, srcIndex: o.srcIndex };

@@ -51,7 +51,8 @@ export const planJSONSchema = z.strictObject({
   totalSeqlenQ: pos,
   totalSeqlenK: pos,
   globalMask: slicesJSON,
-  dispatchConfig: z.strictObject({ chunkSize: pos.nullable(), alg: dispatchAlgJSON, minChunksPerRank: pos }),
+  // Fields added after the first plan files: optional on read, so those files still load.
+  dispatchConfig: z.strictObject({ chunkSize: pos.nullable(), alg: dispatchAlgJSON, minChunksPerRank: pos, unevenShard: z.boolean().default(false) }),
   overlapConfig: z.strictObject({
     mode: z.enum(['static', 'dynamic']),
     degree: nat.nullable(),
@@ -72,6 +73,9 @@ export const planJSONSchema = z.strictObject({
     chunkSize: pos,
     numChunks: pos,
     shardSeqlen: pos,
+    unevenShard: z.boolean().default(false),
+    /** Absent in older files (every rank then holds shardSeqlen rows). */
+    shardSeqlens: z.array(pos).optional(),
     maxValidIds: nat,
     algorithm: z.enum(DISPATCH_ALG_TYPES as [string, ...string[]]),
     partitions: z.array(z.array(nat)),
@@ -133,6 +137,8 @@ export function planToJSON(plan: DistAttnPlan): PlanJSON {
       chunkSize: d.chunkSize,
       numChunks: d.numChunks,
       shardSeqlen: d.shardSeqlen,
+      unevenShard: d.unevenShard,
+      shardSeqlens: arr(d.shardSeqlens),
       maxValidIds: d.maxValidIds,
       algorithm: d.algorithm,
       partitions: d.partitions.map(arr),
@@ -188,6 +194,7 @@ export function planFromJSON(json: unknown): DistAttnPlan {
     chunkAreas: Float64Array.from(d.chunkAreas),
     areaPerRank: Float64Array.from(d.areaPerRank),
     hostGlobalRangesPerRank: d.hostGlobalRangesPerRank.map(i32),
+    shardSeqlens: d.shardSeqlens === undefined ? new Int32Array(j.cpSize).fill(d.shardSeqlen) : i32(d.shardSeqlens),
   };
   const perRank: RankPlan[] = j.perRank.map((r) => ({
     rank: r.rank,

@@ -32,6 +32,8 @@ export interface DispatchMeta extends Chunking {
   readonly areaPerRank: Float64Array;
   /** perRank merged global ranges of the shard, flat [s0, e0, s1, e1, ...]. */
   readonly hostGlobalRangesPerRank: readonly Int32Array[];
+  /** Local rows of every rank (padding included); all equal to shardSeqlen unless unevenShard. */
+  readonly shardSeqlens: Int32Array;
 }
 
 export interface StagePlan {
