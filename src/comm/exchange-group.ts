@@ -224,8 +224,15 @@ export abstract class ExchangeGroup<B extends object = HostArray> implements Pro
   }
 
   barrier(): CommWork<void> {
+    return new Work(this.rendezvous('barrier'));
+  }
+
+  abstract split(color: number, key?: number): Promise<ProcessGroup<B>>;
+
+  /** A barrier under the label `op` (a collective of its own, numbered like the others). */
+  protected rendezvous(op: string): Promise<void> {
     const slots = new Map<number, B>(this.peers().map((p) => [p, this.emptyBuffer]));
-    return new Work(this.run(this.nextSeq++, 'barrier', this.emptyBuffer, [{ peers: this.peers(), src: this.emptyBuffer }], slots));
+    return this.run(this.nextSeq++, op, this.emptyBuffer, [{ peers: this.peers(), src: this.emptyBuffer }], slots);
   }
 
   /** A zero-length buffer of this kind (what a barrier exchanges). */
@@ -268,6 +275,22 @@ export abstract class ExchangeGroup<B extends object = HostArray> implements Pro
     const tb = this.kind.typeName(b);
     if (ta !== tb) throw new InvalidArgumentError('recv', 'must have the same element type as send', `${tb} vs ${ta}`);
   }
+}
+
+/** Throws unless (color, key) are valid split arguments. */
+export function checkSplitArgs(color: number, key: number): void {
+  if (!Number.isInteger(color) || color < 0 || color > 2 ** 31 - 1) throw new InvalidArgumentError('color', 'must be an integer in [0, 2^31)', `got ${color}`);
+  if (!Number.isInteger(key) || Math.abs(key) > 2 ** 31 - 1) throw new InvalidArgumentError('key', 'must be an int32 integer', `got ${key}`);
+}
+
+/**
+ * The members of a split: every rank's (color, key) as flat pairs, in rank order; returns the
+ * ranks that chose `color`, ordered by key, then rank (their index is their rank in the sub-group).
+ */
+export function splitMembers(pairs: ArrayLike<number>, color: number): number[] {
+  const members: number[] = [];
+  for (let r = 0; 2 * r < pairs.length; r++) if (pairs[2 * r] === color) members.push(r);
+  return members.sort((a, b) => pairs[2 * a + 1] - pairs[2 * b + 1] || a - b);
 }
 
 /** An exchange group over host typed arrays. */

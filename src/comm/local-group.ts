@@ -7,7 +7,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { CommAbortedError, CommMismatchError, CommTimeoutError, RankFailedError, serializeError, type RankOutcome } from './errors.js';
-import { ExchangeGroup, hostBuffers, type BufferKind, type SendItem } from './exchange-group.js';
+import { checkSplitArgs, ExchangeGroup, hostBuffers, splitMembers, type BufferKind, type SendItem } from './exchange-group.js';
 import type { HostArray, ProcessGroup } from './process-group.js';
 
 interface Arrival<B> {
@@ -28,6 +28,10 @@ interface Arrival<B> {
 export class LocalWorld<B> {
   readonly pending = new Map<number, (Arrival<B> | undefined)[]>();
   failure: { rank: number; reason: string } | null = null;
+  /** Worlds of the sub-groups split from this one (an abort here aborts them too). */
+  readonly children: LocalWorld<B>[] = [];
+  /** Splits in progress, by the collective number of their rendezvous: every rank's (color, key) and the sub-worlds made. */
+  readonly splits = new Map<number, { pairs: Int32Array; worlds: Map<number, LocalWorld<B>>; left: number }>();
 
   constructor(
     readonly size: number,
@@ -83,6 +87,7 @@ export class LocalWorld<B> {
 
   abort(rank: number, reason: string): void {
     if (this.failure === null) this.failure = { rank, reason };
+    for (const child of this.children) child.abort(rank, reason);
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const row of pending) {
@@ -116,6 +121,33 @@ export class LocalExchangeGroup<B extends object> extends ExchangeGroup<B> {
 
   close(): void {
     this.world.abort(this.rank, 'the group was closed');
+  }
+
+  /**
+   * Every rank leaves its (color, key) in the world, meets the others at a rendezvous, and the
+   * ranks of one color share a new world (the first to get there makes it).
+   */
+  async split(color: number, key: number = this.rank): Promise<LocalExchangeGroup<B>> {
+    checkSplitArgs(color, key);
+    const seq = this.nextSeq;
+    let info = this.world.splits.get(seq);
+    if (info === undefined) this.world.splits.set(seq, (info = { pairs: new Int32Array(2 * this.size), worlds: new Map(), left: this.size }));
+    info.pairs[2 * this.rank] = color;
+    info.pairs[2 * this.rank + 1] = key;
+    await this.rendezvous('split');
+    const members = splitMembers(info.pairs, color);
+    let world = info.worlds.get(color);
+    if (world === undefined) {
+      info.worlds.set(color, (world = new LocalWorld<B>(members.length, this.world.kind)));
+      this.world.children.push(world);
+    }
+    if (--info.left === 0) this.world.splits.delete(seq);
+    return this.subGroup(world, members.indexOf(this.rank), `${this.name}/${color}`);
+  }
+
+  /** This backend's group for rank `rank` of a sub-world (a device group keeps its device and streams). */
+  protected subGroup(world: LocalWorld<B>, rank: number, name: string): LocalExchangeGroup<B> {
+    return new LocalExchangeGroup<B>(world, rank, name, this.timeoutMs, this.emptyBuffer, this.bytesPerElement);
   }
 
   protected exchange(seq: number, op: string, type: string, items: readonly SendItem<B>[], slots: ReadonlyMap<number, B>): Promise<void> {

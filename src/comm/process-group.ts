@@ -77,6 +77,12 @@ export interface ProcessGroup<B extends object = HostArray> extends GroupInfo {
   broadcast<T extends B>(data: T, root: number): CommWork<T>;
   /** Resolves once every rank has entered the barrier. */
   barrier(): CommWork<void>;
+  /**
+   * A sub-group (a collective: every rank calls it): the ranks that pass the same `color` (an
+   * integer >= 0), ranked by `key` (default: this rank), ties by rank. Its collectives are its
+   * own sequence, independent of this group's: one row or column of a 2-D mesh (comm/mesh.ts).
+   */
+  split(color: number, key?: number): Promise<ProcessGroup<B>>;
   /** Rejects this rank's pending and future collectives and releases the transport; idempotent. */
   close(): void;
 }

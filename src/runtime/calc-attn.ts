@@ -29,10 +29,11 @@ import type { KernelBackend } from '../kernels/backend.js';
 import { validateBackwardArgs, validateForwardArgs, type AttnTensor } from '../kernels/flex-flash-attn.js';
 import { SliceBuffer } from '../mask/geometry.js';
 import type { SliceList } from '../mask/slice-list.js';
-import type { RankPlan } from '../solver/plan.js';
+import type { RankPlan, StagePlan } from '../solver/plan.js';
 import { requireKnownOptions } from '../util/options.js';
 import { attnOpsFor, rowBytes, type AttnOps } from './attn-ops.js';
 import { requireKey, type DistAttnRuntimeKey } from './key.js';
+import { StageComm } from './stage-comm.js';
 import { NO_TRACE, type AttnTrace, type Tracer } from './trace.js';
 
 export interface CalcAttnOptions<T extends AttnTensor = AttnTensor> {
@@ -109,12 +110,13 @@ function prepareCall<T extends AttnTensor>(q: T, k: T, v: T, key: DistAttnRuntim
  * stage i's compute).
  */
 class StagePipeline<T> {
-  private pending: Promise<[T, T]> | undefined;
+  private pending: Promise<Array<() => T>> | undefined;
   private fetchSpan: ReturnType<Tracer['begin']> = null;
 
   constructor(
     private readonly ops: AttnOps<T>,
     private readonly key: DistAttnRuntimeKey,
+    private readonly comm: StageComm<T>,
     private readonly k: T,
     private readonly v: T,
     private readonly trace: Tracer,
@@ -122,12 +124,12 @@ class StagePipeline<T> {
     this.pending = key.rankPlan.stages.length > 0 ? this.fetch(0) : undefined;
   }
 
-  private fetch(i: number): Promise<[T, T]> {
+  private fetch(i: number): Promise<Array<() => T>> {
     const stage = this.key.rankPlan.stages[i];
     const p = prepareGroupCast(stage.groupCast, this.key.group.size);
     const row = rowBytes(this.ops, this.k);
     this.fetchSpan = this.trace.begin(i, 'comm', 'fetch', { sendBytes: 2 * p.sendRows * row, recvBytes: 2 * p.recvRows * row });
-    return Promise.all([this.ops.groupCast(this.k, stage.groupCast, stage.stageBufferLength), this.ops.groupCast(this.v, stage.groupCast, stage.stageBufferLength)]);
+    return Promise.all([this.comm.cast(this.k, stage), this.comm.cast(this.v, stage)]);
   }
 
   /** Stage i's k/v (i in order), ready for compute; the next fetch starts before this returns. */
@@ -135,12 +137,12 @@ class StagePipeline<T> {
     const fetched = this.pending;
     if (fetched === undefined) throw new Error(`StagePipeline: stage ${i} was not fetched`);
     const wait = this.trace.begin(i, 'compute', 'wait');
-    const kv = await fetched;
+    const [k, v] = await fetched;
     this.trace.end(this.fetchSpan);
     this.ops.joinComm();
     this.trace.end(wait);
     this.pending = i + 1 < this.key.rankPlan.stages.length ? this.fetch(i + 1) : undefined;
-    return kv;
+    return [k(), v()];
   }
 }
 
@@ -169,11 +171,13 @@ function concatRows<T>(ops: AttnOps<T>, local: T, stage: T): T {
 }
 
 /** The fused path's keys and values: stage 0 fetched in one go and appended to the local rows. */
-async function fetchAllKv<T>(ops: AttnOps<T>, k: T, v: T, stage: RankPlan['stages'][number], trace: Tracer): Promise<[T, T]> {
+async function fetchAllKv<T>(ops: AttnOps<T>, comm: StageComm<T>, k: T, v: T, stage: StagePlan, trace: Tracer): Promise<[T, T]> {
   const fetch = trace.begin(0, 'comm', 'fetch');
-  const [ks, vs] = await Promise.all([ops.groupCast(k, stage.groupCast, stage.stageBufferLength), ops.groupCast(v, stage.groupCast, stage.stageBufferLength)]);
+  const [kFetched, vFetched] = await Promise.all([comm.cast(k, stage), comm.cast(v, stage)]);
   trace.end(fetch);
   ops.joinComm();
+  const ks = kFetched();
+  const vs = vFetched();
   const all: [T, T] = [concatRows(ops, k, ks), concatRows(ops, v, vs)];
   [ks, vs].forEach((t) => ops.release(t));
   return all;
@@ -209,15 +213,16 @@ export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Dist
 
   let out: T;
   let lse: T;
+  const comm = new StageComm(ops, key);
   if (isNoOverlap(key)) {
     const stage = rp.stages[0];
-    const [kAll, vAll] = await fetchAllKv(ops, k, v, stage, trace);
+    const [kAll, vAll] = await fetchAllKv(ops, comm, k, v, stage, trace);
     const span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea + stage.remoteArea });
     ({ out, lse } = ops.forward({ q, k: kAll, v: vAll, slices: fusedSlices(rp, key.shardSeqlen), sink: options.sink, maxLogitsAcc, ...base }));
     trace.end(span);
     [kAll, vAll].forEach((t) => ops.release(t));
   } else {
-    const fetches = new StagePipeline(ops, key, k, v, trace);
+    const fetches = new StagePipeline(ops, key, comm, k, v, trace);
     // Host stage: every rank runs it, also with no slice (the sink alone sets lse; out is 0).
     // With no remote slice to merge later, it writes q's dtype at once (no float32 pass and cast).
     const merges = rp.stages.some((s) => s.remoteSlices.maskTypes.length > 0);
@@ -242,7 +247,7 @@ export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Dist
   }
   if (maxLogitsAcc !== undefined) {
     const span = trace.begin('all', 'comm', 'final');
-    await ops.allReduce(maxLogitsAcc, 'max');
+    await comm.allReduce(maxLogitsAcc, 'max');
     trace.end(span);
     ops.joinComm();
     result.maxLogits = maxLogitsAcc;
@@ -287,18 +292,20 @@ export async function calcAttnBackward<T extends AttnTensor>(
   // The fused path's [local ; stage] gradient buffers, which dk and dv are views of.
   const owners: T[] = [];
 
+  const comm = new StageComm(ops, key);
+
   /** Sends a stage's partial dk/dv (float32, the reference's high-precision reduce) back to their owners. */
   const reduceStage = (i: number, pdk: T, pdv: T): void => {
     const stage = rp.stages[i];
     const p = prepareGroupCast(stage.groupCast, key.group.size);
     const row = rowBytes(ops, pdk);
     const span = trace.begin(i, 'comm', 'reduce', { sendBytes: 2 * p.recvRows * row, recvBytes: 2 * p.sendRows * row });
-    reduces.push(ops.groupReduceSum(pdk, dk, stage.groupReduce), ops.groupReduceSum(pdv, dv, stage.groupReduce).then(() => trace.end(span)));
+    reduces.push(comm.reduceSum(pdk, dk, stage), comm.reduceSum(pdv, dv, stage).then(() => trace.end(span)));
   };
 
   if (isNoOverlap(key)) {
     const stage = rp.stages[0];
-    const [kAll, vAll] = await fetchAllKv(ops, k, v, stage, trace);
+    const [kAll, vAll] = await fetchAllKv(ops, comm, k, v, stage, trace);
     const rows = key.shardSeqlen + stage.stageBufferLength;
     const dkAll = ops.zeros('float32', [rows, headsKv, dim]);
     const dvAll = ops.zeros('float32', [rows, headsKv, dim]);
@@ -314,7 +321,7 @@ export async function calcAttnBackward<T extends AttnTensor>(
     dv = ops.rowsView(dvAll, 0, key.shardSeqlen);
     reduceStage(0, ops.rowsView(dkAll, key.shardSeqlen, rows), ops.rowsView(dvAll, key.shardSeqlen, rows));
   } else {
-    const fetches = new StagePipeline(ops, key, k, v, trace);
+    const fetches = new StagePipeline(ops, key, comm, k, v, trace);
     // With no host slice the kernel still yields dsink (it depends on lse, out and dout only).
     let span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea });
     dsink = ops.backward({ ...base, k, v, slices: rp.hostSlices, sink: options.sink, dqAcc: dq, dkAcc: dk, dvAcc: dv }).dsink;
@@ -334,7 +341,7 @@ export async function calcAttnBackward<T extends AttnTensor>(
     }
   }
 
-  const dsinkWork = dsink !== undefined && dsinkReduce !== 'none' ? ops.allReduce(dsink, 'sum') : undefined;
+  const dsinkWork = dsink !== undefined && dsinkReduce !== 'none' ? comm.allReduce(dsink, 'sum') : undefined;
   const span = trace.begin('all', 'comm', 'final');
   await Promise.all(reduces);
   if (dsinkWork !== undefined && dsink !== undefined) {

@@ -9,6 +9,7 @@ export {
   magiAttnFlexKey,
   magiAttnVarlenKey,
   makeKeyForNewMaskAfterDispatch,
+  makeVarlenKeyForNewMaskAfterDispatch,
   getMostRecentKey,
   clearKeyCache,
   cachedKeyCount,
@@ -17,6 +18,7 @@ export {
   type FlexKeyOptions,
   type VarlenKeyOptions,
   type NewMaskOptions,
+  type VarlenNewMaskOptions,
 } from './key.js';
 export { dispatch, undispatch, dispatchBackward, undispatchBackward, roll, getPositionIds, type UndispatchBackwardOptions } from './shard.js';
 export {

@@ -13,6 +13,8 @@ import { requireKnownOptions } from '../util/options.js';
 import { inferMaskFromCuSeqlens } from '../mask/helpers.js';
 import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
 import type { GroupInfo } from '../comm/process-group.js';
+import { isProcessMesh, type ProcessMesh } from '../comm/mesh.js';
+import type { MeshShape } from '../solver/hier-group-collective.js';
 import { buildChunkBuckets, validateMask } from '../solver/chunking.js';
 import { resolveDispatchConfig, resolveOverlapConfig, type DispatchConfig, type OverlapConfig } from '../solver/config.js';
 import { makeDispatchMeta } from '../solver/chunk-assignment.js';
@@ -29,6 +31,8 @@ export class DistAttnRuntimeKey {
     readonly numHeadsQ: number,
     readonly numHeadsKv: number,
     readonly headDim: number,
+    /** The 2-D mesh the plan's hierarchical GroupCast / GroupReduce run over; null when flat. */
+    readonly mesh: ProcessMesh | null = null,
   ) {}
 
   get cpSize(): number {
@@ -62,8 +66,12 @@ export class DistAttnRuntimeKey {
 
 export const DEFAULT_KEY_CACHE_SIZE = 100;
 
+/** Bumped by clearKeyCache() with no group: every cache made before it is stale (emptied on next use). */
+let generation = 0;
+
 class KeyLru {
   readonly entries = new Map<string, DistAttnRuntimeKey>();
+  generation = generation;
   constructor(public maxSize: number) {}
 
   /** A hit refreshes recency (unlike the reference, where only .get() does). */
@@ -84,10 +92,22 @@ class KeyLru {
   }
 }
 
+// A WeakMap, so a group that is dropped takes its keys with it; it cannot be listed, hence the
+// generation count for clearing every group at once.
 const caches = new WeakMap<GroupInfo, KeyLru>();
 
+/** The group's cache, if it has a live one (emptied first when a clear-all came after it was filled). */
+function liveCache(group: GroupInfo): KeyLru | undefined {
+  const c = caches.get(group);
+  if (c !== undefined && c.generation !== generation) {
+    c.entries.clear();
+    c.generation = generation;
+  }
+  return c;
+}
+
 function cacheOf(group: GroupInfo): KeyLru {
-  let c = caches.get(group);
+  let c = liveCache(group);
   if (c === undefined) caches.set(group, (c = new KeyLru(DEFAULT_KEY_CACHE_SIZE)));
   return c;
 }
@@ -102,20 +122,24 @@ export function setKeyCacheCapacity(group: GroupInfo, capacity: number): void {
 
 /** The group's most recently created or reused key. */
 export function getMostRecentKey(group: GroupInfo): DistAttnRuntimeKey {
-  const c = caches.get(group);
+  const c = liveCache(group);
   const last = c === undefined ? undefined : [...c.entries.values()].pop();
   if (last === undefined) throw new InvalidArgumentError('group', 'has no cached runtime key yet');
   return last;
 }
 
-/** Forgets the cached keys of one group. */
-export function clearKeyCache(group: GroupInfo): void {
-  caches.get(group)?.entries.clear();
+/**
+ * Forgets the cached keys of `group`, or with no group those of every group (the reference's
+ * clear_cache(None)); capacities set with setKeyCacheCapacity stay.
+ */
+export function clearKeyCache(group?: GroupInfo): void {
+  if (group === undefined) generation++;
+  else liveCache(group)?.entries.clear();
 }
 
 /** How many keys the group's cache holds now. */
 export function cachedKeyCount(group: GroupInfo): number {
-  return caches.get(group)?.entries.size ?? 0;
+  return liveCache(group)?.entries.size ?? 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,8 +149,12 @@ export interface KeyShapeOptions {
   readonly numHeadsQ: number;
   readonly numHeadsKv: number;
   readonly headDim: number;
-  /** The cp group; its size is the cp size. */
-  readonly group: GroupInfo;
+  /**
+   * The cp group (its size is the cp size), or a 2-D mesh of it (comm/mesh.ts: createProcessMesh)
+   * for hierarchical communication: each k/v token crosses to another node once and is relayed
+   * inside it.
+   */
+  readonly group: GroupInfo | ProcessMesh;
   readonly dispatchConfig?: DispatchConfig;
   readonly overlapConfig?: OverlapConfig;
 }
@@ -158,13 +186,30 @@ function checkShape(o: KeyShapeOptions): void {
     if (!Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError(name, 'must be a positive integer', `got ${String(x)}`);
   }
   if (o.numHeadsQ % o.numHeadsKv !== 0) throw new InvalidArgumentError('numHeadsKv', 'must divide numHeadsQ (GQA groups)', `${o.numHeadsQ} vs ${o.numHeadsKv}`);
-  const g = o.group as GroupInfo | undefined;
-  if (g === undefined || g === null || typeof g.rank !== 'number' || typeof g.size !== 'number') {
-    throw new InvalidArgumentError('group', 'must be a GroupInfo (its size is the cp size)');
-  }
 }
 
-function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions, extra: unknown): string {
+const isGroupInfo = (g: unknown): g is GroupInfo => typeof g === 'object' && g !== null && typeof (g as GroupInfo).rank === 'number' && typeof (g as GroupInfo).size === 'number';
+
+/** The flat group and, when a mesh was given, the mesh (checked against the group). */
+function groupAndMesh(given: GroupInfo | ProcessMesh): { group: GroupInfo; mesh: ProcessMesh | null } {
+  if (isProcessMesh(given)) {
+    const { group, intra, inter, nodes, ranksPerNode } = given;
+    if (!isGroupInfo(group) || !isGroupInfo(intra) || !isGroupInfo(inter)) throw new InvalidArgumentError('group', 'a mesh must hold its group, intra and inter groups (use createProcessMesh)');
+    const L = ranksPerNode;
+    if (nodes * L !== group.size || intra.size !== L || inter.size !== nodes || intra.rank !== group.rank % L || inter.rank !== Math.floor(group.rank / L)) {
+      throw new InvalidArgumentError('group', 'is a mesh whose groups do not tile it (rank = node · ranksPerNode + local index; use createProcessMesh)', `${nodes} × ${L} over ${group.size} ranks`);
+    }
+    return { group, mesh: given };
+  }
+  if (!isGroupInfo(given)) throw new InvalidArgumentError('group', 'must be a GroupInfo (its size is the cp size) or a ProcessMesh');
+  return { group: given, mesh: null };
+}
+
+function meshShapeOf(mesh: ProcessMesh | null): MeshShape | null {
+  return mesh === null ? null : { nodes: mesh.nodes, ranksPerNode: mesh.ranksPerNode };
+}
+
+function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions & { group: GroupInfo }, mesh: MeshShape | null, extra: unknown): string {
   return JSON.stringify([
     kind,
     Array.from(mask.qRanges),
@@ -178,25 +223,29 @@ function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions,
     // Resolved, so that equal configs written differently (property order, defaults spelt out) share a key.
     resolveDispatchConfig(o.dispatchConfig),
     resolveOverlapConfig(o.overlapConfig),
+    mesh,
     extra,
   ]);
 }
 
 function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShapeOptions): DistAttnRuntimeKey {
   checkShape(o);
-  const id = keyId('flex', mask, totalQ, o, totalK);
-  const cache = cacheOf(o.group);
+  const { group, mesh } = groupAndMesh(o.group);
+  const shape = meshShapeOf(mesh);
+  const id = keyId('flex', mask, totalQ, { ...o, group }, shape, totalK);
+  const cache = cacheOf(group);
   const hit = cache.get(id);
   if (hit !== undefined) return hit;
   const plan = planDistAttn({
     mask,
     totalSeqlenQ: totalQ,
     totalSeqlenK: totalK,
-    cpSize: o.group.size,
+    cpSize: group.size,
     dispatchConfig: o.dispatchConfig,
     overlapConfig: o.overlapConfig,
+    ...(shape === null ? {} : { mesh: shape }),
   });
-  const key = new DistAttnRuntimeKey(id, o.group, plan, o.numHeadsQ, o.numHeadsKv, o.headDim);
+  const key = new DistAttnRuntimeKey(id, group, plan, o.numHeadsQ, o.numHeadsKv, o.headDim, mesh);
   cache.set(key);
   return key;
 }
@@ -248,7 +297,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
   requireKnownOptions(options, 'options', ['qRanges', 'kRanges', 'maskTypes', 'numHeadsQ', 'numHeadsKv', 'headDim', 'overlapConfig']);
   const old = keyForDispatch.plan;
   const d = old.dispatch;
-  const shape: KeyShapeOptions = {
+  const shape = {
     numHeadsQ: options.numHeadsQ ?? keyForDispatch.numHeadsQ,
     numHeadsKv: options.numHeadsKv ?? keyForDispatch.numHeadsKv,
     headDim: options.headDim ?? keyForDispatch.headDim,
@@ -258,7 +307,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
   checkShape(shape);
   const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes);
   validateMask(mask, d.unpaddedSeqlen, d.unpaddedSeqlen);
-  const id = keyId('after-dispatch', mask, d.unpaddedSeqlen, shape, keyForDispatch.id);
+  const id = keyId('after-dispatch', mask, d.unpaddedSeqlen, shape, old.mesh, keyForDispatch.id);
   const cache = cacheOf(shape.group);
   const hit = cache.get(id);
   if (hit !== undefined) return hit;
@@ -267,7 +316,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
   const buckets = buildChunkBuckets(mask, d);
   // Position ids must not change with the mask: keep the dispatch key's clamp.
   const dispatch = { ...makeDispatchMeta(d, buckets, d.partitions, old.dispatchConfig.alg, d.maxValidIds), algorithm: d.algorithm };
-  const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig);
+  const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig, old.mesh);
   const plan: DistAttnPlan = {
     formatVersion: 1,
     cpSize: old.cpSize,
@@ -277,12 +326,39 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
     dispatchConfig: old.dispatchConfig,
     overlapConfig,
     overlapDegree: degree,
+    mesh: old.mesh,
     dispatch,
     perRank,
   };
-  const key = new DistAttnRuntimeKey(id, shape.group, plan, shape.numHeadsQ, shape.numHeadsKv, shape.headDim);
+  const key = new DistAttnRuntimeKey(id, shape.group, plan, shape.numHeadsQ, shape.numHeadsKv, shape.headDim, keyForDispatch.mesh);
   cache.set(key);
   return key;
+}
+
+export interface VarlenNewMaskOptions {
+  readonly cuSeqlensQ: ArrayLike<number>;
+  /** Defaults to cuSeqlensQ. */
+  readonly cuSeqlensK?: ArrayLike<number>;
+  readonly causal?: boolean;
+  /** [left, right], -1 unbounded; default [-1, -1] (no window). */
+  readonly windowSize?: readonly [number, number];
+  /** Defaults to the dispatch key's. */
+  readonly overlapConfig?: OverlapConfig;
+}
+
+/**
+ * The varlen form of makeKeyForNewMaskAfterDispatch: the new mask is inferred from cu_seqlens
+ * (full, causal or sliding-window samples, as magiAttnVarlenKey does); head counts are the
+ * dispatch key's. The samples must lie inside the dispatch key's unpadded sequence.
+ */
+export function makeVarlenKeyForNewMaskAfterDispatch(options: VarlenNewMaskOptions, keyForDispatch: DistAttnRuntimeKey): DistAttnRuntimeKey {
+  requireKnownOptions(options, 'options', ['cuSeqlensQ', 'cuSeqlensK', 'causal', 'windowSize', 'overlapConfig']);
+  const inferred = inferMaskFromCuSeqlens(options.cuSeqlensQ, options.cuSeqlensK ?? options.cuSeqlensQ, { causal: options.causal, windowSize: options.windowSize });
+  const m = inferred.slices;
+  return makeKeyForNewMaskAfterDispatch(
+    { qRanges: m.qRanges, kRanges: m.kRanges, maskTypes: m.maskTypes, ...(options.overlapConfig === undefined ? {} : { overlapConfig: options.overlapConfig }) },
+    keyForDispatch,
+  );
 }
 
 /** Throws unless `key` is a runtime key; names the argument. */

@@ -9,6 +9,9 @@
  *   4. the host and remote slices of all ranks, mapped back to global coordinates, cover exactly
  *      the cells of the mask, each as many times as the mask does (once, for a disjoint mask);
  *   5. zero redundancy: every received token is read by some slice of its stage.
+ *   3b. with a mesh, every stage's hierarchical GroupCast, its three collectives run by the
+ *      ordering contract over their sub-groups and gathered into place, delivers exactly the
+ *      flat GroupCast's rows, and no token crosses into a node more than once.
  *   6. at up to DENSE_ORACLE_MAX_TOKENS tokens, 4 again, cell by cell (dense-oracle.ts).
  * Coverage (4) is compared per run of rows with a fixed set of pieces, where a typed piece's row
  * interval has ends that are constant or move with the row; only runs that fail that symbolic
@@ -21,9 +24,10 @@
 import { sliceCount, type SliceList } from '../mask/slice-list.js';
 import { bandHi, bandLo, CAUSAL, emitBand, INVCAUSAL, SliceBuffer } from '../mask/geometry.js';
 import { localOffsets, mergeRanges, rangesLength, RangeBuffer } from '../mask/range-list.js';
-import { matchGroupCast } from '../comm/group-collective-args.js';
+import { matchGroupCast, type GroupCastArgs } from '../comm/group-collective-args.js';
 import { chunkEnd } from './chunking.js';
 import { DENSE_ORACLE_MAX_TOKENS, denseCounts, densePlanCounts } from './dense-oracle.js';
+import type { HierGroupCastArgs } from './hier-group-collective.js';
 import type { DistAttnPlan } from './plan.js';
 
 export interface PlanCheckResult {
@@ -161,6 +165,7 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
       }
     });
   }
+  if (errors.length === 0 && plan.mesh !== null) checkHierStages(plan, hostOf, fail);
   if (errors.length > 0) return { ok: false, errors, maskCells: 0, planCells: 0 };
 
   // 4. Coverage. Mask pieces count +1, plan pieces −1; every row must sum to nothing.
@@ -212,6 +217,107 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
     if (bad >= 0) fail(`dense oracle: cell (q ${Math.floor(bad / n)}, k ${bad % n}) is covered ${got.counts[bad]} times by the plan, ${want[bad]} by the mask`);
   }
   return { ok: errors.length === 0, errors, maskCells, planCells };
+}
+
+/**
+ * 3b: runs every stage's hierarchical GroupCast on the global ranges each buffer holds (sender
+ * buffers: the shards; relay buffers: what the inter step delivered) and compares the gathered
+ * result with the stage buffer.
+ */
+function checkHierStages(plan: DistAttnPlan, hostOf: readonly Int32Array[], fail: (msg: string) => void): void {
+  const mesh = plan.mesh as NonNullable<DistAttnPlan['mesh']>;
+  const P = plan.cpSize;
+  const L = mesh.ranksPerNode;
+  const M = mesh.nodes;
+  if (M * L !== P) return fail(`mesh ${M} × ${L} does not tile cp ${P}`);
+  const membersOfNode = (n: number): number[] => Array.from({ length: L }, (_, l) => n * L + l);
+  const membersOfLocal = (l: number): number[] => Array.from({ length: M }, (_, n) => n * L + l);
+  /** Runs one sub-collective over `members`; returns what each member receives, as packed global ranges. */
+  const deliver = (members: number[], args: GroupCastArgs[], contents: readonly Int32Array[], where: string): Int32Array[] | null => {
+    for (let m = 0; m < members.length; m++) {
+      if (sum(args[m].inputSplitSizes) !== rangesLength(contents[members[m]])) {
+        fail(`${where}, rank ${members[m]}: input splits add up to ${sum(args[m].inputSplitSizes)}, its buffer holds ${rangesLength(contents[members[m]])} rows`);
+        return null;
+      }
+    }
+    let match: Array<Array<[number, number]>>;
+    try {
+      match = matchGroupCast(args);
+    } catch (e) {
+      fail(`${where}: the arguments break the ordering contract: ${(e as Error).message}`);
+      return null;
+    }
+    const inOff = args.map((a) => prefixSums(a.inputSplitSizes));
+    return args.map((_, m) => {
+      const got = new RangeBuffer(8);
+      for (const [src, i] of match[m]) {
+        const c = contents[members[src]];
+        mapLocalToGlobal(c, localOffsets(c), inOff[src][i], inOff[src][i + 1], got);
+      }
+      return got.toArray();
+    });
+  };
+  for (let s = 0; s < plan.overlapDegree; s++) {
+    const hs = plan.perRank.map((rp) => rp.stages[s].hierGroupCast);
+    const missing = hs.findIndex((h) => h === undefined);
+    if (missing >= 0) {
+      fail(`stage ${s} rank ${missing}: no hierarchical GroupCast, although the plan has a mesh`);
+      continue;
+    }
+    const h = hs as HierGroupCastArgs[];
+    const pre: Int32Array[] = new Array<Int32Array>(P);
+    const relay: Int32Array[] = new Array<Int32Array>(P);
+    const post: Int32Array[] = new Array<Int32Array>(P);
+    let ok = true;
+    for (let r = 0; r < P; r++) {
+      h[r].inter.dstIndices.forEach((nodes, i) => {
+        if (nodes.includes(Math.floor(r / L))) {
+          fail(`stage ${s} rank ${r}: inter split ${i} is sent to the rank's own node`);
+          ok = false;
+        }
+      });
+    }
+    for (let n = 0; n < M && ok; n++) {
+      const members = membersOfNode(n);
+      const got = deliver(members, members.map((r) => h[r].preIntra), hostOf, `stage ${s} node ${n} pre-intra`);
+      if (got === null) ok = false;
+      else members.forEach((r, m) => (pre[r] = got[m]));
+    }
+    for (let l = 0; l < L && ok; l++) {
+      const members = membersOfLocal(l);
+      const got = deliver(members, members.map((r) => h[r].inter), hostOf, `stage ${s} local index ${l} inter`);
+      if (got === null) ok = false;
+      else members.forEach((r, m) => (relay[r] = got[m]));
+    }
+    for (let n = 0; n < M && ok; n++) {
+      const members = membersOfNode(n);
+      const got = deliver(members, members.map((r) => h[r].postIntra), relay, `stage ${s} node ${n} post-intra`);
+      if (got === null) ok = false;
+      else members.forEach((r, m) => (post[r] = got[m]));
+    }
+    if (!ok) continue;
+    for (let n = 0; n < M; n++) {
+      const arrived = Int32Array.from(membersOfNode(n).flatMap((r) => Array.from(relay[r])));
+      if (rangesLength(mergeRanges(arrived)) !== rangesLength(arrived)) fail(`stage ${s}: some tokens cross into node ${n} more than once`);
+    }
+    plan.perRank.forEach((rp, r) => {
+      const both = Int32Array.from([...pre[r], ...post[r]]);
+      const place = h[r].placeRanges;
+      const total = rangesLength(both);
+      const got = new RangeBuffer(8);
+      const offsets = localOffsets(both);
+      for (let i = 0; i < place.length; i += 2) {
+        if (place[i] < 0 || place[i + 1] > total || place[i + 1] < place[i]) {
+          fail(`stage ${s} rank ${r}: placeRanges [${place[i]}, ${place[i + 1]}) fall outside the ${total} received rows`);
+          return;
+        }
+        mapLocalToGlobal(both, offsets, place[i], place[i + 1], got);
+      }
+      if (!samePacked(got.toArray(), rp.stages[s].stageBufferGlobalKRanges)) {
+        fail(`stage ${s} rank ${r}: the hierarchical GroupCast delivers ${fmt(got.toArray())}, the stage buffer holds ${fmt(rp.stages[s].stageBufferGlobalKRanges)}`);
+      }
+    });
+  }
 }
 
 /** Maps local slices to global typed pieces (sign −1); returns their cells. */
@@ -325,7 +431,10 @@ function checkSliceBox(sl: SliceList, rows: number, cols: number, where: string,
   }
 }
 
-/** Appends the global ranges of local positions [a, b) of a shard with the given global ranges. */
+/**
+ * Appends, in order, the global ranges of positions [a, b) of a buffer that packs the given
+ * global ranges end to end (a shard, a stage buffer, a relay buffer).
+ */
 function mapLocalToGlobal(global: Int32Array, local: Float64Array, a: number, b: number, out: RangeBuffer): void {
   for (let p = 0; p < global.length / 2 && a < b; p++) {
     const ls = local[p];
@@ -333,7 +442,7 @@ function mapLocalToGlobal(global: Int32Array, local: Float64Array, a: number, b:
     if (le <= a) continue;
     const s = Math.max(a, ls);
     const e = Math.min(b, le);
-    if (e > s) out.pushMerged(global[2 * p] + (s - ls), global[2 * p] + (e - ls));
+    if (e > s) out.pushJoined(global[2 * p] + (s - ls), global[2 * p] + (e - ls));
     a = e;
   }
 }

@@ -23,6 +23,9 @@ export {
 export { overlapChunking, uniformStages, greedyStages, overlapCost, solveOverlapStages } from './overlap.js';
 export { planAllRanks, planRankHost, planRankStageBounds, planRankStages, type RankSlicing, type RankStages } from './dist-attn.js';
 export { buildStageGroupCast } from './group-collective-args.js';
+export { buildHierGroupCast, checkMeshShape, hierRows, interNodeRows, type HierGroupCastArgs, type MeshShape } from './hier-group-collective.js';
+export { planRoll, normalizeShift, type RankRoll } from './roll.js';
+export { chunkPlacement, shardSourceRanges, unpermuteRanges, reduceScatterArgs, type ChunkPlacement } from './shard-layout.js';
 export { checkPlan, type PlanCheckResult } from './check-plan.js';
 export * from './baselines.js';
 export { planDistAttn, planDistAttnTimed, planRanksForDispatch, type PlanRequest, type PlanTimings } from './solve.js';

@@ -9,7 +9,7 @@ import { MASK_TYPE_CODES, type AttnMaskType } from '../mask/mask-type.js';
 import { sliceListToJSON, type SliceList } from '../mask/slice-list.js';
 import { parseWithSchema } from '../util/schema.js';
 import { DISPATCH_ALG_TYPES } from './config.js';
-import type { DistAttnPlan, DispatchMeta, RankPlan } from './plan.js';
+import type { DistAttnPlan, DispatchMeta, GroupCastArgs, RankPlan } from './plan.js';
 
 const nat = z.int().nonnegative();
 const pos = z.int().positive();
@@ -25,23 +25,26 @@ const dispatchAlgJSON = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('contiguous-runs'), maxImbalance: z.number() }),
 ]);
 
+const groupCastJSON = z.strictObject({
+  inputSplitSizes: z.array(nat),
+  dstIndices: z.array(z.array(nat)),
+  outputSplitSizes: z.array(nat),
+  srcIndex: z.array(nat),
+});
+
 const stageJSON = z.strictObject({
   stageBufferGlobalKRanges: flatRanges,
   stageBufferLength: nat,
   remoteSlices: slicesJSON,
   remoteArea: z.number().nonnegative(),
-  groupCast: z.strictObject({
-    inputSplitSizes: z.array(nat),
-    dstIndices: z.array(z.array(nat)),
-    outputSplitSizes: z.array(nat),
-    srcIndex: z.array(nat),
-  }),
+  groupCast: groupCastJSON,
   groupReduce: z.strictObject({
     inputSplitSizes: z.array(nat),
     dstIndex: z.array(nat),
     outputSplitSizes: z.array(nat),
     srcIndices: z.array(z.array(nat)),
   }),
+  hierGroupCast: z.strictObject({ preIntra: groupCastJSON, inter: groupCastJSON, postIntra: groupCastJSON, placeRanges: flatRanges }).optional(),
 });
 
 /** The schema of a plan file (formatVersion 1). */
@@ -65,6 +68,7 @@ export const planJSONSchema = z.strictObject({
     noOverlap: z.boolean(),
   }),
   overlapDegree: nat,
+  mesh: z.strictObject({ nodes: pos, ranksPerNode: pos }).nullable().default(null),
   dispatch: z.strictObject({
     cpSize: pos,
     unpaddedSeqlen: pos,
@@ -116,6 +120,12 @@ function slicesFromJSON(json: SlicesJSON): SliceList {
 
 const arr = (a: ArrayLike<number>): number[] => Array.from(a);
 const lists = (a: readonly (readonly number[])[]): number[][] => a.map((x) => [...x]);
+const groupCastToJSON = (g: GroupCastArgs): z.infer<typeof groupCastJSON> => ({
+  inputSplitSizes: arr(g.inputSplitSizes),
+  dstIndices: lists(g.dstIndices),
+  outputSplitSizes: arr(g.outputSplitSizes),
+  srcIndex: arr(g.srcIndex),
+});
 
 /** The plan as JSON-ready data; JSON.stringify it to save a plan. */
 export function planToJSON(plan: DistAttnPlan): PlanJSON {
@@ -129,6 +139,7 @@ export function planToJSON(plan: DistAttnPlan): PlanJSON {
     dispatchConfig: { ...plan.dispatchConfig, alg: { ...plan.dispatchConfig.alg } },
     overlapConfig: { ...plan.overlapConfig },
     overlapDegree: plan.overlapDegree,
+    mesh: plan.mesh === null ? null : { ...plan.mesh },
     dispatch: {
       cpSize: d.cpSize,
       unpaddedSeqlen: d.unpaddedSeqlen,
@@ -159,24 +170,35 @@ export function planToJSON(plan: DistAttnPlan): PlanJSON {
         stageBufferLength: s.stageBufferLength,
         remoteSlices: sliceListToJSON(s.remoteSlices),
         remoteArea: s.remoteArea,
-        groupCast: {
-          inputSplitSizes: arr(s.groupCast.inputSplitSizes),
-          dstIndices: lists(s.groupCast.dstIndices),
-          outputSplitSizes: arr(s.groupCast.outputSplitSizes),
-          srcIndex: arr(s.groupCast.srcIndex),
-        },
+        groupCast: groupCastToJSON(s.groupCast),
         groupReduce: {
           inputSplitSizes: arr(s.groupReduce.inputSplitSizes),
           dstIndex: arr(s.groupReduce.dstIndex),
           outputSplitSizes: arr(s.groupReduce.outputSplitSizes),
           srcIndices: lists(s.groupReduce.srcIndices),
         },
+        ...(s.hierGroupCast === undefined
+          ? {}
+          : {
+              hierGroupCast: {
+                preIntra: groupCastToJSON(s.hierGroupCast.preIntra),
+                inter: groupCastToJSON(s.hierGroupCast.inter),
+                postIntra: groupCastToJSON(s.hierGroupCast.postIntra),
+                placeRanges: arr(s.hierGroupCast.placeRanges),
+              },
+            }),
       })),
     })),
   };
 }
 
 const i32 = (x: readonly number[]): Int32Array => Int32Array.from(x);
+const groupCastFromJSON = (g: z.infer<typeof groupCastJSON>): GroupCastArgs => ({
+  inputSplitSizes: i32(g.inputSplitSizes),
+  dstIndices: g.dstIndices,
+  outputSplitSizes: i32(g.outputSplitSizes),
+  srcIndex: i32(g.srcIndex),
+});
 
 /**
  * Rebuilds a plan from planToJSON's output (or its JSON.parse). Throws an InvalidArgumentError
@@ -207,8 +229,18 @@ export function planFromJSON(json: unknown): DistAttnPlan {
       stageBufferLength: s.stageBufferLength,
       remoteSlices: slicesFromJSON(s.remoteSlices),
       remoteArea: s.remoteArea,
-      groupCast: { ...s.groupCast, inputSplitSizes: i32(s.groupCast.inputSplitSizes), outputSplitSizes: i32(s.groupCast.outputSplitSizes), srcIndex: i32(s.groupCast.srcIndex) },
+      groupCast: groupCastFromJSON(s.groupCast),
       groupReduce: { ...s.groupReduce, inputSplitSizes: i32(s.groupReduce.inputSplitSizes), dstIndex: i32(s.groupReduce.dstIndex), outputSplitSizes: i32(s.groupReduce.outputSplitSizes) },
+      ...(s.hierGroupCast === undefined
+        ? {}
+        : {
+            hierGroupCast: {
+              preIntra: groupCastFromJSON(s.hierGroupCast.preIntra),
+              inter: groupCastFromJSON(s.hierGroupCast.inter),
+              postIntra: groupCastFromJSON(s.hierGroupCast.postIntra),
+              placeRanges: i32(s.hierGroupCast.placeRanges),
+            },
+          }),
     })),
   }));
   return {
@@ -220,6 +252,7 @@ export function planFromJSON(json: unknown): DistAttnPlan {
     dispatchConfig: j.dispatchConfig,
     overlapConfig: j.overlapConfig,
     overlapDegree: j.overlapDegree,
+    mesh: j.mesh,
     dispatch,
     perRank,
   };

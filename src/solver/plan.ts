@@ -13,6 +13,7 @@ import type { GroupCastArgs, GroupReduceArgs } from '../comm/group-collective-ar
 import type { SliceList } from '../mask/slice-list.js';
 import type { Chunking } from './chunking.js';
 import type { DispatchAlgType, ResolvedDispatchConfig, ResolvedOverlapConfig } from './config.js';
+import type { HierGroupCastArgs, MeshShape } from './hier-group-collective.js';
 
 export type { GroupCastArgs, GroupReduceArgs };
 
@@ -45,6 +46,8 @@ export interface StagePlan {
   readonly remoteArea: number;
   readonly groupCast: GroupCastArgs;
   readonly groupReduce: GroupReduceArgs;
+  /** The same GroupCast over the plan's mesh (present when the plan has one); its reduce is the exact reverse. */
+  readonly hierGroupCast?: HierGroupCastArgs;
 }
 
 export interface RankPlan {
@@ -70,6 +73,8 @@ export interface DistAttnPlan {
   readonly overlapConfig: ResolvedOverlapConfig;
   /** Number of remote stages (the same on every rank; some may be empty). */
   readonly overlapDegree: number;
+  /** Hierarchical communication over this 2-D mesh (every stage carries hierGroupCast); null: flat. */
+  readonly mesh: MeshShape | null;
   readonly dispatch: DispatchMeta;
   readonly perRank: readonly RankPlan[];
 }

@@ -10,6 +10,7 @@ import { planAllRanks } from './dist-attn.js';
 import { makeDispatchMeta, solveDispatch } from './chunk-assignment.js';
 import { toGroupReduceArgs } from '../comm/group-collective-args.js';
 import { buildStageGroupCast } from './group-collective-args.js';
+import { buildHierGroupCast, checkMeshShape, type MeshShape } from './hier-group-collective.js';
 import type { DispatchMeta, DistAttnPlan, RankPlan } from './plan.js';
 
 export interface PlanRequest {
@@ -21,6 +22,8 @@ export interface PlanRequest {
   readonly cpSize: number;
   readonly dispatchConfig?: DispatchConfig;
   readonly overlapConfig?: OverlapConfig;
+  /** Plan hierarchical GroupCast / GroupReduce over this mesh (nodes × ranksPerNode = cpSize). */
+  readonly mesh?: MeshShape;
 }
 
 /** Milliseconds spent in each part of the planner. */
@@ -47,6 +50,8 @@ export function planDistAttn(request: PlanRequest): DistAttnPlan {
 export function planDistAttnTimed(request: PlanRequest, now: () => number = () => performance.now()): { plan: DistAttnPlan; timings: PlanTimings } {
   const t0 = now();
   checkCpSize(request.cpSize);
+  const mesh = request.mesh === undefined ? null : { nodes: request.mesh.nodes, ranksPerNode: request.mesh.ranksPerNode };
+  if (mesh !== null) checkMeshShape(mesh, request.cpSize, 'mesh');
   const dispatchConfig = resolveDispatchConfig(request.dispatchConfig);
   const overlapConfig = resolveOverlapConfig(request.overlapConfig);
   const totalK = request.totalSeqlenK ?? request.totalSeqlenQ;
@@ -60,7 +65,7 @@ export function planDistAttnTimed(request: PlanRequest, now: () => number = () =
   const t2 = now();
 
   const marks: number[] = [];
-  const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig, () => marks.push(now()));
+  const { perRank, degree } = planRanksForDispatch(dispatch, buckets, overlapConfig, mesh, () => marks.push(now()));
   const [t3, t4, t5] = marks;
   const plan: DistAttnPlan = {
     formatVersion: 1,
@@ -71,6 +76,7 @@ export function planDistAttnTimed(request: PlanRequest, now: () => number = () =
     dispatchConfig,
     overlapConfig,
     overlapDegree: degree,
+    mesh,
     dispatch,
     perRank,
   };
@@ -91,18 +97,21 @@ export function planDistAttnTimed(request: PlanRequest, now: () => number = () =
 
 /**
  * The per-rank part of a plan for a given dispatch: host and remote slices, overlap stages, and
- * the GroupCast / GroupReduce arguments of every stage. planDistAttn calls it after solving the
- * dispatch; a new mask over an existing dispatch (the runtime's makeKeyForNewMaskAfterDispatch)
- * calls it on its own. `mark` is called after the host, overlap and remote phases (for timings).
+ * the GroupCast / GroupReduce arguments of every stage (also in hierarchical form with a mesh).
+ * planDistAttn calls it after solving the dispatch; a new mask over an existing dispatch (the
+ * runtime's makeKeyForNewMaskAfterDispatch) calls it on its own. `mark` is called after the
+ * host, overlap and remote phases (for timings).
  */
 export function planRanksForDispatch(
   dispatch: DispatchMeta,
   buckets: ChunkBuckets,
   overlapConfig: ResolvedOverlapConfig,
+  mesh: MeshShape | null = null,
   mark?: () => void,
 ): { perRank: RankPlan[]; degree: number } {
   const { slicing, stages, degree } = planAllRanks(dispatch, buckets, overlapConfig, mark);
   const perStageCast = Array.from({ length: degree }, (_, s) => buildStageGroupCast(dispatch, stages.map((st) => st.stageBufferGlobalKRanges[s])));
+  const perStageHier = mesh === null ? null : perStageCast.map((casts) => buildHierGroupCast(casts, mesh));
   const perRank: RankPlan[] = slicing.map((sl, r) => ({
     rank: r,
     hostGlobalRanges: sl.hostGlobalRanges,
@@ -121,6 +130,7 @@ export function planRanksForDispatch(
         remoteArea: stages[r].remoteArea[s],
         groupCast,
         groupReduce: toGroupReduceArgs(groupCast),
+        ...(perStageHier === null ? {} : { hierGroupCast: perStageHier[s][r] }),
       };
     }),
   }));

@@ -31,6 +31,15 @@ export class LocalDeviceGroup extends LocalExchangeGroup<DeviceArray> implements
   ) {
     super(world, rank, name, timeoutMs, { buffer: device.alloc(0), byteOffset: 0, length: 0, dtype: 'float32' }, (b) => bytesPerElement(b.dtype));
   }
+
+  /** Sub-groups share this group's device and streams (and its world's buffer kind). */
+  protected override subGroup(world: LocalWorld<DeviceArray>, rank: number, name: string): LocalDeviceGroup {
+    return new LocalDeviceGroup(world, rank, name, this.timeoutMs, this.device, this.stream, this.computeStream);
+  }
+
+  override split(color: number, key?: number): Promise<LocalDeviceGroup> {
+    return super.split(color, key) as Promise<LocalDeviceGroup>;
+  }
 }
 
 /** A world of `size` ranks on `device`, its groups in rank order, and the world (to abort it). */

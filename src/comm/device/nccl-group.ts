@@ -71,9 +71,10 @@ export class NcclProcessGroup implements DeviceProcessGroup {
     readonly name: string,
     readonly timeoutMs: number,
     private readonly onFatal: ((e: Error) => void) | undefined,
+    streams?: { readonly stream: Stream; readonly computeStream: Stream },
   ) {
-    this.stream = device.createStream({ blocking: true });
-    this.computeStream = device.createStream({ blocking: true });
+    this.stream = streams?.stream ?? device.createStream({ blocking: true });
+    this.computeStream = streams?.computeStream ?? device.createStream({ blocking: true });
     this.barrierBuf = { buffer: device.alloc(4), byteOffset: 0, length: 1, dtype: 'float32' };
     this.barrierBuf.buffer.fill(0);
     this.watchdog = setInterval(() => this.watch(), WATCHDOG_MS);
@@ -100,13 +101,18 @@ export class NcclProcessGroup implements DeviceProcessGroup {
     return this.lib.versionString;
   }
 
-  /** A sub-group of the ranks that pass the same `color` (ordered by `key`), e.g. one row of a 2-D mesh. */
+  /**
+   * A sub-group of the ranks that pass the same `color` (ordered by `key`), e.g. one row of a 2-D
+   * mesh. It queues on this group's streams, so its collectives and this group's run in the order
+   * they are issued (the distributed runtime mixes them in one call); every rank issues them in
+   * the same order, so no rank waits on a collective that a peer queued behind another.
+   */
   async split(color: number, key = this.rank): Promise<NcclProcessGroup> {
     this.throwIfFailed('split');
     const comm = this.lib.commSplit(this.comm, color, key);
     await settle(this.lib, comm, this.timeoutMs, () => `ncclCommSplit on rank ${this.rank} of group '${this.name}' did not complete in ${this.timeoutMs} ms`);
     const [r, n] = this.lib.rankAndSize(comm);
-    return new NcclProcessGroup(this.lib, comm, this.device, r, n, `${this.name}/${color}`, this.timeoutMs, this.onFatal);
+    return new NcclProcessGroup(this.lib, comm, this.device, r, n, `${this.name}/${color}`, this.timeoutMs, this.onFatal, { stream: this.stream, computeStream: this.computeStream });
   }
 
   allToAllV<T extends DeviceArray>(send: T, sendCounts: Counts, recv: T, recvCounts: Counts): CommWork<T> {

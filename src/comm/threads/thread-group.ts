@@ -20,10 +20,14 @@
  * Failure: each exchange has a timer (the group's timeout) and rejects naming the peers it still
  * waits for; a peer's port closing fails the exchanges that wait on it; `abort()` (called when the
  * launcher reports that another rank failed) rejects everything pending at once.
+ *
+ * Sub-groups (`split`) share the rank's ports: every message carries its group's channel, and the
+ * rank's links hand it to that group, which keeps its own sequence numbers. A message for a
+ * sub-group this rank has not made yet (a faster peer finished the split first) waits in the links.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { CommAbortedError, CommMismatchError, CommTimeoutError } from '../errors.js';
-import { HostExchangeGroup, type SendItem } from '../exchange-group.js';
+import { checkSplitArgs, HostExchangeGroup, splitMembers, type SendItem } from '../exchange-group.js';
 import type { HostArray } from '../process-group.js';
 
 /** Payloads up to this size ride inside the message; above it they go through shared memory. */
@@ -34,6 +38,8 @@ const POOL_MAX_BYTES = 512 * 2 ** 20;
 
 interface DataMessage {
   readonly t: 'data';
+  /** The group's channel ('' for the group the launcher made, a path for sub-groups). */
+  readonly ch: string;
   readonly seq: number;
   /** The collective's label; must match on both sides. */
   readonly op: string;
@@ -49,6 +55,7 @@ interface DataMessage {
 
 interface AckMessage {
   readonly t: 'ack';
+  readonly ch: string;
   readonly seq: number;
 }
 
@@ -76,6 +83,64 @@ export interface ThreadGroupInit {
   readonly timeoutMs: number;
   /** ports[p]: the port shared with rank p (null at this rank's own index). */
   readonly ports: readonly (MessagePort | null)[];
+}
+
+/**
+ * A rank's ports to every other rank of the launch, shared by the group the launcher made and the
+ * sub-groups split from it: routes each message to its channel's group.
+ */
+class ThreadLinks {
+  private readonly groups = new Map<string, ThreadProcessGroup>();
+  private readonly early = new Map<string, Array<[number, PeerMessage]>>();
+  readonly pool = new SharedPool();
+
+  constructor(readonly ports: readonly (MessagePort | null)[]) {
+    ports.forEach((port, peer) => {
+      if (port === null) return;
+      port.on('message', (m: PeerMessage) => this.route(peer, m));
+      port.on('close', () => this.peerGone(peer));
+    });
+  }
+
+  register(ch: string, group: ThreadProcessGroup): void {
+    this.groups.set(ch, group);
+    const waiting = this.early.get(ch);
+    this.early.delete(ch);
+    for (const [peer, m] of waiting ?? []) group.receive(peer, m);
+  }
+
+  unregister(ch: string): void {
+    this.groups.delete(ch);
+  }
+
+  send(peer: number, m: PeerMessage, transfer: ArrayBuffer[] = []): void {
+    (this.ports[peer] as MessagePort).postMessage(m, transfer);
+  }
+
+  /** Every group on these links (the launcher's and its sub-groups). */
+  all(): ThreadProcessGroup[] {
+    return [...this.groups.values()];
+  }
+
+  close(): void {
+    for (const port of this.ports) port?.close();
+    this.pool.clear();
+  }
+
+  private route(peer: number, m: PeerMessage): void {
+    const g = this.groups.get(m.ch);
+    if (g !== undefined) {
+      g.receive(peer, m);
+      return;
+    }
+    let list = this.early.get(m.ch);
+    if (list === undefined) this.early.set(m.ch, (list = []));
+    list.push([peer, m]);
+  }
+
+  private peerGone(peer: number): void {
+    for (const g of this.all()) g.peerGone(peer);
+  }
 }
 
 /** Recycles staging buffers by power-of-two size class. */
@@ -115,33 +180,97 @@ function bytesOf(a: HostArray): Uint8Array {
 
 const rankList = (ranks: Iterable<number>): string => [...ranks].sort((a, b) => a - b).join(', ');
 
+/** A sub-group's place on its parent's links. */
+interface SubGroupInit {
+  readonly links: ThreadLinks;
+  readonly ch: string;
+  /** Launch rank of every member, by group rank. */
+  readonly members: readonly number[];
+  readonly rank: number;
+  readonly name: string;
+  readonly timeoutMs: number;
+}
+
 export class ThreadProcessGroup extends HostExchangeGroup {
   readonly backend = 'threads';
-  private readonly ports: readonly (MessagePort | null)[];
+  private readonly links: ThreadLinks;
+  private readonly ch: string;
+  /** Launch rank of every member, by group rank (the identity for the launcher's group). */
+  private readonly members: readonly number[];
   private readonly active = new Map<number, Exchange>();
   private readonly stash = new Map<number, Map<number, DataMessage>>();
   private readonly gone = new Set<number>();
-  private readonly pool = new SharedPool();
   private failure: { rank: number; reason: string } | null = null;
 
-  constructor(init: ThreadGroupInit) {
-    super(init.rank, init.size, init.name, init.timeoutMs);
-    this.ports = init.ports;
-    init.ports.forEach((port, peer) => {
-      if (port === null) return;
-      port.on('message', (m: PeerMessage) => this.onMessage(peer, m));
-      port.on('close', () => this.onPeerGone(peer));
+  constructor(init: ThreadGroupInit | SubGroupInit) {
+    const sub = 'links' in init;
+    super(init.rank, sub ? init.members.length : init.size, init.name, init.timeoutMs);
+    this.links = sub ? init.links : new ThreadLinks(init.ports);
+    this.ch = sub ? init.ch : '';
+    this.members = sub ? init.members : Array.from({ length: init.size }, (_, r) => r);
+    this.links.register(this.ch, this);
+  }
+
+  /** Closing the launcher's group closes the ports (and so every sub-group); a sub-group only stops. */
+  close(): void {
+    if (this.ch === '') {
+      for (const g of this.links.all()) g.stop('the group was closed on this rank');
+      this.links.close();
+    } else {
+      this.stop('the group was closed on this rank');
+    }
+  }
+
+  /**
+   * Rejects every pending and future collective: rank `failedRank` failed for `reason`. On the
+   * launcher's group it stops every sub-group too (the run is over).
+   */
+  abort(failedRank: number, reason: string): void {
+    if (this.ch !== '') {
+      this.stopWith(failedRank, reason);
+      return;
+    }
+    for (const g of this.links.all()) g.stopWith(failedRank, reason);
+  }
+
+  /**
+   * The sub-group of the ranks with the same `color` (by key, then rank), on the same ports: an
+   * all-gather of every rank's (color, key), then a group on its own channel.
+   */
+  async split(color: number, key: number = this.rank): Promise<ThreadProcessGroup> {
+    checkSplitArgs(color, key);
+    const seq = this.nextSeq;
+    const pairs = new Int32Array(2 * this.size);
+    await this.allGather(Int32Array.of(color, key), pairs).wait();
+    const members = splitMembers(pairs, color);
+    return new ThreadProcessGroup({
+      links: this.links,
+      ch: `${this.ch}/${seq}.${color}`,
+      members: members.map((r) => this.members[r]),
+      rank: members.indexOf(this.rank),
+      name: `${this.name}/${color}`,
+      timeoutMs: this.timeoutMs,
     });
   }
 
-  close(): void {
-    this.abort(-1, 'the group was closed on this rank');
-    for (const port of this.ports) port?.close();
-    this.pool.clear();
+  /** A message from launch rank `from` on this group's channel. */
+  receive(from: number, m: PeerMessage): void {
+    const peer = this.members.indexOf(from);
+    if (peer >= 0) this.onMessage(peer, m);
   }
 
-  /** Rejects every pending and future collective: rank `failedRank` failed for `reason`. */
-  abort(failedRank: number, reason: string): void {
+  /** Launch rank `from` left: fails the exchanges that wait on it. */
+  peerGone(from: number): void {
+    const peer = this.members.indexOf(from);
+    if (peer >= 0) this.onPeerGone(peer);
+  }
+
+  private stop(reason: string): void {
+    this.stopWith(-1, reason);
+    this.links.unregister(this.ch);
+  }
+
+  private stopWith(failedRank: number, reason: string): void {
     if (this.failure === null) this.failure = { rank: failedRank, reason };
     for (const ex of [...this.active.values()]) this.fail(ex, this.abortError(ex.op, ex.seq));
     this.stash.clear();
@@ -195,11 +324,11 @@ export class ThreadProcessGroup extends HostExchangeGroup {
     for (const item of items) {
       if (item.src.byteLength > INLINE_MAX_BYTES && !(item.src.buffer instanceof SharedArrayBuffer)) staged += align8(item.src.byteLength);
     }
-    if (staged > 0) ex.staging = this.pool.acquire(staged);
+    if (staged > 0) ex.staging = this.links.pool.acquire(staged);
     let at = 0;
     for (const item of items) {
       const bytes = item.src.byteLength;
-      const head = { t: 'data' as const, seq: ex.seq, op: ex.op, type: ex.type, count: item.src.length, bytes };
+      const head = { t: 'data' as const, ch: this.ch, seq: ex.seq, op: ex.op, type: ex.type, count: item.src.length, bytes };
       if (bytes > INLINE_MAX_BYTES) {
         let buf: SharedArrayBuffer;
         let off: number;
@@ -226,7 +355,7 @@ export class ThreadProcessGroup extends HostExchangeGroup {
   }
 
   private send(peer: number, m: PeerMessage, transfer: ArrayBuffer[] = []): void {
-    (this.ports[peer] as MessagePort).postMessage(m, transfer);
+    this.links.send(this.members[peer], m, transfer);
   }
 
   private onMessage(peer: number, m: PeerMessage): void {
@@ -247,7 +376,7 @@ export class ThreadProcessGroup extends HostExchangeGroup {
       bySender.set(peer, m);
     } else if (m.shared) {
       // The collective already failed here; free the sender's buffer anyway.
-      this.send(peer, { t: 'ack', seq: m.seq });
+      this.send(peer, { t: 'ack', ch: this.ch, seq: m.seq });
     }
   }
 
@@ -259,7 +388,7 @@ export class ThreadProcessGroup extends HostExchangeGroup {
     else if (m.type !== ex.type) problem = `rank ${peer} sends ${m.type} data, rank ${this.rank} expects ${ex.type}`;
     else if (m.count !== slot.length) problem = `rank ${peer} sends ${m.count} elements to rank ${this.rank}, which expects ${slot.length}`;
     else if (m.bytes > 0) bytesOf(slot).set(new Uint8Array(m.buf as ArrayBuffer, m.off, m.bytes));
-    if (m.shared) this.send(peer, { t: 'ack', seq: m.seq });
+    if (m.shared) this.send(peer, { t: 'ack', ch: this.ch, seq: m.seq });
     if (problem !== null) {
       this.fail(ex, new CommMismatchError(`${this.describe(ex.op, ex.seq)}: ${problem}`));
       return;
@@ -272,7 +401,7 @@ export class ThreadProcessGroup extends HostExchangeGroup {
     ex.settled = true;
     clearTimeout(ex.timer);
     this.active.delete(ex.seq);
-    if (ex.staging !== null) this.pool.release(ex.staging);
+    if (ex.staging !== null) this.links.pool.release(ex.staging);
     ex.resolve();
   }
 
