@@ -1,9 +1,11 @@
 /**
  * The distributed pipeline end to end on worker-thread ranks: for random masks (varlen full and
  * causal, block-causal, sliding window, overlapping q ranges, random slices that may share cells),
- * GQA, sink, softcap, cp 1, 2, 3, 4, 8 and overlap degree 0-4,
- * undispatch(calcAttn(dispatch(x))) and the backward equal single-device flexFlashAttn on the
- * whole sequence: out, lse, maxLogits, dq, dk, dv and dsink (summed over ranks).
+ * GQA, sink, softcap, cp 1, 2, 3, 4, 8, overlap degree 0-4, even and uneven shards (a third of
+ * the cases: ranks holding different numbers of tokens), and hierarchical communication over
+ * meshes of 2x2 and 2x4 thread ranks, undispatch(calcAttn(dispatch(x))) and the backward equal
+ * single-device flexFlashAttn on the whole sequence: out, lse, maxLogits, dq, dk, dv and dsink
+ * (summed over ranks).
  *
  * Tolerances, float32 inputs, relative to the element and to the tensor's largest element
  * (compareClose). Both sides run the same float32 CPU kernel; the distributed result differs only
@@ -66,6 +68,7 @@ function makeCases(seed: number, cp: number, count: number): CalcAttnCase[] {
       sink: i % 3 === 0 ? rng.int(1, 3) : 0,
       softcap: i % 4 === 1 ? 5 : 0,
       dtype: 'float32',
+      unevenShard: i % 3 === 2,
     });
   }
   return cases;
@@ -89,6 +92,35 @@ for (const cp of [1, 2, 3, 4, 8]) {
     for (const c of reports) for (const r of c.reports) worst[r.label] = Math.max(worst[r.label] ?? 0, r.worstRatio);
     t.diagnostic(`worst error / allowed: ${Object.entries(worst).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
     t.diagnostic(`stages per case: ${reports.map((r) => r.stages).join(' ')}; padding: ${reports.map((r) => r.padSize).join(' ')}`);
+    const uneven = reports.filter((r) => / uneven /.test(r.name));
+    t.diagnostic(`uneven shard lengths: ${uneven.map((r) => r.shardSeqlens.join('/')).join(' ')}`);
+    if (cp > 1) {
+      assert.ok(uneven.length >= 2, 'some cases have uneven shards');
+      assert.ok(
+        uneven.every((r) => r.padSize === 0),
+        'an uneven shard has no padding',
+      );
+      assert.ok(
+        uneven.some((r) => new Set(r.shardSeqlens).size > 1),
+        `some uneven case gives ranks different lengths: ${uneven.map((r) => r.shardSeqlens.join('/')).join(' ')}`,
+      );
+    }
+  });
+}
+
+for (const [nodes, ranksPerNode] of [
+  [2, 2],
+  [2, 4],
+]) {
+  const cp = nodes * ranksPerNode;
+  test(`hierarchical GroupCast / GroupReduce on a ${nodes}x${ranksPerNode} mesh of thread ranks: calcAttn and its gradients equal single-device flexFlashAttn`, async (t) => {
+    const seed = freshSeed();
+    t.diagnostic(`seed ${seed}`);
+    const cases = makeCases(seed, cp, cp === 8 ? 5 : 6).map((c) => ({ ...c, ranksPerNode }));
+    const results = await spawnRanks<CaseReport[], CalcAttnArgs>(cp, rankScript, { cases, tolerances: F32_DIST });
+    assertReports(results[0], seed);
+    assert.equal(results[0].length, cases.length);
+    t.diagnostic(`stages per case: ${results[0].map((r) => r.stages).join(' ')}`);
   });
 }
 

@@ -15,6 +15,7 @@ import { freshSeed } from '../util/rng.js';
 import {
   BENCH_HEAD_SHAPE,
   checkPlan,
+  interNodeRows,
   DISPATCH_ALG_TYPES,
   planCommSummary,
   planDistAttnTimed,
@@ -27,10 +28,11 @@ import {
   type DispatchAlgType,
   type DistAttnPlan,
   type HeadShape,
+  type MeshShape,
   type OverlapConfig,
   type PlanTimings,
 } from '../solver/index.js';
-import { autoOverlapConfig, kernelShapeOf, parseLink } from '../cost/index.js';
+import { autoOverlapConfig, kernelShapeOf, kvTokenBytes, parseLink } from '../cost/index.js';
 import { addCostModelOptions, defaultKernelJson, loadThroughput } from './cost-model.js';
 import { intAtLeast, intOrWord, windowPair } from './flags.js';
 import type { CliContext } from './program.js';
@@ -82,6 +84,8 @@ export const PER_RANK_ROWS_MAX_CP = 32;
 export interface ReportOptions {
   /** Median of more solver runs once warm (--timing), in ms. */
   readonly warmMs?: number;
+  /** Ranks per node for the inter-node traffic line (default 8; no line unless cp is a larger multiple). */
+  readonly ranksPerNode?: number;
   /** Print every rank's row even above PER_RANK_ROWS_MAX_CP. */
   readonly perRank?: boolean;
   readonly checked?: { ok: boolean; errors: string[] };
@@ -95,7 +99,9 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
   const stats = planStats(plan);
   lines.push(`mask: ${spec.description}`);
   lines.push(
-    `cp ${plan.cpSize}: chunk ${d.chunkSize} (${d.numChunks} chunks, ${d.numChunks / plan.cpSize} per rank), pad ${d.padSize}; dispatch ${d.algorithm}; ` +
+    `cp ${plan.cpSize}: chunk ${d.chunkSize} (${d.numChunks} chunks, ` +
+      (d.unevenShard ? `uneven shard: ${fmtInt(Math.min(...d.shardSeqlens))}-${fmtInt(d.shardSeqlen)} tokens per rank), ` : `${d.numChunks / plan.cpSize} per rank), pad ${d.padSize}; `) +
+      `dispatch ${d.algorithm}; ` +
       `overlap degree ${plan.overlapDegree}${oc.noOverlap ? ' (no overlap)' : ''} (${oc.mode}, ${oc.alg})`,
   );
   lines.push('');
@@ -155,6 +161,15 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
   );
   lines.push('  (ring: k/v of all other ranks, per-document zig-zag; ulysses: q, k, v and o rows, heads split over cp)');
   for (const b of baselines) if (b.note !== undefined) lines.push(`  note: ${b.method} ${b.note}`);
+  const inter = interNodeTraffic(plan, options.ranksPerNode ?? plan.mesh?.ranksPerNode ?? 8, heads);
+  if (inter !== null) {
+    lines.push('');
+    lines.push(
+      `inter-node k/v bytes, forward (${inter.mesh.nodes} nodes of ${inter.mesh.ranksPerNode}): flat ${fmtBytes(inter.flatBytes)}, ` +
+        `hierarchical ${fmtBytes(inter.hierBytes)} (${(inter.hierBytes / Math.max(1, inter.flatBytes)).toFixed(3)}x)${plan.mesh === null ? '' : '; this plan is hierarchical'}`,
+    );
+    lines.push('  (flat: a copy per destination rank in another node; hierarchical: one per destination node, relayed inside it; the backward reduce moves as many float32 rows back)');
+  }
   lines.push('');
   const t = timings;
   lines.push(
@@ -163,8 +178,31 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
       (options.warmMs === undefined ? ' (a first call; --timing adds the warm time)' : ` on the first call; ${options.warmMs.toFixed(1)} ms once warm (median of 5 more calls)`),
   );
   const checked = options.checked;
-  if (checked !== undefined) lines.push(checked.ok ? 'check: the plan covers the mask exactly and every GroupCast delivers what its slices read' : `check FAILED:\n  ${checked.errors.join('\n  ')}`);
+  if (checked !== undefined) {
+    const hier = plan.mesh === null ? '' : ' (the hierarchical ones too, each token crossing into a node once)';
+    lines.push(checked.ok ? `check: the plan covers the mask exactly and every GroupCast delivers what its slices read${hier}` : `check FAILED:\n  ${checked.errors.join('\n  ')}`);
+  }
   return lines.join('\n');
+}
+
+/**
+ * Inter-node bytes of a plan's forward GroupCasts (k and v) with `ranksPerNode` ranks per node,
+ * flat and hierarchical, from the flat arguments; null unless cp is a multiple of ranksPerNode
+ * above it (one node has no inter-node traffic).
+ */
+export function interNodeTraffic(plan: DistAttnPlan, ranksPerNode: number, heads: HeadShape): { mesh: MeshShape; flatBytes: number; hierBytes: number } | null {
+  const P = plan.cpSize;
+  if (P <= ranksPerNode || P % ranksPerNode !== 0) return null;
+  const mesh = { nodes: P / ranksPerNode, ranksPerNode };
+  let flat = 0;
+  let hier = 0;
+  for (let s = 0; s < plan.overlapDegree; s++) {
+    const rows = interNodeRows(plan.perRank.map((rp) => rp.stages[s].groupCast), mesh);
+    flat += rows.flat;
+    hier += rows.hier;
+  }
+  const row = kvTokenBytes(heads.numHeadsKv, heads.headDim, heads.bytesPerElement);
+  return { mesh, flatBytes: flat * row, hierBytes: hier * row };
 }
 
 /** Throws unless `path` can be created or overwritten (checked before any work). */
@@ -197,6 +235,9 @@ export interface PlanOptions {
   kernelJson?: string;
   check?: boolean;
   timing?: boolean;
+  ranksPerNode: number;
+  hier?: boolean;
+  unevenShard?: boolean;
   perRank?: boolean;
   json?: string | boolean;
 }
@@ -215,12 +256,18 @@ export function runPlanCommand(opts: PlanOptions, write: (text: string) => void)
     stages.auto
       ? autoOverlapConfig({ throughput: stages.throughput, shape: kernelShapeOf(spec.mask, opts.mask), link, heads }, spec.totalSeqlen, opts.cp, opts.overlapAlg)
       : { degree: stages.degree, alg: opts.overlapAlg };
+  let mesh: MeshShape | undefined;
+  if (opts.hier === true) {
+    if (opts.cp % opts.ranksPerNode !== 0) throw new InvalidArgumentError('--ranks-per-node', 'must divide --cp for a hierarchical plan (--hier)', `${opts.ranksPerNode} and cp ${opts.cp}`);
+    mesh = { nodes: opts.cp / opts.ranksPerNode, ranksPerNode: opts.ranksPerNode };
+  }
   const request = {
     mask: spec.mask,
     totalSeqlenQ: spec.totalSeqlen,
     cpSize: opts.cp,
-    dispatchConfig: { ...(opts.chunk === undefined ? {} : { chunkSize: opts.chunk }), alg: { type: opts.alg } as DispatchAlg },
+    dispatchConfig: { ...(opts.chunk === undefined ? {} : { chunkSize: opts.chunk }), alg: { type: opts.alg } as DispatchAlg, unevenShard: opts.unevenShard === true },
     overlapConfig,
+    ...(mesh === undefined ? {} : { mesh }),
   };
   const { plan, timings } = planDistAttnTimed(request);
   // The first call pays for compiling the solver; a few more show the steady-state time.
@@ -229,7 +276,7 @@ export function runPlanCommand(opts: PlanOptions, write: (text: string) => void)
   if (opts.json === true) {
     write(JSON.stringify(planToJSON(plan)) + '\n');
   } else {
-    write(formatPlanReport(plan, spec, timings, heads, { ...(warmMs === undefined ? {} : { warmMs }), perRank: opts.perRank === true, ...(checked === undefined ? {} : { checked }) }) + '\n');
+    write(formatPlanReport(plan, spec, timings, heads, { ...(warmMs === undefined ? {} : { warmMs }), perRank: opts.perRank === true, ranksPerNode: opts.ranksPerNode, ...(checked === undefined ? {} : { checked }) }) + '\n');
     if (typeof opts.json === 'string') {
       try {
         writeFileSync(opts.json, JSON.stringify(planToJSON(plan)));
@@ -259,7 +306,10 @@ export function registerPlan(program: Command, ctx: CliContext): void {
     .option('--window <l,r>', 'sliding-window: left,right window (-1: unbounded)', windowPair, [1024, 0])
     .option('--heads-q <n>', 'query heads (for bytes and Ulysses)', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsQ)
     .option('--heads-kv <n>', 'key/value heads', intAtLeast(1), BENCH_HEAD_SHAPE.numHeadsKv)
-    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim);
+    .option('--head-dim <n>', 'head dimension', intAtLeast(1), BENCH_HEAD_SHAPE.headDim)
+    .option('--ranks-per-node <n>', 'ranks per node: the inter-node traffic line (flat vs hierarchical), and the mesh of --hier', intAtLeast(1), 8)
+    .option('--hier', 'plan hierarchical GroupCast / GroupReduce over nodes of --ranks-per-node ranks (--check proves them)')
+    .option('--uneven-shard', 'no padding: ranks may hold different numbers of tokens (DispatchConfig.unevenShard)');
   addCostModelOptions(command, ' (with --degree auto)')
     .option('--check', 'prove the plan right with the checker (exact cell coverage, GroupCast deliveries)')
     .option('--timing', 'also time 5 more solver runs once warm (the plan is computed once otherwise)')

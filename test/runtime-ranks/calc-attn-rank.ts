@@ -5,6 +5,7 @@
  * flexFlashAttn on the whole sequence and reports the worst error of every quantity.
  */
 import type { ProcessGroup } from '../../src/comm/process-group.js';
+import { createProcessMesh, type ProcessMesh } from '../../src/comm/mesh.js';
 import type { DType } from '../../src/dtype.js';
 import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-flash-attn.js';
 import { compareClose, type Tolerance } from '../../src/kernels/tolerance.js';
@@ -27,6 +28,10 @@ export interface CalcAttnCase {
   sink: number;
   softcap: number;
   dtype: DType;
+  /** Ranks may hold different numbers of tokens (DispatchConfig.unevenShard). */
+  unevenShard?: boolean;
+  /** Hierarchical communication over a mesh of nodes of this many ranks. */
+  ranksPerNode?: number;
 }
 
 export interface CalcAttnArgs {
@@ -47,16 +52,25 @@ export interface CaseReport {
   name: string;
   stages: number;
   padSize: number;
+  shardSeqlens: number[];
   reports: QuantityReport[];
 }
 
 export function caseName(c: CalcAttnCase, cp: number): string {
-  return `cp ${cp} ${c.family} n=${c.n} hq=${c.headsQ} hkv=${c.headsKv} d=${c.headDim} degree=${c.degree} sink=${c.sink} softcap=${c.softcap} ${c.dtype} seed=${c.seed}`;
+  const layout = `${c.unevenShard === true ? ' uneven' : ''}${c.ranksPerNode === undefined ? '' : ` mesh ${cp / c.ranksPerNode}x${c.ranksPerNode}`}`;
+  return `cp ${cp}${layout} ${c.family} n=${c.n} hq=${c.headsQ} hkv=${c.headsKv} d=${c.headDim} degree=${c.degree} sink=${c.sink} softcap=${c.softcap} ${c.dtype} seed=${c.seed}`;
 }
 
 export default async function main(group: ProcessGroup, args: CalcAttnArgs): Promise<CaseReport[]> {
   const reports: CaseReport[] = [];
+  const meshes = new Map<number, ProcessMesh>();
   for (const c of args.cases) {
+    let cpGroup: ProcessGroup | ProcessMesh = group;
+    if (c.ranksPerNode !== undefined) {
+      let mesh = meshes.get(c.ranksPerNode);
+      if (mesh === undefined) meshes.set(c.ranksPerNode, (mesh = await createProcessMesh(group, c.ranksPerNode)));
+      cpGroup = mesh;
+    }
     const rng = new Rng(c.seed);
     const mask = randomMask(rng, c.family, c.n);
     const q = randomTensor(rng, c.dtype, [c.n, c.headsQ, c.headDim]);
@@ -72,12 +86,14 @@ export default async function main(group: ProcessGroup, args: CalcAttnArgs): Pro
       numHeadsQ: c.headsQ,
       numHeadsKv: c.headsKv,
       headDim: c.headDim,
-      group,
+      group: cpGroup,
       // Small overlap chunks, so that short sequences still split into several stages.
       overlapConfig: { degree: c.degree, minChunkSize: 4 },
+      dispatchConfig: { unevenShard: c.unevenShard === true },
     };
     const key = magiAttnFlexKey(keyArgs);
     if (magiAttnFlexKey({ ...keyArgs, qRanges: mask.qRanges.slice() }) !== key) throw new Error('an equal second key request did not hit the cache');
+    if ((key.plan.mesh === null) !== (c.ranksPerNode === undefined)) throw new Error('the key plans hierarchical communication exactly when given a mesh');
 
     let ql = dispatch(q, key);
     if (args.badRank === group.rank) ql = Tensor.zeros(c.dtype, [ql.shape[0] + 1, c.headsQ, c.headDim]);
@@ -123,7 +139,7 @@ export default async function main(group: ProcessGroup, args: CalcAttnArgs): Pro
     check('dk', dk, refGrads.dk, tol.grad);
     check('dv', dv, refGrads.dv, tol.grad);
     check('dsink', dsink, refGrads.dsink, tol.dsink);
-    reports.push({ name: caseName(c, group.size), stages: key.plan.overlapDegree, padSize: key.padSize, reports: rs });
+    reports.push({ name: caseName(c, group.size), stages: key.plan.overlapDegree, padSize: key.padSize, shardSeqlens: Array.from(key.plan.dispatch.shardSeqlens), reports: rs });
   }
   return reports;
 }
