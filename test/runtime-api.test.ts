@@ -1,11 +1,13 @@
 /**
  * The distributed API around calcAttn, on in-process ranks (no worker start-up): runtime keys and
- * their per-group cache by value, dispatch / undispatch with padding, position ids, a second mask
- * over the same dispatch, and the errors a wrong tensor or key gets.
+ * their per-group cache by value (cleared per group or all at once), dispatch / undispatch with
+ * padding or an uneven shard, position ids, a second mask over the same dispatch (flex and
+ * varlen forms), keys over a 2-D mesh, ProcessGroup.split, and the errors a wrong tensor or key gets.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLocalGroups, runLocalRanks } from '../src/comm/local-group.js';
+import { createProcessMesh } from '../src/comm/mesh.js';
 import type { ProcessGroup } from '../src/comm/process-group.js';
 import {
   calcAttn,
@@ -18,8 +20,12 @@ import {
   magiAttnFlexKey,
   magiAttnVarlenKey,
   makeKeyForNewMaskAfterDispatch,
+  makeVarlenKeyForNewMaskAfterDispatch,
   setKeyCacheCapacity,
   undispatch,
+  undispatchBackward,
+  dispatchBackward,
+  roll,
   type DistAttnRuntimeKey,
 } from '../src/runtime/index.js';
 import { computePadSize } from '../src/solver/chunking.js';
@@ -155,6 +161,117 @@ test('tensors that do not fit the key get an error naming the argument', async (
     await assert.rejects(undispatch(Tensor.zeros('float32', [T - 1, 4]), key), /local: must be this rank's shard/);
     await assert.rejects(calcAttn(ok, kv, kv, {} as DistAttnRuntimeKey), /key: must be a runtime key/);
     // Both ranks leave no collective half-done: the errors come before any communication.
+    await group.barrier().wait();
+  });
+});
+
+test('the varlen form of the new-mask key equals the flex form over the same dispatch', async () => {
+  await runLocalRanks(3, async (group) => {
+    const key = flexKey(group, 180, [0, 60, 180]);
+    const cu = [0, 100, 180];
+    const v = makeVarlenKeyForNewMaskAfterDispatch({ cuSeqlensQ: cu, windowSize: [20, 0] }, key);
+    const swa = slidingWindowMask(cu, [20, 0]);
+    const f = makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.maskTypes }, key);
+    assert.deepEqual(v.plan.globalMask, f.plan.globalMask);
+    assert.deepEqual(v.plan.perRank, f.plan.perRank);
+    assert.deepEqual(v.plan.dispatch.partitions, key.plan.dispatch.partitions);
+    const causal = makeVarlenKeyForNewMaskAfterDispatch({ cuSeqlensQ: cu, causal: true }, key);
+    assert.deepEqual(Array.from(causal.plan.globalMask.maskTypes), [1, 1]);
+    assert.throws(() => makeVarlenKeyForNewMaskAfterDispatch({ cuSeqlensQ: [0, 100, 181] }, key), /181/);
+    assert.throws(() => makeVarlenKeyForNewMaskAfterDispatch({ cuSeqlensQ: cu, window: [1, 1] } as never, key), /options\.window: is not an option here/);
+  });
+});
+
+test('clearKeyCache() with no group forgets the keys of every group; capacities stay', () => {
+  const [g0] = createLocalGroups(2);
+  const [h0] = createLocalGroups(3);
+  setKeyCacheCapacity(h0, 7);
+  const a = flexKey(g0, 150, [0, 40, 150]);
+  const b = flexKey(h0, 150, [0, 40, 150]);
+  assert.equal(cachedKeyCount(g0), 1);
+  assert.equal(cachedKeyCount(h0), 1);
+  clearKeyCache();
+  assert.equal(cachedKeyCount(g0), 0);
+  assert.equal(cachedKeyCount(h0), 0);
+  assert.throws(() => getMostRecentKey(g0), /has no cached runtime key yet/);
+  assert.notEqual(flexKey(g0, 150, [0, 40, 150]), a);
+  assert.notEqual(flexKey(h0, 150, [0, 40, 150]), b);
+  for (let i = 0; i < 9; i++) flexKey(h0, 150 + i, [0, 40, 150 + i]);
+  assert.equal(cachedKeyCount(h0), 7);
+  setKeyCacheCapacity(h0, 100);
+});
+
+test('split on in-process ranks: sub-groups by color, ranked by key, with their own collectives; an abort reaches them', async () => {
+  const sums = await runLocalRanks(6, async (group) => {
+    const sub = await group.split(group.rank % 3, 10 - group.rank);
+    assert.equal(sub.size, 2);
+    assert.equal(sub.rank, group.rank < 3 ? 1 : 0);
+    const x = new Float64Array([group.rank]);
+    await sub.allReduce(x, 'sum').wait();
+    await group.barrier().wait();
+    return x[0];
+  });
+  assert.deepEqual(sums, [3, 5, 7, 3, 5, 7]);
+  await assert.rejects(
+    runLocalRanks(4, async (group) => {
+      const sub = await group.split(0);
+      if (group.rank === 3) throw new Error('boom');
+      await sub.barrier().wait();
+    }),
+    (e: unknown) => e instanceof Error && /rank 3 failed: Error: boom/.test(e.message) && (e as { outcomes: Array<{ status: string }> }).outcomes.filter((o) => o.status === 'aborted').length === 3,
+  );
+  await runLocalRanks(2, async (group) => {
+    await assert.rejects(group.split(-1), /color: must be an integer in \[0, 2\^31\)/);
+    await assert.rejects(createProcessMesh(group, 3), /ranksPerNode: must be a positive integer dividing the group size/);
+  });
+});
+
+test('a key over a mesh plans hierarchical communication; a mesh whose groups do not tile it is refused', async () => {
+  await runLocalRanks(4, async (group) => {
+    const mesh = await createProcessMesh(group, 2);
+    assert.deepEqual([mesh.intra.rank, mesh.intra.size, mesh.inter.rank, mesh.inter.size], [group.rank % 2, 2, Math.floor(group.rank / 2), 2]);
+    const mask = varlenCausalMask([0, 60, 150]);
+    const opts = { qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes, totalSeqlenQ: 150, ...heads };
+    const hier = magiAttnFlexKey({ ...opts, group: mesh });
+    const flat = magiAttnFlexKey({ ...opts, group });
+    assert.notEqual(hier, flat);
+    assert.equal(hier.group, group);
+    assert.deepEqual(hier.plan.mesh, { nodes: 2, ranksPerNode: 2 });
+    assert.equal(flat.plan.mesh, null);
+    assert.ok(hier.rankPlan.stages.every((s) => s.hierGroupCast !== undefined));
+    // A key for a new mask keeps the mesh.
+    const swa = slidingWindowMask([0, 150], [10, 0]);
+    assert.deepEqual(makeKeyForNewMaskAfterDispatch({ qRanges: swa.qRanges, kRanges: swa.kRanges, maskTypes: swa.maskTypes }, hier).plan.mesh, { nodes: 2, ranksPerNode: 2 });
+    assert.throws(() => magiAttnFlexKey({ ...opts, group: { ...mesh, intra: mesh.inter, inter: mesh.intra, nodes: 1, ranksPerNode: 4 } }), /group: is a mesh whose groups do not tile it/);
+    await group.barrier().wait();
+  });
+});
+
+test('dispatch with an uneven shard: ranks hold different lengths, no padding; position ids follow the short last chunk', async () => {
+  const n = 203;
+  const x = Tensor.fromValues('float32', [n, 1], Array.from({ length: n }, (_, i) => i));
+  const out = await runLocalRanks(4, async (group) => {
+    const mask = varlenCausalMask([0, 70, 203]);
+    const key = magiAttnFlexKey({ qRanges: mask.qRanges, kRanges: mask.kRanges, maskTypes: mask.maskTypes, totalSeqlenQ: n, ...heads, group, dispatchConfig: { unevenShard: true, chunkSize: 9 } });
+    const local = dispatch(x, key);
+    assert.equal(key.padSize, 0);
+    assert.equal(local.shape[0], key.shardSeqlen);
+    assert.deepEqual(Array.from(getPositionIds(key)), Array.from(local.data));
+    return key.shardSeqlen;
+  });
+  assert.equal(out.reduce((a, b) => a + b, 0), n);
+  assert.ok(new Set(out).size > 1, `lengths ${out}`);
+});
+
+test('roll and the backward passes refuse bad arguments by name, before any communication', async () => {
+  await runLocalRanks(2, async (group) => {
+    const key = flexKey(group, 100, [0, 100]);
+    const local = Tensor.zeros('float32', [key.shardSeqlen, 3]);
+    await assert.rejects(roll(local, 1.5, key), /^InvalidArgumentError: shift: must be an integer/);
+    await assert.rejects(roll(Tensor.zeros('float32', [key.shardSeqlen + 1, 3]), 1, key), /local: must be this rank's shard/);
+    await assert.rejects(undispatchBackward(Tensor.zeros('float32', [100, 3]), key, { partial: true } as never), /options\.partial: is not an option here/);
+    await assert.rejects(undispatchBackward(Tensor.zeros('float32', [99, 3]), key, { isPartialGrad: true }), /gradFull: must hold the whole sequence/);
+    await assert.rejects(dispatchBackward(Tensor.zeros('float32', [100, 3]), key), /gradLocal: must be this rank's shard/);
     await group.barrier().wait();
   });
 });

@@ -109,7 +109,9 @@ export async function undispatch<T extends AttnTensor>(local: T, key: DistAttnRu
  * shard: the shards' gradients gathered back into sequence order (padding rows dropped). Every
  * rank gets the whole gradient; a collective, like undispatch, which it is.
  */
-export function dispatchBackward<T extends AttnTensor>(gradLocal: T, key: DistAttnRuntimeKey): Promise<T> {
+export async function dispatchBackward<T extends AttnTensor>(gradLocal: T, key: DistAttnRuntimeKey): Promise<T> {
+  requireKey(key);
+  requireShard(gradLocal, key, 'gradLocal');
   return undispatch(gradLocal, key);
 }
 
