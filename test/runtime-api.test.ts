@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLocalGroups, runLocalRanks } from '../src/comm/local-group.js';
 import { createProcessMesh } from '../src/comm/mesh.js';
+import { RankFailedError } from '../src/comm/errors.js';
 import type { ProcessGroup } from '../src/comm/process-group.js';
 import {
   calcAttn,
@@ -218,7 +219,7 @@ test('split on in-process ranks: sub-groups by color, ranked by key, with their 
       if (group.rank === 3) throw new Error('boom');
       await sub.barrier().wait();
     }),
-    (e: unknown) => e instanceof Error && /rank 3 failed: Error: boom/.test(e.message) && (e as { outcomes: Array<{ status: string }> }).outcomes.filter((o) => o.status === 'aborted').length === 3,
+    (e: unknown) => e instanceof RankFailedError && /rank 3 failed: Error: boom/.test(e.message) && e.outcomes.filter((o) => o.status === 'aborted').length === 3,
   );
   await runLocalRanks(2, async (group) => {
     await assert.rejects(group.split(-1), /color: must be an integer in \[0, 2\^31\)/);
