@@ -29,8 +29,8 @@ function readmeExamples(): Example[] {
   return out;
 }
 
-test('the README has runnable examples for the API tour, a rank script and spawnRanks', () => {
-  assert.deepEqual(readmeExamples().map((e) => e.file), ['tour.mjs', 'rank.mjs', 'main.mjs']);
+test('the README has runnable examples for the API tour, a rank script, spawnRanks and the 1.1.1 parity calls', () => {
+  assert.deepEqual(readmeExamples().map((e) => e.file), ['tour.mjs', 'rank.mjs', 'main.mjs', 'parity.mjs']);
 });
 
 test('every README example runs as written in a fresh project and prints what it says', async () => {
@@ -56,6 +56,14 @@ test('every README example runs as written in a fresh project and prints what it
     for (let r = 0; r < 4; r++) assert.match(ranks, new RegExp(`rank ${r}: ok \\{"rank":${r},"shardTokens":\\d+,"out":\\[2048,8,64\\],"dk":\\[\\d+,2,64\\]\\}`));
     assert.match(ranks, /4 ranks ok in/);
     assert.match(outputs.get('main.mjs') ?? '', /rank: 1,\s+shardTokens: \d+,\s+out: \[ 1024, 8, 64 \]/);
+    const parity = outputs.get('parity.mjs') ?? '';
+    const shards: number[] = [];
+    for (let r = 0; r < 4; r++) {
+      const m = new RegExp(`rank ${r}: ok \\{"rank":${r},"shardTokens":(\\d+),"labelsOk":true,"gradSum":10,"out":\\[\\d+,4,32\\]\\}`).exec(parity);
+      assert.ok(m !== null, parity);
+      shards.push(Number(m[1]));
+    }
+    assert.equal(shards.reduce((a, b) => a + b, 0), 1000, 'uneven shards add up to the sequence, with no padding');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -22,6 +22,9 @@
  * otherwise.
  *
  * Every rank issues the same collectives in the same order whether or not its own stage has work.
+ * With a key over a 2-D mesh each stage's GroupCast and GroupReduce are hierarchical (k/v cross
+ * to another node once and are relayed inside it); stage-comm.ts runs both forms and issues a
+ * call's collectives in program order.
  */
 import { InvalidArgumentError, ShapeError } from '../errors.js';
 import { prepareGroupCast } from '../comm/group-collective.js';

@@ -125,9 +125,11 @@ export class StageComm<T> {
     if (h === undefined || mesh === null) return this.queue.issue(() => ops.groupReduceSum(partial, into, stage.groupReduce));
     const r = hierReduceOf(h);
     const rows = hierRows(h);
+    const rowShape = ops.shape(partial).slice(1);
+    // The partial in [pre-intra ; post-intra] order: the rows that go back directly, then those via the relay.
     const parts = ops.gatherRows(partial, r.unplace, rows.pre + rows.post, 0);
     ops.release(partial);
-    const relay = ops.zeros('float32', [rows.relay, ...ops.shape(partial).slice(1)]);
+    const relay = ops.zeros('float32', [rows.relay, ...rowShape]);
     const toRelay = this.queue.issue(() => ops.groupReduceSum(ops.rowsView(parts, rows.pre, rows.pre + rows.post), relay, r.postIntra, mesh.intra));
     const direct = this.queue.issue(() => ops.groupReduceSum(ops.rowsView(parts, 0, rows.pre), into, r.preIntra, mesh.intra));
     const across = this.queue.issue(() => ops.groupReduceSum(relay, into, r.inter, mesh.inter), toRelay);
