@@ -132,7 +132,7 @@ class StagePipeline<T> {
     const p = prepareGroupCast(stage.groupCast, this.key.group.size);
     const row = rowBytes(this.ops, this.k);
     this.fetchSpan = this.trace.begin(i, 'comm', 'fetch', { sendBytes: 2 * p.sendRows * row, recvBytes: 2 * p.recvRows * row });
-    return Promise.all([this.comm.cast(this.k, stage), this.comm.cast(this.v, stage)]);
+    return this.comm.cast([this.k, this.v], stage);
   }
 
   /** Stage i's k/v (i in order), ready for compute; the next fetch starts before this returns. */
@@ -176,7 +176,7 @@ function concatRows<T>(ops: AttnOps<T>, local: T, stage: T): T {
 /** The fused path's keys and values: stage 0 fetched in one go and appended to the local rows. */
 async function fetchAllKv<T>(ops: AttnOps<T>, comm: StageComm<T>, k: T, v: T, stage: StagePlan, trace: Tracer): Promise<[T, T]> {
   const fetch = trace.begin(0, 'comm', 'fetch');
-  const [kFetched, vFetched] = await Promise.all([comm.cast(k, stage), comm.cast(v, stage)]);
+  const [kFetched, vFetched] = await comm.cast([k, v], stage);
   trace.end(fetch);
   ops.joinComm();
   const ks = kFetched();
@@ -303,7 +303,7 @@ export async function calcAttnBackward<T extends AttnTensor>(
     const p = prepareGroupCast(stage.groupCast, key.group.size);
     const row = rowBytes(ops, pdk);
     const span = trace.begin(i, 'comm', 'reduce', { sendBytes: 2 * p.recvRows * row, recvBytes: 2 * p.sendRows * row });
-    reduces.push(comm.reduceSum(pdk, dk, stage), comm.reduceSum(pdv, dv, stage).then(() => trace.end(span)));
+    reduces.push(comm.reduceSum([pdk, pdv], [dk, dv], stage).then(() => trace.end(span)));
   };
 
   if (isNoOverlap(key)) {

@@ -92,48 +92,57 @@ export class StageComm<T> {
   ) {}
 
   /**
-   * Starts the GroupCast of `input`'s rows (k or v) for `stage`. Resolves once the exchange is
-   * done (device: queued) with a function that, called after ops.joinComm(), gives the stage
-   * buffer [stageBufferLength, ...].
+   * Starts the GroupCast of every input's rows (k and v) for `stage`. Resolves once the exchange
+   * is done (device: queued) with one function per input that, called after ops.joinComm(),
+   * gives its stage buffer [stageBufferLength, ...]. The inputs share each step, so a relay
+   * waits once for all of them.
    */
-  cast(input: T, stage: StagePlan): Promise<() => T> {
+  cast(inputs: readonly T[], stage: StagePlan): Promise<Array<() => T>> {
     const ops = this.ops;
     const h = stage.hierGroupCast;
     const mesh = this.key.mesh;
-    if (h === undefined || mesh === null) return this.queue.issue(() => ops.groupCast(input, stage.groupCast, stage.stageBufferLength)).then((out) => () => out);
+    if (h === undefined || mesh === null) {
+      return Promise.all(inputs.map((input) => this.queue.issue(() => ops.groupCast(input, stage.groupCast, stage.stageBufferLength)).then((out) => () => out)));
+    }
     const rows = hierRows(h);
-    const both = ops.empty(ops.dtype(input), [rows.pre + rows.post, ...ops.shape(input).slice(1)]);
-    const pre = this.queue.issue(() => ops.groupCast(input, h.preIntra, rows.pre, { group: mesh.intra, into: ops.rowsView(both, 0, rows.pre) }));
-    let relay: T | undefined;
-    const inter = this.queue.issue(() => ops.groupCast(input, h.inter, rows.relay, { group: mesh.inter })).then((t) => void (relay = t));
-    const post = this.queue.issue(() => ops.groupCast(relay as T, h.postIntra, rows.post, { group: mesh.intra, into: ops.rowsView(both, rows.pre, rows.pre + rows.post) }), inter);
-    return Promise.all([pre, post]).then(() => {
-      ops.release(relay as T);
-      return () => {
-        const out = ops.gatherRows(both, h.placeRanges, stage.stageBufferLength, 0);
-        ops.release(both);
+    const both = inputs.map((input) => ops.empty(ops.dtype(input), [rows.pre + rows.post, ...ops.shape(input).slice(1)]));
+    const pre = inputs.map((input, i) => this.queue.issue(() => ops.groupCast(input, h.preIntra, rows.pre, { group: mesh.intra, into: ops.rowsView(both[i], 0, rows.pre) })));
+    const relays: T[] = [];
+    const inter = Promise.all(inputs.map((input, i) => this.queue.issue(() => ops.groupCast(input, h.inter, rows.relay, { group: mesh.inter })).then((t) => void (relays[i] = t))));
+    const post = inputs.map((_, i) =>
+      this.queue.issue(() => ops.groupCast(relays[i], h.postIntra, rows.post, { group: mesh.intra, into: ops.rowsView(both[i], rows.pre, rows.pre + rows.post) }), inter),
+    );
+    return Promise.all([...pre, ...post]).then(() => {
+      for (const t of relays) ops.release(t);
+      return both.map((b) => () => {
+        const out = ops.gatherRows(b, h.placeRanges, stage.stageBufferLength, 0);
+        ops.release(b);
         return out;
-      };
+      });
     });
   }
 
-  /** Starts the GroupReduce(sum) of the stage's partial `partial` (float32, consumed) into `into`. */
-  reduceSum(partial: T, into: T, stage: StagePlan): Promise<void> {
+  /** Starts the GroupReduce(sum) of the stage's partials (float32, consumed) into their accumulators (into[i] for partials[i]). */
+  reduceSum(partials: readonly T[], into: readonly T[], stage: StagePlan): Promise<void> {
     const ops = this.ops;
     const h = stage.hierGroupCast;
     const mesh = this.key.mesh;
-    if (h === undefined || mesh === null) return this.queue.issue(() => ops.groupReduceSum(partial, into, stage.groupReduce));
+    if (h === undefined || mesh === null) return Promise.all(partials.map((p, i) => this.queue.issue(() => ops.groupReduceSum(p, into[i], stage.groupReduce)))).then(() => undefined);
     const r = hierReduceOf(h);
     const rows = hierRows(h);
-    const rowShape = ops.shape(partial).slice(1);
-    // The partial in [pre-intra ; post-intra] order: the rows that go back directly, then those via the relay.
-    const parts = ops.gatherRows(partial, r.unplace, rows.pre + rows.post, 0);
-    ops.release(partial);
-    const relay = ops.zeros('float32', [rows.relay, ...rowShape]);
-    const toRelay = this.queue.issue(() => ops.groupReduceSum(ops.rowsView(parts, rows.pre, rows.pre + rows.post), relay, r.postIntra, mesh.intra));
-    const direct = this.queue.issue(() => ops.groupReduceSum(ops.rowsView(parts, 0, rows.pre), into, r.preIntra, mesh.intra));
-    const across = this.queue.issue(() => ops.groupReduceSum(relay, into, r.inter, mesh.inter), toRelay);
-    return Promise.all([toRelay, direct, across]).then(() => ops.release(parts));
+    // Each partial in [pre-intra ; post-intra] order: the rows that go back directly, then those via the relay.
+    const parts = partials.map((p) => {
+      const g = ops.gatherRows(p, r.unplace, rows.pre + rows.post, 0);
+      ops.release(p);
+      return g;
+    });
+    const relays = parts.map((p) => ops.zeros('float32', [rows.relay, ...ops.shape(p).slice(1)]));
+    const toRelay = Promise.all(parts.map((p, i) => this.queue.issue(() => ops.groupReduceSum(ops.rowsView(p, rows.pre, rows.pre + rows.post), relays[i], r.postIntra, mesh.intra))));
+    const direct = parts.map((p, i) => this.queue.issue(() => ops.groupReduceSum(ops.rowsView(p, 0, rows.pre), into[i], r.preIntra, mesh.intra)));
+    const across = relays.map((relay, i) => this.queue.issue(() => ops.groupReduceSum(relay, into[i], r.inter, mesh.inter), toRelay));
+    return Promise.all([toRelay, ...direct, ...across]).then(() => {
+      for (const p of parts) ops.release(p);
+    });
   }
 
   /** An all-reduce over the key's group, in issue order with the stage collectives. */
