@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createLocalGroups, runLocalRanks } from '../src/comm/local-group.js';
 import { createProcessMesh } from '../src/comm/mesh.js';
 import { RankFailedError } from '../src/comm/errors.js';
+import { IssueQueue } from '../src/runtime/stage-comm.js';
 import type { ProcessGroup } from '../src/comm/process-group.js';
 import {
   calcAttn,
@@ -275,4 +276,27 @@ test('roll and the backward passes refuse bad arguments by name, before any comm
     await assert.rejects(dispatchBackward(Tensor.zeros('float32', [100, 3]), key), /gradLocal: must be this rank's shard/);
     await group.barrier().wait();
   });
+});
+
+test('the issue queue starts collectives in program order: one waiting for its input holds back the ones after it', async () => {
+  const q = new IssueQueue();
+  const log: string[] = [];
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (open = r));
+  const a = q.issue(async () => log.push('a'));
+  const b = q.issue(async () => log.push('b'), gate);
+  const c = q.issue(async () => log.push('c'));
+  await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(log, ['a'], 'nothing overtakes the waiting one');
+  open();
+  await Promise.all([a, b, c]);
+  assert.deepEqual(log, ['a', 'b', 'c']);
+  const d = q.issue(async () => log.push('d'));
+  assert.deepEqual(log, ['a', 'b', 'c', 'd'], 'with nothing waiting, a collective starts at once');
+  await d;
+  const failed = q.issue(async () => log.push('never'), Promise.reject(new Error('input lost')));
+  const after = q.issue(async () => log.push('never either'));
+  await assert.rejects(failed, /input lost/);
+  await assert.rejects(after, /input lost/);
+  assert.equal(log.length, 4);
 });
