@@ -167,7 +167,8 @@ function fusedSlices(rp: RankPlan, shardSeqlen: number): SliceList {
 function concatRows<T>(ops: AttnOps<T>, local: T, stage: T): T {
   const n = ops.shape(local)[0];
   const m = ops.shape(stage)[0];
-  const both = ops.zeros(ops.dtype(local), [n + m, ...ops.shape(local).slice(1)]);
+  // Both halves are written, so nothing needs zeroing.
+  const both = ops.empty(ops.dtype(local), [n + m, ...ops.shape(local).slice(1)]);
   ops.copyInto(ops.rowsView(both, 0, n), local);
   ops.copyInto(ops.rowsView(both, n, n + m), stage);
   return both;
@@ -288,8 +289,9 @@ export async function calcAttnBackward<T extends AttnTensor>(
   const trace = options.trace?.tracerFor(ops) ?? NO_TRACE;
   ops.begin();
   const dq = ops.zeros('float32', [tokens, headsQ, dim]);
-  let dk = ops.zeros('float32', [tokens, headsKv, dim]);
-  let dv = ops.zeros('float32', [tokens, headsKv, dim]);
+  // float32 accumulators: the fused path makes them views of its [local ; stage] buffers.
+  let dk: T;
+  let dv: T;
   let dsink: T | undefined;
   const reduces: Promise<void>[] = [];
   // The fused path's [local ; stage] gradient buffers, which dk and dv are views of.
@@ -316,14 +318,14 @@ export async function calcAttnBackward<T extends AttnTensor>(
     dsink = ops.backward({ ...base, k: kAll, v: vAll, slices: fusedSlices(rp, key.shardSeqlen), sink: options.sink, dqAcc: dq, dkAcc: dkAll, dvAcc: dvAll }).dsink;
     trace.end(span);
     [kAll, vAll].forEach((t) => ops.release(t));
-    ops.release(dk);
-    ops.release(dv);
     owners.push(dkAll, dvAll);
     // The local rows are this rank's own dk/dv; the stage rows go back to their owners.
     dk = ops.rowsView(dkAll, 0, key.shardSeqlen);
     dv = ops.rowsView(dvAll, 0, key.shardSeqlen);
     reduceStage(0, ops.rowsView(dkAll, key.shardSeqlen, rows), ops.rowsView(dvAll, key.shardSeqlen, rows));
   } else {
+    dk = ops.zeros('float32', [tokens, headsKv, dim]);
+    dv = ops.zeros('float32', [tokens, headsKv, dim]);
     const fetches = new StagePipeline(ops, key, comm, k, v, trace);
     // With no host slice the kernel still yields dsink (it depends on lse, out and dout only).
     let span = trace.begin('host', 'compute', 'compute', { area: rp.hostArea });
