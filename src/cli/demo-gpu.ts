@@ -8,7 +8,7 @@
 import type { DType } from '../dtype.js';
 import { InvalidArgumentError } from '../errors.js';
 import { flexFlashAttn, flexFlashAttnBackward } from '../kernels/flex-flash-attn.js';
-import { compareClose, type Tolerance } from '../kernels/tolerance.js';
+import { compareClose, SIXTEEN_BIT_RUN_TOLERANCES } from '../kernels/tolerance.js';
 import { blockCausalMask, cuSeqlensFromLengths, sampleDocLengths } from '../mask/helpers.js';
 import { sliceCount, sliceListArea } from '../mask/slice-list.js';
 import { calcAttn, calcAttnBackward, dispatch, magiAttnFlexKey, undispatch } from '../runtime/index.js';
@@ -27,13 +27,8 @@ export interface GpuDemoOptions {
   degree: number;
 }
 
-// GPU vs CPU kernel on the same 16-bit inputs: both round the result once to the input dtype, so
-// two ulps of it, plus float32 noise relative to the tensor's scale; lse is float32 on both.
-const TOL: Record<'out' | 'lse' | 'grad', Tolerance> = {
-  out: { rtol: 2 ** -6, atol: 2 ** -8 },
-  lse: { rtol: 1e-4, atol: 1e-4 },
-  grad: { rtol: 2 ** -6, atol: 2 ** -8 },
-};
+// GPU vs CPU kernel on the same 16-bit inputs: both round the result once to the input dtype.
+const TOL = SIXTEEN_BIT_RUN_TOLERANCES;
 
 export async function runGpuDemo(o: GpuDemoOptions, log: (line: string) => void = console.log): Promise<boolean> {
   if (o.dtype !== 'bfloat16' && o.dtype !== 'float16') throw new InvalidArgumentError('--dtype', 'must be bfloat16 or float16 with --gpu (the GPU kernels take 16-bit inputs)', `got ${o.dtype}`);

@@ -11,7 +11,7 @@ import { cellMultiplicity } from '../../src/kernels/reference.js';
 import { Tensor } from '../../src/tensor.js';
 import type { FfaForwardShape } from '../../src/kernels/cuda/ffa-forward.js';
 import { causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
-import { Rng } from '../../src/util/rng.js';
+import { Rng, freshSeed } from '../../src/util/rng.js';
 
 /** The command line of a script: --seed N (random when absent), --only NAME, other flags. */
 export interface ScriptArgs {
@@ -48,7 +48,7 @@ export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
     .option('--bench-only', 'ffa-bwd-gpu: only the benchmark part')
     .parse([...argv]);
   const o = program.opts<Record<string, unknown>>();
-  const seed = (o.seed as number | undefined) ?? (Date.now() ^ (process.pid << 8)) >>> 0;
+  const seed = (o.seed as number | undefined) ?? freshSeed();
   const only = o.only as string | undefined;
   console.log(`seed ${seed}`);
   return {
