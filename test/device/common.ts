@@ -221,46 +221,6 @@ export interface Grads {
   dv: Tensor;
 }
 
-/** What checkBackward found: bad element count, first bad element, per-tensor worst error and max|ref|. */
-export interface BackwardCheck {
-  ok: boolean;
-  bad: number;
-  firstBad: string;
-  tensors: Array<{ name: 'dq' | 'dk' | 'dv'; err: number; maxRef: number }>;
-}
-
-/**
- * Element-wise backward check, per tensor: |got − ref| ≤ 2e-2·max|ref|, no NaN, and key rows in
- * `uncovered` (see uncoveredKeys) exactly dk = dv = 0. `kvRowWidth` = headsKv · dim.
- */
-export function checkBackward(got: Grads, ref: Grads, kvRowWidth: number, uncovered: Uint8Array): BackwardCheck {
-  let bad = 0;
-  let firstBad = '';
-  const tensors: BackwardCheck['tensors'] = [];
-  for (const [name, g, r, rowWidth] of [
-    ['dq', got.dq, ref.dq, 0],
-    ['dk', got.dk, ref.dk, kvRowWidth],
-    ['dv', got.dv, ref.dv, kvRowWidth],
-  ] as const) {
-    const gd = g.toFloat64();
-    const rd = r.data as Float64Array;
-    let maxRef = 0;
-    for (let i = 0; i < rd.length; i++) maxRef = Math.max(maxRef, Math.abs(rd[i]));
-    const tol = 2e-2 * maxRef;
-    let err = 0;
-    for (let i = 0; i < rd.length; i++) {
-      const e = Math.abs(gd[i] - rd[i]);
-      const mustBeZero = rowWidth > 0 && uncovered[Math.floor(i / rowWidth)] === 1;
-      if ((!(e <= tol) || (mustBeZero && gd[i] !== 0)) && bad++ === 0) {
-        firstBad = `${name}[${i}] = ${gd[i]} vs ${rd[i]}${mustBeZero ? ' (uncovered key)' : ''}`;
-      }
-      if (Number.isFinite(e)) err = Math.max(err, e);
-    }
-    tensors.push({ name, err, maxRef });
-  }
-  return { ok: bad === 0, bad, firstBad, tensors };
-}
-
 /** PASS/FAIL lines and the failure count of a script. */
 export class Tally {
   failures = 0;
