@@ -118,8 +118,8 @@ export async function deviceGroupReduceSum(group: DeviceProcessGroup, partial: D
   if (rowsOf(partial) !== prep.inputRows) throw new InvalidArgumentError('partial', `must have ${prep.inputRows} rows (the GroupReduce's input splits)`, `got ${rowsOf(partial)}`);
   if (rowsOf(into) !== prep.outputRows) throw new InvalidArgumentError('into', `must have ${prep.outputRows} rows (the GroupReduce's output splits)`, `got ${rowsOf(into)}`);
   if (partial.dtype !== 'float32' || into.dtype !== 'float32') throw new InvalidArgumentError('partial', 'a device GroupReduce sums float32 rows');
-  group.stream.waitStream(group.computeStream);
   if (rowElems(partial) !== rowElems(into)) throw new InvalidArgumentError('partial', "must have the accumulator's row shape", `${rowElems(partial)} vs ${rowElems(into)} elements per row`);
+  group.stream.waitStream(group.computeStream);
   const layouts = layoutsFor(group.device, args, prep, false);
   const w = rowElems(partial);
   const { send, owned } = packed(group, partial, layouts);
