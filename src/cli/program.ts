@@ -6,9 +6,11 @@
  * `runCli` runs in-process with its output captured, so tests drive the real command line.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { registerDemo } from './demo.js';
+import { packageRoot } from './package-root.js';
 import { registerPlan } from './plan.js';
 import { registerPlanner } from './planner.js';
 import { registerRun } from './run.js';
@@ -24,17 +26,10 @@ export interface CliContext {
 
 export const processIO = { out: (t: string) => void process.stdout.write(t), err: (t: string) => void process.stderr.write(t) };
 
-/** The version in the package's package.json (found above this module, from source or from dist). */
+/** The version in the package's package.json. */
 function packageVersion(): string {
-  for (const up of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'magi-attention' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not at this level
-    }
-  }
-  return 'unknown';
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
 }
 
 export function buildProgram(ctx: CliContext): Command {
