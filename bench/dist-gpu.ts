@@ -49,6 +49,8 @@ interface Result {
   heads: [number, number];
   headDim: number;
   dtype: string;
+  /** Timed calls per median, after 3 warm-up calls (absent in results written before it was recorded). */
+  reps?: number;
   cp1: { calcAttnMs: number; flexMs: number; calcAttnBwdMs: number; flexBwdMs: number; ratioFwd: number; ratioBwd: number; tflopsFwd: number; tflopsBwd: number };
   hostMsPerCall: { forward: number; backward: number };
   timeline: { cp: number; degree: number; spans: Span[] };
@@ -200,6 +202,7 @@ if (opts.replot !== undefined) {
     heads: [hq, hkv],
     headDim: D,
     dtype: 'bfloat16',
+    reps: opts.reps,
     cp1: {
       calcAttnMs: cp1.calcAttnMs,
       flexMs,
