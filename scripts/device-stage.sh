@@ -19,5 +19,8 @@ cp -r "$tmp/node_modules" .gpu-run/node_modules
 # NVRTC compiles the kernel sources on the machine: they are read from src/ next to dist/.
 mkdir -p .gpu-run/src/kernels/cuda
 cp src/kernels/cuda/*.cu src/kernels/cuda/*.cuh .gpu-run/src/kernels/cuda/
+# The Llama example's kernels likewise, next to its compiled files (dist/ is a link into .gpu-run there).
+mkdir -p .gpu-run/examples/llama/kernels
+cp examples/llama/kernels/*.cu .gpu-run/examples/llama/kernels/
 grep -qx '/.gpu-run/' .git/info/exclude || echo '/.gpu-run/' >> .git/info/exclude
 echo "staged .gpu-run ($(du -sh .gpu-run | cut -f1)); with .device ($(du -sh .device | cut -f1))"

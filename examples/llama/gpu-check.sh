@@ -21,9 +21,9 @@
 # LLAMA_B_STEPS (200), LLAMA_B_CP (2,4), LLAMA_C_STEPS (1000), LLAMA_THROUGHPUT_SEQS (16384,65536), LLAMA_TWIN_VARIANTS
 # (sdpa-eager,flex-eager,sdpa-compiled,flex-compiled), LLAMA_PRESET (gpu).
 #
-# Expected time on one H200 (estimates; nothing here has run on a GPU yet): smoke 1-2 min (most of
-# it NVRTC compiling the FFA kernels on a fresh machine), grads 2 min, a 4 min (the naive float32
-# attention is ~0.8 s a step at 16k tokens), b 3 min, c 6 min (ours ~2 min, the twin ~3 min),
+# Time on one H200 (2026-12-02): smoke 3 s, grads 5 min (the twin 4 of them, likely torch.compile of its FlexAttention;
+# not profiled), a 3.6 min (the naive float32 attention is 0.9 s a step at 16k
+# tokens), b 2.4 min; estimates for the rest, from before that run: c 6 min (ours ~2 min, the twin ~3 min),
 # throughput 8 min (the twin's torch.compile runs dominate). Each stage fits a 10-minute call and
 # makes its own inputs, so stages can run in separate calls on separate machines.
 set -euo pipefail
@@ -40,6 +40,9 @@ PRESET=${LLAMA_PRESET:-gpu}
 MAIN=dist/examples/llama/main.js
 TWIN=examples/llama/twin/llama_twin.py
 mkdir -p "$RESULTS" "$LOGS" "$WORK"
+# The corpus this script checks for below, also where dist/ is a link to a build elsewhere (the
+# example looks next to its own compiled files otherwise).
+[ -f examples/llama/.data/sotu-r50k.safetensors ] && export LLAMA_DATA_DIR=${LLAMA_DATA_DIR:-$PWD/examples/llama/.data}
 
 fail() {
   echo "gpu-check: FAILED: $*" >&2
