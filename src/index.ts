@@ -28,4 +28,5 @@ export * from './solver/index.js';
 export * from './comm/index.js';
 export { spawnRanks } from './comm/threads/index.js';
 export * from './runtime/index.js';
+export * from './baselines/index.js';
 export { Rng, freshSeed } from './util/rng.js';

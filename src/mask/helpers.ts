@@ -137,7 +137,8 @@ function pushGlobalWindow(out: SliceBuffer, s: number, e: number, wl: number, wr
   emitBand(out, s, e, s + g, e, left, right, 0, 0, 0);
 }
 
-function checkCuSeqlens(cu: ArrayLike<number>, argument: string): void {
+/** Throws a MaskError unless `cu` is a cu_seqlens list: int32 integers from 0, non-decreasing. */
+export function checkCuSeqlens(cu: ArrayLike<number>, argument: string): void {
   if (cu === null || typeof cu !== 'object' || typeof cu.length !== 'number') {
     throw new MaskError(argument, 'must be an array of cumulative sequence lengths');
   }

@@ -46,6 +46,8 @@ export interface AttnOps<T> {
   release(t: T): void;
   /** Rows [start, end) of `t` ([rows, ...]) as a tensor sharing its memory (releasing a view frees nothing). */
   rowsView(t: T, start: number, end: number): T;
+  /** `t`'s elements under another shape of the same size, sharing its memory (releasing a view frees nothing). */
+  reshape(t: T, shape: readonly number[]): T;
   /** dst = src, element for element (same dtype and size). */
   copyInto(dst: T, src: T): void;
   /** Rows `ranges` (flat [s, e) pairs) of `src` back to back into a new [outRows, ...] tensor; rows past the ranges get `padValue`. */
@@ -119,6 +121,7 @@ export function hostAttnOps(group: ProcessGroup, backend: KernelBackend<Tensor>)
       const w = rowWidthOf(t.shape);
       return new Tensor(t.dtype, [end - start, ...t.shape.slice(1)], t.data.subarray(start * w, end * w));
     },
+    reshape: (t, shape) => new Tensor(t.dtype, shape, t.data),
     copyInto: (dst, src) => dst.data.set(src.data),
     gatherRows: (src, ranges, outRows, padValue) => {
       const w = rowWidthOf(src.shape);

@@ -108,6 +108,7 @@ export function deviceAttnOps(group: DeviceProcessGroup, backend: KernelBackend<
       const rb = rowBytesOf(t);
       return new DeviceTensor(device, t.dtype, [end - start, ...t.shape.slice(1)], t.buffer.view(start * rb, (end - start) * rb));
     },
+    reshape: (t, shape) => new DeviceTensor(device, t.dtype, shape, t.buffer.view(0, t.byteLength)),
     copyInto: (dst, src) => dst.buffer.copyFrom(src.buffer, src.byteLength, compute),
     gatherRows: (src, ranges, outRows, padValue) => {
       requireHere(src, 'x');

@@ -180,7 +180,8 @@ export interface VarlenKeyOptions extends KeyShapeOptions {
 
 const SHAPE_OPTION_NAMES = ['numHeadsQ', 'numHeadsKv', 'headDim', 'group', 'dispatchConfig', 'overlapConfig'] as const;
 
-function checkShape(o: KeyShapeOptions): void {
+/** Checks head counts and head dim by name (positive integers, numHeadsKv dividing numHeadsQ). */
+export function checkHeadShape(o: Pick<KeyShapeOptions, 'numHeadsQ' | 'numHeadsKv' | 'headDim'>): void {
   for (const name of ['numHeadsQ', 'numHeadsKv', 'headDim'] as const) {
     const x = o[name];
     if (!Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError(name, 'must be a positive integer', `got ${String(x)}`);
@@ -229,7 +230,7 @@ function keyId(kind: string, mask: SliceList, total: number, o: KeyShapeOptions 
 }
 
 function keyFromMask(mask: SliceList, totalQ: number, totalK: number, o: KeyShapeOptions): DistAttnRuntimeKey {
-  checkShape(o);
+  checkHeadShape(o);
   const { group, mesh } = groupAndMesh(o.group);
   const shape = meshShapeOf(mesh);
   const id = keyId('flex', mask, totalQ, { ...o, group }, shape, totalK);
@@ -304,7 +305,7 @@ export function makeKeyForNewMaskAfterDispatch(options: NewMaskOptions, keyForDi
     group: keyForDispatch.group,
     overlapConfig: options.overlapConfig,
   };
-  checkShape(shape);
+  checkHeadShape(shape);
   const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes);
   validateMask(mask, d.unpaddedSeqlen, d.unpaddedSeqlen);
   const id = keyId('after-dispatch', mask, d.unpaddedSeqlen, shape, old.mesh, keyForDispatch.id);

@@ -85,17 +85,25 @@ export function maskAreaByRows(mask: SliceList, rowRanges: Int32Array, owners: I
   return out;
 }
 
+/** Per-document zig-zag sharding: the pieces of every document and the rank that keeps each. */
+export interface ZigzagPieces {
+  /** Sorted, disjoint flat [s, e) pairs: the real (unpadded) pieces of every document. */
+  readonly ranges: Int32Array;
+  /** owners[i]: the rank that keeps piece i. */
+  readonly owners: Int32Array;
+  /** Total length with every document padded to a multiple of 2P (each rank holds padded / P rows). */
+  readonly padded: number;
+}
+
 /**
- * Ring attention (P2P or all-gather) with per-document zig-zag sharding (05 §2.1-2.3): each
- * document is padded to a multiple of 2P and cut into 2P pieces; rank r keeps pieces r and
- * 2P−1−r of every document. Each rank then receives the k/v of all P−1 others: (P−1)·n tokens,
- * n = padded length / P, mask or no mask. `cuSeqlens` gives the documents (default: one).
+ * Per-document zig-zag sharding (05 §2.1-2.3): each document is padded to a multiple of 2P and
+ * cut into 2P pieces; piece k (k < 2P, in sequence order) belongs to rank k for k < P, else
+ * 2P−1−k, so every rank gets one early and one late piece of every document. Pieces past the
+ * document's end are padding and are not listed; a document has at most min(2P, L) real pieces.
  */
-export function ringZigzagBaseline(mask: SliceList, totalSeqlen: number, cpSize: number, heads: HeadShape = BENCH_HEAD_SHAPE, cuSeqlens?: ArrayLike<number>): CommSummary {
+export function zigzagPieces(cuSeqlens: ArrayLike<number>, cpSize: number): ZigzagPieces {
   const P = cpSize;
-  const cu = cuSeqlens ?? [0, totalSeqlen];
-  // Piece k of a document (k < 2P, in sequence order) belongs to rank k for k < P, else 2P−1−k;
-  // pieces past the document's end are padding. A document has at most min(2P, L) real pieces.
+  const cu = cuSeqlens;
   let capacity = 0;
   for (let d = 0; d + 1 < cu.length; d++) capacity += Math.max(0, Math.min(2 * P, cu[d + 1] - cu[d]));
   const ranges = new Int32Array(2 * capacity);
@@ -115,10 +123,31 @@ export function ringZigzagBaseline(mask: SliceList, totalSeqlen: number, cpSize:
       owners[m++] = k < P ? k : 2 * P - 1 - k;
     }
   }
-  const area = maskAreaByRows(mask, ranges.subarray(0, 2 * m), owners.subarray(0, m), P);
+  return { ranges: ranges.subarray(0, 2 * m), owners: owners.subarray(0, m), padded };
+}
+
+/**
+ * Ring attention (P2P or all-gather) with per-document zig-zag sharding (zigzagPieces): each rank
+ * receives the k/v of all P−1 others: (P−1)·n tokens, n = padded length / P, mask or no mask.
+ * `cuSeqlens` gives the documents (default: one). src/baselines/ring-attn.ts runs this sharding.
+ */
+export function ringZigzagBaseline(mask: SliceList, totalSeqlen: number, cpSize: number, heads: HeadShape = BENCH_HEAD_SHAPE, cuSeqlens?: ArrayLike<number>): CommSummary {
+  const P = cpSize;
+  const { ranges, owners, padded } = zigzagPieces(cuSeqlens ?? [0, totalSeqlen], P);
+  const area = maskAreaByRows(mask, ranges, owners, P);
   const n = padded / P;
   const tokens = new Float64Array(P).fill((P - 1) * n);
   return summarise('ring (zig-zag)', area, tokens, 2 * heads.numHeadsKv * heads.headDim * heads.bytesPerElement);
+}
+
+/** Ulysses' contiguous sharding: every rank holds ceil(N / P) rows, the last ones padded. */
+export function ulyssesShardSeqlen(totalSeqlen: number, cpSize: number): number {
+  return Math.ceil(totalSeqlen / cpSize);
+}
+
+/** Ulysses' head rule: cp divides the query heads and divides, or is divided by, the k/v heads (replicated up to cp). */
+export function ulyssesHeadsFeasible(numHeadsQ: number, numHeadsKv: number, cpSize: number): boolean {
+  return numHeadsQ % cpSize === 0 && (numHeadsKv % cpSize === 0 || cpSize % numHeadsKv === 0);
 }
 
 /**
@@ -138,11 +167,11 @@ export function ulyssesBaseline(mask: SliceList, totalSeqlen: number, cpSize: nu
     const ke = mask.kRanges[2 * b + 1];
     total += emitBand(null, qs, qe, ks, ke, bandLo(t, qs, ks), bandHi(t, qe, ke), 0, 0, 0);
   }
-  const n = Math.ceil(totalSeqlen / P);
+  const n = ulyssesShardSeqlen(totalSeqlen, P);
   const rows = ((P - 1) / P) * n;
   const hkv = Math.max(heads.numHeadsKv, P);
   const bytesPerRow = ((2 * heads.numHeadsQ + 2 * hkv) * heads.headDim * heads.bytesPerElement) / 4;
-  const feasible = heads.numHeadsQ % P === 0 && (heads.numHeadsKv % P === 0 || P % heads.numHeadsKv === 0);
+  const feasible = ulyssesHeadsFeasible(heads.numHeadsQ, heads.numHeadsKv, P);
   return summarise(
     'ulysses',
     new Float64Array(P).fill(total / P),

@@ -1,0 +1,116 @@
+/**
+ * What the two baselines share: a sequence layout (which global rows each rank holds, packed end
+ * to end from local row 0, padding rows after them), the dispatch / undispatch of whole tensors
+ * into and out of that layout, the restriction of a mask to a (rows of one rank) × (rows of
+ * another) block in local coordinates, and the checks every call makes before its first
+ * collective. Both run through the same AttnOps as calcAttn, so host Tensors on thread ranks and
+ * device tensors on NCCL or LocalDeviceGroup ranks take the same code. Browser-safe.
+ */
+import { ShapeError } from '../errors.js';
+import type { GroupInfo } from '../comm/process-group.js';
+import type { AttnTensor } from '../kernels/flex-flash-attn.js';
+import { bandHi, bandLo, emitBand, SliceBuffer } from '../mask/geometry.js';
+import { firstRangeEndingAfter, localOffsets, rangesLength } from '../mask/range-list.js';
+import { sliceCount, type SliceList } from '../mask/slice-list.js';
+import { attnOpsFor, type AttnOps } from '../runtime/attn-ops.js';
+
+/** Where the rows of the sequence live: rank r holds rankRanges[r] (global, sorted), then padding up to shardSeqlen. */
+export interface BaselineLayout {
+  readonly group: GroupInfo;
+  /** The caller's sequence length N. */
+  readonly totalSeqlen: number;
+  /** Local rows on every rank, padding included (the same on every rank). */
+  readonly shardSeqlen: number;
+  /** Per rank: the global rows it holds, sorted disjoint flat [s, e) pairs, packed from local row 0. */
+  readonly rankRanges: readonly Int32Array[];
+  readonly numHeadsQ: number;
+  readonly numHeadsKv: number;
+  readonly headDim: number;
+}
+
+/** Every rank's ranges packed in rank order, cut back into sequence order: the gather that undoes a dispatch. */
+const unpermuteCache = new WeakMap<BaselineLayout, Int32Array>();
+function unpermute(layout: BaselineLayout): Int32Array {
+  let r = unpermuteCache.get(layout);
+  if (r === undefined) {
+    const pieces: Array<[number, number, number]> = [];
+    layout.rankRanges.forEach((ranges, rank) => {
+      const local = localOffsets(ranges);
+      for (let i = 0; i < ranges.length; i += 2) pieces.push([ranges[i], rank * layout.shardSeqlen + local[i / 2], ranges[i + 1] - ranges[i]]);
+    });
+    pieces.sort((a, b) => a[0] - b[0]);
+    r = Int32Array.from(pieces.flatMap(([, at, len]) => [at, at + len]));
+    unpermuteCache.set(layout, r);
+  }
+  return r;
+}
+
+/** This rank's rows of the whole tensor x [N, ...] (its ranges, then padding rows of `padValue`). No communication. */
+export function layoutDispatch<T extends AttnTensor>(x: T, layout: BaselineLayout, padValue = 0): T {
+  const ops = attnOpsFor(x, layout.group) as AttnOps<T>;
+  if (ops.shape(x)[0] !== layout.totalSeqlen) throw new ShapeError('x', `must hold the whole sequence: shape[0] = ${layout.totalSeqlen}`, `got ${ops.shape(x)[0]}`);
+  ops.begin();
+  const local = ops.gatherRows(x, layout.rankRanges[layout.group.rank], layout.shardSeqlen, padValue);
+  ops.end();
+  return local;
+}
+
+/** The whole tensor [N, ...] from every rank's rows (a collective: every rank calls it); padding dropped. */
+export async function layoutUndispatch<T extends AttnTensor>(local: T, layout: BaselineLayout): Promise<T> {
+  const ops = attnOpsFor(local, layout.group) as AttnOps<T>;
+  if (ops.shape(local)[0] !== layout.shardSeqlen) throw new ShapeError('local', `must be this rank's rows: shape[0] = ${layout.shardSeqlen}`, `got ${ops.shape(local)[0]}`);
+  ops.begin();
+  const gathered = await ops.allGather(local, new Array<number>(layout.group.size).fill(layout.shardSeqlen));
+  ops.joinComm();
+  const full = ops.gatherRows(gathered, unpermute(layout), layout.totalSeqlen, 0);
+  ops.release(gathered);
+  ops.end();
+  return full;
+}
+
+/**
+ * The cells of `mask` with q in `qRows` and k in `kRows` (global, sorted, disjoint flat ranges),
+ * in local coordinates: q rows and k rows each packed end to end from 0, as a rank holds them.
+ * Each slice visits only the q and k ranges it crosses; the band geometry is geometry.ts'.
+ */
+export function restrictMask(mask: SliceList, qRows: Int32Array, kRows: Int32Array): { slices: SliceList; area: number } {
+  const out = new SliceBuffer(16);
+  const qLocal = localOffsets(qRows);
+  const kLocal = localOffsets(kRows);
+  const nq = qRows.length / 2;
+  const nk = kRows.length / 2;
+  let area = 0;
+  for (let b = 0; b < sliceCount(mask); b++) {
+    const t = mask.maskTypes[b];
+    const qs = mask.qRanges[2 * b];
+    const qe = mask.qRanges[2 * b + 1];
+    const ks = mask.kRanges[2 * b];
+    const ke = mask.kRanges[2 * b + 1];
+    const dLo = bandLo(t, qs, ks);
+    const dHi = bandHi(t, qe, ke);
+    for (let i = firstRangeEndingAfter(qRows, qs); i < nq && qRows[2 * i] < qe; i++) {
+      const q0 = Math.max(qs, qRows[2 * i]);
+      const q1 = Math.min(qe, qRows[2 * i + 1]);
+      for (let j = firstRangeEndingAfter(kRows, ks); j < nk && kRows[2 * j] < ke; j++) {
+        area += emitBand(out, q0, q1, Math.max(ks, kRows[2 * j]), Math.min(ke, kRows[2 * j + 1]), dLo, dHi, qLocal[i] - qRows[2 * i], kLocal[j] - kRows[2 * j], 0);
+      }
+    }
+  }
+  return { slices: out.toSliceList(), area };
+}
+
+const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/** Throws unless t is this rank's shard [shardSeqlen, heads, headDim] of the layout. */
+export function checkShard<T>(ops: AttnOps<T>, t: T, name: string, layout: BaselineLayout, heads: number, dispatchName: string): void {
+  const shape = ops.shape(t);
+  const want = [layout.shardSeqlen, heads, layout.headDim];
+  if (shape.length !== 3 || shape.some((d, i) => d !== want[i])) {
+    throw new ShapeError(name, `must be this rank's shard [local tokens, heads, headDim] = ${fmt(want)} (use ${dispatchName}(x, key))`, `got ${fmt(shape)}`);
+  }
+}
+
+/** Total rows of a rank's ranges (its real, unpadded rows). */
+export function realRows(layout: BaselineLayout, rank: number): number {
+  return rangesLength(layout.rankRanges[rank]);
+}
