@@ -7,7 +7,7 @@
  * one kernel call runs the whole mask on those heads; one all-to-all brings out (and lse) back.
  * The backward moves dout in and dq, dk, dv out the same way; with `saveForBackward` the forward
  * keeps its head-sharded q, k, v, out and lse (as DeepSpeed's autograd does), so the backward
- * moves nothing else.
+ * moves nothing else (DeepSpeed's autograd keeps them the same way).
  *
  * Heads: cp must divide numHeadsQ, and divide or be divided by numHeadsKv (the rule the
  * planner's Ulysses model states, ulyssesHeadsFeasible). With fewer k/v heads than ranks each
@@ -187,12 +187,15 @@ export interface UlyssesSaved<T> {
 }
 
 export interface UlyssesAttnOptions<T extends AttnTensor = AttnTensor> extends BaselineAttnOptions<T> {
-  /** Also return the head-sharded q, k, v, out and lse, for ulyssesAttnBackward's `saved` (the backward frees them). */
+  /**
+   * Also return the head-sharded q, k, v, out and lse, for ulyssesAttnBackward's `saved`. The
+   * caller owns them (device tensors: free them when no backward needs them any more).
+   */
   saveForBackward?: boolean;
 }
 
 export interface UlyssesAttnBackwardOptions<T extends AttnTensor = AttnTensor> extends BaselineAttnOptions<T> {
-  /** The forward's `saved`: its head-sharded tensors are used (and freed) instead of being sent again. */
+  /** The forward's `saved`: its head-sharded tensors are used instead of being sent again (they stay the caller's). */
   saved?: UlyssesSaved<T>;
 }
 
@@ -299,7 +302,8 @@ export async function ulyssesAttnBackward<T extends AttnTensor>(
   // Replicated k/v heads: float32 partials, summed over the replicas by the GroupReduce below.
   const acc: { dkAcc?: T; dvAcc?: T } = key.kvReplicated ? { dkAcc: ops.zeros('float32', kvShape), dvAcc: ops.zeros('float32', kvShape) } : {};
   const g = ops.backward({ dout: doutMove.out, q: qh, k: kh, v: vh, out: oh, lse: lh, slices: key.mask, ...sc, ...acc });
-  [qh, kh, vh, oh, lh, doutMove.out].forEach((t) => ops.release(t));
+  ops.release(doutMove.out);
+  if (saved === undefined) [qh, kh, vh, oh, lh].forEach((t) => ops.release(t));
   const dq = moveRows(ops, g.dq, key.qToSeq, [n, Hq, D]);
   const pending: Promise<unknown>[] = [dq.done];
   let dk: T;
