@@ -233,8 +233,26 @@ export async function makeInputs(device: CudaDevice, N: number, heads: [number, 
   return { q: await tiledRandom(device, N, heads[0], D, 1), k: await tiledRandom(device, N, heads[1], D, 2), v: await tiledRandom(device, N, heads[1], D, 3), dout: await tiledRandom(device, N, heads[0], D, 4) };
 }
 
-export function freeInputs(x: Inputs): void {
+function freeInputs(x: Inputs): void {
   [x.q, x.k, x.v, x.dout].forEach((t) => t.free());
+}
+
+/** The inputs of the last length asked for (a new length frees the old ones). */
+function inputsCache(device: CudaDevice, opts: ScalingOptions): { get: (N: number) => Promise<Inputs>; free: () => void } {
+  let cached: { N: number; inputs: Inputs } | undefined;
+  return {
+    get: async (N) => {
+      if (cached?.N !== N) {
+        if (cached !== undefined) freeInputs(cached.inputs);
+        cached = { N, inputs: await makeInputs(device, N, opts.heads, opts.headDim) };
+      }
+      return cached.inputs;
+    },
+    free: () => {
+      if (cached !== undefined) freeInputs(cached.inputs);
+      cached = undefined;
+    },
+  };
 }
 
 export const tokensOf = (opts: ScalingOptions, scaling: Scaling, cp: number): number => (scaling === 'weak' ? opts.tokensPerGpu * cp : opts.totalTokens);
@@ -361,10 +379,12 @@ export async function measureScaling(group: DeviceProcessGroup, opts: ScalingOpt
           const full = await s.undispatch(f.lse);
           device.synchronize();
           if (method === 'magi') referenceLse = full;
-          else if (referenceLse !== undefined) {
-            const r = compareClose(full.toHost(), referenceLse.toHost(), SIXTEEN_BIT_RUN_TOLERANCES.lse, `${method} lse`);
-            lseCheck = r.worstRatio;
-            if (!r.ok) throw new Error(`${method} ${maskName} ${N} tokens cp ${P}: ${r.message}`);
+          else {
+            if (referenceLse !== undefined) {
+              const r = compareClose(full.toHost(), referenceLse.toHost(), SIXTEEN_BIT_RUN_TOLERANCES.lse, `${method} lse`);
+              lseCheck = r.worstRatio;
+              if (!r.ok) throw new Error(`${method} ${maskName} ${N} tokens cp ${P}: ${r.message}`);
+            }
             full.free();
           }
         }
@@ -459,16 +479,9 @@ export default async function main(group: DeviceProcessGroup, args: string[]): P
     if (group.rank === 0) console.log(line);
   };
   const device = group.device;
-  let cached: { N: number; inputs: Inputs } | undefined;
-  const inputsFor = async (N: number): Promise<Inputs> => {
-    if (cached?.N !== N) {
-      if (cached !== undefined) freeInputs(cached.inputs);
-      cached = { N, inputs: await makeInputs(device, N, opts.heads, opts.headDim) };
-    }
-    return cached.inputs;
-  };
-  const rows = await measureScaling(group, opts, inputsFor, log);
-  if (cached !== undefined) freeInputs(cached.inputs);
+  const inputs = inputsCache(device, opts);
+  const rows = await measureScaling(group, opts, inputs.get, log);
+  inputs.free();
   if (group.rank !== 0) return `rank ${group.rank}: ${rows.length} rows`;
   const r = resultOf(device.name, 'nccl', group.size, opts, rows, await kernelModelName(opts));
   printTable(r);
@@ -489,14 +502,7 @@ if (isMain) {
   } else {
     const dev = await import('../src/device/index.js');
     const device = dev.CudaDevice.open(0);
-    let cached: { N: number; inputs: Inputs } | undefined;
-    const inputsFor = async (N: number): Promise<Inputs> => {
-      if (cached?.N !== N) {
-        if (cached !== undefined) freeInputs(cached.inputs);
-        cached = { N, inputs: await makeInputs(device, N, opts.heads, opts.headDim) };
-      }
-      return cached.inputs;
-    };
+    const inputs = inputsCache(device, opts);
     const rows: Row[] = [];
     for (const P of opts.cp) {
       console.log(`${device.name}: ${P} rank(s) sharing the GPU`);
@@ -504,13 +510,13 @@ if (isMain) {
       const pending = new Map<number, Promise<Inputs>>();
       const shared = (N: number): Promise<Inputs> => {
         let p = pending.get(N);
-        if (p === undefined) pending.set(N, (p = inputsFor(N)));
+        if (p === undefined) pending.set(N, (p = inputs.get(N)));
         return p;
       };
       const perRank = await dev.runLocalDeviceRanks(device, P, (group) => measureScaling(group, opts, shared, (line) => (group.rank === 0 ? console.log(line) : undefined)));
       rows.push(...perRank[0]);
     }
-    if (cached !== undefined) freeInputs(cached.inputs);
+    inputs.free();
     const r = resultOf(device.name, 'local-device', Math.max(...opts.cp), opts, rows, await kernelModelName(opts));
     printTable(r);
     const out = writeResult(r, opts);

@@ -20,7 +20,7 @@ import { createLocalGroups } from '../src/comm/local-group.js';
 import { prepareGroupCast } from '../src/comm/group-collective.js';
 import { InvalidArgumentError, ShapeError } from '../src/errors.js';
 import { documentsOf, ringAttn, ringAttnKey, ulyssesAttn, ulyssesAttnKey } from '../src/baselines/index.js';
-import { restrictMask } from '../src/baselines/layout.js';
+import { restrictMask } from '../src/baselines/common.js';
 import type { Tolerance } from '../src/kernels/tolerance.js';
 import { varlenCausalMask } from '../src/mask/helpers.js';
 import { maskAreaByRows, ringZigzagBaseline, ulyssesBaseline, zigzagPieces } from '../src/solver/baselines.js';

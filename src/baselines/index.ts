@@ -12,9 +12,6 @@ export {
   documentsOf,
   RingAttnKey,
   type RingAttnKeyOptions,
-  type BaselineAttnOptions,
-  type BaselineAttnResult,
-  type BaselineAttnGrads,
 } from './ring-attn.js';
 export {
   ulyssesAttnKey,
@@ -29,4 +26,4 @@ export {
   type UlyssesAttnResult,
   type UlyssesSaved,
 } from './ulysses-attn.js';
-export { restrictMask, type BaselineLayout } from './layout.js';
+export { restrictMask, type BaselineLayout, type BaselineAttnOptions, type BaselineAttnResult, type BaselineAttnGrads } from './common.js';

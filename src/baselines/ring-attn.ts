@@ -23,16 +23,15 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { GroupCastArgs, GroupReduceArgs } from '../comm/group-collective-args.js';
 import type { GroupInfo } from '../comm/process-group.js';
-import type { KernelBackend } from '../kernels/backend.js';
 import { validateBackwardArgs, validateForwardArgs, type AttnTensor } from '../kernels/flex-flash-attn.js';
 import { checkCuSeqlens } from '../mask/helpers.js';
 import { makeSliceList, sliceCount, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
-import { attnOpsFor, type AttnOps } from '../runtime/attn-ops.js';
+import type { AttnOps } from '../runtime/attn-ops.js';
 import { checkHeadShape } from '../runtime/key.js';
 import { validateMask } from '../solver/chunking.js';
 import { zigzagPieces } from '../solver/baselines.js';
 import { requireKnownOptions } from '../util/options.js';
-import { checkShard, layoutDispatch, layoutUndispatch, restrictMask, type BaselineLayout } from './layout.js';
+import { BASELINE_OPTIONS, layoutDispatch, layoutUndispatch, prepareBaselineCall, restrictMask, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult, type BaselineLayout } from './common.js';
 
 export interface RingAttnKeyOptions {
   readonly qRanges: RangeListLike;
@@ -172,31 +171,6 @@ export function ringUndispatch<T extends AttnTensor>(local: T, key: RingAttnKey)
   return layoutUndispatch(local, key);
 }
 
-export interface BaselineAttnOptions<T extends AttnTensor = AttnTensor> {
-  /** Default 1/sqrt(headDim). */
-  softmaxScale?: number;
-  /** 0 (default) disables. */
-  softcap?: number;
-  deterministic?: boolean;
-  /** Kernel backend object or registered name; default: automatic choice by where q lives. */
-  backend?: KernelBackend<T> | string;
-}
-
-export const BASELINE_OPTIONS = ['softmaxScale', 'softcap', 'deterministic', 'backend'];
-
-export interface BaselineAttnResult<T extends AttnTensor = AttnTensor> {
-  /** [shardSeqlen, Hq, D] in q's dtype. */
-  out: T;
-  /** [shardSeqlen, Hq] float32, natural log. */
-  lse: T;
-}
-
-export interface BaselineAttnGrads<T extends AttnTensor = AttnTensor> {
-  dq: T;
-  dk: T;
-  dv: T;
-}
-
 /** The k/v going around the ring: the pass to rank r+1 of what this rank holds starts as soon as it holds it. */
 class KvRing<T> {
   private pending: Promise<[T, T]> | undefined;
@@ -233,21 +207,10 @@ class KvRing<T> {
   }
 }
 
-function prepare<T extends AttnTensor>(q: T, k: T, v: T, key: RingAttnKey, options: BaselineAttnOptions<T>, known: readonly string[]): AttnOps<T> {
-  requireKnownOptions(options, 'options', known);
+function prepare<T extends AttnTensor>(q: T, k: T, v: T, key: RingAttnKey, options: BaselineAttnOptions<T>): ReturnType<typeof prepareBaselineCall<T>> {
   requireRingKey(key);
-  const ops = attnOpsFor(q, key.group, options.backend as KernelBackend<AttnTensor> | string | undefined) as AttnOps<T>;
-  checkShard(ops, q, 'q', key, key.numHeadsQ, 'ringDispatch');
-  checkShard(ops, k, 'k', key, key.numHeadsKv, 'ringDispatch');
-  checkShard(ops, v, 'v', key, key.numHeadsKv, 'ringDispatch');
-  return ops;
+  return prepareBaselineCall(q, k, v, key, options, BASELINE_OPTIONS, 'ringDispatch');
 }
-
-const scalars = (o: BaselineAttnOptions<AttnTensor>, dim: number): { softmaxScale: number; softcap: number; deterministic: boolean } => ({
-  softmaxScale: o.softmaxScale ?? 1 / Math.sqrt(dim),
-  softcap: o.softcap ?? 0,
-  deterministic: o.deterministic ?? false,
-});
 
 /**
  * Ring attention of this rank's zig-zag shard: q [n, Hq, D], k and v [n, Hkv, D] (ringDispatch).
@@ -255,9 +218,9 @@ const scalars = (o: BaselineAttnOptions<AttnTensor>, dim: number): { softmaxScal
  * whole sequence, up to the merge order.
  */
 export async function ringAttn<T extends AttnTensor>(q: T, k: T, v: T, key: RingAttnKey, options: BaselineAttnOptions<T> = {}): Promise<BaselineAttnResult<T>> {
-  const ops = prepare(q, k, v, key, options, BASELINE_OPTIONS);
+  const { ops, scalars } = prepare(q, k, v, key, options);
   const P = key.cpSize;
-  const base = { ...scalars(options as BaselineAttnOptions<AttnTensor>, key.headDim), returnMaxLogits: false };
+  const base = { ...scalars, returnMaxLogits: false };
   const own = key.blocks[key.rank];
   validateForwardArgs({ q, k, v, slices: own, ...base, outDtype: 'float32' });
   ops.begin();
@@ -293,11 +256,11 @@ export async function ringAttnBackward<T extends AttnTensor>(
   key: RingAttnKey,
   options: BaselineAttnOptions<T> = {},
 ): Promise<BaselineAttnGrads<T>> {
-  const ops = prepare(q, k, v, key, options, BASELINE_OPTIONS);
+  const { ops, scalars } = prepare(q, k, v, key, options);
   const P = key.cpSize;
   const n = key.shardSeqlen;
   const D = key.headDim;
-  const base = { dout, q, out, lse, ...scalars(options as BaselineAttnOptions<AttnTensor>, D) };
+  const base = { dout, q, out, lse, ...scalars };
   const own = key.blocks[key.rank];
   validateBackwardArgs({ ...base, k, v, slices: own });
   ops.begin();

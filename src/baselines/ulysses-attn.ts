@@ -20,16 +20,14 @@
 import { InvalidArgumentError } from '../errors.js';
 import { toGroupReduceArgs, type GroupCastArgs, type GroupReduceArgs } from '../comm/group-collective-args.js';
 import type { GroupInfo } from '../comm/process-group.js';
-import type { KernelBackend } from '../kernels/backend.js';
 import { validateBackwardArgs, validateForwardArgs, type AttnTensor } from '../kernels/flex-flash-attn.js';
 import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
-import { attnOpsFor, type AttnOps } from '../runtime/attn-ops.js';
+import type { AttnOps } from '../runtime/attn-ops.js';
 import { checkHeadShape } from '../runtime/key.js';
 import { ulyssesHeadsFeasible, ulyssesShardSeqlen } from '../solver/baselines.js';
 import { validateMask } from '../solver/chunking.js';
 import { requireKnownOptions } from '../util/options.js';
-import { checkShard, layoutDispatch, layoutUndispatch, type BaselineLayout } from './layout.js';
-import { BASELINE_OPTIONS, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult } from './ring-attn.js';
+import { BASELINE_OPTIONS, layoutDispatch, layoutUndispatch, prepareBaselineCall, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult, type BaselineLayout } from './common.js';
 
 export interface UlyssesAttnKeyOptions {
   readonly qRanges: RangeListLike;
@@ -217,23 +215,12 @@ function moveRows<T>(ops: AttnOps<T>, x: T, args: GroupCastArgs, shape: readonly
   return { out, done };
 }
 
-function prepare<T extends AttnTensor>(q: T, k: T, v: T, key: UlyssesAttnKey, options: object, known: readonly string[]): AttnOps<T> {
-  requireKnownOptions(options, 'options', known);
+function prepare<T extends AttnTensor>(q: T, k: T, v: T, key: UlyssesAttnKey, options: BaselineAttnOptions<T>, extra: string): ReturnType<typeof prepareBaselineCall<T>> {
   requireUlyssesKey(key);
-  const ops = attnOpsFor(q, key.group, (options as BaselineAttnOptions<T>).backend as KernelBackend<AttnTensor> | string | undefined) as AttnOps<T>;
-  checkShard(ops, q, 'q', key, key.numHeadsQ, 'ulyssesDispatch');
-  checkShard(ops, k, 'k', key, key.numHeadsKv, 'ulyssesDispatch');
-  checkShard(ops, v, 'v', key, key.numHeadsKv, 'ulyssesDispatch');
-  return ops;
+  return prepareBaselineCall(q, k, v, key, options, [...BASELINE_OPTIONS, extra], 'ulyssesDispatch');
 }
 
 const NO_SLICES: SliceList = { qRanges: new Int32Array(0), kRanges: new Int32Array(0), maskTypes: new Uint8Array(0) };
-
-const scalars = (o: BaselineAttnOptions<AttnTensor>, dim: number): { softmaxScale: number; softcap: number; deterministic: boolean } => ({
-  softmaxScale: o.softmaxScale ?? 1 / Math.sqrt(dim),
-  softcap: o.softcap ?? 0,
-  deterministic: o.deterministic ?? false,
-});
 
 /** The head-sharded [P·n, heads, D] forms of q-like and k/v-like shards (all-to-alls started, not awaited). */
 function toHeads<T>(ops: AttnOps<T>, key: UlyssesAttnKey, x: T, isKv: boolean): { out: T; done: Promise<T> } {
@@ -248,8 +235,8 @@ function toHeads<T>(ops: AttnOps<T>, key: UlyssesAttnKey, x: T, isKv: boolean): 
  * flexFlashAttn on the whole sequence.
  */
 export async function ulyssesAttn<T extends AttnTensor>(q: T, k: T, v: T, key: UlyssesAttnKey, options: UlyssesAttnOptions<T> = {}): Promise<UlyssesAttnResult<T>> {
-  const ops = prepare(q, k, v, key, options, [...BASELINE_OPTIONS, 'saveForBackward']);
-  const base = { ...scalars(options as BaselineAttnOptions<AttnTensor>, key.headDim), returnMaxLogits: false };
+  const { ops, scalars } = prepare(q, k, v, key, options, 'saveForBackward');
+  const base = { ...scalars, returnMaxLogits: false };
   validateForwardArgs({ q, k, v, slices: NO_SLICES, ...base, outDtype: ops.dtype(q) });
   ops.begin();
   const moves = [toHeads(ops, key, q, false), toHeads(ops, key, k, true), toHeads(ops, key, v, true)];
@@ -284,8 +271,7 @@ export async function ulyssesAttnBackward<T extends AttnTensor>(
   key: UlyssesAttnKey,
   options: UlyssesAttnBackwardOptions<T> = {},
 ): Promise<BaselineAttnGrads<T>> {
-  const ops = prepare(q, k, v, key, options, [...BASELINE_OPTIONS, 'saved']);
-  const sc = scalars(options as BaselineAttnOptions<AttnTensor>, key.headDim);
+  const { ops, scalars: sc } = prepare(q, k, v, key, options, 'saved');
   validateBackwardArgs({ dout, q, k, v, out, lse, slices: NO_SLICES, ...sc });
   const saved = options.saved;
   if (saved !== undefined && (typeof saved !== 'object' || saved === null || saved.key !== key)) {

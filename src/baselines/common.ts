@@ -8,11 +8,13 @@
  */
 import { ShapeError } from '../errors.js';
 import type { GroupInfo } from '../comm/process-group.js';
+import type { KernelBackend } from '../kernels/backend.js';
 import type { AttnTensor } from '../kernels/flex-flash-attn.js';
 import { bandHi, bandLo, emitBand, SliceBuffer } from '../mask/geometry.js';
-import { firstRangeEndingAfter, localOffsets, rangesLength } from '../mask/range-list.js';
+import { firstRangeEndingAfter, localOffsets } from '../mask/range-list.js';
 import { sliceCount, type SliceList } from '../mask/slice-list.js';
 import { attnOpsFor, type AttnOps } from '../runtime/attn-ops.js';
+import { requireKnownOptions } from '../util/options.js';
 
 /** Where the rows of the sequence live: rank r holds rankRanges[r] (global, sorted), then padding up to shardSeqlen. */
 export interface BaselineLayout {
@@ -99,10 +101,35 @@ export function restrictMask(mask: SliceList, qRows: Int32Array, kRows: Int32Arr
   return { slices: out.toSliceList(), area };
 }
 
+export interface BaselineAttnOptions<T extends AttnTensor = AttnTensor> {
+  /** Default 1/sqrt(headDim). */
+  softmaxScale?: number;
+  /** 0 (default) disables. */
+  softcap?: number;
+  deterministic?: boolean;
+  /** Kernel backend object or registered name; default: automatic choice by where q lives. */
+  backend?: KernelBackend<T> | string;
+}
+
+export const BASELINE_OPTIONS: readonly string[] = ['softmaxScale', 'softcap', 'deterministic', 'backend'];
+
+export interface BaselineAttnResult<T extends AttnTensor = AttnTensor> {
+  /** [shardSeqlen, Hq, D] in q's dtype. */
+  out: T;
+  /** [shardSeqlen, Hq] float32, natural log. */
+  lse: T;
+}
+
+export interface BaselineAttnGrads<T extends AttnTensor = AttnTensor> {
+  dq: T;
+  dk: T;
+  dv: T;
+}
+
 const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
 /** Throws unless t is this rank's shard [shardSeqlen, heads, headDim] of the layout. */
-export function checkShard<T>(ops: AttnOps<T>, t: T, name: string, layout: BaselineLayout, heads: number, dispatchName: string): void {
+function checkShard<T>(ops: AttnOps<T>, t: T, name: string, layout: BaselineLayout, heads: number, dispatchName: string): void {
   const shape = ops.shape(t);
   const want = [layout.shardSeqlen, heads, layout.headDim];
   if (shape.length !== 3 || shape.some((d, i) => d !== want[i])) {
@@ -110,7 +137,23 @@ export function checkShard<T>(ops: AttnOps<T>, t: T, name: string, layout: Basel
   }
 }
 
-/** Total rows of a rank's ranges (its real, unpadded rows). */
-export function realRows(layout: BaselineLayout, rank: number): number {
-  return rangesLength(layout.rankRanges[rank]);
+/**
+ * The start of every baseline call: known options only, q/k/v this rank's shards of the layout;
+ * the operations for q's kind of tensor and the kernel scalars with their defaults.
+ */
+export function prepareBaselineCall<T extends AttnTensor>(
+  q: T,
+  k: T,
+  v: T,
+  layout: BaselineLayout,
+  options: BaselineAttnOptions<T>,
+  known: readonly string[],
+  dispatchName: string,
+): { ops: AttnOps<T>; scalars: { softmaxScale: number; softcap: number; deterministic: boolean } } {
+  requireKnownOptions(options, 'options', known);
+  const ops = attnOpsFor(q, layout.group, options.backend as KernelBackend<AttnTensor> | string | undefined) as AttnOps<T>;
+  checkShard(ops, q, 'q', layout, layout.numHeadsQ, dispatchName);
+  checkShard(ops, k, 'k', layout, layout.numHeadsKv, dispatchName);
+  checkShard(ops, v, 'v', layout, layout.numHeadsKv, dispatchName);
+  return { ops, scalars: { softmaxScale: options.softmaxScale ?? 1 / Math.sqrt(layout.headDim), softcap: options.softcap ?? 0, deterministic: options.deterministic ?? false } };
 }
