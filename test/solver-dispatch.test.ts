@@ -111,7 +111,11 @@ test('balance: causal and varlen-causal masks of 64k tokens at cp 8 stay within 
   assert.ok(worst <= 1.05, `varlen-causal worst ${worst}`);
 });
 
-test('balance: varlen-causal masks of 64k tokens drawn from the dataset histogram stay within 1.05 at cp 8', (t) => {
+test('balance: varlen-causal masks of 64k tokens drawn from the dataset histogram stay within 1.05 at cp 8 (min-heap within 1.10)', (t) => {
+  // min-heap is the reference's greedy and has no 1.05 guarantee: when one chunk weighs most of a
+  // rank's share it can land above it (1 pack in 2,000 of this histogram did, at 1.063; the worst
+  // of those 2,000 for contiguous-runs was 1.020).
+  const bound = { 'min-heap': 1.1, 'contiguous-runs': 1.05 } as const;
   const seed = freshSeed();
   t.diagnostic(`seed ${seed}`);
   const rng = new Rng(seed);
@@ -120,7 +124,7 @@ test('balance: varlen-causal masks of 64k tokens drawn from the dataset histogra
     const mask = varlenCausalMask(cuSeqlensFromLengths(lengths));
     for (const type of ['min-heap', 'contiguous-runs'] as const) {
       const s = planStats(planDistAttn({ mask, totalSeqlenQ: 65536, cpSize: 8, dispatchConfig: { alg: { type } } }));
-      assert.ok(s.imbalance <= 1.05, `seed ${seed}, pack ${i}, ${type}: imbalance ${s.imbalance} with ${lengths.length} documents`);
+      assert.ok(s.imbalance <= bound[type], `seed ${seed}, pack ${i}, ${type}: imbalance ${s.imbalance} with ${lengths.length} documents`);
     }
   }
 });
