@@ -4,10 +4,12 @@
  * tiles (here; float64 arithmetic, one thread, runs anywhere) and the WebAssembly SIMD kernel
  * (wasm/engine.ts; float32, several threads where the runtime allows). The backend (index.ts)
  * does everything around them: dtype widening, accumulation into a caller's (out, lse), the sink.
+ * Each engine checks for itself whether the inputs are all finite (see forward.ts), where it
+ * reads them fastest.
  */
 import { backwardHead } from './backward.js';
 import { forwardHead } from './forward.js';
-import { gatherHeads, scatterHeads } from './layout.js';
+import { allFinite, gatherHeads, scatterHeads } from './layout.js';
 import type { WorkList } from './work.js';
 
 interface JobShape {
@@ -19,8 +21,6 @@ interface JobShape {
   scale: number;
   /** 0 = off. */
   softcap: number;
-  /** Every input is finite (see forward.ts). */
-  finite: boolean;
   work: WorkList;
 }
 
@@ -72,6 +72,7 @@ export const typescriptEngine: CpuEngine = {
     const v = new Float32Array(tokensK * dim);
     const out = new Float32Array(group * tokensQ * dim);
     const lse = new Float64Array(group * tokensQ);
+    const finite = allFinite(job.q, job.k, job.v);
     for (let hk = 0; hk < headsKv; hk++) {
       gatherHeads(q, 0, job.q, tokensQ, headsQ, hk * group, group, dim);
       gatherHeads(k, 0, job.k, tokensK, headsKv, hk, 1, dim);
@@ -79,7 +80,7 @@ export const typescriptEngine: CpuEngine = {
       out.fill(0);
       lse.fill(-Infinity);
       const maxLogits = job.maxLogits.subarray(hk * group, (hk + 1) * group);
-      forwardHead({ ...job, q, k, v, group, out, lse, maxLogits });
+      forwardHead({ ...job, q, k, v, group, finite, out, lse, maxLogits });
       scatterHeads(job.out, out, 0, tokensQ, headsQ, hk * group, group, dim);
       scatterHeads(job.lse, lse, 0, tokensQ, headsQ, hk * group, group, 1);
     }
@@ -96,6 +97,7 @@ export const typescriptEngine: CpuEngine = {
     const dq = new Float32Array(group * tokensQ * dim);
     const dk = new Float32Array(tokensK * dim);
     const dv = new Float32Array(tokensK * dim);
+    const finite = allFinite(job.q, job.k, job.v, job.dout);
     for (let hk = 0; hk < headsKv; hk++) {
       const h0 = hk * group;
       gatherHeads(q, 0, job.q, tokensQ, headsQ, h0, group, dim);
@@ -107,7 +109,7 @@ export const typescriptEngine: CpuEngine = {
       dq.fill(0);
       dk.fill(0);
       dv.fill(0);
-      backwardHead({ ...job, q, dout, lse, delta, k, v, group, dq, dk, dv });
+      backwardHead({ ...job, q, dout, lse, delta, k, v, group, finite, dq, dk, dv });
       scatterHeads(job.dq, dq, 0, tokensQ, headsQ, h0, group, dim);
       scatterHeads(job.dk, dk, 0, tokensK, headsKv, hk, 1, dim);
       scatterHeads(job.dv, dv, 0, tokensK, headsKv, hk, 1, dim);

@@ -22,19 +22,29 @@
  * scales a softcapped max by the softmax scale instead, which we consider a bug and do not copy.
  */
 import { Tensor } from '../../tensor.js';
-import { fromNumbers } from '../../dtype.js';
+import { type DType, type Storage, fromNumbers } from '../../dtype.js';
 import { InvalidArgumentError } from '../../errors.js';
 import type { FfaBackwardArgs, FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from '../backend.js';
 import { rowDots } from './backward.js';
 import { type CpuEngine, typescriptEngine } from './engine.js';
-import { allFinite } from './layout.js';
 import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
 import { buildWorkList } from './work.js';
 import { wasmEngine } from './wasm/engine.js';
 
-/** What a forward and a backward job share: shapes, numerics, the work list; `inputs` decide `finite`. */
-function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>, inputs: Float32Array[]) {
+/**
+ * A tensor's values as float32 for the engines, which only read them: float32 data itself (no
+ * copy: the copy was a serial pass as long as the threaded kernel at 16 threads), a widened copy
+ * otherwise.
+ */
+const readFloat32 = (t: Tensor): Float32Array => (t.dtype === 'float32' ? (t.data as Float32Array) : t.toFloat32());
+
+/** Storage of `dtype` holding `values`: `values` itself where it already is (a buffer this call made), else converted. */
+const ownedStorage = (dtype: DType, values: Float32Array | Float64Array): Storage =>
+  (dtype === 'float32' && values instanceof Float32Array) || (dtype === 'float64' && values instanceof Float64Array) ? values : fromNumbers(dtype, values);
+
+/** What a forward and a backward job share: shapes, numerics, the work list. */
+function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
   const [tokensQ, headsQ, dim] = args.q.shape;
   const [tokensK, headsKv] = args.k.shape;
   return {
@@ -45,7 +55,6 @@ function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>, inputs
     dim,
     scale: args.softmaxScale,
     softcap: args.softcap,
-    finite: allFinite(...inputs),
     work: buildWorkList(args.slices, tokensK),
   };
 }
@@ -54,13 +63,13 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
   const { q, k, v, sink, outAcc, lseAcc, maxLogitsAcc } = args;
   const [tokensQ, headsQ, dim] = q.shape;
   const rows = tokensQ * headsQ;
-  const [qf, kf, vf] = [q.toFloat32(), k.toFloat32(), v.toFloat32()];
+  const [qf, kf, vf] = [q, k, v].map(readFloat32);
 
   const partOut = new Float32Array(rows * dim);
   const partLse = new Float64Array(rows).fill(-Infinity);
   const maxLogits = new Float64Array(headsQ).fill(-Infinity);
   engine.forward({
-    ...jobShape(args, [qf, kf, vf]),
+    ...jobShape(args),
     q: qf,
     k: kf,
     v: vf,
@@ -82,7 +91,7 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
 
   const result: FfaForwardResult<Tensor> = accumulate
     ? { out: outAcc, lse: lseAcc }
-    : { out: new Tensor(args.outDtype, [tokensQ, headsQ, dim], fromNumbers(args.outDtype, out)), lse: Tensor.zeros('float32', [tokensQ, headsQ]) };
+    : { out: new Tensor(args.outDtype, [tokensQ, headsQ, dim], ownedStorage(args.outDtype, out)), lse: Tensor.zeros('float32', [tokensQ, headsQ]) };
   if (accumulate) result.out.data.set(fromNumbers(result.out.dtype, out));
   result.lse.data.set(lse);
 
@@ -99,8 +108,8 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
 function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackwardResult<Tensor> {
   const { q, k, v, dout, out, lse, sink } = args;
   const [tokensQ, headsQ, dim] = q.shape;
-  const [qf, kf, vf, doutf] = [q.toFloat32(), k.toFloat32(), v.toFloat32(), dout.toFloat32()];
-  const delta = rowDots(out.toFloat32(), doutf, tokensQ * headsQ, dim);
+  const [qf, kf, vf, doutf] = [q, k, v, dout].map(readFloat32);
+  const delta = rowDots(readFloat32(out), doutf, tokensQ * headsQ, dim);
 
   const dq = new Float32Array(q.size);
   const dk = new Float32Array(k.size);
@@ -112,14 +121,14 @@ function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackw
     dout: doutf,
     lse: Float64Array.from(lse.data),
     delta,
-    ...jobShape(args, [qf, kf, vf, doutf]),
+    ...jobShape(args),
     dq,
     dk,
     dv,
   });
 
   const grad = (buf: Float32Array, like: Tensor, acc: Tensor | undefined): Tensor => {
-    if (acc === undefined) return new Tensor(like.dtype, like.shape, fromNumbers(like.dtype, buf));
+    if (acc === undefined) return new Tensor(like.dtype, like.shape, ownedStorage(like.dtype, buf));
     const dst = acc.data as Float32Array;
     for (let i = 0; i < buf.length; i++) dst[i] += buf[i];
     return acc;

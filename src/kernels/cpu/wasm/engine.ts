@@ -13,9 +13,12 @@
  * over 4 KB that way, so there `loadWasmKernel()` must be awaited first.
  *
  * Memory grows to the largest call seen and stays there (WebAssembly memory cannot shrink); a
- * call needs its kv head's q, k, v, out (forward) or q, dout, k, v, dk, dv and one dq per thread
- * (backward) in float32, all linear in the number of tokens. Calls that would need more than the
- * 4 GiB a 32-bit memory can address (or more than the runtime grants) run on the TypeScript engine.
+ * call needs q, k, v, out (forward) or q, dout, dq, k, v, dk, dv plus one dQ buffer per thread
+ * for one kv head's query heads (backward) in float32, token-major as the caller holds them, all
+ * linear in the number of tokens. Inputs go in and results come out by block copies (row by row
+ * only where D is not a multiple of 4 and rows are padded), so the part of a call that one thread
+ * does alone stays small next to the threaded part. Calls that would need more than the 4 GiB a
+ * 32-bit memory can address (or more than the runtime grants) run on the TypeScript engine.
  */
 import { type WasmMemory, type WasmModule, wasmApi } from './api.js';
 import { KERNEL_WASM } from './binary.generated.js';
@@ -29,7 +32,7 @@ import { assignStatic, costOrder } from '../work.js';
 const J = {
   KIND: 0,
   THREADS: 1,
-  NEXT: 2,
+  NEXT: 48,
   TQ: 3,
   TK: 4,
   GROUP: 5,
@@ -68,8 +71,12 @@ const J = {
   ITEMS: 38,
   N_ITEMS: 39,
   THREAD_OFF: 40,
-  REDUCE_N: 41,
   ROWSUM: 42,
+  HQ: 43,
+  HKV: 44,
+  NQT: 45,
+  HK: 46,
+  DQ_OUT: 47,
 } as const;
 const JOB_WORDS = 64;
 const JOB_AT = CONTROL_BYTES;
@@ -84,6 +91,8 @@ const KIND_SUM_DQ = 3;
 interface KernelExports {
   run(job: number, tid: number): void;
   scratchBytes(dimP: number, group: number): number;
+  maxlStride(headsQ: number): number;
+  allFinite(ptr: number, floats: number): number;
 }
 
 /** How the kernel was loaded. */
@@ -171,12 +180,15 @@ export function wasmKernelInfo(): WasmKernelInfo | undefined {
   return k ? { simd: k.simd, shared: k.shared } : undefined;
 }
 
-/** A bump allocator over the kernel's memory for one call; offsets in bytes, 16-byte aligned. */
+/**
+ * A bump allocator over the kernel's memory for one call; offsets in bytes, each block on its own
+ * 64-byte cache lines (threads write neighbouring blocks).
+ */
 class Layout {
   private end = HEAP_AT;
   take(bytes: number): number {
     const at = this.end;
-    this.end = (this.end + bytes + 15) & ~15;
+    this.end = (this.end + bytes + 63) & ~63;
     return at;
   }
   get bytes(): number {
@@ -242,6 +254,7 @@ function writeJob(
   k: Kernel,
   job: ForwardJob | BackwardJob,
   threads: number,
+  finite: boolean,
   placed: Placed,
   scratch: { at: number; stride: number },
   fields: Record<number, number>,
@@ -257,7 +270,9 @@ function writeJob(
     [J.GROUP]: job.headsQ / job.headsKv,
     [J.DIM]: job.dim,
     [J.DIMP]: pad4(job.dim),
-    [J.FINITE]: job.finite ? 1 : 0,
+    [J.HQ]: job.headsQ,
+    [J.HKV]: job.headsKv,
+    [J.FINITE]: finite ? 1 : 0,
     [J.SCRATCH]: scratch.at,
     [J.SCRATCH_STRIDE]: scratch.stride,
     ...fields,
@@ -297,25 +312,54 @@ export function wasmEngine(threads?: number): CpuEngine | undefined {
   };
 }
 
+/** Copies token-major rows of `dim` floats into the memory at float index `at`, rows padded to dimP with zeros. */
+function copyIn(f32: Float32Array, at: number, src: Float32Array, rows: number, dim: number, dimP: number): void {
+  if (dim === dimP) f32.set(src, at);
+  else gatherHeads(f32, at, src, rows, 1, 0, 1, dim, dimP);
+}
+
+/** The inverse of copyIn. */
+function copyOut(dst: Float32Array, f32: Float32Array, at: number, rows: number, dim: number, dimP: number): void {
+  if (dim === dimP) dst.set(f32.subarray(at, at + rows * dim));
+  else scatterHeads(dst, f32, at, rows, 1, 0, 1, dim, dimP);
+}
+
+/** Whether the floats at byte offsets `regions` ([at, count] pairs) are all finite, checked in WebAssembly. */
+function finiteIn(k: Kernel, regions: Array<[number, number]>): boolean {
+  return regions.every(([at, n]) => k.exports.allFinite(at, n) !== 0);
+}
+
 function forward(k: Kernel, threads: number, job: ForwardJob): void {
   const { tokensQ, tokensK, headsQ, headsKv, dim } = job;
   const group = headsQ / headsKv;
   const dimP = pad4(dim);
   const w = job.work;
+  const nqt = w.qTileStart.length;
   const lay = new Layout();
   const placed = placeWork(lay, job);
-  const items = costOrder(w.qTileCost);
+  // (kv head, q tile) items, longest tiles first, each tile's heads together.
+  const items = new Int32Array(nqt * headsKv);
+  costOrder(w.qTileCost).forEach((t, i) => {
+    for (let hk = 0; hk < headsKv; hk++) items[i * headsKv + hk] = hk * nqt + t;
+  });
+  const rows = tokensQ * headsQ;
   const itemsAt = lay.take(items.length * 4 + 4);
-  const qAt = lay.take(group * tokensQ * dimP * 4);
-  const kAt = lay.take(tokensK * dimP * 4);
-  const vAt = lay.take(tokensK * dimP * 4);
-  const outAt = lay.take(group * tokensQ * dimP * 4);
-  const maxAt = lay.take(group * tokensQ * 8);
-  const sumAt = lay.take(group * tokensQ * 8);
-  const maxlAt = lay.take(threads * group * 4);
+  const qAt = lay.take(rows * dimP * 4);
+  const kAt = lay.take(tokensK * headsKv * dimP * 4);
+  const vAt = lay.take(tokensK * headsKv * dimP * 4);
+  const outAt = lay.take(rows * dimP * 4);
+  const maxAt = lay.take(rows * 8);
+  const sumAt = lay.take(rows * 8);
+  const maxlStride = k.exports.maxlStride(headsQ);
+  const maxlAt = lay.take(threads * maxlStride * 4);
   const scratch = placeScratch(k, lay, threads, dimP, group);
   if (!ensure(k, lay.bytes)) return typescriptEngine.forward(job);
-  const jw = writeJob(k, job, threads, placed, scratch, {
+  const { i32, f32, f64 } = views(k);
+  copyIn(f32, qAt / 4, job.q, rows, dim, dimP);
+  copyIn(f32, kAt / 4, job.k, tokensK * headsKv, dim, dimP);
+  copyIn(f32, vAt / 4, job.v, tokensK * headsKv, dim, dimP);
+  const finite = finiteIn(k, [[qAt, rows * dimP], [kAt, tokensK * headsKv * dimP], [vAt, tokensK * headsKv * dimP]]);
+  const jw = writeJob(k, job, threads, finite, placed, scratch, {
     [J.KIND]: KIND_FORWARD,
     [J.Q]: qAt,
     [J.K]: kAt,
@@ -326,41 +370,25 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
     [J.MAXL]: maxlAt,
     [J.ITEMS]: itemsAt,
     [J.N_ITEMS]: items.length,
+    [J.NQT]: nqt,
   });
-  const { i32, f32, f64 } = views(k);
   i32.set(items, itemsAt / 4);
+  // Rows no q tile covers keep out 0 and sum 0 (lse -inf below).
+  f32.fill(0, outAt / 4, outAt / 4 + rows * dimP);
+  f64.fill(0, sumAt / 8, sumAt / 8 + rows);
+  f32.fill(-Infinity, maxlAt / 4, maxlAt / 4 + threads * maxlStride);
+  jw[J.NEXT] = 0;
+  runJob(k, threads);
 
-  const rows = group * tokensQ;
-  const lse = new Float64Array(rows);
-  const covered = new Uint8Array(tokensQ);
-  for (let t = 0; t < w.qTileStart.length; t++) covered.fill(1, w.qTileStart[t], w.qTileStart[t] + w.qTileRows[t]);
-  for (let hk = 0; hk < headsKv; hk++) {
-    const h0 = hk * group;
-    gatherHeads(f32, qAt / 4, job.q, tokensQ, headsQ, h0, group, dim, dimP);
-    gatherHeads(f32, kAt / 4, job.k, tokensK, headsKv, hk, 1, dim, dimP);
-    gatherHeads(f32, vAt / 4, job.v, tokensK, headsKv, hk, 1, dim, dimP);
-    f32.fill(-Infinity, maxlAt / 4, maxlAt / 4 + threads * group);
-    // Rows no q tile covers keep sum 0: lse -inf below, out left to the caller's zeros.
-    f64.fill(0, sumAt / 8, sumAt / 8 + rows);
-    jw[J.NEXT] = 0;
-    runJob(k, threads);
-
-    for (let r = 0; r < rows; r++) {
-      const l = f64[sumAt / 8 + r];
-      lse[r] = l === 0 ? -Infinity : f64[maxAt / 8 + r] + Math.log(l);
-    }
-    for (let g = 0; g < group; g++) {
-      for (let tok = 0; tok < tokensQ; tok++) {
-        if (!covered[tok]) continue;
-        const row = tok * headsQ + h0 + g;
-        job.lse[row] = lse[g * tokensQ + tok];
-        const src = outAt / 4 + (g * tokensQ + tok) * dimP;
-        job.out.set(f32.subarray(src, src + dim), row * dim);
-      }
-      let m = job.maxLogits[h0 + g];
-      for (let t = 0; t < threads; t++) m = Math.max(m, f32[maxlAt / 4 + t * group + g]);
-      job.maxLogits[h0 + g] = m;
-    }
+  copyOut(job.out, f32, outAt / 4, rows, dim, dimP);
+  for (let r = 0; r < rows; r++) {
+    const l = f64[sumAt / 8 + r];
+    job.lse[r] = l === 0 ? -Infinity : f64[maxAt / 8 + r] + Math.log(l);
+  }
+  for (let h = 0; h < headsQ; h++) {
+    let m = job.maxLogits[h];
+    for (let t = 0; t < threads; t++) m = Math.max(m, f32[maxlAt / 4 + t * maxlStride + h]);
+    job.maxLogits[h] = m;
   }
 }
 
@@ -373,22 +401,32 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   const lists = assignStatic(job.work.kTileCost, threads);
   const items = Int32Array.from(lists.flat());
   const threadOff = Int32Array.from([0, ...lists.map((l, i) => lists.slice(0, i + 1).reduce((s, x) => s + x.length, 0))]);
+  const rows = tokensQ * headsQ;
+  const keys = tokensK * headsKv;
   const itemsAt = lay.take(items.length * 4 + 4);
   const offAt = lay.take(threadOff.length * 4);
-  const qFloats = group * tokensQ * dimP;
-  const qAt = lay.take(qFloats * 4);
-  const doAt = lay.take(qFloats * 4);
-  const lseAt = lay.take(group * tokensQ * 8);
-  const deltaAt = lay.take(group * tokensQ * 8);
-  const kAt = lay.take(tokensK * dimP * 4);
-  const vAt = lay.take(tokensK * dimP * 4);
-  const dkAt = lay.take(tokensK * dimP * 4);
-  const dvAt = lay.take(tokensK * dimP * 4);
-  const dqStride = ((qFloats * 4 + 15) & ~15);
+  const qAt = lay.take(rows * dimP * 4);
+  const doAt = lay.take(rows * dimP * 4);
+  const dqOutAt = lay.take(rows * dimP * 4);
+  const lseAt = lay.take(rows * 8);
+  const deltaAt = lay.take(rows * 8);
+  const kAt = lay.take(keys * dimP * 4);
+  const vAt = lay.take(keys * dimP * 4);
+  const dkAt = lay.take(keys * dimP * 4);
+  const dvAt = lay.take(keys * dimP * 4);
+  const dqStride = (group * tokensQ * dimP * 4 + 63) & ~63;
   const dqAt = lay.take(threads * dqStride);
   const scratch = placeScratch(k, lay, threads, dimP, group);
   if (!ensure(k, lay.bytes)) return typescriptEngine.backward(job);
-  const jw = writeJob(k, job, threads, placed, scratch, {
+  const { i32, f32, f64 } = views(k);
+  copyIn(f32, qAt / 4, job.q, rows, dim, dimP);
+  copyIn(f32, doAt / 4, job.dout, rows, dim, dimP);
+  copyIn(f32, kAt / 4, job.k, keys, dim, dimP);
+  copyIn(f32, vAt / 4, job.v, keys, dim, dimP);
+  f64.set(job.lse, lseAt / 8);
+  f64.set(job.delta, deltaAt / 8);
+  const finite = finiteIn(k, [[qAt, rows * dimP], [doAt, rows * dimP], [kAt, keys * dimP], [vAt, keys * dimP]]);
+  const jw = writeJob(k, job, threads, finite, placed, scratch, {
     [J.Q]: qAt,
     [J.K]: kAt,
     [J.V]: vAt,
@@ -397,36 +435,27 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
     [J.DELTA]: deltaAt,
     [J.DQ]: dqAt,
     [J.DQ_STRIDE]: dqStride,
+    [J.DQ_OUT]: dqOutAt,
     [J.DK]: dkAt,
     [J.DV]: dvAt,
     [J.ITEMS]: itemsAt,
     [J.N_ITEMS]: items.length,
     [J.THREAD_OFF]: offAt,
-    [J.REDUCE_N]: qFloats,
   });
-  const { i32, f32, f64 } = views(k);
   i32.set(items, itemsAt / 4);
   i32.set(threadOff, offAt / 4);
-
+  // Keys no k tile covers keep dk = dv = 0; the dQ sum zeroes the buffers after each head.
+  f32.fill(0, dkAt / 4, dkAt / 4 + keys * dimP);
+  f32.fill(0, dvAt / 4, dvAt / 4 + keys * dimP);
+  f32.fill(0, dqAt / 4, (dqAt + threads * dqStride) / 4);
   for (let hk = 0; hk < headsKv; hk++) {
-    const h0 = hk * group;
-    gatherHeads(f32, qAt / 4, job.q, tokensQ, headsQ, h0, group, dim, dimP);
-    gatherHeads(f32, doAt / 4, job.dout, tokensQ, headsQ, h0, group, dim, dimP);
-    gatherHeads(f64, lseAt / 8, job.lse, tokensQ, headsQ, h0, group, 1);
-    gatherHeads(f64, deltaAt / 8, job.delta, tokensQ, headsQ, h0, group, 1);
-    gatherHeads(f32, kAt / 4, job.k, tokensK, headsKv, hk, 1, dim, dimP);
-    gatherHeads(f32, vAt / 4, job.v, tokensK, headsKv, hk, 1, dim, dimP);
-    for (let t = 0; t < threads; t++) f32.fill(0, (dqAt + t * dqStride) / 4, (dqAt + t * dqStride) / 4 + qFloats);
-    f32.fill(0, dkAt / 4, dkAt / 4 + tokensK * dimP);
-    f32.fill(0, dvAt / 4, dvAt / 4 + tokensK * dimP);
+    jw[J.HK] = hk;
     jw[J.KIND] = KIND_BACKWARD;
     runJob(k, threads);
-    if (threads > 1) {
-      jw[J.KIND] = KIND_SUM_DQ;
-      runJob(k, threads);
-    }
-    scatterHeads(job.dq, f32, dqAt / 4, tokensQ, headsQ, h0, group, dim, dimP);
-    scatterHeads(job.dk, f32, dkAt / 4, tokensK, headsKv, hk, 1, dim, dimP);
-    scatterHeads(job.dv, f32, dvAt / 4, tokensK, headsKv, hk, 1, dim, dimP);
+    jw[J.KIND] = KIND_SUM_DQ;
+    runJob(k, threads);
   }
+  copyOut(job.dq, f32, dqOutAt / 4, rows, dim, dimP);
+  copyOut(job.dk, f32, dkAt / 4, keys, dim, dimP);
+  copyOut(job.dv, f32, dvAt / 4, keys, dim, dimP);
 }

@@ -3,25 +3,29 @@
  * It is the float32 form of the TypeScript engine's loops (../../forward.ts, ../../backward.ts):
  * the same work list, the same items, the same NaN rules, with the tile products done by a
  * register-blocked micro-kernel (4 rows x 8 columns of float32 accumulators in 128-bit
- * registers) and the softmax by a vector exp. The fused multiply-add is the relaxed-SIMD one
+ * registers) and the softmax by a vector exp2. The fused multiply-add is the relaxed-SIMD one
  * where the build enables it (ASC_FEATURE_RELAXED_SIMD), mul + add otherwise; the loader picks
  * the build the runtime validates.
  *
  * It owns no memory: the host lays out every buffer in the (imported, possibly shared) memory,
- * writes a job descriptor and calls run(job, tid) on every thread. Forward items are taken
- * dynamically through an atomic counter (each q tile owns its rows, so the result does not depend
- * on who ran it); backward items come as fixed per-thread lists (each thread adds dQ into its own
- * buffer, so a fixed assignment keeps the sums in a fixed order), and a last job sums the dQ
- * buffers in thread order.
+ * writes a job descriptor and calls run(job, tid) on every thread. The inputs stay token-major
+ * as the caller holds them ([T, H, D], each row padded to DIMP), so the host copies them in with
+ * one block copy and no thread waits for a per-head rearrangement; a head's rows are then a
+ * strided walk (stride H·DIMP). Forward items are (kv head, q tile) pairs taken dynamically
+ * through an atomic counter over every head at once (each item owns its rows, so the result does
+ * not depend on who ran it); backward items are the k tiles of one kv head, as fixed per-thread
+ * lists (each thread adds dQ into its own buffer, so a fixed assignment keeps the sums in a fixed
+ * order), and a last job sums the dQ buffers in thread order into dq and zeroes them for the next
+ * head.
  *
- * Layouts (all float32 rows padded to DIMP = D rounded up to 4, padding zero): q, dout, out, dq
- * [G, Tq, DIMP]; k, v, dk, dv [Tk, DIMP]; lse, delta, and the forward's row max and row sum
- * float64 [G, Tq]; max logits float32 [threads, G].
+ * Layouts (float32 rows padded to DIMP = D rounded up to 4, padding zero): q, dout, out, dq
+ * [Tq, Hq, DIMP]; k, v, dk, dv [Tk, Hkv, DIMP]; lse, delta, and the forward's row max and row sum
+ * float64 [Tq, Hq]; the per-thread dQ buffers [G, Tq, DIMP]; max logits float32 [threads, Hq].
  */
 
 // Job descriptor: 32-bit words. The host (../engine.ts, JOB) writes the same indices.
 const J_KIND = 0; // 1 forward, 2 backward, 3 sum the dQ buffers
-const J_NEXT = 2; // forward: next item (atomic)
+const J_NEXT = 48; // forward: next item (atomic), alone in the descriptor's last cache line
 const J_TQ = 3;
 const J_GROUP = 5;
 const J_DIM = 6;
@@ -60,8 +64,12 @@ const J_ITEMS = 38;
 const J_N_ITEMS = 39;
 const J_THREAD_OFF = 40;
 const J_THREADS = 1;
-const J_REDUCE_N = 41;
-const J_ROWSUM = 42; // forward: float64 [G, Tq] softmax sums (J_LSE then holds the row maxima)
+const J_ROWSUM = 42; // forward: float64 [Tq, Hq] softmax sums (J_LSE then holds the row maxima)
+const J_HQ = 43;
+const J_HKV = 44;
+const J_NQT = 45; // forward: q tiles per kv head (an item is hk·NQT + tile)
+const J_HK = 46; // backward and dQ sum: the kv head
+const J_DQ_OUT = 47; // backward: dq [Tq, Hq, DIMP]
 
 const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
 
@@ -87,40 +95,44 @@ const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
+const LOG2E: f32 = 1.44269504088896341;
+
 /**
- * e^x per lane: x = n·ln2 + f with |f| <= ln2/2 (Cody-Waite), e^f by a degree-7 polynomial
- * (Cephes' expf, ~1 ulp), 2^n built in the exponent bits. e^-inf = 0 (below -87.5: 0), above 88:
- * +inf (the kernel only takes e^x for x <= 0 but the tanh of softcap), NaN stays NaN.
+ * 2^x per lane for x <= 127 (every caller passes x <= 0 or NaN but a stray backward lse): n =
+ * round(x), f = x - n in [-1/2, 1/2] exactly, 2^f by a degree-6 polynomial (a relative minimax
+ * fit, 1.2 ulp in float32), 2^n built in the exponent bits. Below -127 the result is 0 (so
+ * 2^-inf = 0), NaN stays NaN. Working in base 2 makes the range reduction exact (no Cody-Waite
+ * pair of ln 2 constants) and lets callers fold log2(e) into the scale they multiply by anyway.
  *
  * Written for what V8 emits on x86-64: pmin/pmax are one instruction each (min/max are about
  * eight, for their NaN and -0 rules; with x as the first operand pmin/pmax keep a NaN x), and n
- * comes out of the float addition of 1.5·2^23, which rounds t to an integer in the low mantissa
- * bits (no roundps, no saturating conversion sequence).
+ * comes out of the float addition of 1.5·2^23, which rounds x to an integer in the low mantissa
+ * bits (no roundps, no saturating conversion sequence); those bits plus the bias are the exponent.
  */
-@inline function vexp(x: v128): v128 {
-  const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.5)), f32x4.splat(88.0));
+@inline function vexp2(x: v128): v128 {
+  const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-127.0)), f32x4.splat(127.0));
   const magic = f32x4.splat(12582912.0); // 1.5·2^23
-  const r = f32x4.add(f32x4.mul(xc, f32x4.splat(1.44269504088896341)), magic);
-  const n = f32x4.sub(r, magic);
-  let f = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
-  f = f32x4.sub(f, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
-  let y = f32x4.splat(1.9875691500e-4);
-  y = fma(y, f, f32x4.splat(1.3981999507e-3));
-  y = fma(y, f, f32x4.splat(8.3334519073e-3));
-  y = fma(y, f, f32x4.splat(4.1665795894e-2));
-  y = fma(y, f, f32x4.splat(1.6666665459e-1));
-  y = fma(y, f, f32x4.splat(5.0000001201e-1));
-  y = f32x4.add(fma(f32x4.mul(y, f), f, f), f32x4.splat(1.0));
-  const scale = i32x4.shl(i32x4.add(i32x4.sub(r, magic), i32x4.splat(127)), 23);
-  let e = f32x4.mul(y, scale);
-  e = v128.andnot(e, f32x4.lt(x, f32x4.splat(-87.5)));
-  e = v128.bitselect(f32x4.splat(Infinity), e, f32x4.gt(x, f32x4.splat(88.0)));
-  return e;
+  const r = f32x4.add(xc, magic);
+  const f = f32x4.sub(xc, f32x4.sub(r, magic));
+  let y = f32x4.splat(1.5345809515565634e-4);
+  y = fma(y, f, f32x4.splat(1.3399932067841291e-3));
+  y = fma(y, f, f32x4.splat(9.618489071726799e-3));
+  y = fma(y, f, f32x4.splat(5.550328642129898e-2));
+  y = fma(y, f, f32x4.splat(2.4022646248340607e-1));
+  y = fma(y, f, f32x4.splat(6.931471824645996e-1));
+  y = fma(y, f, f32x4.splat(1.0));
+  const scale = i32x4.shl(i32x4.add(r, i32x4.splat(127 - 0x4b400000)), 23); // 0x4b400000: the bits of 1.5·2^23
+  return f32x4.mul(y, scale);
+}
+
+/** e^x for one value (the online softmax's rescale factor). */
+@inline function exp1(x: f32): f32 {
+  return f32x4.extract_lane(vexp2(f32x4.splat(x * LOG2E)), 0);
 }
 
 /** tanh per lane as (1 - e)/(1 + e)·sign, e = e^{-2|y|}: absolute error ~1e-7, NaN stays NaN. */
 @inline function vtanh(y: v128): v128 {
-  const e = vexp(f32x4.mul(f32x4.abs(y), f32x4.splat(-2.0)));
+  const e = vexp2(f32x4.mul(f32x4.abs(y), f32x4.splat(-2.0 * LOG2E)));
   const t = f32x4.div(f32x4.sub(f32x4.splat(1.0), e), f32x4.add(f32x4.splat(1.0), e));
   return v128.or(t, v128.and(y, f32x4.splat(-0.0)));
 }
@@ -264,11 +276,41 @@ function gemmVisible(byRow: bool, C: usize, ldc: i32, A: usize, aRow: i32, aCol:
   }
 }
 
-/** dst[d·TILE + j] = src[j·dimP + d] for j < nc, d < dim; 0 for nc <= j < ncp. */
-function packTransposed(dst: usize, src: usize, nc: i32, ncp: i32, dim: i32, dimP: i32): void {
+/**
+ * dst[d·TILE + j] = src[j·ld + d] for j < nc, d < dim; 0 for nc <= j < ncp. Blocks of 4 keys x 4
+ * dimensions go through a 4x4 register transpose (unpack shuffles), the edges one float at a time.
+ */
+function packTransposed(dst: usize, src: usize, nc: i32, ncp: i32, dim: i32, ld: i32): void {
+  const lb = <usize>ld << 2;
+  const tb = <usize>TILE << 2;
+  const nc4 = nc & ~3;
+  const dim4 = dim & ~3;
+  for (let j = 0; j < nc4; j += 4) {
+    const s0 = src + <usize>j * lb;
+    const o = dst + (<usize>j << 2);
+    for (let d = 0; d < dim4; d += 4) {
+      const off = <usize>d << 2;
+      const r0 = v128.load(s0 + off);
+      const r1 = v128.load(s0 + lb + off);
+      const r2 = v128.load(s0 + 2 * lb + off);
+      const r3 = v128.load(s0 + 3 * lb + off);
+      const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
+      const t1 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
+      const t2 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
+      const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
+      const od = o + <usize>d * tb;
+      v128.store(od, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+      v128.store(od + tb, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+      v128.store(od + 2 * tb, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+      v128.store(od + 3 * tb, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+    }
+    for (let d = dim4; d < dim; d++) {
+      for (let u = 0; u < 4; u++) store<f32>(o + <usize>d * tb + (<usize>u << 2), load<f32>(s0 + <usize>u * lb + (<usize>d << 2)));
+    }
+  }
   for (let d = 0; d < dim; d++) {
-    const o = dst + (<usize>(d * TILE) << 2);
-    for (let j = 0; j < nc; j++) store<f32>(o + (<usize>j << 2), load<f32>(src + (<usize>(j * dimP + d) << 2)));
+    const o = dst + <usize>d * tb;
+    for (let j = nc4; j < nc; j++) store<f32>(o + (<usize>j << 2), load<f32>(src + <usize>j * lb + (<usize>d << 2)));
     for (let j = nc; j < ncp; j++) store<f32>(o + (<usize>j << 2), 0);
   }
 }
@@ -313,26 +355,55 @@ function scratchL(s: usize, dimP: i32, group: i32, g: i32): usize {
   return scratchM(s, dimP, group, group) + (<usize>(g * TILE) << 3);
 }
 
-/** Bytes of one thread's scratch for rows of dimP floats and `group` query heads per kv head. */
+/**
+ * Bytes of one thread's scratch for rows of dimP floats and `group` query heads per kv head,
+ * rounded up to a 64-byte cache line so that threads never write into one line.
+ */
 export function scratchBytes(dimP: i32, group: i32): i32 {
-  return <i32>scratchL(0, dimP, group, group);
+  return (<i32>scratchL(0, dimP, group, group) + 63) & ~63;
+}
+
+/** Whether floats [ptr, ptr + 4n) are all finite: x - x is 0 for finite x and NaN for NaN and ±Inf. */
+export function allFinite(ptr: usize, n: i32): i32 {
+  let acc = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const x = v128.load(ptr + (<usize>i << 2));
+    acc = f32x4.add(acc, f32x4.sub(x, x));
+  }
+  let tail: f32 = 0;
+  for (; i < n; i++) {
+    const x = load<f32>(ptr + (<usize>i << 2));
+    tail += x - x;
+  }
+  return i32(v128.all_true<i32>(f32x4.eq(acc, f32x4.splat(0))) && tail == 0);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Forward: one q tile, every query head of the group (one packed Kᵀ tile serves them all)
+// Forward: one (kv head, q tile) item, every query head of the group (one packed Kᵀ tile serves
+// them all)
 
-function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
-  const tq = ji(job, J_TQ);
+function forwardItem(job: usize, item: i32, s: usize, maxl: usize): void {
+  const nqt = ji(job, J_NQT);
+  const hk = item / nqt;
+  const t = item - hk * nqt;
+  const hq = ji(job, J_HQ);
+  const hkv = ji(job, J_HKV);
   const group = ji(job, J_GROUP);
   const dim = ji(job, J_DIM);
   const dimP = ji(job, J_DIMP);
   const scale = jf(job, J_SCALE);
   const softcap = jf(job, J_SOFTCAP);
   const capInv = softcap > 0 ? scale / softcap : <f32>0;
+  // pass 1 leaves raw scores (times `pre` they are logits) or, with softcap, the logits
+  const pre: f32 = softcap > 0 ? 1 : scale;
   const finite = ji(job, J_FINITE) != 0;
-  const Q = jp(job, J_Q);
-  const K = jp(job, J_K);
-  const V = jp(job, J_V);
+  const qLd = hq * dimP;
+  const kLd = hkv * dimP;
+  const h0 = hk * group;
+  const Q = jp(job, J_Q) + (<usize>(h0 * dimP) << 2);
+  const K = jp(job, J_K) + (<usize>(hk * dimP) << 2);
+  const V = jp(job, J_V) + (<usize>(hk * dimP) << 2);
   const q0 = at(job, J_QT_START, t);
   const nr = at(job, J_QT_ROWS, t);
   const p0 = at(job, J_QT_PIECES, t);
@@ -342,6 +413,7 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
   const CLO = scratchColLo(s, dimP);
   const CHI = scratchColHi(s, dimP);
   const rowBytes = <usize>dimP << 2;
+  const kRowBytes = <usize>kLd << 2;
 
   for (let g = 0; g < group; g++) {
     zero(scratchAcc(s, dimP, g), nr * dimP);
@@ -361,16 +433,18 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
       const nc = min(TILE, spanHi - k0);
       const ncp = (nc + 3) & ~3;
       const k1 = k0 + nc;
-      const Vt = V + <usize>k0 * rowBytes;
-      packTransposed(KT, K + <usize>k0 * rowBytes, nc, ncp, dim, dimP);
+      const Vt = V + <usize>k0 * kRowBytes;
+      packTransposed(KT, K + <usize>k0 * kRowBytes, nc, ncp, dim, kLd);
       for (let g = 0; g < group; g++) {
         const O = scratchAcc(s, dimP, g);
         const Mx = scratchM(s, dimP, group, g);
         const L = scratchL(s, dimP, group, g);
-        gemm(S, TILE, Q + <usize>(g * tq + q0) * rowBytes, dimP, 1, KT, TILE, nr, dim, ncp, false);
-        let headMax = load<f32>(maxl + (<usize>g << 2));
+        gemm(S, TILE, Q + ((<usize>q0 * <usize>qLd + <usize>(g * dimP)) << 2), qLd, 1, KT, TILE, nr, dim, ncp, false);
+        let headMax = load<f32>(maxl + (<usize>(h0 + g) << 2));
 
-        // Online softmax, row by row; S becomes unnormalised probabilities in place.
+        // Online softmax, row by row; S becomes unnormalised probabilities in place. Pass 1 finds
+        // the row max (of raw scores: scale > 0 keeps their order) and writes only what the second
+        // pass cannot recompute: -inf on masked cells, the logits under softcap.
         for (let i = 0; i < nr; i++) {
           const row = S + (<usize>(i * TILE) << 2);
           const cLo = max(at(job, J_LO, rowOff + i), k0) - k0;
@@ -386,14 +460,14 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
           let vmx = f32x4.splat(-Infinity);
           let vnan = f32x4.splat(0);
           for (let c = 0; c < ncp; c += 4) {
-            const sv = v128.load(row + (<usize>c << 2));
-            let z = softcap > 0 ? f32x4.mul(f32x4.splat(softcap), vtanh(f32x4.mul(sv, f32x4.splat(capInv)))) : f32x4.mul(sv, f32x4.splat(scale));
+            let z = v128.load(row + (<usize>c << 2));
+            if (softcap > 0) z = f32x4.mul(f32x4.splat(softcap), vtanh(f32x4.mul(z, f32x4.splat(capInv))));
             if (!whole) z = v128.bitselect(z, f32x4.splat(-Infinity), colMask(c, cLo, cHi));
-            v128.store(row + (<usize>c << 2), z);
+            if (softcap > 0 || !whole) v128.store(row + (<usize>c << 2), z);
             vmx = f32x4.pmax(vmx, z);
             vnan = v128.or(vnan, f32x4.ne(z, z));
           }
-          const mx = v128.any_true(vnan) ? <f32>NaN : hmax(vmx);
+          const mx = v128.any_true(vnan) ? <f32>NaN : hmax(vmx) * pre;
           headMax = max<f32>(headMax, mx);
           const mOld = load<f32>(Mx + (<usize>i << 2));
           const mNew = max<f32>(mx, mOld);
@@ -403,17 +477,21 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
           }
           store<i32>(CLO + (<usize>i << 2), cLo);
           store<i32>(CHI + (<usize>i << 2), cHi);
+          // p = e^(z - m) = 2^((x·pre - m)·log2 e)
           const mv = f32x4.splat(mNew);
+          const pv = f32x4.splat(pre);
+          const lv = f32x4.splat(LOG2E);
           let vsum = f32x4.splat(0);
           for (let c = 0; c < ncp; c += 4) {
-            const e = vexp(f32x4.sub(v128.load(row + (<usize>c << 2)), mv));
+            const x = f32x4.mul(f32x4.sub(f32x4.mul(v128.load(row + (<usize>c << 2)), pv), mv), lv);
+            const e = vexp2(x);
             v128.store(row + (<usize>c << 2), e);
             vsum = f32x4.add(vsum, e);
           }
           const sum = <f64>hsum(vsum);
           const lp = L + (<usize>i << 3);
           if (!(mNew == mOld)) {
-            const alpha = f32x4.extract_lane(vexp(f32x4.splat(mOld - mNew)), 0); // 0 while the row is empty; NaN once NaN arrived
+            const alpha = exp1(mOld - mNew); // 0 while the row is empty; NaN once NaN arrived
             const av = f32x4.splat(alpha);
             const o = O + <usize>i * rowBytes;
             for (let d = 0; d < dimP; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), av));
@@ -423,27 +501,28 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
             store<f64>(lp, load<f64>(lp) + sum);
           }
         }
-        store<f32>(maxl + (<usize>g << 2), headMax);
-        if (finite) gemm(O, dimP, S, TILE, 1, Vt, dimP, nr, nc, dimP, true);
-        else gemmVisible(true, O, dimP, S, TILE, 1, Vt, dimP, nr, CLO, CHI, dimP);
+        store<f32>(maxl + (<usize>(h0 + g) << 2), headMax);
+        if (finite) gemm(O, dimP, S, TILE, 1, Vt, kLd, nr, nc, dimP, true);
+        else gemmVisible(true, O, dimP, S, TILE, 1, Vt, kLd, nr, CLO, CHI, dimP);
       }
     }
   }
 
   // The host finishes lse = max + log(sum) (-inf where sum = 0): no log tables in here.
+  const qRowBytes = <usize>qLd << 2;
   for (let g = 0; g < group; g++) {
-    const rowBase = g * tq + q0;
+    const h = h0 + g;
     const O = scratchAcc(s, dimP, g);
     const Mx = scratchM(s, dimP, group, g);
     const L = scratchL(s, dimP, group, g);
-    const OUT = jp(job, J_OUT) + <usize>rowBase * rowBytes;
-    const ROWMAX = jp(job, J_LSE) + (<usize>rowBase << 3);
-    const ROWSUM = jp(job, J_ROWSUM) + (<usize>rowBase << 3);
+    const OUT = jp(job, J_OUT) + <usize>q0 * qRowBytes + (<usize>(h * dimP) << 2);
+    const ROWMAX = jp(job, J_LSE) + (<usize>(q0 * hq + h) << 3);
+    const ROWSUM = jp(job, J_ROWSUM) + (<usize>(q0 * hq + h) << 3);
     for (let i = 0; i < nr; i++) {
       const l = load<f64>(L + (<usize>i << 3));
-      const dst = OUT + <usize>i * rowBytes;
-      store<f64>(ROWMAX + (<usize>i << 3), <f64>load<f32>(Mx + (<usize>i << 2)));
-      store<f64>(ROWSUM + (<usize>i << 3), l);
+      const dst = OUT + <usize>i * qRowBytes;
+      store<f64>(ROWMAX + (<usize>(i * hq) << 3), <f64>load<f32>(Mx + (<usize>i << 2)));
+      store<f64>(ROWSUM + (<usize>(i * hq) << 3), l);
       if (l == 0) {
         zero(dst, dimP);
         continue;
@@ -456,10 +535,13 @@ function forwardItem(job: usize, t: i32, s: usize, maxl: usize): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward: one k tile, every piece that sees it, every query head of the group
+// Backward: one k tile of kv head J_HK, every piece that sees it, every query head of the group
 
 function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
   const tq = ji(job, J_TQ);
+  const hq = ji(job, J_HQ);
+  const hkv = ji(job, J_HKV);
+  const hk = ji(job, J_HK);
   const group = ji(job, J_GROUP);
   const dim = ji(job, J_DIM);
   const dimP = ji(job, J_DIMP);
@@ -467,17 +549,22 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
   const softcap = jf(job, J_SOFTCAP);
   const capInv = softcap > 0 ? scale / softcap : <f32>0;
   const finite = ji(job, J_FINITE) != 0;
-  const Q = jp(job, J_Q);
-  const DO = jp(job, J_DOUT);
+  const qLd = hq * dimP;
+  const kLd = hkv * dimP;
+  const h0 = hk * group;
+  const Q = jp(job, J_Q) + (<usize>(h0 * dimP) << 2);
+  const DO = jp(job, J_DOUT) + (<usize>(h0 * dimP) << 2);
   const LSE = jp(job, J_LSE);
   const DELTA = jp(job, J_DELTA);
   const rowBytes = <usize>dimP << 2;
+  const qRowBytes = <usize>qLd << 2;
+  const kRowBytes = <usize>kLd << 2;
   const k0 = at(job, J_KT_START, kt);
   const nc = at(job, J_KT_COLS, kt);
   const ncp = (nc + 3) & ~3;
   const k1 = k0 + nc;
-  const Kt = jp(job, J_K) + <usize>k0 * rowBytes;
-  const Vt = jp(job, J_V) + <usize>k0 * rowBytes;
+  const Kt = jp(job, J_K) + <usize>k0 * kRowBytes + (<usize>(hk * dimP) << 2);
+  const Vt = jp(job, J_V) + <usize>k0 * kRowBytes + (<usize>(hk * dimP) << 2);
   const KT = scratchKT(s);
   const VT = scratchVT(s, dimP);
   const P = scratchS(s, dimP);
@@ -486,11 +573,12 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
   const DV = scratchAcc(s, dimP, 1);
   const CLO = scratchColLo(s, dimP);
   const CHI = scratchColHi(s, dimP);
-  packTransposed(KT, Kt, nc, ncp, dim, dimP);
-  packTransposed(VT, Vt, nc, ncp, dim, dimP);
+  packTransposed(KT, Kt, nc, ncp, dim, kLd);
+  packTransposed(VT, Vt, nc, ncp, dim, kLd);
   zero(DK, nc * dimP);
   zero(DV, nc * dimP);
   const sv = f32x4.splat(scale);
+  const l2 = f32x4.splat(LOG2E);
 
   const x1 = at(job, J_KT_PIECES, kt + 1);
   for (let x = at(job, J_KT_PIECES, kt); x < x1; x++) {
@@ -500,17 +588,18 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
     const q0 = at(job, J_QT_START, t);
     const nr = at(job, J_QT_ROWS, t);
     for (let g = 0; g < group; g++) {
-      const rowBase = g * tq + q0;
-      const Qg = Q + <usize>rowBase * rowBytes;
-      const DOg = DO + <usize>rowBase * rowBytes;
-      gemm(P, TILE, Qg, dimP, 1, KT, TILE, nr, dim, ncp, false);
-      gemm(DS, TILE, DOg, dimP, 1, VT, TILE, nr, dim, ncp, false);
+      const h = h0 + g;
+      const Qg = Q + <usize>q0 * qRowBytes + (<usize>(g * dimP) << 2);
+      const DOg = DO + <usize>q0 * qRowBytes + (<usize>(g * dimP) << 2);
+      gemm(P, TILE, Qg, qLd, 1, KT, TILE, nr, dim, ncp, false);
+      gemm(DS, TILE, DOg, qLd, 1, VT, TILE, nr, dim, ncp, false);
 
       // P = exp(z - lse) on visible cells, dS = P (dP - Δ) [· softcap slope] · scale, 0 elsewhere.
       for (let i = 0; i < nr; i++) {
         const pRow = P + (<usize>(i * TILE) << 2);
         const dRow = DS + (<usize>(i * TILE) << 2);
-        const lse = <f32>load<f64>(LSE + (<usize>(rowBase + i) << 3));
+        const rowAt = <usize>((q0 + i) * hq + h) << 3;
+        const lse = <f32>load<f64>(LSE + rowAt);
         const cLo = max(at(job, J_LO, rowOff + i), k0) - k0;
         const cHi = min(at(job, J_HI, rowOff + i), k1) - k0;
         store<i32>(CLO + (<usize>i << 2), 0);
@@ -523,7 +612,7 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
         store<i32>(CLO + (<usize>i << 2), cLo);
         store<i32>(CHI + (<usize>i << 2), cHi);
         const lv = f32x4.splat(lse);
-        const dv = f32x4.splat(<f32>load<f64>(DELTA + (<usize>(rowBase + i) << 3)));
+        const dv = f32x4.splat(<f32>load<f64>(DELTA + rowAt));
         const whole = cLo == 0 && cHi == ncp;
         for (let c = 0; c < ncp; c += 4) {
           const off = <usize>c << 2;
@@ -532,11 +621,11 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
           let ds: v128;
           if (softcap > 0) {
             const th = vtanh(f32x4.mul(sc, f32x4.splat(capInv)));
-            p = vexp(f32x4.sub(f32x4.mul(f32x4.splat(softcap), th), lv));
+            p = vexp2(f32x4.mul(f32x4.sub(f32x4.mul(f32x4.splat(softcap), th), lv), l2));
             const slope = f32x4.mul(f32x4.sub(f32x4.splat(1), f32x4.mul(th, th)), sv);
             ds = f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), dv)), slope);
           } else {
-            p = vexp(f32x4.sub(f32x4.mul(sc, sv), lv));
+            p = vexp2(f32x4.mul(f32x4.sub(f32x4.mul(sc, sv), lv), l2));
             ds = f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), dv)), sv);
           }
           if (!whole) {
@@ -550,24 +639,66 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
       }
 
       // dV += Pᵀ dO, dK += dSᵀ Q (transposed operands via swapped strides), dQ += dS K.
-      const DQg = dqBuf + <usize>rowBase * rowBytes;
+      const DQg = dqBuf + (<usize>((g * tq + q0) * dimP) << 2);
       if (finite) {
-        gemm(DV, dimP, P, 1, TILE, DOg, dimP, nc, nr, dimP, true);
-        gemm(DK, dimP, DS, 1, TILE, Qg, dimP, nc, nr, dimP, true);
-        gemm(DQg, dimP, DS, TILE, 1, Kt, dimP, nr, nc, dimP, true);
+        gemm(DV, dimP, P, 1, TILE, DOg, qLd, nc, nr, dimP, true);
+        gemm(DK, dimP, DS, 1, TILE, Qg, qLd, nc, nr, dimP, true);
+        gemm(DQg, dimP, DS, TILE, 1, Kt, kLd, nr, nc, dimP, true);
       } else {
-        gemmVisible(false, DV, dimP, P, TILE, 1, DOg, dimP, nr, CLO, CHI, dimP);
-        gemmVisible(false, DK, dimP, DS, TILE, 1, Qg, dimP, nr, CLO, CHI, dimP);
-        gemmVisible(true, DQg, dimP, DS, TILE, 1, Kt, dimP, nr, CLO, CHI, dimP);
+        gemmVisible(false, DV, dimP, P, TILE, 1, DOg, qLd, nr, CLO, CHI, dimP);
+        gemmVisible(false, DK, dimP, DS, TILE, 1, Qg, qLd, nr, CLO, CHI, dimP);
+        gemmVisible(true, DQg, dimP, DS, TILE, 1, Kt, kLd, nr, CLO, CHI, dimP);
       }
     }
   }
-  memory.copy(jp(job, J_DK) + <usize>k0 * rowBytes, DK, <usize>nc * rowBytes);
-  memory.copy(jp(job, J_DV) + <usize>k0 * rowBytes, DV, <usize>nc * rowBytes);
+  const dkOut = jp(job, J_DK) + <usize>k0 * kRowBytes + (<usize>(hk * dimP) << 2);
+  const dvOut = jp(job, J_DV) + <usize>k0 * kRowBytes + (<usize>(hk * dimP) << 2);
+  for (let j = 0; j < nc; j++) {
+    memory.copy(dkOut + <usize>j * kRowBytes, DK + <usize>j * rowBytes, rowBytes);
+    memory.copy(dvOut + <usize>j * kRowBytes, DV + <usize>j * rowBytes, rowBytes);
+  }
+}
+
+/**
+ * dq rows of kv head J_HK = dQ buffer 0 + buffer 1 + ... in thread order, for this thread's share
+ * of the group's rows; the buffers' rows are zeroed on the way for the next head.
+ */
+function sumDq(job: usize, tid: i32, threads: i32): void {
+  const tq = ji(job, J_TQ);
+  const hq = ji(job, J_HQ);
+  const group = ji(job, J_GROUP);
+  const dimP = ji(job, J_DIMP);
+  const h0 = ji(job, J_HK) * group;
+  const rows = group * tq;
+  const chunk = (rows + threads - 1) / threads;
+  const first = min(rows, tid * chunk);
+  const last = min(rows, first + chunk);
+  const dq = jp(job, J_DQ);
+  const stride = jp(job, J_DQ_STRIDE);
+  const out = jp(job, J_DQ_OUT);
+  const rowBytes = <usize>dimP << 2;
+  for (let r = first; r < last; r++) {
+    const g = r / tq;
+    const t = r - g * tq;
+    const dst = out + (<usize>((t * hq + h0 + g) * dimP) << 2);
+    const src = dq + <usize>r * rowBytes;
+    for (let d = 0; d < dimP; d += 4) {
+      const off = <usize>d << 2;
+      let acc = v128.load(src + off);
+      for (let u = 1; u < threads; u++) acc = f32x4.add(acc, v128.load(src + <usize>u * stride + off));
+      v128.store(dst + off, acc);
+    }
+    for (let u = 0; u < threads; u++) memory.fill(src + <usize>u * stride, 0, rowBytes);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry
+
+/** Floats between two threads' max logits: Hq rounded up to a 64-byte line (no false sharing). */
+export function maxlStride(hq: i32): i32 {
+  return (hq + 15) & ~15;
+}
 
 /** Thread `tid`'s share of the job at `job`. */
 export function run(job: usize, tid: i32): void {
@@ -575,7 +706,7 @@ export function run(job: usize, tid: i32): void {
   const threads = ji(job, J_THREADS);
   const scratch = jp(job, J_SCRATCH) + <usize>tid * jp(job, J_SCRATCH_STRIDE);
   if (kind == 1) {
-    const maxl = jp(job, J_MAXL) + (<usize>(tid * ji(job, J_GROUP)) << 2);
+    const maxl = jp(job, J_MAXL) + (<usize>(tid * maxlStride(ji(job, J_HQ))) << 2);
     const n = ji(job, J_N_ITEMS);
     for (;;) {
       const i = atomic.add<i32>(job + (<usize>J_NEXT << 2), 1);
@@ -587,24 +718,6 @@ export function run(job: usize, tid: i32): void {
     const end = at(job, J_THREAD_OFF, tid + 1);
     for (let x = at(job, J_THREAD_OFF, tid); x < end; x++) backwardItem(job, at(job, J_ITEMS, x), scratch, dq);
   } else if (kind == 3) {
-    // dQ = buffer 0 + buffer 1 + ... in thread order, this thread's share of the floats.
-    const n = ji(job, J_REDUCE_N);
-    const chunk = ((n + threads - 1) / threads + 3) & ~3;
-    const first = min(n, tid * chunk);
-    const last = min(n, first + chunk);
-    const dq = jp(job, J_DQ);
-    const stride = jp(job, J_DQ_STRIDE);
-    for (let u = 1; u < threads; u++) {
-      const src = dq + <usize>u * stride;
-      let f = first;
-      for (; f + 4 <= last; f += 4) {
-        const off = <usize>f << 2;
-        v128.store(dq + off, f32x4.add(v128.load(dq + off), v128.load(src + off)));
-      }
-      for (; f < last; f++) {
-        const off = <usize>f << 2;
-        store<f32>(dq + off, load<f32>(dq + off) + load<f32>(src + off));
-      }
-    }
+    sumDq(job, tid, threads);
   }
 }
