@@ -8,10 +8,17 @@ thread count set by torch.set_num_threads. varlen masks are not an SDPA shape an
 The backward is timed from the scalar Σ out·dout, whose gradient with respect to out is dout.
 
     python3 bench/cpu-torch.py --threads 1,2 --out /tmp/torch.json
+
+With --serve it instead answers bench:cpu (--with-torch) one timed run at a time: a request line
+{"mask", "n", "hq", "hkv", "dim", "threads", "seed"} on stdin gets {"fwdS", "bwdS", "fwdCpuS",
+"bwdCpuS"} back (CPU seconds of this process, so the caller sees whether the threads had their
+cores), after a first line that names torch and the CPU. bench:cpu interleaves these runs with its
+own, so both sides meet the same load on a shared machine.
 """
 import argparse
 import json
 import platform
+import sys
 import time
 
 import torch
@@ -31,7 +38,52 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def make_inputs(mask: str, n: int, hq: int, hkv: int, dim: int, seed: int):
+    torch.manual_seed(seed)
+    q = torch.randn(1, hq, n, dim, requires_grad=True)
+    k = torch.randn(1, hkv, n, dim, requires_grad=True)
+    v = torch.randn(1, hkv, n, dim, requires_grad=True)
+    dout = torch.randn(1, hq, n, dim)
+    return q, k, v, dout
+
+
+def timed_run(mask: str, hq: int, hkv: int, inputs) -> tuple[float, float, float, float]:
+    """One forward and backward: wall seconds of each, then CPU seconds of each."""
+    q, k, v, dout = inputs
+    for x in (q, k, v):
+        x.grad = None
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=(mask == "causal"), enable_gqa=(hq != hkv))
+    c1, t1 = time.process_time(), time.perf_counter()
+    # Σ out·dout has gradient dout: the same backward as out.backward(dout), plus one
+    # elementwise product (O(T·H·D), nothing next to attention), and it needs no
+    # shape-checking machinery (sympy) for a non-scalar gradient.
+    (out * dout).sum().backward()
+    c2, t2 = time.process_time(), time.perf_counter()
+    return t1 - t0, t2 - t1, c1 - c0, c2 - c1
+
+
+def serve() -> None:
+    print(json.dumps({"torch": torch.__version__, "cpu": cpu_model(), "mkldnn": torch.backends.mkldnn.is_available()}), flush=True)
+    cache: dict[tuple, tuple] = {}
+    for line in sys.stdin:
+        r = json.loads(line)
+        key = (r["mask"], r["n"], r["hq"], r["hkv"], r["dim"], r["seed"])
+        if key not in cache:
+            cache.clear()  # one shape at a time: bench:cpu walks shapes in order
+            cache[key] = make_inputs(*key)
+        torch.set_num_threads(r["threads"])
+        f, b, cf, cb = timed_run(r["mask"], r["hq"], r["hkv"], cache[key])
+        # OpenMP's idle threads spin a while before they sleep: let them, before the caller times
+        # its own run on these cores.
+        time.sleep(0.25)
+        print(json.dumps({"fwdS": f, "bwdS": b, "fwdCpuS": cf, "bwdCpuS": cb}), flush=True)
+
+
 def main() -> None:
+    if "--serve" in sys.argv:
+        serve()
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default=ISSUE_SHAPES, help="mask:tokens:headsQ:headsKv:headDim, comma-separated")
     ap.add_argument("--threads", default="1,2")
@@ -39,7 +91,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    torch.manual_seed(a.seed)
     rows = []
     for threads in [int(t) for t in a.threads.split(",")]:
         torch.set_num_threads(threads)
@@ -48,25 +99,13 @@ def main() -> None:
             n, hq, hkv, dim = int(n), int(hq), int(hkv), int(dim)
             if mask not in ("full", "causal"):
                 continue
-            q = torch.randn(1, hq, n, dim, requires_grad=True)
-            k = torch.randn(1, hkv, n, dim, requires_grad=True)
-            v = torch.randn(1, hkv, n, dim, requires_grad=True)
-            dout = torch.randn(1, hq, n, dim)
+            inputs = make_inputs(mask, n, hq, hkv, dim, a.seed)
             best_f = best_b = float("inf")
             for r in range(a.reps + 1):
-                for x in (q, k, v):
-                    x.grad = None
-                t0 = time.perf_counter()
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=(mask == "causal"), enable_gqa=(hq != hkv))
-                t1 = time.perf_counter()
-                # Σ out·dout has gradient dout: the same backward as out.backward(dout), plus one
-                # elementwise product (O(T·H·D), nothing next to attention), and it needs no
-                # shape-checking machinery (sympy) for a non-scalar gradient.
-                (out * dout).sum().backward()
-                t2 = time.perf_counter()
+                f, b, _, _ = timed_run(mask, hq, hkv, inputs)
                 if r > 0:
-                    best_f = min(best_f, t1 - t0)
-                    best_b = min(best_b, t2 - t1)
+                    best_f = min(best_f, f)
+                    best_b = min(best_b, b)
             rows.append({"mask": mask, "n": n, "hq": hq, "hkv": hkv, "dim": dim, "threads": threads, "fwdS": best_f, "bwdS": best_b})
             print(f"torch x{threads} {spec}: fwd {best_f * 1e3:.1f} ms, bwd {best_b * 1e3:.1f} ms", flush=True)
     with open(a.out, "w") as f:

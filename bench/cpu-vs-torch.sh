@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # bench:cpu next to PyTorch's CPU SDPA, both measured in one run on this machine's cores:
-#   bash bench/cpu-vs-torch.sh [THREADS] [OUT_DIR]        (defaults: 1,2 and bench/out)
-# Needs a built checkout (npm run build) and a python3 with torch. For the GPU machine, stage with
+#   bash bench/cpu-vs-torch.sh [THREADS] [OUT_DIR] [PYTHON]    (defaults: 1,2, bench/out, python3)
+# Needs a built checkout (npm run build) and a python with torch. For the GPU machine, stage with
 # scripts/device-stage.sh, carry [".device", ".gpu-run"] and run
 #   source .device/boot.sh && ln -sfn .gpu-run/node_modules node_modules && ln -sfn .gpu-run/dist dist &&
-#   bash bench/cpu-vs-torch.sh 1,2 $OUT
-# On the GPU machine (16 Xeon
-# cores, PyTorch installed) this is the issue-13 comparison: our kernel at each thread count, plain
-# SIMD and then relaxed SIMD (Node 20 needs --experimental-wasm-relaxed-simd for the fused
-# multiply-add build; Node 22+ has it), each run with PyTorch at the same counts
-# (torch.set_num_threads) right before and after it; writes cpu-kernel-{simd,relaxed}.{json,svg}.
+#   bash bench/cpu-vs-torch.sh 1,2,4,8,16 $OUT
+# On the GPU machine (16 Xeon cores, PyTorch installed) this is the issue-13 comparison: our
+# kernel at each thread count, plain SIMD and then relaxed SIMD (Node 20 needs
+# --experimental-wasm-relaxed-simd for the fused multiply-add build; Node 22+ has it), each run
+# with PyTorch at the same counts (torch.set_num_threads) interleaved run by run with ours
+# (bench/cpu-torch.py --serve); every row records the cores its best run kept busy; a progress
+# bar shows the time left. Writes cpu-kernel-{simd,relaxed}.{json,svg}.
 set -euo pipefail
 threads=${1:-1,2}
 out=${2:-bench/out}
+python=${3:-python3}
 mkdir -p "$out"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores), node $(node --version), load $(cut -d' ' -f1-3 /proc/loadavg)"
-node --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --with-torch python3 --out "$out/cpu-kernel-simd.json"
-node --experimental-wasm-relaxed-simd --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --with-torch python3 --out "$out/cpu-kernel-relaxed.json"
+node --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --with-torch "$python" --out "$out/cpu-kernel-simd.json"
+node --experimental-wasm-relaxed-simd --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --with-torch "$python" --out "$out/cpu-kernel-relaxed.json"
