@@ -31,6 +31,7 @@ import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
 import { buildWorkList } from './work.js';
 import { wasmEngine } from './wasm/engine.js';
+import { MAX_THREADS } from './wasm/node-threads.js';
 
 /**
  * A tensor's values as float32 for the engines, which only read them: float32 data itself (no
@@ -167,8 +168,8 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
   const choice = options.engine ?? 'auto';
   if (!ENGINES.includes(choice)) throw new InvalidArgumentError('engine', `must be one of ${ENGINES.join(', ')}`, `got ${String(choice)}`);
   const { threads } = options;
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 1024)) {
-    throw new InvalidArgumentError('threads', 'must be an integer from 1 to 1024', `got ${String(threads)}`);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_THREADS)) {
+    throw new InvalidArgumentError('threads', `must be an integer from 1 to ${MAX_THREADS}`, `got ${String(threads)}`);
   }
   const engine = (): CpuEngine => {
     if (choice === 'typescript') return typescriptEngine;

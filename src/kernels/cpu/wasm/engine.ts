@@ -77,22 +77,24 @@ const J = {
   NQT: 45,
   HK: 46,
   DQ_OUT: 47,
+  CHECK: 49,
+  CHECK_OUT: 57,
 } as const;
 const JOB_WORDS = 64;
 const JOB_AT = CONTROL_BYTES;
-const HEAP_AT = 4096;
+const HEAP_AT = Math.ceil((JOB_AT + JOB_WORDS * 4) / 4096) * 4096;
 const PAGE = 65536;
 const MAX_BYTES = 65536 * PAGE;
 
 const KIND_FORWARD = 1;
 const KIND_BACKWARD = 2;
 const KIND_SUM_DQ = 3;
+const KIND_CHECK_FINITE = 4;
 
 interface KernelExports {
   run(job: number, tid: number): void;
   scratchBytes(dimP: number, group: number): number;
   maxlStride(headsQ: number): number;
-  allFinite(ptr: number, floats: number): number;
 }
 
 /** How the kernel was loaded. */
@@ -254,7 +256,6 @@ function writeJob(
   k: Kernel,
   job: ForwardJob | BackwardJob,
   threads: number,
-  finite: boolean,
   placed: Placed,
   scratch: { at: number; stride: number },
   fields: Record<number, number>,
@@ -272,7 +273,6 @@ function writeJob(
     [J.DIMP]: pad4(job.dim),
     [J.HQ]: job.headsQ,
     [J.HKV]: job.headsKv,
-    [J.FINITE]: finite ? 1 : 0,
     [J.SCRATCH]: scratch.at,
     [J.SCRATCH_STRIDE]: scratch.stride,
     ...fields,
@@ -324,9 +324,23 @@ function copyOut(dst: Float32Array, f32: Float32Array, at: number, rows: number,
   else scatterHeads(dst, f32, at, rows, 1, 0, 1, dim, dimP);
 }
 
-/** Whether the floats at byte offsets `regions` ([at, count] pairs) are all finite, checked in WebAssembly. */
-function finiteIn(k: Kernel, regions: Array<[number, number]>): boolean {
-  return regions.every(([at, n]) => k.exports.allFinite(at, n) !== 0);
+/**
+ * Whether the floats of `regions` ([byte offset, count] pairs, at most 4) are all finite: a job
+ * of its own, the threads taking chunks of it. Leaves the check's words of the job at zero.
+ */
+function checkFinite(k: Kernel, threads: number, jw: Int32Array, flagAt: number, regions: Array<[number, number]>): boolean {
+  regions.forEach(([at, n], r) => {
+    jw[J.CHECK + 2 * r] = at;
+    jw[J.CHECK + 2 * r + 1] = n;
+  });
+  const { i32 } = views(k);
+  i32[flagAt / 4] = 1;
+  jw[J.CHECK_OUT] = flagAt;
+  jw[J.KIND] = KIND_CHECK_FINITE;
+  jw[J.NEXT] = 0;
+  runJob(k, threads);
+  jw.fill(0, J.CHECK, J.CHECK_OUT + 1);
+  return i32[flagAt / 4] === 1;
 }
 
 function forward(k: Kernel, threads: number, job: ForwardJob): void {
@@ -352,15 +366,14 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
   const sumAt = lay.take(rows * 8);
   const maxlStride = k.exports.maxlStride(headsQ);
   const maxlAt = lay.take(threads * maxlStride * 4);
+  const flagAt = lay.take(4);
   const scratch = placeScratch(k, lay, threads, dimP, group);
   if (!ensure(k, lay.bytes)) return typescriptEngine.forward(job);
   const { i32, f32, f64 } = views(k);
   copyIn(f32, qAt / 4, job.q, rows, dim, dimP);
   copyIn(f32, kAt / 4, job.k, tokensK * headsKv, dim, dimP);
   copyIn(f32, vAt / 4, job.v, tokensK * headsKv, dim, dimP);
-  const finite = finiteIn(k, [[qAt, rows * dimP], [kAt, tokensK * headsKv * dimP], [vAt, tokensK * headsKv * dimP]]);
-  const jw = writeJob(k, job, threads, finite, placed, scratch, {
-    [J.KIND]: KIND_FORWARD,
+  const jw = writeJob(k, job, threads, placed, scratch, {
     [J.Q]: qAt,
     [J.K]: kAt,
     [J.V]: vAt,
@@ -373,9 +386,17 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
     [J.NQT]: nqt,
   });
   i32.set(items, itemsAt / 4);
-  // Rows no q tile covers keep out 0 and sum 0 (lse -inf below).
-  f32.fill(0, outAt / 4, outAt / 4 + rows * dimP);
+  jw[J.FINITE] = checkFinite(k, threads, jw, flagAt, [[qAt, rows * dimP], [kAt, tokensK * headsKv * dimP], [vAt, tokensK * headsKv * dimP]]) ? 1 : 0;
+  // Tokens no q tile covers keep out 0 and sum 0 (lse -inf below).
+  let end = 0;
+  const gap = (t0: number, t1: number): void => void f32.fill(0, outAt / 4 + t0 * headsQ * dimP, outAt / 4 + t1 * headsQ * dimP);
+  for (let t = 0; t < nqt; t++) {
+    gap(end, w.qTileStart[t]);
+    end = w.qTileStart[t] + w.qTileRows[t];
+  }
+  gap(end, tokensQ);
   f64.fill(0, sumAt / 8, sumAt / 8 + rows);
+  jw[J.KIND] = KIND_FORWARD;
   f32.fill(-Infinity, maxlAt / 4, maxlAt / 4 + threads * maxlStride);
   jw[J.NEXT] = 0;
   runJob(k, threads);
@@ -416,6 +437,7 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   const dvAt = lay.take(keys * dimP * 4);
   const dqStride = (group * tokensQ * dimP * 4 + 63) & ~63;
   const dqAt = lay.take(threads * dqStride);
+  const flagAt = lay.take(4);
   const scratch = placeScratch(k, lay, threads, dimP, group);
   if (!ensure(k, lay.bytes)) return typescriptEngine.backward(job);
   const { i32, f32, f64 } = views(k);
@@ -425,8 +447,7 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   copyIn(f32, vAt / 4, job.v, keys, dim, dimP);
   f64.set(job.lse, lseAt / 8);
   f64.set(job.delta, deltaAt / 8);
-  const finite = finiteIn(k, [[qAt, rows * dimP], [doAt, rows * dimP], [kAt, keys * dimP], [vAt, keys * dimP]]);
-  const jw = writeJob(k, job, threads, finite, placed, scratch, {
+  const jw = writeJob(k, job, threads, placed, scratch, {
     [J.Q]: qAt,
     [J.K]: kAt,
     [J.V]: vAt,
@@ -444,10 +465,10 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   });
   i32.set(items, itemsAt / 4);
   i32.set(threadOff, offAt / 4);
-  // Keys no k tile covers keep dk = dv = 0; the dQ sum zeroes the buffers after each head.
+  jw[J.FINITE] = checkFinite(k, threads, jw, flagAt, [[qAt, rows * dimP], [doAt, rows * dimP], [kAt, keys * dimP], [vAt, keys * dimP]]) ? 1 : 0;
+  // Keys no k tile covers keep dk = dv = 0 (each thread zeroes its own dQ buffer).
   f32.fill(0, dkAt / 4, dkAt / 4 + keys * dimP);
   f32.fill(0, dvAt / 4, dvAt / 4 + keys * dimP);
-  f32.fill(0, dqAt / 4, (dqAt + threads * dqStride) / 4);
   for (let hk = 0; hk < headsKv; hk++) {
     jw[J.HK] = hk;
     jw[J.KIND] = KIND_BACKWARD;

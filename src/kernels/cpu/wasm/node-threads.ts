@@ -6,7 +6,7 @@
  * calling thread.
  *
  * Each worker instantiates the same compiled module on the same shared memory and sleeps in
- * Atomics.wait on a generation word. A call bumps the generation; workers 1 .. n-1 run their
+ * Atomics.wait on a generation word (after a short spin on it, for the next job of the same call). A call bumps the generation; workers 1 .. n-1 run their
  * share (`run(job, tid)` inside WebAssembly), count themselves done and go back to sleep, while
  * the calling thread runs share 0 and then waits for the count. Calls stay synchronous, which is
  * what the kernel backend's interface asks for. Workers are unref'd: they never keep a process
@@ -14,19 +14,23 @@
  */
 import type { WasmMemory, WasmModule } from './api.js';
 
-/** Words of the control block at the start of the memory (Int32 indices). */
-const GEN = 0;
+/** Most threads a job may use (createCpuBackend's bound). */
+export const MAX_THREADS = 1024;
+/** Words of the control block at the start of the memory (Int32 indices); GEN + tid is worker tid's generation. */
 const DONE = 1;
 const JOB = 2;
-const THREADS = 3;
 const FAILED = 4;
-/** Bytes the control block takes. */
-export const CONTROL_BYTES = 64;
+const GEN = 16;
+/** Bytes the control block takes, in whole cache lines. */
+export const CONTROL_BYTES = Math.ceil(((GEN + MAX_THREADS) * 4) / 64) * 64;
+/** Checks of the generation word a worker makes before it sleeps (about a millisecond). */
+const SPIN = 100_000;
 
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, tid, gen } = workerData;
 const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_BYTES / 4});
+const mine = ${GEN} + tid;
 let run;
 try {
   run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
@@ -37,17 +41,20 @@ try {
 }
 let seen = gen;
 for (;;) {
-  Atomics.wait(ctl, ${GEN}, seen);
-  seen = Atomics.load(ctl, ${GEN});
-  if (tid < Atomics.load(ctl, ${THREADS})) {
-    try {
-      run(Atomics.load(ctl, ${JOB}), tid);
-    } catch (e) {
-      Atomics.store(ctl, ${FAILED}, tid);
-    }
-    Atomics.add(ctl, ${DONE}, 1);
-    Atomics.notify(ctl, ${DONE});
+  // A call runs a few jobs back to back: spin a little before sleeping, so that the next one
+  // does not wait for this thread to be woken (up to milliseconds on a virtual machine).
+  for (let i = 0; i < ${SPIN} && Atomics.load(ctl, mine) === seen; i++);
+  Atomics.wait(ctl, mine, seen);
+  const now = Atomics.load(ctl, mine);
+  if (now === seen) continue; // a spurious wake-up
+  seen = now;
+  try {
+    run(Atomics.load(ctl, ${JOB}), tid);
+  } catch (e) {
+    Atomics.store(ctl, ${FAILED}, tid);
   }
+  Atomics.add(ctl, ${DONE}, 1);
+  Atomics.notify(ctl, ${DONE});
 }
 `;
 
@@ -100,16 +107,17 @@ export function startKernelThreads(module: WasmModule, memory: WasmMemory): Kern
     run(n, job, self) {
       if (failure !== undefined) throw new Error(failure);
       for (; workers < n; workers++) {
-        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, tid: workers, gen: Atomics.load(ctl, GEN) } });
+        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, tid: workers, gen: Atomics.load(ctl, GEN + workers) } });
         w.on('error', () => undefined); // reported through the FAILED word; the event itself would only arrive after the call
         w.unref();
       }
       Atomics.store(ctl, JOB, job);
-      Atomics.store(ctl, THREADS, n);
       Atomics.store(ctl, DONE, 0);
       Atomics.store(ctl, FAILED, 0);
-      Atomics.add(ctl, GEN, 1);
-      Atomics.notify(ctl, GEN);
+      for (let tid = 1; tid < n; tid++) {
+        Atomics.add(ctl, GEN + tid, 1);
+        Atomics.notify(ctl, GEN + tid);
+      }
       self();
       for (let done = Atomics.load(ctl, DONE); done < n - 1; done = Atomics.load(ctl, DONE)) {
         check();

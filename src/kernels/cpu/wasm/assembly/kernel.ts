@@ -14,9 +14,9 @@
  * strided walk (stride H·DIMP). Forward items are (kv head, q tile) pairs taken dynamically
  * through an atomic counter over every head at once (each item owns its rows, so the result does
  * not depend on who ran it); backward items are the k tiles of one kv head, as fixed per-thread
- * lists (each thread adds dQ into its own buffer, so a fixed assignment keeps the sums in a fixed
- * order), and a last job sums the dQ buffers in thread order into dq and zeroes them for the next
- * head.
+ * lists (each thread zeroes its own dQ buffer and adds into it, so a fixed assignment keeps the
+ * sums in a fixed order), and a last job sums the dQ buffers in thread order into dq. A first job
+ * checks that the inputs are all finite, in chunks taken through the counter.
  *
  * Layouts (float32 rows padded to DIMP = D rounded up to 4, padding zero): q, dout, out, dq
  * [Tq, Hq, DIMP]; k, v, dk, dv [Tk, Hkv, DIMP]; lse, delta, and the forward's row max and row sum
@@ -70,6 +70,8 @@ const J_HKV = 44;
 const J_NQT = 45; // forward: q tiles per kv head (an item is hk·NQT + tile)
 const J_HK = 46; // backward and dQ sum: the kv head
 const J_DQ_OUT = 47; // backward: dq [Tq, Hq, DIMP]
+const J_CHECK = 49; // finiteness check: up to 4 regions as (pointer, floats) word pairs, 0 floats = none
+const J_CHECK_OUT = 57; // finiteness check: pointer to an i32 that stays 1 if every value is finite
 
 const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
 
@@ -364,7 +366,7 @@ export function scratchBytes(dimP: i32, group: i32): i32 {
 }
 
 /** Whether floats [ptr, ptr + 4n) are all finite: x - x is 0 for finite x and NaN for NaN and ±Inf. */
-export function allFinite(ptr: usize, n: i32): i32 {
+function allFinite(ptr: usize, n: i32): bool {
   let acc = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -376,7 +378,30 @@ export function allFinite(ptr: usize, n: i32): i32 {
     const x = load<f32>(ptr + (<usize>i << 2));
     tail += x - x;
   }
-  return i32(v128.all_true<i32>(f32x4.eq(acc, f32x4.splat(0))) && tail == 0);
+  return v128.all_true<i32>(f32x4.eq(acc, f32x4.splat(0))) && tail == 0;
+}
+
+const CHECK_CHUNK = 65536; // floats per item of the finiteness check
+
+/**
+ * Items of the finiteness check taken through the atomic counter (a thread that starts late
+ * leaves its share to the others): any thread that meets a non-finite value clears the flag,
+ * which the host set to 1, so the result does not depend on who checked what.
+ */
+function checkFinite(job: usize): void {
+  for (;;) {
+    let item = atomic.add<i32>(job + (<usize>J_NEXT << 2), 1);
+    let r = 0;
+    for (; r < 4; r++) {
+      const chunks = (ji(job, J_CHECK + 2 * r + 1) + CHECK_CHUNK - 1) / CHECK_CHUNK;
+      if (item < chunks) break;
+      item -= chunks;
+    }
+    if (r == 4) break;
+    const n = ji(job, J_CHECK + 2 * r + 1);
+    const first = item * CHECK_CHUNK;
+    if (!allFinite(jp(job, J_CHECK + 2 * r) + (<usize>first << 2), min(CHECK_CHUNK, n - first))) atomic.store<i32>(jp(job, J_CHECK_OUT), 0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -659,10 +684,7 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
   }
 }
 
-/**
- * dq rows of kv head J_HK = dQ buffer 0 + buffer 1 + ... in thread order, for this thread's share
- * of the group's rows; the buffers' rows are zeroed on the way for the next head.
- */
+/** dq rows of kv head J_HK = dQ buffer 0 + buffer 1 + ... in thread order, for this thread's share of the group's rows. */
 function sumDq(job: usize, tid: i32, threads: i32): void {
   const tq = ji(job, J_TQ);
   const hq = ji(job, J_HQ);
@@ -688,7 +710,6 @@ function sumDq(job: usize, tid: i32, threads: i32): void {
       for (let u = 1; u < threads; u++) acc = f32x4.add(acc, v128.load(src + <usize>u * stride + off));
       v128.store(dst + off, acc);
     }
-    for (let u = 0; u < threads; u++) memory.fill(src + <usize>u * stride, 0, rowBytes);
   }
 }
 
@@ -715,9 +736,12 @@ export function run(job: usize, tid: i32): void {
     }
   } else if (kind == 2) {
     const dq = jp(job, J_DQ) + <usize>tid * jp(job, J_DQ_STRIDE);
+    zero(dq, ji(job, J_GROUP) * ji(job, J_TQ) * ji(job, J_DIMP));
     const end = at(job, J_THREAD_OFF, tid + 1);
     for (let x = at(job, J_THREAD_OFF, tid); x < end; x++) backwardItem(job, at(job, J_ITEMS, x), scratch, dq);
   } else if (kind == 3) {
     sumDq(job, tid, threads);
+  } else if (kind == 4) {
+    checkFinite(job);
   }
 }
