@@ -358,11 +358,32 @@ function scratchL(s: usize, dimP: i32, group: i32, g: i32): usize {
 }
 
 /**
+ * Backward: contiguous copies (rows of dimP floats) of the q tile's rows of q and dout for one
+ * head, and of the k tile's keys. In the token-major inputs a head's rows lie H·DIMP floats apart
+ * (2 or 4 KB at 8 heads of D 64 or 128), so a tile's rows fall into a few L1 cache sets and evict
+ * each other while a product passes over them again and again; copied, they sit in L1.
+ */
+function scratchQP(s: usize, dimP: i32, group: i32): usize {
+  return (scratchL(s, dimP, group, group) + 63) & ~63;
+}
+function scratchDOP(s: usize, dimP: i32, group: i32): usize {
+  return scratchQP(s, dimP, group) + (<usize>(TILE * dimP) << 2);
+}
+function scratchKP(s: usize, dimP: i32, group: i32): usize {
+  return scratchDOP(s, dimP, group) + (<usize>(TILE * dimP) << 2);
+}
+
+/** rows rows of `bytes` bytes from src (rows srcStride bytes apart) to dst, packed. */
+function copyRows(dst: usize, src: usize, rows: i32, bytes: usize, srcStride: usize): void {
+  for (let i = 0; i < rows; i++) memory.copy(dst + <usize>i * bytes, src + <usize>i * srcStride, bytes);
+}
+
+/**
  * Bytes of one thread's scratch for rows of dimP floats and `group` query heads per kv head,
  * rounded up to a 64-byte cache line so that threads never write into one line.
  */
 export function scratchBytes(dimP: i32, group: i32): i32 {
-  return (<i32>scratchL(0, dimP, group, group) + 63) & ~63;
+  return (<i32>scratchKP(0, dimP, group) + (TILE * dimP << 2) + 63) & ~63;
 }
 
 /** Whether floats [ptr, ptr + 4n) are all finite: x - x is 0 for finite x and NaN for NaN and ±Inf. */
@@ -598,8 +619,17 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
   const DV = scratchAcc(s, dimP, 1);
   const CLO = scratchColLo(s, dimP);
   const CHI = scratchColHi(s, dimP);
+  const QP = scratchQP(s, dimP, group);
+  const DOP = scratchDOP(s, dimP, group);
+  const KP = scratchKP(s, dimP, group);
   packTransposed(KT, Kt, nc, ncp, dim, kLd);
   packTransposed(VT, Vt, nc, ncp, dim, kLd);
+  // Copies pay off at D > 64 (measured: backward -20% time at D 128, +2% at D 64).
+  const pack = dimP > 64;
+  if (pack) copyRows(KP, Kt, nc, rowBytes, kRowBytes);
+  const Kb = pack ? KP : Kt;
+  const kbLd = pack ? dimP : kLd;
+  const qbLd = pack ? dimP : qLd;
   zero(DK, nc * dimP);
   zero(DV, nc * dimP);
   const sv = f32x4.splat(scale);
@@ -614,10 +644,16 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
     const nr = at(job, J_QT_ROWS, t);
     for (let g = 0; g < group; g++) {
       const h = h0 + g;
-      const Qg = Q + <usize>q0 * qRowBytes + (<usize>(g * dimP) << 2);
-      const DOg = DO + <usize>q0 * qRowBytes + (<usize>(g * dimP) << 2);
-      gemm(P, TILE, Qg, qLd, 1, KT, TILE, nr, dim, ncp, false);
-      gemm(DS, TILE, DOg, qLd, 1, VT, TILE, nr, dim, ncp, false);
+      let Qg = Q + <usize>q0 * qRowBytes + (<usize>(g * dimP) << 2);
+      let DOg = DO + <usize>q0 * qRowBytes + (<usize>(g * dimP) << 2);
+      if (pack) {
+        copyRows(QP, Qg, nr, rowBytes, qRowBytes);
+        copyRows(DOP, DOg, nr, rowBytes, qRowBytes);
+        Qg = QP;
+        DOg = DOP;
+      }
+      gemm(P, TILE, Qg, qbLd, 1, KT, TILE, nr, dim, ncp, false);
+      gemm(DS, TILE, DOg, qbLd, 1, VT, TILE, nr, dim, ncp, false);
 
       // P = exp(z - lse) on visible cells, dS = P (dP - Δ) [· softcap slope] · scale, 0 elsewhere.
       for (let i = 0; i < nr; i++) {
@@ -666,13 +702,13 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
       // dV += Pᵀ dO, dK += dSᵀ Q (transposed operands via swapped strides), dQ += dS K.
       const DQg = dqBuf + (<usize>((g * tq + q0) * dimP) << 2);
       if (finite) {
-        gemm(DV, dimP, P, 1, TILE, DOg, qLd, nc, nr, dimP, true);
-        gemm(DK, dimP, DS, 1, TILE, Qg, qLd, nc, nr, dimP, true);
-        gemm(DQg, dimP, DS, TILE, 1, Kt, kLd, nr, nc, dimP, true);
+        gemm(DV, dimP, P, 1, TILE, DOg, qbLd, nc, nr, dimP, true);
+        gemm(DK, dimP, DS, 1, TILE, Qg, qbLd, nc, nr, dimP, true);
+        gemm(DQg, dimP, DS, TILE, 1, Kb, kbLd, nr, nc, dimP, true);
       } else {
-        gemmVisible(false, DV, dimP, P, TILE, 1, DOg, qLd, nr, CLO, CHI, dimP);
-        gemmVisible(false, DK, dimP, DS, TILE, 1, Qg, qLd, nr, CLO, CHI, dimP);
-        gemmVisible(true, DQg, dimP, DS, TILE, 1, Kt, kLd, nr, CLO, CHI, dimP);
+        gemmVisible(false, DV, dimP, P, TILE, 1, DOg, qbLd, nr, CLO, CHI, dimP);
+        gemmVisible(false, DK, dimP, DS, TILE, 1, Qg, qbLd, nr, CLO, CHI, dimP);
+        gemmVisible(true, DQg, dimP, DS, TILE, 1, Kb, kbLd, nr, CLO, CHI, dimP);
       }
     }
   }
