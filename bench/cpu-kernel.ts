@@ -13,12 +13,12 @@
  * method, so the columns compare directly. Times are the best of --reps rounds; a round runs
  * every method of a shape, each fast one twice back to back and timed the second time (the first
  * wakes its threads and caches after the other methods ran); the slow 'before', 'typescript' and
- * 'dense' run once, in the first round. Interleaving the methods makes a burst of load from other
- * processes hit them alike rather than one row. Each row also records the cores its best run used (CPU
- * time over wall time): a T-thread row well under T cores ran while other processes held cores,
- * and the table marks it. A progress bar weighted by the FLOPs still to run shows where a long
- * run is. Prints a table; writes JSON and an SVG plot (under bench/out/, or bench/results/ with
- * --update-results).
+ * 'dense' run once in each of the first --slow-reps rounds (default 1). Interleaving the methods
+ * makes a burst of load from other processes hit them alike rather than one row. Each row also
+ * records the cores its best run used (CPU time over wall time): a T-thread row well under T
+ * cores ran while other processes held cores, and the table marks it. A progress bar weighted by
+ * the FLOPs still to run shows where a long run is. Prints a table; writes JSON and an SVG plot
+ * (under bench/out/, or bench/results/ with --update-results).
  */
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -54,6 +54,7 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--shapes <list>', 'mask:tokens:headsQ:headsKv:headDim, comma-separated', ISSUE_SHAPES)
   .option('--threads <list>', 'thread counts of the WebAssembly kernel', `1,${os.availableParallelism()}`)
   .option('--reps <n>', 'rounds: timed runs of each fast method (best kept), each after an untimed one', '3')
+  .option('--slow-reps <n>', "timed runs of the slow methods ('before', 'typescript', 'dense'), in the first rounds, best kept", '1')
   .option('--baseline <dir>', "an older built checkout whose kernel is the 'before' column")
   .option('--typescript', "also time this checkout's TypeScript engine")
   .option('--dense', 'also time the plain dense implementation')
@@ -61,7 +62,7 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--torch <files>', 'PyTorch CPU SDPA figures from earlier runs of bench/cpu-torch.py --out on this machine (comma-separated: best of them), instead of --with-torch')
   .option('--seed <n>', 'seed of the inputs and of the varlen document lengths', '42')
   .parse();
-const opts = program.opts<{ shapes: string; threads: string; reps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
+const opts = program.opts<{ shapes: string; threads: string; reps: string; slowReps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
 const outFile = outputPath(opts, 'cpu-kernel.json');
 const shapes: Shape[] = opts.shapes.split(',').map((s) => {
   const [mask, n, hq, hkv, dim] = s.split(':');
@@ -74,6 +75,8 @@ const threadCounts = opts.threads.split(',').map(Number);
 if (threadCounts.some((t) => !Number.isInteger(t) || t < 1)) program.error('--threads: positive integers');
 const reps = Number(opts.reps);
 if (!Number.isInteger(reps) || reps < 1) program.error('--reps: a positive integer');
+const slowReps = Number(opts.slowReps);
+if (!Number.isInteger(slowReps) || slowReps < 1) program.error('--slow-reps: a positive integer');
 const seed = Number(opts.seed);
 const label = (s: Shape): string => `${s.mask} ${s.n}, ${s.hq}:${s.hkv}, D ${s.dim}`;
 
@@ -102,13 +105,13 @@ if (opts.baseline !== undefined) {
   const dir = resolve(opts.baseline);
   const cpu = (await import(pathToFileURL(`${dir}/dist/src/kernels/cpu/index.js`).href)) as { cpuBackend: KernelBackend<Tensor> };
   const tensor = (await import(pathToFileURL(`${dir}/dist/src/tensor.js`).href)) as { Tensor: new (dtype: string, shape: number[], data: Float32Array) => Tensor };
-  methods.push({ name: 'before', threads: 1, reps: 1, warm: false, backend: cpu.cpuBackend, make: (d, shape, data) => new tensor.Tensor(d, shape, data) });
+  methods.push({ name: 'before', threads: 1, reps: slowReps, warm: false, backend: cpu.cpuBackend, make: (d, shape, data) => new tensor.Tensor(d, shape, data) });
   baselineNote = dir;
 }
-if (opts.typescript) methods.push({ name: 'typescript', threads: 1, reps: 1, warm: false, backend: createCpuBackend({ engine: 'typescript' }) });
+if (opts.typescript) methods.push({ name: 'typescript', threads: 1, reps: slowReps, warm: false, backend: createCpuBackend({ engine: 'typescript' }) });
 for (const t of threadCounts) methods.push({ name: `wasm x${t}`, threads: t, reps, warm: true, backend: createCpuBackend({ engine: 'wasm', threads: t }) });
 if (opts.withTorch !== undefined) for (const t of threadCounts) methods.push({ name: `PyTorch x${t}`, threads: t, reps, warm: true, torch: true });
-if (opts.dense) methods.push({ name: 'dense', threads: 1, reps: 1, warm: false });
+if (opts.dense) methods.push({ name: 'dense', threads: 1, reps: slowReps, warm: false });
 
 /** One timed forward and backward: wall seconds and CPU seconds of each. */
 interface Timing {
@@ -333,13 +336,14 @@ const result = {
     shapes,
     threads: threadCounts,
     reps,
+    slowReps,
     seed,
     wasm,
     engines: Object.fromEntries(methods.filter((m) => m.name.startsWith('wasm')).map((m) => [m.name, cpuEngineName({ engine: 'wasm', threads: m.threads })])),
     baseline: baselineNote,
     torch: torch === undefined ? undefined : { version: torch.torch, cpu: torch.cpu },
     flops: '4*area*Hq*D forward, 2.5x backward (useful FLOPs, for every method)',
-    timing: 'best of reps rounds; a round runs every method of a shape, each fast one twice back to back, timing the second; one run for before, typescript and dense; cores = CPU time / wall time of the best run',
+    timing: 'best of reps rounds; a round runs every method of a shape, each fast one twice back to back, timing the second; before, typescript and dense once in each of the first slowReps rounds; cores = CPU time / wall time of the best run',
   },
   rows,
 };
