@@ -89,6 +89,7 @@ export const CuFuncAttr = {
 /** cuda.h's CUtensorMapDataType, CUtensorMapSwizzle and CUtensorMapL2promotion values we use. */
 export const CuTensorMap = {
   DATA_TYPE_FLOAT16: 6,
+  DATA_TYPE_FLOAT32: 7,
   DATA_TYPE_BFLOAT16: 9,
   SWIZZLE_128B: 3,
   L2_PROMOTION_128B: 2,

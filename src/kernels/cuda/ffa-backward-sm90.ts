@@ -3,7 +3,8 @@
  * consumer warpgroups; head dim 128). CudaFfaBackward (ffa-backward.ts) launches it instead of
  * the mma.sync kernel on compute capability 9.0 for head dim 128; the work list (128-key tiles,
  * 64-row q steps), pre-pass, zeroing, dsink, deterministic grouping and conversions are shared.
- * What differs: q, k, v and dout reach the kernel as TMA descriptors, a block has 384 threads.
+ * What differs: q, k, v and dout reach the kernel as TMA descriptors, and so does the fp32 dq
+ * accumulator (the kernel adds its dQ tiles with TMA tensor reduce-adds); a block has 384 threads.
  */
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
@@ -15,11 +16,10 @@ export const FFA_BWD_SM90_BLOCK_N = 128;
 export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [128];
 export const FFA_BWD_SM90_THREADS = 384;
 /**
- * K, V, 2 stages of Q and dO, 2 dSᵀ buffers, 2 stages of lseLog2 and Δ, 2 dQ staging tiles (64 rows
- * of 288 bytes: 256 of fp32 data + 32 of padding against bank conflicts), 5 barriers, 1024 slack;
- * the kernel's Smem::kRequest.
+ * K, V, 2 stages of Q and dO, 2 dSᵀ buffers, 2 stages of lseLog2 and Δ, 2 dQ staging tiles (64 x 64
+ * fp32 each), 9 barriers, 1024 slack; the kernel's Smem::kRequest (a static_assert there holds the two equal).
  */
-const SMEM_BYTES = 2 * 128 * 128 * 2 + 4 * 64 * 128 * 2 + 2 * 128 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 288 + 5 * 8 + 1024;
+const SMEM_BYTES = 2 * 128 * 128 * 2 + 4 * 64 * 128 * 2 + 2 * 128 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 64 * 4 + 9 * 8 + 1024;
 
 export class Sm90BackwardMain {
   readonly module: Module;
@@ -45,6 +45,11 @@ export class Sm90BackwardMain {
     const kernel = this.module.kernel(name);
     kernel.setMaxDynamicSharedMemory(SMEM_BYTES);
     return { kernel, smemBytes: SMEM_BYTES };
+  }
+
+  /** The fifth kernel argument: the TMA map of the fp32 dq accumulator [tokensQ, headsQ, dim] (boxes of 32 columns x 1 head x 64 rows, SW128). */
+  dqArg(dq: DeviceBuffer, tokensQ: number, headsQ: number, dim: number): KernelArg {
+    return { type: 'bytes', value: tokenMajorTensorMap(this.device, dq, 'float32', tokensQ, headsQ, dim, FFA_BWD_SM90_BLOCK_M) };
   }
 
   /** The four leading kernel arguments: TMA maps of q and dout (64-row boxes), k and v (128-row boxes). */

@@ -337,13 +337,15 @@ export class FfaBackwardProblem {
       const unit = useSoftcap ? softcap : softmaxScale;
       const sm90 = this.owner.usesSm90(dim) ? this.owner.sm90 : null;
       const inputs = sm90 !== null ? sm90.inputArgs(b, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(b.q), ptr(b.k), ptr(b.v), ptr(b.dout)];
+      // the Hopper kernel takes the fp32 dq as a TMA map (tensor reduce-adds)
+      const dqArg = sm90 !== null ? sm90.dqArg(dqF, tokensQ, headsQ, dim) : ptr(dqF);
       const threads = sm90 !== null ? sm90.threads : 32 * this.owner.warps;
       const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
         kernel.launch(cfg(items * headsKv, threads, smemBytes), [
           ...inputs,
           ptr(this.lseLog2),
           ptr(this.delta),
-          ptr(dqF),
+          dqArg,
           ptr(dkF),
           ptr(dvF),
           ptr(this.qRanges),

@@ -30,12 +30,13 @@ const tensorMaps = new WeakMap<CudaDevice, Map<string, Uint8Array>>();
 const TENSOR_MAP_CACHE = 64;
 
 /**
- * TMA descriptor of a token-major [tokens, heads, dim] 16-bit tensor, read in boxes of
- * 64 columns x 1 head x `rows` tokens with the 128-byte swizzle the wgmma operands use. Cached by
- * (address, dtype, geometry), so a repeated launch on the same buffers encodes nothing.
+ * TMA descriptor of a token-major [tokens, heads, dim] tensor (16-bit, or the backward's fp32 dq
+ * accumulator), in boxes of 128 bytes of columns (64 16-bit or 32 fp32 values) x 1 head x `rows`
+ * tokens with the 128-byte swizzle the wgmma operands use. Cached by (address, dtype, geometry),
+ * so a repeated launch on the same buffers encodes nothing.
  */
 export function tokenMajorTensorMap(device: CudaDevice, buf: DeviceBuffer, dtype: DType, tokens: number, heads: number, dim: number, rows: number): Uint8Array {
-  if (dtype !== 'bfloat16' && dtype !== 'float16') throw new FfaCudaUnsupportedError(`TMA maps take bfloat16 or float16, got ${dtype}`);
+  if (dtype !== 'bfloat16' && dtype !== 'float16' && dtype !== 'float32') throw new FfaCudaUnsupportedError(`TMA maps take bfloat16, float16 or float32, got ${dtype}`);
   let maps = tensorMaps.get(device);
   if (maps === undefined) tensorMaps.set(device, (maps = new Map()));
   const key = `${buf.ptr},${dtype},${tokens},${heads},${dim},${rows}`;
@@ -47,13 +48,15 @@ export function tokenMajorTensorMap(device: CudaDevice, buf: DeviceBuffer, dtype
   return map;
 }
 
-function encodeTokenMajor(device: CudaDevice, buf: DeviceBuffer, dtype: DType, tokens: number, heads: number, dim: number, rows: number): Uint8Array {
+function encodeTokenMajor(device: CudaDevice, buf: DeviceBuffer, dtype: 'bfloat16' | 'float16' | 'float32', tokens: number, heads: number, dim: number, rows: number): Uint8Array {
+  const bytes = dtype === 'float32' ? 4 : 2;
+  const type = { bfloat16: CuTensorMap.DATA_TYPE_BFLOAT16, float16: CuTensorMap.DATA_TYPE_FLOAT16, float32: CuTensorMap.DATA_TYPE_FLOAT32 }[dtype];
   return device.driver.cuTensorMapEncodeTiled(
-    dtype === 'bfloat16' ? CuTensorMap.DATA_TYPE_BFLOAT16 : CuTensorMap.DATA_TYPE_FLOAT16,
+    type,
     buf.ptr,
     [dim, heads, Math.max(tokens, 1)],
-    [dim * 2, heads * dim * 2],
-    [64, 1, rows],
+    [dim * bytes, heads * dim * bytes],
+    [128 / bytes, 1, rows],
     CuTensorMap.SWIZZLE_128B,
     CuTensorMap.L2_PROMOTION_256B,
   );

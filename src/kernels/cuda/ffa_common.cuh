@@ -480,12 +480,17 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
                                       float softcapScale) {
 #pragma unroll
   for (int j = 0; j < NJ; ++j) {
+    // the two columns' lseLog2 (and Δ) in one 8-byte shared-memory load (cL / cD are 8-byte
+    // aligned in both kernels and 8j + 2t is even)
+    const float2 l2 = *reinterpret_cast<const float2*>(cL + 8 * j + 2 * t);
+    float2 d2 = make_float2(0.f, 0.f);
+    if (WITH_DS) d2 = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int c = 8 * j + 2 * t + (e & 1);
       float x = st[j][e];
       if (SOFTCAP) x = tanhf(x * softcapScale);
-      float p = fast_exp2(fmaf(x, scaleLog2, -cL[c]));
+      float p = fast_exp2(fmaf(x, scaleLog2, -((e & 1) ? l2.y : l2.x)));
       if (!full) {
         const int key = keyBase + 8 * (e >> 1);
         const int qq = m0 + c;
@@ -494,7 +499,7 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
       }
       st[j][e] = p;
       if (WITH_DS) {
-        float ds = p * (dp[j][e] - cD[c]);
+        float ds = p * (dp[j][e] - ((e & 1) ? d2.y : d2.x));
         if (SOFTCAP) ds *= 1.f - x * x;
         dp[j][e] = ds;
       }
@@ -506,9 +511,11 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
 template <int NJ>
 __device__ __forceinline__ void bwd_ds(const float (*st)[4], float (*dp)[4], const float* cD, int t) {
 #pragma unroll
-  for (int j = 0; j < NJ; ++j)
+  for (int j = 0; j < NJ; ++j) {
+    const float2 d2 = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);  // 8-byte aligned, as in bwd_p
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - cD[8 * j + 2 * t + (e & 1)]);
+    for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - ((e & 1) ? d2.y : d2.x));
+  }
 }
 
 // Shared: the backward epilogue. dK (x softmaxScale) and dV rows of this thread's keys below n1

@@ -227,9 +227,12 @@ struct Wgmma<Fp16> {
 // ---------------------------------------------------------------------------------------------
 // Bulk (non-tensor) async copies through the TMA engine, tracked by this thread's bulk groups.
 
-// global[gdst .. + bytes) += shared[ssrc .. + bytes) as fp32 (16-byte aligned, bytes % 16 == 0).
-__device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, unsigned ssrc, unsigned bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(gdst), "r"(ssrc), "r"(bytes)
+// global (the 3-d box of `map` at {x, y, z}) += shared[ssrc ..] as fp32 (SW128 tile, 1024-aligned):
+// a TMA tensor reduce-add; rows past the tensor's end are dropped.
+__device__ __forceinline__ void tma_reduce_add_3d(const TmaMap* map, unsigned ssrc, int x, int y, int z) {
+  asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%1, %2, %3}], [%4];\n" ::"l"(
+                   reinterpret_cast<unsigned long long>(map)),
+               "r"(x), "r"(y), "r"(z), "r"(ssrc)
                : "memory");
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
