@@ -225,7 +225,7 @@ struct Wgmma<Fp16> {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Bulk (non-tensor) async copies through the TMA engine, tracked by this thread's bulk groups.
+// Bulk async copies through the TMA engine (a tensor reduce-add), tracked by this thread's bulk groups.
 
 // global (the 3-d box of `map` at {x, y, z}) += shared[ssrc ..] as fp32 (SW128 tile, 1024-aligned):
 // a TMA tensor reduce-add; rows past the tensor's end are dropped.
