@@ -22,9 +22,9 @@
  * Writes JSON (default bench/out/dist-scaling-<mode>-cp<P>.json; --update-results: bench/results/),
  * an SVG plot beside it, and prints a table.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { intAtLeast } from '../src/cli/flags.js';
 import { renderTable } from '../src/cli/table.js';
@@ -490,7 +490,9 @@ export default async function main(group: DeviceProcessGroup, args: string[]): P
   return `wrote ${out}`;
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+// Run as a command, not imported by the launcher as a rank script. Compared through realpath: the
+// module's URL is the resolved file, argv[1] may name it through a link (a dist/ linked elsewhere).
+const isMain = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const opts = resolveOptions(scalingProgram().parse());
   if (opts.replot !== undefined) {
