@@ -22,7 +22,7 @@
  */
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -64,6 +64,7 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .parse();
 const opts = program.opts<{ shapes: string; threads: string; reps: string; slowReps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
 const outFile = outputPath(opts, 'cpu-kernel.json');
+const partialFile = outFile.replace(/(\.json)?$/, '-partial.json');
 const shapes: Shape[] = opts.shapes.split(',').map((s) => {
   const [mask, n, hq, hkv, dim] = s.split(':');
   if (!MASKS.includes(mask as MaskName)) program.error(`--shapes: unknown mask ${mask} (${MASKS.join(', ')})`);
@@ -291,6 +292,9 @@ for (const s of shapes) {
       peakRssMiB: m.name.startsWith('wasm') ? peakRssMiB() : undefined,
     });
   }
+  // The rows so far, so a run stopped by a time limit still leaves its finished shapes.
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(partialFile, JSON.stringify({ benchmark: 'cpu-kernel', partial: true, cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, loadAverageStart: loadStart, rows }, null, 2));
 }
 bar.stop();
 torchServer?.close();
@@ -349,6 +353,7 @@ const result = {
 };
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify(result, null, 2));
+rmSync(partialFile, { force: true });
 const methodNames = [...new Set(rows.map((r) => r.method))];
 const plotRows: PlotRow[] = rows.map((r) => ({ mask: r.shape, method: r.method, fwd: r.fwdGflops, bwd: r.bwdGflops }));
 const svgPath = outFile.replace(/\.json$/, '') + '.svg';
