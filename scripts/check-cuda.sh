@@ -2,7 +2,8 @@
 # Compiles every CUDA kernel source of the package and of the Llama example for sm_90a with nvcc,
 # so that a kernel that does not build cannot land (the GPU tests themselves run on the device
 # machine, not in CI).
-# Prints ptxas's register and spill report per kernel.
+# Prints ptxas's register and spill report per kernel, and its performance advisories (wgmma
+# serialized for want of registers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -21,6 +22,7 @@ for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
     status=1
   else
     grep -E "Compiling entry|registers|spill" "$out/log" | sed 's/^ptxas info *: //' | paste - - - | awk '{print "  " $0}'
+    grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
   fi
 done
 # The Hopper backward's schedule variants (an experiment of issue 11, removed with it; NVRTC
@@ -33,6 +35,7 @@ for variant in 1 3 4 5; do
     status=1
   else
     grep -E "Compiling entry|registers|spill" "$out/log" | sed 's/^ptxas info *: //' | paste - - - | awk '{print "  " $0}'
+    grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
   fi
 done
 exit $status
