@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # EXPERIMENT (issue 11; removed together with the variants once they are measured): the Hopper
 # backward's schedule variants (FFA_BWD_SM90_VARIANT; src/kernels/cuda/ffa_bwd_sm90.cu's header
-# says what each bit does) checked and timed side by side in one device call of about 5 minutes
-# on one H200:
-#   1. the backward GPU checks (ffa-bwd-gpu.js: bf16 full / causal / varlen / block-causal /
-#      sliding window / overlapping q ranges / Lq > Lk, softcap, sink, fp32 accumulators,
-#      deterministic mode with two runs bit-identical; --warps 8, so the Hopper kernel and its
-#      mma.sync twin) and the NaN/Inf checks (ffa-nonfinite-gpu.js) of every variant, all side by
-#      side (they are CPU-bound: float64 references);
+# says what each bit does) checked and timed side by side in one device call on one H200 (the
+# checks stop at 200 s, the timing at 150 s: at most about 6 minutes):
+#   1. the backward GPU checks of every variant, all side by side (they are CPU-bound: float64
+#      references), three processes a variant: ffa-bwd-gpu.js's main cases (bf16 full / causal /
+#      varlen causal / block-causal / sliding window / overlapping q ranges / Lq > Lk, softcap
+#      bf16 and fp16 unaligned; --warps 8: the Hopper kernel and its mma.sync twin), its option
+#      cases (sink, fp32 accumulators, deterministic mode with two runs bit-identical, the
+#      16-slice deterministic check), and the NaN/Inf checks (ffa-nonfinite-gpu.js);
 #   2. then, alone on the GPU, one process timing every variant per mask at 16k tokens, 64:8
 #      heads, D 128, bf16 (ffa-bwd-gpu.js --speed-only --variants: pre-pass + zero + main +
 #      convert, CUDA events, median of 10 after 3 warm-ups; the first variant timed again last,
@@ -20,17 +21,17 @@
 #   source .device/boot.sh && ln -sfn .gpu-run/node_modules node_modules && ln -sfn .gpu-run/dist dist && bash bench/kernel/bwd-variants.sh "$OUT"
 #
 # [VARIANTS="1 3 4 5"] [CHECK_LIMIT=s] [SPEED_LIMIT=s] bash bench/kernel/bwd-variants.sh OUTDIR
-# Writes OUTDIR/log.txt (everything), env.txt, check-v<N>.txt / nonfinite-v<N>.txt (each
-# variant's checks), speed.txt and bwd-variants.json (the timings).
+# Writes OUTDIR/log.txt (everything), env.txt, main-v<N>.txt / options-v<N>.txt /
+# nonfinite-v<N>.txt (each variant's checks), speed.txt and bwd-variants.json (the timings).
 set -uo pipefail
 out=${1:?usage: bwd-variants.sh OUTDIR}
 mkdir -p "$out"
 log="$out/log.txt"
 variants=${VARIANTS:-1 3 4 5}
-only='full 512, 8:2|causal 1024|varlen causal [300,400|block-causal 2 docs [600|sliding window 768|overlapping q ranges + uncovered|Lq > Lk: causal 600x300|softcap|sink 2|accumulation|deterministic'
+main='full 512, 8:2|causal 1024|varlen causal [300,400|block-causal 2 docs [600|sliding window 768|overlapping q ranges + uncovered|Lq > Lk: causal 600x300|causal 777'
+options='sink 2|accumulation|deterministic'
 # one compile cache for the processes of this call (each variant is its own NVRTC compile)
 export MAGI_ATTN_CACHE_DIR=${MAGI_ATTN_CACHE_DIR:-${TMPDIR:-/tmp}/ffa-bwd-variants-cache}
-export PYTHONUNBUFFERED=1
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
@@ -42,13 +43,14 @@ tee -a "$log" <"$out/env.txt"
 echo "=== checks (limit ${CHECK_LIMIT:-200}s each, side by side) $(date -u +%H:%M:%S)" | tee -a "$log"
 t0=$SECONDS
 for v in $variants; do
-  FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${CHECK_LIMIT:-200}" node dist/test/device/ffa-bwd-gpu.js --seed 13 --warps 8 --only "$only" >"$out/check-v$v.txt" 2>&1 &
+  FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${CHECK_LIMIT:-200}" node dist/test/device/ffa-bwd-gpu.js --seed 13 --warps 8 --only "$main" >"$out/main-v$v.txt" 2>&1 &
+  FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${CHECK_LIMIT:-200}" node dist/test/device/ffa-bwd-gpu.js --seed 15 --warps 8 --only "$options" >"$out/options-v$v.txt" 2>&1 &
   FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${CHECK_LIMIT:-200}" node dist/test/device/ffa-nonfinite-gpu.js --seed 11 >"$out/nonfinite-v$v.txt" 2>&1 &
 done
 wait
 echo "=== checks done after $((SECONDS - t0))s" | tee -a "$log"
 for v in $variants; do
-  for f in check nonfinite; do
+  for f in main options nonfinite; do
     file="$out/$f-v$v.txt"
     {
       echo "--- variant $v, $f: $(grep -c '^PASS' "$file") PASS, $(grep -c '^FAIL' "$file") FAIL; $(grep -E '^(ALL PASS|[0-9]+ FAILED)' "$file" || echo 'no verdict line: stopped by its time limit or crashed')"
