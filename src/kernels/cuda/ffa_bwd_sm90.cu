@@ -546,6 +546,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         unsigned char* dst = stg + hf * 2 * (kBM * 32 * 4);
         if (ticket == 0) {
           put(dst, Store{});
+          // the second rewrites only rows inside the q range: the zeros of the others reach the
+          // TMA read from here, so they are ordered for the async proxy by this thread too
+          fence_async_smem();
           mbar_arrive(pairBar + 8 * pi);
         } else {
           mbar_wait(pairBar + 8 * pi, (s >> 1) & 1);
