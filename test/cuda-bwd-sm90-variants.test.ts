@@ -14,7 +14,7 @@ test('sm90BackwardVariantFromEnv: 0 when unset or empty, the listed variants, a 
   assert.equal(sm90BackwardVariantFromEnv({}), 0);
   assert.equal(sm90BackwardVariantFromEnv({ FFA_BWD_SM90_VARIANT: '' }), 0);
   for (const v of FFA_BWD_SM90_VARIANTS) assert.equal(sm90BackwardVariantFromEnv({ FFA_BWD_SM90_VARIANT: String(v) }), v);
-  for (const bad of ['2', '6', '7', '8', '-1', '1.0', ' 1', 'one']) {
+  for (const bad of ['2', '6', '7', '8', '11', '15', '16', '-1', '1.0', ' 1', 'one']) {
     assert.throws(() => sm90BackwardVariantFromEnv({ FFA_BWD_SM90_VARIANT: bad }), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'FFA_BWD_SM90_VARIANT', bad);
   }
 });

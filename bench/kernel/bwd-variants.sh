@@ -2,7 +2,10 @@
 # EXPERIMENT (issue 11; removed together with the variants once they are measured): the Hopper
 # backward's schedule variants (FFA_BWD_SM90_VARIANT; src/kernels/cuda/ffa_bwd_sm90.cu's header
 # says what each bit does) checked and timed side by side in one device call on one H200 (the
-# checks stop at 200 s, the timing at 150 s: at most about 6 minutes):
+# compiles stop at 120 s, the checks at 200 s, the timing at 150 s: at most about 8 minutes,
+# 4-5 expected):
+#   0. every variant's NVRTC compile (and the modules all of them share), side by side, into one
+#      compile cache, so that the processes below load instead of compiling;
 #   1. the backward GPU checks of every variant, all side by side (they are CPU-bound: float64
 #      references), three processes a variant: ffa-bwd-gpu.js's main cases (bf16 full / causal /
 #      varlen causal / block-causal / sliding window / overlapping q ranges / Lq > Lk, softcap
@@ -17,17 +20,18 @@
 # expected to fail (marked below); every other failure is real.
 #
 # Stage here (in this checkout):  bash scripts/device-stage.sh
-# Then the device tool's `run`, carry [".device", ".gpu-run"], timeout_s 420, command:
+# Then the device tool's `run`, carry [".device", ".gpu-run"], timeout_s 540, command:
 #   source .device/boot.sh && ln -sfn .gpu-run/node_modules node_modules && ln -sfn .gpu-run/dist dist && bash bench/kernel/bwd-variants.sh "$OUT"
 #
-# [VARIANTS="1 3 4 5"] [CHECK_LIMIT=s] [SPEED_LIMIT=s] bash bench/kernel/bwd-variants.sh OUTDIR
+# [VARIANTS="1 3 4 5 9 13"] [COMPILE_LIMIT=s] [CHECK_LIMIT=s] [SPEED_LIMIT=s] bash bench/kernel/bwd-variants.sh OUTDIR
 # Writes OUTDIR/log.txt (everything), env.txt, main-v<N>.txt / options-v<N>.txt /
-# nonfinite-v<N>.txt (each variant's checks), speed.txt and bwd-variants.json (the timings).
+# nonfinite-v<N>.txt (each variant's checks), compile-v<N>.txt, speed.txt and bwd-variants.json
+# (the timings).
 set -uo pipefail
 out=${1:?usage: bwd-variants.sh OUTDIR}
 mkdir -p "$out"
 log="$out/log.txt"
-variants=${VARIANTS:-1 3 4 5}
+variants=${VARIANTS:-1 3 4 5 9 13}
 main='full 512, 8:2|causal 1024|varlen causal [300,400|block-causal 2 docs [600|sliding window 768|overlapping q ranges + uncovered|Lq > Lk: causal 600x300|causal 777'
 options='sink 2|accumulation|deterministic'
 # one compile cache for the processes of this call (each variant is its own NVRTC compile)
@@ -40,8 +44,15 @@ export MAGI_ATTN_CACHE_DIR=${MAGI_ATTN_CACHE_DIR:-${TMPDIR:-/tmp}/ffa-bwd-varian
 } >"$out/env.txt" 2>&1
 tee -a "$log" <"$out/env.txt"
 
-echo "=== checks (limit ${CHECK_LIMIT:-200}s each, side by side) $(date -u +%H:%M:%S)" | tee -a "$log"
 t0=$SECONDS
+echo "=== compiles (limit ${COMPILE_LIMIT:-120}s each, side by side) $(date -u +%H:%M:%S)" | tee -a "$log"
+for v in 0 $variants; do
+  # --only with a name no case has: builds every module, runs no case
+  FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${COMPILE_LIMIT:-120}" node dist/test/device/ffa-bwd-gpu.js --seed 1 --warps 8 --only 'compile only: no such case' >"$out/compile-v$v.txt" 2>&1 &
+done
+wait
+for v in 0 $variants; do echo "variant $v: $(grep -E 'nvrtc compile|ffa_bwd_sm90_bf16_d128: ' "$out/compile-v$v.txt" | tr '\n' ';') $(grep -E '^(ALL PASS|[0-9]+ FAILED)' "$out/compile-v$v.txt" || tail -n 2 "$out/compile-v$v.txt")" | tee -a "$log"; done
+echo "=== checks (limit ${CHECK_LIMIT:-200}s each, side by side) $(date -u +%H:%M:%S)" | tee -a "$log"
 for v in $variants; do
   FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${CHECK_LIMIT:-200}" node dist/test/device/ffa-bwd-gpu.js --seed 13 --warps 8 --only "$main" >"$out/main-v$v.txt" 2>&1 &
   FFA_BWD_SM90_VARIANT=$v timeout --kill-after=10 "${CHECK_LIMIT:-200}" node dist/test/device/ffa-bwd-gpu.js --seed 15 --warps 8 --only "$options" >"$out/options-v$v.txt" 2>&1 &

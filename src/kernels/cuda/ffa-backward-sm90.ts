@@ -20,10 +20,11 @@ export const FFA_BWD_SM90_THREADS = 384;
  * EXPERIMENT (issue 11; to be removed once measured): schedule variants of the kernel, a bit set
  * compiled in as -DFFA_BWD_SM90_VARIANT (the kernel's header says what each bit does): 0 the
  * kernel as it is, 1 per-warpgroup dQ pre-summed in shared memory, 3 per-warpgroup dQ reduce-added
- * twice (not bit-reproducible in deterministic mode), 4 less integer work, 5 = 1 + 4.
+ * twice (not bit-reproducible in deterministic mode), 4 less integer work, 5 = 1 + 4, 9 = 1 with
+ * the second warpgroup started half a step late, 13 = 9 + 4.
  * bench/kernel/bwd-variants.sh checks and times them side by side.
  */
-export const FFA_BWD_SM90_VARIANTS: readonly number[] = [0, 1, 3, 4, 5];
+export const FFA_BWD_SM90_VARIANTS: readonly number[] = [0, 1, 3, 4, 5, 9, 13];
 
 /** The variant named by the FFA_BWD_SM90_VARIANT environment variable (0 when unset or empty). */
 export function sm90BackwardVariantFromEnv(env: NodeJS.ProcessEnv = process.env): number {

@@ -58,16 +58,22 @@ constexpr int kThreads = 384;
 //                 producer thread (warps 2 and 3) reduce-adds it (twice the dq reduce traffic;
 //                 two fp32 adds per element and block in a varying order: NOT bit-reproducible
 //                 in deterministic mode).
+//   bit 3 SKEW   - with OWN (pre-sum): warpgroup 1 starts once warpgroup 0 has issued its first dV
+//                 (a one-time named barrier), so that the two start half a step apart and one's
+//                 Pᵀ / dSᵀ math meets the other's GEMMs rather than its own math; nothing holds
+//                 them apart afterwards (OWN only couples them through the 2 stages and the 2 dQ
+//                 buffers).
 //   bit 2 LEAN   - less integer work in the consumer loop: wgmma descriptors as the block's
 //                 base / 16 advanced by 32-bit adds (no shift / mask / OR per wgmma), the
 //                 q tile of a step counted instead of s % nQt, no row-validity select in
 //                 the dQ staging of steps whose 64 rows are all inside the q range.
-// Variants run by bench/kernel/bwd-variants.sh: 0, 1, 3, 4, 5.
+// Variants run by bench/kernel/bwd-variants.sh: 0, 1, 3, 4, 5, 9, 13.
 #ifndef FFA_BWD_SM90_VARIANT
 #define FFA_BWD_SM90_VARIANT 0
 #endif
 constexpr int kVariant = FFA_BWD_SM90_VARIANT;
-static_assert(kVariant >= 0 && kVariant < 8 && (kVariant & 3) != 2, "FFA_BWD_SM90_VARIANT: bit 1 (GLOBAL) needs bit 0 (OWN)");
+static_assert(kVariant >= 0 && kVariant < 16 && (kVariant & 3) != 2 && ((kVariant & 8) == 0 || (kVariant & 3) == 1),
+              "FFA_BWD_SM90_VARIANT: bit 1 (GLOBAL) needs bit 0 (OWN); bit 3 (SKEW) needs OWN without GLOBAL");
 
 template <int VARIANT>
 struct Smem {
@@ -152,6 +158,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   constexpr bool OWN = (VARIANT & 1) != 0;
   constexpr bool GLOBAL = (VARIANT & 2) != 0;
   constexpr bool LEAN = (VARIANT & 4) != 0;
+  constexpr bool SKEW = (VARIANT & 8) != 0;
   extern __shared__ unsigned char smemRaw[];
   const unsigned base = (smem_u32(smemRaw) + 1023u) & ~1023u;
   unsigned char* gen = smemRaw + (base - smem_u32(smemRaw));  // generic pointer to `base`
@@ -370,6 +377,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     wgmma_commit();
   };
 
+  // SKEW: barrier 4, warpgroup 0 arrives (after its first dV, or here with no step), 1 waits
+  if (SKEW && wg == 1) named_sync(4, 256);
+  if (SKEW && wg == 0 && nSteps == 0) named_arrive(4, 256);
   issue_s(0);
   wgmma_wait<0>();
   fence_regs<kBM / 8>(st);
@@ -406,6 +416,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     for (int kk = 0; kk < kBM / 16; ++kk)
       Wgmma<E>::rs128(dVacc, ap[kk], LEAN ? ldesc(b4 + stage * (L::kQO >> 4) + ((L::kO + kk * 16 * 128) >> 4), kBM * 128, 1024) : wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
     wgmma_commit();
+    if (SKEW && wg == 0 && s == 0) named_arrive(4, 256);
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
     if (!SOFTCAP) {
