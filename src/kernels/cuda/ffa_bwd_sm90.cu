@@ -44,8 +44,10 @@ constexpr int kThreads = 384;
 // EXPERIMENT (issue 11; to be removed once measured): schedule variants of this one kernel, a bit
 // set chosen at compile time by -DFFA_BWD_SM90_VARIANT=N (ffa-backward-sm90.ts passes the
 // FFA_BWD_SM90_VARIANT environment variable; default 0 = the kernel described above).
-//   bit 0 OWN   - each consumer warpgroup computes dQ over its own 64 keys for all 128 head-dim
-//                 columns (m64n128, 4 k-steps), so the two warpgroups never meet at a named
+//   bit 0 OWN    - each consumer warpgroup computes dQ over its own 64 keys for all 128 head-dim
+//                 columns (two m64n64 groups of 4 k-steps, the next step's Sᵀ issued between
+//                 them; one m64n128 group made ptxas serialize the wgmma for want of registers,
+//                 even with dV and dK waited for first), so the two warpgroups never meet at a named
 //                 barrier (only a 128-thread one inside the warpgroup, its dSᵀ rows written) and
 //                 one's Pᵀ / dSᵀ math can run under the other's GEMMs. The two partial 64 x 128
 //                 tiles are pre-summed in shared memory (2 buffers of 4 SW128 boxes): per warp
@@ -58,15 +60,15 @@ constexpr int kThreads = 384;
 //                 producer thread (warps 2 and 3) reduce-adds it (twice the dq reduce traffic;
 //                 two fp32 adds per element and block in a varying order: NOT bit-reproducible
 //                 in deterministic mode).
+//   bit 2 LEAN   - less integer work in the consumer loop: wgmma descriptors as the block's
+//                 base / 16 advanced by 32-bit adds (no shift / mask / OR per wgmma), the
+//                 q tile of a step counted instead of s % nQt, no row-validity select in
+//                 the dQ staging of steps whose 64 rows are all inside the q range.
 //   bit 3 SKEW   - with OWN (pre-sum): warpgroup 1 starts once warpgroup 0 has issued its first dV
 //                 (a one-time named barrier), so that the two start half a step apart and one's
 //                 Pᵀ / dSᵀ math meets the other's GEMMs rather than its own math; nothing holds
 //                 them apart afterwards (OWN only couples them through the 2 stages and the 2 dQ
 //                 buffers).
-//   bit 2 LEAN   - less integer work in the consumer loop: wgmma descriptors as the block's
-//                 base / 16 advanced by 32-bit adds (no shift / mask / OR per wgmma), the
-//                 q tile of a step counted instead of s % nQt, no row-validity select in
-//                 the dQ staging of steps whose 64 rows are all inside the q range.
 // Variants run by bench/kernel/bwd-variants.sh: 0, 1, 3, 4, 5, 9, 13.
 #ifndef FFA_BWD_SM90_VARIANT
 #define FFA_BWD_SM90_VARIANT 0
@@ -109,17 +111,17 @@ __device__ __forceinline__ unsigned sw128(int row, int col) {
   return row * 128 + ((((col >> 3) ^ (row & 7))) << 4) + (col & 7) * 2;
 }
 
+template <bool B>
+struct BoolConst {
+  static constexpr bool value = B;
+};
+
 // A dQ accumulator of NJ n8 blocks (64 rows x 8 NJ fp32 columns per warpgroup, times `scale`) into
 // SW128 boxes of [64][32] fp32 (8 KB each): 16-byte chunk c of row R at chunk c ^ (R % 8). Odd rows
 // g store column block j ^ 2 where even ones store j, so that the 16 lanes of a half-warp hit 8
 // different chunks (all 32 banks) with their 8-byte stores. ADD: adds to what is there (the
 // pre-sum's second warp). ROWCHECK: rows R with m0 + R >= m1 stored as zeros (with ADD: left as the
 // first warp's zeros).
-template <bool B>
-struct BoolConst {
-  static constexpr bool value = B;
-};
-
 template <int NJ, bool ADD, bool ROWCHECK>
 __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[4], int warp, int g, int t, int m0, int m1, float scale) {
   const bool odd = (g & 1) != 0;
