@@ -22,7 +22,7 @@
  * Writes JSON (default bench/out/dist-scaling-<mode>-cp<P>.json; --update-results: bench/results/),
  * an SVG plot beside it, and prints a table.
  */
-import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
@@ -492,7 +492,7 @@ export default async function main(group: DeviceProcessGroup, args: string[]): P
 
 // Run as a command, not imported by the launcher as a rank script. Compared through realpath: the
 // module's URL is the resolved file, argv[1] may name it through a link (a dist/ linked elsewhere).
-const isMain = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+const isMain = process.argv[1] !== undefined && existsSync(process.argv[1]) && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const opts = resolveOptions(scalingProgram().parse());
   if (opts.replot !== undefined) {

@@ -15,7 +15,8 @@ import { build } from 'vite';
 import { chromium, type Browser } from 'playwright-core';
 import { Tensor } from '../src/tensor.js';
 import { referenceBackward, referenceForward } from '../src/kernels/reference.js';
-import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
+import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
+import { assertAllClose } from './util/attn-check.js';
 import { type PageResult, pageProblem } from './browser/cpu-kernel-page.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -66,15 +67,15 @@ test('in Chromium the WebAssembly kernel loads from the bundle, runs on one thre
   const lse = asTensor(got.lse, [n, 4]);
   const grads = referenceBackward({ ...args, dout, out, lse });
   const tol = CPU_KERNEL_TOLERANCES.float32;
-  for (const [name, a, e, tl] of [
-    ['out', out, want.out, tol.out],
-    ['lse', lse, want.lse, tol.lse],
-    ['dq', asTensor(got.dq, [n, 4, 16]), grads.dq, tol.grad],
-    ['dk', asTensor(got.dk, [n, 2, 16]), grads.dk, tol.grad],
-    ['dv', asTensor(got.dv, [n, 2, 16]), grads.dv, tol.grad],
-  ] as const) {
-    const r = compareClose(a, e, tl, name);
-    assert.ok(r.ok, `${r.message} (in Chromium)`);
-  }
+  assertAllClose(
+    [
+      ['out', out, want.out, tol.out],
+      ['lse', lse, want.lse, tol.lse],
+      ['dq', asTensor(got.dq, [n, 4, 16]), grads.dq, tol.grad],
+      ['dk', asTensor(got.dk, [n, 2, 16]), grads.dk, tol.grad],
+      ['dv', asTensor(got.dv, [n, 2, 16]), grads.dv, tol.grad],
+    ],
+    '(in Chromium)',
+  );
   await page.close();
 });

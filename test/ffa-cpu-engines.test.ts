@@ -12,13 +12,13 @@ import { InvalidArgumentError } from '../src/errors.js';
 import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
 import type { FfaForwardArgs } from '../src/kernels/backend.js';
 import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
-import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
+import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
 import { createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { buildWorkList, assignStatic, TILE_K, TILE_Q } from '../src/kernels/cpu/work.js';
 import { defaultThreadCount } from '../src/kernels/cpu/wasm/node-threads.js';
 import { spawnRanks } from '../src/comm/threads/index.js';
 import { Rng } from '../src/util/rng.js';
-import { randomSlices, randomTensor, seeded } from './util/attn-check.js';
+import { assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { cpuVariants } from './util/cpu-variants.js';
 
 interface Problem {
@@ -78,22 +78,19 @@ test('every engine and thread count matches the reference on random masks (GQA, 
       for (const v of cpuVariants()) {
         const label = `${c.dtype} ${c.hq}:${c.hkv} D${c.dim} round ${round} [${v.name}] (seed ${seed})`;
         const got = v.backend.forward(p.args);
-        for (const [name, a, e, tl] of [
-          ['out', got.out, want.out, tol.out],
-          ['lse', got.lse, want.lse, tol.lse],
-          ['maxLogits', got.maxLogits!, want.maxLogits!, tol.maxLogits],
-        ] as const) {
-          const r = compareClose(a, e, tl, name);
-          assert.ok(r.ok, `${r.message} ${label}`);
-        }
+        assertAllClose(
+          [
+            ['out', got.out, want.out, tol.out],
+            ['lse', got.lse, want.lse, tol.lse],
+            ['maxLogits', got.maxLogits!, want.maxLogits!, tol.maxLogits],
+          ],
+          label,
+        );
         const bargs = { ...p.args, dout: p.dout, out: got.out, lse: got.lse };
         const grads = v.backend.backward(bargs);
         const ref = referenceBackward(bargs);
-        for (const name of ['dq', 'dk', 'dv'] as const) {
-          const r = compareClose(grads[name], ref[name], tol.grad, name);
-          assert.ok(r.ok, `${r.message} ${label}`);
-        }
-        if (p.args.sink !== undefined) assert.ok(compareClose(grads.dsink!, ref.dsink!, tol.dsink, 'dsink').ok, label);
+        assertAllClose((['dq', 'dk', 'dv'] as const).map((name) => [name, grads[name], ref[name], tol.grad] as const), label);
+        if (p.args.sink !== undefined) assertAllClose([['dsink', grads.dsink!, ref.dsink!, tol.dsink]], label);
       }
     }
   }
@@ -112,16 +109,16 @@ test('the WebAssembly kernel agrees with the TypeScript tiles (its oracle) to fl
     const gb = v.backend.backward({ ...p.args, dout: p.dout, out: a.out, lse: a.lse });
     // The TypeScript tiles compute in float64, so their results stand in for the truth here.
     const tol = CPU_KERNEL_TOLERANCES.float32;
-    for (const [name, x, y, tl] of [
-      ['out', b.out, a.out, tol.out],
-      ['lse', b.lse, a.lse, tol.lse],
-      ['dq', gb.dq, ga.dq, tol.grad],
-      ['dk', gb.dk, ga.dk, tol.grad],
-      ['dv', gb.dv, ga.dv, tol.grad],
-    ] as const) {
-      const r = compareClose(x, y, tl, name);
-      assert.ok(r.ok, `${r.message} [${v.name} vs typescript] (seed ${seed})`);
-    }
+    assertAllClose(
+      [
+        ['out', b.out, a.out, tol.out],
+        ['lse', b.lse, a.lse, tol.lse],
+        ['dq', gb.dq, ga.dq, tol.grad],
+        ['dk', gb.dk, ga.dk, tol.grad],
+        ['dv', gb.dv, ga.dv, tol.grad],
+      ],
+      `[${v.name} vs typescript] (seed ${seed})`,
+    );
   }
 });
 

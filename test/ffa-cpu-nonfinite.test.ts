@@ -17,7 +17,7 @@ import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
 import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
 import { Rng } from '../src/util/rng.js';
-import { randomSlices, randomTensor, seeded } from './util/attn-check.js';
+import { assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { cpuVariants } from './util/cpu-variants.js';
 
 interface Problem {
@@ -62,20 +62,17 @@ function checkVariant(variant: ReturnType<typeof cpuVariants>[number], p: Proble
   const want = referenceForward({ ...common(p), q: p.q, k: p.k, v: p.v, returnMaxLogits: true, outDtype: 'float64' });
   const tol = CPU_KERNEL_TOLERANCES[p.q.dtype];
   const tag = `${label} [${variant.name}] (seed ${seed})`;
-  for (const [name, got, exp, tl] of [
-    ['out', fwd.out, want.out, tol.out],
-    ['lse', fwd.lse, want.lse, tol.lse],
-    ['maxLogits', fwd.maxLogits!, want.maxLogits!, tol.maxLogits],
-  ] as const) {
-    const r = compareClose(got, exp, tl, name);
-    assert.ok(r.ok, `${r.message} ${tag}`);
-  }
+  assertAllClose(
+    [
+      ['out', fwd.out, want.out, tol.out],
+      ['lse', fwd.lse, want.lse, tol.lse],
+      ['maxLogits', fwd.maxLogits!, want.maxLogits!, tol.maxLogits],
+    ],
+    tag,
+  );
   const grads = variant.backend.backward({ ...common(p), q: p.q, k: p.k, v: p.v, dout: p.dout, out: fwd.out, lse: fwd.lse });
   const ref = referenceBackward({ ...common(p), q: p.q, k: p.k, v: p.v, dout: p.dout, out: fwd.out, lse: fwd.lse });
-  for (const name of ['dq', 'dk', 'dv'] as const) {
-    const r = compareClose(grads[name], ref[name], tol.grad, name);
-    assert.ok(r.ok, `${r.message} ${tag}`);
-  }
+  assertAllClose((['dq', 'dk', 'dv'] as const).map((name) => [name, grads[name], ref[name], tol.grad] as const), tag);
   return { fwd, grads };
 }
 

@@ -8,7 +8,17 @@ import type { DType } from '../../src/dtype.js';
 import type { SliceList } from '../../src/mask/slice-list.js';
 import { makeSliceList } from '../../src/mask/slice-list.js';
 import { Rng, freshSeed } from '../../src/util/rng.js';
+import assert from 'node:assert/strict';
+import { compareClose, type Tolerance } from '../../src/kernels/tolerance.js';
 export { type Tolerance, compareClose } from '../../src/kernels/tolerance.js';
+
+/** Asserts every [name, got, expected, tolerance] close (compareClose), the message naming `context` (seed, case). */
+export function assertAllClose(checks: ReadonlyArray<readonly [string, Tensor, Tensor, Tolerance]>, context: string): void {
+  for (const [name, got, expected, tol] of checks) {
+    const r = compareClose(got, expected, tol, name);
+    assert.ok(r.ok, `${r.message} ${context}`);
+  }
+}
 
 /** Standard-normal values times `scale`, narrowed to `dtype` (16-bit inputs are rounded here, once). */
 export function randomTensor(rng: Rng, dtype: DType, shape: number[], scale = 1): Tensor {
