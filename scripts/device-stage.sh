@@ -21,6 +21,7 @@ mkdir -p .gpu-run/src/kernels/cuda
 cp src/kernels/cuda/*.cu src/kernels/cuda/*.cuh .gpu-run/src/kernels/cuda/
 # The Llama example's kernels likewise, next to its compiled files (dist/ is a link into .gpu-run there).
 mkdir -p .gpu-run/examples/llama/kernels
-cp examples/llama/kernels/*.cu .gpu-run/examples/llama/kernels/
-grep -qx '/.gpu-run/' .git/info/exclude || echo '/.gpu-run/' >> .git/info/exclude
+cp examples/llama/kernels/*.cu examples/llama/kernels/*.cuh .gpu-run/examples/llama/kernels/
+exclude=$(git rev-parse --git-path info/exclude) # a worktree's .git is a file
+grep -qx '/.gpu-run/' "$exclude" || echo '/.gpu-run/' >> "$exclude"
 echo "staged .gpu-run ($(du -sh .gpu-run | cut -f1)); with .device ($(du -sh .device | cut -f1))"

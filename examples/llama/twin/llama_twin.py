@@ -43,9 +43,16 @@ _compiled_flex = torch.compile(flex_attention, dynamic=False)
 ATTENTION_CALLS = {"n": 0}  # proves transformers routed every layer's attention through our hook
 
 
+def count_attention_call():
+    # Only outside torch.compile: a Python counter inside a compiled region is a guard on its
+    # value, so every call recompiled the graph (sdpa-compiled ran 25x slower for it).
+    if not torch.compiler.is_compiling():
+        ATTENTION_CALLS["n"] += 1
+
+
 def twin_flex(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention hook: FlexAttention with our BlockMask (query [B, H, S, D]); returns [B, S, H, D]."""
-    ATTENTION_CALLS["n"] += 1
+    count_attention_call()
     q, k, v = (t.to(torch.bfloat16) for t in (query, key, value))
     out = _compiled_flex(q, k, v, block_mask=attention_mask, scale=scaling, enable_gqa=True)
     return out.transpose(1, 2).contiguous(), None
@@ -53,7 +60,7 @@ def twin_flex(module, query, key, value, attention_mask, scaling=None, dropout=0
 
 def twin_sdpa(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention hook: SDPA with a dense boolean document-causal mask (True = attend)."""
-    ATTENTION_CALLS["n"] += 1
+    count_attention_call()
     q, k, v = (t.to(torch.bfloat16) for t in (query, key, value))
     groups = q.shape[1] // k.shape[1]
     if groups > 1:  # expand kv heads so the memory-efficient kernel (which takes masks) can run
