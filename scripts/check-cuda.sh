@@ -25,17 +25,4 @@ for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
     grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
   fi
 done
-# The Hopper backward's schedule variants (an experiment of issue 11, removed with it; NVRTC
-# compiles them on the GPU machine when FFA_BWD_SM90_VARIANT names one).
-for variant in 1 3 4 5 9 13; do
-  src=src/kernels/cuda/ffa_bwd_sm90.cu
-  echo "check-cuda: $src -DFFA_BWD_SM90_VARIANT=$variant (sm_90a)"
-  if ! "$NVCC" -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I"$CUDA_HOME/include" -DFFA_BWD_SM90_VARIANT=$variant -Xptxas -v -c "$src" -o "$out/bwd_sm90_v$variant.o" 2>"$out/log"; then
-    cat "$out/log" >&2
-    status=1
-  else
-    grep -E "Compiling entry|registers|spill" "$out/log" | sed 's/^ptxas info *: //' | paste - - - | awk '{print "  " $0}'
-    grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
-  fi
-done
 exit $status

@@ -44,7 +44,6 @@ export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
     .option('--sm90', 'ffa-fwd-gpu: also run the Hopper kernel')
     .option('--speed', 'also time the kernels')
     .option('--speed-only', 'ffa-bwd-gpu: only the --speed part (no checks)')
-    .option('--variants <list>', 'ffa-bwd-gpu --speed: time these Hopper backward schedule variants (FFA_BWD_SM90_VARIANT), comma separated')
     .option('--bench', 'ffa-bwd-gpu / range-ops-gpu: run the benchmark part')
     .option('--no-bench', 'range-ops-gpu: skip the benchmark part')
     .option('--bench-only', 'ffa-bwd-gpu: only the benchmark part')

@@ -2,7 +2,7 @@
  * GPU check of the CUDA flex-flash-attention backward (src/kernels/cuda/ffa_bwd.cu, and on
  * compute capability 9.0 the Hopper ffa_bwd_sm90.cu for head dim 128) against the float64
  * reference (not a CI test: it needs a GPU). Run on the GPU machine:
- *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--bench] [--bench-only] [--speed | --speed-only [--variants 0,1,...]]
+ *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--bench] [--bench-only] [--speed | --speed-only]
  * Kernels checked: one default CudaFfaBackward per --warps entry (4 warps: mma.sync; 8 warps: the
  * Hopper kernel for head dim 128 where available, else mma.sync) and, next to a default one that
  * picked the Hopper kernel, a { kernel: 'mma' } one of the same warps, so the mma.sync backward
@@ -24,11 +24,7 @@
  * TFLOP/s = 2.5 · 4 · area · Hq · D / time. --bench-only: the same without the checks.
  * --speed: the Hopper backward against the mma.sync one at 16k tokens, full / causal /
  * varlen-causal / sliding window, 64:8 heads, D 128, bf16 (same timing and TFLOP/s);
- * informational, never fails; --speed-only: the same without the checks. With --variants (an
- * experiment of issue 11, removed with it): the Hopper backward's schedule variants instead
- * (Sm90BackwardMain's FFA_BWD_SM90_VARIANT), each mask timed for every listed variant and then
- * for the first one again (drift), no mma.sync. The checks run whichever variant the
- * FFA_BWD_SM90_VARIANT environment variable names.
+ * informational, never fails; --speed-only: the same without the checks.
  */
 import { CuFuncAttr } from '../../src/device/index.js';
 import { Tensor } from '../../src/tensor.js';
@@ -36,7 +32,6 @@ import type { DType } from '../../src/dtype.js';
 import { referenceBackward } from '../../src/kernels/reference.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { CudaFfaBackward, planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
-import { sm90BackwardVariantFromEnv } from '../../src/kernels/cuda/ffa-backward-sm90.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
   type AttnCase, Tally, checkBackwardTwoCriterion, cloneTensor, lowPrecisionReference, meanEventMs, medianEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
@@ -143,7 +138,6 @@ const fwd = new CudaFfaForward(dev);
 const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w }));
 const bwds = defaults.flatMap((b) => (b.sm90 !== null ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' })] : [b]));
 console.log(`nvrtc compile + load ffa_fwd.cu and ffa_bwd.cu (${bwds.length} configs): ${(performance.now() - t0).toFixed(0)} ms`);
-if (bwds.some((b) => b.sm90 !== null)) console.log(`sm90 backward schedule variant ${sm90BackwardVariantFromEnv()} (FFA_BWD_SM90_VARIANT)`);
 /** `sm90 8 warps` / `mma 4 warps`: which main kernel a backward runs at head dim `dim`. */
 const kernelLabel = (b: CudaFfaBackward, dim = 128): string => `${b.usesSm90(dim) ? 'sm90' : 'mma'} ${b.warps} warps`;
 for (const b of bwds) {
@@ -417,23 +411,7 @@ if (bench) {
 // Speed read (--speed): the Hopper backward against the mma.sync one, 64:8 heads, D 128, bf16.
 if (args.has('--speed') || args.has('--speed-only')) {
   try {
-    // --variants: one Hopper backward per schedule variant (the variant is read from the
-    // environment when the kernel module is built), the first timed again at the end
-    const variantList = args.value('--variants', '').split(',').filter((x) => x !== '').map(Number);
-    const withVariant = (v: number): CudaFfaBackward => {
-      const saved = process.env.FFA_BWD_SM90_VARIANT;
-      process.env.FFA_BWD_SM90_VARIANT = String(v);
-      try {
-        return new CudaFfaBackward(dev, { kernel: 'sm90' });
-      } finally {
-        if (saved === undefined) delete process.env.FFA_BWD_SM90_VARIANT;
-        else process.env.FFA_BWD_SM90_VARIANT = saved;
-      }
-    };
-    const kernels: ReadonlyArray<readonly [string, CudaFfaBackward]> =
-      variantList.length > 0
-        ? [...variantList.map((v) => [`sm90-v${v}`, withVariant(v)] as const), [`sm90-v${variantList[0]}-again`, withVariant(variantList[0])] as const]
-        : [['sm90', new CudaFfaBackward(dev, { kernel: 'sm90' })], ['mma', new CudaFfaBackward(dev, { kernel: 'mma' })]];
+    const kernels = [['sm90', new CudaFfaBackward(dev, { kernel: 'sm90' })], ['mma', new CudaFfaBackward(dev, { kernel: 'mma' })]] as const;
     const sm90Fwd = new CudaFfaForward(dev, { kernel: 'sm90' });
     for (const { label, slices, shape } of speedCases()) {
       try {

@@ -63,11 +63,11 @@ function encodeTokenMajor(device: CudaDevice, buf: DeviceBuffer, dtype: 'bfloat1
 }
 
 /** Compiles one of the Hopper kernel files; a clear error on a GPU that is not compute capability 9.0. */
-export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir?: string, options: readonly string[] = []): Module {
+export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir?: string): Module {
   if (!sm90Available(device)) {
     throw new FfaCudaUnsupportedError(`the sm90 kernels need compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
   }
-  const opts: { name: string; cacheDir?: string; options: string[] } = { name: fileName, options: [...options] };
+  const opts: { name: string; cacheDir?: string; options: string[] } = { name: fileName, options: [] };
   if (cacheDir !== undefined) opts.cacheDir = cacheDir;
   return device.compile(readKernelSource(fileName), opts);
 }

@@ -25,6 +25,13 @@
 //               row copies (H200, 16k full: 420 vs 344 TFLOP/s with the two other changes). Rows
 //               past the step's q range are staged as zeros (adding 0 changes nothing, also in
 //               deterministic mode; rows past Tq are clipped by the tensor map).
+//   integers  = kept few in the consumer loop, whose issue slots the tensor cores wait on: wgmma
+//               descriptors are the block's base / 16 advanced by 32-bit adds (no shift, mask or
+//               OR per wgmma), a step's q tile is counted rather than s % nQt, and the dQ staging
+//               of a step whose 64 rows are all inside the q range has no row select (H200, 16k,
+//               64:8, bf16, against the code before: +4.1% full, +3.7% causal, +0.7% varlen causal,
+//               +1.8% sliding window, the last two within run-to-run drift; bench/kernel/README.md,
+//               "Hopper backward schedule").
 //   epilogue  = dK·scale and dV into the fp32 dk / dv with red.add (several slices may share k
 //               rows).
 
@@ -41,45 +48,7 @@ constexpr int kBN = 128;  // keys per block (64 per consumer warpgroup)
 constexpr int kD = 128;
 constexpr int kThreads = 384;
 
-// EXPERIMENT (issue 11; to be removed once measured): schedule variants of this one kernel, a bit
-// set chosen at compile time by -DFFA_BWD_SM90_VARIANT=N (ffa-backward-sm90.ts passes the
-// FFA_BWD_SM90_VARIANT environment variable; default 0 = the kernel described above).
-//   bit 0 OWN    - each consumer warpgroup computes dQ over its own 64 keys for all 128 head-dim
-//                 columns (two m64n64 groups of 4 k-steps, the next step's Sᵀ issued between
-//                 them; one m64n128 group made ptxas serialize the wgmma for want of registers,
-//                 even with dV and dK waited for first), so the two warpgroups never meet at a named
-//                 barrier (only a 128-thread one inside the warpgroup, its dSᵀ rows written) and
-//                 one's Pᵀ / dSᵀ math can run under the other's GEMMs. The two partial 64 x 128
-//                 tiles are pre-summed in shared memory (2 buffers of 4 SW128 boxes): per warp
-//                 pair (warp w of both warpgroups holds the same fragment positions) a ticket
-//                 (shared atomic) says who is first; the first stores its tile and arrives on the
-//                 pair's mbarrier, the second waits on it, adds its own (a + b == b + a in fp32,
-//                 so the sum is the same whoever comes first: deterministic mode holds) and
-//                 arrives on dqFull; one producer thread sends the 4 boxes.
-//   bit 1 GLOBAL - with OWN: no pre-sum; each warpgroup stages its partial tile and its own
-//                 producer thread (warps 2 and 3) reduce-adds it (twice the dq reduce traffic;
-//                 two fp32 adds per element and block in a varying order: NOT bit-reproducible
-//                 in deterministic mode).
-//   bit 2 LEAN   - less integer work in the consumer loop: wgmma descriptors as the block's
-//                 base / 16 advanced by 32-bit adds (no shift / mask / OR per wgmma), the
-//                 q tile of a step counted instead of s % nQt, no row-validity select in
-//                 the dQ staging of steps whose 64 rows are all inside the q range.
-//   bit 3 SKEW   - with OWN (pre-sum): warpgroup 1 starts once warpgroup 0 has issued its first dV
-//                 (a one-time named barrier), so that the two start half a step apart and one's
-//                 Pᵀ / dSᵀ math meets the other's GEMMs rather than its own math; nothing holds
-//                 them apart afterwards (OWN only couples them through the 2 stages and the 2 dQ
-//                 buffers).
-// Variants run by bench/kernel/bwd-variants.sh: 0, 1, 3, 4, 5, 9, 13.
-#ifndef FFA_BWD_SM90_VARIANT
-#define FFA_BWD_SM90_VARIANT 0
-#endif
-constexpr int kVariant = FFA_BWD_SM90_VARIANT;
-static_assert(kVariant >= 0 && kVariant < 16 && (kVariant & 3) != 2 && ((kVariant & 8) == 0 || (kVariant & 3) == 1),
-              "FFA_BWD_SM90_VARIANT: bit 1 (GLOBAL) needs bit 0 (OWN); bit 3 (SKEW) needs OWN without GLOBAL");
-
-template <int VARIANT>
 struct Smem {
-  static constexpr bool kOwn = (VARIANT & 1) != 0;
   static constexpr int kKV = kBN * kD * 2;     // K or V: two [128][64] halves
   static constexpr int kQO = kBM * kD * 2;     // one stage of Q or dO: two [64][64] halves
   static constexpr int kDS = kBN * kBM * 2;    // one dSᵀ buffer: [128 keys][64 q]
@@ -90,39 +59,26 @@ struct Smem {
   static constexpr int kS = kO + 2 * kQO;      // 2 buffers
   static constexpr int kL = kS + 2 * kDS;      // lseLog2, 2 stages of 64 floats
   static constexpr int kDl = kL + 2 * kBM * 4; // Δ, 2 stages
-  // One staged dQ tile: 64 rows x 64 fp32 (two SW128 boxes [64][32]) per consumer warpgroup in
-  // the default schedule; 64 x 128 fp32 (four boxes) per buffer with OWN (2 buffers, or one per
-  // warpgroup with GLOBAL).
-  static constexpr int kDQW = kOwn ? kBM * kD * 4 : kBM * 64 * 4;
-  static constexpr int kDQ = kDl + 2 * kBM * 4;  // 1024-aligned, as the swizzle needs
-  static constexpr int kBar = kDQ + 2 * kDQW;    // kv, full[2], empty[2], dqFull[2], dqEmpty[2] (+ OWN: pair[2][2][4], tickets[2][2][4])
-  static constexpr int kPair = kBar + 72;
-  static constexpr int kTicket = kPair + 128;
-  static constexpr int kBytes = kBar + (kOwn ? kTicket - kBar + 64 : 72);
+  static constexpr int kDQW = kBM * 64 * 4;      // one consumer warpgroup's staged 64 x 64 fp32 dQ: two SW128 boxes [64][32]
+  static constexpr int kDQ = kDl + 2 * kBM * 4;  // 2 warpgroups (1024-aligned, as the swizzle needs)
+  static constexpr int kBar = kDQ + 2 * kDQW;    // kv, full[2], empty[2], dqFull[2], dqEmpty[2]
+  static constexpr int kBytes = kBar + 9 * 8;
   static constexpr int kRequest = kBytes + 1024;
 };
-static_assert(Smem<0>::kDQ % 1024 == 0 && Smem<0>::kDQW % 1024 == 0, "SW128 dQ boxes need 1024-byte alignment");
-static_assert(Smem<0>::kRequest == 198728, "ffa-backward-sm90.ts smemBytes(0) must equal Smem<0>::kRequest");
-static_assert(Smem<1>::kRequest == 231688, "ffa-backward-sm90.ts smemBytes(OWN) must equal Smem<1>::kRequest");
-static_assert(Smem<1>::kRequest <= 232448, "227 KB of shared memory per block");
+static_assert(Smem::kDQ % 1024 == 0 && Smem::kDQW % 1024 == 0, "SW128 dQ boxes need 1024-byte alignment");
+static_assert(Smem::kRequest == 198728, "ffa-backward-sm90.ts SMEM_BYTES must equal Smem::kRequest");
 
 // Byte offset of element (row, col) in a SW128 [rows][64] 16-bit slab.
 __device__ __forceinline__ unsigned sw128(int row, int col) {
   return row * 128 + ((((col >> 3) ^ (row & 7))) << 4) + (col & 7) * 2;
 }
 
-template <bool B>
-struct BoolConst {
-  static constexpr bool value = B;
-};
-
-// A dQ accumulator of NJ n8 blocks (64 rows x 8 NJ fp32 columns per warpgroup, times `scale`) into
-// SW128 boxes of [64][32] fp32 (8 KB each): 16-byte chunk c of row R at chunk c ^ (R % 8). Odd rows
-// g store column block j ^ 2 where even ones store j, so that the 16 lanes of a half-warp hit 8
-// different chunks (all 32 banks) with their 8-byte stores. ADD: adds to what is there (the
-// pre-sum's second warp). ROWCHECK: rows R with m0 + R >= m1 stored as zeros (with ADD: left as the
-// first warp's zeros).
-template <int NJ, bool ADD, bool ROWCHECK>
+// A warpgroup's dQ accumulator (64 rows x 64 fp32 columns, times `scale`) into two SW128 boxes of
+// [64][32] fp32 (8 KB each): 16-byte chunk c of row R at chunk c ^ (R % 8). Odd rows g store column
+// block j ^ 2 where even ones store j, so that the 16 lanes of a half-warp hit 8 different chunks
+// (all 32 banks) with their 8-byte stores. ROWCHECK: rows R with m0 + R >= m1 stored as zeros
+// (without it, for a step whose rows are all inside the q range, no select per store).
+template <bool ROWCHECK>
 __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[4], int warp, int g, int t, int m0, int m1, float scale) {
   const bool odd = (g & 1) != 0;
 #pragma unroll
@@ -130,25 +86,18 @@ __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[
     const int R = warp * 16 + g + 8 * r;
     const bool valid = !ROWCHECK || m0 + R < m1;
 #pragma unroll
-    for (int j = 0; j < NJ; ++j) {
+    for (int j = 0; j < 8; ++j) {
       const int jj = odd ? j ^ 2 : j;
       const float x0 = odd ? dqa[j ^ 2][2 * r] : dqa[j][2 * r];
       const float x1 = odd ? dqa[j ^ 2][2 * r + 1] : dqa[j][2 * r + 1];
       const int chunk = ((jj & 3) * 2 + (t >> 1)) ^ (R & 7);
       float2* dst = reinterpret_cast<float2*>(stg + (jj >> 2) * (kBM * 32 * 4) + R * 128 + chunk * 16 + (t & 1) * 8);
-      if (ADD) {
-        if (valid) {
-          const float2 prev = *dst;
-          *dst = make_float2(prev.x + x0 * scale, prev.y + x1 * scale);
-        }
-      } else {
-        *dst = valid ? make_float2(x0 * scale, x1 * scale) : make_float2(0.f, 0.f);
-      }
+      *dst = valid ? make_float2(x0 * scale, x1 * scale) : make_float2(0.f, 0.f);
     }
   }
 }
 
-template <typename E, bool SOFTCAP, int VARIANT>
+template <typename E, bool SOFTCAP>
 __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, const TmaMap* tmO,
                                            const float* __restrict__ lseLog2, const float* __restrict__ delta, const TmaMap* tmDq,
                                            float* __restrict__ dk, float* __restrict__ dv,
@@ -156,11 +105,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
                                            const int* __restrict__ types, const int* __restrict__ work, int headsQ,
                                            int headsKv, int tokensQ, float scaleLog2, float softmaxScale,
                                            float softcapScale) {
-  using L = Smem<VARIANT>;
-  constexpr bool OWN = (VARIANT & 1) != 0;
-  constexpr bool GLOBAL = (VARIANT & 2) != 0;
-  constexpr bool LEAN = (VARIANT & 4) != 0;
-  constexpr bool SKEW = (VARIANT & 8) != 0;
+  using L = Smem;
   extern __shared__ unsigned char smemRaw[];
   const unsigned base = (smem_u32(smemRaw) + 1023u) & ~1023u;
   unsigned char* gen = smemRaw + (base - smem_u32(smemRaw));  // generic pointer to `base`
@@ -168,16 +113,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const unsigned sV = base + L::kV;
   const unsigned sQ = base + L::kQ;
   const unsigned sO = base + L::kO;
-  const unsigned sS = base + L::kS;
   float* sL = reinterpret_cast<float*>(gen + L::kL);
   float* sDl = reinterpret_cast<float*>(gen + L::kDl);
   const unsigned barKV = base + L::kBar;
   const unsigned full = barKV + 8;    // + 8 * stage
   const unsigned empty = barKV + 24;  // + 8 * stage
-  const unsigned dqFull = barKV + 40;   // + 8 * consumer warpgroup (OWN: + 8 * buffer): its dQ tile is staged
-  const unsigned dqEmpty = barKV + 56;  // + 8 * consumer warpgroup (OWN: + 8 * buffer): its staging buffer is free again
-  const unsigned pairBar = base + L::kPair;              // OWN pre-sum: + 8 * ((2 * buffer + half) * 4 + warp)
-  int* tickets = reinterpret_cast<int*>(gen + L::kTicket);  // OWN pre-sum: [(2 * buffer + half) * 4 + warp]
+  const unsigned dqFull = barKV + 40;   // + 8 * consumer warpgroup: its dQ tile is staged
+  const unsigned dqEmpty = barKV + 56;  // + 8 * consumer warpgroup: its staging buffer is free again
 
   const int tid = threadIdx.x;
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
@@ -191,18 +133,10 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     mbar_init(full + 8, 2);
     mbar_init(empty, 256);
     mbar_init(empty + 8, 256);
-    // every thread of the consumer warpgroup (OWN pre-sum: of the 4 second warps, per half)
-    mbar_init(dqFull, OWN && !GLOBAL ? 256 : 128);
-    mbar_init(dqFull + 8, OWN && !GLOBAL ? 256 : 128);
+    mbar_init(dqFull, 128);  // every thread of the consumer warpgroup
+    mbar_init(dqFull + 8, 128);
     mbar_init(dqEmpty, 1);  // the dQ thread
     mbar_init(dqEmpty + 8, 1);
-    if (OWN && !GLOBAL) {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        mbar_init(pairBar + 8 * i, 32);  // the first warp's lanes
-        tickets[i] = 0;
-      }
-    }
     mbar_fence_init();
   }
   __syncthreads();
@@ -253,7 +187,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         __syncwarp();
         if (lane == 0) mbar_arrive(full + 8 * stage);
       }
-    } else if (!OWN && tid == 64) {
+    } else if (tid == 64) {
       // The dQ thread (warp 2): each consumer warpgroup's staged dQ tile goes out as two TMA
       // tensor reduce-adds; the buffer is handed back once they have read it.
       for (int s = 0; s < nSteps; ++s) {
@@ -272,35 +206,6 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         mbar_arrive(dqEmpty + 8);
       }
       bulk_wait<0>();  // the reduce-adds have landed before the block ends
-    } else if (OWN && !GLOBAL && tid == 64) {
-      // OWN pre-sum: the summed 64 x 128 tile of step s (buffer s % 2) as four reduce-adds; the
-      // buffer of step s - 1 is handed back once its reduce-adds have read it.
-      for (int s = 0; s < nSteps; ++s) {
-        const int b = s & 1;
-        const int h = hk * G + s / nQt;
-        const int m0 = qLo + (s % nQt) * kBM;
-        mbar_wait(dqFull + 8 * b, (s >> 1) & 1);
-#pragma unroll
-        for (int x = 0; x < 4; ++x) tma_reduce_add_3d(tmDq, base + L::kDQ + b * L::kDQW + x * (kBM * 32 * 4), 32 * x, h, m0);
-        bulk_commit();
-        bulk_wait_read<1>();
-        if (s >= 1) mbar_arrive(dqEmpty + 8 * (b ^ 1));
-      }
-      bulk_wait<0>();
-    } else if (OWN && GLOBAL && (tid == 64 || tid == 96)) {
-      // OWN, GLOBAL: consumer warpgroup c's partial tile (its own buffer), from its own thread.
-      const int c = (tid - 64) >> 5;
-      for (int s = 0; s < nSteps; ++s) {
-        const int h = hk * G + s / nQt;
-        const int m0 = qLo + (s % nQt) * kBM;
-        mbar_wait(dqFull + 8 * c, s & 1);
-#pragma unroll
-        for (int x = 0; x < 4; ++x) tma_reduce_add_3d(tmDq, base + L::kDQ + c * L::kDQW + x * (kBM * 32 * 4), 32 * x, h, m0);
-        bulk_commit();
-        bulk_wait_read<0>();
-        mbar_arrive(dqEmpty + 8 * c);
-      }
-      bulk_wait<0>();
     }
     return;
   }
@@ -310,7 +215,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   regs_inc<240>();
   const int ct = tid - 128;
   // keys [64 wg, 64 wg + 64) of the tile. (Broadcasting it from lane 0, as CUTLASS does to make it
-  // warp-uniform, made ptxas spill 8-60 bytes here with LEAN: the consumers are at 240 registers.)
+  // warp-uniform, made ptxas spill 8-60 bytes: the consumers are at 240 registers.)
   const int wg = ct >> 7;
   const int warp = (ct >> 5) & 3;  // 16 keys each
   const int lane = tid & 31;
@@ -327,13 +232,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const long long ldk = (long long)headsKv * kD;
   mbar_wait(barKV, 0);
 
-  // LEAN: a descriptor is (addr / 16) + (lbo / 16 << 16) in its low word and constants in its
+  // A wgmma descriptor is (addr / 16) + (lbo / 16 << 16) in its low word and constants in its
   // high word (sbo, the swizzle mode); addr / 16 < 2^14 (shared addresses stay below 2^18 bytes),
   // so the low word of any operand is this block's base / 16 plus a per-warpgroup offset, a
   // per-stage offset and compile-time constants: 32-bit adds on uniform values, no shifts, masks
   // or ORs per wgmma.
   const unsigned b4 = base >> 4;
-  const unsigned w4 = wg * (64 * 128 / 16);  // this warpgroup's first key row in K, V, dSᵀ
+  const unsigned w4 = wg * (64 * 128 / 16);  // this warpgroup's first key row in K and V
   const auto ldesc = [](unsigned lo4, unsigned lbo, unsigned sbo) -> unsigned long long {
     return ((unsigned long long)((sbo >> 4) | (1u << 30)) << 32) | (unsigned long long)(lo4 + ((lbo >> 4) << 16));
   };
@@ -343,57 +248,39 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // Sᵀ = K_w Qᵀ of step s into st (once the step's Q and dO have landed), one wgmma group. The
   // main loop also issues it for s = nSteps, the step after the last, which waits for nothing.
   const auto issue_s = [&](int s) {
-    const unsigned cQ = sQ + (s & 1) * L::kQO;
     if (s < nSteps) mbar_wait(full + 8 * (s & 1), (s >> 1) & 1);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
       const unsigned off = (ks & 3) * 32;
-      const unsigned hfK = (ks >> 2) * kBN * 128 + wg * 64 * 128 + off;
+      const unsigned hfK = (ks >> 2) * kBN * 128 + off;
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      if (LEAN) {
-        const unsigned hfK0 = (ks >> 2) * kBN * 128 + off;
-        Wgmma<E>::ss64(st, ldesc(b4 + w4 + ((L::kK + hfK0) >> 4), 16, 1024), ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kQ + hfQ) >> 4), 16, 1024), ks > 0 ? 1 : 0);
-      } else {
-        Wgmma<E>::ss64(st, wgmma_desc(sK + hfK, 16, 1024), wgmma_desc(cQ + hfQ, 16, 1024), ks > 0 ? 1 : 0);
-      }
+      Wgmma<E>::ss64(st, ldesc(b4 + w4 + ((L::kK + hfK) >> 4), 16, 1024), ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kQ + hfQ) >> 4), 16, 1024), ks > 0 ? 1 : 0);
     }
     wgmma_commit();
   };
   // dPᵀ = V_w dOᵀ of step s into dp, one wgmma group.
   const auto issue_dp = [&](int s) {
-    const unsigned cO = sO + (s & 1) * L::kQO;
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
       const unsigned off = (ks & 3) * 32;
-      const unsigned hfK = (ks >> 2) * kBN * 128 + wg * 64 * 128 + off;
+      const unsigned hfK = (ks >> 2) * kBN * 128 + off;
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      if (LEAN) {
-        const unsigned hfK0 = (ks >> 2) * kBN * 128 + off;
-        Wgmma<E>::ss64(dp, ldesc(b4 + w4 + ((L::kV + hfK0) >> 4), 16, 1024), ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kO + hfQ) >> 4), 16, 1024), ks > 0 ? 1 : 0);
-      } else {
-        Wgmma<E>::ss64(dp, wgmma_desc(sV + hfK, 16, 1024), wgmma_desc(cO + hfQ, 16, 1024), ks > 0 ? 1 : 0);
-      }
+      Wgmma<E>::ss64(dp, ldesc(b4 + w4 + ((L::kV + hfK) >> 4), 16, 1024), ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kO + hfQ) >> 4), 16, 1024), ks > 0 ? 1 : 0);
     }
     wgmma_commit();
   };
 
-  // SKEW: barrier 4, warpgroup 0 arrives (after its first dV, or here with no step), 1 waits
-  if (SKEW && wg == 1) named_sync(4, 256);
-  if (SKEW && wg == 0 && nSteps == 0) named_arrive(4, 256);
   issue_s(0);
   wgmma_wait<0>();
   fence_regs<kBM / 8>(st);
-  int qt = 0;  // LEAN: the step's q tile, counted
+  int qt = 0;  // the step's q tile, counted (s % nQt)
   for (int s = 0; s < nSteps; ++s) {
     const int stage = s & 1;
-    const int m0 = qLo + (LEAN ? qt : s % nQt) * kBM;
-    if (LEAN && ++qt == nQt) qt = 0;
+    const int m0 = qLo + qt * kBM;
+    if (++qt == nQt) qt = 0;
     const int m1 = min(m0 + kBM, qHi);
-    const unsigned cQ = sQ + stage * L::kQO;
-    const unsigned cO = sO + stage * L::kQO;
-    const unsigned cS = sS + (s & 1) * L::kDS;
     const float* cL = sL + stage * kBM;
     const float* cD = sDl + stage * kBM;
 
@@ -416,9 +303,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk)
-      Wgmma<E>::rs128(dVacc, ap[kk], LEAN ? ldesc(b4 + stage * (L::kQO >> 4) + ((L::kO + kk * 16 * 128) >> 4), kBM * 128, 1024) : wgmma_desc(cO + kk * 16 * 128, kBM * 128, 1024));
+      Wgmma<E>::rs128(dVacc, ap[kk], ldesc(b4 + stage * (L::kQO >> 4) + ((L::kO + kk * 16 * 128) >> 4), kBM * 128, 1024));
     wgmma_commit();
-    if (SKEW && wg == 0 && s == 0) named_arrive(4, 256);
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
     if (!SOFTCAP) {
@@ -432,7 +318,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk)
-      Wgmma<E>::rs128(dKacc, as[kk], LEAN ? ldesc(b4 + stage * (L::kQO >> 4) + ((L::kQ + kk * 16 * 128) >> 4), kBM * 128, 1024) : wgmma_desc(cQ + kk * 16 * 128, kBM * 128, 1024));
+      Wgmma<E>::rs128(dKacc, as[kk], ldesc(b4 + stage * (L::kQO >> 4) + ((L::kQ + kk * 16 * 128) >> 4), kBM * 128, 1024));
     wgmma_commit();
 
     // dSᵀ to shared memory ([key][q], SW128) while those run
@@ -448,47 +334,22 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       }
     }
     fence_async_smem();
-    if (!OWN) {
-      named_sync(1, 256);  // both warpgroups' dSᵀ written
-    } else if (wg == 0) {
-      named_sync(2, 128);  // this warpgroup's dSᵀ rows written
-    } else {
-      named_sync(3, 128);
-    }
+    named_sync(1, 256);  // both warpgroups' dSᵀ written
 
-    // !OWN: dQ[:, 64 wg .. 64 wg + 63] = dS K over the 128 keys of the tile, one group.
-    // OWN: dQ_w = dS_w K_w over this warpgroup's 64 keys, all 128 columns, as two groups of 64
-    // columns (half 1 issued once half 0 is staged: one m64n128 accumulator next to dK, dV and
-    // the next Sᵀ would not fit in 240 registers).
+    // dQ[:, 64 wg .. 64 wg + 63] = dS K over the 128 keys of the tile. (A lambda called once, as
+    // in the code the GPU checks and timings ran: written inline, NVVM numbers the loop's two
+    // counters the other way round and ptxas then emits ~430 of the ~3,500 instructions
+    // differently, untested machine code.)
     float dqa[8][4];
-    const auto issue_dq = [&](int hf) {
-      if (!OWN) {
+    const auto issue_dq = [&]() {
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) {
-          if (LEAN) {
-            Wgmma<E>::ss64tt(dqa, ldesc(b4 + (s & 1) * (L::kDS >> 4) + ((L::kS + kk * 16 * 128) >> 4), 64 * 128, 1024),
-                              ldesc(b4 + wg * (kBN * 128 / 16) + ((L::kK + kk * 16 * 128) >> 4), kBN * 128, 1024), kk > 0 ? 1 : 0);
-          } else {
-            Wgmma<E>::ss64tt(dqa, wgmma_desc(cS + kk * 16 * 128, 64 * 128, 1024), wgmma_desc(sK + wg * kBN * 128 + kk * 16 * 128, kBN * 128, 1024),
-                             kk > 0 ? 1 : 0);
-          }
-        }
-      } else {
-#pragma unroll
-        for (int kk = 0; kk < 64 / 16; ++kk) {
-          const int row = wg * 64 + kk * 16;  // key row of dSᵀ and of K
-          if (LEAN) {
-            Wgmma<E>::ss64tt(dqa, ldesc(b4 + w4 + (s & 1) * (L::kDS >> 4) + ((L::kS + kk * 16 * 128) >> 4), 64 * 128, 1024),
-                              ldesc(b4 + w4 + ((L::kK + hf * kBN * 128 + kk * 16 * 128) >> 4), kBN * 128, 1024), kk > 0 ? 1 : 0);
-          } else {
-            Wgmma<E>::ss64tt(dqa, wgmma_desc(cS + row * 128, 64 * 128, 1024), wgmma_desc(sK + hf * kBN * 128 + row * 128, kBN * 128, 1024),
-                             kk > 0 ? 1 : 0);
-          }
-        }
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        Wgmma<E>::ss64tt(dqa, ldesc(b4 + (s & 1) * (L::kDS >> 4) + ((L::kS + kk * 16 * 128) >> 4), 64 * 128, 1024),
+                         ldesc(b4 + wg * (kBN * 128 / 16) + ((L::kK + kk * 16 * 128) >> 4), kBN * 128, 1024), kk > 0 ? 1 : 0);
       }
       wgmma_commit();
     };
-    issue_dq(0);
+    issue_dq();
     // dV and dK done (their register operands free, the stage's last readers of Q and dO), then
     // the next step's Sᵀ goes in behind this step's dQ. On the last step it reads a stale stage
     // and its result is dropped: issued unconditionally, the wgmma pipeline stays one ptxas does
@@ -504,75 +365,16 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // dQ tile to shared memory once the dQ thread's last reduces have read it, then to that
     // thread (stage_dq: SW128 boxes, bank-conflict free). Rows past the step's q range go as
     // zeros.
-    const bool allRows = LEAN && m1 - m0 == kBM;
-    const auto put = [&](unsigned char* dst, auto add) {
-      if (allRows) {
-        stage_dq<8, decltype(add)::value, false>(dst, dqa, warp, g, t, m0, m1, softmaxScale);
-      } else {
-        stage_dq<8, decltype(add)::value, true>(dst, dqa, warp, g, t, m0, m1, softmaxScale);
-      }
-    };
-    using Store = BoolConst<false>;
-    using Add = BoolConst<true>;
-    if (!OWN) {
+    {
       unsigned char* stg = gen + L::kDQ + wg * L::kDQW;
       if (s >= 1) mbar_wait(dqEmpty + 8 * wg, (s - 1) & 1);
-      put(stg, Store{});
+      if (m1 - m0 == kBM) {
+        stage_dq<false>(stg, dqa, warp, g, t, m0, m1, softmaxScale);
+      } else {
+        stage_dq<true>(stg, dqa, warp, g, t, m0, m1, softmaxScale);
+      }
       fence_async_smem();
       mbar_arrive(dqFull + 8 * wg);
-    } else if (GLOBAL) {
-      // this warpgroup's partial 64 x 128 tile, half by half, to its own dQ thread (the
-      // warpgroup index re-read from threadIdx: kept in a register across the loop, ptxas spilled)
-      const int me = (threadIdx.x >> 7) - 1;
-      if (s >= 1) mbar_wait(dqEmpty + 8 * me, (s - 1) & 1);
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        if (hf == 1) {
-          wgmma_fence();  // the staging reads of dqa before half 1 overwrites it
-          issue_dq(1);
-          wgmma_wait<0>();
-          fence_regs<8>(dqa);
-        }
-        put(gen + L::kDQ + me * L::kDQW + hf * 2 * (kBM * 32 * 4), Store{});
-      }
-      fence_async_smem();
-      mbar_arrive(dqFull + 8 * me);
-    } else {
-      // Pre-sum into buffer s % 2, per 64-column half: of this warp and its twin in the other
-      // warpgroup, the one whose ticket comes first stores, the second adds once the first's
-      // stores are done and arrives on dqFull (each half's 4 second warps: 256 arrivals a step).
-      const int b = s & 1;
-      unsigned char* stg = gen + L::kDQ + b * L::kDQW;
-      if (s >= 2) mbar_wait(dqEmpty + 8 * b, ((s >> 1) - 1) & 1);
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        if (hf == 1) {
-          wgmma_fence();  // the staging reads of dqa before half 1 overwrites it
-          issue_dq(1);
-          wgmma_wait<0>();
-          fence_regs<8>(dqa);
-        }
-        const int pi = (2 * b + hf) * 4 + warp;
-        int ticket = 0;
-        if (lane == 0) ticket = atomicAdd(tickets + pi, 1);
-        ticket = __shfl_sync(0xffffffffu, ticket, 0);
-        unsigned char* dst = stg + hf * 2 * (kBM * 32 * 4);
-        if (ticket == 0) {
-          put(dst, Store{});
-          // the second rewrites only rows inside the q range: the zeros of the others reach the
-          // TMA read from here, so they are ordered for the async proxy by this thread too
-          fence_async_smem();
-          mbar_arrive(pairBar + 8 * pi);
-        } else {
-          mbar_wait(pairBar + 8 * pi, (s >> 1) & 1);
-          // reset for the buffer's next use (which waits for dqEmpty, released after this
-          // thread's dqFull arrival below)
-          if (lane == 0) tickets[pi] = 0;
-          put(dst, Add{});
-          fence_async_smem();
-          mbar_arrive(dqFull + 8 * b);
-        }
-      }
     }
     wgmma_wait<0>();
     fence_regs<kBM / 8>(st);
@@ -587,7 +389,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
 // --------------------------------------------------------------------------------------------
 // Entry points: ffa_bwd_sm90_{bf16,fp16}_d128[_softcap]. Block 384 threads, grid
-// numWorkItems * headsKv, dynamic smem Smem<kVariant>::kRequest bytes. q / k / v / dout as TMA maps
+// numWorkItems * headsKv, dynamic smem Smem::kRequest bytes. q / k / v / dout as TMA maps
 // (boxes of 64 columns x 1 head x 64 rows for q and dout, x 128 rows for k and v); the fp32 dq
 // accumulator as one too, in the place of the mma.sync kernel's dq pointer (boxes of 32 columns
 // x 1 head x 64 rows).
@@ -601,7 +403,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
            const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,              \
            const int* __restrict__ work, int headsQ, int headsKv, int tokensQ, float scaleLog2, float softmaxScale,      \
            float softcapScale) {                                                                                         \
-    ffa::sm90bwd::bwd_kernel<E, SOFTCAP, ffa::sm90bwd::kVariant>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, &tmDq, dk, dv, qRanges, kRanges, types, \
+    ffa::sm90bwd::bwd_kernel<E, SOFTCAP>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, &tmDq, dk, dv, qRanges, kRanges, types, \
                                          work, headsQ, headsKv, tokensQ, scaleLog2, softmaxScale, softcapScale);        \
   }
 
