@@ -23,9 +23,9 @@
 #
 # Time on one H200 (2026-12-02): smoke 3 s, grads 5 min (the twin 4 of them, likely torch.compile of its FlexAttention;
 # not profiled), a 3.6 min (the naive float32 attention is 0.9 s a step at 16k
-# tokens), b 2.4 min; estimates for the rest, from before that run: c 6 min (ours ~2 min, the twin ~3 min),
-# throughput 8 min (the twin's torch.compile runs dominate). Each stage fits a 10-minute call and
-# makes its own inputs, so stages can run in separate calls on separate machines.
+# tokens), b 2.4 min, c 7.9 min (ours 1.6 min, the twin 6.2 min), throughput 4.5 min (ours 36 s,
+# the twin's eight variants 3.8 min). Each stage fits a 10-minute call and makes its own inputs,
+# so stages can run in separate calls on separate machines.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0

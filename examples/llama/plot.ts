@@ -89,19 +89,24 @@ export function barsSvg(title: string, subtitle: string, yLabel: string, rows: r
   const names = [...new Set(rows.map((r) => r.name))];
   const measured = rows.filter((r): r is BarRow & { value: number } => r.value !== null && Number.isFinite(r.value));
   const missing = rows.filter((r) => r.value === null || !Number.isFinite(r.value));
+  // Legend rows of five above the frame; the title block moves up by the extra rows.
+  const perRow = 5;
+  const extra = 16 * Math.max(0, Math.ceil(names.length / perRow) - 1);
+  const top = Math.max(0, ...measured.map((r) => r.value));
   return svgOf({
     width: 960,
     height: 480,
-    marginTop: 70 + 16 * Math.max(0, Math.ceil(names.length / 4) - 1),
+    marginTop: 70 + extra,
     marginLeft: 80,
     fx: { domain: groups, label: null, padding: 0.15 },
     x: { domain: names, axis: null },
-    y: { label: yLabel, labelAnchor: 'center', labelArrow: 'none', grid: true },
+    // headroom for the value labels over the tallest bar
+    y: { label: yLabel, labelAnchor: 'center', labelArrow: 'none', grid: true, domain: [0, top * 1.08 || 1] },
     color: { domain: names, range: names.map((_, i) => COLORS[i % COLORS.length]) },
     marks: [
-      Plot.text([title], { frameAnchor: 'top-left', dy: -58, fontSize: 14, fontWeight: 'bold', facet: 'super' }),
-      Plot.text([subtitle], { frameAnchor: 'top-left', dy: -40, fontSize: 11, fill: '#555', facet: 'super' }),
-      ...names.map((n, i) => Plot.text([`\u25a0 ${n}`], { frameAnchor: 'top-left', dy: -22 + 16 * Math.floor(i / 4), dx: 230 * (i % 4), fill: COLORS[i % COLORS.length], fontSize: 12, facet: 'super' })),
+      Plot.text([title], { frameAnchor: 'top-left', dy: -58 - extra, fontSize: 14, fontWeight: 'bold', facet: 'super' }),
+      Plot.text([subtitle], { frameAnchor: 'top-left', dy: -40 - extra, fontSize: 11, fill: '#555', facet: 'super' }),
+      ...names.map((n, i) => Plot.text([`\u25a0 ${n}`], { frameAnchor: 'top-left', dy: -22 - extra + 16 * Math.floor(i / perRow), dx: 175 * (i % perRow), fill: COLORS[i % COLORS.length], fontSize: 12, facet: 'super' })),
       Plot.barY(measured, { fx: 'group', x: 'name', y: 'value', fill: 'name' }),
       Plot.text(measured, { fx: 'group', x: 'name', y: 'value', text: (d: { value: number }) => Math.round(d.value).toLocaleString('en-US'), dy: -6, fontSize: 9 }),
       Plot.text(missing, { fx: 'group', x: 'name', y: 0, text: () => 'n/a', dy: -6, fontSize: 9, fill: '#999' }),
@@ -166,7 +171,7 @@ export function chartsFor(file: string, json: unknown): Array<[string, string]> 
       [stem('-delta'), deltaSvg(`${what}: |Δloss| against ${base.name} (${summary}; bar: mean ≤ 0.01)`, describe(r), curves.slice(1).map((c) => ({ name: `|${c.name} − ${base.name}|`, values: c.values.map((l, i) => Math.abs(l - base.values[i])) })), 0.01, 'bar 0.01')],
     ];
   }
-  if (name === 'llama-c') {
+  if (/^llama-c(-|$)/.test(name)) {
     const r = json as { ours: Provenance & { losses: number[] }; twin: { losses: number[]; attention: string; versions: Record<string, string> }; verdict: LossVerdictJson };
     const v = r.verdict;
     const twinNote = `twin: ${r.twin.attention}, torch ${r.twin.versions.torch ?? '?'}, transformers ${r.twin.versions.transformers ?? '?'}`;
@@ -186,7 +191,7 @@ export function chartsFor(file: string, json: unknown): Array<[string, string]> 
       ],
     ];
   }
-  if (name === 'llama-throughput') {
+  if (/^llama-throughput(-|$)/.test(name)) {
     const r = json as { ours: { rows: Array<{ seqLen: number; tokensPerSecond: number }>; machine: string; model: { preset: string; parameters: number } }; twin: { rows: Array<{ seqLen: number; variant: string; tokensPerSecond: number | null }>; versions: Record<string, string> } };
     const variants = [...new Set(r.twin.rows.map((t) => t.variant))];
     const rows: BarRow[] = r.ours.rows.flatMap((o) => [
