@@ -2,7 +2,8 @@
 # Compiles every CUDA kernel source of the package and of the Llama example for sm_90a with nvcc,
 # so that a kernel that does not build cannot land (the GPU tests themselves run on the device
 # machine, not in CI).
-# Prints ptxas's register and spill report per kernel.
+# Prints ptxas's register and spill report per kernel, and its performance advisories (wgmma
+# serialized for want of registers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -21,6 +22,7 @@ for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
     status=1
   else
     grep -E "Compiling entry|registers|spill" "$out/log" | sed 's/^ptxas info *: //' | paste - - - | awk '{print "  " $0}'
+    grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
   fi
 done
 exit $status

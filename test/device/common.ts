@@ -16,7 +16,7 @@ import { Rng, freshSeed } from '../../src/util/rng.js';
 /** The command line of a script: --seed N (random when absent), --only NAME, other flags. */
 export interface ScriptArgs {
   readonly seed: number;
-  /** Run only the cases whose name contains this. */
+  /** Run only the cases whose name contains this (or one of its `|`-separated parts). */
   readonly only: string | undefined;
   /** mulberry32 seeded with `seed`, shared by everything the script draws. */
   readonly rng: Rng;
@@ -37,12 +37,13 @@ const camel = (flag: string): string => flag.replace(/^--/, '').replace(/-([a-z]
 export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
   const program = new Command()
     .option('--seed <n>', 'seed of every random draw (default: fresh, printed)', intAtLeast(0))
-    .option('--only <name>', 'run only the cases whose name contains this')
+    .option('--only <name>', 'run only the cases whose name contains this (a|b: either)')
     .option('--json <file>', 'also write the results as JSON')
     .option('--warps <list>', 'ffa-bwd-gpu: warp counts to run, comma separated')
     .option('--tiles <list>', 'ffa-fwd-gpu: mma tile shapes WxN, comma separated')
     .option('--sm90', 'ffa-fwd-gpu: also run the Hopper kernel')
     .option('--speed', 'also time the kernels')
+    .option('--speed-only', 'ffa-bwd-gpu: only the --speed part (no checks)')
     .option('--bench', 'ffa-bwd-gpu / range-ops-gpu: run the benchmark part')
     .option('--no-bench', 'range-ops-gpu: skip the benchmark part')
     .option('--bench-only', 'ffa-bwd-gpu: only the benchmark part')
@@ -57,7 +58,7 @@ export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
     rng: new Rng(seed),
     has: (flag) => (flag.startsWith('--no-') ? o[camel(`--${flag.slice(5)}`)] === false : o[camel(flag)] === true),
     value: (flag, fallback) => (o[camel(flag)] as string | undefined) ?? fallback,
-    selects: (name) => only === undefined || name.includes(only),
+    selects: (name) => only === undefined || only.split('|').some((part) => name.includes(part)),
   };
 }
 

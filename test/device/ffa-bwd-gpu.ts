@@ -2,7 +2,7 @@
  * GPU check of the CUDA flex-flash-attention backward (src/kernels/cuda/ffa_bwd.cu, and on
  * compute capability 9.0 the Hopper ffa_bwd_sm90.cu for head dim 128) against the float64
  * reference (not a CI test: it needs a GPU). Run on the GPU machine:
- *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--bench] [--bench-only] [--speed]
+ *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--bench] [--bench-only] [--speed | --speed-only]
  * Kernels checked: one default CudaFfaBackward per --warps entry (4 warps: mma.sync; 8 warps: the
  * Hopper kernel for head dim 128 where available, else mma.sync) and, next to a default one that
  * picked the Hopper kernel, a { kernel: 'mma' } one of the same warps, so the mma.sync backward
@@ -24,7 +24,7 @@
  * TFLOP/s = 2.5 · 4 · area · Hq · D / time. --bench-only: the same without the checks.
  * --speed: the Hopper backward against the mma.sync one at 16k tokens, full / causal /
  * varlen-causal / sliding window, 64:8 heads, D 128, bf16 (same timing and TFLOP/s);
- * informational, never fails.
+ * informational, never fails; --speed-only: the same without the checks.
  */
 import { CuFuncAttr } from '../../src/device/index.js';
 import { Tensor } from '../../src/tensor.js';
@@ -43,7 +43,7 @@ const args = scriptArgs();
 const { rng } = args;
 const warpList = args.value('--warps', '4,8').split(',').map(Number);
 const bench = args.has('--bench') || args.has('--bench-only');
-const checks = !args.has('--bench-only');
+const checks = !args.has('--bench-only') && !args.has('--speed-only');
 const randomTensor = (dtype: DType, shape: number[], amp: number): Tensor => uniformTensor(rng, dtype, shape, amp);
 
 type Case = AttnCase;
@@ -292,59 +292,62 @@ if (checks) {
   // Deterministic mode on heavily overlapping q ranges (16 slices over the same rows and keys):
   // fp32 accumulators (zeros) so that the comparison sees the fp32 sums, two runs bit-identical,
   // within tolerance; default mode shown for contrast. Then timing, default vs deterministic.
-  try {
-    const T = 1024;
-    const n = 16;
-    const mk = (S: number): SliceList => nestedQSlices(S, n, (i) => [Math.floor((i * S) / (2 * n)), Math.floor((i * S) / (2 * n)) + S / 2]);
-    const slices = mk(T);
-    const { q, k, v } = randomQkv(rng, { tokensQ: T, tokensK: T, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' });
-    const dout = randomTensor('bfloat16', [T, 8, 128], 1);
-    const f = hostForward(fwd, { q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: true });
-    const base = { dout, q, k, v, out: f.out, lse: f.lse, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0 };
-    const zeros = () => ({ dqAcc: Tensor.zeros('float32', [T, 8, 128]), dkAcc: Tensor.zeros('float32', [T, 2, 128]), dvAcc: Tensor.zeros('float32', [T, 2, 128]) });
-    const ref = referenceBackward({ ...base, deterministic: true });
-    const a = hostBackward(bwdMain, { ...base, deterministic: true, ...zeros() }, { poison: true });
-    const b = hostBackward(bwdMain, { ...base, deterministic: true, ...zeros() }, { poison: true });
-    const same = sameResults(a, b, ['dq', 'dk', 'dv']);
-    const parts = (['dq', 'dk', 'dv'] as const).map((x) => checkGrad(x, a[x], ref[x], undefined));
-    let nondetDiffers = false;
-    for (let i = 0; i < 3 && !nondetDiffers; i++) {
-      const x = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
-      const y = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
-      nondetDiffers = !sameResults(x, y, ['dq', 'dk', 'dv']);
-    }
-    tally.record(same && parts.every(([o]) => o), `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128, fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
+  // Under --only, when the name "deterministic backward" matches.
+  if (args.selects('deterministic backward')) {
+    try {
+      const T = 1024;
+      const n = 16;
+      const mk = (S: number): SliceList => nestedQSlices(S, n, (i) => [Math.floor((i * S) / (2 * n)), Math.floor((i * S) / (2 * n)) + S / 2]);
+      const slices = mk(T);
+      const { q, k, v } = randomQkv(rng, { tokensQ: T, tokensK: T, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' });
+      const dout = randomTensor('bfloat16', [T, 8, 128], 1);
+      const f = hostForward(fwd, { q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'bfloat16', deterministic: true });
+      const base = { dout, q, k, v, out: f.out, lse: f.lse, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0 };
+      const zeros = () => ({ dqAcc: Tensor.zeros('float32', [T, 8, 128]), dkAcc: Tensor.zeros('float32', [T, 2, 128]), dvAcc: Tensor.zeros('float32', [T, 2, 128]) });
+      const ref = referenceBackward({ ...base, deterministic: true });
+      const a = hostBackward(bwdMain, { ...base, deterministic: true, ...zeros() }, { poison: true });
+      const b = hostBackward(bwdMain, { ...base, deterministic: true, ...zeros() }, { poison: true });
+      const same = sameResults(a, b, ['dq', 'dk', 'dv']);
+      const parts = (['dq', 'dk', 'dv'] as const).map((x) => checkGrad(x, a[x], ref[x], undefined));
+      let nondetDiffers = false;
+      for (let i = 0; i < 3 && !nondetDiffers; i++) {
+        const x = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
+        const y = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
+        nondetDiffers = !sameResults(x, y, ['dq', 'dk', 'dv']);
+      }
+      tally.record(same && parts.every(([o]) => o), `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128, fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
 
-    // timing: default vs deterministic (pre-pass + zero + main + convert), causal and the overlapping mask
-    const S = 8192;
-    const H = 32;
-    const HK = 8;
-    const shape = { tokensQ: S, tokensK: S, headsQ: H, headsKv: HK, dim: 128, dtype: 'bfloat16' as DType };
-    const bq = dev.alloc(S * H * 128 * 2);
-    const bk = dev.alloc(S * HK * 128 * 2);
-    const bv = dev.alloc(S * HK * 128 * 2);
-    const bdo = dev.alloc(S * H * 128 * 2);
-    for (const x of [bq, bk, bv, bdo]) x.fill(0x3c);
-    const bo = dev.alloc(S * H * 128 * 2);
-    const bl = dev.alloc(S * H * 4);
-    const bdq = dev.alloc(S * H * 128 * 2);
-    const bdk = dev.alloc(S * HK * 128 * 2);
-    const bdv = dev.alloc(S * HK * 128 * 2);
-    for (const [maskName, m] of [['causal', causalMask(S)], [`${n} overlapping slices`, mk(S)]] as const) {
-      const fp = fwd.prepare(shape, m);
-      fp.launch(bq, bk, bv, bo, bl, 0.088);
-      const p = bwdMain.prepare(shape, m);
-      const bufs = { q: bq, k: bk, v: bv, out: bo, dout: bdo, lse: bl, dq: bdq, dk: bdk, dv: bdv };
-      const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bufs, 0.088, 0, undefined, { deterministic: det }), 2, 5);
-      const tDef = time(false);
-      const tDet = time(true);
-      console.log(`TIME bwd ${maskName}, S=${S}, ${H}:${HK} heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches, ${p.plan.numWork} -> ${p.deterministicWork().plan.work.length / 4} items)`);
-      p.free();
-      fp.free();
+      // timing: default vs deterministic (pre-pass + zero + main + convert), causal and the overlapping mask
+      const S = 8192;
+      const H = 32;
+      const HK = 8;
+      const shape = { tokensQ: S, tokensK: S, headsQ: H, headsKv: HK, dim: 128, dtype: 'bfloat16' as DType };
+      const bq = dev.alloc(S * H * 128 * 2);
+      const bk = dev.alloc(S * HK * 128 * 2);
+      const bv = dev.alloc(S * HK * 128 * 2);
+      const bdo = dev.alloc(S * H * 128 * 2);
+      for (const x of [bq, bk, bv, bdo]) x.fill(0x3c);
+      const bo = dev.alloc(S * H * 128 * 2);
+      const bl = dev.alloc(S * H * 4);
+      const bdq = dev.alloc(S * H * 128 * 2);
+      const bdk = dev.alloc(S * HK * 128 * 2);
+      const bdv = dev.alloc(S * HK * 128 * 2);
+      for (const [maskName, m] of [['causal', causalMask(S)], [`${n} overlapping slices`, mk(S)]] as const) {
+        const fp = fwd.prepare(shape, m);
+        fp.launch(bq, bk, bv, bo, bl, 0.088);
+        const p = bwdMain.prepare(shape, m);
+        const bufs = { q: bq, k: bk, v: bv, out: bo, dout: bdo, lse: bl, dq: bdq, dk: bdk, dv: bdv };
+        const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bufs, 0.088, 0, undefined, { deterministic: det }), 2, 5);
+        const tDef = time(false);
+        const tDet = time(true);
+        console.log(`TIME bwd ${maskName}, S=${S}, ${H}:${HK} heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches, ${p.plan.numWork} -> ${p.deterministicWork().plan.work.length / 4} items)`);
+        p.free();
+        fp.free();
+      }
+      for (const x of [bq, bk, bv, bdo, bo, bl, bdq, bdk, bdv]) x.free();
+    } catch (e) {
+      tally.threw('deterministic backward', e);
     }
-    for (const x of [bq, bk, bv, bdo, bo, bl, bdq, bdk, bdv]) x.free();
-  } catch (e) {
-    tally.threw('deterministic backward', e);
   }
 }
 
@@ -406,7 +409,7 @@ if (bench) {
 }
 
 // Speed read (--speed): the Hopper backward against the mma.sync one, 64:8 heads, D 128, bf16.
-if (args.has('--speed')) {
+if (args.has('--speed') || args.has('--speed-only')) {
   try {
     const kernels = [['sm90', new CudaFfaBackward(dev, { kernel: 'sm90' })], ['mma', new CudaFfaBackward(dev, { kernel: 'mma' })]] as const;
     const sm90Fwd = new CudaFfaForward(dev, { kernel: 'sm90' });
