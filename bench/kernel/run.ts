@@ -139,7 +139,7 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
     const show = row.error ?? `fwd ${row.fwd_ms!.toFixed(3)} ms ${row.fwd_tflops!.toFixed(1)} TF/s` + (row.bwd_ms !== null ? `, bwd ${row.bwd_ms.toFixed(3)} ms ${row.bwd_tflops!.toFixed(1)} TF/s` : '');
     console.log(`[ours] ${m.name.padStart(20)} S=${String(m.seqlen).padStart(6)}: ${show}`);
   }
-  for (const b of [q, k, v, out, lse, grads.dq, grads.dk, grads.dv]) b.free();
+  for (const b of [q, k, v, out, lse, ...Object.values(grads)]) b.free();
   dev.close();
   return { gpu, rows };
 }
