@@ -6,10 +6,11 @@
  * For every scaling (weak: --tokens-per-gpu × cp tokens; strong: --total-tokens) and every mask
  * (full, causal, varlen-causal, varlen block-causal), every method runs forward and backward:
  * warm-up calls, then per call a barrier, CUDA events on the legacy default stream around it (the
- * runtime's streams are blocking streams, so the events bracket all of its work), the slowest
- * rank's time of each call (an all-reduce max), and the median over calls. TFLOP/s per GPU =
- * the mask's FLOPs (forward 4·area·Hq·D, backward 2.5×) / cp / time. Each baseline's lse is
- * checked against calcAttn's (16-bit run tolerance) before it is timed.
+ * runtime's streams are blocking streams, so the events bracket all of its work; the host's time
+ * inside the call counts too), the slowest rank's time of each call (an all-reduce max), and the
+ * median over calls. TFLOP/s per GPU = the mask's FLOPs (forward 4·area·Hq·D, backward 2.5×) / cp
+ * / time. Each baseline's lse is checked against calcAttn's (16-bit run tolerance) before it is
+ * timed. Inputs: N(0, 1) drawn on the device, the same on every rank (makeInputs).
  *
  * Three ways to run it:
  *   one process per GPU over NCCL (cp = number of GPUs; rank 0 writes the results):
@@ -209,28 +210,12 @@ export interface Inputs {
 }
 
 /**
- * [N, H, D] bf16 of random rows: a random block of 4096 rows uploaded once and repeated along the
- * sequence on the device (random data, never zeros, without drawing N·H·D numbers on the host).
+ * q, k, v, dout of N tokens: N(0, 1) drawn on the device, no row repeated (bench/kernel/inputs.ts;
+ * this bench used to repeat one 4096-row block along the sequence).
  */
-async function tiledRandom(device: CudaDevice, N: number, H: number, D: number, seed: number): Promise<DeviceTensor> {
-  const { DeviceTensor } = await import('../src/device/device-tensor.js');
-  const { Tensor } = await import('../src/tensor.js');
-  const { Rng } = await import('../src/util/rng.js');
-  const R = Math.min(N, 4096);
-  const block = DeviceTensor.fromHost(device, Tensor.fromValues('bfloat16', [R, H, D], new Rng(seed).normals(R * H * D)));
-  const out = DeviceTensor.empty(device, 'bfloat16', [N, H, D]);
-  const rowBytes = H * D * 2;
-  for (let at = 0; at < N; at += R) {
-    const rows = Math.min(R, N - at);
-    out.buffer.copyFrom(block.buffer, rows * rowBytes, device.defaultStream, 0, at * rowBytes);
-  }
-  device.synchronize();
-  block.free();
-  return out;
-}
-
 export async function makeInputs(device: CudaDevice, N: number, heads: [number, number], D: number): Promise<Inputs> {
-  return { q: await tiledRandom(device, N, heads[0], D, 1), k: await tiledRandom(device, N, heads[1], D, 2), v: await tiledRandom(device, N, heads[1], D, 3), dout: await tiledRandom(device, N, heads[0], D, 4) };
+  const { randomDeviceTensor } = await import('./kernel/inputs.js');
+  return { q: await randomDeviceTensor(device, [N, heads[0], D], 1), k: await randomDeviceTensor(device, [N, heads[1], D], 2), v: await randomDeviceTensor(device, [N, heads[1], D], 3), dout: await randomDeviceTensor(device, [N, heads[0], D], 4) };
 }
 
 function freeInputs(x: Inputs): void {

@@ -3,13 +3,16 @@
  * machine: bf16, D = 128, 64:8 GQA heads, full and causal masks at 8k and 16k tokens (04 §3.1).
  *   node dist/bench/kernel-fwd-gpu.js [--iters N] [--seqlens 8192,16384] [--tiles 8x64,8x128,4x64]
  * (--tiles: warps x blockN tile shapes to compare; BM = 16 * warps.)
- * Per configuration: 5 warm-up launches, then N (default 20) launches each timed with its own
- * pair of CUDA events; prints the median and TFLOP/s = 4 · area · Hq · D / time (no L2 flush).
+ * Per configuration: bench:kernel's timing with fixed counts (bench/kernel/timing.ts: one untimed
+ * launch and 5 warm-ups, then N (default 20) launches each timed with its own pair of CUDA events); prints the
+ * median and TFLOP/s = 4 · area · Hq · D / time (no L2 flush). Inputs: N(0, 1) drawn on the device
+ * (bench/kernel/inputs.ts).
  */
 import { CudaDevice } from '../src/device/index.js';
 import { CudaFfaForward } from '../src/kernels/cuda/ffa-forward.js';
 import { causalMask, fullMask, sliceListArea, varlenCausalMask, type SliceList } from '../src/mask/index.js';
-import { randomBf16 } from './kernel/inputs.js';
+import { randomDeviceTensor } from './kernel/inputs.js';
+import { timeLaunches } from './kernel/timing.js';
 
 const argv = process.argv;
 const opt = (name: string, dflt: string): string => {
@@ -31,9 +34,7 @@ console.log('| mask | seqlen | tile (BM x BN) | area (M cells) | work tiles | ep
 console.log('|---|---|---|---|---|---|---|---|');
 
 for (const seqlen of seqlens) {
-  const dq = dev.upload(randomBf16(seqlen * headsQ * dim, 1));
-  const dk = dev.upload(randomBf16(seqlen * headsKv * dim, 2));
-  const dv = dev.upload(randomBf16(seqlen * headsKv * dim, 3));
+  const [dq, dk, dv] = (await Promise.all([randomDeviceTensor(dev, [seqlen, headsQ, dim], 1), randomDeviceTensor(dev, [seqlen, headsKv, dim], 2), randomDeviceTensor(dev, [seqlen, headsKv, dim], 3)])).map((t) => t.buffer);
   const dOut = dev.alloc(seqlen * headsQ * dim * 2);
   const dLse = dev.alloc(seqlen * headsQ * 4);
   const docs = [0];
@@ -46,21 +47,7 @@ for (const seqlen of seqlens) {
   for (const [name, slices] of masks) for (const ffa of kernels) {
     const problem = ffa.prepare({ tokensQ: seqlen, tokensK: seqlen, headsQ, headsKv, dim, dtype: 'bfloat16' }, slices);
     const run = (): void => problem.launch(dq, dk, dv, dOut, dLse, 1 / Math.sqrt(dim));
-    for (let i = 0; i < 5; i++) run();
-    dev.synchronize();
-    const times: number[] = [];
-    const start = dev.createEvent();
-    const end = dev.createEvent();
-    for (let i = 0; i < iters; i++) {
-      start.record();
-      run();
-      end.record();
-      times.push(end.elapsedSince(start));
-    }
-    start.destroy();
-    end.destroy();
-    times.sort((a, b) => a - b);
-    const ms = times[Math.floor(times.length / 2)];
+    const { ms } = timeLaunches(dev, run, iters, 5, true);
     const area = sliceListArea(slices);
     const tflops = (4 * area * headsQ * dim) / (ms * 1e-3) / 1e12;
     console.log(

@@ -17,13 +17,14 @@
  * each part), kernel.json, kernel.csv and kernel.svg
  * (grouped bars per mask at the largest size), and prints a markdown table with the GPU's name.
  *
- * Timing, ours and the baselines alike (timingCounts here, timing_counts in baselines.py): one
+ * Timing, ours and the baselines alike (timingCounts in timing.ts, timing_counts in baselines.py): one
  * untimed call, then `warmup` warm-up calls (fewer when they would take over 1 s, at least 1),
  * then `iters` calls (fewer when they would take over 2 s, at least 5), each bracketed by its own
  * pair of CUDA events; the median. The baselines run in one Python process per sequence length,
  * FlexAttention compiled with static shapes for it (baselines.py).
  * TFLOP/s = 4 · area · Hq · D / t forward and 2.5x that backward (04 §3.3), area = the slice
- * list's area. Only kernel launches are timed (planning and uploads happen in prepare()).
+ * list's area. Only kernel launches are timed (planning and uploads happen in prepare()). Our
+ * inputs: N(0, 1) drawn on the device, as the baselines' torch.randn (inputs.ts says why).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +32,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildMasks, describeMask, maskToJson, MASK_NAMES, type BenchMask, type MaskName, type MasksFile } from './masks.js';
 import { kernelSvg, type PlotRow } from './plot.js';
-import { randomBf16 } from './inputs.js';
+import { randomDeviceTensor } from './inputs.js';
+import { timeLaunches } from './timing.js';
 import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
 const HQ = 64;
@@ -78,57 +80,6 @@ export interface KernelBenchResult {
 // ---------------------------------------------------------------------------------------------
 // our kernels
 
-interface EventLike {
-  record(): void;
-  elapsedSince(start: EventLike): number;
-  destroy(): void;
-}
-interface DeviceLike {
-  synchronize(): void;
-  createEvent(): EventLike;
-}
-
-/**
- * Warm-up and timed call counts for a call of `perCallMs` (baselines.py timing_counts, the same
- * rule): `warmup` warm-ups, fewer when they would take over 1 s (at least 1); `iters` timed calls,
- * fewer when they would take over 2 s (at least 5).
- */
-export function timingCounts(perCallMs: number, iters: number, warmup: number): { warmup: number; iters: number } {
-  const per = Math.max(perCallMs, 1e-3);
-  return { warmup: Math.max(1, Math.min(warmup, Math.floor(1000 / per))), iters: Math.max(5, Math.min(iters, Math.floor(2000 / per))) };
-}
-
-/** Median ms of `run` (see the header): one untimed call, warm-ups, event-bracketed timed calls. */
-function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: number, before?: () => void): { ms: number; n: number } {
-  before?.();
-  run(); // first use: module load, lazy allocations; untimed
-  dev.synchronize();
-  before?.();
-  const t0 = performance.now();
-  run();
-  dev.synchronize();
-  const counts = timingCounts(performance.now() - t0, iters, warmup);
-  for (let i = 1; i < counts.warmup; i++) {
-    before?.();
-    run();
-  }
-  const n = counts.iters;
-  const start = dev.createEvent();
-  const end = dev.createEvent();
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    before?.();
-    start.record();
-    run();
-    end.record();
-    times.push(end.elapsedSince(start)); // synchronizes on `end`
-  }
-  start.destroy();
-  end.destroy();
-  times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], n };
-}
-
 async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
   const tStart = performance.now();
   const { CudaDevice } = await import('../../src/device/index.js');
@@ -138,12 +89,12 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
   const gpu = dev.name;
   console.log(`ours on ${gpu} (${dev.smCount} SMs), bf16, D=${DIM}, heads ${HQ}:${HKV}`);
   const maxS = Math.max(...masks.map((m) => m.seqlen));
-  const q = dev.upload(randomBf16(maxS * HQ * DIM, 1));
-  const k = dev.upload(randomBf16(maxS * HKV * DIM, 2));
-  const v = dev.upload(randomBf16(maxS * HKV * DIM, 3));
+  // N(0, 1) drawn on the device, as the baselines' torch.randn (bench/kernel/inputs.ts says why)
+  const inputs = await Promise.all([randomDeviceTensor(dev, [maxS, HQ, DIM], 1), randomDeviceTensor(dev, [maxS, HKV, DIM], 2), randomDeviceTensor(dev, [maxS, HKV, DIM], 3), randomDeviceTensor(dev, [maxS, HQ, DIM], 4)]);
+  const [q, k, v, dout] = inputs.map((t) => t.buffer);
   const out = dev.alloc(maxS * HQ * DIM * 2);
   const lse = dev.alloc(maxS * HQ * 4);
-  const grads = { dout: dev.upload(randomBf16(maxS * HQ * DIM, 4)), dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) };
+  const grads = { dout, dq: dev.alloc(maxS * HQ * DIM * 2), dk: dev.alloc(maxS * HKV * DIM * 2), dv: dev.alloc(maxS * HKV * DIM * 2) };
   // the default main kernels: Hopper (TMA + wgmma) on compute capability 9.0, mma.sync elsewhere
   const fwdKernel = new CudaFfaForward(dev);
   const bwdKernel = new CudaFfaBackward(dev);

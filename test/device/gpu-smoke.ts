@@ -9,7 +9,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CudaDevice, CudaError, CuFuncAttr, NvrtcError, nvrtc, type KernelArg } from '../../src/device/index.js';
+import { CudaDevice, CudaError, CuFuncAttr, NvrtcError, nvrtc, tensorOpsFor, type KernelArg } from '../../src/device/index.js';
+import { bf16BitsToFloat, type DType } from '../../src/dtype.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { Tally, scriptArgs } from './common.js';
 
 // mulberry32 seeded from --seed, so a failure can be replayed
@@ -256,7 +258,6 @@ attempt('timing', () => {
   dOut.free();
 });
 
-// --- error paths ----------------------------------------------------------------------------
 function expectThrow(name: string, fn: () => void, ok: (e: unknown) => boolean): void {
   try {
     fn();
@@ -265,6 +266,59 @@ function expectThrow(name: string, fn: () => void, ok: (e: unknown) => boolean):
     check(name, ok(e), (e as Error).message.split('\n').slice(0, 4).join(' | '));
   }
 }
+
+// --- random fill (tensor_ops.cu random_fill: the GPU benches' inputs) ------------------------
+attempt('random fill', () => {
+  const ops = tensorOpsFor(dev);
+  const n = 3_000_001; // odd: the grid-stride tail
+  const draw = (dtype: DType, seed: number, dist: 'normal' | 'uniform'): Float32Array => {
+    const buf = dev.alloc(n * (dtype === 'float32' ? 4 : 2));
+    ops.random({ buffer: buf, byteOffset: 0, length: n, dtype }, seed, dist, dev.defaultStream);
+    const out = dtype === 'float32' ? buf.download(new Float32Array(n)) : Float32Array.from(buf.download(new Uint16Array(n)), bf16BitsToFloat);
+    buf.free();
+    return out;
+  };
+  const stats = (x: Float32Array): { mean: number; variance: number; zeros: number; bad: number; tail3: number; repeats: number } => {
+    let sum = 0;
+    let sq = 0;
+    let zeros = 0;
+    let bad = 0;
+    let tail3 = 0;
+    let repeats = 0;
+    for (let i = 0; i < x.length; i++) {
+      sum += x[i]!;
+      sq += x[i]! * x[i]!;
+      if (x[i] === 0) zeros++;
+      if (!Number.isFinite(x[i]!)) bad++;
+      if (Math.abs(x[i]!) > 3) tail3++;
+      // the old dist-scaling inputs repeated a 4096-row block (64 k heads x 128: 2^19 elements)
+      if (i >= 1 << 19 && x[i] === x[i - (1 << 19)]) repeats++;
+    }
+    const mean = sum / x.length;
+    return { mean, variance: sq / x.length - mean * mean, zeros, bad, tail3: tail3 / x.length, repeats: repeats / (x.length - (1 << 19)) };
+  };
+  const fmt = (s: ReturnType<typeof stats>): string => `mean ${s.mean.toFixed(5)}, variance ${s.variance.toFixed(5)}, zeros ${s.zeros}, non-finite ${s.bad}, P(|x|>3) ${s.tail3.toFixed(5)}, equal 2^19 apart ${s.repeats.toFixed(5)}`;
+  const normal = stats(draw('float32', 7, 'normal'));
+  // 3e6 draws: standard errors 6e-4 (mean), 8e-4 (variance), 3e-5 (the tail; N(0,1): 0.0027)
+  check('random fill: normal float32 is N(0, 1), no zero', Math.abs(normal.mean) < 0.005 && Math.abs(normal.variance - 1) < 0.006 && Math.abs(normal.tail3 - 0.0027) < 0.0003 && normal.zeros === 0 && normal.bad === 0 && normal.repeats < 1e-4, fmt(normal));
+  const bf = stats(draw('bfloat16', 7, 'normal'));
+  // bf16 has 256 values per octave: equal pairs happen by chance (~0.4%), not by repetition
+  check('random fill: normal bfloat16 is N(0, 1), no zero, not periodic', Math.abs(bf.mean) < 0.005 && Math.abs(bf.variance - 1) < 0.01 && bf.zeros === 0 && bf.bad === 0 && bf.repeats < 0.02, fmt(bf));
+  const u = draw('float32', 8, 'uniform');
+  const us = stats(u);
+  check('random fill: uniform float32 is U(-1, 1), no zero', u.every((x) => x > -1 && x < 1) && Math.abs(us.mean) < 0.005 && Math.abs(us.variance - 1 / 3) < 0.003 && us.zeros === 0, fmt(us));
+  const a = draw('float32', 9, 'normal');
+  const b = draw('float32', 9, 'normal');
+  const c = draw('float32', 10, 'normal');
+  let same = 0;
+  for (let i = 0; i < n; i++) if (a[i] === c[i]) same++;
+  check('random fill: a pure function of the seed (same seed same bits, next seed different)', a.every((x, i) => x === b[i]) && same < n * 1e-4, `equal to seed 10's: ${same} of ${n}`);
+  const one = dev.alloc(4);
+  expectThrow('random fill: a negative seed throws InvalidArgumentError', () => ops.random({ buffer: one, byteOffset: 0, length: 1, dtype: 'float32' }, -1, 'normal', dev.defaultStream), (e) => e instanceof InvalidArgumentError);
+  one.free();
+});
+
+// --- error paths ----------------------------------------------------------------------------
 expectThrow(
   'invalid launch (2048 threads per block) throws CudaError naming cuLaunchKernel',
   () => saxpy.launch({ grid: 1, block: 2048 }, [{ type: 'f32', value: 1 }, { type: 'ptr', value: null }, { type: 'ptr', value: null }, { type: 'ptr', value: null }, { type: 'i32', value: 0 }]),

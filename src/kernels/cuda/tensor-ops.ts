@@ -1,7 +1,7 @@
 /**
  * The launcher of tensor_ops.cu: element-wise device primitives the distributed runtime and the
  * device process groups need (narrowing casts, the rank-ordered reduction of an all-reduce,
- * fills, scaling). Every method queues on the stream it is given and checks its arguments.
+ * fills, scaling) and a counter-based random fill for benchmark inputs. Every method queues on the stream it is given and checks its arguments.
  * One compiled module per device (`tensorOpsFor`).
  */
 import { type CudaDevice, type Module, type Stream, kernelArg } from '../../device/device.js';
@@ -45,6 +45,20 @@ export class CudaTensorOps {
   fill(dst: DeviceArray, value: number, stream: Stream): void {
     if (dst.dtype !== 'float32') throw new InvalidArgumentError('dst', 'must be float32', `got ${dst.dtype}`);
     this.launch('fill_f32', dst.length, stream, [kernelArg.ptr(devicePtr(dst)), kernelArg.f32(value), { type: 'i64', value: dst.length }]);
+  }
+
+  /**
+   * Fills `dst` (float32, bfloat16 or float16) with random values: element i depends only on
+   * (seed, i), so a tensor of any length is drawn on the device in one launch without repeating
+   * itself. 'normal': N(0, 1) (torch.randn's distribution); 'uniform': uniform on (-1, 1). No
+   * value is zero (|x| < 2^-10 is raised to 2^-10).
+   */
+  random(dst: DeviceArray, seed: number, distribution: 'normal' | 'uniform', stream: Stream): void {
+    const tag = DTYPE_TAG[dst.dtype];
+    if (tag === undefined) throw new InvalidArgumentError('dst', 'must be float32, bfloat16 or float16', `got ${dst.dtype}`);
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError('seed', 'must be a non-negative safe integer', `got ${seed}`);
+    if (distribution !== 'normal' && distribution !== 'uniform') throw new InvalidArgumentError('distribution', "must be 'normal' or 'uniform'", `got ${String(distribution)}`);
+    this.launch(`random_${tag}`, dst.length, stream, [kernelArg.ptr(devicePtr(dst)), { type: 'u64', value: seed }, { type: 'i64', value: dst.length }, kernelArg.i32(distribution === 'normal' ? 1 : 0)]);
   }
 
   /** x *= s, element-wise, float32. */

@@ -1,6 +1,7 @@
 // Element-wise device primitives of the distributed runtime and the device process groups:
 // narrowing casts of float32 accumulators to the input dtype, the rank-ordered reduction of an
-// all-reduce (P equal parts reduced in rank order, so every rank gets the same bits), and fills.
+// all-reduce (P equal parts reduced in rank order, so every rank gets the same bits), fills, and
+// counter-based random fills (benchmark inputs drawn on the device: see random_fill).
 //
 // Device code only: compiled at run time by NVRTC (src/kernels/cuda/tensor-ops.ts) and by nvcc in
 // the CI check. Every kernel is a grid-stride loop over n elements; n fits in int64.
@@ -39,6 +40,31 @@ __device__ void reduce_parts(const T* __restrict__ parts, T* __restrict__ dst, l
   }
 }
 
+// Random fill: element i is a pure function of (seed, i) (splitmix64 of the pair), so any length
+// is drawn in one launch, with no repetition along the tensor and no host work. `normal`: N(0, 1)
+// by Box-Muller; else uniform on (-1, 1). The two uniforms are 23-bit odd half-steps, exact in
+// float and strictly inside (0, 1) (no log(0)). Never zero: |x| below 2^-10 is raised to 2^-10
+// with its sign (a shift of 0.08% of normal draws), so 16-bit types cannot underflow to 0 either.
+__device__ __forceinline__ unsigned long long splitmix64(unsigned long long x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+template <typename T>
+__device__ void random_fill(T* __restrict__ dst, unsigned long long seed, long long n, bool normal) {
+  const unsigned long long key = splitmix64(seed);
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const unsigned long long h = splitmix64(key ^ (unsigned long long)i);
+    const float u1 = ((float)(h >> 41) + 0.5f) * 0x1p-23f;
+    const float u2 = ((float)((h >> 9) & 0x7fffffull) + 0.5f) * 0x1p-23f;
+    float x = normal ? sqrtf(-2.f * logf(u1)) * cospif(2.f * u2) : 2.f * u1 - 1.f;
+    if (fabsf(x) < 0x1p-10f) x = copysignf(0x1p-10f, x);
+    dst[i] = narrow<T>(x);
+  }
+}
+
 }  // namespace tensor_ops
 
 extern "C" {
@@ -56,6 +82,10 @@ __global__ void reduce_parts_max_f16(const __half* parts, __half* dst, long long
 __global__ void fill_f32(float* dst, float value, long long n) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) dst[i] = value;
 }
+
+__global__ void random_bf16(__nv_bfloat16* dst, unsigned long long seed, long long n, int normal) { tensor_ops::random_fill(dst, seed, n, normal != 0); }
+__global__ void random_f16(__half* dst, unsigned long long seed, long long n, int normal) { tensor_ops::random_fill(dst, seed, n, normal != 0); }
+__global__ void random_f32(float* dst, unsigned long long seed, long long n, int normal) { tensor_ops::random_fill(dst, seed, n, normal != 0); }
 
 __global__ void scale_f32(float* x, float s, long long n) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) x[i] *= s;

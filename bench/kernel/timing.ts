@@ -1,0 +1,70 @@
+/**
+ * How bench:kernel times a launch (ours here, the baselines by the same rule in baselines.py's
+ * timing_counts), shared with bench/kernel/fwd-gap.ts, which sets it beside other methods.
+ */
+
+export interface EventLike {
+  record(): void;
+  elapsedSince(start: EventLike): number;
+  destroy(): void;
+}
+export interface DeviceLike {
+  synchronize(): void;
+  createEvent(): EventLike;
+}
+
+/**
+ * Warm-up and timed call counts for a call of `perCallMs` (baselines.py timing_counts, the same
+ * rule): `warmup` warm-ups, fewer when they would take over 1 s (at least 1); `iters` timed calls,
+ * fewer when they would take over 2 s (at least 5).
+ */
+export function timingCounts(perCallMs: number, iters: number, warmup: number): { warmup: number; iters: number } {
+  const per = Math.max(perCallMs, 1e-3);
+  return { warmup: Math.max(1, Math.min(warmup, Math.floor(1000 / per))), iters: Math.max(5, Math.min(iters, Math.floor(2000 / per))) };
+}
+
+/**
+ * Median ms of `run`: one untimed call (first use: module load, lazy allocations), one call timed
+ * on the host to size the counts (timingCounts), the rest of the warm-ups, then the timed calls,
+ * each between its own pair of CUDA events on the legacy default stream (the host waits for the
+ * second before the next call). `fixed` takes the counts as given instead (warm-ups counted with
+ * the sizing call).
+ */
+export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: number, fixed = false): { ms: number; n: number } {
+  run();
+  dev.synchronize();
+  const t0 = performance.now();
+  run();
+  dev.synchronize();
+  const counts = fixed ? { warmup, iters } : timingCounts(performance.now() - t0, iters, warmup);
+  for (let i = 1; i < counts.warmup; i++) run();
+  const n = counts.iters;
+  const start = dev.createEvent();
+  const end = dev.createEvent();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    start.record();
+    run();
+    end.record();
+    times.push(end.elapsedSince(start)); // synchronizes on `end`
+  }
+  start.destroy();
+  end.destroy();
+  times.sort((a, b) => a - b);
+  return { ms: times[Math.floor(times.length / 2)], n };
+}
+
+/** Mean ms of `n` calls queued back to back between one pair of events (no host wait between them), after one. */
+export function timeBackToBack(dev: DeviceLike, run: () => void, n: number): number {
+  run();
+  dev.synchronize();
+  const start = dev.createEvent();
+  const end = dev.createEvent();
+  start.record();
+  for (let i = 0; i < n; i++) run();
+  end.record();
+  const ms = end.elapsedSince(start) / n;
+  start.destroy();
+  end.destroy();
+  return ms;
+}
