@@ -4,7 +4,9 @@
  *   before        the kernel of an older checkout (--baseline DIR: a built checkout, e.g. a git
  *                 worktree of main at 7f6cdad with `npx tsc` run in it), one thread
  *   typescript    this checkout's TypeScript engine (--typescript), one thread
- *   wasm xT       this checkout's WebAssembly kernel on T threads, for each T of --threads
+ *   wasm xT       this checkout's WebAssembly kernel on T threads, for each T of --threads (its
+ *                 default build); with --simd relaxed-simd,simd one row per build, named
+ *                 wasm-relaxed-simd xT and wasm-simd xT, interleaved like every other method
  *   dense         a plain dense implementation that materialises the scores (--dense)
  *   PyTorch xT    torch's CPU scaled_dot_product_attention at the same thread counts, run by a
  *                 bench/cpu-torch.py --serve process one timed run at a time, interleaved with
@@ -33,7 +35,7 @@ import type { SliceList } from '../src/mask/slice-list.js';
 import { sliceListArea } from '../src/mask/slice-list.js';
 import { causalMask, cuSeqlensFromLengths, fullMask, sampleDocLengths, varlenCausalMask } from '../src/mask/helpers.js';
 import type { FfaBackwardArgs, FfaForwardArgs, KernelBackend } from '../src/kernels/backend.js';
-import { cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
+import { type WasmSimdChoice, cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { Rng } from '../src/util/rng.js';
 import { denseAttentionForwardBackward } from './dense-attention.js';
 import { kernelSvg, type PlotRow } from './kernel/plot.js';
@@ -53,6 +55,7 @@ const ISSUE_SHAPES = 'causal:2048:4:1:64,causal:4096:8:2:64,full:4096:8:2:64,cau
 const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--shapes <list>', 'mask:tokens:headsQ:headsKv:headDim, comma-separated', ISSUE_SHAPES)
   .option('--threads <list>', 'thread counts of the WebAssembly kernel', `1,${os.availableParallelism()}`)
+  .option('--simd <list>', "builds of the WebAssembly kernel, comma-separated: auto (the default build, rows 'wasm xT'), relaxed-simd, simd (rows 'wasm-<build> xT')", 'auto')
   .option('--reps <n>', 'rounds: timed runs of each fast method (best kept), each after an untimed one', '3')
   .option('--slow-reps <n>', "timed runs of the slow methods ('before', 'typescript', 'dense'), in the first rounds, best kept", '1')
   .option('--baseline <dir>', "an older built checkout whose kernel is the 'before' column")
@@ -62,7 +65,7 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--torch <files>', 'PyTorch CPU SDPA figures from earlier runs of bench/cpu-torch.py --out on this machine (comma-separated: best of them), instead of --with-torch')
   .option('--seed <n>', 'seed of the inputs and of the varlen document lengths', '42')
   .parse();
-const opts = program.opts<{ shapes: string; threads: string; reps: string; slowReps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
+const opts = program.opts<{ shapes: string; threads: string; simd: string; reps: string; slowReps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
 const outFile = outputPath(opts, 'cpu-kernel.json');
 const partialFile = outFile.replace(/(\.json)?$/, '-partial.json');
 const shapes: Shape[] = opts.shapes.split(',').map((s) => {
@@ -74,6 +77,9 @@ const shapes: Shape[] = opts.shapes.split(',').map((s) => {
 });
 const threadCounts = opts.threads.split(',').map(Number);
 if (threadCounts.some((t) => !Number.isInteger(t) || t < 1)) program.error('--threads: positive integers');
+const SIMD_CHOICES = ['auto', 'relaxed-simd', 'simd'] as const;
+const simdBuilds = opts.simd.split(',') as WasmSimdChoice[];
+if (simdBuilds.some((b) => !SIMD_CHOICES.includes(b))) program.error(`--simd: a comma-separated list of ${SIMD_CHOICES.join(', ')}`);
 const reps = Number(opts.reps);
 if (!Number.isInteger(reps) || reps < 1) program.error('--reps: a positive integer');
 const slowReps = Number(opts.slowReps);
@@ -91,6 +97,8 @@ function makeMask(s: Shape): SliceList {
 interface Method {
   name: string;
   threads: number;
+  /** The WebAssembly kernel's build (wasm rows). */
+  simd?: WasmSimdChoice;
   /** Timed runs (rounds it takes part in). */
   reps: number;
   /** Whether each timed run follows an untimed one (the fast methods; the slow ones run once). */
@@ -110,7 +118,9 @@ if (opts.baseline !== undefined) {
   baselineNote = dir;
 }
 if (opts.typescript) methods.push({ name: 'typescript', threads: 1, reps: slowReps, warm: false, backend: createCpuBackend({ engine: 'typescript' }) });
-for (const t of threadCounts) methods.push({ name: `wasm x${t}`, threads: t, reps, warm: true, backend: createCpuBackend({ engine: 'wasm', threads: t }) });
+for (const t of threadCounts) {
+  for (const simd of simdBuilds) methods.push({ name: `wasm${simd === 'auto' ? '' : `-${simd}`} x${t}`, threads: t, simd, reps, warm: true, backend: createCpuBackend({ engine: 'wasm', simd, threads: t }) });
+}
 if (opts.withTorch !== undefined) for (const t of threadCounts) methods.push({ name: `PyTorch x${t}`, threads: t, reps, warm: true, torch: true });
 if (opts.dense) methods.push({ name: 'dense', threads: 1, reps: slowReps, warm: false });
 
@@ -194,11 +204,15 @@ const rows: Row[] = [];
 const flopsOf = (s: Shape, area: number): number => 4 * area * s.hq * s.dim;
 const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 
-const wasm = wasmKernelInfo();
+const wasm = Object.fromEntries(simdBuilds.map((b) => [b, wasmKernelInfo(b)]));
+const describe = (b: string): string => {
+  const w = wasm[b];
+  return w === undefined ? `${b} unavailable` : `${w.simd}${w.v8Flag ? " (V8's relaxed-SIMD flag set by the loader)" : ''}${w.shared ? ', shared memory' : ''}`;
+};
 const loadStart = os.loadavg();
 const header = [
   `bench:cpu  ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores)  node ${process.version}  ${os.platform()} ${os.arch()}`,
-  `  WebAssembly kernel: ${wasm === undefined ? 'unavailable' : `${wasm.simd}${wasm.shared ? ', shared memory' : ''}`}; float32 inputs; seed ${seed}; load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}`,
+  `  WebAssembly kernel: ${simdBuilds.map(describe).join('; ')}; float32 inputs; seed ${seed}; load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}`,
 ];
 if (torchInfo !== undefined) header.push(`  PyTorch ${torchInfo.torch} (${opts.withTorch}), interleaved with our runs`);
 for (const line of header) console.log(line);
@@ -342,8 +356,8 @@ const result = {
     reps,
     slowReps,
     seed,
-    wasm,
-    engines: Object.fromEntries(methods.filter((m) => m.name.startsWith('wasm')).map((m) => [m.name, cpuEngineName({ engine: 'wasm', threads: m.threads })])),
+    wasm: simdBuilds.length === 1 && simdBuilds[0] === 'auto' ? wasm.auto : wasm,
+    engines: Object.fromEntries(methods.filter((m) => m.simd !== undefined).map((m) => [m.name, cpuEngineName({ engine: 'wasm', threads: m.threads, simd: m.simd })])),
     baseline: baselineNote,
     torch: torch === undefined ? undefined : { version: torch.torch, cpu: torch.cpu },
     flops: '4*area*Hq*D forward, 2.5x backward (useful FLOPs, for every method)',

@@ -6,16 +6,15 @@
 #   source .device/boot.sh && ln -sfn .gpu-run/node_modules node_modules && ln -sfn .gpu-run/dist dist &&
 #   bash bench/cpu-vs-torch.sh 1,2,4,8,16 $OUT
 # On the GPU machine (16 Xeon cores, PyTorch installed) this is the issue-13 comparison: our
-# kernel at each thread count, plain SIMD and then relaxed SIMD (Node 20 needs
-# --experimental-wasm-relaxed-simd for the fused multiply-add build; Node 22+ has it), each run
-# with PyTorch at the same counts (torch.set_num_threads) interleaved run by run with ours
-# (bench/cpu-torch.py --serve); every row records the cores its best run kept busy; a progress
-# bar shows the time left. Writes cpu-kernel-{simd,relaxed}.{json,svg}.
+# kernel at each thread count in both builds, relaxed SIMD (fused multiply-add, the default; on
+# Node 20 the loader turns on V8's flag for it) and plain SIMD, and PyTorch at the same counts
+# (torch.set_num_threads), all interleaved run by run in one process (PyTorch through
+# bench/cpu-torch.py --serve); every row records the cores its best run kept busy; a progress bar
+# shows the time left. Writes cpu-kernel.{json,svg} in OUT_DIR.
 set -euo pipefail
 threads=${1:-1,2}
 out=${2:-bench/out}
 python=${3:-python3}
 mkdir -p "$out"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores), node $(node --version), load $(cut -d' ' -f1-3 /proc/loadavg)"
-node --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --with-torch "$python" --out "$out/cpu-kernel-simd.json"
-node --experimental-wasm-relaxed-simd --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --with-torch "$python" --out "$out/cpu-kernel-relaxed.json"
+node --expose-gc dist/bench/cpu-kernel.js --threads "$threads" --simd relaxed-simd,simd --with-torch "$python" --out "$out/cpu-kernel.json"

@@ -21,7 +21,7 @@ export {
   type FlexFlashAttnResult,
   type FlexFlashAttnGrads,
 } from './kernels/flex-flash-attn.js';
-export { cpuBackend, createCpuBackend, loadWasmKernel, wasmKernelInfo, type CpuKernelOptions, type WasmKernelInfo } from './kernels/cpu/index.js';
+export { cpuBackend, createCpuBackend, loadWasmKernel, wasmKernelInfo, type CpuKernelOptions, type WasmKernelInfo, type WasmSimdChoice } from './kernels/cpu/index.js';
 export { referenceForward, referenceBackward } from './kernels/reference.js';
 export { CPU_KERNEL_TOLERANCES, compareClose, type Tolerance, type CloseReport } from './kernels/tolerance.js';
 export * from './solver/index.js';

@@ -1,11 +1,15 @@
 /**
- * The CPU kernel's two engines and its threads: the WebAssembly SIMD kernel (one and several
- * threads) against the float64 reference and against the TypeScript tiles (its readable oracle),
- * bit-reproducibility for a given thread count, the work list's coverage of the mask, the thread
- * default inside a cp rank, and the backend's options. Every random test prints its seed.
+ * The CPU kernel's two engines and its threads: the WebAssembly SIMD kernel, both builds (relaxed
+ * SIMD and plain SIMD, one and several threads), against the float64 reference and against the
+ * TypeScript tiles (its readable oracle), bit-reproducibility for a given build and thread count,
+ * which build loads by default (and with the environment's opt-out, in a child process), the work
+ * list's coverage of the mask, the thread default and the build inside a cp rank, and the
+ * backend's options. Every random test prints its seed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Tensor } from '../src/tensor.js';
 import type { DType } from '../src/dtype.js';
 import { InvalidArgumentError } from '../src/errors.js';
@@ -13,13 +17,14 @@ import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
 import type { FfaForwardArgs } from '../src/kernels/backend.js';
 import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
-import { createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
+import { cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { buildWorkList, assignStatic, TILE_K, TILE_Q } from '../src/kernels/cpu/work.js';
 import { defaultThreadCount } from '../src/kernels/cpu/wasm/node-threads.js';
 import { spawnRanks } from '../src/comm/threads/index.js';
 import { Rng } from '../src/util/rng.js';
 import { assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
-import { cpuVariants } from './util/cpu-variants.js';
+import { WASM_BUILDS, cpuVariants } from './util/cpu-variants.js';
+import { NO_RELAXED_SIMD_ENV } from '../src/kernels/cpu/wasm/node-runtime.js';
 
 interface Problem {
   args: FfaForwardArgs<Tensor>;
@@ -44,12 +49,47 @@ function randomProblem(rng: Rng, dtype: DType, cfg: { tq: number; tk: number; hq
   };
 }
 
-const wasm = wasmKernelInfo();
+const nodeMajor = Number(process.versions.node.split('.')[0]);
 
-test('the WebAssembly kernel loads here (relaxed SIMD or plain SIMD) with shared memory', (t) => {
-  t.diagnostic(`wasm kernel: ${JSON.stringify(wasm)}`);
-  assert.ok(wasm !== undefined, 'Node 20 has WebAssembly SIMD: the kernel must load');
-  assert.equal(wasm.shared, true);
+test('both builds of the WebAssembly kernel load here with shared memory, and the default is relaxed SIMD (on Node 20 through V8 flag the loader sets)', (t) => {
+  const auto = wasmKernelInfo();
+  t.diagnostic(`default build: ${JSON.stringify(auto)}`);
+  assert.ok(auto !== undefined, 'Node 20 has WebAssembly SIMD: the kernel must load');
+  assert.equal(auto.simd, 'relaxed-simd');
+  assert.equal(auto.shared, true);
+  // Node 20's V8 keeps relaxed SIMD behind a flag; from Node 22 it is on by default and the loader leaves the flags alone.
+  if (nodeMajor === 20) assert.equal(auto.v8Flag, true);
+  if (nodeMajor >= 22) assert.equal(auto.v8Flag, false);
+  assert.deepEqual(wasmKernelInfo('simd'), { simd: 'simd', shared: true, v8Flag: false });
+  assert.deepEqual(wasmKernelInfo('relaxed-simd'), auto);
+  assert.equal(cpuEngineName({ threads: 2 }), 'wasm-relaxed-simd x2');
+  assert.equal(cpuEngineName({ threads: 1, simd: 'simd' }), 'wasm-simd x1');
+});
+
+test(`${NO_RELAXED_SIMD_ENV}=1 keeps the plain SIMD build and leaves V8's flags alone (a child process, as the variable is read when the kernel first loads)`, async (t) => {
+  const index = new URL('../src/kernels/cpu/index.ts', import.meta.url).href;
+  const generated = new URL('../src/kernels/cpu/wasm/binary.generated.ts', import.meta.url).href;
+  const code = [
+    `const { wasmKernelInfo, cpuEngineName } = await import(${JSON.stringify(index)});`,
+    `const { KERNEL_WASM } = await import(${JSON.stringify(generated)});`,
+    'const info = wasmKernelInfo();',
+    `const relaxedValidates = WebAssembly.validate(Buffer.from(KERNEL_WASM.relaxedShared, 'base64'));`,
+    `console.log(JSON.stringify({ info, engine: cpuEngineName({ threads: 2 }), relaxedValidates }));`,
+  ].join('\n');
+  const run = async (env: Record<string, string>) => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { env: { ...process.env, ...env } });
+    return JSON.parse(stdout) as { info: unknown; engine: string; relaxedValidates: boolean };
+  };
+  const optedOut = await run({ [NO_RELAXED_SIMD_ENV]: '1' });
+  const byDefault = await run({ [NO_RELAXED_SIMD_ENV]: '' });
+  t.diagnostic(`opted out: ${JSON.stringify(optedOut)}; by default: ${JSON.stringify(byDefault)}`);
+  assert.deepEqual(optedOut.info, { simd: 'simd', shared: true, v8Flag: false });
+  assert.equal(optedOut.engine, 'wasm-simd x2');
+  assert.deepEqual(byDefault.info, wasmKernelInfo());
+  assert.equal(byDefault.engine, 'wasm-relaxed-simd x2');
+  assert.equal(byDefault.relaxedValidates, true);
+  // Before V8 11.4 (Node 20) relaxed SIMD validates only with the flag: opting out must not have set it.
+  if (nodeMajor === 20) assert.equal(optedOut.relaxedValidates, false);
 });
 
 test('every engine and thread count matches the reference on random masks (GQA, softcap, sink, D not a multiple of 4, shared cells, all dtypes)', (t) => {
@@ -122,32 +162,36 @@ test('the WebAssembly kernel agrees with the TypeScript tiles (its oracle) to fl
   }
 });
 
-test('results are bit-identical run to run for a given thread count; the forward is the same for every thread count', { skip: wasm === undefined }, (t) => {
+test('results are bit-identical run to run for a given build and thread count; the forward is the same for every thread count', (t) => {
   const { rng } = seeded(t);
   const p = randomProblem(rng, 'bfloat16', { tq: 700, tk: 650, hq: 4, hkv: 2, dim: 32, slices: 6, sink: true, softcap: 3 });
-  const forward1 = createCpuBackend({ engine: 'wasm', threads: 1 }).forward(p.args);
-  for (const threads of [1, 2, 3]) {
-    const a = createCpuBackend({ engine: 'wasm', threads });
-    const b = createCpuBackend({ engine: 'wasm', threads });
-    const fa = a.forward(p.args);
-    const fb = b.forward(p.args);
-    assert.deepEqual(fa.out.data, fb.out.data, `out, ${threads} threads`);
-    assert.deepEqual(fa.lse.data, fb.lse.data, `lse, ${threads} threads`);
-    assert.deepEqual(fa.out.data, forward1.out.data, `out, ${threads} threads vs 1`);
-    assert.deepEqual(fa.maxLogits!.data, forward1.maxLogits!.data, `maxLogits, ${threads} threads vs 1`);
-    const bargs = { ...p.args, dout: p.dout, out: fa.out, lse: fa.lse };
-    const ga = a.backward(bargs);
-    const gb = b.backward(bargs);
-    for (const name of ['dq', 'dk', 'dv', 'dsink'] as const) assert.deepEqual(ga[name]!.data, gb[name]!.data, `${name}, ${threads} threads`);
+  for (const simd of WASM_BUILDS) {
+    const forward1 = createCpuBackend({ engine: 'wasm', simd, threads: 1 }).forward(p.args);
+    for (const threads of [1, 2, 3]) {
+      const a = createCpuBackend({ engine: 'wasm', simd, threads });
+      const b = createCpuBackend({ engine: 'wasm', simd, threads });
+      const fa = a.forward(p.args);
+      const fb = b.forward(p.args);
+      const at = `${simd}, ${threads} threads`;
+      assert.deepEqual(fa.out.data, fb.out.data, `out, ${at}`);
+      assert.deepEqual(fa.lse.data, fb.lse.data, `lse, ${at}`);
+      assert.deepEqual(fa.out.data, forward1.out.data, `out, ${at} vs 1`);
+      assert.deepEqual(fa.maxLogits!.data, forward1.maxLogits!.data, `maxLogits, ${at} vs 1`);
+      const bargs = { ...p.args, dout: p.dout, out: fa.out, lse: fa.lse };
+      const ga = a.backward(bargs);
+      const gb = b.backward(bargs);
+      for (const name of ['dq', 'dk', 'dv', 'dsink'] as const) assert.deepEqual(ga[name]!.data, gb[name]!.data, `${name}, ${at}`);
+    }
   }
 });
 
-test('calls alternating between thread counts (2, 3, 1, 4) stay bit-identical to the first result of each count: a job never runs with the workers or parameters of the previous job', { skip: wasm === undefined }, (t) => {
+test('calls alternating between builds and thread counts (2, 3, 1, 4) stay bit-identical to the first result of each: a job never runs with the workers or parameters of the previous job, and the two builds (each its own memory and threads) never touch each other', (t) => {
   const { rng } = seeded(t);
   // Small calls, so that workers a job leaves out are still waking from the previous one.
   const p = randomProblem(rng, 'float32', { tq: 150, tk: 140, hq: 4, hkv: 2, dim: 16, slices: 3 });
   const counts = [2, 3, 1, 4];
-  const backends = counts.map((threads) => createCpuBackend({ engine: 'wasm', threads }));
+  const builds = counts.map((_, i) => WASM_BUILDS[i % 2]);
+  const backends = counts.map((threads, i) => createCpuBackend({ engine: 'wasm', simd: builds[i], threads }));
   const first = backends.map((b) => {
     const f = b.forward(p.args);
     return { f, g: b.backward({ ...p.args, dout: p.dout, out: f.out, lse: f.lse }) };
@@ -156,8 +200,8 @@ test('calls alternating between thread counts (2, 3, 1, 4) stay bit-identical to
     const i = round % counts.length;
     const f = backends[i].forward(p.args);
     const g = backends[i].backward({ ...p.args, dout: p.dout, out: f.out, lse: f.lse });
-    assert.deepEqual(f.out.data, first[i].f.out.data, `out, ${counts[i]} threads, round ${round}`);
-    for (const name of ['dq', 'dk', 'dv'] as const) assert.deepEqual(g[name].data, first[i].g[name].data, `${name}, ${counts[i]} threads, round ${round}`);
+    assert.deepEqual(f.out.data, first[i].f.out.data, `out, ${builds[i]} ${counts[i]} threads, round ${round}`);
+    for (const name of ['dq', 'dk', 'dv'] as const) assert.deepEqual(g[name].data, first[i].g[name].data, `${name}, ${builds[i]} ${counts[i]} threads, round ${round}`);
   }
 });
 
@@ -225,12 +269,16 @@ test('static assignment deals every item once, is a pure function of costs and t
   assert.deepEqual(assignStatic(cost, 2).map((l) => l.reduce((s, i) => s + cost[i], 0)), [12, 11]);
 });
 
-test('threads default to the cores on the main thread and to 1 inside a cp rank (a worker thread), so ranks do not oversubscribe', async () => {
+test('threads default to the cores on the main thread and to 1 inside a cp rank (a worker thread), so ranks do not oversubscribe; ranks load the same build', async () => {
   assert.ok(defaultThreadCount() >= 1);
   const { availableParallelism } = await import('node:os');
   assert.equal(defaultThreadCount(), availableParallelism());
-  const inRanks = await spawnRanks<number>(2, new URL('./runtime-ranks/cpu-threads-rank.ts', import.meta.url), null);
-  assert.deepEqual(inRanks, [1, 1]);
+  const inRanks = await spawnRanks<{ threads: number; simd: string | undefined }>(2, new URL('./runtime-ranks/cpu-threads-rank.ts', import.meta.url), null);
+  const simd = wasmKernelInfo()?.simd;
+  assert.deepEqual(inRanks, [
+    { threads: 1, simd },
+    { threads: 1, simd },
+  ]);
 });
 
 test('createCpuBackend rejects bad options naming them', () => {
@@ -239,4 +287,6 @@ test('createCpuBackend rejects bad options naming them', () => {
   assert.throws(() => createCpuBackend({ threads: 1.5 }), names('threads'));
   assert.throws(() => createCpuBackend({ engine: 'gpu' as 'auto' }), names('engine'));
   assert.throws(() => createCpuBackend({ thread: 2 } as never), names('thread'));
+  assert.throws(() => createCpuBackend({ simd: 'avx' as 'auto' }), names('simd'));
+  assert.throws(() => createCpuBackend({ engine: 'typescript', simd: 'simd' }), names('simd'));
 });

@@ -52,7 +52,7 @@ export interface BackwardJob extends JobShape {
 }
 
 export interface CpuEngine {
-  /** For logs and benchmark tables: 'typescript', 'wasm-relaxed-simd ×2 threads', ... */
+  /** For logs and benchmark tables, naming the build and the threads: 'typescript', 'wasm-relaxed-simd x2', 'wasm-simd x1', ... */
   readonly name: string;
   /** Threads one call uses (1 for the TypeScript engine). */
   readonly threads: number;

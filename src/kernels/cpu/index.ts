@@ -30,7 +30,7 @@ import { type CpuEngine, typescriptEngine } from './engine.js';
 import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
 import { buildWorkList } from './work.js';
-import { wasmEngine } from './wasm/engine.js';
+import { type WasmSimdChoice, wasmEngine } from './wasm/engine.js';
 import { MAX_THREADS } from './wasm/node-threads.js';
 
 /**
@@ -157,10 +157,21 @@ export interface CpuKernelOptions {
    * not oversubscribe the cores), 1 where the runtime has no worker threads or shared memory.
    */
   threads?: number;
+  /**
+   * Which build of the WebAssembly kernel: 'auto' (default) the relaxed-SIMD one (fused
+   * multiply-add; on Node 20 the loader turns on V8's flag for it, see the README) unless the
+   * environment sets MAGI_ATTN_NO_RELAXED_SIMD, the plain SIMD one where the runtime lacks it;
+   * 'relaxed-simd' or 'simd' that build (an error where the runtime lacks it). The two round
+   * differently: relaxed_madd rounds once where the CPU has FMA and twice where not, so the
+   * relaxed build's last bits depend on the machine, the plain build's do not. On one machine
+   * each is bit-reproducible for a given thread count.
+   */
+  simd?: WasmSimdChoice;
 }
 
 const ENGINES = ['auto', 'wasm', 'typescript'] as const;
-const OPTIONS = ['engine', 'threads'];
+const SIMD_BUILDS = ['auto', 'relaxed-simd', 'simd'] as const;
+const OPTIONS = ['engine', 'threads', 'simd'];
 
 /** A CPU kernel backend with these options; pass it as `backend` to flexFlashAttn. */
 export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<Tensor> {
@@ -171,10 +182,14 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_THREADS)) {
     throw new InvalidArgumentError('threads', `must be an integer from 1 to ${MAX_THREADS}`, `got ${String(threads)}`);
   }
+  const simd = options.simd ?? 'auto';
+  if (!SIMD_BUILDS.includes(simd)) throw new InvalidArgumentError('simd', `must be one of ${SIMD_BUILDS.join(', ')}`, `got ${String(simd)}`);
+  if (simd !== 'auto' && choice === 'typescript') throw new InvalidArgumentError('simd', "picks a build of the WebAssembly kernel: it cannot go with engine 'typescript'");
   const engine = (): CpuEngine => {
     if (choice === 'typescript') return typescriptEngine;
-    const wasm = wasmEngine(threads);
+    const wasm = wasmEngine(threads, simd);
     if (wasm !== undefined) return wasm;
+    if (simd !== 'auto') throw new InvalidArgumentError('simd', `'${simd}' needs WebAssembly ${simd === 'simd' ? 'SIMD' : 'relaxed SIMD'}, which this runtime lacks (or, on a browser's main thread, await loadWasmKernel('${simd}') first)`);
     if (choice === 'wasm') throw new InvalidArgumentError('engine', "'wasm' needs WebAssembly SIMD, which this runtime lacks (or, on a browser's main thread, await loadWasmKernel() first)");
     return typescriptEngine;
   };
@@ -189,10 +204,10 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
 /** The engine a CPU backend with these options runs on here: for benchmark tables and logs. */
 export function cpuEngineName(options: CpuKernelOptions = {}): string {
   if (options.engine === 'typescript') return typescriptEngine.name;
-  return wasmEngine(options.threads)?.name ?? typescriptEngine.name;
+  return wasmEngine(options.threads, options.simd)?.name ?? typescriptEngine.name;
 }
 
 export const cpuBackend: KernelBackend<Tensor> = createCpuBackend();
 
 export { logAddExp, mergeRow, mergeOutLseInto } from '../../lse-merge.js';
-export { loadWasmKernel, wasmKernelInfo, type WasmKernelInfo } from './wasm/engine.js';
+export { loadWasmKernel, wasmKernelInfo, type WasmKernelInfo, type WasmSimd, type WasmSimdChoice } from './wasm/engine.js';

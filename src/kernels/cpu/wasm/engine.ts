@@ -4,9 +4,14 @@
  * one or more threads. Browser-safe: nothing here imports a Node module; worker threads come
  * from node-threads.ts where the runtime has them.
  *
- * Loading: the relaxed-SIMD build where the runtime validates it (its f32x4.relaxed_madd is a
- * fused multiply-add on x86-64 with FMA and on arm64), the plain SIMD build otherwise, none at all
- * without WebAssembly SIMD (the backend then uses the TypeScript engine). Memory is shared
+ * Loading: by default ('auto') the relaxed-SIMD build (its f32x4.relaxed_madd is a fused
+ * multiply-add on x86-64 with FMA and on arm64) where the runtime validates it, on Node 20 after
+ * turning on V8's flag for it (node-runtime.ts says why and what that changes); the plain SIMD
+ * build where it does not, or where MAGI_ATTN_NO_RELAXED_SIMD is set; none at all without
+ * WebAssembly SIMD (the backend then uses the TypeScript engine). A caller may ask for one build
+ * by name (the tests and bench:cpu run both side by side: each has its own memory and threads).
+ * The two builds round differently (one rounding per multiply-add or two), so their results
+ * differ in the last bits; each is bit-reproducible for a given thread count. Memory is shared
  * (SharedArrayBuffer) where the runtime allows it, so threads can work on it; a browser page
  * that is not cross-origin isolated gets private memory and one thread. Compilation is
  * synchronous (Node and workers allow it for any size); a browser's main thread refuses modules
@@ -23,6 +28,7 @@
 import { type WasmMemory, type WasmModule, wasmApi } from './api.js';
 import { KERNEL_WASM } from './binary.generated.js';
 import { CONTROL_BYTES, type KernelThreads, defaultThreadCount, startKernelThreads } from './node-threads.js';
+import { relaxedSimdOptedOut, setRelaxedSimdFlag } from './node-runtime.js';
 import type { BackwardJob, CpuEngine, ForwardJob } from '../engine.js';
 import { typescriptEngine } from '../engine.js';
 import { gatherHeads, scatterHeads } from '../layout.js';
@@ -97,12 +103,23 @@ interface KernelExports {
   maxlStride(headsQ: number): number;
 }
 
+/** A build of the kernel: relaxed SIMD (fused multiply-add) or plain SIMD (multiply, then add). */
+export type WasmSimd = 'relaxed-simd' | 'simd';
+/** A build by name, or 'auto': relaxed SIMD where the runtime has it and MAGI_ATTN_NO_RELAXED_SIMD is not set, plain SIMD otherwise. */
+export type WasmSimdChoice = 'auto' | WasmSimd;
+
 /** How the kernel was loaded. */
 export interface WasmKernelInfo {
   /** 'relaxed-simd' (fused multiply-add) or 'simd'. */
-  simd: 'relaxed-simd' | 'simd';
+  simd: WasmSimd;
   /** Whether its memory is shared, i.e. threads can be used. */
   shared: boolean;
+  /** Whether it validated only after the loader turned on V8's relaxed-SIMD flag (Node 20; process-wide). */
+  v8Flag: boolean;
+}
+
+interface Build extends WasmKernelInfo {
+  bytes: Uint8Array;
 }
 
 interface Kernel extends WasmKernelInfo {
@@ -124,62 +141,86 @@ function canShare(): boolean {
   return g.window === undefined || g.crossOriginIsolated === true;
 }
 
-/** The variant this runtime runs, as [simd, shared, bytes], or undefined without WebAssembly SIMD. */
-function pickVariant(): [WasmKernelInfo['simd'], boolean, Uint8Array] | undefined {
-  if (wasmApi === undefined) return undefined;
-  const shared = canShare();
-  for (const simd of ['relaxed-simd', 'simd'] as const) {
-    const key = `${simd === 'relaxed-simd' ? 'relaxed' : 'simd'}${shared ? 'Shared' : ''}` as keyof typeof KERNEL_WASM;
-    const bytes = decode(KERNEL_WASM[key]);
-    if (wasmApi.validate(bytes)) return [simd, shared, bytes];
+const builds = new Map<WasmSimd, Build | null>(); // null: does not validate here
+
+/**
+ * The bytes of build `simd` for this runtime (shared memory where it can share), validated, or
+ * null where it does not validate. Relaxed SIMD that does not validate as is gets V8's flag
+ * turned on and one more try: asking for the relaxed build is what sets the flag.
+ */
+function build(simd: WasmSimd): Build | null {
+  const known = builds.get(simd);
+  if (known !== undefined) return known;
+  let found: Build | null = null;
+  if (wasmApi !== undefined) {
+    const shared = canShare();
+    const bytes = decode(KERNEL_WASM[`${simd === 'relaxed-simd' ? 'relaxed' : 'simd'}${shared ? 'Shared' : ''}` as keyof typeof KERNEL_WASM]);
+    if (wasmApi.validate(bytes)) found = { simd, shared, v8Flag: false, bytes };
+    else if (simd === 'relaxed-simd' && setRelaxedSimdFlag() && wasmApi.validate(bytes)) found = { simd, shared, v8Flag: true, bytes };
   }
-  return undefined;
+  builds.set(simd, found);
+  return found;
 }
 
-function instantiate(simd: WasmKernelInfo['simd'], shared: boolean, module: WasmModule): Kernel {
+/** The build `choice` names here, or undefined where there is none (no WebAssembly SIMD). */
+function pick(choice: WasmSimdChoice): WasmSimd | undefined {
+  if (choice !== 'auto') return choice;
+  if (!relaxedSimdOptedOut() && build('relaxed-simd') !== null) return 'relaxed-simd';
+  return build('simd') === null ? undefined : 'simd';
+}
+
+function instantiate(b: Build, module: WasmModule): Kernel {
   const api = wasmApi!;
-  const memory = new api.Memory({ initial: 1, maximum: 65536, shared });
+  const memory = new api.Memory({ initial: 1, maximum: 65536, shared: b.shared });
   const instance = new api.Instance(module, { env: { memory } });
-  return { simd, shared, memory, exports: instance.exports as unknown as KernelExports, threads: shared ? startKernelThreads(module, memory) : undefined };
+  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads: b.shared ? startKernelThreads(module, memory) : undefined };
 }
 
-let kernel: Kernel | null | undefined; // undefined: not tried yet; null: not available (yet)
-let pending: Promise<void> | undefined;
+const kernels = new Map<WasmSimd, Kernel | null>(); // absent: not tried yet; null: not available (yet)
+const pending = new Map<WasmSimd, Promise<void>>();
 
-function loadSync(): Kernel | null {
-  if (kernel !== undefined) return kernel;
-  const picked = pickVariant();
-  if (picked === undefined || wasmApi === undefined) return (kernel = null);
-  const [simd, shared, bytes] = picked;
+function loadSync(choice: WasmSimdChoice): Kernel | null {
+  const simd = pick(choice);
+  if (simd === undefined) return null;
+  const known = kernels.get(simd);
+  if (known !== undefined) return known;
+  const b = build(simd);
+  if (b === null || wasmApi === undefined) {
+    kernels.set(simd, null);
+    return null;
+  }
   const api = wasmApi;
   try {
-    kernel = instantiate(simd, shared, new api.Module(bytes));
+    kernels.set(simd, instantiate(b, new api.Module(b.bytes)));
   } catch {
     // A browser's main thread refuses to compile this size synchronously: compile in the
     // background, and run on the TypeScript engine until it is ready.
-    kernel = null;
-    pending ??= api.compile(bytes).then((m) => {
-      kernel = instantiate(simd, shared, m);
-    });
+    kernels.set(simd, null);
+    if (!pending.has(simd)) pending.set(simd, api.compile(b.bytes).then((m) => void kernels.set(simd, instantiate(b, m))));
   }
-  return kernel;
+  return kernels.get(simd) ?? null;
 }
+
+const info = (k: Kernel): WasmKernelInfo => ({ simd: k.simd, shared: k.shared, v8Flag: k.v8Flag });
 
 /**
- * Loads the WebAssembly kernel. Node and workers load it on first use without this; a browser's
- * main thread must await it (until then the CPU backend runs on the TypeScript engine).
- * Resolves to how it was loaded, or undefined where the runtime has no WebAssembly SIMD.
+ * Loads the WebAssembly kernel (the build `simd` names). Node and workers load it on first use
+ * without this; a browser's main thread must await it (until then the CPU backend runs on the
+ * TypeScript engine). Resolves to how it was loaded, or undefined where the runtime lacks that build.
  */
-export async function loadWasmKernel(): Promise<WasmKernelInfo | undefined> {
-  loadSync();
-  if (pending !== undefined) await pending;
-  return kernel ? { simd: kernel.simd, shared: kernel.shared } : undefined;
+export async function loadWasmKernel(simd: WasmSimdChoice = 'auto'): Promise<WasmKernelInfo | undefined> {
+  loadSync(simd);
+  const picked = pick(simd);
+  const wait = picked === undefined ? undefined : pending.get(picked);
+  if (wait !== undefined) await wait;
+  const k = loadSync(simd);
+  return k ? info(k) : undefined;
 }
 
-/** How the kernel loaded here (loading it synchronously if needed), or undefined. */
-export function wasmKernelInfo(): WasmKernelInfo | undefined {
-  const k = loadSync();
-  return k ? { simd: k.simd, shared: k.shared } : undefined;
+/** How the kernel (the build `simd` names) loaded here, loading it synchronously if needed, or undefined. */
+export function wasmKernelInfo(simd: WasmSimdChoice = 'auto'): WasmKernelInfo | undefined {
+  const k = loadSync(simd);
+  return k ? info(k) : undefined;
 }
 
 /**
@@ -297,11 +338,11 @@ function runJob(k: Kernel, threads: number): void {
 const pad4 = (n: number): number => (n + 3) & ~3;
 
 /**
- * The WebAssembly engine with `threads` threads per call (default: defaultThreadCount()), or
- * undefined where the runtime has no WebAssembly SIMD (or the kernel is still compiling).
+ * The WebAssembly engine, build `simd`, with `threads` threads per call (default:
+ * defaultThreadCount()), or undefined where the runtime lacks that build (or it is still compiling).
  */
-export function wasmEngine(threads?: number): CpuEngine | undefined {
-  const k = loadSync();
+export function wasmEngine(threads?: number, simd: WasmSimdChoice = 'auto'): CpuEngine | undefined {
+  const k = loadSync(simd);
   if (k === null) return undefined;
   const n = k.threads === undefined ? 1 : (threads ?? defaultThreadCount());
   return {

@@ -1,11 +1,10 @@
 /**
- * Worker threads for the WebAssembly kernel: the one Node-only part of the CPU backend. It reaches
- * Node's built-ins through `process.getBuiltinModule` (Node >= 20.16) instead of importing them,
- * so no module of the kernel imports a Node built-in and a browser build pulls none; where there
- * is no such function (a browser, an older Node) it returns undefined and the kernel runs on the
- * calling thread.
+ * Worker threads for the WebAssembly kernel: the Node-only part of the CPU backend, with
+ * node-runtime.ts (through which it reaches Node's built-ins, so a browser build pulls none; where
+ * there are none, a browser or an older Node, the kernel runs on the calling thread).
  *
- * Each worker instantiates the same compiled module on the same shared memory and sleeps in
+ * Each worker instantiates the same compiled module (whichever build the loader picked: relaxed
+ * or plain SIMD) on the same shared memory and sleeps in
  * Atomics.wait on a generation word (after a short spin on it, for the next job of the same call). A call bumps the generation; workers 1 .. n-1 run their
  * share (`run(job, tid)` inside WebAssembly), count themselves done and go back to sleep, while
  * the calling thread runs share 0 and then waits for the count. Calls stay synchronous, which is
@@ -13,6 +12,7 @@
  * alive.
  */
 import type { WasmMemory, WasmModule } from './api.js';
+import { builtin } from './node-runtime.js';
 
 /** Most threads a job may use (createCpuBackend's bound). */
 export const MAX_THREADS = 1024;
@@ -66,13 +66,6 @@ interface WorkerThreadsModule {
   isMainThread: boolean;
   Worker: new (code: string, options: { eval: true; workerData: unknown; stdout?: boolean; stderr?: boolean }) => WorkerLike;
 }
-type GetBuiltin = (id: string) => unknown;
-
-function builtin<T>(id: string): T | undefined {
-  const proc = (globalThis as { process?: { getBuiltinModule?: GetBuiltin } }).process;
-  return typeof proc?.getBuiltinModule === 'function' ? (proc.getBuiltinModule(id) as T | undefined) : undefined;
-}
-
 /** The kernel's worker threads on one shared memory. */
 export interface KernelThreads {
   /** Runs `self()` here and share tid of the job on worker tid, for tid = 1 .. n - 1; returns when all are done. */
