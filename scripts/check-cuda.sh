@@ -3,7 +3,10 @@
 # so that a kernel that does not build cannot land (the GPU tests themselves run on the device
 # machine, not in CI).
 # Prints ptxas's register and spill report per kernel, and its performance advisories (wgmma
-# serialized for want of registers).
+# serialized for want of registers). ptxas's "Used N registers" of a kernel that hands registers
+# over with setmaxnreg (the Hopper ones) is only the launch cap: for those sources it also prints
+# what the machine code really uses (scripts/cubin-registers.ts: the highest register written,
+# spills, wgmma count), read from the cubin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -15,14 +18,24 @@ CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
-  echo "check-cuda: $src (sm_90a)"
-  if ! "$NVCC" -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I"$CUDA_HOME/include" -Xptxas -v -c "$src" -o "$out/$(basename "$src" .cu).o" 2>"$out/log"; then
+# check SRC [DEFINE]: one nvcc build of SRC to a cubin, with its reports
+check() {
+  local src=$1 define=${2:-}
+  local cubin
+  cubin="$out/$(basename "$src" .cu)${define:+_${define##*=}}.cubin"
+  echo "check-cuda: $src${define:+ $define} (sm_90a)"
+  if ! "$NVCC" -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I"$CUDA_HOME/include" ${define:+"$define"} -Xptxas -v -cubin "$src" -o "$cubin" 2>"$out/log"; then
     cat "$out/log" >&2
     status=1
-  else
-    grep -E "Compiling entry|registers|spill" "$out/log" | sed 's/^ptxas info *: //' | paste - - - | awk '{print "  " $0}'
-    grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
+    return
   fi
+  grep -E "Compiling entry|registers|spill" "$out/log" | sed 's/^ptxas info *: //' | paste - - - | awk '{print "  " $0}'
+  grep -h "Performance Loss" "$out/log" | sed 's/^/  /' || true # ptxas advisories: serialized wgmma
+  if grep -q 'regs_inc<' "$src"; then
+    node --import tsx scripts/cubin-registers.ts "$cubin" | sed 's/^/  after setmaxnreg: /'
+  fi
+}
+for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
+  check "$src"
 done
 exit $status

@@ -34,6 +34,13 @@
 //               "Hopper backward schedule").
 //   epilogue  = dK·scale and dV into the fp32 dk / dv with red.add (several slices may share k
 //               rows).
+//   registers = setmaxnreg: the producer drops to 24, the consumers rise to 240 (FlashAttention-3's
+//               split for two consumer warpgroups; 24 is the least setmaxnreg takes, 240 the most
+//               that fits 65,536 beside it). ptxas's "Used 168 registers" is only the launch cap:
+//               the consumer code uses up to R232 (check-cuda.sh reads it off the cubin). Without
+//               setmaxnreg it spills ~2 KB and serializes its wgmma; at a cap of 208 it spills; at
+//               256 it compiles to the same instruction mix as at 240 (count per opcode, nvcc
+//               13.0), so more registers would not change its code.
 
 #include "ffa_common.cuh"
 #include "ffa_sm90.cuh"
