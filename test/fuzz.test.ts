@@ -25,6 +25,8 @@ import { MASK_FAMILIES, randomMask } from './util/solver-masks.js';
 import { Rng, freshSeed } from '../src/util/rng.js';
 
 const seed = freshSeed();
+// Printed before anything runs, so that a run that never finishes can be replayed too.
+process.stderr.write(`fuzz.test.ts: seed ${seed} (replay with MAGI_SEED=${seed})\n`);
 
 /** Runs `f`; passes if it returns, or throws a typed error that names an argument. */
 function acceptedOrTyped(f: () => unknown): void {

@@ -88,6 +88,11 @@ test('planFromJSON names the field of a plan file that is wrong; positionIds ref
   assert.throws(() => planFromJSON(broken((j) => (j.perRank[1].stages[0].groupCast.srcIndex = 'x'))), named('plan.perRank[1].stages[0].groupCast.srcIndex'));
   assert.throws(() => planFromJSON(broken((j) => (j.globalMask[0][2] = 'sideways'))), named('plan.globalMask[0][2]'));
   assert.throws(() => planFromJSON(broken((j) => (j.dispatch.partitions[0][0] = -1))), named('plan.dispatch.partitions[0][0]'));
+  // Numbers past 32 bits would wrap in the plan's Int32Arrays; a mask past the sequence's end would
+  // send checkPlan's dense oracle down 2^31 rows (both found by the fuzz test, seed 405033280).
+  assert.throws(() => planFromJSON(broken((j) => (j.globalMask[0][1][0] = 2 ** 31))), named('plan.globalMask[0][1][0]'));
+  assert.throws(() => planFromJSON(broken((j) => (j.globalMask[0][0][1] = 2 ** 31 - 1))), named('plan.globalMask[0][0]'));
+  assert.throws(() => planFromJSON(broken((j) => (j.globalMask[0][1] = [5, 4]))), named('plan.globalMask[0][1]'));
   assert.throws(() => planFromJSON(broken((j) => (j.hostStuff = 1))), named('plan.hostStuff'));
   assert.throws(() => planFromJSON(broken((j) => delete j.perRank[0].hostSlices)), named('plan.perRank[0].hostSlices'));
   assert.throws(() => positionIds(plan.dispatch, 2), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'rank');

@@ -11,8 +11,10 @@ import { parseWithSchema } from '../util/schema.js';
 import { DISPATCH_ALG_TYPES } from './config.js';
 import type { DistAttnPlan, DispatchMeta, GroupCastArgs, RankPlan } from './plan.js';
 
-const nat = z.int().nonnegative();
-const pos = z.int().positive();
+// 32-bit: every index and range of a plan lives in an Int32Array, where a larger number would
+// wrap around (a range starting at 2^31 became one starting at -2^31, and checkPlan walked it).
+const nat = z.int32().nonnegative();
+const pos = z.int32().positive();
 const flatRanges = z.array(nat).refine((a) => a.length % 2 === 0, 'must hold flat [start, end) pairs (an even count)');
 const maskTypeName = z.enum(['full', 'causal', 'inv_causal', 'bi_causal']);
 const slicesJSON = z.array(z.tuple([z.tuple([nat, nat]), z.tuple([nat, nat]), maskTypeName]));
@@ -99,6 +101,13 @@ export const planJSONSchema = z.strictObject({
       stages: z.array(stageJSON),
     }),
   ),
+}).superRefine((p, ctx) => {
+  // The mask lies inside the sequence, as every mask given to the planner must: checkPlan's
+  // dense oracle walks its rows, and a slice ending at 2^31 took it 17 s to find wrong.
+  p.globalMask.forEach(([q, k], b) => {
+    if (q[0] > q[1] || q[1] > p.totalSeqlenQ) ctx.addIssue({ code: 'custom', path: ['globalMask', b, 0], message: `must be a range [start, end) inside [0, totalSeqlenQ = ${p.totalSeqlenQ}), got [${q[0]}, ${q[1]})` });
+    if (k[0] > k[1] || k[1] > p.totalSeqlenK) ctx.addIssue({ code: 'custom', path: ['globalMask', b, 1], message: `must be a range [start, end) inside [0, totalSeqlenK = ${p.totalSeqlenK}), got [${k[0]}, ${k[1]})` });
+  });
 });
 
 /** A plan as JSON-ready data (plain arrays, numbers and strings). */
