@@ -7,6 +7,7 @@ import { planDistAttn, type PlanRequest } from '../src/solver/solve.js';
 import { computePadSize } from '../src/solver/chunking.js';
 import { planFromJSON, planToJSON } from '../src/solver/plan-json.js';
 import { positionIds } from '../src/solver/chunk-assignment.js';
+import { checkPlan } from '../src/solver/check-plan.js';
 
 const base: PlanRequest = { mask: causalMask(1024), totalSeqlenQ: 1024, cpSize: 2 };
 
@@ -95,5 +96,8 @@ test('planFromJSON names the field of a plan file that is wrong; positionIds ref
   assert.throws(() => planFromJSON(broken((j) => (j.globalMask[0][1] = [5, 4]))), named('plan.globalMask[0][1]'));
   assert.throws(() => planFromJSON(broken((j) => (j.hostStuff = 1))), named('plan.hostStuff'));
   assert.throws(() => planFromJSON(broken((j) => delete j.perRank[0].hostSlices)), named('plan.perRank[0].hostSlices'));
+  // Sizes that disagree are reported before anything loops over them (2^31 - 1 chunks took 130 s).
+  const manyChunks = checkPlan(planFromJSON(broken((j) => (j.dispatch.numChunks = 2 ** 31 - 1))));
+  assert.ok(!manyChunks.ok && /chunk count/.test(manyChunks.errors[0]), manyChunks.errors.join('; '));
   assert.throws(() => positionIds(plan.dispatch, 2), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'rank');
 });

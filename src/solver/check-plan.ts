@@ -61,6 +61,9 @@ export function checkPlan(plan: DistAttnPlan, options: { maxErrors?: number } = 
     if (d.numChunks * cs !== d.paddedSeqlen || d.shardSeqlen * P !== d.paddedSeqlen) fail('chunk count, chunk size, padding and shard length are inconsistent');
     if (P > 1 && d.paddedSeqlen % (cs * P) !== 0) fail(`padded length ${d.paddedSeqlen} is not a multiple of chunkSize × cp = ${cs * P}`);
   }
+  // Sizes that disagree end the check here: the loops below run over numChunks (a plan file
+  // saying 2^31 - 1 chunks took 130 s to be found wrong).
+  if (errors.length > 0) return { ok: false, errors, maskCells: 0, planCells: 0 };
   const owner = new Int32Array(d.numChunks).fill(-1);
   const localChunk = new Int32Array(d.numChunks);
   d.partitions.forEach((part, r) => {
