@@ -67,6 +67,7 @@ test('bad configs name their field', () => {
   rejects({ ...base, overlapConfig: { minChunkSize: 0 } }, 'overlapConfig.minChunkSize', /positive integer/);
   rejects({ ...base, overlapConfig: { calcCostFactor: 0 } }, 'overlapConfig.calcCostFactor', /> 0/);
   rejects({ ...base, overlapConfig: { alg: 'fancy' as 'greedy' } }, 'overlapConfig.alg', /uniform/);
+  rejects({ ...base, dispatchConfig: { alg: null as never } }, 'dispatchConfig.alg', /min-heap/); // fuzz seed 262279212 found a TypeError here
   rejects({ ...base, dispatchConfig: { alg: { type: 'best' as 'min-heap' } } }, 'dispatchConfig.alg.type', /min-heap/);
   rejects({ ...base, dispatchConfig: { alg: { type: 'topp-heap', topP: 2 } } }, 'dispatchConfig.alg.topP', /\[0, 1\]/);
   rejects({ ...base, dispatchConfig: { alg: { type: 'sorted-sequential', allocationRatio: 0 } } }, 'dispatchConfig.alg.allocationRatio', /\(0, 1\]/);

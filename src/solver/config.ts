@@ -107,6 +107,9 @@ function positiveNumber(value: unknown, argument: string): number {
 
 export function resolveDispatchAlg(alg: DispatchAlg | undefined, argument = 'dispatchConfig.alg'): ResolvedDispatchAlg {
   if (alg === undefined) return { type: 'min-heap' };
+  if (alg === null || typeof alg !== 'object') {
+    throw new InvalidArgumentError(argument, `must be an object { type: ${DISPATCH_ALG_TYPES.map((t) => `'${t}'`).join(' | ')}, ... }`, `got ${JSON.stringify(alg)}`);
+  }
   switch (alg.type) {
     case 'min-heap':
     case 'sequential':
