@@ -54,7 +54,7 @@ import type { SliceList } from '../../src/mask/slice-list.js';
 import { measureScaling, planCase, type BenchMask, type Inputs, type ScalingOptions } from '../dist-scaling.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
 import { randomDeviceTensor } from './inputs.js';
-import { timeBackToBack, timeLaunches } from './timing.js';
+import { meanEventMs, timeLaunches } from './timing.js';
 
 const HQ = 64;
 const HKV = 8;
@@ -385,7 +385,7 @@ async function main(): Promise<void> {
         const f0 = Date.now();
         row.fwdEvLaunch = timed(p.flops, () => timeLaunches(dev, run, 10, 3).ms);
         row.fwd3after1 = timed(p.flops, () => timeLaunches(dev, run, 3, 1, true).ms);
-        row.fwdB2b = timed(p.flops, () => timeBackToBack(dev, run, Math.max(10, Math.round(300 / row.fwdEvLaunch!.ms))));
+        row.fwdB2b = timed(p.flops, () => meanEventMs(dev, run, 1, Math.max(10, Math.round(300 / row.fwdEvLaunch!.ms))));
         windows.push({ t0: f0, t1: Date.now(), set: (w) => (row.fwdWindow = w) });
         const back = bwdRun(mask, own);
         if (back !== null) row.bwdEvLaunch = timed(2.5 * p.flops, () => timeLaunches(dev, back, 10, 3).ms);
@@ -414,11 +414,11 @@ async function main(): Promise<void> {
     const first = rows.find((r) => r.mask === mask && r.recipe === recipe);
     await sleep(3000);
     after('after 3 s idle');
-    timeBackToBack(dev, run, Math.ceil(3000 / (first?.fwdEvLaunch?.ms ?? 10)));
+    meanEventMs(dev, run, 1, Math.ceil(3000 / (first?.fwdEvLaunch?.ms ?? 10)));
     after('after 3 s of fwd');
     const back = bwdRun(mask, own);
     if (back !== null) {
-      timeBackToBack(dev, back, Math.ceil(1000 / (first?.bwdEvLaunch?.ms ?? 30)));
+      meanEventMs(dev, back, 1, Math.ceil(1000 / (first?.bwdEvLaunch?.ms ?? 30)));
       after('after 1 s of bwd');
     }
   }

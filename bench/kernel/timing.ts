@@ -1,6 +1,7 @@
 /**
- * How bench:kernel times a launch (ours here, the baselines by the same rule in baselines.py's
- * timing_counts), shared with bench/kernel/fwd-gap.ts, which sets it beside other methods.
+ * Timing launches with CUDA events, in one place for the benches and the GPU test scripts:
+ * timeLaunches is how bench:kernel times a launch (the baselines by the same rule in baselines.py's
+ * timing_counts); bench/kernel/fwd-gap.ts sets it beside the other two.
  */
 
 export interface EventLike {
@@ -54,17 +55,35 @@ export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, wa
   return { ms: times[Math.floor(times.length / 2)], n };
 }
 
-/** Mean ms of `n` calls queued back to back between one pair of events (no host wait between them), after one. */
-export function timeBackToBack(dev: DeviceLike, run: () => void, n: number): number {
-  run();
-  dev.synchronize();
+/** Milliseconds per launch: `warmup` launches, then `reps` launches back to back between one pair of CUDA events (no host wait between them), averaged. */
+export function meanEventMs(dev: DeviceLike, launch: () => void, warmup: number, reps: number): number {
+  for (let i = 0; i < warmup; i++) launch();
   const start = dev.createEvent();
   const end = dev.createEvent();
   start.record();
-  for (let i = 0; i < n; i++) run();
+  for (let i = 0; i < reps; i++) launch();
   end.record();
-  const ms = end.elapsedSince(start) / n;
+  const ms = end.elapsedSince(start) / reps;
   start.destroy();
   end.destroy();
   return ms;
+}
+
+/** `warmup` launches, then `reps` launches each between its own CUDA events: median and min ms. */
+export function medianEventMs(dev: DeviceLike, launch: () => void, warmup = 3, reps = 10): { median: number; min: number } {
+  for (let i = 0; i < warmup; i++) launch();
+  dev.synchronize();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const start = dev.createEvent();
+    const end = dev.createEvent();
+    start.record();
+    launch();
+    end.record();
+    times.push(end.elapsedSince(start));
+    start.destroy();
+    end.destroy();
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[times.length >> 1], min: times[0] };
 }

@@ -12,6 +12,7 @@ import { Tensor } from '../../src/tensor.js';
 import type { FfaForwardShape } from '../../src/kernels/cuda/ffa-forward.js';
 import { causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import { Rng, freshSeed } from '../../src/util/rng.js';
+import { medianEventMs } from '../../bench/kernel/timing.js';
 
 /** The command line of a script: --seed N (random when absent), --only NAME, other flags. */
 export interface ScriptArgs {
@@ -257,35 +258,6 @@ export class Tally {
     if (!quiet) console.log(this.failures === 0 ? 'ALL PASS' : `${this.failures} FAILED`);
     process.exit(this.failures === 0 ? 0 : 1);
   }
-}
-
-/** Milliseconds per launch: `warmup` launches, then `reps` launches between two CUDA events, averaged. */
-export function meanEventMs(dev: CudaDevice, launch: () => void, warmup: number, reps: number): number {
-  for (let i = 0; i < warmup; i++) launch();
-  const e0 = dev.createEvent().record();
-  for (let i = 0; i < reps; i++) launch();
-  const e1 = dev.createEvent().record();
-  const ms = e1.elapsedSince(e0) / reps;
-  e0.destroy();
-  e1.destroy();
-  return ms;
-}
-
-/** `warmup` launches, then `reps` launches each between its own CUDA events: median and min ms. */
-export function medianEventMs(dev: CudaDevice, launch: () => void, warmup = 3, reps = 10): { median: number; min: number } {
-  for (let i = 0; i < warmup; i++) launch();
-  dev.synchronize();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const e0 = dev.createEvent().record();
-    launch();
-    const e1 = dev.createEvent().record();
-    times.push(e1.elapsedSince(e0));
-    e0.destroy();
-    e1.destroy();
-  }
-  times.sort((a, b) => a - b);
-  return { median: times[times.length >> 1], min: times[0] };
 }
 
 /** The speed read's problems: full, causal, varlen-causal and sliding-window (1024) masks at 16k tokens, 64:8 heads, D 128, bf16. */

@@ -34,9 +34,10 @@ import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { CudaFfaBackward, planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
-  type AttnCase, Tally, checkBackwardTwoCriterion, cloneTensor, lowPrecisionReference, meanEventMs, medianEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
+  type AttnCase, Tally, checkBackwardTwoCriterion, cloneTensor, lowPrecisionReference, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
   randomTensor as uniformTensor, sameResults, scriptArgs, secondRunSame, speedCases, speedEntry, uncoveredKeys,
 } from './common.js';
+import { meanEventMs, medianEventMs } from '../../bench/kernel/timing.js';
 import { hostBackward, hostForward } from './host-harness.js';
 
 const args = scriptArgs();

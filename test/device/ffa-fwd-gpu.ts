@@ -26,9 +26,10 @@ import { referenceForward } from '../../src/kernels/reference.js';
 import { CudaFfaForward, planFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
-  type AttnCase, Tally, checkForward, checkForwardTwoCriterion, cloneTensor, lowPrecisionReference, meanEventMs, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv, randomTensor as uniformTensor,
+  type AttnCase, Tally, checkForward, checkForwardTwoCriterion, cloneTensor, lowPrecisionReference, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv, randomTensor as uniformTensor,
   sameResults, scriptArgs, secondRunSame, speedCases, speedEntry,
 } from './common.js';
+import { meanEventMs } from '../../bench/kernel/timing.js';
 import { hostForward } from './host-harness.js';
 
 const args = scriptArgs();

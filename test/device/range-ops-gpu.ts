@@ -18,7 +18,8 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { Tensor } from '../../src/tensor.js';
 import { mergeRow } from '../../src/lse-merge.js';
 import { CudaRangeOps } from '../../src/kernels/cuda/range-ops.js';
-import { Tally, meanEventMs, openDevice, randomTensor as uniformTensor, scriptArgs } from './common.js';
+import { Tally, openDevice, randomTensor as uniformTensor, scriptArgs } from './common.js';
+import { meanEventMs } from '../../bench/kernel/timing.js';
 
 const args = scriptArgs();
 const bench = !args.has('--no-bench');
