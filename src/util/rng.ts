@@ -2,6 +2,8 @@
  * A small seeded random generator (mulberry32) so that every random mask, input and sampled
  * document pack can be replayed from the seed printed next to it.
  */
+import { envVar } from './env.js';
+
 export class Rng {
   private state: number;
 
@@ -43,8 +45,7 @@ export class Rng {
 
 /** A fresh seed for a random test, taken from MAGI_SEED when set so a failure can be replayed. */
 export function freshSeed(): number {
-  // globalThis lookup keeps this module loadable in a browser, where there is no process.
-  const fromEnv = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.MAGI_SEED;
+  const fromEnv = envVar('MAGI_SEED');
   if (fromEnv !== undefined && fromEnv !== '') return Number(fromEnv) >>> 0;
   return (Math.random() * 2 ** 32) >>> 0;
 }

@@ -17,6 +17,8 @@
  * leaves V8's flags alone and runs the plain SIMD build.
  */
 
+import { envVar } from '../../../util/env.js';
+
 type GetBuiltin = (id: string) => unknown;
 
 /** A Node built-in module, or undefined where the runtime has no `process.getBuiltinModule`. */
@@ -30,8 +32,7 @@ export const NO_RELAXED_SIMD_ENV = 'MAGI_ATTN_NO_RELAXED_SIMD';
 
 /** Whether the environment opts out of the relaxed-SIMD build (and of V8's flag). */
 export function relaxedSimdOptedOut(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const value = env?.[NO_RELAXED_SIMD_ENV];
+  const value = envVar(NO_RELAXED_SIMD_ENV);
   return value !== undefined && value !== '' && value !== '0';
 }
 
