@@ -29,14 +29,17 @@ export interface ScriptArgs {
   selects(name: string): boolean;
 }
 
+/** A flag read by a script must be registered in scriptProgram (else it could never be set). */
+const registered = (flag: string): string => {
+  if (!SCRIPT_FLAGS.includes(flag)) throw new Error(`GPU script reads ${flag}, which scriptProgram() in test/device/common.ts does not register`);
+  return flag;
+};
+
 const camel = (flag: string): string => flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
 
-/**
- * The flags of the GPU scripts, parsed by commander (unknown flags are errors; --help lists
- * them); prints the seed so a run can be replayed.
- */
-export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
-  const program = new Command()
+/** The flags of the GPU scripts (commander: unknown flags are errors; --help lists them). */
+function scriptProgram(): Command {
+  return new Command()
     .option('--seed <n>', 'seed of every random draw (default: fresh, printed)', intAtLeast(0))
     .option('--only <name>', 'run only the cases whose name contains this (a|b: either)')
     .option('--json <file>', 'also write the results as JSON')
@@ -47,8 +50,19 @@ export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
     .option('--speed-only', 'ffa-bwd-gpu: only the --speed part (no checks)')
     .option('--bench', 'ffa-bwd-gpu / range-ops-gpu: run the benchmark part')
     .option('--no-bench', 'range-ops-gpu: skip the benchmark part')
-    .option('--bench-only', 'ffa-bwd-gpu: only the benchmark part')
-    .parse([...argv]);
+    .option('--bench-only', 'ffa-bwd-gpu: only the benchmark part');
+}
+
+/**
+ * Every flag the GPU scripts accept (`--no-x` included). test/device-script-flags.test.ts checks
+ * that each flag a script reads through `has` / `value` is one of them: a flag read but not
+ * registered passes typecheck and CI and only fails on the GPU machine, as 'unknown option'.
+ */
+export const SCRIPT_FLAGS: readonly string[] = scriptProgram().options.map((o) => o.long ?? '');
+
+/** Parses a GPU script's command line; prints the seed so a run can be replayed. */
+export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
+  const program = scriptProgram().parse([...argv]);
   const o = program.opts<Record<string, unknown>>();
   const seed = (o.seed as number | undefined) ?? freshSeed();
   const only = o.only as string | undefined;
@@ -57,8 +71,8 @@ export function scriptArgs(argv: readonly string[] = process.argv): ScriptArgs {
     seed,
     only,
     rng: new Rng(seed),
-    has: (flag) => (flag.startsWith('--no-') ? o[camel(`--${flag.slice(5)}`)] === false : o[camel(flag)] === true),
-    value: (flag, fallback) => (o[camel(flag)] as string | undefined) ?? fallback,
+    has: (flag) => (registered(flag).startsWith('--no-') ? o[camel(`--${flag.slice(5)}`)] === false : o[camel(flag)] === true),
+    value: (flag, fallback) => (o[camel(registered(flag))] as string | undefined) ?? fallback,
     selects: (name) => only === undefined || only.split('|').some((part) => name.includes(part)),
   };
 }
