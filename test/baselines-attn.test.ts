@@ -29,8 +29,9 @@ import { Tensor } from '../src/tensor.js';
 import { Rng, freshSeed } from '../src/util/rng.js';
 import { caseMask, type BaselineArgs, type BaselineCase, type BaselineMask, type BaselineReport } from './runtime-ranks/baselines-rank.js';
 import { randomCuSeqlens } from './util/solver-masks.js';
+import { runnable } from './util/paths.js';
 
-const rankScript = new URL('./runtime-ranks/baselines-rank.ts', import.meta.url);
+const rankScript = runnable('test/runtime-ranks/baselines-rank');
 
 const F32: BaselineArgs['tolerances'] = {
   out: { rtol: 2e-6, atol: 2e-6 },

@@ -19,8 +19,9 @@ import { runScript } from '../src/cli/run.js';
 import { freshSeed } from '../src/util/rng.js';
 import type { BatteryResult } from './comm-ranks/collective-battery.js';
 import type { Scenario } from './comm-ranks/scenario-rank.js';
+import { runnable } from './util/paths.js';
 
-const rankScript = (name: string): URL => new URL(`./comm-ranks/${name}.ts`, import.meta.url);
+const rankScript = (name: string): URL => runnable(`test/comm-ranks/${name}`);
 
 for (const P of [1, 2, 3, 4, 8]) {
   test(`every collective and GroupCast/GroupReduce match a direct computation on ${P} thread rank(s)`, async (t) => {
@@ -108,7 +109,7 @@ test('spawnRanks rejects a bad size and a script without a default export', asyn
     (e: unknown) => e,
   );
   assert.ok(err instanceof RankFailedError);
-  assert.match(err.message, /rank 0 failed: TypeError: .*collective-battery\.ts must export a default function/);
+  assert.match(err.message, /rank 0 failed: TypeError: .*collective-battery\.[jt]s must export a default function/);
 });
 
 test('magi-attn run prints one line per rank and exits non-zero when a rank fails', async () => {

@@ -17,6 +17,7 @@ import { CublasLt, LT, ltCall, type GemmCall, type GemmMatrix } from '../example
 import { KERNEL_FILES, kernelSource } from '../examples/llama/gpu/kernels.js';
 import { matmul } from '../examples/llama/layers/matmul.js';
 import { compareGradients, compareLosses } from '../examples/llama/alignment.js';
+import { repoFile } from './util/paths.js';
 
 const seed = freshSeed();
 console.log(`example-llama-gpu-host seed ${seed} (replay with MAGI_SEED=${seed})`);
@@ -88,7 +89,7 @@ test('a missing libcublasLt is a CudaUnavailableError naming every path tried', 
 });
 
 test('kernel sources inline their header once and define every kernel the launchers call', () => {
-  const launchers = ['gpu/ops.ts', 'gpu/naive-attention.ts'].map((f) => readFileSync(new URL(`../examples/llama/${f}`, import.meta.url), 'utf8')).join('\n');
+  const launchers = ['gpu/ops.ts', 'gpu/naive-attention.ts'].map((f) => readFileSync(repoFile(`examples/llama/${f}`), 'utf8')).join('\n');
   const called = new Set([...launchers.matchAll(/'(llama_[a-z0-9_]+)'/g)].map((x) => x[1]));
   assert.ok(called.size >= 15, `launchers call ${called.size} kernels`);
   const defined = new Set<string>();

@@ -18,6 +18,7 @@ import { referenceBackward, referenceForward } from '../src/kernels/reference.js
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
 import { assertAllClose } from './util/attn-check.js';
 import { type PageResult, pageProblem } from './browser/cpu-kernel-page.js';
+import { repoFile } from './util/paths.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let browser: Browser;
@@ -25,7 +26,7 @@ let bundle: string;
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
-  const entry = fileURLToPath(new URL('./browser/cpu-kernel-page.ts', import.meta.url));
+  const entry = fileURLToPath(repoFile('test/browser/cpu-kernel-page.ts'));
   const out = await build({ configFile: false, logLevel: 'warn', build: { write: false, minify: false, target: 'esnext', lib: { entry, formats: ['es'], fileName: 'page' } } });
   const chunks = (Array.isArray(out) ? out[0] : out) as { output: Array<{ code?: string }> };
   bundle = chunks.output[0].code ?? '';

@@ -25,6 +25,7 @@ import { Rng } from '../src/util/rng.js';
 import { assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { WASM_BUILDS, cpuVariants } from './util/cpu-variants.js';
 import { NO_RELAXED_SIMD_ENV } from '../src/kernels/cpu/wasm/node-runtime.js';
+import { childNodeFlags, runnable } from './util/paths.js';
 
 interface Problem {
   args: FfaForwardArgs<Tensor>;
@@ -67,8 +68,8 @@ test('both builds of the WebAssembly kernel load here with shared memory, and th
 });
 
 test(`${NO_RELAXED_SIMD_ENV}=1 keeps the plain SIMD build and leaves V8's flags alone (a child process, as the variable is read when the kernel first loads)`, async (t) => {
-  const index = new URL('../src/kernels/cpu/index.ts', import.meta.url).href;
-  const generated = new URL('../src/kernels/cpu/wasm/binary.generated.ts', import.meta.url).href;
+  const index = runnable('src/kernels/cpu/index').href;
+  const generated = runnable('src/kernels/cpu/wasm/binary.generated').href;
   const code = [
     `const { wasmKernelInfo, cpuEngineName } = await import(${JSON.stringify(index)});`,
     `const { KERNEL_WASM } = await import(${JSON.stringify(generated)});`,
@@ -77,7 +78,7 @@ test(`${NO_RELAXED_SIMD_ENV}=1 keeps the plain SIMD build and leaves V8's flags 
     `console.log(JSON.stringify({ info, engine: cpuEngineName({ threads: 2 }), relaxedValidates }));`,
   ].join('\n');
   const run = async (env: Record<string, string>) => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { env: { ...process.env, ...env } });
+    const { stdout } = await promisify(execFile)(process.execPath, [...childNodeFlags, '--input-type=module', '-e', code], { env: { ...process.env, ...env } });
     return JSON.parse(stdout) as { info: unknown; engine: string; relaxedValidates: boolean };
   };
   const optedOut = await run({ [NO_RELAXED_SIMD_ENV]: '1' });
@@ -273,7 +274,7 @@ test('threads default to the cores on the main thread and to 1 inside a cp rank 
   assert.ok(defaultThreadCount() >= 1);
   const { availableParallelism } = await import('node:os');
   assert.equal(defaultThreadCount(), availableParallelism());
-  const inRanks = await spawnRanks<{ threads: number; simd: string | undefined }>(2, new URL('./runtime-ranks/cpu-threads-rank.ts', import.meta.url), null);
+  const inRanks = await spawnRanks<{ threads: number; simd: string | undefined }>(2, runnable('test/runtime-ranks/cpu-threads-rank'), null);
   const simd = wasmKernelInfo()?.simd;
   assert.deepEqual(inRanks, [
     { threads: 1, simd },

@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { InvalidArgumentError } from '../src/errors.js';
 import type { DType } from '../src/dtype.js';
 import { Tensor } from '../src/tensor.js';
@@ -22,6 +21,7 @@ import {
   registerKernelBackend,
   selectKernelBackend,
 } from '../src/kernels/flex-flash-attn.js';
+import { repoRoot } from './util/paths.js';
 
 /** A device-tensor kind that keeps its data on the host: enough to see where calls go. */
 class FakeDeviceTensor {
@@ -157,7 +157,7 @@ test("device tensors with no registered backend: the error says to import 'magi-
 });
 
 test('the core entry never imports the device layer or koffi (value imports, transitively)', () => {
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+  const root = repoRoot;
   const seen = new Set<string>();
   const offenders: string[] = [];
   const visit = (file: string): void => {

@@ -10,8 +10,9 @@ import { rendezvous } from '../src/comm/launch/rendezvous.js';
 import { CommTimeoutError, RankFailedError, RunDeadlineError } from '../src/comm/errors.js';
 import { NcclLib } from '../src/comm/device/nccl-lib.js';
 import { CudaUnavailableError } from '../src/device/cuda-driver.js';
+import { runnablePath } from './util/paths.js';
 
-const script = new URL('./launch-ranks/dry-rank.ts', import.meta.url).pathname;
+const script = runnablePath('test/launch-ranks/dry-rank');
 const dry = { env: { MAGI_ATTN_LAUNCH_DRY: '1' }, output: () => undefined, timeoutMs: 30_000 };
 
 test('a dry launch of 3 rank processes: torchrun variables set, one rendezvous payload for all', async () => {

@@ -20,6 +20,7 @@ import {
 import { denseMaskCounts, renderMask } from '../src/mask/dense.js';
 import { assertDisjointSlices, findSharedCell } from '../src/mask/disjoint.js';
 import { Rng, freshSeed } from '../src/util/rng.js';
+import { repoFile } from './util/paths.js';
 
 const json = sliceListToJSON;
 
@@ -407,7 +408,7 @@ test('sampleDocLengths sums to the total, is replayable from the seed, and keeps
 test('sampleDocLengths at 64K tokens packs as many documents per pack as the reference benchmark, within sampling error', () => {
   // The reference's figure is itself an estimate from 20 packs (the fixture), so the comparison
   // allows 3 combined standard errors of the two means (reference: 20 packs, ours: 200).
-  const fixture = JSON.parse(readFileSync(new URL('./fixtures/varlen_packs_seed42.json', import.meta.url), 'utf8')) as Record<string, { packs: number[][] }>;
+  const fixture = JSON.parse(readFileSync(repoFile('test/fixtures/varlen_packs_seed42.json'), 'utf8')) as Record<string, { packs: number[][] }>;
   const stats = (xs: number[]) => {
     const m = xs.reduce((s, x) => s + x, 0) / xs.length;
     return { mean: m, variance: xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1), n: xs.length };

@@ -10,10 +10,10 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { repoRoot } from './util/paths.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = repoRoot;
 const run = promisify(execFile);
 
 interface Example {

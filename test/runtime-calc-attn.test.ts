@@ -28,8 +28,9 @@ import type { Tolerance } from '../src/kernels/tolerance.js';
 import type { MaskFamily } from './util/solver-masks.js';
 import { Rng, freshSeed } from '../src/util/rng.js';
 import type { CalcAttnArgs, CalcAttnCase, CaseReport } from './runtime-ranks/calc-attn-rank.js';
+import { runnable } from './util/paths.js';
 
-const rankScript = new URL('./runtime-ranks/calc-attn-rank.ts', import.meta.url);
+const rankScript = runnable('test/runtime-ranks/calc-attn-rank');
 
 type Quantity = 'out' | 'lse' | 'maxLogits' | 'grad' | 'dsink';
 const F32_DIST: Record<Quantity, Tolerance> = {

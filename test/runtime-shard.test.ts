@@ -16,8 +16,9 @@ import { spawnRanks } from '../src/comm/threads/index.js';
 import { Rng, freshSeed } from '../src/util/rng.js';
 import type { MaskFamily } from './util/solver-masks.js';
 import type { ShardArgs, ShardCase, ShardReport } from './runtime-ranks/shard-rank.js';
+import { runnable } from './util/paths.js';
 
-const rankScript = new URL('./runtime-ranks/shard-rank.ts', import.meta.url);
+const rankScript = runnable('test/runtime-ranks/shard-rank');
 
 function makeCases(seed: number, cp: number): ShardCase[] {
   const rng = new Rng(seed);

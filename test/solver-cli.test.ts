@@ -13,6 +13,7 @@ import { defaultKernelJson, loadThroughput } from '../src/cli/cost-model.js';
 import { autoOverlapConfig, kernelShapeOf, parseLink } from '../src/cost/index.js';
 import { causalMask } from '../src/mask/helpers.js';
 import { BENCH_HEAD_SHAPE, checkPlan, planDistAttn, planFromJSON } from '../src/solver/index.js';
+import { repoFile } from './util/paths.js';
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -133,7 +134,7 @@ test('bad input: one line naming the flag or field, exit status 2, no stack trac
 test('--version prints the package version; --help exits 0', async () => {
   const v = await cli('--version');
   assert.equal(v.code, 0);
-  assert.equal(v.out.trim(), JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version);
+  assert.equal(v.out.trim(), JSON.parse(readFileSync(repoFile('package.json'), 'utf8')).version);
   const h = await cli('plan', '--help');
   assert.equal(h.code, 0);
   assert.match(h.out, /--mask <kind\|file>/);

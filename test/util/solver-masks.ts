@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { blockCausalMask, slidingWindowMask, varlenCausalMask, varlenFullMask } from '../../src/mask/helpers.js';
 import { makeSliceList, type SliceList } from '../../src/mask/slice-list.js';
 import type { Rng } from '../../src/util/rng.js';
+import { repoFile } from './paths.js';
 
 /** cu_seqlens of `docs` documents (at least 1 token each) over n tokens. */
 export function randomCuSeqlens(rng: Rng, n: number, docs: number): number[] {
@@ -87,7 +88,7 @@ export function randomMask(rng: Rng, family: MaskFamily, n: number): SliceList {
  * lengths per pack, keyed by total length. Looked up next to the checkout or inside it.
  */
 export function readVarlenPacks(): Record<string, { packs: number[][] }> {
-  const candidates = ['../fixtures/varlen_packs_seed42.json'].map((p) => new URL(p, import.meta.url));
+  const candidates = [repoFile('test/fixtures/varlen_packs_seed42.json')];
   const found = candidates.find((u) => existsSync(u));
   if (found === undefined) throw new Error(`varlen_packs_seed42.json not found (looked at ${candidates.map((u) => u.pathname).join(', ')})`);
   return JSON.parse(readFileSync(found, 'utf8')) as Record<string, { packs: number[][] }>;
