@@ -14,9 +14,14 @@ type Kind = 'f32' | 'f64' | 'u16' | 'i32';
 const KINDS: readonly Kind[] = ['f32', 'f64', 'u16', 'i32'];
 const CTOR = { f32: Float32Array, f64: Float64Array, u16: Uint16Array, i32: Int32Array } as const;
 
-function hash(...xs: number[]): number {
-  let h = 0x811c9dc5;
-  for (const x of xs) h = Math.imul(h ^ (x | 0), 0x01000193) ^ (h >>> 15);
+const mix = (h: number, x: number): number => Math.imul(h ^ (x | 0), 0x01000193) ^ (h >>> 15);
+
+/** A hash of two to five integers (fixed arity, not rest parameters: it runs once per element checked, in every rank's cold isolate). */
+function hash(a: number, b: number, c?: number, d?: number, e?: number): number {
+  let h = mix(mix(0x811c9dc5, a), b);
+  if (c !== undefined) h = mix(h, c);
+  if (d !== undefined) h = mix(h, d);
+  if (e !== undefined) h = mix(h, e);
   return h >>> 0;
 }
 

@@ -63,9 +63,14 @@ function offsets(sizes: Int32Array): number[] {
   return out;
 }
 
-function hash(...xs: number[]): number {
-  let h = 0x9e3779b9;
-  for (const x of xs) h = Math.imul(h ^ (x | 0), 0x85ebca6b) ^ (h >>> 13);
+const mix = (h: number, x: number): number => Math.imul(h ^ (x | 0), 0x85ebca6b) ^ (h >>> 13);
+
+/** A hash of two to five integers (fixed arity, not rest parameters: it runs once per element checked, in every rank's cold isolate). */
+function hash(a: number, b: number, c?: number, d?: number, e?: number): number {
+  let h = mix(mix(0x9e3779b9, a), b);
+  if (c !== undefined) h = mix(h, c);
+  if (d !== undefined) h = mix(h, d);
+  if (e !== undefined) h = mix(h, e);
   return h >>> 0;
 }
 
