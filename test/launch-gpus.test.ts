@@ -40,12 +40,18 @@ test('a rank that throws or exits fails the launch naming it; the others are sto
 });
 
 test('a launch past its deadline names the ranks still running', async () => {
-  const err = await launchGpuRanks(2, script, ['hang', '1'], { ...dry, deadlineMs: 8000 }).then(
+  // Both ranks report reaching their wait (rank 1 hangs, rank 0 waits for it), so the deadline
+  // ends ranks that run the script, not ones still starting (a rank process starts in well under
+  // a second here; the deadline leaves room for a loaded machine).
+  const reached: string[] = [];
+  const output = (rank: number, _stream: 'out' | 'err', line: string): void => void reached.push(`${rank} ${line}`);
+  const err = await launchGpuRanks(2, script, ['hang', '1'], { ...dry, output, deadlineMs: 3000 }).then(
     () => assert.fail('resolved'),
     (e: unknown) => e,
   );
   assert.ok(err instanceof RunDeadlineError, String(err));
   assert.deepEqual(err.running, [0, 1]);
+  assert.deepEqual(reached.sort(), ['0 waiting', '1 hanging']);
 });
 
 test('a rendezvous that a rank never joins times out on rank 0 naming it', async () => {

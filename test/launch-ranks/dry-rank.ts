@@ -12,6 +12,7 @@ export default async function main(group: DryGroup, [mode, who]: string[]): Prom
   const me = group.rank === Number(who);
   if (mode === 'throw' && me) throw new Error(`rank ${group.rank} throws on purpose`);
   if (mode === 'exit' && me) process.exit(7);
+  if (mode === 'hang') console.log(me ? 'hanging' : 'waiting'); // the test checks every rank got this far before the deadline
   if (mode === 'hang' && me) await new Promise<never>(() => setInterval(() => undefined, 1000));
   if (mode !== 'ok') await new Promise<never>(() => setInterval(() => undefined, 1000)); // the others wait to be aborted
   const e = process.env;
