@@ -5,11 +5,13 @@
  * examples), fail-fast when a rank throws or dies, timeouts naming the absent rank, mismatched
  * calls, overlap of an exchange with compute, and `magi-attn run`.
  *
- * Random cases print their seed; replay with MAGI_SEED=<seed>. Workers boot tsx (~0.2 s each),
+ * Random cases print their seed; replay with MAGI_SEED=<seed>. Every thread rank is an isolate
+ * that loads and compiles its modules anew (and boots tsx first when this file runs from source),
  * so the heavy random coverage lives in comm-group-collective.test.ts on the in-process backend.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { spawnRanks } from '../src/comm/threads/index.js';
 import { maxThreadRanks } from '../src/comm/threads/spawn.js';
 import { Tensor } from '../src/tensor.js';
@@ -19,7 +21,7 @@ import { runScript } from '../src/cli/run.js';
 import { freshSeed } from '../src/util/rng.js';
 import type { BatteryResult } from './comm-ranks/collective-battery.js';
 import type { Scenario } from './comm-ranks/scenario-rank.js';
-import { runnable } from './util/paths.js';
+import { repoFile, runnable } from './util/paths.js';
 
 const rankScript = (name: string): URL => runnable(`test/comm-ranks/${name}`);
 
@@ -114,7 +116,9 @@ test('spawnRanks rejects a bad size and a script without a default export', asyn
 
 test('magi-attn run prints one line per rank and exits non-zero when a rank fails', async () => {
   const lines: string[] = [];
-  const ok = await runScript(rankScript('cli-rank').pathname, ['a', 'b'], { ranks: 3, timeoutMs: 10_000, json: false }, (l) => lines.push(l));
+  // A TypeScript rank script, as a user may pass one: the ranks boot through tsx even when this
+  // suite runs compiled (the other tests here start compiled rank scripts).
+  const ok = await runScript(fileURLToPath(repoFile('test/comm-ranks/cli-rank.ts')), ['a', 'b'], { ranks: 3, timeoutMs: 10_000, json: false }, (l) => lines.push(l));
   assert.equal(ok, 0);
   assert.deepEqual(lines.slice(0, 3), [0, 1, 2].map((r) => `rank ${r}: ok {"rank":${r},"size":3,"args":["a","b"],"sum":6}`));
   assert.match(lines[3], /^3 ranks ok in \d+\.\d\d s$/);
