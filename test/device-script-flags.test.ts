@@ -7,9 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SCRIPT_FLAGS, scriptArgs } from './device/common.js';
+import { repoFile } from './util/paths.js';
 
-const dir = join(import.meta.dirname, 'device');
+// The scripts' source, also when this test runs compiled from dist/test/.
+const dir = fileURLToPath(repoFile('test/device'));
 
 test('every flag a GPU script reads is registered with the scripts parser', () => {
   const reads: Array<[string, string]> = [];
