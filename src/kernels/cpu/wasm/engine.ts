@@ -27,7 +27,7 @@
  */
 import { type WasmMemory, type WasmModule, wasmApi } from './api.js';
 import { KERNEL_WASM } from './binary.generated.js';
-import { CONTROL_BYTES, type KernelThreads, defaultThreadCount, startKernelThreads } from './node-threads.js';
+import { CONTROL_BYTES, type HostImports, type KernelThreads, defaultThreadCount, makeHostImports, startKernelThreads } from './node-threads.js';
 import { relaxedSimdOptedOut, setRelaxedSimdFlag } from './node-runtime.js';
 import type { BackwardJob, CpuEngine, ForwardJob } from '../engine.js';
 import { typescriptEngine } from '../engine.js';
@@ -85,6 +85,7 @@ const J = {
   DQ_OUT: 47,
   CHECK: 49,
   CHECK_OUT: 57,
+  HOST: 41,
 } as const;
 const JOB_WORDS = 64;
 const JOB_AT = CONTROL_BYTES;
@@ -122,10 +123,23 @@ interface Build extends WasmKernelInfo {
   bytes: Uint8Array;
 }
 
+/**
+ * Dense tile products done by the host instead of the kernel's micro-kernel (the BLAS engine,
+ * ../blas.ts): the kernel's `gemm` import, made on every thread of the instance.
+ */
+export interface HostProducts {
+  /** Names the instance (one per build and `key`) and the engine: '<name> xT'. */
+  key: string;
+  name: string;
+  imports: HostImports;
+}
+
 interface Kernel extends WasmKernelInfo {
   memory: WasmMemory;
   exports: KernelExports;
   threads: KernelThreads | undefined;
+  /** Whether jobs send the dense products to the host (J.HOST). */
+  host: boolean;
 }
 
 function decode(base64: string): Uint8Array {
@@ -169,36 +183,49 @@ function pick(choice: WasmSimdChoice): WasmSimd | undefined {
   return build('simd') === null ? undefined : 'simd';
 }
 
-function instantiate(b: Build, module: WasmModule): Kernel {
+function instantiate(b: Build, module: WasmModule, products?: HostProducts): Kernel {
   const api = wasmApi!;
   const memory = new api.Memory({ initial: 1, maximum: 65536, shared: b.shared });
-  const instance = new api.Instance(module, { env: { memory } });
-  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads: b.shared ? startKernelThreads(module, memory) : undefined };
+  const env: Record<string, unknown> = {
+    memory,
+    gemm: () => {
+      throw new Error('this kernel instance has no host tile products');
+    },
+  };
+  if (products !== undefined) Object.assign(env, makeHostImports(products.imports, memory));
+  const instance = new api.Instance(module, { env });
+  const threads = b.shared ? startKernelThreads(module, memory, products?.imports) : undefined;
+  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads, host: products !== undefined };
 }
 
-const kernels = new Map<WasmSimd, Kernel | null>(); // absent: not tried yet; null: not available (yet)
-const pending = new Map<WasmSimd, Promise<void>>();
+// One instance (memory, threads) per build, and per build and host products.
+const kernels = new Map<string, Kernel | null>(); // absent: not tried yet; null: not available (yet)
+const pending = new Map<string, Promise<void>>();
 
-function loadSync(choice: WasmSimdChoice): Kernel | null {
+function loadSync(choice: WasmSimdChoice, products?: HostProducts): Kernel | null {
   const simd = pick(choice);
   if (simd === undefined) return null;
-  const known = kernels.get(simd);
+  const key = products === undefined ? simd : `${simd}+${products.key}`;
+  const known = kernels.get(key);
   if (known !== undefined) return known;
   const b = build(simd);
   if (b === null || wasmApi === undefined) {
-    kernels.set(simd, null);
+    kernels.set(key, null);
     return null;
   }
   const api = wasmApi;
+  let module: WasmModule;
   try {
-    kernels.set(simd, instantiate(b, new api.Module(b.bytes)));
+    module = new api.Module(b.bytes);
   } catch {
     // A browser's main thread refuses to compile this size synchronously: compile in the
     // background, and run on the TypeScript engine until it is ready.
-    kernels.set(simd, null);
-    if (!pending.has(simd)) pending.set(simd, api.compile(b.bytes).then((m) => void kernels.set(simd, instantiate(b, m))));
+    kernels.set(key, null);
+    if (!pending.has(key)) pending.set(key, api.compile(b.bytes).then((m) => void kernels.set(key, instantiate(b, m, products))));
+    return null;
   }
-  return kernels.get(simd) ?? null;
+  kernels.set(key, instantiate(b, module, products));
+  return kernels.get(key) ?? null;
 }
 
 const info = (k: Kernel): WasmKernelInfo => ({ simd: k.simd, shared: k.shared, v8Flag: k.v8Flag });
@@ -316,6 +343,7 @@ function writeJob(
     [J.HKV]: job.headsKv,
     [J.SCRATCH]: scratch.at,
     [J.SCRATCH_STRIDE]: scratch.stride,
+    [J.HOST]: k.host ? 1 : 0,
     ...fields,
   });
   f32[JOB_AT / 4 + J.SCALE] = job.scale;
@@ -340,13 +368,14 @@ const pad4 = (n: number): number => (n + 3) & ~3;
 /**
  * The WebAssembly engine, build `simd`, with `threads` threads per call (default:
  * defaultThreadCount()), or undefined where the runtime lacks that build (or it is still compiling).
+ * With `products`, the same kernel sends its dense tile products to the host (the BLAS engine).
  */
-export function wasmEngine(threads?: number, simd: WasmSimdChoice = 'auto'): CpuEngine | undefined {
-  const k = loadSync(simd);
+export function wasmEngine(threads?: number, simd: WasmSimdChoice = 'auto', products?: HostProducts): CpuEngine | undefined {
+  const k = loadSync(simd, products);
   if (k === null) return undefined;
   const n = k.threads === undefined ? 1 : (threads ?? defaultThreadCount());
   return {
-    name: `wasm-${k.simd} x${n}`,
+    name: `${products?.name ?? `wasm-${k.simd}`} x${n}`,
     threads: n,
     forward: (job) => forward(k, n, job),
     backward: (job) => backward(k, n, job),

@@ -72,6 +72,7 @@ const J_HK = 46; // backward and dQ sum: the kv head
 const J_DQ_OUT = 47; // backward: dq [Tq, Hq, DIMP]
 const J_CHECK = 49; // finiteness check: up to 4 regions as (pointer, floats) word pairs, 0 floats = none
 const J_CHECK_OUT = 57; // finiteness check: pointer to an i32 that stays 1 if every value is finite
+const J_HOST = 41; // 1: dense tile products go to the host's gemm import (the BLAS engine), 0: the micro-kernel below
 
 const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
 
@@ -158,12 +159,30 @@ const LOG2E: f32 = 1.44269504088896341;
 // Tile products
 
 /**
+ * The host's tile product (the BLAS engine: cblas_sgemm through koffi, ../../blas/library.ts):
+ * C[M, N] = A·B + beta·C, row-major, A transposed when transA is 1 (stored K x M, lda apart),
+ * pointers into this memory. An instance made for the plain WebAssembly engine gets an import
+ * that throws: its jobs never set J_HOST.
+ */
+@external("env", "gemm")
+declare function hostGemm(transA: i32, M: i32, N: i32, K: i32, A: usize, lda: i32, B: usize, ldb: i32, beta: f32, C: usize, ldc: i32): void;
+
+/** Whether this thread's current job sends the dense products to hostGemm (set by run from J_HOST). */
+let host = false;
+
+/**
  * C[M, N] (+)= A·B with A(r, k) at A + 4(r·aRow + k·aCol) (a transposed operand is swapped
  * strides) and row k of B at B + 4k·ldb; N must be a multiple of 4. Blocks of 4 rows x 8
  * columns keep 8 accumulators, 2 B vectors and a broadcast A value in registers through the
  * whole inner loop (11 of the 16 vector registers V8 uses on x64).
  */
 function gemm(C: usize, ldc: i32, A: usize, aRow: i32, aCol: i32, B: usize, ldb: i32, M: i32, K: i32, N: i32, acc: bool): void {
+  if (host) {
+    // Every caller passes A row-major (aCol 1) or transposed (aRow 1).
+    if (aCol == 1) hostGemm(0, M, N, K, A, aRow, B, ldb, acc ? 1 : 0, C, ldc);
+    else hostGemm(1, M, N, K, A, aCol, B, ldb, acc ? 1 : 0, C, ldc);
+    return;
+  }
   const ar = <usize>aRow << 2;
   const ac = <usize>aCol << 2;
   const lb = <usize>ldb << 2;
@@ -761,6 +780,7 @@ export function maxlStride(hq: i32): i32 {
 export function run(job: usize, tid: i32): void {
   const kind = ji(job, J_KIND);
   const threads = ji(job, J_THREADS);
+  host = ji(job, J_HOST) != 0;
   const scratch = jp(job, J_SCRATCH) + <usize>tid * jp(job, J_SCRATCH_STRIDE);
   if (kind == 1) {
     const maxl = jp(job, J_MAXL) + (<usize>(tid * maxlStride(ji(job, J_HQ))) << 2);
