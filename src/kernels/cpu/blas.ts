@@ -30,6 +30,18 @@ export const BLAS_ENV = 'MAGI_ATTN_BLAS';
 /** Tried in this order when $MAGI_ATTN_BLAS is not set; libblas.so.3 only counts where it exports cblas_sgemm. */
 export const BLAS_SONAMES = ['libopenblas.so.0', 'libopenblas.so', 'libmkl_rt.so.2', 'libmkl_rt.so', 'libblis.so.4', 'libblas.so.3'] as const;
 
+/**
+ * The BLAS engine's tiles: q tiles of 64 rows (as the micro-kernel's: the forward has as many
+ * items to spread over threads), k tiles of BLAS_TILE_K keys and forward steps of BLAS_STEP_K
+ * keys along a piece, so that a product is 64 x 256 x D (forward QKᵀ), 64 x D x 256 (PV) or
+ * 64 x 128 x D and the like (backward): several times the work of the micro-kernel's 64 x 64
+ * tiles per call, which keeps the call's fixed cost (koffi, the library's dispatch and packing:
+ * about a microsecond) small next to it.
+ */
+const BLAS_TILE_Q = 64;
+const BLAS_TILE_K = 128;
+const BLAS_STEP_K = 256;
+
 /** The BLAS the engine loaded. */
 export interface BlasInfo {
   /** The path or soname it was loaded by. */
@@ -142,7 +154,7 @@ function tryLoad(fromEnv: string | undefined): Loaded {
     }
     const data = { koffi: req.resolve('koffi'), library: name };
     const imports: HostImports = { source: IMPORTS_SOURCE, data };
-    return { info: { library: name, config, threadControl }, products: { key: `blas:${name}`, name: 'blas', imports } };
+    return { info: { library: name, config, threadControl }, products: { key: `blas:${name}`, name: 'blas', tileQ: BLAS_TILE_Q, tileK: BLAS_TILE_K, stepK: BLAS_STEP_K, imports } };
   }
   const how =
     fromEnv !== undefined && fromEnv !== ''

@@ -47,8 +47,8 @@ const readFloat32 = (t: Tensor): Float32Array => (t.dtype === 'float32' ? (t.dat
 const ownedStorage = (dtype: DType, values: Float32Array | Float64Array): Storage =>
   (dtype === 'float32' && values instanceof Float32Array) || (dtype === 'float64' && values instanceof Float64Array) ? values : fromNumbers(dtype, values);
 
-/** What a forward and a backward job share: shapes, numerics, the work list. */
-function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
+/** What a forward and a backward job share: shapes, numerics, the work list (in the engine's tiles). */
+function jobShape(engine: CpuEngine, args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
   const [tokensQ, headsQ, dim] = args.q.shape;
   const [tokensK, headsKv] = args.k.shape;
   return {
@@ -59,7 +59,7 @@ function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
     dim,
     scale: args.softmaxScale,
     softcap: args.softcap,
-    work: buildWorkList(args.slices, tokensK),
+    work: buildWorkList(args.slices, tokensK, engine.tileQ, engine.tileK),
   };
 }
 
@@ -73,7 +73,7 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
   const partLse = new Float64Array(rows).fill(-Infinity);
   const maxLogits = new Float64Array(headsQ).fill(-Infinity);
   engine.forward({
-    ...jobShape(args),
+    ...jobShape(engine, args),
     q: qf,
     k: kf,
     v: vf,
@@ -125,7 +125,7 @@ function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackw
     dout: doutf,
     lse: Float64Array.from(lse.data),
     delta,
-    ...jobShape(args),
+    ...jobShape(engine, args),
     dq,
     dk,
     dv,

@@ -32,7 +32,7 @@ import { relaxedSimdOptedOut, setRelaxedSimdFlag } from './node-runtime.js';
 import type { BackwardJob, CpuEngine, ForwardJob } from '../engine.js';
 import { typescriptEngine } from '../engine.js';
 import { gatherHeads, scatterHeads } from '../layout.js';
-import { assignStatic, costOrder } from '../work.js';
+import { TILE_K, TILE_Q, type WorkList, assignStatic, costOrder } from '../work.js';
 
 /** Job descriptor word indices: the same list as the J_* constants of assembly/kernel.ts. */
 const J = {
@@ -86,6 +86,8 @@ const J = {
   CHECK: 49,
   CHECK_OUT: 57,
   HOST: 41,
+  TILE_Q: 58,
+  TILE_K: 59,
 } as const;
 const JOB_WORDS = 64;
 const JOB_AT = CONTROL_BYTES;
@@ -100,7 +102,7 @@ const KIND_CHECK_FINITE = 4;
 
 interface KernelExports {
   run(job: number, tid: number): void;
-  scratchBytes(dimP: number, group: number): number;
+  scratchBytes(dimP: number, group: number, tileQ: number, tileK: number): number;
   maxlStride(headsQ: number): number;
 }
 
@@ -131,6 +133,10 @@ export interface HostProducts {
   /** Names the instance (one per build and `key`) and the engine: '<name> xT'. */
   key: string;
   name: string;
+  /** Tiles the products are efficient on: work-list q tiles of tileQ rows and k tiles of tileK keys, forward steps of stepK keys along a piece (multiples of 4, stepK >= tileK). */
+  tileQ: number;
+  tileK: number;
+  stepK: number;
   imports: HostImports;
 }
 
@@ -140,6 +146,8 @@ interface Kernel extends WasmKernelInfo {
   threads: KernelThreads | undefined;
   /** Whether jobs send the dense products to the host (J.HOST). */
   host: boolean;
+  /** Keys of a forward step (J.TILE_K, with the work list's k tiles: the larger). */
+  stepK: number;
 }
 
 function decode(base64: string): Uint8Array {
@@ -195,7 +203,7 @@ function instantiate(b: Build, module: WasmModule, products?: HostProducts): Ker
   if (products !== undefined) Object.assign(env, makeHostImports(products.imports, memory));
   const instance = new api.Instance(module, { env });
   const threads = b.shared ? startKernelThreads(module, memory, products?.imports) : undefined;
-  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads, host: products !== undefined };
+  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads, host: products !== undefined, stepK: products?.stepK ?? TILE_K };
 }
 
 // One instance (memory, threads) per build, and per build and host products.
@@ -344,6 +352,8 @@ function writeJob(
     [J.SCRATCH]: scratch.at,
     [J.SCRATCH_STRIDE]: scratch.stride,
     [J.HOST]: k.host ? 1 : 0,
+    [J.TILE_Q]: job.work.tileQ,
+    [J.TILE_K]: stepK(k, job.work),
     ...fields,
   });
   f32[JOB_AT / 4 + J.SCALE] = job.scale;
@@ -351,9 +361,12 @@ function writeJob(
   return jw;
 }
 
+/** The kernel's TK: keys of a forward step and of the score tiles' rows, at least the work list's k tiles. */
+const stepK = (k: Kernel, work: WorkList): number => Math.max(work.tileK, k.stepK);
+
 /** Places one scratch area per thread. */
-function placeScratch(k: Kernel, lay: Layout, threads: number, dimP: number, group: number): { at: number; stride: number } {
-  const stride = k.exports.scratchBytes(dimP, group);
+function placeScratch(k: Kernel, lay: Layout, threads: number, dimP: number, group: number, work: WorkList): { at: number; stride: number } {
+  const stride = k.exports.scratchBytes(dimP, group, work.tileQ, stepK(k, work));
   return { at: lay.take(threads * stride), stride };
 }
 
@@ -377,6 +390,8 @@ export function wasmEngine(threads?: number, simd: WasmSimdChoice = 'auto', prod
   return {
     name: `${products?.name ?? `wasm-${k.simd}`} x${n}`,
     threads: n,
+    tileQ: products?.tileQ ?? TILE_Q,
+    tileK: products?.tileK ?? TILE_K,
     forward: (job) => forward(k, n, job),
     backward: (job) => backward(k, n, job),
   };
@@ -437,7 +452,7 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
   const maxlStride = k.exports.maxlStride(headsQ);
   const maxlAt = lay.take(threads * maxlStride * 4);
   const flagAt = lay.take(4);
-  const scratch = placeScratch(k, lay, threads, dimP, group);
+  const scratch = placeScratch(k, lay, threads, dimP, group, job.work);
   if (!ensure(k, lay.bytes)) return typescriptEngine.forward(job);
   const { i32, f32, f64 } = views(k);
   copyIn(f32, qAt / 4, job.q, rows, dim, dimP);
@@ -508,7 +523,7 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   const dqStride = (group * tokensQ * dimP * 4 + 63) & ~63;
   const dqAt = lay.take(threads * dqStride);
   const flagAt = lay.take(4);
-  const scratch = placeScratch(k, lay, threads, dimP, group);
+  const scratch = placeScratch(k, lay, threads, dimP, group, job.work);
   if (!ensure(k, lay.bytes)) return typescriptEngine.backward(job);
   const { i32, f32, f64 } = views(k);
   copyIn(f32, qAt / 4, job.q, rows, dim, dimP);
