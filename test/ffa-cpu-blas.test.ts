@@ -144,6 +144,31 @@ test('results are bit-identical run to run for a given thread count, and the for
   }
 });
 
+test('calls alternating between the BLAS engine and the WebAssembly builds (their own instances, tiles and threads) stay bit-identical to the first result of each', { skip }, (t) => {
+  const { rng } = seeded(t);
+  const c: Case = { name: 'causal', tq: 300, tk: 300, slices: causalMask(300), hq: 4, hkv: 2, dim: 32, dtype: 'float32' };
+  const p = args(rng, c);
+  const backends = [
+    createCpuBackend({ engine: 'blas', threads: 2 }),
+    createCpuBackend({ engine: 'wasm', simd: 'relaxed-simd', threads: 3 }),
+    createCpuBackend({ engine: 'blas', threads: 1 }),
+    createCpuBackend({ engine: 'wasm', simd: 'simd', threads: 2 }),
+  ];
+  const run = (i: number) => {
+    const f = backends[i].forward(p.args);
+    return { f, g: backends[i].backward({ ...p.args, dout: p.dout, out: f.out, lse: f.lse }) };
+  };
+  const first = backends.map((_, i) => run(i));
+  // The BLAS engine's products round differently from the micro-kernel's: the two must not agree to the bit.
+  assert.notDeepEqual(first[0].f.out.data, first[1].f.out.data);
+  for (let round = 0; round < 16; round++) {
+    const i = round % backends.length;
+    const { f, g } = run(i);
+    assert.deepEqual(f.out.data, first[i].f.out.data, `out, backend ${i}, round ${round}`);
+    for (const name of ['dq', 'dk', 'dv'] as const) assert.deepEqual(g[name].data, first[i].g[name].data, `${name}, backend ${i}, round ${round}`);
+  }
+});
+
 /** Runs `f` with $MAGI_ATTN_BLAS set to `value` (read at each load attempt), restoring it after. */
 function withBlasEnv<T>(value: string, f: () => T): T {
   const saved = process.env[BLAS_ENV];
