@@ -7,6 +7,9 @@
  *   wasm xT       this checkout's WebAssembly kernel on T threads, for each T of --threads (its
  *                 default build); with --simd relaxed-simd,simd one row per build, named
  *                 wasm-relaxed-simd xT and wasm-simd xT, interleaved like every other method
+ *   blas xT       the BLAS engine (the same kernel, its tile products in a native cblas_sgemm
+ *                 through koffi, single-threaded per thread) on T threads (--blas; its loop in
+ *                 the default WebAssembly build)
  *   dense         a plain dense implementation that materialises the scores (--dense)
  *   PyTorch xT    torch's CPU scaled_dot_product_attention at the same thread counts, run by a
  *                 bench/cpu-torch.py --serve process one timed run at a time, interleaved with
@@ -35,7 +38,7 @@ import type { SliceList } from '../src/mask/slice-list.js';
 import { sliceListArea } from '../src/mask/slice-list.js';
 import { causalMask, cuSeqlensFromLengths, fullMask, sampleDocLengths, varlenCausalMask } from '../src/mask/helpers.js';
 import type { FfaBackwardArgs, FfaForwardArgs, KernelBackend } from '../src/kernels/backend.js';
-import { type WasmSimdChoice, cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
+import { type WasmSimdChoice, blasInfo, cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { Rng } from '../src/util/rng.js';
 import { denseAttentionForwardBackward } from './dense-attention.js';
 import { kernelSvg, type PlotRow } from './kernel/plot.js';
@@ -56,6 +59,7 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--shapes <list>', 'mask:tokens:headsQ:headsKv:headDim, comma-separated', ISSUE_SHAPES)
   .option('--threads <list>', 'thread counts of the WebAssembly kernel', `1,${os.availableParallelism()}`)
   .option('--simd <list>', "builds of the WebAssembly kernel, comma-separated: auto (the default build, rows 'wasm xT'), relaxed-simd, simd (rows 'wasm-<build> xT')", 'auto')
+  .option('--blas', "also time the BLAS engine (rows 'blas xT'; the library: $MAGI_ATTN_BLAS or a common soname such as libopenblas.so.0)")
   .option('--reps <n>', 'rounds: timed runs of each fast method (best kept), each after an untimed one', '3')
   .option('--slow-reps <n>', "timed runs of the slow methods ('before', 'typescript', 'dense'), in the first rounds, best kept", '1')
   .option('--baseline <dir>', "an older built checkout whose kernel is the 'before' column")
@@ -65,7 +69,7 @@ const program = withOutputOptions(new Command(), 'cpu-kernel.json')
   .option('--torch <files>', 'PyTorch CPU SDPA figures from earlier runs of bench/cpu-torch.py --out on this machine (comma-separated: best of them), instead of --with-torch')
   .option('--seed <n>', 'seed of the inputs and of the varlen document lengths', '42')
   .parse();
-const opts = program.opts<{ shapes: string; threads: string; simd: string; reps: string; slowReps: string; baseline?: string; typescript?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
+const opts = program.opts<{ shapes: string; threads: string; simd: string; reps: string; slowReps: string; baseline?: string; typescript?: boolean; blas?: boolean; dense?: boolean; torch?: string; withTorch?: string; seed: string; out?: string; updateResults?: boolean }>();
 const outFile = outputPath(opts, 'cpu-kernel.json');
 const partialFile = outFile.replace(/(\.json)?$/, '-partial.json');
 const shapes: Shape[] = opts.shapes.split(',').map((s) => {
@@ -99,6 +103,8 @@ interface Method {
   threads: number;
   /** The WebAssembly kernel's build (wasm rows). */
   simd?: WasmSimdChoice;
+  /** The BLAS engine (blas rows). */
+  blas?: boolean;
   /** Timed runs (rounds it takes part in). */
   reps: number;
   /** Whether each timed run follows an untimed one (the fast methods; the slow ones run once). */
@@ -120,6 +126,7 @@ if (opts.baseline !== undefined) {
 if (opts.typescript) methods.push({ name: 'typescript', threads: 1, reps: slowReps, warm: false, backend: createCpuBackend({ engine: 'typescript' }) });
 for (const t of threadCounts) {
   for (const simd of simdBuilds) methods.push({ name: `wasm${simd === 'auto' ? '' : `-${simd}`} x${t}`, threads: t, simd, reps, warm: true, backend: createCpuBackend({ engine: 'wasm', simd, threads: t }) });
+  if (opts.blas) methods.push({ name: `blas x${t}`, threads: t, blas: true, reps, warm: true, backend: createCpuBackend({ engine: 'blas', threads: t }) });
 }
 if (opts.withTorch !== undefined) for (const t of threadCounts) methods.push({ name: `PyTorch x${t}`, threads: t, reps, warm: true, torch: true });
 if (opts.dense) methods.push({ name: 'dense', threads: 1, reps: slowReps, warm: false });
@@ -214,12 +221,14 @@ const header = [
   `bench:cpu  ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores)  node ${process.version}  ${os.platform()} ${os.arch()}`,
   `  WebAssembly kernel: ${simdBuilds.map(describe).join('; ')}; float32 inputs; seed ${seed}; load average at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}`,
 ];
+const blas = opts.blas ? blasInfo() : undefined;
+if (blas !== undefined) header.push(`  BLAS engine: ${blas.library} (${blas.config || 'no config string'}; ${blas.threadControl}), loop in the default WebAssembly build`);
 if (torchInfo !== undefined) header.push(`  PyTorch ${torchInfo.torch} (${opts.withTorch}), interleaved with our runs`);
 for (const line of header) console.log(line);
 
 // The bar advances by estimated seconds (FLOPs over a rough rate), so a long row moves it as much as it weighs.
 const runsOf = (m: Method): number => (m.warm ? 2 : 1) * m.reps;
-const rateOf = (m: Method): number => (m.torch ? 40 : m.name.startsWith('wasm') ? 15 : 1) * m.threads;
+const rateOf = (m: Method): number => (m.torch ? 40 : m.blas ? 25 : m.name.startsWith('wasm') ? 15 : 1) * m.threads;
 const work = shapes.flatMap((s) => {
   const area = sliceListArea(makeMask(s));
   return methods.map((m) => ({ s, m, weight: (flopsOf(s, area) * 3.5 * runsOf(m)) / rateOf(m) }));
@@ -303,7 +312,7 @@ for (const s of shapes) {
       bwdGflops: (2.5 * flops) / t.bwdS / 1e9,
       fwdCores: t.fwdCpuS / t.fwdS,
       bwdCores: t.bwdCpuS / t.bwdS,
-      peakRssMiB: m.name.startsWith('wasm') ? peakRssMiB() : undefined,
+      peakRssMiB: m.name.startsWith('wasm') || m.blas ? peakRssMiB() : undefined,
     });
   }
   // The rows so far, so a run stopped by a time limit still leaves its finished shapes.
@@ -342,7 +351,7 @@ for (const r of rows) {
   const before = find(r.shape, 'before');
   const pt = find(r.shape, `PyTorch x${r.threads}`);
   const vsBefore = before && r !== before ? `${ratio(r.fwdGflops, before.fwdGflops)} / ${ratio(r.bwdGflops, before.bwdGflops)}` : '';
-  const vsTorch = pt && r.method.startsWith('wasm') ? `${ratio(r.fwdGflops, pt.fwdGflops)} / ${ratio(r.bwdGflops, pt.bwdGflops)}` : '';
+  const vsTorch = pt && (r.method.startsWith('wasm') || r.method.startsWith('blas')) ? `${ratio(r.fwdGflops, pt.fwdGflops)} / ${ratio(r.bwdGflops, pt.bwdGflops)}` : '';
   console.log(`| ${r.shape} | ${r.method} | ${r.fwdS.toFixed(3)} | ${r.fwdGflops.toFixed(1)} | ${r.bwdS.toFixed(3)} | ${r.bwdGflops.toFixed(1)} | ${coresCell(r)} | ${vsBefore} | ${vsTorch} |`);
 }
 if (rows.some((r) => coresCell(r).includes('*'))) console.log('* fewer cores than threads: other processes held cores during that row\'s best run');
@@ -357,7 +366,8 @@ const result = {
     slowReps,
     seed,
     wasm: simdBuilds.length === 1 && simdBuilds[0] === 'auto' ? wasm.auto : wasm,
-    engines: Object.fromEntries(methods.filter((m) => m.simd !== undefined).map((m) => [m.name, cpuEngineName({ engine: 'wasm', threads: m.threads, simd: m.simd })])),
+    engines: Object.fromEntries(methods.filter((m) => m.simd !== undefined || m.blas).map((m) => [m.name, cpuEngineName({ engine: m.blas ? 'blas' : 'wasm', threads: m.threads, simd: m.simd })])),
+    blas,
     baseline: baselineNote,
     torch: torch === undefined ? undefined : { version: torch.torch, cpu: torch.cpu },
     flops: '4*area*Hq*D forward, 2.5x backward (useful FLOPs, for every method)',

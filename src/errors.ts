@@ -30,3 +30,18 @@ export class MaskError extends InvalidArgumentError {
 export class ShapeError extends InvalidArgumentError {
   override name = 'ShapeError';
 }
+
+/**
+ * A native library the caller asked for could not be loaded (the CPU backend's 'blas' engine and
+ * its CBLAS): the message says what was looked for and how to install one; `tried` lists each
+ * candidate with the reason it failed.
+ */
+export class BlasUnavailableError extends Error {
+  override name = 'BlasUnavailableError';
+  constructor(
+    message: string,
+    readonly tried: readonly string[],
+  ) {
+    super(message);
+  }
+}

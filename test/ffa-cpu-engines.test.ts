@@ -206,18 +206,19 @@ test('calls alternating between builds and thread counts (2, 3, 1, 4) stay bit-i
   }
 });
 
-test('the work list covers every cell of the mask exactly as often as the slices do, with disjoint q tiles and k tiles', (t) => {
+test('the work list covers every cell of the mask exactly as often as the slices do, with disjoint q tiles and k tiles (default tiles, and the BLAS engine\'s 64 x 128)', (t) => {
   const { seed, rng } = seeded(t);
   for (let round = 0; round < 20; round++) {
     const tq = rng.int(1, 300);
     const tk = rng.int(1, 300);
     const slices: SliceList = randomSlices(rng, tq, tk, { slices: rng.int(1, 9), allowSharedCells: round % 2 === 0 });
-    const w = buildWorkList(slices, tk);
+    const w = round % 3 === 2 ? buildWorkList(slices, tk, 64, 128) : buildWorkList(slices, tk);
+    assert.deepEqual([w.tileQ, w.tileK], round % 3 === 2 ? [64, 128] : [TILE_Q, TILE_K]);
     const want = cellMultiplicity(slices, tq, tk);
     const fromQ = new Int32Array(tq * tk);
     const rowOwner = new Int32Array(tq).fill(-1);
     for (let tile = 0; tile < w.qTileStart.length; tile++) {
-      assert.ok(w.qTileRows[tile] >= 1 && w.qTileRows[tile] <= TILE_Q);
+      assert.ok(w.qTileRows[tile] >= 1 && w.qTileRows[tile] <= w.tileQ);
       for (let r = w.qTileStart[tile]; r < w.qTileStart[tile] + w.qTileRows[tile]; r++) {
         assert.equal(rowOwner[r], -1, `row ${r} in two q tiles (seed ${seed})`);
         rowOwner[r] = tile;
@@ -239,7 +240,7 @@ test('the work list covers every cell of the mask exactly as often as the slices
     for (let kt = 0; kt < w.kTileStart.length; kt++) {
       const k0 = w.kTileStart[kt];
       const k1 = k0 + w.kTileCols[kt];
-      assert.ok(w.kTileCols[kt] >= 1 && w.kTileCols[kt] <= TILE_K);
+      assert.ok(w.kTileCols[kt] >= 1 && w.kTileCols[kt] <= w.tileK);
       for (let j = k0; j < k1; j++) {
         assert.equal(keyOwner[j], -1, `key ${j} in two k tiles (seed ${seed})`);
         keyOwner[j] = kt;

@@ -2,11 +2,13 @@
  * The CPU kernel's variants that tests run side by side: the TypeScript tiles (the oracle) and,
  * for each build of the WebAssembly kernel this runtime has (relaxed SIMD, plain SIMD), that build
  * on one thread and on three (more threads than this 2-core machine has, so work is really split
- * and interleaved).
+ * and interleaved), and the BLAS engine (the same kernel, tile products in cblas_sgemm) on one
+ * thread and on three where a BLAS loads here (ffa-cpu-blas.test.ts fails when none does in CI).
  */
 import type { Tensor } from '../../src/tensor.js';
 import type { KernelBackend } from '../../src/kernels/backend.js';
-import { createCpuBackend, wasmKernelInfo } from '../../src/kernels/cpu/index.js';
+import { blasInfo, createCpuBackend, wasmKernelInfo } from '../../src/kernels/cpu/index.js';
+import { BlasUnavailableError } from '../../src/errors.js';
 
 export interface CpuVariant {
   name: string;
@@ -16,6 +18,16 @@ export interface CpuVariant {
 /** The WebAssembly kernel's builds, both of which Node 20 loads (relaxed SIMD through V8's flag, set by the loader). */
 export const WASM_BUILDS = ['relaxed-simd', 'simd'] as const;
 
+/** The BLAS this process loads, or the error saying why none does. */
+export function blasHere(): ReturnType<typeof blasInfo> | BlasUnavailableError {
+  try {
+    return blasInfo();
+  } catch (e) {
+    if (e instanceof BlasUnavailableError) return e;
+    throw e;
+  }
+}
+
 export function cpuVariants(): CpuVariant[] {
   const variants: CpuVariant[] = [{ name: 'typescript', backend: createCpuBackend({ engine: 'typescript' }) }];
   for (const simd of WASM_BUILDS) {
@@ -23,6 +35,9 @@ export function cpuVariants(): CpuVariant[] {
     if (wasm === undefined) continue;
     variants.push({ name: `wasm-${simd} x1`, backend: createCpuBackend({ engine: 'wasm', simd, threads: 1 }) });
     if (wasm.shared) variants.push({ name: `wasm-${simd} x3`, backend: createCpuBackend({ engine: 'wasm', simd, threads: 3 }) });
+  }
+  if (!(blasHere() instanceof BlasUnavailableError)) {
+    for (const threads of [1, 3]) variants.push({ name: `blas x${threads}`, backend: createCpuBackend({ engine: 'blas', threads }) });
   }
   return variants;
 }

@@ -9,7 +9,7 @@
  * Float64 arithmetic on float32 inputs; NaN and Inf as in forward.ts (masked cells are skipped in
  * the value products when an input is not finite; a NaN lse or Δ makes its row's terms NaN).
  */
-import { TILE_K, TILE_Q, type WorkList } from './work.js';
+import type { WorkList } from './work.js';
 import { gemmAcc, gemmVisible, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
 /** One kv head's backward. */
@@ -61,8 +61,8 @@ function storeTile(dst: Float32Array, dstOff: number, tile: Float64Array, rows: 
 /** Runs the k tiles `items` (all of them when omitted) in the order given. */
 export function backwardHead(p: HeadBackward, items?: readonly number[]): void {
   const { dim, tokensQ, group, scale, softcap, lse, delta, work: w } = p;
-  const bm = TILE_Q;
-  const bn = TILE_K;
+  const bm = w.tileQ;
+  const bn = w.tileK;
   const dimPad = pad4(dim);
   const qTile = new Float64Array(bm * dimPad);
   const doTile = new Float64Array(bm * dimPad);

@@ -10,7 +10,7 @@
 import { backwardHead } from './backward.js';
 import { forwardHead } from './forward.js';
 import { allFinite, gatherHeads, scatterHeads } from './layout.js';
-import type { WorkList } from './work.js';
+import { TILE_K, TILE_Q, type WorkList } from './work.js';
 
 interface JobShape {
   tokensQ: number;
@@ -56,6 +56,9 @@ export interface CpuEngine {
   readonly name: string;
   /** Threads one call uses (1 for the TypeScript engine). */
   readonly threads: number;
+  /** The tiles its work list is cut into: q tiles of at most tileQ rows, k tiles of at most tileK keys. */
+  readonly tileQ: number;
+  readonly tileK: number;
   forward(job: ForwardJob): void;
   backward(job: BackwardJob): void;
 }
@@ -64,6 +67,8 @@ export interface CpuEngine {
 export const typescriptEngine: CpuEngine = {
   name: 'typescript',
   threads: 1,
+  tileQ: TILE_Q,
+  tileK: TILE_K,
   forward(job) {
     const { tokensQ, tokensK, headsQ, headsKv, dim } = job;
     const group = headsQ / headsKv;

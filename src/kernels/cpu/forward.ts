@@ -13,7 +13,7 @@
  * This is the readable form of what the WebAssembly kernel (wasm/assembly/kernel.ts) computes
  * in float32 SIMD, and its fallback where WebAssembly SIMD is missing.
  */
-import { TILE_K, TILE_Q, type WorkList } from './work.js';
+import type { WorkList } from './work.js';
 import { gemmAcc, gemmVisible, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
 /** One kv head's forward: its query heads' rows in, their out and lse out. */
@@ -43,8 +43,8 @@ export interface HeadForward {
 
 export function forwardHead(p: HeadForward): void {
   const { dim, tokensQ, group, scale, softcap, work: w } = p;
-  const bm = TILE_Q;
-  const bn = TILE_K;
+  const bm = w.tileQ;
+  const bn = w.tileK;
   const dimPad = pad4(dim);
   const qTile = new Float64Array(bm * dimPad);
   const kTileT = new Float64Array(dimPad * bn);

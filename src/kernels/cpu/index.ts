@@ -1,8 +1,10 @@
 /**
  * The CPU kernel backend: flex-flash-attention for any host Tensor, the embedded default and the
- * backend every other one is checked against. Its main loops run on one of two engines
+ * backend every other one is checked against. Its main loops run on one of the engines
  * (engine.ts): the WebAssembly SIMD kernel on several threads where the runtime has WebAssembly
- * SIMD, else the TypeScript tiles. No Node-only module is imported, so it runs in a browser too.
+ * SIMD, else the TypeScript tiles; on request ('blas'), the WebAssembly kernel with its tile
+ * products in a native BLAS (blas.ts, Node only, loaded lazily). No Node-only module is imported,
+ * so it runs in a browser too.
  *
  * Arguments are trusted: the public functions in ../flex-flash-attn.ts validate them first.
  * Inputs of any dtype are widened to float32; results are narrowed once at the end. The per-call
@@ -31,6 +33,7 @@ import { mergeRow } from '../../lse-merge.js';
 import { applySink, sinkGrad } from './sink.js';
 import { buildWorkList } from './work.js';
 import { type WasmSimdChoice, wasmEngine } from './wasm/engine.js';
+import { blasEngine } from './blas.js';
 import { MAX_THREADS } from './wasm/node-threads.js';
 
 /**
@@ -44,8 +47,8 @@ const readFloat32 = (t: Tensor): Float32Array => (t.dtype === 'float32' ? (t.dat
 const ownedStorage = (dtype: DType, values: Float32Array | Float64Array): Storage =>
   (dtype === 'float32' && values instanceof Float32Array) || (dtype === 'float64' && values instanceof Float64Array) ? values : fromNumbers(dtype, values);
 
-/** What a forward and a backward job share: shapes, numerics, the work list. */
-function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
+/** What a forward and a backward job share: shapes, numerics, the work list (in the engine's tiles). */
+function jobShape(engine: CpuEngine, args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
   const [tokensQ, headsQ, dim] = args.q.shape;
   const [tokensK, headsKv] = args.k.shape;
   return {
@@ -56,7 +59,7 @@ function jobShape(args: FfaForwardArgs<Tensor> | FfaBackwardArgs<Tensor>) {
     dim,
     scale: args.softmaxScale,
     softcap: args.softcap,
-    work: buildWorkList(args.slices, tokensK),
+    work: buildWorkList(args.slices, tokensK, engine.tileQ, engine.tileK),
   };
 }
 
@@ -70,7 +73,7 @@ function cpuForward(engine: CpuEngine, args: FfaForwardArgs<Tensor>): FfaForward
   const partLse = new Float64Array(rows).fill(-Infinity);
   const maxLogits = new Float64Array(headsQ).fill(-Infinity);
   engine.forward({
-    ...jobShape(args),
+    ...jobShape(engine, args),
     q: qf,
     k: kf,
     v: vf,
@@ -122,7 +125,7 @@ function cpuBackward(engine: CpuEngine, args: FfaBackwardArgs<Tensor>): FfaBackw
     dout: doutf,
     lse: Float64Array.from(lse.data),
     delta,
-    ...jobShape(args),
+    ...jobShape(engine, args),
     dq,
     dk,
     dv,
@@ -148,9 +151,12 @@ export interface CpuKernelOptions {
   /**
    * 'auto' (default): the WebAssembly SIMD kernel where the runtime has WebAssembly SIMD, the
    * TypeScript tiles otherwise. 'wasm' requires the WebAssembly kernel (an error where it is
-   * missing); 'typescript' forces the tiles (float64 arithmetic, one thread).
+   * missing); 'typescript' forces the tiles (float64 arithmetic, one thread); 'blas' the
+   * WebAssembly kernel with its tile products in a native CBLAS (cblas_sgemm through koffi, Node
+   * only; $MAGI_ATTN_BLAS or a common soname such as libopenblas.so.0; BlasUnavailableError from
+   * createCpuBackend where none loads).
    */
-  engine?: 'auto' | 'wasm' | 'typescript';
+  engine?: 'auto' | 'wasm' | 'typescript' | 'blas';
   /**
    * Threads of one call (WebAssembly engine). Default: the machine's cores on a process's main
    * thread, 1 inside a worker thread (so the ranks of the thread runtime, one worker each, do
@@ -169,7 +175,7 @@ export interface CpuKernelOptions {
   simd?: WasmSimdChoice;
 }
 
-const ENGINES = ['auto', 'wasm', 'typescript'] as const;
+const ENGINES = ['auto', 'wasm', 'typescript', 'blas'] as const;
 const SIMD_BUILDS = ['auto', 'relaxed-simd', 'simd'] as const;
 const OPTIONS = ['engine', 'threads', 'simd'];
 
@@ -185,8 +191,11 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
   const simd = options.simd ?? 'auto';
   if (!SIMD_BUILDS.includes(simd)) throw new InvalidArgumentError('simd', `must be one of ${SIMD_BUILDS.join(', ')}`, `got ${String(simd)}`);
   if (simd !== 'auto' && choice === 'typescript') throw new InvalidArgumentError('simd', "picks a build of the WebAssembly kernel: it cannot go with engine 'typescript'");
+  // The BLAS engine loads its library now, so that a missing one is an error before any work.
+  if (choice === 'blas') blasEngine(threads, simd);
   const engine = (): CpuEngine => {
     if (choice === 'typescript') return typescriptEngine;
+    if (choice === 'blas') return blasEngine(threads, simd);
     const wasm = wasmEngine(threads, simd);
     if (wasm !== undefined) return wasm;
     if (simd !== 'auto') throw new InvalidArgumentError('simd', `'${simd}' needs WebAssembly ${simd === 'simd' ? 'SIMD' : 'relaxed SIMD'}, which this runtime lacks (or, on a browser's main thread, await loadWasmKernel('${simd}') first)`);
@@ -204,6 +213,7 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
 /** The engine a CPU backend with these options runs on here: for benchmark tables and logs. */
 export function cpuEngineName(options: CpuKernelOptions = {}): string {
   if (options.engine === 'typescript') return typescriptEngine.name;
+  if (options.engine === 'blas') return blasEngine(options.threads, options.simd).name;
   return wasmEngine(options.threads, options.simd)?.name ?? typescriptEngine.name;
 }
 
@@ -211,3 +221,4 @@ export const cpuBackend: KernelBackend<Tensor> = createCpuBackend();
 
 export { logAddExp, mergeRow, mergeOutLseInto } from '../../lse-merge.js';
 export { loadWasmKernel, wasmKernelInfo, type WasmKernelInfo, type WasmSimd, type WasmSimdChoice } from './wasm/engine.js';
+export { BLAS_ENV, BLAS_SONAMES, blasInfo, type BlasInfo } from './blas.js';

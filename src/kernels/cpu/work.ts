@@ -21,12 +21,15 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { sliceCount } from '../../mask/slice-list.js';
 import { rowIntervals, sliceBox, visibleRowSpan } from './geometry.js';
 
-/** Query rows per tile. */
+/** Query rows per tile, unless an engine asks for other tiles (the BLAS engine: larger ones). */
 export const TILE_Q = 64;
-/** Keys per tile. */
+/** Keys per tile, likewise. */
 export const TILE_K = 64;
 
 export interface WorkList {
+  /** The tile sizes it was cut with: q tiles of at most tileQ rows, k tiles of at most tileK keys. */
+  tileQ: number;
+  tileK: number;
   /** q tiles: first row and row count. */
   qTileStart: Int32Array;
   qTileRows: Int32Array;
@@ -85,7 +88,7 @@ function segmentAt(cuts: number[], x: number): number {
   return lo;
 }
 
-export function buildWorkList(slices: SliceList, tokensK: number): WorkList {
+export function buildWorkList(slices: SliceList, tokensK: number, tileQ = TILE_Q, tileK = TILE_K): WorkList {
   const count = sliceCount(slices);
   // Visible rows of each slice, and the q cuts.
   const rowFirst: number[] = [];
@@ -104,7 +107,7 @@ export function buildWorkList(slices: SliceList, tokensK: number): WorkList {
     if (rowLast[b] <= rowFirst[b]) continue;
     for (let s = segmentAt(qCuts, rowFirst[b]); qCuts[s] < rowLast[b]; s++) segSlices[s].push(b);
   }
-  const qt = tileSegments(qCuts, (s) => segSlices[s].length > 0, TILE_Q);
+  const qt = tileSegments(qCuts, (s) => segSlices[s].length > 0, tileQ);
 
   // Pieces, tile by tile; rows' intervals appended as we go.
   const pieceTile: number[] = [];
@@ -163,7 +166,7 @@ export function buildWorkList(slices: SliceList, tokensK: number): WorkList {
     if (kHi[b] <= kLo[b]) continue;
     for (let s = segmentAt(kCuts, kLo[b]); kCuts[s] < kHi[b]; s++) segKSlices[s].push(b);
   }
-  const kt = tileSegments(kCuts, (s) => segKSlices[s].length > 0, TILE_K);
+  const kt = tileSegments(kCuts, (s) => segKSlices[s].length > 0, tileK);
   const kTilePieces = new Int32Array(kt.start.length + 1);
   const kTileCost = new Float64Array(kt.start.length);
   const kPieces: number[] = [];
@@ -182,6 +185,8 @@ export function buildWorkList(slices: SliceList, tokensK: number): WorkList {
   kTilePieces[kt.start.length] = kPieces.length;
 
   return {
+    tileQ,
+    tileK,
     qTileStart: Int32Array.from(qt.start),
     qTileRows: Int32Array.from(qt.len),
     qTilePieces,

@@ -27,12 +27,12 @@
  */
 import { type WasmMemory, type WasmModule, wasmApi } from './api.js';
 import { KERNEL_WASM } from './binary.generated.js';
-import { CONTROL_BYTES, type KernelThreads, defaultThreadCount, startKernelThreads } from './node-threads.js';
+import { CONTROL_BYTES, type HostImports, type KernelThreads, defaultThreadCount, makeHostImports, startKernelThreads } from './node-threads.js';
 import { relaxedSimdOptedOut, setRelaxedSimdFlag } from './node-runtime.js';
 import type { BackwardJob, CpuEngine, ForwardJob } from '../engine.js';
 import { typescriptEngine } from '../engine.js';
 import { gatherHeads, scatterHeads } from '../layout.js';
-import { assignStatic, costOrder } from '../work.js';
+import { TILE_K, TILE_Q, type WorkList, assignStatic, costOrder } from '../work.js';
 
 /** Job descriptor word indices: the same list as the J_* constants of assembly/kernel.ts. */
 const J = {
@@ -85,6 +85,9 @@ const J = {
   DQ_OUT: 47,
   CHECK: 49,
   CHECK_OUT: 57,
+  HOST: 41,
+  TILE_Q: 58,
+  TILE_K: 59,
 } as const;
 const JOB_WORDS = 64;
 const JOB_AT = CONTROL_BYTES;
@@ -99,7 +102,7 @@ const KIND_CHECK_FINITE = 4;
 
 interface KernelExports {
   run(job: number, tid: number): void;
-  scratchBytes(dimP: number, group: number): number;
+  scratchBytes(dimP: number, group: number, tileQ: number, tileK: number): number;
   maxlStride(headsQ: number): number;
 }
 
@@ -122,10 +125,29 @@ interface Build extends WasmKernelInfo {
   bytes: Uint8Array;
 }
 
+/**
+ * Dense tile products done by the host instead of the kernel's micro-kernel (the BLAS engine,
+ * ../blas.ts): the kernel's `gemm` import, made on every thread of the instance.
+ */
+export interface HostProducts {
+  /** Names the instance (one per build and `key`) and the engine: '<name> xT'. */
+  key: string;
+  name: string;
+  /** Tiles the products are efficient on: work-list q tiles of tileQ rows and k tiles of tileK keys, forward steps of stepK keys along a piece (multiples of 4, stepK >= tileK). */
+  tileQ: number;
+  tileK: number;
+  stepK: number;
+  imports: HostImports;
+}
+
 interface Kernel extends WasmKernelInfo {
   memory: WasmMemory;
   exports: KernelExports;
   threads: KernelThreads | undefined;
+  /** Whether jobs send the dense products to the host (J.HOST). */
+  host: boolean;
+  /** Keys of a forward step (J.TILE_K, with the work list's k tiles: the larger). */
+  stepK: number;
 }
 
 function decode(base64: string): Uint8Array {
@@ -169,36 +191,49 @@ function pick(choice: WasmSimdChoice): WasmSimd | undefined {
   return build('simd') === null ? undefined : 'simd';
 }
 
-function instantiate(b: Build, module: WasmModule): Kernel {
+function instantiate(b: Build, module: WasmModule, products?: HostProducts): Kernel {
   const api = wasmApi!;
   const memory = new api.Memory({ initial: 1, maximum: 65536, shared: b.shared });
-  const instance = new api.Instance(module, { env: { memory } });
-  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads: b.shared ? startKernelThreads(module, memory) : undefined };
+  const env: Record<string, unknown> = {
+    memory,
+    gemm: () => {
+      throw new Error('this kernel instance has no host tile products');
+    },
+  };
+  if (products !== undefined) Object.assign(env, makeHostImports(products.imports, memory));
+  const instance = new api.Instance(module, { env });
+  const threads = b.shared ? startKernelThreads(module, memory, products?.imports) : undefined;
+  return { simd: b.simd, shared: b.shared, v8Flag: b.v8Flag, memory, exports: instance.exports as unknown as KernelExports, threads, host: products !== undefined, stepK: products?.stepK ?? TILE_K };
 }
 
-const kernels = new Map<WasmSimd, Kernel | null>(); // absent: not tried yet; null: not available (yet)
-const pending = new Map<WasmSimd, Promise<void>>();
+// One instance (memory, threads) per build, and per build and host products.
+const kernels = new Map<string, Kernel | null>(); // absent: not tried yet; null: not available (yet)
+const pending = new Map<string, Promise<void>>();
 
-function loadSync(choice: WasmSimdChoice): Kernel | null {
+function loadSync(choice: WasmSimdChoice, products?: HostProducts): Kernel | null {
   const simd = pick(choice);
   if (simd === undefined) return null;
-  const known = kernels.get(simd);
+  const key = products === undefined ? simd : `${simd}+${products.key}`;
+  const known = kernels.get(key);
   if (known !== undefined) return known;
   const b = build(simd);
   if (b === null || wasmApi === undefined) {
-    kernels.set(simd, null);
+    kernels.set(key, null);
     return null;
   }
   const api = wasmApi;
+  let module: WasmModule;
   try {
-    kernels.set(simd, instantiate(b, new api.Module(b.bytes)));
+    module = new api.Module(b.bytes);
   } catch {
     // A browser's main thread refuses to compile this size synchronously: compile in the
     // background, and run on the TypeScript engine until it is ready.
-    kernels.set(simd, null);
-    if (!pending.has(simd)) pending.set(simd, api.compile(b.bytes).then((m) => void kernels.set(simd, instantiate(b, m))));
+    kernels.set(key, null);
+    if (!pending.has(key)) pending.set(key, api.compile(b.bytes).then((m) => void kernels.set(key, instantiate(b, m, products))));
+    return null;
   }
-  return kernels.get(simd) ?? null;
+  kernels.set(key, instantiate(b, module, products));
+  return kernels.get(key) ?? null;
 }
 
 const info = (k: Kernel): WasmKernelInfo => ({ simd: k.simd, shared: k.shared, v8Flag: k.v8Flag });
@@ -316,6 +351,9 @@ function writeJob(
     [J.HKV]: job.headsKv,
     [J.SCRATCH]: scratch.at,
     [J.SCRATCH_STRIDE]: scratch.stride,
+    [J.HOST]: k.host ? 1 : 0,
+    [J.TILE_Q]: job.work.tileQ,
+    [J.TILE_K]: stepK(k, job.work),
     ...fields,
   });
   f32[JOB_AT / 4 + J.SCALE] = job.scale;
@@ -323,9 +361,12 @@ function writeJob(
   return jw;
 }
 
+/** The kernel's TK: keys of a forward step and of the score tiles' rows, at least the work list's k tiles. */
+const stepK = (k: Kernel, work: WorkList): number => Math.max(work.tileK, k.stepK);
+
 /** Places one scratch area per thread. */
-function placeScratch(k: Kernel, lay: Layout, threads: number, dimP: number, group: number): { at: number; stride: number } {
-  const stride = k.exports.scratchBytes(dimP, group);
+function placeScratch(k: Kernel, lay: Layout, threads: number, dimP: number, group: number, work: WorkList): { at: number; stride: number } {
+  const stride = k.exports.scratchBytes(dimP, group, work.tileQ, stepK(k, work));
   return { at: lay.take(threads * stride), stride };
 }
 
@@ -340,14 +381,17 @@ const pad4 = (n: number): number => (n + 3) & ~3;
 /**
  * The WebAssembly engine, build `simd`, with `threads` threads per call (default:
  * defaultThreadCount()), or undefined where the runtime lacks that build (or it is still compiling).
+ * With `products`, the same kernel sends its dense tile products to the host (the BLAS engine).
  */
-export function wasmEngine(threads?: number, simd: WasmSimdChoice = 'auto'): CpuEngine | undefined {
-  const k = loadSync(simd);
+export function wasmEngine(threads?: number, simd: WasmSimdChoice = 'auto', products?: HostProducts): CpuEngine | undefined {
+  const k = loadSync(simd, products);
   if (k === null) return undefined;
   const n = k.threads === undefined ? 1 : (threads ?? defaultThreadCount());
   return {
-    name: `wasm-${k.simd} x${n}`,
+    name: `${products?.name ?? `wasm-${k.simd}`} x${n}`,
     threads: n,
+    tileQ: products?.tileQ ?? TILE_Q,
+    tileK: products?.tileK ?? TILE_K,
     forward: (job) => forward(k, n, job),
     backward: (job) => backward(k, n, job),
   };
@@ -408,7 +452,7 @@ function forward(k: Kernel, threads: number, job: ForwardJob): void {
   const maxlStride = k.exports.maxlStride(headsQ);
   const maxlAt = lay.take(threads * maxlStride * 4);
   const flagAt = lay.take(4);
-  const scratch = placeScratch(k, lay, threads, dimP, group);
+  const scratch = placeScratch(k, lay, threads, dimP, group, job.work);
   if (!ensure(k, lay.bytes)) return typescriptEngine.forward(job);
   const { i32, f32, f64 } = views(k);
   copyIn(f32, qAt / 4, job.q, rows, dim, dimP);
@@ -479,7 +523,7 @@ function backward(k: Kernel, threads: number, job: BackwardJob): void {
   const dqStride = (group * tokensQ * dimP * 4 + 63) & ~63;
   const dqAt = lay.take(threads * dqStride);
   const flagAt = lay.take(4);
-  const scratch = placeScratch(k, lay, threads, dimP, group);
+  const scratch = placeScratch(k, lay, threads, dimP, group, job.work);
   if (!ensure(k, lay.bytes)) return typescriptEngine.backward(job);
   const { i32, f32, f64 } = views(k);
   copyIn(f32, qAt / 4, job.q, rows, dim, dimP);

@@ -28,12 +28,14 @@ const SPIN = 100_000;
 
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, tid, gen } = workerData;
+const { module, memory, tid, gen, host } = workerData;
 const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_BYTES / 4});
 const mine = ${GEN} + tid;
 let run;
 try {
-  run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
+  const env = { memory, gemm: () => { throw new Error('this kernel instance has no host tile products'); } };
+  if (host) Object.assign(env, new Function('require', 'memory', 'data', host.source)(require, memory, host.data));
+  run = new WebAssembly.Instance(module, { env }).exports.run;
 } catch (e) {
   Atomics.store(ctl, ${FAILED}, tid);
   Atomics.notify(ctl, ${DONE});
@@ -84,8 +86,29 @@ export function defaultThreadCount(): number {
   return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 }
 
-/** Worker threads for `module` over the shared `memory` (control block at byte 0), or undefined where there are none. */
-export function startKernelThreads(module: WasmModule, memory: WasmMemory): KernelThreads | undefined {
+/**
+ * Imports a kernel instance takes besides its memory (the BLAS engine's tile product), made the
+ * same way on every thread from one source: `source` is the body of a function of (require,
+ * memory, data) returning the imports; `data` must survive a structured clone.
+ */
+export interface HostImports {
+  source: string;
+  data: unknown;
+}
+
+/** The imports `host` describes, made on this thread (Node only: it needs `require`). */
+export function makeHostImports(host: HostImports, memory: WasmMemory): Record<string, unknown> {
+  const nodeModule = builtin<{ createRequire(from: string): (id: string) => unknown }>('node:module');
+  if (nodeModule === undefined) throw new Error('host tile products need Node (process.getBuiltinModule)');
+  const make = new Function('require', 'memory', 'data', host.source) as (require: (id: string) => unknown, memory: WasmMemory, data: unknown) => Record<string, unknown>;
+  return make(nodeModule.createRequire(import.meta.url), memory, host.data);
+}
+
+/**
+ * Worker threads for `module` over the shared `memory` (control block at byte 0), each instance
+ * given `host`'s imports where present, or undefined where there are no worker threads.
+ */
+export function startKernelThreads(module: WasmModule, memory: WasmMemory, host?: HostImports): KernelThreads | undefined {
   const wt = builtin<WorkerThreadsModule>('node:worker_threads');
   if (wt === undefined || typeof SharedArrayBuffer === 'undefined' || !(memory.buffer instanceof SharedArrayBuffer)) return undefined;
   const ctl = new Int32Array(memory.buffer, 0, CONTROL_BYTES / 4);
@@ -100,7 +123,7 @@ export function startKernelThreads(module: WasmModule, memory: WasmMemory): Kern
     run(n, job, self) {
       if (failure !== undefined) throw new Error(failure);
       for (; workers < n; workers++) {
-        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, tid: workers, gen: Atomics.load(ctl, GEN + workers) } });
+        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, tid: workers, gen: Atomics.load(ctl, GEN + workers), host } });
         w.on('error', () => undefined); // reported through the FAILED word; the event itself would only arrive after the call
         w.unref();
       }

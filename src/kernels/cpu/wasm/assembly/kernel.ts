@@ -72,8 +72,15 @@ const J_HK = 46; // backward and dQ sum: the kv head
 const J_DQ_OUT = 47; // backward: dq [Tq, Hq, DIMP]
 const J_CHECK = 49; // finiteness check: up to 4 regions as (pointer, floats) word pairs, 0 floats = none
 const J_CHECK_OUT = 57; // finiteness check: pointer to an i32 that stays 1 if every value is finite
+const J_HOST = 41; // 1: dense tile products go to the host's gemm import (the BLAS engine), 0: the micro-kernel below
 
-const TILE = 64; // rows of a q tile and keys of a k tile (work.ts)
+const J_TILE_Q = 58; // rows of a q tile (the work list's, work.ts)
+const J_TILE_K = 59; // keys of a k tile, and of a forward step along a piece's keys
+
+// The current job's tile sizes (run sets them; scratchBytes for the host's layout): 64 x 64 for
+// the micro-kernel, larger where the host's products want them (the BLAS engine).
+let TQ = 64;
+let TK = 64;
 
 @inline function ji(job: usize, f: i32): i32 {
   return load<i32>(job + (<usize>f << 2));
@@ -158,12 +165,30 @@ const LOG2E: f32 = 1.44269504088896341;
 // Tile products
 
 /**
+ * The host's tile product (the BLAS engine: cblas_sgemm through koffi, ../../blas/library.ts):
+ * C[M, N] = A·B + beta·C, row-major, A transposed when transA is 1 (stored K x M, lda apart),
+ * pointers into this memory. An instance made for the plain WebAssembly engine gets an import
+ * that throws: its jobs never set J_HOST.
+ */
+@external("env", "gemm")
+declare function hostGemm(transA: i32, M: i32, N: i32, K: i32, A: usize, lda: i32, B: usize, ldb: i32, beta: f32, C: usize, ldc: i32): void;
+
+/** Whether this thread's current job sends the dense products to hostGemm (set by run from J_HOST). */
+let host = false;
+
+/**
  * C[M, N] (+)= A·B with A(r, k) at A + 4(r·aRow + k·aCol) (a transposed operand is swapped
  * strides) and row k of B at B + 4k·ldb; N must be a multiple of 4. Blocks of 4 rows x 8
  * columns keep 8 accumulators, 2 B vectors and a broadcast A value in registers through the
  * whole inner loop (11 of the 16 vector registers V8 uses on x64).
  */
 function gemm(C: usize, ldc: i32, A: usize, aRow: i32, aCol: i32, B: usize, ldb: i32, M: i32, K: i32, N: i32, acc: bool): void {
+  if (host) {
+    // Every caller passes A row-major (aCol 1) or transposed (aRow 1).
+    if (aCol == 1) hostGemm(0, M, N, K, A, aRow, B, ldb, acc ? 1 : 0, C, ldc);
+    else hostGemm(1, M, N, K, A, aCol, B, ldb, acc ? 1 : 0, C, ldc);
+    return;
+  }
   const ar = <usize>aRow << 2;
   const ac = <usize>aCol << 2;
   const lb = <usize>ldb << 2;
@@ -279,12 +304,12 @@ function gemmVisible(byRow: bool, C: usize, ldc: i32, A: usize, aRow: i32, aCol:
 }
 
 /**
- * dst[d·TILE + j] = src[j·ld + d] for j < nc, d < dim; 0 for nc <= j < ncp. Blocks of 4 keys x 4
+ * dst[d·TK + j] = src[j·ld + d] for j < nc, d < dim; 0 for nc <= j < ncp. Blocks of 4 keys x 4
  * dimensions go through a 4x4 register transpose (unpack shuffles), the edges one float at a time.
  */
 function packTransposed(dst: usize, src: usize, nc: i32, ncp: i32, dim: i32, ld: i32): void {
   const lb = <usize>ld << 2;
-  const tb = <usize>TILE << 2;
+  const tb = <usize>TK << 2;
   const nc4 = nc & ~3;
   const dim4 = dim & ~3;
   for (let j = 0; j < nc4; j += 4) {
@@ -330,31 +355,31 @@ function scratchKT(s: usize): usize {
   return s;
 }
 function scratchVT(s: usize, dimP: i32): usize {
-  return s + (<usize>(dimP * TILE) << 2);
+  return s + (<usize>(dimP * TK) << 2);
 }
 function scratchS(s: usize, dimP: i32): usize {
-  return s + (<usize>(2 * dimP * TILE) << 2);
+  return s + (<usize>(2 * dimP * TK) << 2);
 }
 function scratchS2(s: usize, dimP: i32): usize {
-  return scratchS(s, dimP) + (<usize>(TILE * TILE) << 2);
+  return scratchS(s, dimP) + (<usize>(TQ * TK) << 2);
 }
 function scratchColLo(s: usize, dimP: i32): usize {
-  return scratchS2(s, dimP) + (<usize>(TILE * TILE) << 2);
+  return scratchS2(s, dimP) + (<usize>(TQ * TK) << 2);
 }
 function scratchColHi(s: usize, dimP: i32): usize {
-  return scratchColLo(s, dimP) + (<usize>TILE << 2);
+  return scratchColLo(s, dimP) + (<usize>TQ << 2);
 }
-/** Output (forward, per head) or dK then dV (backward) accumulators: TILE rows of dimP each. */
+/** Output (forward, per head: TQ rows) or dK then dV (backward: TK rows) accumulators, rows of dimP. */
 function scratchAcc(s: usize, dimP: i32, g: i32): usize {
-  return scratchColHi(s, dimP) + (<usize>TILE << 2) + (<usize>(g * TILE * dimP) << 2);
+  return scratchColHi(s, dimP) + (<usize>TQ << 2) + (<usize>(g * max(TQ, TK) * dimP) << 2);
 }
 /** Running row max (float32) of head g, after the group's accumulators. */
 function scratchM(s: usize, dimP: i32, group: i32, g: i32): usize {
-  return scratchAcc(s, dimP, max(group, 2)) + (<usize>(g * TILE) << 2);
+  return scratchAcc(s, dimP, max(group, 2)) + (<usize>(g * TQ) << 2);
 }
 /** Running row sum (float64) of head g. */
 function scratchL(s: usize, dimP: i32, group: i32, g: i32): usize {
-  return scratchM(s, dimP, group, group) + (<usize>(g * TILE) << 3);
+  return ((scratchM(s, dimP, group, group) + 7) & ~7) + (<usize>(g * TQ) << 3);
 }
 
 /**
@@ -367,10 +392,10 @@ function scratchQP(s: usize, dimP: i32, group: i32): usize {
   return (scratchL(s, dimP, group, group) + 63) & ~63;
 }
 function scratchDOP(s: usize, dimP: i32, group: i32): usize {
-  return scratchQP(s, dimP, group) + (<usize>(TILE * dimP) << 2);
+  return scratchQP(s, dimP, group) + (<usize>(TQ * dimP) << 2);
 }
 function scratchKP(s: usize, dimP: i32, group: i32): usize {
-  return scratchDOP(s, dimP, group) + (<usize>(TILE * dimP) << 2);
+  return scratchDOP(s, dimP, group) + (<usize>(TQ * dimP) << 2);
 }
 
 /** rows rows of `bytes` bytes from src (rows srcStride bytes apart) to dst, packed. */
@@ -379,11 +404,14 @@ function copyRows(dst: usize, src: usize, rows: i32, bytes: usize, srcStride: us
 }
 
 /**
- * Bytes of one thread's scratch for rows of dimP floats and `group` query heads per kv head,
- * rounded up to a 64-byte cache line so that threads never write into one line.
+ * Bytes of one thread's scratch for rows of dimP floats, `group` query heads per kv head and
+ * tiles of tq rows by tk keys, rounded up to a 64-byte cache line so that threads never write
+ * into one line.
  */
-export function scratchBytes(dimP: i32, group: i32): i32 {
-  return (<i32>scratchKP(0, dimP, group) + (TILE * dimP << 2) + 63) & ~63;
+export function scratchBytes(dimP: i32, group: i32, tq: i32, tk: i32): i32 {
+  TQ = tq;
+  TK = tk;
+  return (<i32>scratchKP(0, dimP, group) + (tk * dimP << 2) + 63) & ~63;
 }
 
 /** Whether floats [ptr, ptr + 4n) are all finite: x - x is 0 for finite x and NaN for NaN and ±Inf. */
@@ -475,8 +503,8 @@ function forwardItem(job: usize, item: i32, s: usize, maxl: usize): void {
     const rowOff = at(job, J_P_ROW_OFF, piece);
     const spanLo = at(job, J_P_SPAN_LO, piece);
     const spanHi = at(job, J_P_SPAN_HI, piece);
-    for (let k0 = spanLo; k0 < spanHi; k0 += TILE) {
-      const nc = min(TILE, spanHi - k0);
+    for (let k0 = spanLo; k0 < spanHi; k0 += TK) {
+      const nc = min(TK, spanHi - k0);
       const ncp = (nc + 3) & ~3;
       const k1 = k0 + nc;
       const Vt = V + <usize>k0 * kRowBytes;
@@ -485,14 +513,14 @@ function forwardItem(job: usize, item: i32, s: usize, maxl: usize): void {
         const O = scratchAcc(s, dimP, g);
         const Mx = scratchM(s, dimP, group, g);
         const L = scratchL(s, dimP, group, g);
-        gemm(S, TILE, Q + ((<usize>q0 * <usize>qLd + <usize>(g * dimP)) << 2), qLd, 1, KT, TILE, nr, dim, ncp, false);
+        gemm(S, TK, Q + ((<usize>q0 * <usize>qLd + <usize>(g * dimP)) << 2), qLd, 1, KT, TK, nr, dim, ncp, false);
         let headMax = load<f32>(maxl + (<usize>(h0 + g) << 2));
 
         // Online softmax, row by row; S becomes unnormalised probabilities in place. Pass 1 finds
         // the row max (of raw scores: scale > 0 keeps their order) and writes only what the second
         // pass cannot recompute: -inf on masked cells, the logits under softcap.
         for (let i = 0; i < nr; i++) {
-          const row = S + (<usize>(i * TILE) << 2);
+          const row = S + (<usize>(i * TK) << 2);
           const cLo = max(at(job, J_LO, rowOff + i), k0) - k0;
           const cHi = min(at(job, J_HI, rowOff + i), k1) - k0;
           store<i32>(CLO + (<usize>i << 2), 0);
@@ -548,8 +576,8 @@ function forwardItem(job: usize, item: i32, s: usize, maxl: usize): void {
           }
         }
         store<f32>(maxl + (<usize>(h0 + g) << 2), headMax);
-        if (finite) gemm(O, dimP, S, TILE, 1, Vt, kLd, nr, nc, dimP, true);
-        else gemmVisible(true, O, dimP, S, TILE, 1, Vt, kLd, nr, CLO, CHI, dimP);
+        if (finite) gemm(O, dimP, S, TK, 1, Vt, kLd, nr, nc, dimP, true);
+        else gemmVisible(true, O, dimP, S, TK, 1, Vt, kLd, nr, CLO, CHI, dimP);
       }
     }
   }
@@ -652,13 +680,13 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
         Qg = QP;
         DOg = DOP;
       }
-      gemm(P, TILE, Qg, qbLd, 1, KT, TILE, nr, dim, ncp, false);
-      gemm(DS, TILE, DOg, qbLd, 1, VT, TILE, nr, dim, ncp, false);
+      gemm(P, TK, Qg, qbLd, 1, KT, TK, nr, dim, ncp, false);
+      gemm(DS, TK, DOg, qbLd, 1, VT, TK, nr, dim, ncp, false);
 
       // P = exp(z - lse) on visible cells, dS = P (dP - Δ) [· softcap slope] · scale, 0 elsewhere.
       for (let i = 0; i < nr; i++) {
-        const pRow = P + (<usize>(i * TILE) << 2);
-        const dRow = DS + (<usize>(i * TILE) << 2);
+        const pRow = P + (<usize>(i * TK) << 2);
+        const dRow = DS + (<usize>(i * TK) << 2);
         const rowAt = <usize>((q0 + i) * hq + h) << 3;
         const lse = <f32>load<f64>(LSE + rowAt);
         const cLo = max(at(job, J_LO, rowOff + i), k0) - k0;
@@ -702,13 +730,13 @@ function backwardItem(job: usize, kt: i32, s: usize, dqBuf: usize): void {
       // dV += Pᵀ dO, dK += dSᵀ Q (transposed operands via swapped strides), dQ += dS K.
       const DQg = dqBuf + (<usize>((g * tq + q0) * dimP) << 2);
       if (finite) {
-        gemm(DV, dimP, P, 1, TILE, DOg, qbLd, nc, nr, dimP, true);
-        gemm(DK, dimP, DS, 1, TILE, Qg, qbLd, nc, nr, dimP, true);
-        gemm(DQg, dimP, DS, TILE, 1, Kb, kbLd, nr, nc, dimP, true);
+        gemm(DV, dimP, P, 1, TK, DOg, qbLd, nc, nr, dimP, true);
+        gemm(DK, dimP, DS, 1, TK, Qg, qbLd, nc, nr, dimP, true);
+        gemm(DQg, dimP, DS, TK, 1, Kb, kbLd, nr, nc, dimP, true);
       } else {
-        gemmVisible(false, DV, dimP, P, TILE, 1, DOg, qbLd, nr, CLO, CHI, dimP);
-        gemmVisible(false, DK, dimP, DS, TILE, 1, Qg, qbLd, nr, CLO, CHI, dimP);
-        gemmVisible(true, DQg, dimP, DS, TILE, 1, Kb, kbLd, nr, CLO, CHI, dimP);
+        gemmVisible(false, DV, dimP, P, TK, 1, DOg, qbLd, nr, CLO, CHI, dimP);
+        gemmVisible(false, DK, dimP, DS, TK, 1, Qg, qbLd, nr, CLO, CHI, dimP);
+        gemmVisible(true, DQg, dimP, DS, TK, 1, Kb, kbLd, nr, CLO, CHI, dimP);
       }
     }
   }
@@ -761,6 +789,9 @@ export function maxlStride(hq: i32): i32 {
 export function run(job: usize, tid: i32): void {
   const kind = ji(job, J_KIND);
   const threads = ji(job, J_THREADS);
+  host = ji(job, J_HOST) != 0;
+  TQ = ji(job, J_TILE_Q);
+  TK = ji(job, J_TILE_K);
   const scratch = jp(job, J_SCRATCH) + <usize>tid * jp(job, J_SCRATCH_STRIDE);
   if (kind == 1) {
     const maxl = jp(job, J_MAXL) + (<usize>(tid * maxlStride(ji(job, J_HQ))) << 2);
