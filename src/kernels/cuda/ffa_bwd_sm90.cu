@@ -402,10 +402,10 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     named_sync(1, 256);  // both warpgroups' dSᵀ written
 
     // This warpgroup's 64 x 64 block of dQ = dS K over the 128 keys of the tile: columns
-    // [64 wg, 64 wg + 64) at D 128 (K's half wg), rows [64 wg, 64 wg + 64) at D 64 (dSᵀ's half wg). (A lambda called once, as
-    // in the code the GPU checks and timings ran: written inline, NVVM numbers the loop's two
-    // counters the other way round and ptxas then emits ~430 of the ~3,500 instructions
-    // differently, untested machine code.)
+    // [64 wg, 64 wg + 64) at D 128 (K's half wg), rows [64 wg, 64 wg + 64) at D 64 (dSᵀ's half
+    // wg). (A lambda called once, as in the code the GPU checks and timings ran: written inline,
+    // NVVM numbers the loop's two counters the other way round and ptxas then emits ~430 of the
+    // ~3,500 instructions differently, untested machine code.)
     float dqa[8][4];
     const auto issue_dq = [&]() {
 #pragma unroll
