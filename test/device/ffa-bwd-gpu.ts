@@ -1,10 +1,13 @@
 /**
  * GPU check of the CUDA flex-flash-attention backward (src/kernels/cuda/ffa_bwd.cu, and on
- * compute capability 9.0 the Hopper ffa_bwd_sm90.cu for head dim 128) against the float64
+ * compute capability 9.0 the Hopper ffa_bwd_sm90.cu for head dims 64 and 128) against the float64
  * reference (not a CI test: it needs a GPU). Run on the GPU machine:
- *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--bench] [--bench-only] [--speed | --speed-only]
+ *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--dims 64,128] [--shard K/N] [--bench] [--bench-only] [--speed | --speed-only] [--speed-dims 128,64]
+ * --dims: only the main and option cases of these head dims (the deterministic block below is
+ * head dim 128); --shard K/N: only every N-th of those cases from the K-th (main cases, then option
+ * cases), so that N processes split the CPU-bound float64 references.
  * Kernels checked: one default CudaFfaBackward per --warps entry (4 warps: mma.sync; 8 warps: the
- * Hopper kernel for head dim 128 where available, else mma.sync) and, next to a default one that
+ * Hopper kernel for head dims 64 and 128 where available, else mma.sync) and, next to a default one that
  * picked the Hopper kernel, a { kernel: 'mma' } one of the same warps, so the mma.sync backward
  * stays covered on H100. The option checks run on the default kernel of the last --warps entry.
  * Per case: fresh random inputs; the default CUDA forward (ffa-forward.ts) gives out (input dtype)
@@ -23,8 +26,8 @@
  * events, 3 warm-ups, median of 10) at 8k/16k full and causal, 64:8 heads, D 128, bf16;
  * TFLOP/s = 2.5 · 4 · area · Hq · D / time. --bench-only: the same without the checks.
  * --speed: the Hopper backward against the mma.sync one at 16k tokens, full / causal /
- * varlen-causal / sliding window, 64:8 heads, D 128, bf16 (same timing and TFLOP/s);
- * informational, never fails; --speed-only: the same without the checks.
+ * varlen-causal / sliding window, 64:8 heads, bf16, per head dim of --speed-dims (default 128)
+ * (same timing and TFLOP/s); informational, never fails; --speed-only: the same without the checks.
  */
 import { CuFuncAttr } from '../../src/device/index.js';
 import { Tensor } from '../../src/tensor.js';
@@ -45,6 +48,12 @@ const { rng } = args;
 const warpList = args.value('--warps', '4,8').split(',').map(Number);
 const bench = args.has('--bench') || args.has('--bench-only');
 const checks = !args.has('--bench-only') && !args.has('--speed-only');
+const caseDims = args.value('--dims', '64,128').split(',').map(Number);
+const [shardK, shardN] = args.value('--shard', '0/1').split('/').map(Number);
+if (!(Number.isInteger(shardK) && Number.isInteger(shardN) && shardN >= 1 && shardK >= 0 && shardK < shardN)) throw new Error(`--shard must be K/N with 0 <= K < N, got ${args.value('--shard', '0/1')}`);
+/** The cases of --dims that fall to this --shard (`offset`: index of the list's first case in the main + option sequence). */
+const pick = <C extends { dim: number }>(list: readonly C[], offset: number): C[] =>
+  list.filter((c) => caseDims.includes(c.dim)).filter((_, i) => (offset + i) % shardN === shardK);
 const randomTensor = (dtype: DType, shape: number[], amp: number): Tensor => uniformTensor(rng, dtype, shape, amp);
 
 type Case = AttnCase;
@@ -130,6 +139,31 @@ const cases: Case[] = [
     tokensQ: 1400, tokensK: 800, headsQ: 4, headsKv: 2, dim: 128, dtype: 'float16',
   },
   { name: 'causal 777 unaligned, 4:2 heads, fp16 d128, softcap 5', slices: causalMask(777), tokensQ: 777, tokensK: 777, headsQ: 4, headsKv: 2, dim: 128, dtype: 'float16', softcap: 5 },
+  // head dim 64 (the Hopper kernel steps 128 q rows at a time there, each consumer warpgroup
+  // owning 64 of them for dQ): q lengths that are not multiples of 128 or of 64, every mask type
+  { name: 'causal 1000, 8:2 heads, bf16 d64', slices: causalMask(1000), tokensQ: 1000, tokensK: 1000, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16' },
+  { name: 'full 512, 4:4 heads, bf16 d64', slices: fullMask(512), tokensQ: 512, tokensK: 512, headsQ: 4, headsKv: 4, dim: 64, dtype: 'bfloat16' },
+  { name: 'sliding window 900 [150,0], 8:2 heads, bf16 d64', slices: slidingWindowMask(900, [150, 0]), tokensQ: 900, tokensK: 900, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16' },
+  {
+    name: 'block-causal 2 docs [600,400] block 150, 4:2 heads, bf16 d64, softcap 20',
+    slices: blockCausalMask([0, 600, 1000], 150),
+    tokensQ: 1000, tokensK: 1000, headsQ: 4, headsKv: 2, dim: 64, dtype: 'bfloat16', softcap: 20,
+  },
+  {
+    name: 'overlapping q ranges, all four types + uncovered keys 1400..1450 mid-sequence, 4:2 heads, bf16 d64',
+    slices: makeSliceList(
+      [[0, 1024], [256, 1024], [0, 700], [900, 1024]],
+      [[0, 512], [512, 1024], [1024, 1400], [1450, 1500]],
+      ['full', 'causal', 'inv_causal', 'bi_causal'],
+    ),
+    tokensQ: 1100, tokensK: 1500, headsQ: 4, headsKv: 2, dim: 64, dtype: 'bfloat16',
+  },
+  {
+    name: 'Lq > Lk: causal 1000x600 + inv_causal 400x200, 4:2 heads, fp16 d64',
+    slices: makeSliceList([[0, 1000], [1000, 1400]], [[0, 600], [600, 800]], ['causal', 'inv_causal']),
+    tokensQ: 1400, tokensK: 800, headsQ: 4, headsKv: 2, dim: 64, dtype: 'float16',
+  },
+  { name: 'causal 777 unaligned, 4:1 heads, fp16 d64, softcap 5', slices: causalMask(777), tokensQ: 777, tokensK: 777, headsQ: 4, headsKv: 1, dim: 64, dtype: 'float16', softcap: 5 },
 ];
 
 const dev = openDevice();
@@ -146,7 +180,7 @@ for (const b of bwds) {
     const kern = b.module.kernel(name);
     console.log(`bwd ${kernelLabel(b)} ${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
   }
-  for (const name of b.sm90 !== null ? ['ffa_bwd_sm90_bf16_d128', 'ffa_bwd_sm90_bf16_d128_softcap'] : []) {
+  for (const name of b.sm90 !== null ? ['ffa_bwd_sm90_bf16_d128', 'ffa_bwd_sm90_bf16_d128_softcap', 'ffa_bwd_sm90_bf16_d64', 'ffa_bwd_sm90_bf16_d64_softcap'] : []) {
     const kern = b.sm90!.module.kernel(name);
     console.log(`bwd ${kernelLabel(b)} ${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
   }
@@ -154,7 +188,7 @@ for (const b of bwds) {
 
 const tally = new Tally();
 if (checks) {
-  tally.forEach(cases, args.selects, '', (c) => {
+  tally.forEach(pick(cases, 0), args.selects, '', (c) => {
     const { q, k, v } = randomQkv(rng, c);
     const dout = randomTensor(c.dtype, [c.tokensQ, c.headsQ, c.dim], 1);
     const softmaxScale = 1 / Math.sqrt(c.dim);
@@ -167,7 +201,7 @@ if (checks) {
     const refMs = performance.now() - t0;
     const unc = uncoveredKeys(c.slices, c.tokensK);
     for (const bwd of bwds) {
-      const plan = planFfaBackward(c.slices, c.tokensQ, c.tokensK, bwd.blockN, bwd.blockM);
+      const plan = planFfaBackward(c.slices, c.tokensQ, c.tokensK, bwd.blockN, bwd.stepRows(c.dim));
       t0 = performance.now();
       const got = hostBackward(bwd, bargs, { poison: true });
       const gpuMs = performance.now() - t0;
@@ -226,11 +260,14 @@ const optCases: OptCase[] = [
   { name: 'dk accumulation only + sink 1, causal 500, 4:2 heads, fp16 d128', slices: causalMask(500), tokensQ: 500, tokensK: 500, headsQ: 4, headsKv: 2, dim: 128, dtype: 'float16', acc: ['dk'], sink: 1 },
   { name: 'deterministic + sink 2 + dq/dk/dv accumulation, random overlapping mask (10 slices), 8:2 heads, bf16 d128', slices: randomSlices(640, 640, 10), tokensQ: 640, tokensK: 640, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16', sink: 2, acc: ['dq', 'dk', 'dv'], deterministic: true },
   { name: 'deterministic, random overlapping mask (8 slices), 4:4 heads, fp16 d64', slices: randomSlices(700, 500, 8), tokensQ: 700, tokensK: 500, headsQ: 4, headsKv: 4, dim: 64, dtype: 'float16', deterministic: true },
+  { name: 'sink 2, random overlapping mask, 8:2 heads, bf16 d64', slices: randomSlices(600, 700, 6), tokensQ: 600, tokensK: 700, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16', sink: 2 },
+  { name: 'dq/dk/dv accumulation, random overlapping mask, 8:2 heads, bf16 d64', slices: randomSlices(512, 600, 5), tokensQ: 512, tokensK: 600, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16', acc: ['dq', 'dk', 'dv'] },
+  { name: 'deterministic + sink 2 + dq/dk/dv accumulation + softcap 15, random overlapping mask (10 slices), 8:2 heads, bf16 d64', slices: randomSlices(640, 640, 10), tokensQ: 640, tokensK: 640, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16', sink: 2, acc: ['dq', 'dk', 'dv'], deterministic: true, softcap: 15 },
 ];
 
 const bwdMain = defaults[defaults.length - 1];
 if (checks) {
-  tally.forEach(optCases, args.selects, '[options] ', (c) => {
+  tally.forEach(pick(optCases, cases.filter((c) => caseDims.includes(c.dim)).length), args.selects, '[options] ', (c) => {
     const { q, k, v } = randomQkv(rng, c);
     const dout = randomTensor(c.dtype, [c.tokensQ, c.headsQ, c.dim], 1);
     const sink = c.sink === undefined ? undefined : randomTensor('float32', [c.sink, c.headsQ], 3);
@@ -287,14 +324,14 @@ if (checks) {
       }
     }
     if (c.deterministic) ok = secondRunSame(got, run(), ['dq', 'dk', 'dv', 'dsink'], parts) && ok;
-    tally.record(ok, `[options] ${c.name}: ${parts.join('; ')}`);
+    tally.record(ok, `[options] ${c.name} [${kernelLabel(bwdMain, c.dim)}]: ${parts.join('; ')}`);
   });
 
   // Deterministic mode on heavily overlapping q ranges (16 slices over the same rows and keys):
   // fp32 accumulators (zeros) so that the comparison sees the fp32 sums, two runs bit-identical,
   // within tolerance; default mode shown for contrast. Then timing, default vs deterministic.
   // Under --only, when the name "deterministic backward" matches.
-  if (args.selects('deterministic backward')) {
+  if (args.selects('deterministic backward') && caseDims.includes(128) && shardK === 0) {
     try {
       const T = 1024;
       const n = 16;
@@ -409,12 +446,13 @@ if (bench) {
   }
 }
 
-// Speed read (--speed): the Hopper backward against the mma.sync one, 64:8 heads, D 128, bf16.
+// Speed read (--speed): the Hopper backward against the mma.sync one, 64:8 heads, bf16, per head dim of --speed-dims.
 if (args.has('--speed') || args.has('--speed-only')) {
   try {
     const kernels = [['sm90', new CudaFfaBackward(dev, { kernel: 'sm90' })], ['mma', new CudaFfaBackward(dev, { kernel: 'mma' })]] as const;
     const sm90Fwd = new CudaFfaForward(dev, { kernel: 'sm90' });
-    for (const { label, slices, shape } of speedCases()) {
+    const dims = args.value('--speed-dims', '128').split(',').map(Number);
+    for (const { label, slices, shape } of dims.flatMap((dim) => speedCases().map((c) => ({ ...c, shape: { ...c.shape, dim } })))) {
       try {
         const { tokensQ: S, headsQ: HQ, headsKv: HKV, dim: D } = shape;
         const bufs = {
@@ -439,7 +477,7 @@ if (args.has('--speed') || args.has('--speed-only')) {
             return { launch: () => problem.launch(bufs, 1 / Math.sqrt(D)), free: () => problem.free() };
           }),
         );
-        console.log(`speed bwd ${label} S=${S} 64:8 D128 bf16: ${line.join(' | ')}`);
+        console.log(`speed bwd ${label} S=${S} ${HQ}:${HKV} D${D} bf16: ${line.join(' | ')}`);
         for (const b of Object.values(bufs)) b.free();
       } catch (e) {
         console.log(`speed bwd ${label}: threw ${(e as Error).stack ?? String(e)}`);

@@ -1,7 +1,7 @@
 /**
  * GPU check that NaN and ±Inf propagate through the CUDA flex-flash-attention kernels as the
  * arithmetic says (issue 9, item 2), forward and backward, on every main kernel: the Hopper
- * forward, the mma.sync forward, the Hopper backward (head dim 128) and the
+ * forward, the mma.sync forward, the Hopper backward (head dims 64 and 128) and the
  * mma.sync backward. Not a CI test: it needs a GPU. Run on the GPU machine:
  *   node dist/test/device/ffa-nonfinite-gpu.js [--seed N] [--only NAME]
  *

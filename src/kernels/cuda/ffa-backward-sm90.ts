@@ -1,29 +1,43 @@
 /**
  * The Hopper main kernel of the backward (ffa_bwd_sm90.cu: TMA, wgmma, one producer and two
- * consumer warpgroups; head dim 128). CudaFfaBackward (ffa-backward.ts) launches it instead of
- * the mma.sync kernel on compute capability 9.0 for head dim 128; the work list (128-key tiles,
- * 64-row q steps), pre-pass, zeroing, dsink, deterministic grouping and conversions are shared.
- * What differs: q, k, v and dout reach the kernel as TMA descriptors, and so does the fp32 dq
- * accumulator (the kernel adds its dQ tiles with TMA tensor reduce-adds); a block has 384 threads.
+ * consumer warpgroups; head dim 128 and 64). CudaFfaBackward (ffa-backward.ts) launches it instead
+ * of the mma.sync kernel on compute capability 9.0; the work list (128-key tiles), pre-pass,
+ * zeroing, dsink, deterministic grouping and conversions are shared. What differs: q, k, v and
+ * dout reach the kernel as TMA descriptors, and so does the fp32 dq accumulator (the kernel adds
+ * its dQ tiles with TMA tensor reduce-adds); a block has 384 threads; and the kernel walks each
+ * item's q rows in steps of its own blockM (64 at head dim 128, 128 at head dim 64), which only
+ * the q and dout TMA boxes need to know (a work item is (slice, k tile, qLo, qHi) whatever the step).
  */
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
 import { compileSm90Module, tokenMajorTensorMap } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 
-export const FFA_BWD_SM90_BLOCK_M = 64;
 export const FFA_BWD_SM90_BLOCK_N = 128;
-export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [128];
+export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [64, 128];
 export const FFA_BWD_SM90_THREADS = 384;
+/** Rows of one dQ reduce-add box: a consumer warpgroup's 64 x 64 dQ block, whatever the head dim. */
+const DQ_BOX_ROWS = 64;
+
+/** q rows per step of the Hopper backward at head dim `dim` (the kernel's blockM<D>()): 128 at 64, 64 at 128. */
+export function sm90BackwardBlockM(dim: number): number {
+  if (!FFA_BWD_SM90_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`the sm90 backward takes head dim ${FFA_BWD_SM90_HEAD_DIMS.join(' or ')}, got ${dim}`);
+  return dim === 64 ? 128 : 64;
+}
+
 /**
- * K, V, 2 stages of Q and dO, 2 dSᵀ buffers, 2 stages of lseLog2 and Δ, 2 dQ staging tiles (64 x 64
- * fp32 each), 9 barriers, 1024 slack; the kernel's Smem::kRequest (a static_assert there holds the two equal).
+ * Dynamic shared memory of the Hopper backward at head dim `dim`: K, V, 2 stages of Q and dO, 2 dSᵀ
+ * buffers, 2 stages of lseLog2 and Δ, 2 dQ staging tiles (64 x 64 fp32 each), 9 barriers, 1024
+ * slack; the kernel's Smem<D>::kRequest (static_asserts there hold the two equal per head dim).
  */
-const SMEM_BYTES = 2 * 128 * 128 * 2 + 4 * 64 * 128 * 2 + 2 * 128 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 64 * 4 + 9 * 8 + 1024;
+export function sm90BackwardSmemBytes(dim: number): number {
+  const bm = sm90BackwardBlockM(dim);
+  const bn = FFA_BWD_SM90_BLOCK_N;
+  return 2 * bn * dim * 2 + 4 * bm * dim * 2 + 2 * bn * bm * 2 + 4 * bm * 4 + 2 * 64 * 64 * 4 + 9 * 8 + 1024;
+}
 
 export class Sm90BackwardMain {
   readonly module: Module;
-  readonly blockM = FFA_BWD_SM90_BLOCK_M;
   readonly blockN = FFA_BWD_SM90_BLOCK_N;
   readonly threads = FFA_BWD_SM90_THREADS;
 
@@ -40,19 +54,19 @@ export class Sm90BackwardMain {
   }
 
   mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean): { kernel: Kernel; smemBytes: number } {
-    if (!this.supports(dim)) throw new FfaCudaUnsupportedError(`the sm90 backward takes head dim 128 only, got ${dim}`);
+    const smemBytes = sm90BackwardSmemBytes(dim); // throws for a head dim the kernel lacks
     const name = `ffa_bwd_sm90_${tag}_d${dim}${softcap ? '_softcap' : ''}`;
     const kernel = this.module.kernel(name);
-    kernel.setMaxDynamicSharedMemory(SMEM_BYTES);
-    return { kernel, smemBytes: SMEM_BYTES };
+    kernel.setMaxDynamicSharedMemory(smemBytes);
+    return { kernel, smemBytes };
   }
 
   /** The fifth kernel argument: the TMA map of the fp32 dq accumulator [tokensQ, headsQ, dim] (boxes of 32 columns x 1 head x 64 rows, SW128). */
   dqArg(dq: DeviceBuffer, tokensQ: number, headsQ: number, dim: number): KernelArg {
-    return { type: 'bytes', value: tokenMajorTensorMap(this.device, dq, 'float32', tokensQ, headsQ, dim, FFA_BWD_SM90_BLOCK_M) };
+    return { type: 'bytes', value: tokenMajorTensorMap(this.device, dq, 'float32', tokensQ, headsQ, dim, DQ_BOX_ROWS) };
   }
 
-  /** The four leading kernel arguments: TMA maps of q and dout (64-row boxes), k and v (128-row boxes). */
+  /** The four leading kernel arguments: TMA maps of q and dout (boxes of blockM rows), k and v (128-row boxes). */
   inputArgs(
     b: { q: DeviceBuffer; k: DeviceBuffer; v: DeviceBuffer; dout: DeviceBuffer },
     dtype: DType,
@@ -63,11 +77,12 @@ export class Sm90BackwardMain {
     dim: number,
   ): KernelArg[] {
     const d = this.device;
+    const bm = sm90BackwardBlockM(dim);
     return [
-      { type: 'bytes', value: tokenMajorTensorMap(d, b.q, dtype, tokensQ, headsQ, dim, FFA_BWD_SM90_BLOCK_M) },
+      { type: 'bytes', value: tokenMajorTensorMap(d, b.q, dtype, tokensQ, headsQ, dim, bm) },
       { type: 'bytes', value: tokenMajorTensorMap(d, b.k, dtype, tokensK, headsKv, dim, FFA_BWD_SM90_BLOCK_N) },
       { type: 'bytes', value: tokenMajorTensorMap(d, b.v, dtype, tokensK, headsKv, dim, FFA_BWD_SM90_BLOCK_N) },
-      { type: 'bytes', value: tokenMajorTensorMap(d, b.dout, dtype, tokensQ, headsQ, dim, FFA_BWD_SM90_BLOCK_M) },
+      { type: 'bytes', value: tokenMajorTensorMap(d, b.dout, dtype, tokensQ, headsQ, dim, bm) },
     ];
   }
 }

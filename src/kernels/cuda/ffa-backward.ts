@@ -30,7 +30,7 @@ import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
-import { Sm90BackwardMain } from './ffa-backward-sm90.js';
+import { Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 
@@ -149,16 +149,17 @@ export interface FfaBackwardShape {
 const { i32, ptr } = kernelArg;
 
 /**
- * Which main kernel a CudaFfaBackward launches for head dim 128: 'sm90' (Hopper: TMA + wgmma,
- * compute capability 9.0), 'mma' (mma.sync), or 'auto' (sm90 where available with the default
- * 8 warps, whose 128-key tiles it shares). Head dim 64 always runs the mma kernel.
+ * Which main kernel a CudaFfaBackward launches: 'sm90' (Hopper: TMA + wgmma, compute capability
+ * 9.0; head dims FFA_BWD_SM90_HEAD_DIMS, 64 and 128), 'mma' (mma.sync), or 'auto' (sm90 where
+ * available with the default 8 warps, whose 128-key tiles it shares). A head dim the Hopper
+ * kernel lacks runs the mma kernel.
  */
 export type FfaBackwardKernelKind = 'auto' | 'mma' | 'sm90';
 
 /** The compiled backward module; one per device. */
 export class CudaFfaBackward {
   readonly module: Module;
-  /** The Hopper main kernel (head dim 128), or null. */
+  /** The Hopper main kernel (head dims 64 and 128), or null. */
   readonly sm90: Sm90BackwardMain | null;
   readonly warps: number;
   readonly blockM = FFA_BWD_BLOCK_M;
@@ -176,7 +177,7 @@ export class CudaFfaBackward {
     if (useSm90 && this.blockN !== 128) throw new FfaCudaUnsupportedError('the sm90 backward works on 128-key tiles: use 8 warps');
     const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_bwd.cu', options: [`-DFFA_BWD_NWARPS=${this.warps}`] };
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
-    // always loaded: the pre-pass, dsink, conversions and the head-dim-64 kernels live here
+    // always loaded: the pre-pass, dsink and conversions live here (and the main kernels of any head dim the Hopper one lacks)
     this.module = device.compile(ffaBackwardSource(), opts);
     this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir) : null;
   }
@@ -184,6 +185,11 @@ export class CudaFfaBackward {
   /** Whether launches of head dim `dim` run the Hopper kernel. */
   usesSm90(dim: number): boolean {
     return this.sm90 !== null && this.sm90.supports(dim);
+  }
+
+  /** q rows per inner step of the main kernel at head dim `dim` (the Hopper kernel's own at D 64: 128). */
+  stepRows(dim: number): number {
+    return this.usesSm90(dim) ? sm90BackwardBlockM(dim) : this.blockM;
   }
 
   static typeTag(dtype: DType): 'bf16' | 'fp16' {
@@ -247,7 +253,7 @@ export class FfaBackwardProblem {
     readonly slices: SliceList,
   ) {
     const dev = owner.device;
-    this.plan = planFfaBackward(slices, shape.tokensQ, shape.tokensK, owner.blockN, owner.blockM);
+    this.plan = planFfaBackward(slices, shape.tokensQ, shape.tokensK, owner.blockN, owner.stepRows(shape.dim));
     owner.mainKernel(shape.dtype, shape.dim, false); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(4));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));

@@ -3,7 +3,11 @@
 // Device code only, compiled at run time by NVRTC (ffa-backward-sm90.ts) and by nvcc in the CI
 // check. Same contract, math, work list (slice, k tile of 128 keys, q rows [qLo, qHi)) and
 // pre-pass as ffa_bwd.cu (read that file's header first); the pre-pass and the fp32 -> 16-bit
-// conversions are that module's kernels. Head dim 128 only.
+// conversions are that module's kernels. Head dim 128 and 64, one template (kD): the shapes below
+// are head dim 128's, where a step has 64 q rows; at head dim 64 a step has 128 (blockM), Sᵀ / dPᵀ
+// are m64n128 wgmma, dV / dK m64n64, each consumer warpgroup's dQ block is 64 q rows x all 64
+// columns, and Pᵀ waits for dPᵀ (kWaitDp: registers). The head-dim-128 entries compile to the same
+// machine code as before head dim 64 was added (nvcc 13.0, .text sections compared).
 //
 //   block     = 3 warpgroups. Warpgroup 0 is the producer: warp 0 TMA-loads the K and V tile
 //               once, then Q and dO tiles (64 q rows) into 2 stages; warp 1 copies the matching
@@ -50,15 +54,23 @@ namespace sm90bwd {
 
 using namespace ffa::sm90;
 
-constexpr int kBM = 64;   // q rows per step
 constexpr int kBN = 128;  // keys per block (64 per consumer warpgroup)
-constexpr int kD = 128;
 constexpr int kThreads = 384;
+// q rows per step: 64 at head dim 128; 128 at head dim 64, where dK and dV take half the
+// registers (FlashAttention-3's backward tiles for head dim 64 are 128 x 128 too). A consumer
+// warpgroup's dQ is then always a 64 x 64 block of the step's [kBM][D] tile: head-dim columns
+// [64 wg, 64 wg + 64) at D 128, q rows [64 wg, 64 wg + 64) at D 64.
+template <int D>
+constexpr int blockM() {
+  return D == 64 ? 128 : 64;
+}
 
+template <int D>
 struct Smem {
-  static constexpr int kKV = kBN * kD * 2;     // K or V: two [128][64] halves
-  static constexpr int kQO = kBM * kD * 2;     // one stage of Q or dO: two [64][64] halves
-  static constexpr int kDS = kBN * kBM * 2;    // one dSᵀ buffer: [128 keys][64 q]
+  static constexpr int kBM = blockM<D>();
+  static constexpr int kKV = kBN * D * 2;      // K or V: D / 64 [128][64] halves
+  static constexpr int kQO = kBM * D * 2;      // one stage of Q or dO: D / 64 [kBM][64] halves
+  static constexpr int kDS = kBN * kBM * 2;    // one dSᵀ buffer: kBM / 64 [128 keys][64 q] halves
   static constexpr int kK = 0;
   static constexpr int kV = kKV;
   static constexpr int kQ = 2 * kKV;           // 2 stages
@@ -66,18 +78,30 @@ struct Smem {
   static constexpr int kS = kO + 2 * kQO;      // 2 buffers
   static constexpr int kL = kS + 2 * kDS;      // lseLog2, 2 stages of 64 floats
   static constexpr int kDl = kL + 2 * kBM * 4; // Δ, 2 stages
-  static constexpr int kDQW = kBM * 64 * 4;      // one consumer warpgroup's staged 64 x 64 fp32 dQ: two SW128 boxes [64][32]
+  static constexpr int kDQW = 64 * 64 * 4;       // one consumer warpgroup's staged 64 x 64 fp32 dQ: two SW128 boxes [64][32]
   static constexpr int kDQ = kDl + 2 * kBM * 4;  // 2 warpgroups (1024-aligned, as the swizzle needs)
   static constexpr int kBar = kDQ + 2 * kDQW;    // kv, full[2], empty[2], dqFull[2], dqEmpty[2]
   static constexpr int kBytes = kBar + 9 * 8;
   static constexpr int kRequest = kBytes + 1024;
 };
-static_assert(Smem::kDQ % 1024 == 0 && Smem::kDQW % 1024 == 0, "SW128 dQ boxes need 1024-byte alignment");
-static_assert(Smem::kRequest == 198728, "ffa-backward-sm90.ts SMEM_BYTES must equal Smem::kRequest");
+static_assert(Smem<128>::kDQ % 1024 == 0 && Smem<64>::kDQ % 1024 == 0 && Smem<128>::kDQW % 1024 == 0, "SW128 dQ boxes need 1024-byte alignment");
+// the host's smem size per head dim (ffa-backward-sm90.ts sm90BackwardSmemBytes; a unit test reads these two lines)
+static_assert(Smem<128>::kRequest == 198728, "ffa-backward-sm90.ts sm90BackwardSmemBytes(128) must equal Smem<128>::kRequest");
+static_assert(Smem<64>::kRequest == 199752, "ffa-backward-sm90.ts sm90BackwardSmemBytes(64) must equal Smem<64>::kRequest");
 
 // Byte offset of element (row, col) in a SW128 [rows][64] 16-bit slab.
 __device__ __forceinline__ unsigned sw128(int row, int col) {
   return row * 128 + ((((col >> 3) ^ (row & 7))) << 4) + (col & 7) * 2;
+}
+
+// Byte offset of dSᵀ element (key, q column) in a buffer of BM / 64 [128 keys][64] SW128 halves.
+template <int BM>
+__device__ __forceinline__ unsigned ds_off(int row, int col) {
+  if constexpr (BM == 64) {
+    return sw128(row, col);
+  } else {
+    return (col >> 6) * (kBN * 128) + sw128(row, col & 63);
+  }
 }
 
 // A warpgroup's dQ accumulator (64 rows x 64 fp32 columns, times `scale`) into two SW128 boxes of
@@ -98,13 +122,13 @@ __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[
       const float x0 = odd ? dqa[j ^ 2][2 * r] : dqa[j][2 * r];
       const float x1 = odd ? dqa[j ^ 2][2 * r + 1] : dqa[j][2 * r + 1];
       const int chunk = ((jj & 3) * 2 + (t >> 1)) ^ (R & 7);
-      float2* dst = reinterpret_cast<float2*>(stg + (jj >> 2) * (kBM * 32 * 4) + R * 128 + chunk * 16 + (t & 1) * 8);
+      float2* dst = reinterpret_cast<float2*>(stg + (jj >> 2) * (64 * 32 * 4) + R * 128 + chunk * 16 + (t & 1) * 8);
       *dst = valid ? make_float2(x0 * scale, x1 * scale) : make_float2(0.f, 0.f);
     }
   }
 }
 
-template <typename E, bool SOFTCAP>
+template <typename E, int kD, bool SOFTCAP>
 __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, const TmaMap* tmO,
                                            const float* __restrict__ lseLog2, const float* __restrict__ delta, const TmaMap* tmDq,
                                            float* __restrict__ dk, float* __restrict__ dv,
@@ -112,7 +136,14 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
                                            const int* __restrict__ types, const int* __restrict__ work, int headsQ,
                                            int headsKv, int tokensQ, float scaleLog2, float softmaxScale,
                                            float softcapScale) {
-  using L = Smem;
+  using L = Smem<kD>;
+  constexpr int kBM = L::kBM;
+  constexpr int HALVES = kD / 64;  // 64-column SW128 halves of Q, K, V and dO
+  // Pᵀ and dSᵀ in one pass once dPᵀ has landed (bwd_p with WITH_DS), as softcap needs anyway, or
+  // Pᵀ while dPᵀ runs and dSᵀ while dV runs. At kBM = 128 the Sᵀ and dPᵀ tiles are 64 registers
+  // each, and the overlapped schedule spilled 48 bytes and serialized the wgmma (nvcc 13.0, 240
+  // registers); so did computing dSᵀ after dPᵀ but before dV (no spill, wgmma serialized).
+  constexpr bool kWaitDp = SOFTCAP || kBM == 128;
   extern __shared__ unsigned char smemRaw[];
   const unsigned base = (smem_u32(smemRaw) + 1023u) & ~1023u;
   unsigned char* gen = smemRaw + (base - smem_u32(smemRaw));  // generic pointer to `base`
@@ -159,7 +190,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       tma_prefetch_map(tmO);
       mbar_arrive_expect_tx(barKV, 2 * L::kKV);
 #pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
+      for (int hf = 0; hf < HALVES; ++hf) {
         tma_load_3d(sK + hf * kBN * 128, tmK, barKV, hf * 64, hk, n0);
         tma_load_3d(sV + hf * kBN * 128, tmV, barKV, hf * 64, hk, n0);
       }
@@ -170,7 +201,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         const int m0 = qLo + (s % nQt) * kBM;
         mbar_arrive_expect_tx(full + 8 * stage, 2 * L::kQO);
 #pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
+        for (int hf = 0; hf < HALVES; ++hf) {
           tma_load_3d(sQ + stage * L::kQO + hf * kBM * 128, tmQ, full + 8 * stage, hf * 64, h, m0);
           tma_load_3d(sO + stage * L::kQO + hf * kBM * 128, tmO, full + 8 * stage, hf * 64, h, m0);
         }
@@ -202,9 +233,12 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         const int m0 = qLo + (s % nQt) * kBM;
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
+          // warpgroup c's 64 x 64 block: columns 64 c at D 128, rows 64 c at D 64
+          const int x = kD == 128 ? c * 64 : 0;
+          const int row = kBM == 128 ? m0 + c * 64 : m0;
           mbar_wait(dqFull + 8 * c, s & 1);
-          tma_reduce_add_3d(tmDq, base + L::kDQ + c * L::kDQW, c * 64, h, m0);
-          tma_reduce_add_3d(tmDq, base + L::kDQ + c * L::kDQW + L::kDQW / 2, c * 64 + 32, h, m0);
+          tma_reduce_add_3d(tmDq, base + L::kDQ + c * L::kDQW, x, h, row);
+          tma_reduce_add_3d(tmDq, base + L::kDQ + c * L::kDQW + L::kDQW / 2, x + 32, h, row);
           bulk_commit();
         }
         bulk_wait_read<1>();
@@ -262,7 +296,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned off = (ks & 3) * 32;
       const unsigned hfK = (ks >> 2) * kBN * 128 + off;
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      Wgmma<E>::ss64(st, ldesc(b4 + w4 + ((L::kK + hfK) >> 4), 16, 1024), ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kQ + hfQ) >> 4), 16, 1024), ks > 0 ? 1 : 0);
+      const unsigned long long da = ldesc(b4 + w4 + ((L::kK + hfK) >> 4), 16, 1024);
+      const unsigned long long db = ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kQ + hfQ) >> 4), 16, 1024);
+      if constexpr (kBM == 64) {
+        Wgmma<E>::ss64(st, da, db, ks > 0 ? 1 : 0);
+      } else {
+        Wgmma<E>::ss128(st, da, db, ks > 0 ? 1 : 0);
+      }
     }
     wgmma_commit();
   };
@@ -274,7 +314,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       const unsigned off = (ks & 3) * 32;
       const unsigned hfK = (ks >> 2) * kBN * 128 + off;
       const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      Wgmma<E>::ss64(dp, ldesc(b4 + w4 + ((L::kV + hfK) >> 4), 16, 1024), ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kO + hfQ) >> 4), 16, 1024), ks > 0 ? 1 : 0);
+      const unsigned long long da = ldesc(b4 + w4 + ((L::kV + hfK) >> 4), 16, 1024);
+      const unsigned long long db = ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kO + hfQ) >> 4), 16, 1024);
+      if constexpr (kBM == 64) {
+        Wgmma<E>::ss64(dp, da, db, ks > 0 ? 1 : 0);
+      } else {
+        Wgmma<E>::ss128(dp, da, db, ks > 0 ? 1 : 0);
+      }
     }
     wgmma_commit();
   };
@@ -294,7 +340,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // Sᵀ = K_w Qᵀ (issued behind the previous step's dQ, landed), dPᵀ = V_w dOᵀ: 64 keys x 64 q
     // rows per warpgroup. Pᵀ while dPᵀ still runs (softcap needs tanh' for dSᵀ: waits for it).
     issue_dp(s);
-    if (SOFTCAP) {
+    if (kWaitDp) {
       wgmma_wait<0>();
       fence_regs<kBM / 8>(dp);
     }
@@ -302,19 +348,25 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // Pᵀ (and with softcap dSᵀ), ffa_bwd.cu's elementwise math (shared, ffa_common.cuh). Row (key)
     // = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
     const bool fullTile = (m1 - m0 == kBM) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
-    bwd_p<kBM / 8, SOFTCAP, SOFTCAP>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale);
+    bwd_p<kBM / 8, SOFTCAP, kWaitDp>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale);
     unsigned ap[kBM / 16][4], as[kBM / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(ap[kk], st, kk);
     // dV += Pᵀ dO (k dim = the 64 q rows; dO read N-major)
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk)
-      Wgmma<E>::rs128(dVacc, ap[kk], ldesc(b4 + stage * (L::kQO >> 4) + ((L::kO + kk * 16 * 128) >> 4), kBM * 128, 1024));
+    for (int kk = 0; kk < kBM / 16; ++kk) {
+      const unsigned long long db = ldesc(b4 + stage * (L::kQO >> 4) + ((L::kO + kk * 16 * 128) >> 4), kBM * 128, 1024);
+      if constexpr (kD == 128) {
+        Wgmma<E>::rs128(dVacc, ap[kk], db);
+      } else {
+        Wgmma<E>::rs64(dVacc, ap[kk], db);
+      }
+    }
     wgmma_commit();
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
-    if (!SOFTCAP) {
+    if (!kWaitDp) {
       wgmma_wait<1>();  // dPᵀ done
       fence_regs<kBM / 8>(dp);
       bwd_ds<kBM / 8>(st, dp, cD, t);
@@ -324,35 +376,47 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // dK += dSᵀ Q (Q read N-major)
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk)
-      Wgmma<E>::rs128(dKacc, as[kk], ldesc(b4 + stage * (L::kQO >> 4) + ((L::kQ + kk * 16 * 128) >> 4), kBM * 128, 1024));
+    for (int kk = 0; kk < kBM / 16; ++kk) {
+      const unsigned long long db = ldesc(b4 + stage * (L::kQO >> 4) + ((L::kQ + kk * 16 * 128) >> 4), kBM * 128, 1024);
+      if constexpr (kD == 128) {
+        Wgmma<E>::rs128(dKacc, as[kk], db);
+      } else {
+        Wgmma<E>::rs64(dKacc, as[kk], db);
+      }
+    }
     wgmma_commit();
 
-    // dSᵀ to shared memory ([key][q], SW128) while those run
+    // dSᵀ to shared memory ([key][q], SW128, q in 64-column halves) while those run
     {
       const int r0 = wg * 64 + warp * 16 + g;
       unsigned char* dsGen = gen + L::kS + (s & 1) * L::kDS;
 #pragma unroll
       for (int kk = 0; kk < kBM / 16; ++kk) {
-        *reinterpret_cast<unsigned*>(dsGen + sw128(r0, 16 * kk + 2 * t)) = as[kk][0];
-        *reinterpret_cast<unsigned*>(dsGen + sw128(r0 + 8, 16 * kk + 2 * t)) = as[kk][1];
-        *reinterpret_cast<unsigned*>(dsGen + sw128(r0, 16 * kk + 8 + 2 * t)) = as[kk][2];
-        *reinterpret_cast<unsigned*>(dsGen + sw128(r0 + 8, 16 * kk + 8 + 2 * t)) = as[kk][3];
+        *reinterpret_cast<unsigned*>(dsGen + ds_off<kBM>(r0, 16 * kk + 2 * t)) = as[kk][0];
+        *reinterpret_cast<unsigned*>(dsGen + ds_off<kBM>(r0 + 8, 16 * kk + 2 * t)) = as[kk][1];
+        *reinterpret_cast<unsigned*>(dsGen + ds_off<kBM>(r0, 16 * kk + 8 + 2 * t)) = as[kk][2];
+        *reinterpret_cast<unsigned*>(dsGen + ds_off<kBM>(r0 + 8, 16 * kk + 8 + 2 * t)) = as[kk][3];
       }
     }
     fence_async_smem();
     named_sync(1, 256);  // both warpgroups' dSᵀ written
 
-    // dQ[:, 64 wg .. 64 wg + 63] = dS K over the 128 keys of the tile. (A lambda called once, as
-    // in the code the GPU checks and timings ran: written inline, NVVM numbers the loop's two
-    // counters the other way round and ptxas then emits ~430 of the ~3,500 instructions
-    // differently, untested machine code.)
+    // This warpgroup's 64 x 64 block of dQ = dS K over the 128 keys of the tile: columns
+    // [64 wg, 64 wg + 64) at D 128 (K's half wg), rows [64 wg, 64 wg + 64) at D 64 (dSᵀ's half
+    // wg). (A lambda called once, as in the code the GPU checks and timings ran: written inline,
+    // NVVM numbers the loop's two counters the other way round and ptxas then emits ~430 of the
+    // ~3,500 instructions differently, untested machine code.)
     float dqa[8][4];
     const auto issue_dq = [&]() {
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) {
-        Wgmma<E>::ss64tt(dqa, ldesc(b4 + (s & 1) * (L::kDS >> 4) + ((L::kS + kk * 16 * 128) >> 4), 64 * 128, 1024),
-                         ldesc(b4 + wg * (kBN * 128 / 16) + ((L::kK + kk * 16 * 128) >> 4), kBN * 128, 1024), kk > 0 ? 1 : 0);
+        if constexpr (kD == 128) {
+          Wgmma<E>::ss64tt(dqa, ldesc(b4 + (s & 1) * (L::kDS >> 4) + ((L::kS + kk * 16 * 128) >> 4), 64 * 128, 1024),
+                           ldesc(b4 + wg * (kBN * 128 / 16) + ((L::kK + kk * 16 * 128) >> 4), kBN * 128, 1024), kk > 0 ? 1 : 0);
+        } else {
+          Wgmma<E>::ss64tt(dqa, ldesc(b4 + (s & 1) * (L::kDS >> 4) + wg * (kBN * 128 / 16) + ((L::kS + kk * 16 * 128) >> 4), 64 * 128, 1024),
+                           ldesc(b4 + ((L::kK + kk * 16 * 128) >> 4), kBN * 128, 1024), kk > 0 ? 1 : 0);
+        }
       }
       wgmma_commit();
     };
@@ -375,10 +439,11 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     {
       unsigned char* stg = gen + L::kDQ + wg * L::kDQW;
       if (s >= 1) mbar_wait(dqEmpty + 8 * wg, (s - 1) & 1);
+      const int r0 = kBM == 128 ? m0 + wg * 64 : m0;  // this block's first q row
       if (m1 - m0 == kBM) {
-        stage_dq<false>(stg, dqa, warp, g, t, m0, m1, softmaxScale);
+        stage_dq<false>(stg, dqa, warp, g, t, r0, m1, softmaxScale);
       } else {
-        stage_dq<true>(stg, dqa, warp, g, t, m0, m1, softmaxScale);
+        stage_dq<true>(stg, dqa, warp, g, t, r0, m1, softmaxScale);
       }
       fence_async_smem();
       mbar_arrive(dqFull + 8 * wg);
@@ -395,13 +460,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 }  // namespace ffa
 
 // --------------------------------------------------------------------------------------------
-// Entry points: ffa_bwd_sm90_{bf16,fp16}_d128[_softcap]. Block 384 threads, grid
-// numWorkItems * headsKv, dynamic smem Smem::kRequest bytes. q / k / v / dout as TMA maps
-// (boxes of 64 columns x 1 head x 64 rows for q and dout, x 128 rows for k and v); the fp32 dq
-// accumulator as one too, in the place of the mma.sync kernel's dq pointer (boxes of 32 columns
-// x 1 head x 64 rows).
+// Entry points: ffa_bwd_sm90_{bf16,fp16}_d{128,64}[_softcap]. Block 384 threads, grid
+// numWorkItems * headsKv, dynamic smem Smem<D>::kRequest bytes. q / k / v / dout as TMA maps
+// (boxes of 64 columns x 1 head x blockM<D>() rows for q and dout, x 128 rows for k and v); the
+// fp32 dq accumulator as one too, in the place of the mma.sync kernel's dq pointer (boxes of 32
+// columns x 1 head x 64 rows, whatever D).
 
-#define FFA_BWD_SM90_ENTRY(NAME, E, SOFTCAP)                                                                             \
+#define FFA_BWD_SM90_ENTRY(NAME, E, D, SOFTCAP)                                                                             \
   extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
       NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                 \
            const __grid_constant__ ffa::sm90::TmaMap tmV, const __grid_constant__ ffa::sm90::TmaMap tmO,                 \
@@ -410,11 +475,15 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
            const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,              \
            const int* __restrict__ work, int headsQ, int headsKv, int tokensQ, float scaleLog2, float softmaxScale,      \
            float softcapScale) {                                                                                         \
-    ffa::sm90bwd::bwd_kernel<E, SOFTCAP>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, &tmDq, dk, dv, qRanges, kRanges, types, \
+    ffa::sm90bwd::bwd_kernel<E, D, SOFTCAP>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, &tmDq, dk, dv, qRanges, kRanges, types, \
                                          work, headsQ, headsKv, tokensQ, scaleLog2, softmaxScale, softcapScale);        \
   }
 
-FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128, ffa::Bf16, false)
-FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128_softcap, ffa::Bf16, true)
-FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d128, ffa::Fp16, false)
-FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d128_softcap, ffa::Fp16, true)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128, ffa::Bf16, 128, false)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128_softcap, ffa::Bf16, 128, true)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d128, ffa::Fp16, 128, false)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d128_softcap, ffa::Fp16, 128, true)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d64, ffa::Bf16, 64, false)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d64_softcap, ffa::Bf16, 64, true)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d64, ffa::Fp16, 64, false)
+FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d64_softcap, ffa::Fp16, 64, true)
