@@ -93,12 +93,13 @@ export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir
 }
 
 /**
- * The kernel's Smem<D>::kRequest: Q tile, 2 stages each of K and V, 9 barriers (persistent: one
- * more and the 7-int item slot), and slack to align the base to 1024 bytes.
+ * The kernel's Smem<D>::kRequest: the Q tile, 2 stages each of K and V, 9 barriers, and slack to
+ * align the base to 1024 bytes; persistent: 2 Q stages, 12 barriers and 2 item slots of 32 bytes.
  */
 export function sm90ForwardSmemBytes(dim: number, persistent: boolean): number {
-  const layout = FFA_SM90_BLOCK_M * dim * 2 + 4 * FFA_SM90_BLOCK_N * dim * 2;
-  return (persistent ? layout + 10 * 8 + 7 * 4 : layout + 9 * 8) + 1024;
+  const q = FFA_SM90_BLOCK_M * dim * 2;
+  const kv = 4 * FFA_SM90_BLOCK_N * dim * 2;
+  return (persistent ? 2 * q + kv + 12 * 8 + 2 * 32 : q + kv + 9 * 8) + 1024;
 }
 
 /** Options of the Hopper forward main kernel. */

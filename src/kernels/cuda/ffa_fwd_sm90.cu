@@ -55,21 +55,27 @@ template <int D>
 struct Smem {
   static constexpr int kQBytes = kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;  // one stage of K or of V
+  // Q: one stage, two in the persistent kernel (item r in stage r % 2, so that the next item's Q
+  // loads while this one's runs)
+  static constexpr int kQStages = kPersistent ? 2 : 1;
   static constexpr int kQ = 0;
-  static constexpr int kK = kQBytes;                   // 2 stages
-  static constexpr int kV = kQBytes + 2 * kTileBytes;  // 2 stages
-  static constexpr int kBar = kQBytes + 4 * kTileBytes;
-  // barriers: q, fullK[2], fullV[2], emptyK[2], emptyV[2]; persistent: + emptyQ, then the item
-  // the producer hands its consumers with Q (kItemInts ints)
-  static constexpr int kItem = kBar + 10 * 8;
+  static constexpr int kK = kQStages * kQBytes;           // 2 stages
+  static constexpr int kV = kK + 2 * kTileBytes;          // 2 stages
+  static constexpr int kBar = kK + 4 * kTileBytes;
+  // barriers: q, fullK[2], fullV[2], emptyK[2], emptyV[2]; persistent: + the second stage's q
+  // (kBar + 72), emptyQ[2] (kBar + 80), then per Q stage the item the producer hands its
+  // consumers with it (kItemInts ints, 8 apart)
+  static constexpr int kBarQ1 = kBar + 72;
+  static constexpr int kEmptyQ = kBar + 80;
+  static constexpr int kItem = kBar + 12 * 8;
   static constexpr int kItemInts = 7;
-  static constexpr int kBytes = kPersistent ? kItem + kItemInts * 4 : kBar + 9 * 8;
+  static constexpr int kBytes = kPersistent ? kItem + 2 * 8 * 4 : kBar + 9 * 8;
   // dynamic shared memory requested: the layout plus slack to align its base to 1024
   static constexpr int kRequest = kBytes + 1024;
 };
 // ffa-forward-sm90.ts (sm90ForwardSmemBytes) requests these; test/cuda-fwd-sm90-persistent.test.ts
 // reads them from here
-static_assert(Smem<128>::kRequest == (kPersistent ? 164972 : 164936) && Smem<64>::kRequest == (kPersistent ? 83052 : 83016),
+static_assert(Smem<128>::kRequest == (kPersistent ? 197792 : 164936) && Smem<64>::kRequest == (kPersistent ? 99488 : 83016),
               "the host's shared-memory request (sm90ForwardSmemBytes) must follow the layout");
 
 // The persistent schedule: in round r, block b of G takes virtual block r G + b (even r) or
@@ -103,9 +109,11 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const unsigned fullV = barQ + 24;   // + 8 * stage
   const unsigned emptyK = barQ + 40;  // + 8 * stage
   const unsigned emptyV = barQ + 56;  // + 8 * stage
-  const unsigned emptyQ = barQ + 72;  // persistent only
-  // persistent only: the item in flight (slice qs, qe, ks, ke, type; head; q tile start)
-  int* const itemInfo = reinterpret_cast<int*>(smemRaw + (base - smem_u32(smemRaw)) + L::kItem);
+  // persistent only: Q stage `slot`'s full and empty barriers and item (slice qs, qe, ks, ke,
+  // type; head; q tile start)
+  auto qFull = [&](int slot) { return slot == 0 ? barQ : base + L::kBarQ1; };
+  const unsigned emptyQ = base + L::kEmptyQ;  // + 8 * slot
+  int* const itemInfo = reinterpret_cast<int*>(smemRaw + (base - smem_u32(smemRaw)) + L::kItem);  // + 8 * slot
 
   const int tid = threadIdx.x;
 
@@ -123,7 +131,11 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       mbar_init(emptyK + 8 * s, 256);
       mbar_init(emptyV + 8 * s, 256);
     }
-    if constexpr (kPersistent) mbar_init(emptyQ, 256);
+    if constexpr (kPersistent) {
+      mbar_init(base + L::kBarQ1, 1);
+      mbar_init(emptyQ, 256);
+      mbar_init(emptyQ + 8, 256);
+    }
     mbar_fence_init();
   }
   __syncthreads();
@@ -138,10 +150,11 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       tma_prefetch_map(tmQ);
       tma_prefetch_map(tmK);
       tma_prefetch_map(tmV);
-      auto load_item = [&](const FwdItem& w, int kt0) {
-        mbar_arrive_expect_tx(barQ, L::kQBytes);
+      auto load_item = [&](const FwdItem& w, int kt0, int qSlot) {
+        const unsigned bar = qFull(qSlot);
+        mbar_arrive_expect_tx(bar, L::kQBytes);
 #pragma unroll
-        for (int hf = 0; hf < HALVES; ++hf) tma_load_3d(sQ + hf * kBM * 128, tmQ, barQ, hf * 64, w.h, w.m0);
+        for (int hf = 0; hf < HALVES; ++hf) tma_load_3d(sQ + qSlot * L::kQBytes + hf * kBM * 128, tmQ, bar, hf * 64, w.h, w.m0);
         for (int it = 0; it < w.nTiles; ++it) {
           const int kt = kt0 + it;
           const int stage = kt & 1;
@@ -164,21 +177,24 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
           const int vb = persistent_block(r, numBlocks);
           if (vb < 0) break;
           const FwdItem w = fwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, vb);
-          // Q and the item slot are free once both consumer warpgroups have issued the previous
-          // item's last S = Q K^T and seen it land; the arrival on barQ publishes the item
-          if (r > 0) mbar_wait(emptyQ, (r - 1) & 1);
-          itemInfo[0] = w.sl.qs;
-          itemInfo[1] = w.sl.qe;
-          itemInfo[2] = w.sl.ks;
-          itemInfo[3] = w.sl.ke;
-          itemInfo[4] = w.sl.type;
-          itemInfo[5] = w.h;
-          itemInfo[6] = w.m0;
-          load_item(w, kt);
+          // Q stage r % 2 and its item slot are free once both consumer warpgroups have issued
+          // item r - 2's last S = Q K^T and seen it land; the arrival on the stage's full barrier
+          // publishes the item
+          const int slot = r & 1;
+          if (r >= 2) mbar_wait(emptyQ + 8 * slot, ((r >> 1) - 1) & 1);
+          int* const info = itemInfo + 8 * slot;
+          info[0] = w.sl.qs;
+          info[1] = w.sl.qe;
+          info[2] = w.sl.ks;
+          info[3] = w.sl.ke;
+          info[4] = w.sl.type;
+          info[5] = w.h;
+          info[6] = w.m0;
+          load_item(w, kt, slot);
           kt += w.nTiles;
         }
       } else {
-        load_item(w1, 0);
+        load_item(w1, 0, 0);
       }
     }
     return;
@@ -193,15 +209,15 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const int lane = tid & 31;
   const int g = lane >> 2;
   const int t = lane & 3;
-  const unsigned qRows = sQ + wg * 64 * 128;  // this warpgroup's 64 rows of each Q half
   // FA3's schedule between the two consumer warpgroups (see the main loop below): named barriers
   // 3 and 4 hand the right to issue wgmma back and forth.
   const int myBar = 3 + wg;
   const int otherBar = 4 - wg;
 
   // One work item: the main loop, finalize and epilogue. `kt0`: K/V tiles consumed for earlier
-  // items (persistent).
-  auto consume_item = [&](const FwdItem& w, int kt0) {
+  // items, `qSlot`: its Q stage (persistent).
+  auto consume_item = [&](const FwdItem& w, int kt0, int qSlot) {
+    const unsigned qRows = sQ + qSlot * L::kQBytes + wg * 64 * 128;  // this warpgroup's 64 rows of each Q half
     const Slice sl = w.sl;
     const int h = w.h, m0 = w.m0, m1 = w.m1, kLo = w.kLo, nTiles = w.nTiles;
     const int rowBase = m0 + wg * 64 + warp * 16 + g;  // this thread's rows: rowBase, rowBase + 8
@@ -282,7 +298,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       fence_regs<kBN / 8>(s);
       mbar_arrive(emptyK + 8 * st0);
       if constexpr (kPersistent) {
-        if (nTiles == 1) mbar_arrive(emptyQ);  // the item's last S = Q K^T has landed: Q is free
+        if (nTiles == 1) mbar_arrive(emptyQ + 8 * qSlot);  // the item's last S = Q K^T has landed: Q is free
       }
       mask_s(s, 0);
       softmax_p<kBN>(s, rowMax, rowSum, scaleLog2, alpha);  // O is still 0: no rescale
@@ -304,7 +320,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         fence_regs<kBN / 8>(s);
         mbar_arrive(emptyK + 8 * stage);
         if constexpr (kPersistent) {
-          if (it == nTiles - 1) mbar_arrive(emptyQ);
+          if (it == nTiles - 1) mbar_arrive(emptyQ + 8 * qSlot);
         }
         mask_s(s, it);
         softmax_p<kBN>(s, rowMax, rowSum, scaleLog2, alpha);
@@ -360,20 +376,22 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     int kt = 0;
     for (int r = 0;; ++r) {
       if (persistent_block(r, numBlocks) < 0) break;
-      mbar_wait(barQ, r & 1);
+      const int slot = r & 1;
+      mbar_wait(qFull(slot), (r >> 1) & 1);
+      const int* const info = itemInfo + 8 * slot;
       Slice sl;
-      sl.qs = itemInfo[0];
-      sl.qe = itemInfo[1];
-      sl.ks = itemInfo[2];
-      sl.ke = itemInfo[3];
-      sl.type = itemInfo[4];
-      const FwdItem w = fwd_item_of<kBM, kBN>(sl, itemInfo[5], itemInfo[6], headsQ, headsKv);
-      consume_item(w, kt);
+      sl.qs = info[0];
+      sl.qe = info[1];
+      sl.ks = info[2];
+      sl.ke = info[3];
+      sl.type = info[4];
+      const FwdItem w = fwd_item_of<kBM, kBN>(sl, info[5], info[6], headsQ, headsKv);
+      consume_item(w, kt, slot);
       kt += w.nTiles;
     }
     if (wg == 0) named_sync(3, 256);  // warpgroup 1's last arrival
   } else {
-    consume_item(w1, 0);
+    consume_item(w1, 0, 0);
   }
 }
 
