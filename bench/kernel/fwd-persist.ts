@@ -6,10 +6,13 @@
  * (timeLaunches: CUDA events around each launch, median after warm-up). Per mask the default
  * kernel is timed first and again last, to show the drift between the two readings.
  *
- * Before timing, the two kernels' outputs on the mask are compared: in the direct epilogue (q
- * ranges disjoint, every bench mask) each item runs the same arithmetic in both, so out and lse
- * must be bit-identical; a difference fails the run (exit code 1). This is the persistent kernel's
- * check at full size, where every block walks ~60 items (the GPU checks run small cases).
+ * Before timing, the two kernels' outputs on the mask are compared (the persistent kernel's check
+ * at full size, where every block walks ~60 items; the GPU checks run small cases). Each item runs
+ * the same source arithmetic in both, so in the direct epilogue (q ranges disjoint, every bench
+ * mask) out and lse are expected bit-identical; the run fails (exit code 1) only where the two
+ * disagree beyond what a different floating-point contraction in the two compiles could explain:
+ * an element NaN in one and not the other (the outputs are poisoned with NaN bits first, so an
+ * unwritten element is NaN), |Δout| > 1e-2 · max|out|, or |Δlse| > 1e-3 · (1 + |lse|).
  *
  *   node dist/bench/kernel/fwd-persist.js [--seqlen 16384] [--masks full,causal,...] [--seed 42]
  *        [--iters 20] [--warmup 5] [--json FILE]
@@ -57,12 +60,59 @@ interface Row {
   seqlen: number;
   workItems: number;
   merge: boolean;
-  /** out and lse of the two kernels bit-identical (direct epilogue), or the count of differing elements. */
+  /** out and lse of the two kernels bit-identical, else the count of differing elements and the largest differences. */
   identical: boolean;
   differing: number;
+  maxOutDiff: number;
+  maxLseDiff: number;
+  nanMismatch: number;
   ms: Record<string, number>;
   tflops: Record<string, number>;
 }
+// bf16 / fp32 bits to a number, through one scratch word
+const scratchBits = new Uint32Array(1);
+const scratchFloat = new Float32Array(scratchBits.buffer);
+const bf16 = (bits: number): number => {
+  scratchBits[0] = bits << 16;
+  return scratchFloat[0];
+};
+const f32 = (bits: number): number => {
+  scratchBits[0] = bits;
+  return scratchFloat[0];
+};
+
+/** Bit differences of two (out bf16, lse fp32) results, and how large they are. */
+function compareOutputs(a: { out: Uint16Array; lse: Uint32Array }, b: { out: Uint16Array; lse: Uint32Array }): { differing: number; maxOut: number; maxOutDiff: number; maxLseDiff: number; lseOver: number; nanMismatch: number } {
+  let differing = 0;
+  let maxOut = 0;
+  let maxOutDiff = 0;
+  let maxLseDiff = 0;
+  let lseOver = 0;
+  let nanMismatch = 0;
+  for (let i = 0; i < a.out.length; i++) {
+    const x = bf16(a.out[i]);
+    if (Math.abs(x) > maxOut) maxOut = Math.abs(x);
+    if (a.out[i] === b.out[i]) continue;
+    differing++;
+    const y = bf16(b.out[i]);
+    if (Number.isNaN(x) !== Number.isNaN(y)) nanMismatch++;
+    else if (!Number.isNaN(x)) maxOutDiff = Math.max(maxOutDiff, Math.abs(x - y));
+  }
+  for (let i = 0; i < a.lse.length; i++) {
+    if (a.lse[i] === b.lse[i]) continue;
+    differing++;
+    const x = f32(a.lse[i]);
+    const y = f32(b.lse[i]);
+    if (Number.isNaN(x) !== Number.isNaN(y)) nanMismatch++;
+    else if (!Number.isNaN(x)) {
+      const e = Math.abs(x - y);
+      if (Number.isFinite(e)) maxLseDiff = Math.max(maxLseDiff, e);
+      if (!(e <= 1e-3 * (1 + Math.abs(x)))) lseOver++;
+    }
+  }
+  return { differing, maxOut, maxOutDiff, maxLseDiff, lseOver, nanMismatch };
+}
+
 const rows: Row[] = [];
 let failed = false;
 for (const name of masks) {
@@ -78,13 +128,14 @@ for (const name of masks) {
   });
   dev.synchronize();
   const got = outs.map((b) => ({ out: b.out.download(new Uint16Array(S * HQ * DIM)), lse: b.lse.download(new Uint32Array(S * HQ)) }));
-  let differing = 0;
-  for (let i = 0; i < got[0].out.length; i++) if (got[0].out[i] !== got[1].out[i]) differing++;
-  for (let i = 0; i < got[0].lse.length; i++) if (got[0].lse[i] !== got[1].lse[i]) differing++;
+  const d = compareOutputs(got[0], got[1]);
   const merge = problems[0].merge;
-  // the direct epilogue must match bit for bit; the merge one may merge in another order
-  if (differing > 0 && !merge) failed = true;
-  const row: Row = { mask: name, seqlen: S, workItems: problems[0].plan.numWork, merge, identical: differing === 0, differing, ms: {}, tflops: {} };
+  const bad = d.nanMismatch > 0 || d.maxOutDiff > 1e-2 * d.maxOut || d.lseOver > 0;
+  if (bad) failed = true;
+  const row: Row = {
+    mask: name, seqlen: S, workItems: problems[0].plan.numWork, merge, identical: d.differing === 0, differing: d.differing,
+    maxOutDiff: d.maxOutDiff, maxLseDiff: d.maxLseDiff, nanMismatch: d.nanMismatch, ms: {}, tflops: {},
+  };
   for (const [label, i] of [['default', 0], ['persistent', 1], ['default again', 0]] as const) {
     const t = timeLaunches(dev, () => problems[i].launch(q, k, v, outs[i].out, outs[i].lse, scale), iters, warmup);
     row.ms[label] = t.ms;
@@ -93,7 +144,9 @@ for (const name of masks) {
   for (const p of problems) p.free();
   rows.push(row);
   console.log(
-    `${name} S=${S}: ${row.workItems} items x ${HQ} heads, ${merge ? 'merge' : 'direct'}, outputs ${differing === 0 ? 'bit-identical' : `DIFFER in ${differing} elements`}; ` +
+    `${name} S=${S}: ${row.workItems} items x ${HQ} heads, ${merge ? 'merge' : 'direct'}, outputs ` +
+      (d.differing === 0 ? 'bit-identical' : `differ in ${d.differing} elements (max |Δout| ${d.maxOutDiff.toExponential(2)} of max |out| ${d.maxOut.toFixed(3)}, max |Δlse| ${d.maxLseDiff.toExponential(2)}, ${d.nanMismatch} NaN mismatches)${bad ? ' FAIL' : ''}`) +
+      '; ' +
       Object.entries(row.ms).map(([l, ms]) => `${l} ${ms.toFixed(3)} ms ${row.tflops[l].toFixed(0)} TFLOP/s`).join(' | '),
   );
 }
@@ -128,6 +181,6 @@ if (o.json !== undefined) {
 for (const b of [q, k, v, ...outs.flatMap((x) => [x.out, x.lse])]) b.free();
 dev.close();
 if (failed) {
-  console.log('FAIL: the persistent kernel\'s direct-epilogue output differs from the default kernel\'s');
+  console.log("FAIL: the persistent kernel's output disagrees with the default kernel's beyond rounding (see the lines above)");
   process.exit(1);
 }
