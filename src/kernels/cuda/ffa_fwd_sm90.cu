@@ -406,28 +406,22 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 #if FFA_SM90_FWD_PERSISTENT
 // Persistent: grid = the blocks that fit at once (one per SM), at most numBlocks (= items x Hq),
 // the count of virtual blocks, passed last.
-#define FFA_FWD_SM90_ENTRY(NAME, E, D, MERGE)                                                                             \
-  extern "C" __global__ void __launch_bounds__(ffa::sm90::kThreads, 1)                                                    \
-      NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                  \
-           const __grid_constant__ ffa::sm90::TmaMap tmV, void* __restrict__ out, float* __restrict__ lse,                \
-           const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,               \
-           const int* __restrict__ work, int* __restrict__ locks, int headsQ, int headsKv, float scaleLog2, float unit,   \
-           float softcapScale, float* __restrict__ maxLogits, int numBlocks) {                                            \
-    ffa::sm90::fwd_kernel<E, D, MERGE>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
-                                       scaleLog2, unit, softcapScale, maxLogits, numBlocks);                              \
-  }
+#define FFA_FWD_SM90_PERSISTENT_PARAM , int numBlocks
+#define FFA_FWD_SM90_PERSISTENT_ARG numBlocks
 #else
+#define FFA_FWD_SM90_PERSISTENT_PARAM
+#define FFA_FWD_SM90_PERSISTENT_ARG 0
+#endif
 #define FFA_FWD_SM90_ENTRY(NAME, E, D, MERGE)                                                                             \
   extern "C" __global__ void __launch_bounds__(ffa::sm90::kThreads, 1)                                                    \
       NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                  \
            const __grid_constant__ ffa::sm90::TmaMap tmV, void* __restrict__ out, float* __restrict__ lse,                \
            const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,               \
            const int* __restrict__ work, int* __restrict__ locks, int headsQ, int headsKv, float scaleLog2, float unit,   \
-           float softcapScale, float* __restrict__ maxLogits) {                                                           \
+           float softcapScale, float* __restrict__ maxLogits FFA_FWD_SM90_PERSISTENT_PARAM) {                             \
     ffa::sm90::fwd_kernel<E, D, MERGE>(&tmQ, &tmK, &tmV, out, lse, qRanges, kRanges, types, work, locks, headsQ, headsKv, \
-                                       scaleLog2, unit, softcapScale, maxLogits, 0);                                      \
+                                       scaleLog2, unit, softcapScale, maxLogits, FFA_FWD_SM90_PERSISTENT_ARG);            \
   }
-#endif
 
 FFA_FWD_SM90_ENTRY(ffa_fwd_sm90_bf16_d128_direct, ffa::Bf16, 128, false)
 FFA_FWD_SM90_ENTRY(ffa_fwd_sm90_bf16_d128_merge, ffa::Bf16, 128, true)
