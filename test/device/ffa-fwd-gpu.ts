@@ -8,6 +8,10 @@
  * --speed: after the checks, a speed read of the Hopper kernel against the mma.sync one at 16k
  * tokens, full / causal / varlen-causal, 64:8 heads, D 128, bf16: median of 10 CUDA-event-timed
  * launches after 3 warm-ups, TFLOP/s = 4 · area · Hq · D / time; informational, never fails.)
+ * With FFA_SM90_FWD_PERSISTENT=1 (an experiment of issue 11, removed with it) --sm90 checks the
+ * persistent Hopper kernel, twice: on its full grid (one block per SM) and on a grid of 7 blocks,
+ * so that every block walks many work items (the test cases have fewer items than an H200 has
+ * SMs); the option checks run on the 7-block one.
  * Fresh random inputs per case (never zeros; q is scaled up so the softmax is peaked), output
  * buffers poisoned with NaN bits before every launch, one PASS/FAIL line per case, exit code 1 on
  * any failure.
@@ -24,6 +28,7 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import { referenceForward } from '../../src/kernels/reference.js';
 import { CudaFfaForward, planFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
+import { sm90ForwardPersistentFromEnv } from '../../src/kernels/cuda/ffa-forward-sm90.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
   type AttnCase, Tally, checkForward, checkForwardTwoCriterion, cloneTensor, lowPrecisionReference, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv, randomTensor as uniformTensor,
@@ -98,14 +103,22 @@ const cases: Case[] = [
 const dev = openDevice();
 let t0 = performance.now();
 const kernels = tiles.map(([warps, blockN]) => new CudaFfaForward(dev, { tile: { warps, blockN } }));
-if (args.has('--sm90')) kernels.push(new CudaFfaForward(dev, { kernel: 'sm90' }));
-/** `sm90` or `mma tile 128x64`. */
-const kernelName = (f: CudaFfaForward): string => (f.sm90 !== null ? 'sm90' : `mma tile ${f.blockM}x${f.blockN}`);
+/** Grid of the second persistent Hopper kernel checked (see the file comment). */
+const PERSISTENT_TEST_BLOCKS = 7;
+const persistent = sm90ForwardPersistentFromEnv();
+if (args.has('--sm90')) {
+  kernels.push(new CudaFfaForward(dev, { kernel: 'sm90' }));
+  if (persistent) kernels.push(new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true, maxBlocks: PERSISTENT_TEST_BLOCKS } }));
+}
+/** `sm90`, `sm90 persistent`, `sm90 persistent 7 blocks` or `mma tile 128x64`. */
+const kernelName = (f: CudaFfaForward): string =>
+  f.sm90 === null ? `mma tile ${f.blockM}x${f.blockN}` : !f.sm90.persistent ? 'sm90' : `sm90 persistent${f.sm90.maxBlocks === undefined ? '' : ` ${f.sm90.maxBlocks} blocks`}`;
 console.log(`nvrtc compile + load ffa_fwd.cu (${tiles.length} tile shapes${args.has('--sm90') ? ' + sm90' : ''}): ${(performance.now() - t0).toFixed(0)} ms`);
+if (args.has('--sm90')) console.log(`sm90 forward: ${persistent ? `persistent (grid: one block per SM, and ${PERSISTENT_TEST_BLOCKS} blocks)` : 'one block per work item'} (FFA_SM90_FWD_PERSISTENT)`);
 for (const ffa of kernels) {
   const [module, label, names] =
     ffa.sm90 !== null
-      ? [ffa.sm90.module, 'sm90', ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
+      ? [ffa.sm90.module, kernelName(ffa), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
       : [ffa.module, `tile ${ffa.blockM}x${ffa.blockN}`, ['ffa_fwd_bf16_d128_direct', 'ffa_fwd_bf16_d128_merge', 'ffa_fwd_bf16_d64_direct']];
   for (const name of names) {
     const kern = module.kernel(name);
@@ -316,11 +329,13 @@ try {
   for (const x of [bq, bk, bv]) x.fill(0x3c);
   const bo = dev.alloc(S * 32 * 128 * 2);
   const bl = dev.alloc(S * 32 * 4);
-  const p = ffa.prepare(shape, big);
+  // timed on the last kernel with its full grid (not the 7-block persistent one)
+  const timed = [...kernels].reverse().find((f) => f.sm90?.maxBlocks === undefined) ?? ffa;
+  const p = timed.prepare(shape, big);
   const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bq, bk, bv, bo, bl, 0.088, 0, undefined, { deterministic: det }), 2, 5);
   const tDef = time(false);
   const tDet = time(true);
-  console.log(`TIME fwd ${n} overlapping slices, S=${S}, 32:8 heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches)`);
+  console.log(`TIME fwd [${kernelName(timed)}] ${n} overlapping slices, S=${S}, 32:8 heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches)`);
   p.free();
   for (const x of [bq, bk, bv, bo, bl]) x.free();
 } catch (e) {

@@ -33,7 +33,7 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import { readKernelSource } from './source.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
-import { Sm90ForwardMain, sm90Available } from './ffa-forward-sm90.js';
+import { Sm90ForwardMain, sm90Available, type Sm90ForwardOptions } from './ffa-forward-sm90.js';
 
 /**
  * Default tile shape (ffa_fwd.cu's FFA_NWARPS = 8, FFA_BN = 64): 8 warps of 16 q rows each, so
@@ -329,7 +329,13 @@ export class CudaFfaForward {
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; tile?: Partial<FfaForwardTileConfig>; kernel?: FfaForwardKernelKind } = {},
+    options: {
+      cacheDir?: string;
+      tile?: Partial<FfaForwardTileConfig>;
+      kernel?: FfaForwardKernelKind;
+      /** The Hopper kernel's variant (persistent: an experiment, see Sm90ForwardOptions); ignored by the mma one. */
+      sm90?: Omit<Sm90ForwardOptions, 'cacheDir'>;
+    } = {},
   ) {
     const kind = options.kernel ?? 'auto';
     const useSm90 = kind === 'sm90' || (kind === 'auto' && options.tile === undefined && sm90Available(device));
@@ -345,7 +351,7 @@ export class CudaFfaForward {
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // the mma module is always loaded: it also holds the side kernels (fill, finalize, post-pass)
     this.module = device.compile(ffaForwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90ForwardMain(device, options.cacheDir) : null;
+    this.sm90 = useSm90 ? new Sm90ForwardMain(device, { ...options.sm90, ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }) }) : null;
     this.blockM = this.sm90?.blockM ?? 16 * this.warps;
     this.blockN = this.sm90?.blockN ?? mmaBlockN;
     this.lockRows = this.sm90?.lockRows ?? this.blockM;
@@ -495,8 +501,10 @@ export class FfaForwardProblem {
       const accBuf = this.merge ? (this.acc ?? out) : out;
       const sm90 = this.owner.sm90;
       const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(q), ptr(k), ptr(v)];
-      const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
-        kernel.launch(cfg(items * headsQ, this.owner.mainThreads, smemBytes), [
+      const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void => {
+        // one block per (item, head), or the persistent Hopper kernel's grid walking them
+        const { grid, tail } = sm90 !== null ? sm90.launchShape(kernel, smemBytes, items * headsQ) : { grid: items * headsQ, tail: [] };
+        kernel.launch(cfg(grid, this.owner.mainThreads, smemBytes), [
           ...inputs,
           ptr(accBuf),
           ptr(lse),
@@ -511,7 +519,9 @@ export class FfaForwardProblem {
           { type: 'f32', value: unit },
           { type: 'f32', value: softcapScale },
           ptr(extras.maxLogits?.buffer ?? null),
+          ...tail,
         ]);
+      };
       if (extras.deterministic === true && this.plan.overlappingQ) {
         // disjoint q ranges already give one writer per row; only overlapping ones need groups
         const det = this.deterministicWork();

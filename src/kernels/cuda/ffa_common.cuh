@@ -205,15 +205,14 @@ struct FwdItem {
   Slice sl;
   int h, hk, m0, m1, kLo, kHi, allStart, allEnd, nTiles;
 };
+// The item of slice `sl`, q head h and q tile start m0 (the persistent Hopper forward's consumers
+// get these three from their producer).
 template <int BM, int BN>
-__device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
-                                            int headsQ, int headsKv) {
+__device__ __forceinline__ FwdItem fwd_item_of(const Slice& sl, int h, int m0, int headsQ, int headsKv) {
   FwdItem w;
-  w.h = blockIdx.x % headsQ;
-  const int item = blockIdx.x / headsQ;
-  const int sliceIdx = work[2 * item];
-  w.m0 = work[2 * item + 1];
-  w.sl = load_slice(qRanges, kRanges, types, sliceIdx);
+  w.h = h;
+  w.m0 = m0;
+  w.sl = sl;
   w.m1 = min(w.m0 + BM, w.sl.qe);
   w.hk = w.h / (headsQ / headsKv);
   w.kLo = w.sl.rowStart(w.m0);
@@ -222,6 +221,22 @@ __device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges,
   w.allEnd = w.sl.rowEnd(w.m0);
   w.nTiles = w.kHi > w.kLo ? (w.kHi - w.kLo + BN - 1) / BN : 0;
   return w;
+}
+// `block`: the block's index in the one-block-per-item launch (blockIdx.x), or the virtual block a
+// persistent block is on.
+template <int BM, int BN>
+__device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
+                                            int headsQ, int headsKv, unsigned block) {
+  const int h = block % headsQ;
+  const int item = block / headsQ;
+  const int sliceIdx = work[2 * item];
+  const int m0 = work[2 * item + 1];
+  return fwd_item_of<BM, BN>(load_slice(qRanges, kRanges, types, sliceIdx), h, m0, headsQ, headsKv);
+}
+template <int BM, int BN>
+__device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
+                                            int headsQ, int headsKv) {
+  return fwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv, blockIdx.x);
 }
 
 // Shared: both backwards run the same host work list of (slice, k-tile start, qLo, qHi); block b

@@ -1,0 +1,186 @@
+/**
+ * EXPERIMENT (issue 11; removed with FFA_SM90_FWD_PERSISTENT once measured): the persistent Hopper
+ * forward against the kernel as it is (one block per work item), on bench:kernel's masks and
+ * inputs: 64:8 heads, D 128, bf16, N(0, 1) inputs drawn on the device, masks from
+ * bench/kernel/masks.ts (documents from the bench's seed), timed as bench:kernel times ours
+ * (timeLaunches: CUDA events around each launch, median after warm-up). Per mask the default
+ * kernel is timed first and again last, to show the drift between the two readings.
+ *
+ * Before timing, the two kernels' outputs on the mask are compared (the persistent kernel's check
+ * at full size, where every block walks ~60 items; the GPU checks run small cases). Each item runs
+ * the same source arithmetic in both, so in the direct epilogue (q ranges disjoint, every bench
+ * mask) out and lse are expected bit-identical; the run fails (exit code 1) only where the two
+ * disagree beyond what a different floating-point contraction in the two compiles could explain:
+ * an element NaN in one and not the other (the outputs are poisoned with NaN bits first, so an
+ * unwritten element is NaN), |Δout| > 1e-2 · max|out|, or |Δlse| > 1e-3 · (1 + |lse|).
+ *
+ *   node dist/bench/kernel/fwd-persist.js [--seqlen 16384] [--masks full,causal,...] [--seed 42]
+ *        [--iters 20] [--warmup 5] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { CudaDevice } from '../../src/device/index.js';
+import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
+import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
+import { randomDeviceTensor } from './inputs.js';
+import { timeLaunches } from './timing.js';
+
+const HQ = 64;
+const HKV = 8;
+const DIM = 128;
+const DEFAULT_MASKS: readonly MaskName[] = ['full', 'causal', 'varlen_causal', 'sw_causal', 'varlen_block_causal'];
+
+const cli = new Command()
+  .option('--seqlen <n>', 'tokens', '16384')
+  .option('--masks <list>', `comma-separated, of ${MASK_NAMES.join(', ')}`, DEFAULT_MASKS.join(','))
+  .option('--seed <n>', 'documents of the varlen masks (bench:kernel default)', '42')
+  .option('--iters <n>', 'timed launches', '20')
+  .option('--warmup <n>', 'warm-up launches', '5')
+  .option('--json <file>', 'write the results here')
+  .parse();
+const o = cli.opts<{ seqlen: string; masks: string; seed: string; iters: string; warmup: string; json?: string }>();
+const S = Number(o.seqlen);
+const iters = Number(o.iters);
+const warmup = Number(o.warmup);
+const masks = o.masks.split(',') as MaskName[];
+for (const m of masks) if (!MASK_NAMES.includes(m)) throw new Error(`--masks: unknown mask ${m} (one of ${MASK_NAMES.join(', ')})`);
+
+const dev = CudaDevice.open(0);
+const variants = [
+  ['default', new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false } })],
+  ['persistent', new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true } })],
+] as const;
+console.log(`${dev.name} (${dev.smCount} SMs): Hopper forward, one block per work item vs persistent; S ${S}, ${HQ}:${HKV} heads, D ${DIM}, bf16; median of ${iters} after ${warmup} warm-ups`);
+const [q, k, v] = (await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3)])).map((t) => t.buffer);
+const outs = variants.map(() => ({ out: dev.alloc(S * HQ * DIM * 2), lse: dev.alloc(S * HQ * 4) }));
+const scale = 1 / Math.sqrt(DIM);
+
+interface Row {
+  mask: MaskName;
+  seqlen: number;
+  workItems: number;
+  merge: boolean;
+  /** out and lse of the two kernels bit-identical, else the count of differing elements and the largest differences. */
+  identical: boolean;
+  differing: number;
+  maxOutDiff: number;
+  maxLseDiff: number;
+  nanMismatch: number;
+  ms: Record<string, number>;
+  tflops: Record<string, number>;
+}
+// bf16 / fp32 bits to a number, through one scratch word
+const scratchBits = new Uint32Array(1);
+const scratchFloat = new Float32Array(scratchBits.buffer);
+const bf16 = (bits: number): number => {
+  scratchBits[0] = bits << 16;
+  return scratchFloat[0];
+};
+const f32 = (bits: number): number => {
+  scratchBits[0] = bits;
+  return scratchFloat[0];
+};
+
+/** Bit differences of two (out bf16, lse fp32) results, and how large they are. */
+function compareOutputs(a: { out: Uint16Array; lse: Uint32Array }, b: { out: Uint16Array; lse: Uint32Array }): { differing: number; maxOut: number; maxOutDiff: number; maxLseDiff: number; lseOver: number; nanMismatch: number } {
+  let differing = 0;
+  let maxOut = 0;
+  let maxOutDiff = 0;
+  let maxLseDiff = 0;
+  let lseOver = 0;
+  let nanMismatch = 0;
+  for (let i = 0; i < a.out.length; i++) {
+    const x = bf16(a.out[i]);
+    if (Math.abs(x) > maxOut) maxOut = Math.abs(x);
+    if (a.out[i] === b.out[i]) continue;
+    differing++;
+    const y = bf16(b.out[i]);
+    if (Number.isNaN(x) !== Number.isNaN(y)) nanMismatch++;
+    else if (!Number.isNaN(x)) maxOutDiff = Math.max(maxOutDiff, Math.abs(x - y));
+  }
+  for (let i = 0; i < a.lse.length; i++) {
+    if (a.lse[i] === b.lse[i]) continue;
+    differing++;
+    const x = f32(a.lse[i]);
+    const y = f32(b.lse[i]);
+    if (Number.isNaN(x) !== Number.isNaN(y)) nanMismatch++;
+    else if (!Number.isNaN(x)) {
+      const e = Math.abs(x - y);
+      if (Number.isFinite(e)) maxLseDiff = Math.max(maxLseDiff, e);
+      if (!(e <= 1e-3 * (1 + Math.abs(x)))) lseOver++;
+    }
+  }
+  return { differing, maxOut, maxOutDiff, maxLseDiff, lseOver, nanMismatch };
+}
+
+const rows: Row[] = [];
+let failed = false;
+for (const name of masks) {
+  const m = buildMask(name, S, Number(o.seed));
+  const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+  const problems = variants.map(([, f]) => f.prepare(shape, m.slices));
+  const flops = 4 * m.area * HQ * DIM;
+  // the outputs, poisoned first, then compared bit for bit
+  problems.forEach((p, i) => {
+    outs[i].out.fill(0xff);
+    outs[i].lse.fill(0xff);
+    p.launch(q, k, v, outs[i].out, outs[i].lse, scale);
+  });
+  dev.synchronize();
+  const got = outs.map((b) => ({ out: b.out.download(new Uint16Array(S * HQ * DIM)), lse: b.lse.download(new Uint32Array(S * HQ)) }));
+  const d = compareOutputs(got[0], got[1]);
+  const merge = problems[0].merge;
+  const bad = d.nanMismatch > 0 || d.maxOutDiff > 1e-2 * d.maxOut || d.lseOver > 0;
+  if (bad) failed = true;
+  const row: Row = {
+    mask: name, seqlen: S, workItems: problems[0].plan.numWork, merge, identical: d.differing === 0, differing: d.differing,
+    maxOutDiff: d.maxOutDiff, maxLseDiff: d.maxLseDiff, nanMismatch: d.nanMismatch, ms: {}, tflops: {},
+  };
+  for (const [label, i] of [['default', 0], ['persistent', 1], ['default again', 0]] as const) {
+    const t = timeLaunches(dev, () => problems[i].launch(q, k, v, outs[i].out, outs[i].lse, scale), iters, warmup);
+    row.ms[label] = t.ms;
+    row.tflops[label] = flops / (t.ms * 1e-3) / 1e12;
+  }
+  for (const p of problems) p.free();
+  rows.push(row);
+  console.log(
+    `${name} S=${S}: ${row.workItems} items x ${HQ} heads, ${merge ? 'merge' : 'direct'}, outputs ` +
+      (d.differing === 0 ? 'bit-identical' : `differ in ${d.differing} elements (max |Δout| ${d.maxOutDiff.toExponential(2)} of max |out| ${d.maxOut.toFixed(3)}, max |Δlse| ${d.maxLseDiff.toExponential(2)}, ${d.nanMismatch} NaN mismatches)${bad ? ' FAIL' : ''}`) +
+      '; ' +
+      Object.entries(row.ms).map(([l, ms]) => `${l} ${ms.toFixed(3)} ms ${row.tflops[l].toFixed(0)} TFLOP/s`).join(' | '),
+  );
+}
+
+console.log('\n| mask | default | persistent | default again | persistent / default | outputs |');
+console.log('|---|--:|--:|--:|--:|---|');
+for (const r of rows) {
+  const base = (r.tflops['default'] + r.tflops['default again']) / 2;
+  console.log(
+    `| ${r.mask} ${r.seqlen} | ${r.tflops['default'].toFixed(0)} | ${r.tflops['persistent'].toFixed(0)} | ${r.tflops['default again'].toFixed(0)} | ${(r.tflops['persistent'] / base).toFixed(3)} | ${r.identical ? 'identical' : `${r.differing} differ`} |`,
+  );
+}
+console.log('TFLOP/s = 4 · area · Hq · D / median time; the ratio is over the mean of the two default readings');
+if (o.json !== undefined) {
+  writeFileSync(
+    o.json,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        gpu: dev.name,
+        smCount: dev.smCount,
+        node: process.version,
+        what: 'Hopper forward: one block per work item (default) vs persistent (FFA_SM90_FWD_PERSISTENT=1), TFLOP/s of the main launch path (CudaFfaForward problem.launch), bench:kernel masks and inputs',
+        settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed: Number(o.seed), iters, warmup },
+        rows,
+      },
+      null,
+      2,
+    ),
+  );
+}
+for (const b of [q, k, v, ...outs.flatMap((x) => [x.out, x.lse])]) b.free();
+dev.close();
+if (failed) {
+  console.log("FAIL: the persistent kernel's output disagrees with the default kernel's beyond rounding (see the lines above)");
+  process.exit(1);
+}
