@@ -12,8 +12,9 @@ import type { CudaDevice } from '../src/device/device.js';
 import { CudaFfaBackward, FFA_BWD_BLOCK_M } from '../src/kernels/cuda/ffa-backward.js';
 import { FFA_BWD_SM90_HEAD_DIMS, sm90BackwardBlockM, sm90BackwardSmemBytes } from '../src/kernels/cuda/ffa-backward-sm90.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
+import { repoFile } from './util/paths.js';
 
-const source = readFileSync(new URL('../src/kernels/cuda/ffa_bwd_sm90.cu', import.meta.url), 'utf8');
+const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
 
 /** A device of compute capability `cc` whose modules hand out kernels that remember their smem limit. */
 function fakeDevice(cc: [number, number]): { device: CudaDevice; compiled: string[]; smem: Map<string, number> } {
