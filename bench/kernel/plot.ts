@@ -14,7 +14,11 @@ export interface PlotRow {
   bwd: number | null;
 }
 
-const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
+// Distinct colours for up to 16 methods (a CPU run has 15: three engines at five thread counts).
+const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94'];
+// Legend entries per line under the panels, LEGEND_DX px apart (of the 980 px width).
+const LEGEND_PER_LINE = 4;
+const LEGEND_DX = 225;
 
 export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], methods: readonly string[], title: string, unit = 'TFLOP/s'): string {
   const passes = [
@@ -25,11 +29,12 @@ export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], me
   const measured = data.filter((d): d is typeof d & { tflops: number } => d.tflops !== null && Number.isFinite(d.tflops));
   const missing = data.filter((d) => d.tflops === null || !Number.isFinite(d.tflops));
   const color = (i: number): string => COLORS[i % COLORS.length];
+  const legendLines = Math.ceil(methods.length / LEGEND_PER_LINE);
   return plotToSvg({
     width: 980,
-    height: 720,
+    height: 704 + 16 * legendLines,
     marginTop: 66,
-    marginBottom: 60,
+    marginBottom: 44 + 16 * legendLines,
     marginLeft: 60,
     marginRight: 70,
     fy: { domain: passes.map((p) => p.label), label: null, padding: 0.18 },
@@ -43,7 +48,9 @@ export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], me
       Plot.text(measured, { fx: 'mask', fy: 'pass', x: 'method', y: 'tflops', text: (d: { tflops: number }) => String(Math.round(d.tflops)), dy: -5, fontSize: 9 }),
       Plot.text(missing, { fx: 'mask', fy: 'pass', x: 'method', y: 0, text: () => 'n/a', dy: -5, fontSize: 9, fill: '#999' }),
       Plot.ruleY([0]),
-      ...methods.map((m, i) => Plot.text([`\u25a0 ${m}`], { frameAnchor: 'bottom-left', dx: 150 * i, dy: 50, fill: color(i), fontSize: 12, facet: 'super' })),
+      ...methods.map((m, i) =>
+        Plot.text([`\u25a0 ${m}`], { frameAnchor: 'bottom-left', dx: LEGEND_DX * (i % LEGEND_PER_LINE), dy: 50 + 16 * Math.floor(i / LEGEND_PER_LINE), fill: color(i), fontSize: 12, facet: 'super' }),
+      ),
     ],
   });
 }
