@@ -101,6 +101,7 @@ test('every engine and thread count matches the reference on random masks (GQA, 
     { dtype: 'bfloat16', hq: 4, hkv: 1, dim: 128 },
     { dtype: 'float16', hq: 6, hkv: 3, dim: 20 },
   ];
+  const variants = cpuVariants();
   for (const c of cases) {
     for (let round = 0; round < 3; round++) {
       const p = randomProblem(rng, c.dtype, {
@@ -116,7 +117,7 @@ test('every engine and thread count matches the reference on random masks (GQA, 
       });
       const want = referenceForward({ ...p.args, outDtype: 'float64' });
       const tol = CPU_KERNEL_TOLERANCES[c.dtype];
-      for (const v of cpuVariants()) {
+      for (const v of variants) {
         const label = `${c.dtype} ${c.hq}:${c.hkv} D${c.dim} round ${round} [${v.name}] (seed ${seed})`;
         const got = v.backend.forward(p.args);
         assertAllClose(
