@@ -17,12 +17,12 @@ import type { DType } from '../src/dtype.js';
 import { BlasUnavailableError, InvalidArgumentError } from '../src/errors.js';
 import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
 import { causalMask, fullMask, slidingWindowMask, varlenCausalMask, varlenFullMask } from '../src/mask/helpers.js';
-import type { FfaForwardArgs } from '../src/kernels/backend.js';
-import { referenceBackward, referenceForward } from '../src/kernels/reference.js';
+import type { FfaBackwardResult, FfaForwardArgs } from '../src/kernels/backend.js';
+import { referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
 import { BLAS_ENV, BLAS_SONAMES, cpuEngineName, createCpuBackend } from '../src/kernels/cpu/index.js';
 import type { Rng } from '../src/util/rng.js';
-import { assertAllClose, randomTensor, seeded } from './util/attn-check.js';
+import { assertKernelMatchesReference, randomTensor, seeded } from './util/attn-check.js';
 import { blasHere } from './util/cpu-variants.js';
 
 const REQUIRE_ENV = 'MAGI_ATTN_TEST_REQUIRE_BLAS';
@@ -104,29 +104,16 @@ test('forward and backward match the float64 reference on every mask type (GQA, 
     // The forward is bit-identical across thread counts (asserted here), so both thread counts'
     // backwards get the same inputs and one float64 reference backward serves both.
     let first: { out: Tensor; lse: Tensor } | undefined;
-    let ref: ReturnType<typeof referenceBackward> | undefined;
+    let ref: FfaBackwardResult<Tensor> | undefined;
     for (const { threads, backend } of backends) {
       const label = `${c.name}, ${c.tq}x${c.tk}, ${c.hq}:${c.hkv} D${c.dim} ${c.dtype} [blas x${threads}] (seed ${seed})`;
-      const got = backend.forward(p.args);
-      if (first === undefined) first = got;
+      const r = assertKernelMatchesReference(backend, p.args, p.dout, want, tol, label, ref);
+      ref = r.ref;
+      if (first === undefined) first = r.got;
       else {
-        assert.deepEqual(got.out.data, first.out.data, `out bits, ${label} vs one thread`);
-        assert.deepEqual(got.lse.data, first.lse.data, `lse bits, ${label} vs one thread`);
+        assert.deepEqual(r.got.out.data, first.out.data, `out bits, ${label} vs one thread`);
+        assert.deepEqual(r.got.lse.data, first.lse.data, `lse bits, ${label} vs one thread`);
       }
-      assertAllClose(
-        [
-          ['out', got.out, want.out, tol.out],
-          ['lse', got.lse, want.lse, tol.lse],
-          ['maxLogits', got.maxLogits!, want.maxLogits!, tol.maxLogits],
-        ],
-        label,
-      );
-      const bargs = { ...p.args, dout: p.dout, out: got.out, lse: got.lse };
-      const grads = backend.backward(bargs);
-      ref ??= referenceBackward(bargs);
-      const r = ref;
-      assertAllClose((['dq', 'dk', 'dv'] as const).map((name) => [name, grads[name], r[name], tol.grad] as const), label);
-      if (p.args.sink !== undefined) assertAllClose([['dsink', grads.dsink!, r.dsink!, tol.dsink]], label);
     }
   }
 });

@@ -15,14 +15,14 @@ import type { DType } from '../src/dtype.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
 import type { FfaForwardArgs } from '../src/kernels/backend.js';
-import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
+import { cellMultiplicity, referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
 import { cpuEngineName, createCpuBackend, wasmKernelInfo } from '../src/kernels/cpu/index.js';
 import { buildWorkList, assignStatic, TILE_K, TILE_Q } from '../src/kernels/cpu/work.js';
 import { defaultThreadCount } from '../src/kernels/cpu/wasm/node-threads.js';
 import { spawnRanks } from '../src/comm/threads/index.js';
 import { Rng } from '../src/util/rng.js';
-import { assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
+import { assertAllClose, assertKernelMatchesReference, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { WASM_BUILDS, cpuVariants } from './util/cpu-variants.js';
 import { NO_RELAXED_SIMD_ENV } from '../src/kernels/cpu/wasm/node-runtime.js';
 import { childNodeFlags, runnable } from './util/paths.js';
@@ -118,21 +118,7 @@ test('every engine and thread count matches the reference on random masks (GQA, 
       const want = referenceForward({ ...p.args, outDtype: 'float64' });
       const tol = CPU_KERNEL_TOLERANCES[c.dtype];
       for (const v of variants) {
-        const label = `${c.dtype} ${c.hq}:${c.hkv} D${c.dim} round ${round} [${v.name}] (seed ${seed})`;
-        const got = v.backend.forward(p.args);
-        assertAllClose(
-          [
-            ['out', got.out, want.out, tol.out],
-            ['lse', got.lse, want.lse, tol.lse],
-            ['maxLogits', got.maxLogits!, want.maxLogits!, tol.maxLogits],
-          ],
-          label,
-        );
-        const bargs = { ...p.args, dout: p.dout, out: got.out, lse: got.lse };
-        const grads = v.backend.backward(bargs);
-        const ref = referenceBackward(bargs);
-        assertAllClose((['dq', 'dk', 'dv'] as const).map((name) => [name, grads[name], ref[name], tol.grad] as const), label);
-        if (p.args.sink !== undefined) assertAllClose([['dsink', grads.dsink!, ref.dsink!, tol.dsink]], label);
+        assertKernelMatchesReference(v.backend, p.args, p.dout, want, tol, `${c.dtype} ${c.hq}:${c.hkv} D${c.dim} round ${round} [${v.name}] (seed ${seed})`);
       }
     }
   }

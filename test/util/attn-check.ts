@@ -9,7 +9,9 @@ import type { SliceList } from '../../src/mask/slice-list.js';
 import { makeSliceList } from '../../src/mask/slice-list.js';
 import { Rng, freshSeed } from '../../src/util/rng.js';
 import assert from 'node:assert/strict';
-import { compareClose, type Tolerance } from '../../src/kernels/tolerance.js';
+import { compareClose, type KernelQuantity, type Tolerance } from '../../src/kernels/tolerance.js';
+import type { FfaBackwardResult, FfaForwardArgs, FfaForwardResult, KernelBackend } from '../../src/kernels/backend.js';
+import { referenceBackward } from '../../src/kernels/reference.js';
 export { type Tolerance, compareClose } from '../../src/kernels/tolerance.js';
 
 /** Asserts every [name, got, expected, tolerance] close (compareClose), the message naming `context` (seed, case). */
@@ -18,6 +20,39 @@ export function assertAllClose(checks: ReadonlyArray<readonly [string, Tensor, T
     const r = compareClose(got, expected, tol, name);
     assert.ok(r.ok, `${r.message} ${context}`);
   }
+}
+
+/**
+ * One CPU kernel call pair against the float64 reference: the forward's out, lse and maxLogits
+ * against `want` (referenceForward's), then the backward on the kernel's own out and lse against
+ * referenceBackward on the same inputs (dq, dk, dv, and dsink where there is a sink). Returns the
+ * forward and the reference backward; pass that back as `ref` where the next call's backward has
+ * bit-identical inputs, to skip recomputing it.
+ */
+export function assertKernelMatchesReference(
+  backend: KernelBackend<Tensor>,
+  args: FfaForwardArgs<Tensor>,
+  dout: Tensor,
+  want: FfaForwardResult<Tensor>,
+  tol: Readonly<Record<KernelQuantity, Tolerance>>,
+  context: string,
+  ref?: FfaBackwardResult<Tensor>,
+): { got: FfaForwardResult<Tensor>; ref: FfaBackwardResult<Tensor> } {
+  const got = backend.forward(args);
+  assertAllClose(
+    [
+      ['out', got.out, want.out, tol.out],
+      ['lse', got.lse, want.lse, tol.lse],
+      ['maxLogits', got.maxLogits!, want.maxLogits!, tol.maxLogits],
+    ],
+    context,
+  );
+  const bargs = { ...args, dout, out: got.out, lse: got.lse };
+  const grads = backend.backward(bargs);
+  const r = ref ?? referenceBackward(bargs);
+  assertAllClose((['dq', 'dk', 'dv'] as const).map((name) => [name, grads[name], r[name], tol.grad] as const), context);
+  if (args.sink !== undefined) assertAllClose([['dsink', grads.dsink!, r.dsink!, tol.dsink]], context);
+  return { got, ref: r };
 }
 
 /** Standard-normal values times `scale`, narrowed to `dtype` (16-bit inputs are rounded here, once). */
