@@ -10,7 +10,8 @@ import { rendezvous } from '../src/comm/launch/rendezvous.js';
 import { CommTimeoutError, RankFailedError, RunDeadlineError } from '../src/comm/errors.js';
 import { NcclLib } from '../src/comm/device/nccl-lib.js';
 import { CudaUnavailableError } from '../src/device/cuda-driver.js';
-import { runnablePath } from './util/paths.js';
+import { repoFile, runnablePath } from './util/paths.js';
+import { fileURLToPath } from 'node:url';
 
 const script = runnablePath('test/launch-ranks/dry-rank');
 const dry = { env: { MAGI_ATTN_LAUNCH_DRY: '1' }, output: () => undefined, timeoutMs: 30_000 };
@@ -21,6 +22,13 @@ test('a dry launch of 3 rank processes: torchrun variables set, one rendezvous p
   results.forEach((r, i) => assert.deepEqual(r.env, [String(i), '3', String(i), '127.0.0.1', '0']));
   assert.equal(new Set(results.map((r) => r.id)).size, 1);
   assert.equal(results[0].id.length, 256);
+});
+
+test('a TypeScript rank script runs from the launcher as it is published (compiled): the rank processes load tsx', async () => {
+  // npm test runs this file compiled, so the launcher here is dist/src/comm/launch/launch-gpus.js
+  // with no tsx in its own flags, as `npx magi-attn run --gpus N script.ts` is.
+  const results = await launchGpuRanks<{ rank: number }>(2, fileURLToPath(repoFile('test/launch-ranks/dry-rank.ts')), ['ok'], dry);
+  assert.deepEqual(results.map((r) => r.rank), [0, 1]);
 });
 
 test('a rank that throws or exits fails the launch naming it; the others are stopped', async () => {

@@ -13,6 +13,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
+import { isTypeScriptScript, resolveTsx } from '../../util/tsx.js';
 import { blamedRank, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
 import { unwrapTensors, wrapTensors } from '../threads/transfer.js';
 
@@ -75,6 +76,10 @@ export async function launchGpuRanks<R = unknown>(size: number, script: string, 
   const grace = options.abortGraceMs ?? 5000;
   const here = import.meta.url;
   const entry = new URL(here.endsWith('.ts') ? './gpu-rank-main.ts' : './gpu-rank-main.js', here);
+  // A rank process inherits this process's Node flags; a compiled launcher adds tsx's loader for
+  // a TypeScript rank script (one run through tsx already passes it on).
+  const execArgv = [...process.execArgv];
+  if (isTypeScriptScript(script) && !here.endsWith('.ts') && !execArgv.some((a) => a.includes('tsx'))) execArgv.push('--import', resolveTsx('tsx', script));
 
   return new Promise<R[]>((resolve, reject) => {
     const outcomes: Array<RankOutcome<R> | undefined> = new Array(size).fill(undefined);
@@ -114,6 +119,7 @@ export async function launchGpuRanks<R = unknown>(size: number, script: string, 
 
     for (let rank = 0; rank < size; rank++) {
       const child = fork(entry, [], {
+        execArgv,
         env: {
           ...process.env,
           ...options.env,

@@ -21,6 +21,7 @@ import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
+import { isTypeScriptScript, resolveTsx } from '../../util/tsx.js';
 import { blamedRank, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
 import { unwrapTensors, wrapTensors } from './transfer.js';
 import type { ProcessGroup } from '../process-group.js';
@@ -92,13 +93,8 @@ function workerBoot(script: URL): { code: string | URL; evalCode: boolean } {
   const here = import.meta.url;
   const fromSource = here.endsWith('.ts');
   const entry = new URL(fromSource ? './worker-entry.ts' : './worker-entry.js', here);
-  if (!fromSource && !/\.[mc]?ts$/.test(script.pathname)) return { code: entry, evalCode: false };
-  let tsxApi: string;
-  try {
-    tsxApi = import.meta.resolve('tsx/esm/api');
-  } catch {
-    throw new InvalidArgumentError('script', 'a TypeScript rank script needs the tsx package (npm i -D tsx), or compile it to JavaScript', script.href);
-  }
+  if (!fromSource && !isTypeScriptScript(script.pathname)) return { code: entry, evalCode: false };
+  const tsxApi = resolveTsx('tsx/esm/api', script.href);
   const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
   return { code, evalCode: true };
 }
