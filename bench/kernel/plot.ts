@@ -40,7 +40,7 @@ export function kernelSvg(rows: readonly PlotRow[], masks: readonly string[], me
     fy: { domain: passes.map((p) => p.label), label: null, padding: 0.18 },
     fx: { domain: masks, label: null, padding: 0.1 },
     x: { domain: methods, axis: null },
-    y: { label: `${unit} (from the mask area)`, grid: true },
+    y: { label: `${unit} (from the mask area)`, labelAnchor: 'center', grid: true },
     color: { domain: methods, range: methods.map((_, i) => color(i)) },
     marks: [
       Plot.text([title], { frameAnchor: 'top-left', dy: -60, fontSize: 14, fontWeight: 'bold', facet: 'super' }),

@@ -240,15 +240,21 @@ export function markdownTable(res: KernelBenchResult): string {
   const lines: string[] = [];
   lines.push(`${res.gpu}: TFLOP/s = 4·area·Hq·D / median time (bwd 2.5x), bf16, ${res.settings.headsQ}:${res.settings.headsKv} heads, D=${res.settings.dim}; N/A = not supported by that method, — = not run`);
   lines.push('');
-  const head = ['mask', 'seqlen', ...METHODS.map((m) => `${m} fwd`), ...METHODS.map((m) => `${m} bwd`)];
+  const ran = methodsRun(res);
+  const head = ['mask', 'seqlen', ...ran.map((m) => `${m} fwd`), ...ran.map((m) => `${m} bwd`)];
   lines.push(`| ${head.join(' | ')} |`);
   lines.push(`|${head.map(() => '---').join('|')}|`);
   for (const mk of res.masks) {
     const find = (method: Method): ResultRow | undefined => res.results.find((r) => r.mask === mk.name && r.seqlen === mk.seqlen && r.method === method);
-    const cells = [mk.name, String(mk.seqlen), ...METHODS.map((m) => cell(find(m), 'fwd')), ...METHODS.map((m) => cell(find(m), 'bwd'))];
+    const cells = [mk.name, String(mk.seqlen), ...ran.map((m) => cell(find(m), 'fwd')), ...ran.map((m) => cell(find(m), 'bwd'))];
     lines.push(`| ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
+}
+
+/** The methods that have rows in this run (a run with --methods or --no-ours leaves some out: no empty columns or bars for them). */
+function methodsRun(res: KernelBenchResult): Method[] {
+  return METHODS.filter((m) => res.results.some((r) => r.method === m));
 }
 
 function csv(res: KernelBenchResult): string {
@@ -274,8 +280,11 @@ function plot(res: KernelBenchResult): string {
   const rows: PlotRow[] = res.results
     .filter((r) => r.seqlen === maxS)
     .map((r) => ({ mask: r.mask, method: METHOD_LABEL[r.method], fwd: r.na || r.error ? null : r.fwd_tflops, bwd: r.na || r.error ? null : r.bwd_tflops }));
-  const methods = METHODS.map((m) => METHOD_LABEL[m]);
-  return kernelSvg(rows, masks, methods, `Attention kernels on ${res.gpu}, S = ${maxS} tokens, bf16, 64:8 heads, D = 128`);
+  const methods = methodsRun(res).map((m) => METHOD_LABEL[m]);
+  // the baselines' versions (cuDNN as torch reports it: 91900 = 9.19.0)
+  const cudnn = typeof res.env.cudnn === 'number' ? `, cuDNN ${Math.floor(res.env.cudnn / 10000)}.${Math.floor(res.env.cudnn / 100) % 100}.${res.env.cudnn % 100}` : '';
+  const torch = typeof res.env.torch === 'string' ? ` (torch ${res.env.torch}${cudnn})` : '';
+  return kernelSvg(rows, masks, methods, `Attention kernels on ${res.gpu}${torch}, S = ${maxS}, bf16, 64:8 heads, D = 128`);
 }
 
 function writeReport(res: KernelBenchResult, outDir: string): void {
