@@ -23,7 +23,7 @@ import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
 import { BLAS_ENV, BLAS_SONAMES, cpuEngineName, createCpuBackend } from '../src/kernels/cpu/index.js';
 import type { Rng } from '../src/util/rng.js';
 import { assertKernelMatchesReference, randomTensor, seeded } from './util/attn-check.js';
-import { blasHere } from './util/cpu-variants.js';
+import { assertBitReproducible, blasHere } from './util/cpu-variants.js';
 
 const REQUIRE_ENV = 'MAGI_ATTN_TEST_REQUIRE_BLAS';
 const here = blasHere();
@@ -123,22 +123,7 @@ test('results are bit-identical run to run for a given thread count, and the for
   const n = 700;
   const c: Case = { name: 'varlen causal', tq: n, tk: n, slices: varlenCausalMask([0, 130, 480, n]), hq: 8, hkv: 2, dim: 64, dtype: 'float32', softcap: 4 };
   const p = args(rng, c);
-  const forward1 = createCpuBackend({ engine: 'blas', threads: 1 }).forward(p.args);
-  for (const threads of [1, 2, 3]) {
-    const a = createCpuBackend({ engine: 'blas', threads });
-    const b = createCpuBackend({ engine: 'blas', threads });
-    const fa = a.forward(p.args);
-    const fb = b.forward(p.args);
-    const at = `blas, ${threads} threads`;
-    assert.deepEqual(fa.out.data, fb.out.data, `out, ${at}`);
-    assert.deepEqual(fa.lse.data, fb.lse.data, `lse, ${at}`);
-    assert.deepEqual(fa.out.data, forward1.out.data, `out, ${at} vs 1`);
-    assert.deepEqual(fa.maxLogits!.data, forward1.maxLogits!.data, `maxLogits, ${at} vs 1`);
-    const bargs = { ...p.args, dout: p.dout, out: fa.out, lse: fa.lse };
-    const ga = a.backward(bargs);
-    const gb = b.backward(bargs);
-    for (const name of ['dq', 'dk', 'dv'] as const) assert.deepEqual(ga[name].data, gb[name].data, `${name}, ${at}`);
-  }
+  assertBitReproducible((threads) => createCpuBackend({ engine: 'blas', threads }), p.args, p.dout, 'blas');
 });
 
 test('calls alternating between the BLAS engine and the WebAssembly builds (their own instances, tiles and threads) stay bit-identical to the first result of each', { skip }, (t) => {

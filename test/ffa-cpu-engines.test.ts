@@ -23,7 +23,7 @@ import { defaultThreadCount } from '../src/kernels/cpu/wasm/node-threads.js';
 import { spawnRanks } from '../src/comm/threads/index.js';
 import { Rng } from '../src/util/rng.js';
 import { assertAllClose, assertKernelMatchesReference, randomSlices, randomTensor, seeded } from './util/attn-check.js';
-import { WASM_BUILDS, cpuVariants } from './util/cpu-variants.js';
+import { WASM_BUILDS, assertBitReproducible, cpuVariants } from './util/cpu-variants.js';
 import { NO_RELAXED_SIMD_ENV } from '../src/kernels/cpu/wasm/node-runtime.js';
 import { childNodeFlags, runnable } from './util/paths.js';
 
@@ -154,22 +154,7 @@ test('results are bit-identical run to run for a given build and thread count; t
   const { rng } = seeded(t);
   const p = randomProblem(rng, 'bfloat16', { tq: 700, tk: 650, hq: 4, hkv: 2, dim: 32, slices: 6, sink: true, softcap: 3 });
   for (const simd of WASM_BUILDS) {
-    const forward1 = createCpuBackend({ engine: 'wasm', simd, threads: 1 }).forward(p.args);
-    for (const threads of [1, 2, 3]) {
-      const a = createCpuBackend({ engine: 'wasm', simd, threads });
-      const b = createCpuBackend({ engine: 'wasm', simd, threads });
-      const fa = a.forward(p.args);
-      const fb = b.forward(p.args);
-      const at = `${simd}, ${threads} threads`;
-      assert.deepEqual(fa.out.data, fb.out.data, `out, ${at}`);
-      assert.deepEqual(fa.lse.data, fb.lse.data, `lse, ${at}`);
-      assert.deepEqual(fa.out.data, forward1.out.data, `out, ${at} vs 1`);
-      assert.deepEqual(fa.maxLogits!.data, forward1.maxLogits!.data, `maxLogits, ${at} vs 1`);
-      const bargs = { ...p.args, dout: p.dout, out: fa.out, lse: fa.lse };
-      const ga = a.backward(bargs);
-      const gb = b.backward(bargs);
-      for (const name of ['dq', 'dk', 'dv', 'dsink'] as const) assert.deepEqual(ga[name]!.data, gb[name]!.data, `${name}, ${at}`);
-    }
+    assertBitReproducible((threads) => createCpuBackend({ engine: 'wasm', simd, threads }), p.args, p.dout, simd);
   }
 });
 
