@@ -18,9 +18,9 @@
  */
 import type { LibraryHandle } from 'koffi';
 import { BlasUnavailableError } from '../../errors.js';
-import { envVar } from '../../util/env.js';
+import { environment, envVar } from '../../util/env.js';
 import type { CpuEngine } from './engine.js';
-import { builtin } from './wasm/node-runtime.js';
+import { nodeRequire } from './wasm/node-runtime.js';
 import type { HostImports } from './wasm/node-threads.js';
 import { type HostProducts, type WasmSimdChoice, wasmEngine } from './wasm/engine.js';
 
@@ -54,6 +54,9 @@ export interface BlasInfo {
 
 type Koffi = typeof import('koffi');
 
+/** cblas_sgemm's parameters as koffi types (order, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); pointers as addresses. */
+const SGEMM_PARAMS = ['int', 'int', 'int', 'int', 'int', 'int', 'float', 'uintptr_t', 'int', 'uintptr_t', 'int', 'float', 'uintptr_t', 'int'];
+
 /**
  * The kernel's `gemm` import, made on every thread (wasm/node-threads.ts HostImports): loads the
  * library through koffi on that thread and calls cblas_sgemm (row-major) on pointers into the
@@ -62,7 +65,7 @@ type Koffi = typeof import('koffi');
  */
 const IMPORTS_SOURCE = `
 const koffi = require(data.koffi);
-const sgemm = koffi.load(data.library).func('cblas_sgemm', 'void', ['int', 'int', 'int', 'int', 'int', 'int', 'float', 'uintptr_t', 'int', 'uintptr_t', 'int', 'float', 'uintptr_t', 'int']);
+const sgemm = koffi.load(data.library).func('cblas_sgemm', 'void', data.sgemmParams);
 let buffer;
 let base = 0;
 return {
@@ -95,15 +98,10 @@ interface Loaded {
 /** By the value of $MAGI_ATTN_BLAS when it loaded ('' unset). A failure is not kept: a later call looks again. */
 const loaded = new Map<string, Loaded>();
 
-function nodeRequire(): ((id: string) => unknown) & { resolve(id: string): string } {
-  const nodeModule = builtin<{ createRequire(from: string): ((id: string) => unknown) & { resolve(id: string): string } }>('node:module');
-  if (nodeModule === undefined) throw new BlasUnavailableError("engine 'blas' needs Node >= 20.16 (a native library through koffi); this runtime has no process.getBuiltinModule", []);
-  return nodeModule.createRequire(import.meta.url);
-}
 
 /** Opens `name` with the BLAS libraries' own thread pools sized to one thread (the variables are restored after). */
 function open(koffi: Koffi, name: string): LibraryHandle {
-  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+  const env = environment() ?? {};
   const saved = THREAD_ENV.map((v) => env[v]);
   for (const v of THREAD_ENV) env[v] ??= '1';
   try {
@@ -117,6 +115,7 @@ function open(koffi: Koffi, name: string): LibraryHandle {
 
 function tryLoad(fromEnv: string | undefined): Loaded {
   const req = nodeRequire();
+  if (req === undefined) throw new BlasUnavailableError("engine 'blas' needs Node >= 20.16 (a native library through koffi); this runtime has no process.getBuiltinModule", []);
   const koffi = req('koffi') as Koffi;
   const candidates = fromEnv !== undefined && fromEnv !== '' ? [fromEnv] : [...BLAS_SONAMES];
   const tried: string[] = [];
@@ -129,7 +128,7 @@ function tryLoad(fromEnv: string | undefined): Loaded {
       continue;
     }
     try {
-      lib.func('cblas_sgemm', 'void', ['int', 'int', 'int', 'int', 'int', 'int', 'float', 'uintptr_t', 'int', 'uintptr_t', 'int', 'float', 'uintptr_t', 'int']);
+      lib.func('cblas_sgemm', 'void', SGEMM_PARAMS);
     } catch {
       tried.push(`${name}: loads, but does not export cblas_sgemm`);
       continue;
@@ -152,7 +151,7 @@ function tryLoad(fromEnv: string | undefined): Loaded {
     } catch {
       // not OpenBLAS
     }
-    const data = { koffi: req.resolve('koffi'), library: name };
+    const data = { koffi: req.resolve('koffi'), library: name, sgemmParams: SGEMM_PARAMS };
     const imports: HostImports = { source: IMPORTS_SOURCE, data };
     return { info: { library: name, config, threadControl }, products: { key: `blas:${name}`, name: 'blas', tileQ: BLAS_TILE_Q, tileK: BLAS_TILE_K, stepK: BLAS_STEP_K, imports } };
   }

@@ -192,10 +192,10 @@ export function createCpuBackend(options: CpuKernelOptions = {}): KernelBackend<
   if (!SIMD_BUILDS.includes(simd)) throw new InvalidArgumentError('simd', `must be one of ${SIMD_BUILDS.join(', ')}`, `got ${String(simd)}`);
   if (simd !== 'auto' && choice === 'typescript') throw new InvalidArgumentError('simd', "picks a build of the WebAssembly kernel: it cannot go with engine 'typescript'");
   // The BLAS engine loads its library now, so that a missing one is an error before any work.
-  if (choice === 'blas') blasEngine(threads, simd);
+  const blas = choice === 'blas' ? blasEngine(threads, simd) : undefined;
   const engine = (): CpuEngine => {
     if (choice === 'typescript') return typescriptEngine;
-    if (choice === 'blas') return blasEngine(threads, simd);
+    if (blas !== undefined) return blas;
     const wasm = wasmEngine(threads, simd);
     if (wasm !== undefined) return wasm;
     if (simd !== 'auto') throw new InvalidArgumentError('simd', `'${simd}' needs WebAssembly ${simd === 'simd' ? 'SIMD' : 'relaxed SIMD'}, which this runtime lacks (or, on a browser's main thread, await loadWasmKernel('${simd}') first)`);

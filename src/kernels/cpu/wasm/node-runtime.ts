@@ -27,6 +27,11 @@ export function builtin<T>(id: string): T | undefined {
   return typeof proc?.getBuiltinModule === 'function' ? (proc.getBuiltinModule(id) as T | undefined) : undefined;
 }
 
+/** Node's `require` (createRequire), or undefined where there is no `node:module` (a browser, Node < 20.16). */
+export function nodeRequire(): (((id: string) => unknown) & { resolve(id: string): string }) | undefined {
+  return builtin<{ createRequire(from: string): ((id: string) => unknown) & { resolve(id: string): string } }>('node:module')?.createRequire(import.meta.url);
+}
+
 /** The environment variable that keeps the plain SIMD build (any value but '' and '0'). */
 export const NO_RELAXED_SIMD_ENV = 'MAGI_ATTN_NO_RELAXED_SIMD';
 

@@ -12,7 +12,7 @@
  * alive.
  */
 import type { WasmMemory, WasmModule } from './api.js';
-import { builtin } from './node-runtime.js';
+import { builtin, nodeRequire } from './node-runtime.js';
 
 /** Most threads a job may use (createCpuBackend's bound). */
 export const MAX_THREADS = 1024;
@@ -98,10 +98,10 @@ export interface HostImports {
 
 /** The imports `host` describes, made on this thread (Node only: it needs `require`). */
 export function makeHostImports(host: HostImports, memory: WasmMemory): Record<string, unknown> {
-  const nodeModule = builtin<{ createRequire(from: string): (id: string) => unknown }>('node:module');
-  if (nodeModule === undefined) throw new Error('host tile products need Node (process.getBuiltinModule)');
+  const req = nodeRequire();
+  if (req === undefined) throw new Error('host tile products need Node (process.getBuiltinModule)');
   const make = new Function('require', 'memory', 'data', host.source) as (require: (id: string) => unknown, memory: WasmMemory, data: unknown) => Record<string, unknown>;
-  return make(nodeModule.createRequire(import.meta.url), memory, host.data);
+  return make(req, memory, host.data);
 }
 
 /**
