@@ -20,6 +20,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { CudaDevice } from '../../src/device/index.js';
+import { bf16BitsToFloat } from '../../src/dtype.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { randomDeviceTensor } from './inputs.js';
@@ -69,17 +70,6 @@ interface Row {
   ms: Record<string, number>;
   tflops: Record<string, number>;
 }
-// bf16 / fp32 bits to a number, through one scratch word
-const scratchBits = new Uint32Array(1);
-const scratchFloat = new Float32Array(scratchBits.buffer);
-const bf16 = (bits: number): number => {
-  scratchBits[0] = bits << 16;
-  return scratchFloat[0];
-};
-const f32 = (bits: number): number => {
-  scratchBits[0] = bits;
-  return scratchFloat[0];
-};
 
 /** Bit differences of two (out bf16, lse fp32) results, and how large they are. */
 function compareOutputs(a: { out: Uint16Array; lse: Uint32Array }, b: { out: Uint16Array; lse: Uint32Array }): { differing: number; maxOut: number; maxOutDiff: number; maxLseDiff: number; lseOver: number; nanMismatch: number } {
@@ -90,19 +80,22 @@ function compareOutputs(a: { out: Uint16Array; lse: Uint32Array }, b: { out: Uin
   let lseOver = 0;
   let nanMismatch = 0;
   for (let i = 0; i < a.out.length; i++) {
-    const x = bf16(a.out[i]);
+    const x = bf16BitsToFloat(a.out[i]);
     if (Math.abs(x) > maxOut) maxOut = Math.abs(x);
     if (a.out[i] === b.out[i]) continue;
     differing++;
-    const y = bf16(b.out[i]);
+    const y = bf16BitsToFloat(b.out[i]);
     if (Number.isNaN(x) !== Number.isNaN(y)) nanMismatch++;
     else if (!Number.isNaN(x)) maxOutDiff = Math.max(maxOutDiff, Math.abs(x - y));
   }
+  // the same lse bits as floats (compared as bits first: NaN payloads and -0 count as differences)
+  const aLse = new Float32Array(a.lse.buffer, a.lse.byteOffset, a.lse.length);
+  const bLse = new Float32Array(b.lse.buffer, b.lse.byteOffset, b.lse.length);
   for (let i = 0; i < a.lse.length; i++) {
     if (a.lse[i] === b.lse[i]) continue;
     differing++;
-    const x = f32(a.lse[i]);
-    const y = f32(b.lse[i]);
+    const x = aLse[i];
+    const y = bLse[i];
     if (Number.isNaN(x) !== Number.isNaN(y)) nanMismatch++;
     else if (!Number.isNaN(x)) {
       const e = Math.abs(x - y);
