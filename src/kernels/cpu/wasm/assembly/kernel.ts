@@ -165,7 +165,7 @@ const LOG2E: f32 = 1.44269504088896341;
 // Tile products
 
 /**
- * The host's tile product (the BLAS engine: cblas_sgemm through koffi, ../../blas/library.ts):
+ * The host's tile product (the BLAS engine: cblas_sgemm through koffi, ../../blas.ts):
  * C[M, N] = A·B + beta·C, row-major, A transposed when transA is 1 (stored K x M, lda apart),
  * pointers into this memory. An instance made for the plain WebAssembly engine gets an import
  * that throws: its jobs never set J_HOST.
