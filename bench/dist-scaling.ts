@@ -27,7 +27,7 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { intAtLeast } from '../src/cli/flags.js';
+import { intAtLeast, wordList } from '../src/cli/flags.js';
 import { renderTable } from '../src/cli/table.js';
 import { outputPath, withOutputOptions } from './output.js';
 import type { DeviceProcessGroup } from '../src/comm/device/device-buffers.js';
@@ -95,21 +95,16 @@ export interface Result {
   rows: Row[];
 }
 
-const list = <T extends string>(allowed: readonly T[], what: string) => (v: string): T[] => {
-  const items = v.split(',').map((s) => s.trim());
-  for (const s of items) if (!allowed.includes(s as T)) throw new Error(`${what}: '${s}' is not one of ${allowed.join(', ')}`);
-  return items as T[];
-};
 
 export function scalingProgram(): Command {
   return withOutputOptions(
     new Command()
       .name('dist-scaling')
-      .option('--scaling <list>', 'weak (tokens per GPU fixed) and/or strong (total fixed)', list(['weak', 'strong'] as const, '--scaling'), ['weak', 'strong'])
+      .option('--scaling <list>', 'weak (tokens per GPU fixed) and/or strong (total fixed)', wordList(['weak', 'strong'] as const), ['weak', 'strong'])
       .option('--tokens-per-gpu <n>', 'weak scaling: tokens per GPU', intAtLeast(1024), 65536)
       .option('--total-tokens <n>', 'strong scaling: total tokens', intAtLeast(1024), 262144)
-      .option('--masks <list>', `masks: ${BENCH_MASKS.join(', ')}`, list(BENCH_MASKS, '--masks'), [...BENCH_MASKS])
-      .option('--methods <list>', `methods: ${METHODS.join(', ')}`, list(METHODS, '--methods'), [...METHODS])
+      .option('--masks <list>', `masks: ${BENCH_MASKS.join(', ')}`, wordList(BENCH_MASKS), [...BENCH_MASKS])
+      .option('--methods <list>', `methods: ${METHODS.join(', ')}`, wordList(METHODS), [...METHODS])
       .option('--heads <q:kv>', 'query and key/value heads', '64:8')
       .option('--head-dim <d>', 'head dim', intAtLeast(8), 128)
       .option('--reps <n>', 'timed calls (median)', intAtLeast(1), 5)

@@ -47,7 +47,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
-import { intAtLeast } from '../../src/cli/flags.js';
+import { intAtLeast, wordList } from '../../src/cli/flags.js';
 import type { CudaDevice, DeviceBuffer } from '../../src/device/device.js';
 import type { DeviceTensor } from '../../src/device/device-tensor.js';
 import type { SliceList } from '../../src/mask/slice-list.js';
@@ -64,18 +64,13 @@ type Recipe = (typeof RECIPES)[number];
 const MASKS = ['causal', 'full', 'varlen-causal'] as const;
 type Mask = (typeof MASKS)[number] & BenchMask;
 
-const list = <T extends string>(allowed: readonly T[], what: string) => (v: string): T[] => {
-  const items = v.split(',').map((s) => s.trim());
-  for (const s of items) if (!allowed.includes(s as T)) throw new Error(`${what}: '${s}' is not one of ${allowed.join(', ')}`);
-  return items as T[];
-};
 
 const program = new Command()
   .name('fwd-gap')
   .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/fwd-gap.json`)
   .option('--seqlen <n>', 'tokens', intAtLeast(1024), 16384)
-  .option('--masks <list>', `masks: ${MASKS.join(', ')}`, list(MASKS, '--masks'), [...MASKS])
-  .option('--recipes <list>', `input recipes: ${RECIPES.join(', ')}`, list(RECIPES, '--recipes'), [...RECIPES])
+  .option('--masks <list>', `masks: ${MASKS.join(', ')}`, wordList(MASKS), [...MASKS])
+  .option('--recipes <list>', `input recipes: ${RECIPES.join(', ')}`, wordList(RECIPES), [...RECIPES])
   .option('--rounds <n>', 'rounds over every mask and recipe', intAtLeast(1), 2)
   .option('--no-bwd', 'skip the backward columns')
   .option('--no-state', 'skip the idle / loaded state rows')

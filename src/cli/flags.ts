@@ -43,3 +43,13 @@ export function intOrWord<W extends string>(min: number, words: readonly W[]): (
     }
   };
 }
+
+/** A comma-separated list of the given words (each trimmed; at least one; any other word refused). */
+export function wordList<W extends string>(allowed: readonly W[]): (value: string) => W[] {
+  return (value: string) => {
+    const items = value.split(',').map((s) => s.trim());
+    const bad = items.find((s) => !(allowed as readonly string[]).includes(s));
+    if (bad !== undefined) throw new InvalidArgumentError(`'${bad}' is not one of ${allowed.join(', ')}`);
+    return items as W[];
+  };
+}

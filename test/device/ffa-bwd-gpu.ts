@@ -9,7 +9,9 @@
  * Kernels checked: one default CudaFfaBackward per --warps entry (4 warps: mma.sync; 8 warps: the
  * Hopper kernel for head dims 64 and 128 where available, else mma.sync) and, next to a default one that
  * picked the Hopper kernel, a { kernel: 'mma' } one of the same warps, so the mma.sync backward
- * stays covered on H100. The option checks run on the default kernel of the last --warps entry.
+ * stays covered on H100. The option checks run on the default kernel of the last --warps entry;
+ * its deterministic schedule at head dim 128 on the Hopper kernel is FFA_BWD_DET_V2's (unset:
+ * grouped, 1: ordered; bench/kernel/det-check.sh runs the deterministic checks under both).
  * Per case: fresh random inputs; the default CUDA forward (ffa-forward.ts) gives out (input dtype)
  * and lse; the CUDA backward gets them with a random dout; referenceBackward is fed the SAME out
  * (the kernel's 16-bit out as float64) and lse. dq/dk/dv device buffers and every fp32 scratch
@@ -35,6 +37,7 @@ import type { DType } from '../../src/dtype.js';
 import { referenceBackward } from '../../src/kernels/reference.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import { CudaFfaBackward, planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
+import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
   type AttnCase, Tally, checkBackwardTwoCriterion, cloneTensor, lowPrecisionReference, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv,
@@ -263,9 +266,17 @@ const optCases: OptCase[] = [
   { name: 'sink 2, random overlapping mask, 8:2 heads, bf16 d64', slices: randomSlices(600, 700, 6), tokensQ: 600, tokensK: 700, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16', sink: 2 },
   { name: 'dq/dk/dv accumulation, random overlapping mask, 8:2 heads, bf16 d64', slices: randomSlices(512, 600, 5), tokensQ: 512, tokensK: 600, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16', acc: ['dq', 'dk', 'dv'] },
   { name: 'deterministic + sink 2 + dq/dk/dv accumulation + softcap 15, random overlapping mask (10 slices), 8:2 heads, bf16 d64', slices: randomSlices(640, 640, 10), tokensQ: 640, tokensK: 640, headsQ: 8, headsKv: 2, dim: 64, dtype: 'bfloat16', sink: 2, acc: ['dq', 'dk', 'dv'], deterministic: true, softcap: 15 },
+  // the masks the deterministic schedules are timed on (bench/kernel/det-speed.ts), small: causal,
+  // varlen causal (documents not on 64-row boundaries), the sliding window (a causal slice and a
+  // bi-causal band on shared keys: two key-disjoint groups in one ordered launch), block-causal with softcap
+  { name: 'deterministic, causal 1024, 8:2 heads, bf16 d128', slices: causalMask(1024), tokensQ: 1024, tokensK: 1024, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16', deterministic: true },
+  { name: 'deterministic, varlen causal [300,400,37,287], 4:2 heads, bf16 d128', slices: varlenCausalMask([0, 300, 700, 737, 1024]), tokensQ: 1024, tokensK: 1024, headsQ: 4, headsKv: 2, dim: 128, dtype: 'bfloat16', deterministic: true },
+  { name: 'deterministic, sliding window 1200 [200,0], 4:2 heads, bf16 d128', slices: slidingWindowMask(1200, [200, 0]), tokensQ: 1200, tokensK: 1200, headsQ: 4, headsKv: 2, dim: 128, dtype: 'bfloat16', deterministic: true },
+  { name: 'deterministic + softcap 5, block-causal 2 docs [600,400] block 150, 4:2 heads, fp16 d128', slices: blockCausalMask([0, 600, 1000], 150), tokensQ: 1000, tokensK: 1000, headsQ: 4, headsKv: 2, dim: 128, dtype: 'float16', softcap: 5, deterministic: true },
 ];
 
 const bwdMain = defaults[defaults.length - 1];
+console.log(`option checks on ${kernelLabel(bwdMain)}, deterministic schedule at head dim 128: ${bwdMain.usesSm90(128) ? bwdMain.deterministicSchedule : 'grouped'}`);
 if (checks) {
   tally.forEach(pick(optCases, cases.filter((c) => caseDims.includes(c.dim)).length), args.selects, '[options] ', (c) => {
     const { q, k, v } = randomQkv(rng, c);
@@ -378,7 +389,10 @@ if (checks) {
         const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bufs, 0.088, 0, undefined, { deterministic: det }), 2, 5);
         const tDef = time(false);
         const tDet = time(true);
-        console.log(`TIME bwd ${maskName}, S=${S}, ${H}:${HK} heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches, ${p.plan.numWork} -> ${p.deterministicWork().plan.work.length / 4} items)`);
+        const how = p.usesOrderedSchedule()
+          ? `ordered, ${orderedLaunches(p.orderedWork().plan, true).length / 2} launches`
+          : `grouped, ${p.deterministicWork().plan.groups.length / 2} launches, ${p.plan.numWork} -> ${p.deterministicWork().plan.work.length / 4} items`;
+        console.log(`TIME bwd ${maskName}, S=${S}, ${H}:${HK} heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${how})`);
         p.free();
         fp.free();
       }

@@ -18,6 +18,8 @@ export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [64, 128];
 export const FFA_BWD_SM90_THREADS = 384;
 /** Rows of one dQ reduce-add box: a consumer warpgroup's 64 x 64 dQ block, whatever the head dim. */
 const DQ_BOX_ROWS = 64;
+/** The head dim of the ordered deterministic entry points (their 64-row dQ tiles are head dim 128's steps). */
+export const ORDERED_HEAD_DIM = 128;
 
 /** q rows per step of the Hopper backward at head dim `dim` (the kernel's blockM<D>()): 128 at 64, 64 at 128. */
 export function sm90BackwardBlockM(dim: number): number {
@@ -41,9 +43,12 @@ export class Sm90BackwardMain {
   readonly blockN = FFA_BWD_SM90_BLOCK_N;
   readonly threads = FFA_BWD_SM90_THREADS;
 
+  /** The ordered deterministic entry points (ffa_bwd_sm90.cu with -DFFA_BWD_SM90_ORDERED), compiled on first use. */
+  private ordered: Module | null = null;
+
   constructor(
     readonly device: CudaDevice,
-    cacheDir?: string,
+    private readonly cacheDir?: string,
   ) {
     this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir);
   }
@@ -53,10 +58,17 @@ export class Sm90BackwardMain {
     return FFA_BWD_SM90_HEAD_DIMS.includes(dim);
   }
 
-  mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean): { kernel: Kernel; smemBytes: number } {
+  /**
+   * The main kernel; `ordered`: its ordered deterministic twin (head dim 128 only), which takes
+   * three more arguments (ranks, the tile counters, numLocks) and the 8-int work records of
+   * planOrderedBackward.
+   */
+  mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean, ordered = false): { kernel: Kernel; smemBytes: number } {
     const smemBytes = sm90BackwardSmemBytes(dim); // throws for a head dim the kernel lacks
-    const name = `ffa_bwd_sm90_${tag}_d${dim}${softcap ? '_softcap' : ''}`;
-    const kernel = this.module.kernel(name);
+    if (ordered && dim !== ORDERED_HEAD_DIM) throw new FfaCudaUnsupportedError(`the ordered deterministic sm90 backward takes head dim ${ORDERED_HEAD_DIM} only, got ${dim}`);
+    const name = `ffa_bwd_sm90_${ordered ? 'ordered_' : ''}${tag}_d${dim}${softcap ? '_softcap' : ''}`;
+    if (ordered) this.ordered ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ORDERED']);
+    const kernel = (ordered ? this.ordered! : this.module).kernel(name);
     kernel.setMaxDynamicSharedMemory(smemBytes);
     return { kernel, smemBytes };
   }

@@ -21,16 +21,20 @@
  *            two pieces share a q row or a key row (planDeterministicBackward); one launch per
  *            group, in order, so every element receives its adds in a fixed order. For one long
  *            slice the pieces form a grid of (k tile, q chunk) cells and first-fit gives about
- *            max(k tiles, q chunks) groups, each a full grid of blocks.
+ *            max(k tiles, q chunks) groups, each a full grid of blocks. The Hopper kernel has a
+ *            second schedule, 'ordered' (ffa-backward-ordered.ts): one launch whose blocks take turns
+ *            per 64-row dQ tile through counters in global memory (CudaFfaBackward's
+ *            deterministicSchedule; for now opt-in, FFA_BWD_DET_V2=1).
  */
-import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Module, type Stream } from '../../device/device.js';
+import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type KernelArg, type Module, type Stream } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
-import { Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
+import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
+import { deterministicScheduleFromEnv, ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 
@@ -164,11 +168,14 @@ export class CudaFfaBackward {
   readonly warps: number;
   readonly blockM = FFA_BWD_BLOCK_M;
   readonly blockN: number;
+  /** How deterministic mode runs where the Hopper kernel does (elsewhere always 'grouped'). */
+  readonly deterministicSchedule: DeterministicSchedule;
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind } = {},
+    options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind; deterministicSchedule?: DeterministicSchedule } = {},
   ) {
+    this.deterministicSchedule = options.deterministicSchedule ?? deterministicScheduleFromEnv();
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
     this.blockN = 16 * this.warps;
@@ -246,6 +253,8 @@ export class FfaBackwardProblem {
   readonly dvAcc: DeviceBuffer;
   /** The deterministic schedule, uploaded on first use. */
   private detWork: { plan: GroupedWork; buffer: DeviceBuffer } | null = null;
+  /** The ordered deterministic schedule (Hopper kernel), uploaded on first use; locks: int32 [Hq, numLocks]. */
+  private ordWork: { plan: OrderedBackwardPlan; work: DeviceBuffer; ranks: DeviceBuffer; locks: DeviceBuffer } | null = null;
 
   constructor(
     readonly owner: CudaFfaBackward,
@@ -280,6 +289,22 @@ export class FfaBackwardProblem {
       this.detWork = { plan, buffer: this.owner.device.upload(plan.work.length > 0 ? plan.work : new Int32Array(4)) };
     }
     return this.detWork;
+  }
+
+  /** The ordered deterministic schedule (planOrderedBackward) and its device buffers, uploaded on first use. */
+  orderedWork(): { plan: OrderedBackwardPlan; work: DeviceBuffer; ranks: DeviceBuffer; locks: DeviceBuffer } {
+    if (this.ordWork === null) {
+      const dev = this.owner.device;
+      const plan = planOrderedBackward(this.plan, this.slices, this.owner.blockN, this.owner.stepRows(this.shape.dim));
+      const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(ORDERED_RECORD));
+      this.ordWork = { plan, work: dev.upload(nonEmpty(plan.work)), ranks: dev.upload(nonEmpty(plan.ranks)), locks: dev.alloc(Math.max(4, 4 * plan.numLocks * this.shape.headsQ)) };
+    }
+    return this.ordWork;
+  }
+
+  /** Whether deterministic launches of this problem take the ordered schedule (Hopper kernel, head dim 128; else grouped). */
+  usesOrderedSchedule(): boolean {
+    return this.owner.deterministicSchedule === 'ordered' && this.owner.usesSm90(this.shape.dim) && this.shape.dim === ORDERED_HEAD_DIM;
   }
 
   /** Enqueues pre-pass, zeroing, main kernel, dsink and the conversions on `stream`. */
@@ -339,14 +364,15 @@ export class FfaBackwardProblem {
     }
     if (this.plan.numWork > 0 && headsKv > 0) {
       const useSoftcap = softcap > 0;
-      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
+      const ordered = extras.deterministic === true && this.usesOrderedSchedule();
+      const { kernel, smemBytes } = ordered ? this.owner.sm90!.mainKernel(t, dim, useSoftcap, true) : this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
       const unit = useSoftcap ? softcap : softmaxScale;
       const sm90 = this.owner.usesSm90(dim) ? this.owner.sm90 : null;
       const inputs = sm90 !== null ? sm90.inputArgs(b, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(b.q), ptr(b.k), ptr(b.v), ptr(b.dout)];
       // the Hopper kernel takes the fp32 dq as a TMA map (tensor reduce-adds)
       const dqArg = sm90 !== null ? sm90.dqArg(dqF, tokensQ, headsQ, dim) : ptr(dqF);
       const threads = sm90 !== null ? sm90.threads : 32 * this.owner.warps;
-      const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void =>
+      const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number, more: KernelArg[] = []): void =>
         kernel.launch(cfg(items * headsKv, threads, smemBytes), [
           ...inputs,
           ptr(this.lseLog2),
@@ -364,8 +390,16 @@ export class FfaBackwardProblem {
           { type: 'f32', value: unit * Math.LOG2E },
           { type: 'f32', value: softmaxScale },
           { type: 'f32', value: useSoftcap ? softmaxScale / softcap : 0 },
+          ...more,
         ]);
-      if (extras.deterministic === true) {
+      if (ordered) {
+        const ord = this.orderedWork();
+        ord.locks.fill(0, stream);
+        // two key-disjoint groups per launch where dk and dv start from zero (orderedLaunches)
+        const g = orderedLaunches(ord.plan, acc.dk !== true && acc.dv !== true);
+        const more = [ptr(ord.ranks), ptr(ord.locks), i32(ord.plan.numLocks)];
+        for (let i = 0; i < g.length; i += 2) mainLaunch(ord.work.ptr + BigInt(g[i] * 4 * ORDERED_RECORD), g[i + 1], more);
+      } else if (extras.deterministic === true) {
         const det = this.deterministicWork();
         const g = det.plan.groups;
         for (let i = 0; i < g.length; i += 2) mainLaunch(det.buffer.ptr + BigInt(g[i] * 16), g[i + 1]);
@@ -377,7 +411,8 @@ export class FfaBackwardProblem {
 
   /** Frees the problem's device memory; with `after`, once the work queued there is done (launches may still be in flight). */
   free(after?: Stream): void {
-    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc, this.detWork?.buffer]) {
+    const ord = this.ordWork;
+    for (const b of [this.qRanges, this.kRanges, this.types, this.work, this.lseLog2, this.delta, this.dqAcc, this.dkAcc, this.dvAcc, this.detWork?.buffer, ord?.work, ord?.ranks, ord?.locks]) {
       if (after === undefined) b?.free();
       else b?.freeAfter(after);
     }

@@ -108,14 +108,15 @@ __device__ __forceinline__ unsigned ds_off(int row, int col) {
 // [64][32] fp32 (8 KB each): 16-byte chunk c of row R at chunk c ^ (R % 8). Odd rows g store column
 // block j ^ 2 where even ones store j, so that the 16 lanes of a half-warp hit 8 different chunks
 // (all 32 banks) with their 8-byte stores. ROWCHECK: rows R with m0 + R >= m1 stored as zeros
-// (without it, for a step whose rows are all inside the q range, no select per store).
-template <bool ROWCHECK>
-__device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[4], int warp, int g, int t, int m0, int m1, float scale) {
+// (without it, for a step whose rows are all inside the q range, no select per store); LOWER:
+// rows with m0 + R < mLo too.
+template <bool ROWCHECK, bool LOWER = false>
+__device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[4], int warp, int g, int t, int m0, int m1, float scale, int mLo = 0) {
   const bool odd = (g & 1) != 0;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int R = warp * 16 + g + 8 * r;
-    const bool valid = !ROWCHECK || m0 + R < m1;
+    const bool valid = !ROWCHECK || (m0 + R < m1 && (!LOWER || m0 + R >= mLo));
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int jj = odd ? j ^ 2 : j;
@@ -128,14 +129,66 @@ __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[
   }
 }
 
-template <typename E, int kD, bool SOFTCAP>
+// Ordered deterministic mode (ORDERED, entry points ffa_bwd_sm90_ordered_*): one launch in which
+// every 64-row dQ tile of a q head receives its reduce-adds in a fixed order. The host
+// (ffa-backward-ordered.ts) lays a grid of 64-row tiles over each group of overlapping slice q
+// ranges, gives every tile a counter per q head (locks, zeroed before the launch) and every
+// (item, tile) its rank: how many items before it in launch order add to that tile. The dQ
+// thread waits until the tile's counter equals its rank, reduce-adds, waits for the adds to
+// complete and increments the counter (release); items only wait for items launched before
+// them (lower blockIdx, or an earlier launch), so the lowest unfinished item never waits.
+// Steps walk the item's tiles from one end (heads inner: every block of a kv head visits the
+// tiles in the same order, so the block waited for is about one step ahead, not a whole head);
+// a step's rows outside [qLo, qHi) are masked like rows past qHi and staged as zeros (adding
+// +0 commutes with every fp32 add, so those rows need no order).
+struct OrderedItem {
+  int mFirst;     // first step's row
+  int dir;        // +1 / -1: tiles walked up or down
+  int lockFirst;  // first step's tile counter (index within a q head's row of numLocks)
+  int rankOff;    // the item's ranks: ranks[rankOff + k] for its k-th tile
+};
+// ORDERED work record, 8 ints: slice, n0, qLo, qHi, mFirst, lockFirst, rankOff, ±tiles.
+template <int BM, int BN>
+__device__ __forceinline__ BwdItem ordered_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
+                                                int headsQ, int headsKv, OrderedItem& o) {
+  BwdItem w;
+  w.hk = blockIdx.x % headsKv;
+  const int* rec = work + 8 * (blockIdx.x / headsKv);
+  w.n0 = rec[1];
+  w.qLo = rec[2];
+  w.qHi = rec[3];
+  o.mFirst = rec[4];
+  o.lockFirst = rec[5];
+  o.rankOff = rec[6];
+  const int tiles = rec[7];
+  o.dir = tiles < 0 ? -1 : 1;
+  w.sl = load_slice(qRanges, kRanges, types, rec[0]);
+  w.n1 = min(w.n0 + BN, w.sl.ke);
+  w.G = headsQ / headsKv;
+  w.nQt = tiles < 0 ? -tiles : tiles;
+  w.nSteps = w.G * w.nQt;
+  return w;
+}
+// ORDERED: step s is (tile k, head hh of the kv group) with the heads inner.
+struct StepWalk {
+  int hh = 0, k = 0;
+  __device__ __forceinline__ void next(int G) {
+    if (++hh == G) {
+      hh = 0;
+      ++k;
+    }
+  }
+};
+
+// ORDERED: head dim 128 only (its 64-row steps are the host's dQ tiles).
+template <typename E, int kD, bool SOFTCAP, bool ORDERED = false>
 __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK, const TmaMap* tmV, const TmaMap* tmO,
                                            const float* __restrict__ lseLog2, const float* __restrict__ delta, const TmaMap* tmDq,
                                            float* __restrict__ dk, float* __restrict__ dv,
                                            const int* __restrict__ qRanges, const int* __restrict__ kRanges,
                                            const int* __restrict__ types, const int* __restrict__ work, int headsQ,
                                            int headsKv, int tokensQ, float scaleLog2, float softmaxScale,
-                                           float softcapScale) {
+                                           float softcapScale, const int* __restrict__ ranks, int* __restrict__ locks, int numLocks) {
   using L = Smem<kD>;
   constexpr int kBM = L::kBM;
   constexpr int HALVES = kD / 64;  // 64-column SW128 halves of Q, K, V and dO
@@ -144,6 +197,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // each, and the overlapped schedule spilled 48 bytes and serialized the wgmma (nvcc 13.0, 240
   // registers); so did computing dSᵀ after dPᵀ but before dV (no spill, wgmma serialized).
   constexpr bool kWaitDp = SOFTCAP || kBM == 128;
+  static_assert(!ORDERED || kD == 128, "the ordered schedule's dQ tiles are head dim 128's 64-row steps");
   extern __shared__ unsigned char smemRaw[];
   const unsigned base = (smem_u32(smemRaw) + 1023u) & ~1023u;
   unsigned char* gen = smemRaw + (base - smem_u32(smemRaw));  // generic pointer to `base`
@@ -161,7 +215,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
   const int tid = threadIdx.x;
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
-  const BwdItem w = bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  OrderedItem oi{};
+  const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, oi)
+                            : bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 
@@ -179,6 +235,19 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   }
   __syncthreads();
 
+  // A step's q head and first row: head s / nQt and the (s % nQt)-th tile from qLo, or ORDERED
+  // the walk's tile and head (StepWalk), which it then advances.
+  const auto step_at = [&](int s, StepWalk& wk, int& h, int& m0) {
+    if constexpr (ORDERED) {
+      h = hk * G + wk.hh;
+      m0 = oi.mFirst + oi.dir * kBM * wk.k;
+      wk.next(G);
+    } else {
+      h = hk * G + s / nQt;
+      m0 = qLo + (s % nQt) * kBM;
+    }
+  };
+
   // ---------------------------------------------------------------------------------------------
   // Producer warpgroup.
   if (tid < 128) {
@@ -194,11 +263,12 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         tma_load_3d(sK + hf * kBN * 128, tmK, barKV, hf * 64, hk, n0);
         tma_load_3d(sV + hf * kBN * 128, tmV, barKV, hf * 64, hk, n0);
       }
+      StepWalk wk;
       for (int s = 0; s < nSteps; ++s) {
         const int stage = s & 1;
         if (s >= 2) mbar_wait(empty + 8 * stage, ((s >> 1) - 1) & 1);
-        const int h = hk * G + s / nQt;
-        const int m0 = qLo + (s % nQt) * kBM;
+        int h, m0;
+        step_at(s, wk, h, m0);
         mbar_arrive_expect_tx(full + 8 * stage, 2 * L::kQO);
 #pragma unroll
         for (int hf = 0; hf < HALVES; ++hf) {
@@ -207,17 +277,18 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         }
       }
     } else if (warp == 1) {
+      StepWalk wk;
       for (int s = 0; s < nSteps; ++s) {
         const int stage = s & 1;
         if (s >= 2) mbar_wait(empty + 8 * stage, ((s >> 1) - 1) & 1);
-        const int h = hk * G + s / nQt;
-        const int m0 = qLo + (s % nQt) * kBM;
+        int h, m0;
+        step_at(s, wk, h, m0);
 #pragma unroll
         for (int r = lane; r < kBM; r += 32) {
           const int row = m0 + r;
           // Rows past the item's q range (another slice's, or past Tq) get P = 0 and Δ = 0: their
           // Δ may be NaN (a NaN row elsewhere), and 0 · NaN would leak it into this item's dK.
-          const bool valid = row < qHi;
+          const bool valid = (!ORDERED || row >= qLo) && row < qHi;
           const long long idx = (long long)h * tokensQ + row;
           sL[stage * kBM + r] = valid ? lseLog2[idx] : FFA_POS_INF;
           sDl[stage * kBM + r] = valid ? delta[idx] : 0.f;
@@ -227,10 +298,23 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       }
     } else if (tid == 64) {
       // The dQ thread (warp 2): each consumer warpgroup's staged dQ tile goes out as two TMA
-      // tensor reduce-adds; the buffer is handed back once they have read it.
+      // tensor reduce-adds; the buffer is handed back once they have read it. ORDERED: it first
+      // waits for the tile's turn (its counter equal to the step's rank) and passes the turn on
+      // once the adds are complete.
+      StepWalk wk;
       for (int s = 0; s < nSteps; ++s) {
-        const int h = hk * G + s / nQt;
-        const int m0 = qLo + (s % nQt) * kBM;
+        int h, m0;
+        int* lock = nullptr;
+        if constexpr (ORDERED) {
+          lock = locks + (long long)(hk * G + wk.hh) * numLocks + oi.lockFirst + oi.dir * wk.k;
+          const int rank = ranks[oi.rankOff + wk.k];
+          step_at(s, wk, h, m0);
+          while (ld_acquire_gpu(lock) != rank) {
+          }
+          fence_async_global();
+        } else {
+          step_at(s, wk, h, m0);
+        }
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           // warpgroup c's 64 x 64 block: columns 64 c at D 128, rows 64 c at D 64
@@ -245,6 +329,11 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         mbar_arrive(dqEmpty);
         bulk_wait_read<0>();
         mbar_arrive(dqEmpty + 8);
+        if constexpr (ORDERED) {
+          bulk_wait<0>();
+          fence_async_global();
+          red_release_gpu_add(lock, 1);
+        }
       }
       bulk_wait<0>();  // the reduce-adds have landed before the block ends
     }
@@ -329,10 +418,17 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   wgmma_wait<0>();
   fence_regs<kBM / 8>(st);
   int qt = 0;  // the step's q tile, counted (s % nQt)
+  StepWalk wk;  // ORDERED
   for (int s = 0; s < nSteps; ++s) {
     const int stage = s & 1;
-    const int m0 = qLo + qt * kBM;
-    if (++qt == nQt) qt = 0;
+    int m0;
+    if constexpr (ORDERED) {
+      m0 = oi.mFirst + oi.dir * kBM * wk.k;
+      wk.next(G);
+    } else {
+      m0 = qLo + qt * kBM;
+      if (++qt == nQt) qt = 0;
+    }
     const int m1 = min(m0 + kBM, qHi);
     const float* cL = sL + stage * kBM;
     const float* cD = sDl + stage * kBM;
@@ -347,8 +443,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
     // Pᵀ (and with softcap dSᵀ), ffa_bwd.cu's elementwise math (shared, ffa_common.cuh). Row (key)
     // = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
-    const bool fullTile = (m1 - m0 == kBM) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
-    bwd_p<kBM / 8, SOFTCAP, kWaitDp>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale);
+    const bool fullTile = (m1 - m0 == kBM) && (!ORDERED || m0 >= qLo) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
+    bwd_p<kBM / 8, SOFTCAP, kWaitDp, ORDERED>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale, qLo);
     unsigned ap[kBM / 16][4], as[kBM / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(ap[kk], st, kk);
@@ -440,10 +536,10 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       unsigned char* stg = gen + L::kDQ + wg * L::kDQW;
       if (s >= 1) mbar_wait(dqEmpty + 8 * wg, (s - 1) & 1);
       const int r0 = kBM == 128 ? m0 + wg * 64 : m0;  // this block's first q row
-      if (m1 - m0 == kBM) {
+      if (m1 - m0 == kBM && (!ORDERED || m0 >= qLo)) {
         stage_dq<false>(stg, dqa, warp, g, t, r0, m1, softmaxScale);
       } else {
-        stage_dq<true>(stg, dqa, warp, g, t, r0, m1, softmaxScale);
+        stage_dq<true, ORDERED>(stg, dqa, warp, g, t, r0, m1, softmaxScale, qLo);
       }
       fence_async_smem();
       mbar_arrive(dqFull + 8 * wg);
@@ -465,18 +561,26 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // (boxes of 64 columns x 1 head x blockM<D>() rows for q and dout, x 128 rows for k and v); the
 // fp32 dq accumulator as one too, in the place of the mma.sync kernel's dq pointer (boxes of 32
 // columns x 1 head x 64 rows, whatever D).
+// Compiled with -DFFA_BWD_SM90_ORDERED instead (a module of its own, loaded only for the ordered
+// deterministic mode, so the default module's code does not change): ffa_bwd_sm90_ordered_*_d128,
+// the same arguments on the host's 8-int ordered work records, then ranks, the tile counters
+// (int32 [Hq][numLocks], zero) and numLocks.
 
-#define FFA_BWD_SM90_ENTRY(NAME, E, D, SOFTCAP)                                                                             \
-  extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
-      NAME(const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                 \
-           const __grid_constant__ ffa::sm90::TmaMap tmV, const __grid_constant__ ffa::sm90::TmaMap tmO,                 \
-           const float* __restrict__ lseLog2, const float* __restrict__ delta,                                           \
-           const __grid_constant__ ffa::sm90::TmaMap tmDq, float* __restrict__ dk, float* __restrict__ dv,               \
-           const int* __restrict__ qRanges, const int* __restrict__ kRanges, const int* __restrict__ types,              \
-           const int* __restrict__ work, int headsQ, int headsKv, int tokensQ, float scaleLog2, float softmaxScale,      \
-           float softcapScale) {                                                                                         \
-    ffa::sm90bwd::bwd_kernel<E, D, SOFTCAP>(&tmQ, &tmK, &tmV, &tmO, lseLog2, delta, &tmDq, dk, dv, qRanges, kRanges, types, \
-                                         work, headsQ, headsKv, tokensQ, scaleLog2, softmaxScale, softcapScale);        \
+#define FFA_BWD_SM90_PARAMS                                                                                                 \
+  const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                            \
+      const __grid_constant__ ffa::sm90::TmaMap tmV, const __grid_constant__ ffa::sm90::TmaMap tmO,                        \
+      const float* __restrict__ lseLog2, const float* __restrict__ delta, const __grid_constant__ ffa::sm90::TmaMap tmDq, \
+      float* __restrict__ dk, float* __restrict__ dv, const int* __restrict__ qRanges, const int* __restrict__ kRanges,   \
+      const int* __restrict__ types, const int* __restrict__ work, int headsQ, int headsKv, int tokensQ, float scaleLog2,  \
+      float softmaxScale, float softcapScale
+#define FFA_BWD_SM90_ARGS                                                                                                   \
+  &tmQ, &tmK, &tmV, &tmO, lseLog2, delta, &tmDq, dk, dv, qRanges, kRanges, types, work, headsQ, headsKv, tokensQ,          \
+      scaleLog2, softmaxScale, softcapScale
+
+#ifndef FFA_BWD_SM90_ORDERED
+#define FFA_BWD_SM90_ENTRY(NAME, E, D, SOFTCAP)                                                                          \
+  extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1) NAME(FFA_BWD_SM90_PARAMS) {                    \
+    ffa::sm90bwd::bwd_kernel<E, D, SOFTCAP>(FFA_BWD_SM90_ARGS, nullptr, nullptr, 0);                                      \
   }
 
 FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128, ffa::Bf16, 128, false)
@@ -487,3 +591,15 @@ FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d64, ffa::Bf16, 64, false)
 FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d64_softcap, ffa::Bf16, 64, true)
 FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d64, ffa::Fp16, 64, false)
 FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d64_softcap, ffa::Fp16, 64, true)
+#else
+#define FFA_BWD_SM90_ORDERED_ENTRY(NAME, E, SOFTCAP)                                                                     \
+  extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
+      NAME(FFA_BWD_SM90_PARAMS, const int* __restrict__ ranks, int* __restrict__ locks, int numLocks) {                  \
+    ffa::sm90bwd::bwd_kernel<E, 128, SOFTCAP, true>(FFA_BWD_SM90_ARGS, ranks, locks, numLocks);                           \
+  }
+
+FFA_BWD_SM90_ORDERED_ENTRY(ffa_bwd_sm90_ordered_bf16_d128, ffa::Bf16, false)
+FFA_BWD_SM90_ORDERED_ENTRY(ffa_bwd_sm90_ordered_bf16_d128_softcap, ffa::Bf16, true)
+FFA_BWD_SM90_ORDERED_ENTRY(ffa_bwd_sm90_ordered_fp16_d128, ffa::Fp16, false)
+FFA_BWD_SM90_ORDERED_ENTRY(ffa_bwd_sm90_ordered_fp16_d128_softcap, ffa::Fp16, true)
+#endif

@@ -488,11 +488,12 @@ __device__ __forceinline__ void merge_rows(const float (*o)[4], const float* row
 // Shared: Pᵀ = exp2(x · scaleLog2 − lseLog2) with x = s (tanh(s · softcapScale) under SOFTCAP),
 // zeroed outside the mask unless the tile is `full`; with WITH_DS also dSᵀ = P (dP − Δ) [(1 − x²)]
 // into dp (the mma.sync kernel always; the Hopper one only under softcap, where it waits for dPᵀ
-// first, and otherwise later through bwd_ds).
-template <int NJ, bool SOFTCAP, bool WITH_DS>
+// first, and otherwise later through bwd_ds). LOWER: rows below mLo are outside the mask too (the
+// Hopper kernel's ordered deterministic mode, whose 64-row steps need not start at the item's qLo).
+template <int NJ, bool SOFTCAP, bool WITH_DS, bool LOWER = false>
 __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const float* cL, const float* cD, bool full,
                                       const Slice& sl, int keyBase, int m0, int m1, int t, float scaleLog2,
-                                      float softcapScale) {
+                                      float softcapScale, int mLo = 0) {
 #pragma unroll
   for (int j = 0; j < NJ; ++j) {
     // the two columns' lseLog2 (and Δ) in one 8-byte shared-memory load (cL / cD are 8-byte
@@ -509,7 +510,7 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
       if (!full) {
         const int key = keyBase + 8 * (e >> 1);
         const int qq = m0 + c;
-        const bool ok = qq < m1 && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
+        const bool ok = qq < m1 && (!LOWER || qq >= mLo) && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
         if (!ok) p = 0.f;
       }
       st[j][e] = p;

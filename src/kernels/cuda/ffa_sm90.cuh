@@ -247,5 +247,22 @@ __device__ __forceinline__ void bulk_wait() {
   asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Ordering between blocks through a global counter (the backward's ordered deterministic mode).
+
+// Reads *p with acquire semantics at GPU scope (a spin on a counter another block releases).
+__device__ __forceinline__ int ld_acquire_gpu(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+// *p += v with release semantics at GPU scope.
+__device__ __forceinline__ void red_release_gpu_add(int* p, int v) {
+  asm volatile("red.release.gpu.global.add.s32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+// Orders this thread's generic-proxy global accesses against its async-proxy ones (TMA reduce-adds)
+// in both directions: completed reduce-adds before a later release, an acquire before later reduce-adds.
+__device__ __forceinline__ void fence_async_global() { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
+
 }  // namespace sm90
 }  // namespace ffa

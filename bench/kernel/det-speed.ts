@@ -1,0 +1,183 @@
+/**
+ * bench/kernel/det-speed: the Hopper backward's deterministic mode against its default (issue 11:
+ * "deterministic mode within 1.3x of the default backward"), both deterministic schedules side by
+ * side, 64:8 heads, D 128, bf16:
+ *
+ *   source .device/boot.sh && node dist/bench/kernel/det-speed.js [--out FILE] [--seqlen 16384]
+ *     [--masks full,causal,varlen_causal,sw_causal] [--iters 10] [--warmup 3] [--no-verify]
+ *
+ * Columns (the whole backward: pre-pass, zeroing, main kernel(s), conversions; bench:kernel's
+ * timing rule, timing.ts timeLaunches: one untimed call, warm-ups, then each call between its own
+ * CUDA events, the median; TFLOP/s = 2.5 · 4 · area · Hq · D / t):
+ *   default   deterministic off (dq by unordered TMA reduce-adds)
+ *   grouped   deterministic, the schedule of today: one launch per group of work pieces that share
+ *             no q row and no key (planDeterministicBackward)
+ *   ordered   deterministic, one launch whose blocks take turns per 64-row dQ tile
+ *             (ffa-backward-ordered.ts; FFA_BWD_DET_V2=1 selects it by default)
+ * Verify (before the timing, per mask, on the fp32 sums in dqAcc / dkAcc / dvAcc): the ordered
+ * schedule run twice must be bit-identical, and so must the grouped one; ordered against default
+ * and grouped against default within 1e-3 of max |default| per tensor (the same sums in another
+ * order), no NaN. A failed verify sets exit code 1; the timing still runs.
+ * Inputs: q, k, v, dout N(0, 1) on the device (inputs.ts), out / lse from the default forward;
+ * masks from masks.ts (bench:kernel's, seed 42).
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Command } from 'commander';
+import { renderTable } from '../../src/cli/table.js';
+import { intAtLeast, wordList } from '../../src/cli/flags.js';
+import type { DeviceBuffer } from '../../src/device/device.js';
+import { SCRATCH_RESULTS_DIR } from '../output.js';
+import { randomDeviceTensor } from './inputs.js';
+import { timeLaunches } from './timing.js';
+import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
+import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
+
+const HQ = 64;
+const HKV = 8;
+const DIM = 128;
+const SCHEDULES = ['default', 'grouped', 'ordered'] as const;
+type Schedule = (typeof SCHEDULES)[number];
+
+
+const program = new Command()
+  .name('det-speed')
+  .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/det-speed.json`)
+  .option('--seqlen <n>', 'tokens', intAtLeast(1024), 16384)
+  .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), ['full', 'causal', 'varlen_causal', 'sw_causal'] as MaskName[])
+  .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
+  .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
+  .option('--no-verify', 'skip the bit-identity and agreement checks')
+  .parse();
+const opts = program.opts<{ out: string; seqlen: number; masks: MaskName[]; iters: number; warmup: number; verify: boolean }>();
+
+interface Row {
+  mask: string;
+  seqlen: number;
+  area: number;
+  ms: Partial<Record<Schedule, number>>;
+  tflops: Partial<Record<Schedule, number>>;
+  launches: { grouped?: number; ordered?: number };
+  verify?: string;
+  verifyOk?: boolean;
+  error?: string;
+}
+
+async function main(): Promise<number> {
+  const { CudaDevice } = await import('../../src/device/index.js');
+  const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
+  const { CudaFfaBackward } = await import('../../src/kernels/cuda/ffa-backward.js');
+  const dev = CudaDevice.open(0);
+  const S = opts.seqlen;
+  console.log(`det-speed on ${dev.name} (${dev.smCount} SMs), ${S} tokens, ${HQ}:${HKV} heads, D ${DIM}, bf16`);
+  const [qT, kT, vT, doT] = await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3), randomDeviceTensor(dev, [S, HQ, DIM], 4)]);
+  const bufs = {
+    q: qT.buffer, k: kT.buffer, v: vT.buffer, dout: doT.buffer,
+    out: dev.alloc(S * HQ * DIM * 2), lse: dev.alloc(S * HQ * 4),
+    dq: dev.alloc(S * HQ * DIM * 2), dk: dev.alloc(S * HKV * DIM * 2), dv: dev.alloc(S * HKV * DIM * 2),
+  };
+  const fwd = new CudaFfaForward(dev);
+  const kernels = {
+    grouped: new CudaFfaBackward(dev, { deterministicSchedule: 'grouped' }),
+    ordered: new CudaFfaBackward(dev, { deterministicSchedule: 'ordered' }),
+  };
+  if (!kernels.ordered.usesSm90(DIM)) throw new Error('the ordered schedule needs the Hopper backward (compute capability 9.0)');
+  const scale = 1 / Math.sqrt(DIM);
+  const rows: Row[] = [];
+  let failed = false;
+  // written after every mask, so that a run stopped by its time limit keeps what it measured
+  const save = (): void => {
+    mkdirSync(dirname(opts.out), { recursive: true });
+    const what = `backward ms / TFLOP/s, ${S} tokens, ${HQ}:${HKV} heads, D ${DIM}, bf16; default vs deterministic (grouped, ordered); timeLaunches median, --iters ${opts.iters} --warmup ${opts.warmup}`;
+    writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), gpu: dev.name, what, rows }, null, 2));
+  };
+  for (const name of opts.masks) {
+    const m = buildMask(name, S, 42);
+    const row: Row = { mask: name, seqlen: S, area: m.area, ms: {}, tflops: {}, launches: {} };
+    rows.push(row);
+    const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+    try {
+      const fp = fwd.prepare(shape, m.slices);
+      fp.launch(bufs.q, bufs.k, bufs.v, bufs.out, bufs.lse, scale);
+      fp.free();
+      const problems = {
+        default: kernels.grouped.prepare(shape, m.slices),
+        grouped: kernels.grouped.prepare(shape, m.slices),
+        ordered: kernels.ordered.prepare(shape, m.slices),
+      };
+      row.launches.grouped = problems.grouped.deterministicWork().plan.groups.length / 2;
+      row.launches.ordered = orderedLaunches(problems.ordered.orderedWork().plan, true).length / 2;
+      const det = (s: Schedule): boolean => s !== 'default';
+      if (opts.verify) {
+        // fp32 sums of one run: dq, dk, dv bytes
+        const sums = (s: Schedule): Uint8Array[] => {
+          const p = problems[s];
+          p.launchMain(bufs, scale, 0, undefined, { deterministic: det(s) });
+          return [p.dqAcc, p.dkAcc, p.dvAcc].map((b: DeviceBuffer) => b.download(new Uint8Array(b.bytes)));
+        };
+        const same = (a: Uint8Array[], b: Uint8Array[]): boolean => a.every((x, i) => Buffer.compare(x, b[i]) === 0);
+        const parts: string[] = [];
+        let ok = true;
+        const ref = sums('default');
+        for (const s of ['ordered', 'grouped'] as const) {
+          const a = sums(s);
+          const b = sums(s);
+          const bit = same(a, b);
+          ok &&= bit;
+          const agree = ['dq', 'dk', 'dv'].map((t, i) => {
+            const x = new Float32Array(a[i].buffer, a[i].byteOffset, a[i].byteLength / 4);
+            const r = new Float32Array(ref[i].buffer, ref[i].byteOffset, ref[i].byteLength / 4);
+            let maxRef = 0;
+            let maxDiff = 0;
+            let nan = 0;
+            for (let j = 0; j < r.length; j++) {
+              if (Number.isNaN(x[j])) nan++;
+              maxRef = Math.max(maxRef, Math.abs(r[j]));
+              maxDiff = Math.max(maxDiff, Math.abs(x[j] - r[j]));
+            }
+            const good = nan === 0 && maxDiff <= 1e-3 * maxRef;
+            ok &&= good;
+            return `${t} ${(maxDiff / (maxRef || 1)).toExponential(1)}${nan > 0 ? ` ${nan} NaN` : ''}${good ? '' : ' BAD'}`;
+          });
+          parts.push(`${s}: two runs ${bit ? 'bit-identical' : 'DIFFER'}, vs default ${agree.join(' ')}`);
+        }
+        row.verify = parts.join('; ');
+        row.verifyOk = ok;
+        failed ||= !ok;
+        console.log(`${ok ? 'PASS' : 'FAIL'} det-speed verify ${name} S=${S}: ${row.verify}`);
+      }
+      for (const s of SCHEDULES) {
+        const p = problems[s];
+        const t = timeLaunches(dev, () => p.launch(bufs, scale, 0, undefined, { deterministic: det(s) }), opts.iters, opts.warmup);
+        row.ms[s] = t.ms;
+        row.tflops[s] = (2.5 * 4 * m.area * HQ * DIM) / (t.ms * 1e-3) / 1e12;
+      }
+      for (const p of Object.values(problems)) p.free();
+      console.log(`det-speed ${name} S=${S}: ${SCHEDULES.map((s) => `${s} ${row.ms[s]!.toFixed(2)} ms`).join(', ')}`);
+    } catch (e) {
+      row.error = (e as Error).stack ?? String(e);
+      failed = true;
+      console.log(`FAIL det-speed ${name} S=${S}: threw ${row.error}`);
+    }
+    save();
+  }
+  const cell = (r: Row, s: Schedule): string => (r.ms[s] === undefined ? '—' : `${r.ms[s]!.toFixed(2)} ms ${r.tflops[s]!.toFixed(0)} TF`);
+  const ratio = (r: Row, s: Schedule): string => (r.ms[s] === undefined || r.ms.default === undefined ? '—' : `${(r.ms[s]! / r.ms.default).toFixed(2)}x`);
+  console.log(
+    renderTable(
+      ['mask', 'default', 'grouped', 'ordered', 'grouped / default', 'ordered / default', 'launches grouped / ordered'],
+      rows.map((r) => [r.mask, cell(r, 'default'), cell(r, 'grouped'), cell(r, 'ordered'), ratio(r, 'grouped'), ratio(r, 'ordered'), `${r.launches.grouped ?? '—'} / ${r.launches.ordered ?? '—'}`]),
+    ),
+  );
+  console.log(`wrote ${opts.out}`);
+  dev.close();
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

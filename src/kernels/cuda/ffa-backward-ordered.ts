@@ -1,0 +1,118 @@
+/**
+ * The ordered deterministic schedule of the Hopper backward (ffa_bwd_sm90.cu built with
+ * -DFFA_BWD_SM90_ORDERED): one launch over the whole work list in which every 64-row dQ tile of a
+ * q head receives its reduce-adds in a fixed order, instead of the grouped schedule's one launch
+ * per conflict-free group (planDeterministicBackward: about max(k tiles, q chunks) launches, 128
+ * for one 16k slice, each a few short waves).
+ *
+ * The host's part, a pure function of the plan and the slice list:
+ *   - q tile grid: the slices' q ranges are merged into groups of overlapping ranges; each group
+ *     [lo, hi) is cut into 64-row tiles from lo. A tile has one counter per q head (the kernel's
+ *     locks, numLocks per head, zeroed before the launch). A step of an item covers exactly one
+ *     tile; its rows outside the item's [qLo, qHi) are masked and added as zeros, and adding +0
+ *     commutes with every fp32 add, so rows shared by two groups' tiles need no order between
+ *     them.
+ *   - ranks: walking the items in launch order, each (item, tile) gets the number of earlier items
+ *     that add to the tile. The kernel's dQ thread waits until the tile's counter equals the rank,
+ *     adds, waits for completion and increments it. Items wait only for earlier items (a lower
+ *     blockIdx, dispatched first, or an earlier launch), so the lowest unfinished one never waits.
+ *   - walk direction: an item's tiles are visited from the end it shares with the longer items
+ *     before it (causal, bi-causal and full items end at their slice's last row: top down;
+ *     inv-causal ones start at its first row: bottom up), so concurrent blocks of one slice visit
+ *     the tiles in the same order and each waits about one step for the one before it.
+ *   - launches: dk / dv are still added once per item with plain fp32 atomics, so items whose
+ *     key ranges overlap (several slices over the same keys) are grouped first-fit in plan order
+ *     into groups of disjoint keys (one group for full, causal and varlen masks). Two adds onto a
+ *     zeroed fp32 element give the same bits in either order (0 + a + b = a + b = b + a), so
+ *     where dk and dv start from zero two consecutive groups share a launch (orderedLaunches):
+ *     the sliding window's causal head slice and its band, which share 1024 keys, run as one
+ *     launch; onto a caller's accumulator every group is a launch of its own.
+ */
+import type { SliceList } from '../../mask/slice-list.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { envVar } from '../../util/env.js';
+import { greedyDisjointGroups } from './ffa-forward.js';
+import type { FfaBackwardPlan } from './ffa-backward.js';
+
+/** Ints per work record: slice, n0, qLo, qHi, first step's row, first step's tile counter, rank offset, ±tiles. */
+export const ORDERED_RECORD = 8;
+
+export interface OrderedBackwardPlan {
+  /** ORDERED_RECORD ints per item, in launch order. */
+  readonly work: Int32Array;
+  /** Flat [first item, item count] per group of items on disjoint keys, in launch order. */
+  readonly groups: Int32Array;
+  /** ranks[rankOff + k]: the rank of an item's k-th tile (same for every q head). */
+  readonly ranks: Int32Array;
+  /** Tile counters per q head. */
+  readonly numLocks: number;
+}
+
+export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, blockN: number, blockM: number): OrderedBackwardPlan {
+  const n = plan.numWork;
+  const w = plan.work;
+  const keyEnd = (i: number): number => Math.min(w[4 * i + 1] + blockN, slices.kRanges[2 * w[4 * i] + 1]);
+  const { group: of, groups } = greedyDisjointGroups(n, 1, (i) => [w[4 * i + 1], keyEnd(i)]);
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => of[a] - of[b] || a - b);
+  const groupList = new Int32Array(2 * groups);
+  for (let i = 0; i < n; i++) groupList[2 * of[i] + 1]++;
+  for (let g = 1; g < groups; g++) groupList[2 * g] = groupList[2 * g - 2] + groupList[2 * g - 1];
+
+  // groups of overlapping q ranges (of slices with work), each cut into tiles from its first row
+  const used = [...new Set(Array.from({ length: n }, (_, i) => w[4 * i]))].sort((a, b) => slices.qRanges[2 * a] - slices.qRanges[2 * b] || a - b);
+  const comp = new Map<number, { lo: number; lockBase: number }>();
+  let numLocks = 0;
+  for (let a = 0; a < used.length; ) {
+    const lo = slices.qRanges[2 * used[a]];
+    let hi = slices.qRanges[2 * used[a] + 1];
+    let b = a + 1;
+    while (b < used.length && slices.qRanges[2 * used[b]] < hi) hi = Math.max(hi, slices.qRanges[2 * used[b++] + 1]);
+    const c = { lo, lockBase: numLocks };
+    for (let j = a; j < b; j++) comp.set(used[j], c);
+    numLocks += Math.ceil((hi - lo) / blockM);
+    a = b;
+  }
+
+  const count = new Int32Array(numLocks);
+  const work = new Int32Array(ORDERED_RECORD * n);
+  const ranks: number[] = [];
+  order.forEach((i, at) => {
+    const [b, n0, qLo, qHi] = w.subarray(4 * i, 4 * i + 4);
+    const { lo, lockBase } = comp.get(b)!;
+    const i0 = Math.floor((qLo - lo) / blockM);
+    const i1 = Math.floor((qHi - 1 - lo) / blockM);
+    const up = slices.maskTypes[b] === 2;
+    const first = up ? i0 : i1;
+    const dir = up ? 1 : -1;
+    const tiles = i1 - i0 + 1;
+    work.set([b, n0, qLo, qHi, lo + first * blockM, lockBase + first, ranks.length, dir * tiles], ORDERED_RECORD * at);
+    for (let k = 0; k < tiles; k++) ranks.push(count[lockBase + first + dir * k]++);
+  });
+  return { work, groups: groupList, ranks: Int32Array.from(ranks), numLocks };
+}
+
+/**
+ * The launches of an ordered plan: flat [first item, item count], in order. `pairs` (dk and dv
+ * start from zero in this call): two consecutive key-disjoint groups per launch, so that no key
+ * row gets more than two adds in one launch; otherwise one group per launch.
+ */
+export function orderedLaunches(plan: OrderedBackwardPlan, pairs: boolean): Int32Array {
+  if (!pairs) return plan.groups;
+  const g = plan.groups;
+  const out: number[] = [];
+  for (let i = 0; i < g.length; i += 4) out.push(g[i], g[i + 1] + (i + 3 < g.length ? g[i + 3] : 0));
+  return Int32Array.from(out);
+}
+
+/** How deterministic mode runs on the Hopper backward: one launch per conflict-free group, or the ordered single launch. */
+export type DeterministicSchedule = 'grouped' | 'ordered';
+
+/**
+ * EXPERIMENT (issue 11, removed once measured): the default deterministic schedule from
+ * FFA_BWD_DET_V2: unset, '' or '0' grouped, '1' ordered.
+ */
+export function deterministicScheduleFromEnv(value: string | undefined = envVar('FFA_BWD_DET_V2')): DeterministicSchedule {
+  if (value === undefined || value === '' || value === '0') return 'grouped';
+  if (value === '1') return 'ordered';
+  throw new InvalidArgumentError('FFA_BWD_DET_V2', "must be unset, '0' (grouped deterministic backward) or '1' (ordered)", `got '${value}'`);
+}

@@ -1,0 +1,240 @@
+/**
+ * The host side of the Hopper backward's ordered deterministic schedule (no GPU needed):
+ * planOrderedBackward's work records, tile counters and ranks, and a simulation of the kernel's
+ * turn-taking with a bounded number of resident blocks dispatched in blockIdx order. Bit
+ * reproducibility rests on "every row's real dQ contributions go through one counter, in launch
+ * order"; freedom from deadlock on "an item waits only for items launched before it".
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planFfaBackward } from '../src/kernels/cuda/ffa-backward.js';
+import { deterministicScheduleFromEnv, ORDERED_RECORD, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan } from '../src/kernels/cuda/ffa-backward-ordered.js';
+import { InvalidArgumentError } from '../src/errors.js';
+import { Rng } from '../src/util/rng.js';
+import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../src/mask/index.js';
+
+const BM = 64;
+const BN = 128;
+
+function randomSlices(rng: Rng, tokensQ: number, tokensK: number, n: number): SliceList {
+  const qr: Array<[number, number]> = [];
+  const kr: Array<[number, number]> = [];
+  const types: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const qs = Math.floor(rng.next() * tokensQ * 0.9);
+    const ks = Math.floor(rng.next() * tokensK * 0.8);
+    qr.push([qs, Math.min(tokensQ, qs + 1 + Math.floor(rng.next() * tokensQ * 0.5))]);
+    kr.push([ks, Math.min(tokensK, ks + 1 + Math.floor(rng.next() * tokensK * 0.6))]);
+    types.push(Math.floor(rng.next() * 4));
+  }
+  return makeSliceList(qr, kr, Uint8Array.from(types));
+}
+
+interface Step {
+  item: number; // position in launch order
+  lock: number;
+  rank: number;
+  rows: [number, number]; // the tile's rows
+}
+
+/** Each item's steps (one q head), as the kernel walks them. */
+function stepsOf(ord: OrderedBackwardPlan): Step[][] {
+  const out: Step[][] = [];
+  for (let at = 0; at < ord.work.length / ORDERED_RECORD; at++) {
+    const [, , , , mFirst, lockFirst, rankOff, signed] = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1));
+    const dir = signed < 0 ? -1 : 1;
+    const steps: Step[] = [];
+    for (let k = 0; k < Math.abs(signed); k++) {
+      const m0 = mFirst + dir * BM * k;
+      steps.push({ item: at, lock: lockFirst + dir * k, rank: ord.ranks[rankOff + k], rows: [m0, m0 + BM] });
+    }
+    out.push(steps);
+  }
+  return out;
+}
+
+/** Checks every invariant the kernel relies on; returns the plan. */
+function checkOrdered(slices: SliceList, tokensQ: number, tokensK: number): OrderedBackwardPlan {
+  const plan = planFfaBackward(slices, tokensQ, tokensK, BN, BM);
+  const ord = planOrderedBackward(plan, slices, BN, BM);
+  const n = plan.numWork;
+  assert.equal(ord.work.length, ORDERED_RECORD * n);
+  // the same items (slice, n0, qLo, qHi), each once
+  const key = (a: ArrayLike<number>, o: number): string => `${a[o]},${a[o + 1]},${a[o + 2]},${a[o + 3]}`;
+  const want = Array.from({ length: n }, (_, i) => key(plan.work, 4 * i)).sort();
+  const got = Array.from({ length: n }, (_, i) => key(ord.work, ORDERED_RECORD * i)).sort();
+  assert.deepEqual(got, want);
+  // groups: consecutive, covering every item, no two items of one group on the same keys
+  let next = 0;
+  for (let g = 0; g < ord.groups.length; g += 2) {
+    assert.equal(ord.groups[g], next);
+    assert.ok(ord.groups[g + 1] > 0);
+    const members: Array<[number, number]> = [];
+    for (let at = next; at < next + ord.groups[g + 1]; at++) {
+      const b = ord.work[ORDERED_RECORD * at];
+      const n0 = ord.work[ORDERED_RECORD * at + 1];
+      const iv: [number, number] = [n0, Math.min(n0 + BN, slices.kRanges[2 * b + 1])];
+      for (const m of members) assert.ok(iv[1] <= m[0] || m[1] <= iv[0], `group ${g / 2}: items share keys [${iv}] / [${m}]`);
+      members.push(iv);
+    }
+    next += ord.groups[g + 1];
+  }
+  assert.equal(next, n);
+  // launches: one group each onto an accumulator; two where dk / dv start from zero, so that no
+  // key row gets more than two adds in one launch
+  assert.deepEqual(orderedLaunches(ord, false), ord.groups);
+  const paired = orderedLaunches(ord, true);
+  assert.equal(paired.length, 2 * Math.ceil(ord.groups.length / 4));
+  for (let l = 0, at = 0; l < paired.length; l += 2) {
+    assert.equal(paired[l], at);
+    const depth = new Int32Array(tokensK);
+    for (let i = at; i < at + paired[l + 1]; i++) {
+      const b = ord.work[ORDERED_RECORD * i];
+      const n0 = ord.work[ORDERED_RECORD * i + 1];
+      for (let key = n0; key < Math.min(n0 + BN, slices.kRanges[2 * b + 1]); key++) assert.ok(++depth[key] <= 2, `launch ${l / 2}: key ${key} gets three adds`);
+    }
+    at += paired[l + 1];
+    if (l + 2 === paired.length) assert.equal(at, n);
+  }
+
+  const steps = stepsOf(ord);
+  const lockRows = new Map<number, string>();
+  const rowLock = new Map<number, number>();
+  const ranksOf = new Map<number, number[]>();
+  for (let at = 0; at < n; at++) {
+    const [b, , qLo, qHi] = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * at + 4);
+    const s = steps[at];
+    // the tiles are consecutive, start at or above row 0, each meets [qLo, qHi), together cover it
+    const lo = Math.min(...s.map((x) => x.rows[0]));
+    const hi = Math.max(...s.map((x) => x.rows[1]));
+    assert.ok(lo >= 0 && lo <= qLo && hi >= qHi && qLo - lo < BM && hi - qHi < BM, `item ${at}: tiles [${lo}, ${hi}) for rows [${qLo}, ${qHi})`);
+    // walk direction: top down except inverse-causal slices
+    if (s.length > 1) assert.equal(s[1].rows[0] > s[0].rows[0], slices.maskTypes[b] === 2);
+    for (const x of s) {
+      assert.ok(x.lock >= 0 && x.lock < ord.numLocks);
+      // one counter, one tile
+      const r = `${x.rows}`;
+      assert.equal(lockRows.get(x.lock) ?? r, r, `counter ${x.lock} on two tiles`);
+      lockRows.set(x.lock, r);
+      // every real row of the item goes through one counter, whichever item adds it
+      for (let row = Math.max(qLo, x.rows[0]); row < Math.min(qHi, x.rows[1]); row++) {
+        assert.equal(rowLock.get(row) ?? x.lock, x.lock, `row ${row} under two counters`);
+        rowLock.set(row, x.lock);
+      }
+      if (!ranksOf.has(x.lock)) ranksOf.set(x.lock, []);
+      ranksOf.get(x.lock)!.push(x.rank);
+    }
+  }
+  // ranks per counter: 0, 1, 2, ... in launch order
+  for (const [lock, r] of ranksOf) assert.deepEqual(r, r.map((_, i) => i), `counter ${lock}`);
+  return ord;
+}
+
+/**
+ * The kernel's turn-taking with `resident` blocks at a time, dispatched in blockIdx order (item
+ * major, `heads` kv heads x `group` q heads; counters per q head), launches one after another. A
+ * block advances one step when its tile's counter equals its rank. Returns the number of rounds;
+ * throws on a round without progress (a deadlock).
+ */
+function simulate(ord: OrderedBackwardPlan, heads: number, group: number, resident: number): number {
+  const steps = stepsOf(ord);
+  const counters = new Int32Array(ord.numLocks * heads * group);
+  const launches = orderedLaunches(ord, true);
+  let rounds = 0;
+  for (let g = 0; g < launches.length; g += 2) {
+    const blocks: Array<{ item: number; hk: number; s: number }> = [];
+    for (let at = launches[g]; at < launches[g] + launches[g + 1]; at++) for (let hk = 0; hk < heads; hk++) blocks.push({ item: at, hk, s: 0 });
+    let admitted = 0;
+    const live: typeof blocks = [];
+    while (admitted < blocks.length || live.length > 0) {
+      while (live.length < resident && admitted < blocks.length) live.push(blocks[admitted++]);
+      let progress = false;
+      for (let i = 0; i < live.length; i++) {
+        const b = live[i];
+        const list = steps[b.item];
+        const total = list.length * group;
+        // heads inner: step s is (tile s / group, head s % group)
+        const st = list[Math.floor(b.s / group)];
+        const h = b.hk * group + (b.s % group);
+        const c = h * ord.numLocks + st.lock;
+        if (counters[c] === st.rank) {
+          counters[c]++;
+          b.s++;
+          progress = true;
+          if (b.s === total) live.splice(i--, 1);
+        }
+      }
+      rounds++;
+      assert.ok(progress, `deadlock in launch ${g / 2} after ${rounds} rounds`);
+    }
+  }
+  return rounds;
+}
+
+test('deterministicScheduleFromEnv: unset / 0 grouped, 1 ordered, anything else an error naming the variable', () => {
+  assert.equal(deterministicScheduleFromEnv(undefined), 'grouped');
+  assert.equal(deterministicScheduleFromEnv(''), 'grouped');
+  assert.equal(deterministicScheduleFromEnv('0'), 'grouped');
+  assert.equal(deterministicScheduleFromEnv('1'), 'ordered');
+  for (const bad of ['yes', 'true', '2', ' 1']) {
+    assert.throws(() => deterministicScheduleFromEnv(bad), (e: unknown) => e instanceof InvalidArgumentError && e.message.includes('FFA_BWD_DET_V2'));
+  }
+});
+
+test('planOrderedBackward: full 2048 is one launch; each 64-row tile takes the 16 k tiles in launch order', () => {
+  const ord = checkOrdered(fullMask(2048), 2048, 2048);
+  assert.deepEqual(Array.from(ord.groups), [0, 16]);
+  assert.equal(ord.numLocks, 32);
+  for (let at = 0; at < 16; at++) {
+    const rec = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1));
+    // top down from rows [1984, 2048): tile 31, 32 tiles, each this item's rank = its position
+    assert.deepEqual([rec[4], rec[5], rec[7]], [1984, 31, -32]);
+    assert.ok(Array.from(ord.ranks.subarray(rec[6], rec[6] + 32)).every((r) => r === at));
+  }
+});
+
+test('planOrderedBackward: causal, varlen, sliding window, block-causal, overlapping and random masks keep every invariant', () => {
+  const causal = checkOrdered(causalMask(1500), 1500, 1500);
+  assert.equal(causal.groups.length, 2);
+  // varlen causal: each document its own tiles from its first row, one launch
+  const varlen = checkOrdered(varlenCausalMask([0, 300, 700, 737, 1024]), 1024, 1024);
+  assert.equal(varlen.groups.length, 2);
+  assert.equal(varlen.numLocks, 5 + 7 + 1 + 5);
+  // the causal slice of the window shares keys with the band: two key-disjoint groups, one launch
+  const sw = checkOrdered(slidingWindowMask(1500, [200, 0]), 1500, 1500);
+  assert.equal(sw.groups.length, 4);
+  assert.equal(orderedLaunches(sw, true).length, 2);
+  checkOrdered(blockCausalMask([0, 1000, 1536], 200), 1536, 1536);
+  checkOrdered(
+    makeSliceList(
+      [[0, 1024], [256, 1024], [0, 700], [900, 1024]],
+      [[0, 512], [512, 1024], [1024, 1400], [1450, 1500]],
+      ['full', 'causal', 'inv_causal', 'bi_causal'],
+    ),
+    1100,
+    1500,
+  );
+  const rng = new Rng(11);
+  for (let trial = 0; trial < 30; trial++) {
+    const tq = 64 + Math.floor(rng.next() * 1500);
+    const tk = 64 + Math.floor(rng.next() * 1500);
+    checkOrdered(randomSlices(rng, tq, tk, 1 + Math.floor(rng.next() * 12)), tq, tk);
+  }
+});
+
+test('planOrderedBackward: the turn-taking completes with few resident blocks, and causal blocks wait about a step per predecessor', () => {
+  // causal 2048 (16 items of 32..2 tiles), 2 kv heads x 4 q heads, 5 blocks resident
+  const causal = planOrderedBackward(planFfaBackward(causalMask(2048), 2048, 2048, BN, BM), causalMask(2048), BN, BM);
+  const rounds = simulate(causal, 2, 4, 5);
+  // one resident wave runs in lockstep: far below the sum of all steps (serial order)
+  const total = (causal.ranks.length * 2 * 4) / 5;
+  assert.ok(rounds < 1.5 * total, `${rounds} rounds for ${total} steps per resident block`);
+  const rng = new Rng(5);
+  for (let trial = 0; trial < 15; trial++) {
+    const tq = 64 + Math.floor(rng.next() * 1200);
+    const tk = 64 + Math.floor(rng.next() * 1200);
+    const slices = randomSlices(rng, tq, tk, 1 + Math.floor(rng.next() * 10));
+    const ord = planOrderedBackward(planFfaBackward(slices, tq, tk, BN, BM), slices, BN, BM);
+    simulate(ord, 1 + Math.floor(rng.next() * 3), 1 + Math.floor(rng.next() * 3), 1 + Math.floor(rng.next() * 6));
+  }
+});
