@@ -207,10 +207,12 @@ test('planOrderedBackward: full 2048 is one launch; each 64-row tile takes the 1
 test('planOrderedBackward: causal, varlen, sliding window, block-causal, overlapping and random masks keep every invariant', () => {
   const causal = checkOrdered(causalMask(1500), 1500, 1500);
   assert.equal(causal.groups.length, 2);
+  assert.deepEqual(orderedLaunches(causal, true), causal.groups);
   // varlen causal: each document its own tiles from its first row, one launch
   const varlen = checkOrdered(varlenCausalMask([0, 300, 700, 737, 1024]), 1024, 1024);
   assert.equal(varlen.groups.length, 2);
   assert.equal(varlen.numLocks, 5 + 7 + 1 + 5);
+  assert.deepEqual(orderedLaunches(varlen, true), varlen.groups);
   // the causal slice of the window shares keys with the band: two key-disjoint groups, one launch
   const sw = checkOrdered(slidingWindowMask(1500, [200, 0]), 1500, 1500);
   assert.equal(sw.groups.length, 4);

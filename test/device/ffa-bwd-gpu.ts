@@ -11,7 +11,7 @@
  * picked the Hopper kernel, a { kernel: 'mma' } one of the same warps, so the mma.sync backward
  * stays covered on H100. The option checks run on the default kernel of the last --warps entry;
  * its deterministic schedule at head dim 128 on the Hopper kernel is FFA_BWD_DET_V2's (unset:
- * grouped, 1: ordered; bench/kernel/det-check.sh runs the deterministic checks under both).
+ * grouped, 1: ordered; bench/kernel/det-check.sh runs the deterministic checks under the ordered one).
  * Per case: fresh random inputs; the default CUDA forward (ffa-forward.ts) gives out (input dtype)
  * and lse; the CUDA backward gets them with a random dout; referenceBackward is fed the SAME out
  * (the kernel's 16-bit out as float64) and lse. dq/dk/dv device buffers and every fp32 scratch
@@ -269,6 +269,7 @@ const optCases: OptCase[] = [
   // the masks the deterministic schedules are timed on (bench/kernel/det-speed.ts), small: causal,
   // varlen causal (documents not on 64-row boundaries), the sliding window (a causal slice and a
   // bi-causal band on shared keys: two key-disjoint groups in one ordered launch), block-causal with softcap
+  // (four key-disjoint groups on its first keys: three ordered launches)
   { name: 'deterministic, causal 1024, 8:2 heads, bf16 d128', slices: causalMask(1024), tokensQ: 1024, tokensK: 1024, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16', deterministic: true },
   { name: 'deterministic, varlen causal [300,400,37,287], 4:2 heads, bf16 d128', slices: varlenCausalMask([0, 300, 700, 737, 1024]), tokensQ: 1024, tokensK: 1024, headsQ: 4, headsKv: 2, dim: 128, dtype: 'bfloat16', deterministic: true },
   { name: 'deterministic, sliding window 1200 [200,0], 4:2 heads, bf16 d128', slices: slidingWindowMask(1200, [200, 0]), tokensQ: 1200, tokensK: 1200, headsQ: 4, headsKv: 2, dim: 128, dtype: 'bfloat16', deterministic: true },

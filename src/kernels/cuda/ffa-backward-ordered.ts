@@ -22,11 +22,16 @@
  *     the tiles in the same order and each waits about one step for the one before it.
  *   - launches: dk / dv are still added once per item with plain fp32 atomics, so items whose
  *     key ranges overlap (several slices over the same keys) are grouped first-fit in plan order
- *     into groups of disjoint keys (one group for full, causal and varlen masks). Two adds onto a
- *     zeroed fp32 element give the same bits in either order (0 + a + b = a + b = b + a), so
- *     where dk and dv start from zero two consecutive groups share a launch (orderedLaunches):
- *     the sliding window's causal head slice and its band, which share 1024 keys, run as one
- *     launch; onto a caller's accumulator every group is a launch of its own.
+ *     into groups of disjoint keys (one group for full, causal and varlen masks). Within a launch
+ *     a key row's adds land in any order, which gives the same bits only for one add, or for two
+ *     onto a row still at zero (0 + a + b = a + b = b + a); two adds onto an earlier launch's
+ *     sum s need not ((s + a) + b vs (s + b) + a). So where dk and dv start from zero,
+ *     consecutive groups share a launch as long as every key row gets at most one add in it, or
+ *     two and none before (fromZero, greedy; the rule depends only on a launch's first and last
+ *     group and holds for any part of a run it holds for, so the greedy cut is the fewest
+ *     launches): the sliding window's causal head slice and its band, which share 1024 keys, run
+ *     as one launch; a key row with d > 2 adds needs d - 1 launches (block-causal with four
+ *     blocks per document: 3). Onto a caller's accumulator every group is a launch of its own.
  */
 import type { SliceList } from '../../mask/slice-list.js';
 import { InvalidArgumentError } from '../../errors.js';
@@ -42,6 +47,8 @@ export interface OrderedBackwardPlan {
   readonly work: Int32Array;
   /** Flat [first item, item count] per group of items on disjoint keys, in launch order. */
   readonly groups: Int32Array;
+  /** Flat [first item, item count] per launch where dk and dv start from zero: runs of consecutive groups. */
+  readonly fromZero: Int32Array;
   /** ranks[rankOff + k]: the rank of an item's k-th tile (same for every q head). */
   readonly ranks: Int32Array;
   /** Tile counters per q head. */
@@ -88,20 +95,52 @@ export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, bl
     work.set([b, n0, qLo, qHi, lo + first * blockM, lockBase + first, ranks.length, dir * tiles], ORDERED_RECORD * at);
     for (let k = 0; k < tiles; k++) ranks.push(count[lockBase + first + dir * k]++);
   });
-  return { work, groups: groupList, ranks: Int32Array.from(ranks), numLocks };
+  return { work, groups: groupList, fromZero: launchesFromZero(groupList, order.map((i) => [w[4 * i + 1], keyEnd(i)] as const)), ranks: Int32Array.from(ranks), numLocks };
 }
 
 /**
- * The launches of an ordered plan: flat [first item, item count], in order. `pairs` (dk and dv
- * start from zero in this call): two consecutive key-disjoint groups per launch, so that no key
- * row gets more than two adds in one launch; otherwise one group per launch.
+ * Consecutive groups merged into launches onto zeroed dk / dv: a group joins the open launch
+ * unless some key row of it would then get two adds in the launch after adds in an earlier one,
+ * or three in the launch. `keys`: each item's [first key, end), in launch order.
  */
-export function orderedLaunches(plan: OrderedBackwardPlan, pairs: boolean): Int32Array {
-  if (!pairs) return plan.groups;
-  const g = plan.groups;
+function launchesFromZero(groups: Int32Array, keys: ReadonlyArray<readonly [number, number]>): Int32Array {
+  const limit = keys.reduce((m, [, e]) => Math.max(m, e), 0);
+  const before = new Int32Array(limit); // adds in closed launches
+  const open = new Int32Array(limit); // adds in the open launch
   const out: number[] = [];
-  for (let i = 0; i < g.length; i += 4) out.push(g[i], g[i + 1] + (i + 3 < g.length ? g[i + 3] : 0));
+  const each = (from: number, to: number, f: (key: number) => void): void => {
+    for (let i = from; i < to; i++) for (let key = keys[i][0]; key < keys[i][1]; key++) f(key);
+  };
+  let start = 0; // the open launch's first item
+  for (let g = 0; g < groups.length; g += 2) {
+    const [first, count] = [groups[g], groups[g + 1]];
+    let fits = true;
+    each(first, first + count, (key) => {
+      const c = open[key] + 1;
+      if (c > 2 || (c === 2 && before[key] > 0)) fits = false;
+    });
+    if (!fits) {
+      each(start, first, (key) => {
+        before[key] += open[key];
+        open[key] = 0;
+      });
+      out.push(start, first - start);
+      start = first;
+    }
+    each(first, first + count, (key) => open[key]++);
+  }
+  const end = groups.length > 0 ? groups[groups.length - 2] + groups[groups.length - 1] : 0;
+  if (end > start) out.push(start, end - start);
   return Int32Array.from(out);
+}
+
+/**
+ * The launches of an ordered plan: flat [first item, item count], in order. `fromZero` (dk and dv
+ * start from zero in this call): runs of consecutive key-disjoint groups (plan.fromZero);
+ * otherwise one group per launch.
+ */
+export function orderedLaunches(plan: OrderedBackwardPlan, fromZero: boolean): Int32Array {
+  return fromZero ? plan.fromZero : plan.groups;
 }
 
 /** How deterministic mode runs on the Hopper backward: one launch per conflict-free group, or the ordered single launch. */

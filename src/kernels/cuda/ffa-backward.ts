@@ -395,7 +395,7 @@ export class FfaBackwardProblem {
       if (ordered) {
         const ord = this.orderedWork();
         ord.locks.fill(0, stream);
-        // two key-disjoint groups per launch where dk and dv start from zero (orderedLaunches)
+        // onto zeroed dk / dv, runs of key-disjoint groups per launch (orderedLaunches: no key row gets two adds onto an earlier sum)
         const g = orderedLaunches(ord.plan, acc.dk !== true && acc.dv !== true);
         const more = [ptr(ord.ranks), ptr(ord.locks), i32(ord.plan.numLocks)];
         for (let i = 0; i < g.length; i += 2) mainLaunch(ord.work.ptr + BigInt(g[i] * 4 * ORDERED_RECORD), g[i + 1], more);
