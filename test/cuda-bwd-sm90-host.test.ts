@@ -85,6 +85,19 @@ test('CudaFfaBackward on compute 9.0: head dims 64 and 128 run the Hopper kernel
   assert.equal(smem.get('ffa_bwd_sm90_fp16_d64'), sm90BackwardSmemBytes(64));
 });
 
+test('CudaFfaBackward.deterministicScheduleAt: ordered by default on the Hopper kernel at head dim 128 only; grouped at head dim 64, on the mma.sync kernel, or when asked', () => {
+  const at = (cc: [number, number], opts: ConstructorParameters<typeof CudaFfaBackward>[1]): string[] => {
+    const bwd = new CudaFfaBackward(fakeDevice(cc).device, opts);
+    return [64, 128].map((dim) => bwd.deterministicScheduleAt(dim));
+  };
+  assert.deepEqual(at([9, 0], {}), ['grouped', 'ordered']);
+  assert.deepEqual(at([9, 0], { deterministicSchedule: 'ordered' }), ['grouped', 'ordered']);
+  assert.deepEqual(at([9, 0], { deterministicSchedule: 'grouped' }), ['grouped', 'grouped']);
+  for (const [cc, opts] of [[[9, 0], { kernel: 'mma' }], [[9, 0], { warps: 4 }], [[8, 0], {}]] as const) {
+    assert.deepEqual(at(cc as [number, number], { ...opts, deterministicSchedule: 'ordered' }), ['grouped', 'grouped'], JSON.stringify({ cc, opts }));
+  }
+});
+
 test('CudaFfaBackward: the mma.sync kernel where the Hopper one is not chosen or not available', () => {
   const cases: Array<[[number, number], ConstructorParameters<typeof CudaFfaBackward>[1]]> = [
     [[9, 0], { kernel: 'mma' }],

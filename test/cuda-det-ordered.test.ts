@@ -8,8 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planFfaBackward } from '../src/kernels/cuda/ffa-backward.js';
-import { deterministicScheduleFromEnv, ORDERED_RECORD, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan } from '../src/kernels/cuda/ffa-backward-ordered.js';
-import { InvalidArgumentError } from '../src/errors.js';
+import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan } from '../src/kernels/cuda/ffa-backward-ordered.js';
 import { Rng } from '../src/util/rng.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../src/mask/index.js';
 
@@ -181,16 +180,6 @@ function simulate(ord: OrderedBackwardPlan, heads: number, group: number, reside
   }
   return rounds;
 }
-
-test('deterministicScheduleFromEnv: unset / 0 grouped, 1 ordered, anything else an error naming the variable', () => {
-  assert.equal(deterministicScheduleFromEnv(undefined), 'grouped');
-  assert.equal(deterministicScheduleFromEnv(''), 'grouped');
-  assert.equal(deterministicScheduleFromEnv('0'), 'grouped');
-  assert.equal(deterministicScheduleFromEnv('1'), 'ordered');
-  for (const bad of ['yes', 'true', '2', ' 1']) {
-    assert.throws(() => deterministicScheduleFromEnv(bad), (e: unknown) => e instanceof InvalidArgumentError && e.message.includes('FFA_BWD_DET_V2'));
-  }
-});
 
 test('planOrderedBackward: full 2048 is one launch; each 64-row tile takes the 16 k tiles in launch order', () => {
   const ord = checkOrdered(fullMask(2048), 2048, 2048);

@@ -10,10 +10,11 @@
  * timing rule, timing.ts timeLaunches: one untimed call, warm-ups, then each call between its own
  * CUDA events, the median; TFLOP/s = 2.5 · 4 · area · Hq · D / t):
  *   default   deterministic off (dq by unordered TMA reduce-adds)
- *   grouped   deterministic, the schedule of today: one launch per group of work pieces that share
- *             no q row and no key (planDeterministicBackward)
+ *   grouped   deterministic, one launch per group of work pieces that share no q row and no key
+ *             (planDeterministicBackward; deterministic mode's schedule at head dim 64 and on the
+ *             mma.sync kernel)
  *   ordered   deterministic, one launch whose blocks take turns per 64-row dQ tile
- *             (ffa-backward-ordered.ts; FFA_BWD_DET_V2=1 selects it by default)
+ *             (ffa-backward-ordered.ts; deterministic mode's schedule here, on the Hopper kernel at D 128)
  * Verify (before the timing, per mask, on the fp32 sums in dqAcc / dkAcc / dvAcc): the ordered
  * schedule run twice must be bit-identical, and so must the grouped one; ordered against default
  * and grouped against default within 1e-3 of max |default| per tensor (the same sums in another

@@ -46,6 +46,7 @@ function scriptProgram(): Command {
     .option('--warps <list>', 'ffa-bwd-gpu: warp counts to run, comma separated')
     .option('--dims <list>', 'ffa-bwd-gpu: head dims of the cases to run, comma separated')
     .option('--shard <k/n>', 'ffa-bwd-gpu: run the k-th of n interleaved shares of the cases (side-by-side processes)')
+    .option('--det-schedule <name>', 'ffa-bwd-gpu: deterministic schedule of the option checks where the ordered one can run: ordered (default) or grouped')
     .option('--speed-dims <list>', 'ffa-bwd-gpu --speed: head dims to time, comma separated')
     .option('--tiles <list>', 'ffa-fwd-gpu: mma tile shapes WxN, comma separated')
     .option('--sm90', 'ffa-fwd-gpu: also run the Hopper kernel')

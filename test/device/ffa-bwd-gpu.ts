@@ -2,16 +2,18 @@
  * GPU check of the CUDA flex-flash-attention backward (src/kernels/cuda/ffa_bwd.cu, and on
  * compute capability 9.0 the Hopper ffa_bwd_sm90.cu for head dims 64 and 128) against the float64
  * reference (not a CI test: it needs a GPU). Run on the GPU machine:
- *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--dims 64,128] [--shard K/N] [--bench] [--bench-only] [--speed | --speed-only] [--speed-dims 128,64]
+ *   node dist/test/device/ffa-bwd-gpu.js [--seed N] [--only NAME] [--warps 4,8] [--dims 64,128] [--shard K/N] [--det-schedule ordered|grouped] [--bench] [--bench-only] [--speed | --speed-only] [--speed-dims 128,64]
  * --dims: only the main and option cases of these head dims (the deterministic block below is
  * head dim 128); --shard K/N: only every N-th of those cases from the K-th (main cases, then option
  * cases), so that N processes split the CPU-bound float64 references.
  * Kernels checked: one default CudaFfaBackward per --warps entry (4 warps: mma.sync; 8 warps: the
  * Hopper kernel for head dims 64 and 128 where available, else mma.sync) and, next to a default one that
  * picked the Hopper kernel, a { kernel: 'mma' } one of the same warps, so the mma.sync backward
- * stays covered on H100. The option checks run on the default kernel of the last --warps entry;
- * its deterministic schedule at head dim 128 on the Hopper kernel is FFA_BWD_DET_V2's (unset:
- * grouped, 1: ordered; bench/kernel/det-check.sh runs the deterministic checks under the ordered one).
+ * stays covered on H100. The option checks run on the default kernel of the last --warps entry,
+ * whose deterministic mode (CudaFfaBackward.deterministicScheduleAt) takes the ordered schedule on
+ * the Hopper kernel at head dim 128 and the grouped one at head dim 64 and on the mma.sync kernel;
+ * --det-schedule grouped checks the grouped one at head dim 128 as well (the schedule
+ * bench/kernel/det-speed.ts times next to it).
  * Per case: fresh random inputs; the default CUDA forward (ffa-forward.ts) gives out (input dtype)
  * and lse; the CUDA backward gets them with a random dout; referenceBackward is fed the SAME out
  * (the kernel's 16-bit out as float64) and lse. dq/dk/dv device buffers and every fp32 scratch
@@ -52,6 +54,8 @@ const warpList = args.value('--warps', '4,8').split(',').map(Number);
 const bench = args.has('--bench') || args.has('--bench-only');
 const checks = !args.has('--bench-only') && !args.has('--speed-only');
 const caseDims = args.value('--dims', '64,128').split(',').map(Number);
+const detSchedule = args.value('--det-schedule', 'ordered');
+if (detSchedule !== 'ordered' && detSchedule !== 'grouped') throw new Error(`--det-schedule must be ordered or grouped, got ${detSchedule}`);
 const [shardK, shardN] = args.value('--shard', '0/1').split('/').map(Number);
 if (!(Number.isInteger(shardK) && Number.isInteger(shardN) && shardN >= 1 && shardK >= 0 && shardK < shardN)) throw new Error(`--shard must be K/N with 0 <= K < N, got ${args.value('--shard', '0/1')}`);
 /** The cases of --dims that fall to this --shard (`offset`: index of the list's first case in the main + option sequence). */
@@ -173,7 +177,7 @@ const dev = openDevice();
 let t0 = performance.now();
 const fwd = new CudaFfaForward(dev);
 // one default backward per --warps entry; next to one that picked the Hopper kernel, its mma twin
-const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w }));
+const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w, deterministicSchedule: detSchedule }));
 const bwds = defaults.flatMap((b) => (b.sm90 !== null ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' })] : [b]));
 console.log(`nvrtc compile + load ffa_fwd.cu and ffa_bwd.cu (${bwds.length} configs): ${(performance.now() - t0).toFixed(0)} ms`);
 /** `sm90 8 warps` / `mma 4 warps`: which main kernel a backward runs at head dim `dim`. */
@@ -277,7 +281,7 @@ const optCases: OptCase[] = [
 ];
 
 const bwdMain = defaults[defaults.length - 1];
-console.log(`option checks on ${kernelLabel(bwdMain)}, deterministic schedule at head dim 128: ${bwdMain.usesSm90(128) ? bwdMain.deterministicSchedule : 'grouped'}`);
+console.log(`option checks on ${kernelLabel(bwdMain)}, deterministic schedule: ${[128, 64].map((d) => `${bwdMain.deterministicScheduleAt(d)} at head dim ${d}`).join(', ')}`);
 if (checks) {
   tally.forEach(pick(optCases, cases.filter((c) => caseDims.includes(c.dim)).length), args.selects, '[options] ', (c) => {
     const { q, k, v } = randomQkv(rng, c);
@@ -336,7 +340,7 @@ if (checks) {
       }
     }
     if (c.deterministic) ok = secondRunSame(got, run(), ['dq', 'dk', 'dv', 'dsink'], parts) && ok;
-    tally.record(ok, `[options] ${c.name} [${kernelLabel(bwdMain, c.dim)}]: ${parts.join('; ')}`);
+    tally.record(ok, `[options] ${c.name} [${kernelLabel(bwdMain, c.dim)}${c.deterministic ? `, ${bwdMain.deterministicScheduleAt(c.dim)}` : ''}]: ${parts.join('; ')}`);
   });
 
   // Deterministic mode on heavily overlapping q ranges (16 slices over the same rows and keys):
@@ -365,7 +369,7 @@ if (checks) {
         const y = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
         nondetDiffers = !sameResults(x, y, ['dq', 'dk', 'dv']);
       }
-      tally.record(same && parts.every(([o]) => o), `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128, fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
+      tally.record(same && parts.every(([o]) => o), `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128 [${kernelLabel(bwdMain)}, ${bwdMain.deterministicScheduleAt(128)}], fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
 
       // timing: default vs deterministic (pre-pass + zero + main + convert), causal and the overlapping mask
       const S = 8192;
@@ -390,7 +394,7 @@ if (checks) {
         const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bufs, 0.088, 0, undefined, { deterministic: det }), 2, 5);
         const tDef = time(false);
         const tDet = time(true);
-        const how = p.usesOrderedSchedule()
+        const how = bwdMain.deterministicScheduleAt(128) === 'ordered'
           ? `ordered, ${orderedLaunches(p.orderedWork().plan, true).length / 2} launches`
           : `grouped, ${p.deterministicWork().plan.groups.length / 2} launches, ${p.plan.numWork} -> ${p.deterministicWork().plan.work.length / 4} items`;
         console.log(`TIME bwd ${maskName}, S=${S}, ${H}:${HK} heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${how})`);

@@ -1,9 +1,12 @@
 /**
  * The ordered deterministic schedule of the Hopper backward (ffa_bwd_sm90.cu built with
- * -DFFA_BWD_SM90_ORDERED): one launch over the whole work list in which every 64-row dQ tile of a
- * q head receives its reduce-adds in a fixed order, instead of the grouped schedule's one launch
- * per conflict-free group (planDeterministicBackward: about max(k tiles, q chunks) launches, 128
- * for one 16k slice, each a few short waves).
+ * -DFFA_BWD_SM90_ORDERED), deterministic mode's schedule wherever it runs (the Hopper kernel at head
+ * dim 128; CudaFfaBackward.deterministicScheduleAt): one launch over the whole work list in which
+ * every 64-row dQ tile of a q head receives its reduce-adds in a fixed order, instead of the grouped
+ * schedule's one launch per conflict-free group (planDeterministicBackward: about max(k tiles,
+ * q chunks) launches, 128 for one 16k slice, each a few short waves). H200, 16k tokens, 64:8 heads,
+ * bf16: 1.06-1.23x the default backward's time, the grouped schedule 1.42-1.59x
+ * (bench/kernel/README.md).
  *
  * The host's part, a pure function of the plan and the slice list:
  *   - q tile grid: the slices' q ranges are merged into groups of overlapping ranges; each group
@@ -34,8 +37,6 @@
  *     blocks per document: 3). Onto a caller's accumulator every group is a launch of its own.
  */
 import type { SliceList } from '../../mask/slice-list.js';
-import { InvalidArgumentError } from '../../errors.js';
-import { envVar } from '../../util/env.js';
 import { greedyDisjointGroups } from './ffa-forward.js';
 import type { FfaBackwardPlan } from './ffa-backward.js';
 
@@ -143,15 +144,9 @@ export function orderedLaunches(plan: OrderedBackwardPlan, fromZero: boolean): I
   return fromZero ? plan.fromZero : plan.groups;
 }
 
-/** How deterministic mode runs on the Hopper backward: one launch per conflict-free group, or the ordered single launch. */
-export type DeterministicSchedule = 'grouped' | 'ordered';
-
 /**
- * EXPERIMENT (issue 11, removed once measured): the default deterministic schedule from
- * FFA_BWD_DET_V2: unset, '' or '0' grouped, '1' ordered.
+ * How deterministic mode runs: the ordered single launch (this file), or one launch per
+ * conflict-free group (planDeterministicBackward). CudaFfaBackward.deterministicScheduleAt says
+ * which one a head dim gets.
  */
-export function deterministicScheduleFromEnv(value: string | undefined = envVar('FFA_BWD_DET_V2')): DeterministicSchedule {
-  if (value === undefined || value === '' || value === '0') return 'grouped';
-  if (value === '1') return 'ordered';
-  throw new InvalidArgumentError('FFA_BWD_DET_V2', "must be unset, '0' (grouped deterministic backward) or '1' (ordered)", `got '${value}'`);
-}
+export type DeterministicSchedule = 'grouped' | 'ordered';

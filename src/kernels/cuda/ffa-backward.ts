@@ -21,10 +21,12 @@
  *            two pieces share a q row or a key row (planDeterministicBackward); one launch per
  *            group, in order, so every element receives its adds in a fixed order. For one long
  *            slice the pieces form a grid of (k tile, q chunk) cells and first-fit gives about
- *            max(k tiles, q chunks) groups, each a full grid of blocks. The Hopper kernel has a
- *            second schedule, 'ordered' (ffa-backward-ordered.ts): one launch whose blocks take turns
- *            per 64-row dQ tile through counters in global memory (CudaFfaBackward's
- *            deterministicSchedule; for now opt-in, FFA_BWD_DET_V2=1).
+ *            max(k tiles, q chunks) groups, each a full grid of blocks. On the Hopper kernel at
+ *            head dim 128 deterministic mode takes the 'ordered' schedule instead
+ *            (ffa-backward-ordered.ts): one launch whose blocks take turns per 64-row dQ tile
+ *            through counters in global memory, 1.06-1.23x the default backward's time where the
+ *            grouped one takes 1.42-1.59x (H200, bench/kernel/README.md). The grouped schedule
+ *            stays where no ordered entry point exists (CudaFfaBackward.deterministicScheduleAt).
  */
 import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type KernelArg, type Module, type Stream } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
@@ -34,7 +36,7 @@ import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
 import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
-import { deterministicScheduleFromEnv, ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
+import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 
@@ -168,14 +170,14 @@ export class CudaFfaBackward {
   readonly warps: number;
   readonly blockM = FFA_BWD_BLOCK_M;
   readonly blockN: number;
-  /** How deterministic mode runs where the Hopper kernel does (elsewhere always 'grouped'). */
+  /** Deterministic mode's schedule where the ordered one can run (default 'ordered'; see deterministicScheduleAt). */
   readonly deterministicSchedule: DeterministicSchedule;
 
   constructor(
     readonly device: CudaDevice,
     options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind; deterministicSchedule?: DeterministicSchedule } = {},
   ) {
-    this.deterministicSchedule = options.deterministicSchedule ?? deterministicScheduleFromEnv();
+    this.deterministicSchedule = options.deterministicSchedule ?? 'ordered';
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
     this.blockN = 16 * this.warps;
@@ -192,6 +194,15 @@ export class CudaFfaBackward {
   /** Whether launches of head dim `dim` run the Hopper kernel. */
   usesSm90(dim: number): boolean {
     return this.sm90 !== null && this.sm90.supports(dim);
+  }
+
+  /**
+   * The deterministic schedule of launches of head dim `dim`: deterministicSchedule where the
+   * ordered entry points exist (the Hopper kernel at head dim ORDERED_HEAD_DIM, 128), else
+   * 'grouped' (the Hopper kernel at head dim 64, and the mma.sync kernel).
+   */
+  deterministicScheduleAt(dim: number): DeterministicSchedule {
+    return this.usesSm90(dim) && dim === ORDERED_HEAD_DIM ? this.deterministicSchedule : 'grouped';
   }
 
   /** q rows per inner step of the main kernel at head dim `dim` (the Hopper kernel's own at D 64: 128). */
@@ -302,11 +313,6 @@ export class FfaBackwardProblem {
     return this.ordWork;
   }
 
-  /** Whether deterministic launches of this problem take the ordered schedule (Hopper kernel, head dim 128; else grouped). */
-  usesOrderedSchedule(): boolean {
-    return this.owner.deterministicSchedule === 'ordered' && this.owner.usesSm90(this.shape.dim) && this.shape.dim === ORDERED_HEAD_DIM;
-  }
-
   /** Enqueues pre-pass, zeroing, main kernel, dsink and the conversions on `stream`. */
   launch(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream, extras: FfaBackwardExtras = {}): void {
     this.launchMain(b, softmaxScale, softcap, stream, extras);
@@ -364,7 +370,7 @@ export class FfaBackwardProblem {
     }
     if (this.plan.numWork > 0 && headsKv > 0) {
       const useSoftcap = softcap > 0;
-      const ordered = extras.deterministic === true && this.usesOrderedSchedule();
+      const ordered = extras.deterministic === true && this.owner.deterministicScheduleAt(dim) === 'ordered';
       const { kernel, smemBytes } = ordered ? this.owner.sm90!.mainKernel(t, dim, useSoftcap, true) : this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
       const unit = useSoftcap ? softcap : softmaxScale;
       const sm90 = this.owner.usesSm90(dim) ? this.owner.sm90 : null;

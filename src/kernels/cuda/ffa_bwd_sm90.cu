@@ -129,18 +129,19 @@ __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[
   }
 }
 
-// Ordered deterministic mode (ORDERED, entry points ffa_bwd_sm90_ordered_*): one launch in which
-// every 64-row dQ tile of a q head receives its reduce-adds in a fixed order. The host
-// (ffa-backward-ordered.ts) lays a grid of 64-row tiles over each group of overlapping slice q
-// ranges, gives every tile a counter per q head (locks, zeroed before the launch) and every
-// (item, tile) its rank: how many items before it in launch order add to that tile. The dQ
-// thread waits until the tile's counter equals its rank, reduce-adds, waits for the adds to
-// complete and increments the counter (release); items only wait for items launched before
-// them (lower blockIdx, or an earlier launch), so the lowest unfinished item never waits.
-// Steps walk the item's tiles from one end (heads inner: every block of a kv head visits the
-// tiles in the same order, so the block waited for is about one step ahead, not a whole head);
-// a step's rows outside [qLo, qHi) are masked like rows past qHi and staged as zeros (adding
-// +0 commutes with every fp32 add, so those rows need no order).
+// Ordered deterministic mode (ORDERED, entry points ffa_bwd_sm90_ordered_*), deterministic mode's
+// schedule at head dim 128 (head dim 64 takes the host's grouped schedule on the default entry
+// points): one launch in which every 64-row dQ tile of a q head receives its reduce-adds in a fixed
+// order. The host (ffa-backward-ordered.ts) lays a grid of 64-row tiles over each group of
+// overlapping slice q ranges, gives every tile a counter per q head (locks, zeroed before the
+// launch) and every (item, tile) its rank: how many items before it in launch order add to that
+// tile. The dQ thread waits until the tile's counter equals its rank, reduce-adds, waits for the
+// adds to complete and increments the counter (release); items only wait for items launched before
+// them (lower blockIdx, or an earlier launch), so the lowest unfinished item never waits. Steps
+// walk the item's tiles from one end (heads inner: every block of a kv head visits the tiles in the
+// same order, so the block waited for is about one step ahead, not a whole head); a step's rows
+// outside [qLo, qHi) are masked like rows past qHi and staged as zeros (adding +0 commutes with
+// every fp32 add, so those rows need no order).
 struct OrderedItem {
   int mFirst;     // first step's row
   int dir;        // +1 / -1: tiles walked up or down
@@ -561,9 +562,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // (boxes of 64 columns x 1 head x blockM<D>() rows for q and dout, x 128 rows for k and v); the
 // fp32 dq accumulator as one too, in the place of the mma.sync kernel's dq pointer (boxes of 32
 // columns x 1 head x 64 rows, whatever D).
-// Compiled with -DFFA_BWD_SM90_ORDERED instead (a module of its own, loaded only for the ordered
-// deterministic mode, so the default module's code does not change): ffa_bwd_sm90_ordered_*_d128,
-// the same arguments on the host's 8-int ordered work records, then ranks, the tile counters
+// Compiled with -DFFA_BWD_SM90_ORDERED instead (a module of its own, compiled on the first
+// deterministic launch at head dim 128, so the default module's code does not change):
+// ffa_bwd_sm90_ordered_*_d128, the same arguments on the host's 8-int ordered work records, then ranks, the tile counters
 // (int32 [Hq][numLocks], zero) and numLocks.
 
 #define FFA_BWD_SM90_PARAMS                                                                                                 \
