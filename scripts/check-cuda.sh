@@ -38,6 +38,6 @@ check() {
 for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
   check "$src"
 done
-# the persistent Hopper forward (an experiment of issue 11: FFA_SM90_FWD_PERSISTENT)
+# the Hopper forward's persistent schedule (its own module, picked per plan by the host)
 check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_PERSISTENT=1
 exit $status
