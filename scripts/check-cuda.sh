@@ -38,7 +38,7 @@ check() {
 for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
   check "$src"
 done
-# the persistent Hopper forward (an experiment of issue 11: FFA_SM90_FWD_PERSISTENT)
+# the Hopper forward's persistent schedule (its own module, picked per plan by the host)
 check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_PERSISTENT=1
 # the Hopper backward's ordered deterministic entry points (a module of their own at run time)
 check src/kernels/cuda/ffa_bwd_sm90.cu -DFFA_BWD_SM90_ORDERED=1

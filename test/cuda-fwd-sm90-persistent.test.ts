@@ -1,34 +1,43 @@
 /**
- * The host side of the persistent Hopper forward experiment (issue 11; removed or made the default
- * with it): the FFA_SM90_FWD_PERSISTENT environment variable is validated before any compile, the
- * define reaches the NVRTC options (and so the compile-cache key) only when asked for, the shared
- * memory requested is the kernel's own Smem<D>::kRequest (read from ffa_fwd_sm90.cu's static_assert),
- * and the launch shape is one block per virtual block, or (persistent) the resident blocks capped
- * by the virtual block count and maxBlocks, with the count passed last. No GPU: the device is a
- * stand-in that records what the launcher asks of it.
+ * The host side of the Hopper forward's two schedules (one block per work item, persistent): the
+ * rule that picks one per plan (mean k tiles per item below 16), the shared memory each requests
+ * (the kernel's own Smem<D>::kRequest, read from ffa_fwd_sm90.cu's static_assert), each module
+ * compiled only when first used (the persistent one with its define, part of the compile-cache
+ * key), the launch shape (one block per virtual block, or the resident blocks capped by the
+ * virtual block count and maxBlocks, with the count passed last), the override option, and
+ * CudaFfaForward.prepare choosing by the plan. No GPU: the device is a stand-in that records what
+ * the launcher asks of it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { CudaDevice, Kernel, Module } from '../src/device/device.js';
+import type { CudaDevice, DeviceBuffer, Kernel, Module } from '../src/device/device.js';
 import { InvalidArgumentError } from '../src/errors.js';
-import { Sm90ForwardMain, sm90ForwardPersistentFromEnv, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
+import { CudaFfaForward, planFfaForward } from '../src/kernels/cuda/ffa-forward.js';
+import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, Sm90ForwardMain, sm90ForwardPicksPersistent, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
 import { readKernelSource } from '../src/kernels/cuda/source.js';
+import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
+import { causalMask, fullMask, slidingWindowMask } from '../src/mask/index.js';
 
-test("sm90ForwardPersistentFromEnv: off when unset, '' or '0', on for '1', a typed error naming the variable otherwise", () => {
-  assert.equal(sm90ForwardPersistentFromEnv({}), false);
-  assert.equal(sm90ForwardPersistentFromEnv({ FFA_SM90_FWD_PERSISTENT: '' }), false);
-  assert.equal(sm90ForwardPersistentFromEnv({ FFA_SM90_FWD_PERSISTENT: '0' }), false);
-  assert.equal(sm90ForwardPersistentFromEnv({ FFA_SM90_FWD_PERSISTENT: '1' }), true);
-  for (const bad of ['2', 'true', 'yes', ' 1', '1 ', '01', '1.0', 'on', 'false']) {
-    assert.throws(
-      () => sm90ForwardPersistentFromEnv({ FFA_SM90_FWD_PERSISTENT: bad }),
-      (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'FFA_SM90_FWD_PERSISTENT' && e.message.includes(JSON.stringify(bad)),
-      bad,
-    );
-  }
+const PERSISTENT_DEFINE = '-DFFA_SM90_FWD_PERSISTENT=1';
+
+test('sm90ForwardPicksPersistent: persistent below a mean of 16 k tiles per work item, not at 16; an empty plan never', () => {
+  assert.equal(SM90_PERSISTENT_BELOW_MEAN_K_TILES, 16);
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 0, kTiles: 0 }), false);
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 1, kTiles: 1 }), true);
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 128, kTiles: 16 * 128 - 1 }), true); // mean 15.99
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 128, kTiles: 16 * 128 }), false); // mean 16
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 128, kTiles: 16 * 128 + 1 }), false);
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 3, kTiles: 47 }), true); // 15.67
+  assert.equal(sm90ForwardPicksPersistent({ numWork: 3, kTiles: 48 }), false);
+  // on real plans of 128 x 128 tiles at 16k tokens: the sliding window (~8 k tiles per q tile) is
+  // short, causal (mean 64.5) and full (128) are long
+  const plan = (m: Parameters<typeof planFfaForward>[0]) => planFfaForward(m, 16384, 128, 128);
+  assert.equal(sm90ForwardPicksPersistent(plan(slidingWindowMask(16384, [1000, 0]))), true);
+  assert.equal(sm90ForwardPicksPersistent(plan(causalMask(16384))), false);
+  assert.equal(sm90ForwardPicksPersistent(plan(fullMask(16384))), false);
 });
 
-test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for both variants", () => {
+test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for both schedules", () => {
   const src = readKernelSource('ffa_fwd_sm90.cu');
   const m = /static_assert\(Smem<128>::kRequest == \(kPersistent \? (\d+) : (\d+)\) && Smem<64>::kRequest == \(kPersistent \? (\d+) : (\d+)\)/.exec(src);
   assert.ok(m !== null, 'the static_assert on Smem<D>::kRequest is in ffa_fwd_sm90.cu');
@@ -37,94 +46,128 @@ test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for both variants",
   assert.equal(sm90ForwardSmemBytes(128, false), d128);
   assert.equal(sm90ForwardSmemBytes(64, true), d64p);
   assert.equal(sm90ForwardSmemBytes(64, false), d64);
-  // the default kernel's request is the one before the experiment
-  assert.equal(sm90ForwardSmemBytes(128, false), 164936);
   assert.ok(sm90ForwardSmemBytes(128, true) <= 227 * 1024);
 });
 
-/** A compute-capability-9.0 stand-in: records compile options; kernels report `fit` blocks per SM. */
-function standIn(smCount: number, fit: number): { device: CudaDevice; compiles: string[][]; occupancyCalls: number[] } {
-  const compiles: string[][] = [];
+/**
+ * A stand-in device of compute capability `cc`: records compile options (by file name); kernels
+ * report `fit` blocks per SM; uploads and allocations hand out buffers that hold nothing.
+ */
+function standIn(smCount: number, fit: number, cc: readonly [number, number] = [9, 0]): { device: CudaDevice; compiles: Array<[string, string[]]>; occupancyCalls: number[] } {
+  const compiles: Array<[string, string[]]> = [];
   const occupancyCalls: number[] = [];
-  const kernels = new Map<string, Kernel>();
-  const module = {
-    kernel(name: string): Kernel {
-      let k = kernels.get(name);
-      if (k === undefined) {
-        k = {
-          setMaxDynamicSharedMemory(): void {},
-          maxActiveBlocksPerSM(_threads: number, smem: number): number {
-            occupancyCalls.push(smem);
-            return fit;
-          },
-        } as unknown as Kernel;
-        kernels.set(name, k);
-      }
-      return k;
-    },
-  } as unknown as Module;
+  const buffer = { ptr: 0n, free(): void {}, fill(): void {} } as unknown as DeviceBuffer;
   const device = {
-    name: 'stand-in H200',
-    computeCapability: [9, 0] as const,
+    name: `stand-in sm_${cc[0]}${cc[1]}`,
+    computeCapability: cc,
     smCount,
-    compile(_source: string, opts: { options?: string[] }): Module {
-      compiles.push([...(opts.options ?? [])]);
-      return module;
+    compile(_source: string, opts: { name: string; options?: string[] }): Module {
+      compiles.push([opts.name, [...(opts.options ?? [])]]);
+      const kernels = new Map<string, Kernel>();
+      return {
+        kernel(name: string): Kernel {
+          let k = kernels.get(name);
+          if (k === undefined) {
+            k = {
+              setMaxDynamicSharedMemory(): void {},
+              maxActiveBlocksPerSM(_threads: number, smem: number): number {
+                occupancyCalls.push(smem);
+                return fit;
+              },
+            } as unknown as Kernel;
+            kernels.set(name, k);
+          }
+          return k;
+        },
+      } as unknown as Module;
     },
+    upload: () => buffer,
+    alloc: () => buffer,
   } as unknown as CudaDevice;
   return { device, compiles, occupancyCalls };
 }
 
-test('Sm90ForwardMain: the define, the shared memory and the launch shape follow the variant', () => {
-  const saved = process.env.FFA_SM90_FWD_PERSISTENT;
-  try {
-    // default: no define, one block per virtual block, nothing appended
-    delete process.env.FFA_SM90_FWD_PERSISTENT;
-    let s = standIn(132, 1);
-    const plain = new Sm90ForwardMain(s.device);
-    assert.equal(plain.persistent, false);
-    assert.deepEqual(s.compiles, [[]]);
-    let { kernel, smemBytes } = plain.mainKernel('bf16', 128, false);
-    assert.equal(smemBytes, sm90ForwardSmemBytes(128, false));
-    assert.deepEqual(plain.launchShape(kernel, smemBytes, 8192), { grid: 8192, tail: [] });
-    assert.equal(s.occupancyCalls.length, 0);
+/** The NVRTC options of the compiles of ffa_fwd_sm90.cu, in order. */
+const sm90Compiles = (c: Array<[string, string[]]>): string[][] => c.filter(([name]) => name === 'ffa_fwd_sm90.cu').map(([, o]) => o);
 
-    // from the environment: the define, resident blocks (asked once per kernel), the count last
-    process.env.FFA_SM90_FWD_PERSISTENT = '1';
-    s = standIn(132, 1);
-    const pers = new Sm90ForwardMain(s.device);
-    assert.equal(pers.persistent, true);
-    assert.deepEqual(s.compiles, [['-DFFA_SM90_FWD_PERSISTENT=1']]);
-    ({ kernel, smemBytes } = pers.mainKernel('bf16', 128, true));
-    assert.equal(smemBytes, sm90ForwardSmemBytes(128, true));
-    assert.deepEqual(pers.launchShape(kernel, smemBytes, 8192), { grid: 132, tail: [{ type: 'i32', value: 8192 }] });
-    assert.deepEqual(pers.launchShape(kernel, smemBytes, 100), { grid: 100, tail: [{ type: 'i32', value: 100 }] });
-    assert.deepEqual(s.occupancyCalls, [smemBytes]);
+test('Sm90ForwardMain: each schedule compiles on first use, with its shared memory and launch shape', () => {
+  let s = standIn(132, 1);
+  const main = new Sm90ForwardMain(s.device);
+  assert.equal(main.persistent, 'auto');
+  assert.deepEqual(s.compiles, [], 'nothing compiled before a kernel is asked for');
 
-    // an explicit option wins over the environment; two blocks per SM double the grid; maxBlocks caps it
-    s = standIn(132, 2);
-    const capped = new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 7 });
-    ({ kernel, smemBytes } = capped.mainKernel('fp16', 64, false));
-    assert.deepEqual(capped.launchShape(kernel, smemBytes, 8192), { grid: 7, tail: [{ type: 'i32', value: 8192 }] });
-    assert.deepEqual(capped.launchShape(kernel, smemBytes, 5), { grid: 5, tail: [{ type: 'i32', value: 5 }] });
-    s = standIn(132, 2);
-    const two = new Sm90ForwardMain(s.device, { persistent: true });
-    ({ kernel, smemBytes } = two.mainKernel('fp16', 64, false));
-    assert.equal(two.launchShape(kernel, smemBytes, 8192).grid, 264);
-    s = standIn(132, 1);
-    assert.equal(new Sm90ForwardMain(s.device, { persistent: false }).persistent, false);
-    assert.deepEqual(s.compiles, [[]]);
+  // one block per item: no define, one block per virtual block, nothing appended
+  let { kernel, smemBytes } = main.mainKernel('bf16', 128, false, false);
+  assert.deepEqual(sm90Compiles(s.compiles), [[]]);
+  assert.equal(smemBytes, sm90ForwardSmemBytes(128, false));
+  assert.deepEqual(main.launchShape(kernel, smemBytes, 8192, false), { grid: 8192, tail: [] });
+  assert.equal(s.occupancyCalls.length, 0);
 
-    // bad values: typed errors before any compile
-    process.env.FFA_SM90_FWD_PERSISTENT = 'yes';
-    s = standIn(132, 1);
-    assert.throws(() => new Sm90ForwardMain(s.device), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'FFA_SM90_FWD_PERSISTENT');
-    assert.throws(() => new Sm90ForwardMain(s.device, { persistent: false, maxBlocks: 4 }), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'maxBlocks');
-    assert.throws(() => new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 0 }), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'maxBlocks');
-    assert.throws(() => new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 2.5 }), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'maxBlocks');
-    assert.deepEqual(s.compiles, []);
-  } finally {
-    if (saved === undefined) delete process.env.FFA_SM90_FWD_PERSISTENT;
-    else process.env.FFA_SM90_FWD_PERSISTENT = saved;
-  }
+  // persistent: its own module with the define, resident blocks (asked once per kernel), the count last
+  ({ kernel, smemBytes } = main.mainKernel('bf16', 128, true, true));
+  assert.deepEqual(sm90Compiles(s.compiles), [[], [PERSISTENT_DEFINE]]);
+  assert.equal(smemBytes, sm90ForwardSmemBytes(128, true));
+  assert.deepEqual(main.launchShape(kernel, smemBytes, 8192, true), { grid: 132, tail: [{ type: 'i32', value: 8192 }] });
+  assert.deepEqual(main.launchShape(kernel, smemBytes, 100, true), { grid: 100, tail: [{ type: 'i32', value: 100 }] });
+  assert.deepEqual(s.occupancyCalls, [smemBytes]);
+  // asking again compiles nothing more
+  main.mainKernel('fp16', 64, false, true);
+  main.mainKernel('fp16', 64, true, false);
+  assert.equal(s.compiles.length, 2);
+
+  // two blocks per SM double the grid; maxBlocks caps it
+  s = standIn(132, 2);
+  const capped = new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 7 });
+  ({ kernel, smemBytes } = capped.mainKernel('fp16', 64, false, true));
+  assert.deepEqual(capped.launchShape(kernel, smemBytes, 8192, true), { grid: 7, tail: [{ type: 'i32', value: 8192 }] });
+  assert.deepEqual(capped.launchShape(kernel, smemBytes, 5, true), { grid: 5, tail: [{ type: 'i32', value: 5 }] });
+  const two = new Sm90ForwardMain(s.device, { persistent: true });
+  ({ kernel, smemBytes } = two.mainKernel('fp16', 64, false, true));
+  assert.equal(two.launchShape(kernel, smemBytes, 8192, true).grid, 264);
+});
+
+test('Sm90ForwardMain: persistent true / false force the schedule, auto follows the rule', () => {
+  const s = standIn(132, 1);
+  const short = { numWork: 10, kTiles: 80 };
+  const long = { numWork: 10, kTiles: 640 };
+  const auto = new Sm90ForwardMain(s.device, { persistent: 'auto' });
+  assert.deepEqual([auto.picksPersistent(short), auto.picksPersistent(long)], [true, false]);
+  const on = new Sm90ForwardMain(s.device, { persistent: true });
+  assert.deepEqual([on.picksPersistent(short), on.picksPersistent(long)], [true, true]);
+  const off = new Sm90ForwardMain(s.device, { persistent: false });
+  assert.deepEqual([off.picksPersistent(short), off.picksPersistent(long)], [false, false]);
+});
+
+test('Sm90ForwardMain: bad options and a GPU other than 9.0 are typed errors before any compile', () => {
+  const s = standIn(132, 1);
+  const argument = (name: string) => (e: unknown) => e instanceof InvalidArgumentError && e.argument === name;
+  assert.throws(() => new Sm90ForwardMain(s.device, { persistent: 'yes' as unknown as boolean }), argument('persistent'));
+  assert.throws(() => new Sm90ForwardMain(s.device, { persistent: false, maxBlocks: 4 }), argument('maxBlocks'));
+  assert.throws(() => new Sm90ForwardMain(s.device, { maxBlocks: 4 }), argument('maxBlocks')); // 'auto' may pick either
+  assert.throws(() => new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 0 }), argument('maxBlocks'));
+  assert.throws(() => new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 2.5 }), argument('maxBlocks'));
+  assert.deepEqual(s.compiles, []);
+  const ampere = standIn(108, 1, [8, 0]);
+  assert.throws(() => new Sm90ForwardMain(ampere.device), FfaCudaUnsupportedError);
+  assert.deepEqual(ampere.compiles, []);
+});
+
+test('CudaFfaForward.prepare: the plan picks the schedule, and only the module it runs is compiled', () => {
+  const s = standIn(132, 1);
+  const fwd = new CudaFfaForward(s.device);
+  assert.deepEqual(sm90Compiles(s.compiles), []);
+  const shape = { tokensQ: 4096, tokensK: 4096, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' as const };
+  const full = fwd.prepare(shape, fullMask(4096)); // 32 k tiles per item
+  assert.equal(full.persistent, false);
+  assert.deepEqual(sm90Compiles(s.compiles), [[]]);
+  const window = fwd.prepare(shape, slidingWindowMask(4096, [500, 0])); // ~5 k tiles per item
+  assert.equal(window.persistent, true);
+  assert.deepEqual(sm90Compiles(s.compiles), [[], [PERSISTENT_DEFINE]]);
+  // forced: the plan does not matter
+  const forced = new CudaFfaForward(s.device, { sm90: { persistent: false } });
+  assert.equal(forced.prepare(shape, slidingWindowMask(4096, [500, 0])).persistent, false);
+  assert.equal(new CudaFfaForward(s.device, { sm90: { persistent: true } }).prepare(shape, fullMask(4096)).persistent, true);
+  // the mma kernel has one schedule
+  const mma = new CudaFfaForward(s.device, { kernel: 'mma' });
+  assert.equal(mma.prepare(shape, slidingWindowMask(4096, [500, 0])).persistent, false);
 });

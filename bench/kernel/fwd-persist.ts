@@ -1,10 +1,12 @@
 /**
- * EXPERIMENT (issue 11; removed with FFA_SM90_FWD_PERSISTENT once measured): the persistent Hopper
- * forward against the kernel as it is (one block per work item), on bench:kernel's masks and
- * inputs: 64:8 heads, D 128, bf16, N(0, 1) inputs drawn on the device, masks from
- * bench/kernel/masks.ts (documents from the bench's seed), timed as bench:kernel times ours
- * (timeLaunches: CUDA events around each launch, median after warm-up). Per mask the default
- * kernel is timed first and again last, to show the drift between the two readings.
+ * The Hopper forward's two schedules, each forced through the `persistent` option (the forward
+ * itself picks one per plan: ffa-forward-sm90.ts, sm90ForwardPicksPersistent): one block per work
+ * item ('default' below) against the persistent walk, on bench:kernel's masks and inputs: 64:8
+ * heads, D 128, bf16, N(0, 1) inputs drawn on the device, masks from bench/kernel/masks.ts
+ * (documents from the bench's seed), timed as bench:kernel times ours (timeLaunches: CUDA events
+ * around each launch, median after warm-up). Per mask the default kernel is timed first and again
+ * last, to show the drift between the two readings; each row also shows the plan's mean k tiles
+ * per work item and the schedule the rule picks from it.
  *
  * Before timing, the two kernels' outputs on the mask are compared (the persistent kernel's check
  * at full size, where every block walks ~60 items; the GPU checks run small cases). Each item runs
@@ -22,6 +24,7 @@ import { Command } from 'commander';
 import { CudaDevice } from '../../src/device/index.js';
 import { bf16BitsToFloat } from '../../src/dtype.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
+import { sm90ForwardPicksPersistent } from '../../src/kernels/cuda/ffa-forward-sm90.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { randomDeviceTensor } from './inputs.js';
 import { timeLaunches } from './timing.js';
@@ -60,6 +63,9 @@ interface Row {
   mask: MaskName;
   seqlen: number;
   workItems: number;
+  /** k tiles (of 128 keys) per work item, mean; and the schedule the forward's rule picks from it. */
+  meanKTiles: number;
+  rulePicks: 'default' | 'persistent';
   merge: boolean;
   /** out and lse of the two kernels bit-identical, else the count of differing elements and the largest differences. */
   identical: boolean;
@@ -126,7 +132,8 @@ for (const name of masks) {
   const bad = d.nanMismatch > 0 || d.maxOutDiff > 1e-2 * d.maxOut || d.lseOver > 0;
   if (bad) failed = true;
   const row: Row = {
-    mask: name, seqlen: S, workItems: problems[0].plan.numWork, merge, identical: d.differing === 0, differing: d.differing,
+    mask: name, seqlen: S, workItems: problems[0].plan.numWork,
+    meanKTiles: problems[0].plan.kTiles / Math.max(1, problems[0].plan.numWork), rulePicks: sm90ForwardPicksPersistent(problems[0].plan) ? 'persistent' : 'default', merge, identical: d.differing === 0, differing: d.differing,
     maxOutDiff: d.maxOutDiff, maxLseDiff: d.maxLseDiff, nanMismatch: d.nanMismatch, ms: {}, tflops: {},
   };
   for (const [label, i] of [['default', 0], ['persistent', 1], ['default again', 0]] as const) {
@@ -137,19 +144,19 @@ for (const name of masks) {
   for (const p of problems) p.free();
   rows.push(row);
   console.log(
-    `${name} S=${S}: ${row.workItems} items x ${HQ} heads, ${merge ? 'merge' : 'direct'}, outputs ` +
+    `${name} S=${S}: ${row.workItems} items x ${HQ} heads (${row.meanKTiles.toFixed(1)} k tiles each, the rule picks ${row.rulePicks}), ${merge ? 'merge' : 'direct'}, outputs ` +
       (d.differing === 0 ? 'bit-identical' : `differ in ${d.differing} elements (max |Δout| ${d.maxOutDiff.toExponential(2)} of max |out| ${d.maxOut.toFixed(3)}, max |Δlse| ${d.maxLseDiff.toExponential(2)}, ${d.nanMismatch} NaN mismatches)${bad ? ' FAIL' : ''}`) +
       '; ' +
       Object.entries(row.ms).map(([l, ms]) => `${l} ${ms.toFixed(3)} ms ${row.tflops[l].toFixed(0)} TFLOP/s`).join(' | '),
   );
 }
 
-console.log('\n| mask | default | persistent | default again | persistent / default | outputs |');
-console.log('|---|--:|--:|--:|--:|---|');
+console.log('\n| mask | k tiles / item | default | persistent | default again | persistent / default | rule picks | outputs |');
+console.log('|---|--:|--:|--:|--:|--:|---|---|');
 for (const r of rows) {
   const base = (r.tflops['default'] + r.tflops['default again']) / 2;
   console.log(
-    `| ${r.mask} ${r.seqlen} | ${r.tflops['default'].toFixed(0)} | ${r.tflops['persistent'].toFixed(0)} | ${r.tflops['default again'].toFixed(0)} | ${(r.tflops['persistent'] / base).toFixed(3)} | ${r.identical ? 'identical' : `${r.differing} differ`} |`,
+    `| ${r.mask} ${r.seqlen} | ${r.meanKTiles.toFixed(1)} | ${r.tflops['default'].toFixed(0)} | ${r.tflops['persistent'].toFixed(0)} | ${r.tflops['default again'].toFixed(0)} | ${(r.tflops['persistent'] / base).toFixed(3)} | ${r.rulePicks} | ${r.identical ? 'identical' : `${r.differing} differ`} |`,
   );
 }
 console.log('TFLOP/s = 4 · area · Hq · D / median time; the ratio is over the mean of the two default readings');
@@ -162,7 +169,7 @@ if (o.json !== undefined) {
         gpu: dev.name,
         smCount: dev.smCount,
         node: process.version,
-        what: 'Hopper forward: one block per work item (default) vs persistent (FFA_SM90_FWD_PERSISTENT=1), TFLOP/s of the main launch path (CudaFfaForward problem.launch), bench:kernel masks and inputs',
+        what: 'Hopper forward: one block per work item (default, persistent: false) vs persistent (persistent: true), TFLOP/s of the main launch path (CudaFfaForward problem.launch), bench:kernel masks and inputs',
         settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed: Number(o.seed), iters, warmup },
         rows,
       },

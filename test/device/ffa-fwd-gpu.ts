@@ -8,10 +8,12 @@
  * --speed: after the checks, a speed read of the Hopper kernel against the mma.sync one at 16k
  * tokens, full / causal / varlen-causal, 64:8 heads, D 128, bf16: median of 10 CUDA-event-timed
  * launches after 3 warm-ups, TFLOP/s = 4 · area · Hq · D / time; informational, never fails.)
- * With FFA_SM90_FWD_PERSISTENT=1 (an experiment of issue 11, removed with it) --sm90 checks the
- * persistent Hopper kernel, twice: on its full grid (one block per SM) and on a grid of 7 blocks,
- * so that every block walks many work items (the test cases have fewer items than an H200 has
- * SMs); the option checks run on the 7-block one.
+ * --sm90 checks both schedules of the Hopper kernel (each forced; the forward picks one per plan):
+ * one block per work item, and persistent twice: on its full grid (one block per SM) and on a
+ * grid of 7 blocks, so that every block walks many work items (the test cases have fewer items
+ * than an H200 has SMs). Each case's references are computed once and every kernel is checked
+ * against them; the determinism and option checks run on the one-block-per-item kernel and the
+ * 7-block persistent one (without --sm90: on the last mma.sync tile shape).
  * Fresh random inputs per case (never zeros; q is scaled up so the softmax is peaked), output
  * buffers poisoned with NaN bits before every launch, one PASS/FAIL line per case, exit code 1 on
  * any failure.
@@ -28,7 +30,6 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import { referenceForward } from '../../src/kernels/reference.js';
 import { CudaFfaForward, planFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
-import { sm90ForwardPersistentFromEnv } from '../../src/kernels/cuda/ffa-forward-sm90.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
   type AttnCase, Tally, checkForward, checkForwardTwoCriterion, cloneTensor, lowPrecisionReference, nestedQSlices, openDevice, randomOverlappingSlices, randomQkv, randomTensor as uniformTensor,
@@ -105,27 +106,31 @@ let t0 = performance.now();
 const kernels = tiles.map(([warps, blockN]) => new CudaFfaForward(dev, { tile: { warps, blockN } }));
 /** Grid of the second persistent Hopper kernel checked (see the file comment). */
 const PERSISTENT_TEST_BLOCKS = 7;
-const persistent = sm90ForwardPersistentFromEnv();
+/** The kernels the determinism and option checks run on (see the file comment). */
+let checked = [kernels[kernels.length - 1]];
 if (args.has('--sm90')) {
-  kernels.push(new CudaFfaForward(dev, { kernel: 'sm90' }));
-  if (persistent) kernels.push(new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true, maxBlocks: PERSISTENT_TEST_BLOCKS } }));
+  const perItem = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false } });
+  const persistent = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true } });
+  const persistent7 = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true, maxBlocks: PERSISTENT_TEST_BLOCKS } });
+  kernels.push(perItem, persistent, persistent7);
+  checked = [perItem, persistent7];
 }
-/** `sm90`, `sm90 persistent`, `sm90 persistent 7 blocks` or `mma tile 128x64`. */
+/** `sm90 per item`, `sm90 persistent`, `sm90 persistent 7 blocks` or `mma tile 128x64`. */
 const kernelName = (f: CudaFfaForward): string =>
-  f.sm90 === null ? `mma tile ${f.blockM}x${f.blockN}` : !f.sm90.persistent ? 'sm90' : `sm90 persistent${f.sm90.maxBlocks === undefined ? '' : ` ${f.sm90.maxBlocks} blocks`}`;
-console.log(`nvrtc compile + load ffa_fwd.cu (${tiles.length} tile shapes${args.has('--sm90') ? ' + sm90' : ''}): ${(performance.now() - t0).toFixed(0)} ms`);
-if (args.has('--sm90')) console.log(`sm90 forward: ${persistent ? `persistent (grid: one block per SM, and ${PERSISTENT_TEST_BLOCKS} blocks)` : 'one block per work item'} (FFA_SM90_FWD_PERSISTENT)`);
+  f.sm90 === null ? `mma tile ${f.blockM}x${f.blockN}` : f.sm90.persistent !== true ? 'sm90 per item' : `sm90 persistent${f.sm90.maxBlocks === undefined ? '' : ` ${f.sm90.maxBlocks} blocks`}`;
 for (const ffa of kernels) {
-  const [module, label, names] =
+  // the Hopper modules compile on first use: here, so that the time and register counts show
+  const [module, names] =
     ffa.sm90 !== null
-      ? [ffa.sm90.module, kernelName(ffa), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
-      : [ffa.module, `tile ${ffa.blockM}x${ffa.blockN}`, ['ffa_fwd_bf16_d128_direct', 'ffa_fwd_bf16_d128_merge', 'ffa_fwd_bf16_d64_direct']];
+      ? [ffa.sm90.module(ffa.sm90.persistent === true), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
+      : [ffa.module, ['ffa_fwd_bf16_d128_direct', 'ffa_fwd_bf16_d128_merge', 'ffa_fwd_bf16_d64_direct']];
+  if (ffa.sm90?.maxBlocks !== undefined) continue; // the same module as the full-grid persistent one
   for (const name of names) {
     const kern = module.kernel(name);
-    console.log(`${label} ${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
+    console.log(`${kernelName(ffa)} ${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
   }
 }
-const ffa = kernels[kernels.length - 1]; // the option checks below run on the last kernel (sm90 with --sm90)
+console.log(`nvrtc compile + load (${tiles.length} mma tile shapes${args.has('--sm90') ? ' + the two sm90 schedules' : ''}): ${(performance.now() - t0).toFixed(0)} ms`);
 
 const tally = new Tally();
 tally.forEach(cases, args.selects, '', (c) => {
@@ -158,9 +163,11 @@ try {
   const c = cases.find((x) => x.name.startsWith('varlen causal [300,700,37,1011]'))!;
   const { q, k, v } = randomQkv(rng, c);
   const fargs = { q, k, v, slices: c.slices, softmaxScale: 1 / Math.sqrt(c.dim), softcap: 0, returnMaxLogits: false, outDtype: c.dtype, deterministic: false };
-  const a = hostForward(ffa, fargs, { poison: true });
-  const b = hostForward(ffa, fargs, { poison: true });
-  tally.record(sameResults(a, b, ['out', 'lse']), 'direct epilogue is deterministic (bit-equal out and lse over two launches)');
+  for (const ffa of checked) {
+    const a = hostForward(ffa, fargs, { poison: true });
+    const b = hostForward(ffa, fargs, { poison: true });
+    tally.record(sameResults(a, b, ['out', 'lse']), `direct epilogue is deterministic [${kernelName(ffa)}] (bit-equal out and lse over two launches)`);
+  }
 } catch (e) {
   tally.threw('determinism', e);
 }
@@ -253,48 +260,50 @@ tally.forEach(optCases, args.selects, '[options] ', (c) => {
     ...(maxAcc === undefined ? {} : { maxLogitsAcc: maxAcc }),
   };
   const ref = referenceForward(fargs);
-  const run = () =>
-    hostForward(ffa, 
-      {
-        ...fargs,
-        ...(acc === undefined ? {} : { outAcc: cloneTensor(acc.out), lseAcc: cloneTensor(acc.lse) }),
-        ...(maxAcc === undefined ? {} : { maxLogitsAcc: cloneTensor(maxAcc) }),
-      },
-      { poison: true, outDtype: c.outDtype ?? c.dtype },
-    );
-  const got = run();
-  const parts: string[] = [];
-  let [ok, msg] = checkOutLse(got, ref, c.dim);
-  parts.push(msg);
-  if (acc !== undefined) {
-    if (got.out.dtype !== c.acc) {
-      ok = false;
-      parts.push(`out dtype ${got.out.dtype}, expected the accumulator's ${c.acc}`);
-    }
-    if (sink === undefined) {
-      // rows this call does not reach keep their exact bits
-      const part = referenceForward({ ...fargs, outAcc: undefined, lseAcc: undefined });
-      let kept = 0;
-      let changed = 0;
-      const al = acc.lse.data as Float32Array;
-      for (let r = 0; r < al.length; r++) {
-        if (!isNegInf((part.lse.data as Float64Array)[r]) || isNegInf(al[r])) continue;
-        kept++;
-        let same = (got.lse.data as Float32Array)[r] === al[r];
-        for (let d = 0; d < c.dim; d++) if (got.out.data[r * c.dim + d] !== acc.out.data[r * c.dim + d]) same = false;
-        if (!same) changed++;
+  // without a sink: the rows this call does not reach, which must keep the accumulator's bits
+  const part = acc !== undefined && sink === undefined ? referenceForward({ ...fargs, outAcc: undefined, lseAcc: undefined }) : undefined;
+  for (const ffa of checked) {
+    const run = () =>
+      hostForward(ffa,
+        {
+          ...fargs,
+          ...(acc === undefined ? {} : { outAcc: cloneTensor(acc.out), lseAcc: cloneTensor(acc.lse) }),
+          ...(maxAcc === undefined ? {} : { maxLogitsAcc: cloneTensor(maxAcc) }),
+        },
+        { poison: true, outDtype: c.outDtype ?? c.dtype },
+      );
+    const got = run();
+    const parts: string[] = [];
+    let [ok, msg] = checkOutLse(got, ref, c.dim);
+    parts.push(msg);
+    if (acc !== undefined) {
+      if (got.out.dtype !== c.acc) {
+        ok = false;
+        parts.push(`out dtype ${got.out.dtype}, expected the accumulator's ${c.acc}`);
       }
-      if (changed > 0) ok = false;
-      parts.push(`${kept} untouched accumulator rows, ${changed} changed`);
+      if (part !== undefined) {
+        let kept = 0;
+        let changed = 0;
+        const al = acc.lse.data as Float32Array;
+        for (let r = 0; r < al.length; r++) {
+          if (!isNegInf((part.lse.data as Float64Array)[r]) || isNegInf(al[r])) continue;
+          kept++;
+          let same = (got.lse.data as Float32Array)[r] === al[r];
+          for (let d = 0; d < c.dim; d++) if (got.out.data[r * c.dim + d] !== acc.out.data[r * c.dim + d]) same = false;
+          if (!same) changed++;
+        }
+        if (changed > 0) ok = false;
+        parts.push(`${kept} untouched accumulator rows, ${changed} changed`);
+      }
     }
+    if (c.maxLogits !== undefined) {
+      const [okM, msgM] = checkMaxLogits(got.maxLogits, ref.maxLogits);
+      ok &&= okM;
+      parts.push(msgM);
+    }
+    if (c.deterministic) ok = secondRunSame(got, run(), ['out', 'lse', 'maxLogits'], parts) && ok;
+    tally.record(ok, `[options] ${c.name} [${kernelName(ffa)}]: ${parts.join('; ')}`);
   }
-  if (c.maxLogits !== undefined) {
-    const [okM, msgM] = checkMaxLogits(got.maxLogits, ref.maxLogits);
-    ok &&= okM;
-    parts.push(msgM);
-  }
-  if (c.deterministic) ok = secondRunSame(got, run(), ['out', 'lse', 'maxLogits'], parts) && ok;
-  tally.record(ok, `[options] ${c.name}: ${parts.join('; ')}`);
 });
 
 // Deterministic mode on heavily overlapping q ranges (16 slices over the same rows): two runs
@@ -307,17 +316,19 @@ try {
   const { q, k, v } = randomQkv(rng, { tokensQ: T, tokensK: T + 256, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' });
   const base = { q, k, v, slices, softmaxScale: 1 / Math.sqrt(128), softcap: 0, returnMaxLogits: false, outDtype: 'float32' as DType };
   const ref = referenceForward({ ...base, deterministic: true });
-  const a = hostForward(ffa, { ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
-  const b = hostForward(ffa, { ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
-  const [okTol, msg] = checkOutLse(a, ref, 128);
-  const same = sameResults(a, b, ['out', 'lse']);
-  let nondetDiffers = false;
-  for (let i = 0; i < 4 && !nondetDiffers; i++) {
-    const x = hostForward(ffa, { ...base, deterministic: false }, { outDtype: 'float32' });
-    const y = hostForward(ffa, { ...base, deterministic: false }, { outDtype: 'float32' });
-    nondetDiffers = !sameResults(x, y, ['out']);
+  for (const ffa of checked) {
+    const a = hostForward(ffa, { ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
+    const b = hostForward(ffa, { ...base, deterministic: true }, { poison: true, outDtype: 'float32' });
+    const [okTol, msg] = checkOutLse(a, ref, 128);
+    const same = sameResults(a, b, ['out', 'lse']);
+    let nondetDiffers = false;
+    for (let i = 0; i < 4 && !nondetDiffers; i++) {
+      const x = hostForward(ffa, { ...base, deterministic: false }, { outDtype: 'float32' });
+      const y = hostForward(ffa, { ...base, deterministic: false }, { outDtype: 'float32' });
+      nondetDiffers = !sameResults(x, y, ['out']);
+    }
+    tally.record(okTol && same, `deterministic forward [${kernelName(ffa)}], ${n} slices over overlapping q ranges, 8:2 heads, bf16 d128, fp32 out: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${msg}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
   }
-  tally.record(okTol && same, `deterministic forward, ${n} slices over overlapping q ranges, 8:2 heads, bf16 d128, fp32 out: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${msg}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
 
   // timing on the same shape scaled up: default vs deterministic, fp32 out
   const S = 8192;
@@ -329,14 +340,16 @@ try {
   for (const x of [bq, bk, bv]) x.fill(0x3c);
   const bo = dev.alloc(S * 32 * 128 * 2);
   const bl = dev.alloc(S * 32 * 4);
-  // timed on the last kernel with its full grid (not the 7-block persistent one)
-  const timed = [...kernels].reverse().find((f) => f.sm90?.maxBlocks === undefined) ?? ffa;
-  const p = timed.prepare(shape, big);
-  const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bq, bk, bv, bo, bl, 0.088, 0, undefined, { deterministic: det }), 2, 5);
-  const tDef = time(false);
-  const tDet = time(true);
-  console.log(`TIME fwd [${kernelName(timed)}] ${n} overlapping slices, S=${S}, 32:8 heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches)`);
-  p.free();
+  // timed on each checked schedule with its full grid (not the 7-block persistent one)
+  const timedKernels = args.has('--sm90') ? kernels.filter((f) => f.sm90 !== null && f.sm90.maxBlocks === undefined) : checked;
+  for (const timed of timedKernels) {
+    const p = timed.prepare(shape, big);
+    const time = (det: boolean): number => meanEventMs(dev, () => p.launch(bq, bk, bv, bo, bl, 0.088, 0, undefined, { deterministic: det }), 2, 5);
+    const tDef = time(false);
+    const tDet = time(true);
+    console.log(`TIME fwd [${kernelName(timed)}] ${n} overlapping slices, S=${S}, 32:8 heads, D128 bf16: default ${tDef.toFixed(3)} ms, deterministic ${tDet.toFixed(3)} ms (${(tDet / tDef).toFixed(2)}x, ${p.deterministicWork().plan.groups.length / 2} launches)`);
+    p.free();
+  }
   for (const x of [bq, bk, bv, bo, bl]) x.free();
 } catch (e) {
   tally.threw('deterministic forward', e);

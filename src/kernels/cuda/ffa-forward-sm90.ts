@@ -6,12 +6,14 @@
  * What differs: q, k and v reach the kernel as TMA descriptors instead of pointers, tiles are
  * 128 x 128, a block has 384 threads, and the merge epilogue locks 64-row blocks (one consumer
  * warpgroup's rows).
- * EXPERIMENT (issue 11): with FFA_SM90_FWD_PERSISTENT=1 (or `persistent: true`) the persistent
- * variant of the kernel instead: one block per SM walking the work list (ffa_fwd_sm90.cu's header).
+ * Two schedules of the same kernel source, each its own module, compiled on first use: one block
+ * per (work item, head), or the persistent one (-DFFA_SM90_FWD_PERSISTENT=1: one block per SM
+ * walking the work list, ffa_fwd_sm90.cu's header), picked per plan by sm90ForwardPicksPersistent.
  */
 import { CuTensorMap } from '../../device/cuda-driver.js';
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
+import type { FfaForwardPlan } from './ffa-forward.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { readKernelSource } from './source.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
@@ -19,17 +21,23 @@ import { FfaCudaUnsupportedError } from './unsupported.js';
 export const FFA_SM90_BLOCK_M = 128;
 export const FFA_SM90_BLOCK_N = 128;
 /**
- * EXPERIMENT (issue 11; made the default or removed once measured): whether the FFA_SM90_FWD_PERSISTENT
- * environment variable asks for the persistent Hopper forward. '1': yes (the kernel compiles with
- * -DFFA_SM90_FWD_PERSISTENT=1, part of the compile-cache key); unset, '' or '0': the kernel as it
- * is. Every option of the forward runs on both (sink and accumulation are post-passes, max_logits
- * and softcap are per item, the deterministic grouping is per launch), so nothing falls back.
+ * The persistent schedule is picked for plans whose work items average fewer k tiles (of 128
+ * keys) than this. Below it the per-item pipeline fill (Q, first K / V) and epilogue are a large
+ * share of an item, and the persistent walk hides them behind the previous item; above it there
+ * is little to hide and the persistent grid's coarser balance costs more than it saves.
  */
-export function sm90ForwardPersistentFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  const raw = env.FFA_SM90_FWD_PERSISTENT;
-  if (raw === undefined || raw === '' || raw === '0') return false;
-  if (raw === '1') return true;
-  throw new InvalidArgumentError('FFA_SM90_FWD_PERSISTENT', "must be '1' (the persistent Hopper forward, an experiment), '0' or empty", `got ${JSON.stringify(raw)}`);
+export const SM90_PERSISTENT_BELOW_MEAN_K_TILES = 16;
+
+/**
+ * Whether the Hopper forward runs `plan` on the persistent schedule: its work items (planned with
+ * the Hopper 128 x 128 tiles) average fewer than 16 k tiles. Measured on an H200, 16k tokens, 64:8
+ * heads, D 128, bf16, two runs of 2026-12-02 (bench/kernel/README.md, "Persistent Hopper forward"):
+ * sliding window (8.7 k tiles per item) +14-17% persistent, varlen causal (11.9) +4-10%, varlen
+ * block-causal (17.9) -3-4%, causal (64.5) and full (128) within ±1%. An empty plan launches
+ * no main kernel: one block per item (nothing compiled for the persistent module).
+ */
+export function sm90ForwardPicksPersistent(plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>): boolean {
+  return plan.numWork > 0 && plan.kTiles < SM90_PERSISTENT_BELOW_MEAN_K_TILES * plan.numWork;
 }
 
 /** Rows one merge lock covers: one consumer warpgroup's share of the q tile. */
@@ -79,14 +87,19 @@ function encodeTokenMajor(device: CudaDevice, buf: DeviceBuffer, dtype: 'bfloat1
   );
 }
 
+/** A clear error on a GPU that is not compute capability 9.0 (the Hopper kernels are built for sm_90a). */
+function requireSm90(device: CudaDevice): void {
+  if (!sm90Available(device)) {
+    throw new FfaCudaUnsupportedError(`the sm90 kernels need compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
+  }
+}
+
 /**
  * Compiles one of the Hopper kernel files (NVRTC `options`, e.g. -D defines: part of the compile
  * cache key); a clear error on a GPU that is not compute capability 9.0.
  */
 export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir?: string, options: readonly string[] = []): Module {
-  if (!sm90Available(device)) {
-    throw new FfaCudaUnsupportedError(`the sm90 kernels need compute capability 9.0, ${device.name} has ${device.computeCapability.join('.')}`);
-  }
+  requireSm90(device);
   const opts: { name: string; cacheDir?: string; options: string[] } = { name: fileName, options: [...options] };
   if (cacheDir !== undefined) opts.cacheDir = cacheDir;
   return device.compile(readKernelSource(fileName), opts);
@@ -105,24 +118,31 @@ export function sm90ForwardSmemBytes(dim: number, persistent: boolean): number {
 /** Options of the Hopper forward main kernel. */
 export interface Sm90ForwardOptions {
   cacheDir?: string;
-  /** The persistent variant (experiment); default: the FFA_SM90_FWD_PERSISTENT environment variable. */
-  persistent?: boolean;
   /**
-   * Persistent only: at most this many blocks (tests: every block then walks many items, through
-   * both directions of the schedule and a partial last round). Default: as many as fit at once.
+   * The schedule: 'auto' (default) picks per plan (sm90ForwardPicksPersistent); true or false
+   * force the persistent one or one block per item (the GPU checks and fwd-persist.ts run both).
+   */
+  persistent?: boolean | 'auto';
+  /**
+   * With persistent: true only: at most this many blocks (tests: every block then walks many
+   * items, through both directions of the schedule and a partial last round). Default: as many
+   * as fit at once.
    */
   maxBlocks?: number;
 }
 
 export class Sm90ForwardMain {
-  readonly module: Module;
   readonly blockM = FFA_SM90_BLOCK_M;
   readonly blockN = FFA_SM90_BLOCK_N;
   readonly lockRows = FFA_SM90_LOCK_ROWS;
   readonly threads = FFA_SM90_THREADS;
-  readonly persistent: boolean;
+  /** The schedule asked for (Sm90ForwardOptions.persistent). */
+  readonly persistent: boolean | 'auto';
   /** Persistent only: the grid's cap (Sm90ForwardOptions.maxBlocks), or undefined. */
   readonly maxBlocks: number | undefined;
+  private readonly cacheDir: string | undefined;
+  /** The two modules (index 1: persistent), each compiled on first use. */
+  private readonly modules: [Module | null, Module | null] = [null, null];
   /** Per kernel: blocks that fit on the GPU at once (persistent grids). */
   private readonly resident = new Map<Kernel, number>();
 
@@ -130,20 +150,36 @@ export class Sm90ForwardMain {
     readonly device: CudaDevice,
     options: Sm90ForwardOptions = {},
   ) {
-    this.persistent = options.persistent ?? sm90ForwardPersistentFromEnv();
+    const persistent = options.persistent ?? 'auto';
+    if (persistent !== true && persistent !== false && persistent !== 'auto') {
+      throw new InvalidArgumentError('persistent', "must be true, false or 'auto'", `got ${JSON.stringify(persistent)}`);
+    }
+    this.persistent = persistent;
     if (options.maxBlocks !== undefined) {
-      if (!this.persistent) throw new InvalidArgumentError('maxBlocks', 'applies to the persistent kernel only', 'persistent is off');
+      if (persistent !== true) throw new InvalidArgumentError('maxBlocks', 'applies to the persistent kernel only (persistent: true)', `persistent is ${JSON.stringify(persistent)}`);
       if (!Number.isInteger(options.maxBlocks) || options.maxBlocks < 1) throw new InvalidArgumentError('maxBlocks', 'must be a positive integer', `got ${options.maxBlocks}`);
     }
     this.maxBlocks = options.maxBlocks;
-    this.module = compileSm90Module(device, 'ffa_fwd_sm90.cu', options.cacheDir, this.persistent ? ['-DFFA_SM90_FWD_PERSISTENT=1'] : []);
+    this.cacheDir = options.cacheDir;
+    requireSm90(device);
   }
 
-  mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean): { kernel: Kernel; smemBytes: number } {
+  /** Whether `plan` runs on the persistent schedule: as forced, or by sm90ForwardPicksPersistent. */
+  picksPersistent(plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>): boolean {
+    return this.persistent === 'auto' ? sm90ForwardPicksPersistent(plan) : this.persistent;
+  }
+
+  /** The module of one schedule, compiled (or read from the compile cache) on first use. */
+  module(persistent: boolean): Module {
+    const i = persistent ? 1 : 0;
+    return (this.modules[i] ??= compileSm90Module(this.device, 'ffa_fwd_sm90.cu', this.cacheDir, persistent ? ['-DFFA_SM90_FWD_PERSISTENT=1'] : []));
+  }
+
+  mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean, persistent: boolean): { kernel: Kernel; smemBytes: number } {
     if (!FFA_SM90_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_SM90_HEAD_DIMS.join(', ')}, got ${dim}`);
     const name = `ffa_fwd_sm90_${tag}_d${dim}_${merge ? 'merge' : 'direct'}`;
-    const kernel = this.module.kernel(name);
-    const bytes = sm90ForwardSmemBytes(dim, this.persistent);
+    const kernel = this.module(persistent).kernel(name);
+    const bytes = sm90ForwardSmemBytes(dim, persistent);
     kernel.setMaxDynamicSharedMemory(bytes);
     return { kernel, smemBytes: bytes };
   }
@@ -162,8 +198,8 @@ export class Sm90ForwardMain {
    * block each, or (persistent) the blocks that fit at once, capped by `blocks` and maxBlocks,
    * with `blocks` passed last.
    */
-  launchShape(kernel: Kernel, smemBytes: number, blocks: number): { grid: number; tail: KernelArg[] } {
-    if (!this.persistent) return { grid: blocks, tail: [] };
+  launchShape(kernel: Kernel, smemBytes: number, blocks: number, persistent: boolean): { grid: number; tail: KernelArg[] } {
+    if (!persistent) return { grid: blocks, tail: [] };
     let fit = this.resident.get(kernel);
     if (fit === undefined) {
       fit = this.device.smCount * Math.max(1, kernel.maxActiveBlocksPerSM(this.threads, smemBytes));

@@ -333,7 +333,7 @@ export class CudaFfaForward {
       cacheDir?: string;
       tile?: Partial<FfaForwardTileConfig>;
       kernel?: FfaForwardKernelKind;
-      /** The Hopper kernel's variant (persistent: an experiment, see Sm90ForwardOptions); ignored by the mma one. */
+      /** The Hopper kernel's schedule (Sm90ForwardOptions: per plan by default); ignored by the mma one. */
       sm90?: Omit<Sm90ForwardOptions, 'cacheDir'>;
     } = {},
   ) {
@@ -358,12 +358,12 @@ export class CudaFfaForward {
     this.mainThreads = this.sm90?.threads ?? 32 * this.warps;
   }
 
-  /** Kernel of the main launch, with its dynamic shared memory opted in. */
-  mainKernel(dtype: DType, dim: number, merge: boolean): { kernel: Kernel; smemBytes: number } {
+  /** Kernel of the main launch, with its dynamic shared memory opted in (`persistent`: the Hopper kernel's schedule). */
+  mainKernel(dtype: DType, dim: number, merge: boolean, persistent = false): { kernel: Kernel; smemBytes: number } {
     const t = dtype === 'bfloat16' ? 'bf16' : dtype === 'float16' ? 'fp16' : null;
     if (t === null) throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
     if (!FFA_FWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_FWD_HEAD_DIMS.join(', ')}, got ${dim}`);
-    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge);
+    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge, persistent);
     const name = `ffa_fwd_${t}_d${dim}_${merge ? 'merge' : 'direct'}`;
     const kernel = this.module.kernel(name);
     const smemBytes = (this.blockM + 4 * this.blockN) * dim * 2;
@@ -383,6 +383,8 @@ const { i32, ptr } = kernelArg;
 export class FfaForwardProblem {
   readonly plan: FfaForwardPlan;
   readonly merge: boolean;
+  /** The Hopper kernel runs this plan on its persistent schedule (Sm90ForwardMain.picksPersistent). */
+  readonly persistent: boolean;
   readonly outDtype: DType;
   private readonly qRanges: DeviceBuffer;
   private readonly kRanges: DeviceBuffer;
@@ -405,7 +407,8 @@ export class FfaForwardProblem {
     this.plan = planFfaForward(slices, shape.tokensQ, owner.blockM, owner.blockN);
     this.outDtype = options.outDtype ?? shape.dtype;
     this.merge = this.plan.overlappingQ || options.forceMerge === true || this.outDtype === 'float32';
-    owner.mainKernel(shape.dtype, shape.dim, this.merge); // validates dtype / dim early
+    this.persistent = owner.sm90?.picksPersistent(this.plan) ?? false;
+    owner.mainKernel(shape.dtype, shape.dim, this.merge, this.persistent); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(2));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
@@ -497,13 +500,13 @@ export class FfaForwardProblem {
     }
 
     if (this.plan.numWork > 0 && headsQ > 0) {
-      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge);
+      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge, this.persistent);
       const accBuf = this.merge ? (this.acc ?? out) : out;
       const sm90 = this.owner.sm90;
       const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(q), ptr(k), ptr(v)];
       const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void => {
         // one block per (item, head), or the persistent Hopper kernel's grid walking them
-        const { grid, tail } = sm90 !== null ? sm90.launchShape(kernel, smemBytes, items * headsQ) : { grid: items * headsQ, tail: [] };
+        const { grid, tail } = sm90 !== null ? sm90.launchShape(kernel, smemBytes, items * headsQ, this.persistent) : { grid: items * headsQ, tail: [] };
         kernel.launch(cfg(grid, this.owner.mainThreads, smemBytes), [
           ...inputs,
           ptr(accBuf),

@@ -39,13 +39,12 @@ constexpr int kBN = 128;
 static_assert(kBN == 128, "S = Q K^T is issued as one m64n128 wgmma per k-step: BN must be 128");
 constexpr int kThreads = 384;
 
-// EXPERIMENT (issue 11; made the default or removed once measured): -DFFA_SM90_FWD_PERSISTENT=1
-// (the host sets it from the FFA_SM90_FWD_PERSISTENT environment variable) builds the persistent
-// variant: a grid of one block per SM, each block walking the work list's virtual blocks
-// ((item, head) pairs, the host's longest-first order) as persistent_block() deals them, its
-// producer loading the next item's Q, K and V while the consumers finish the current item (the
-// last P V, finalize and epilogue). Without the define the kernel is the one-block-per-item one
-// (and its cubin byte-identical to the kernel before the experiment).
+// -DFFA_SM90_FWD_PERSISTENT=1 builds the persistent schedule (the host compiles both and picks per
+// plan: ffa-forward-sm90.ts, sm90ForwardPicksPersistent): a grid of one block per SM, each block
+// walking the work list's virtual blocks ((item, head) pairs, the host's longest-first order) as
+// persistent_block() deals them, its producer loading the next item's Q, K and V while the
+// consumers finish the current item (the last P V, finalize and epilogue). Without the define the
+// kernel runs one block per (item, head).
 #ifndef FFA_SM90_FWD_PERSISTENT
 #define FFA_SM90_FWD_PERSISTENT 0
 #endif
