@@ -39,6 +39,7 @@ import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-ba
 import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 /** Default: 8 warps, BN = 128 keys per block, BM = 64 q rows per inner step (4 warps / BN = 64 also verified; 8 was ~20% faster on an H200). */
 export const FFA_BWD_WARPS = 8;
@@ -93,6 +94,68 @@ export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: num
     qTiles += n;
   });
   return { work, numWork: items.length, qTiles };
+}
+
+/**
+ * Which items of the default (non-deterministic) launch's work list splitLongItems cuts: those
+ * whose q range is longer than `longerThan` rows (and, with `fullSlicesOnly`, that belong to a
+ * full slice), cut at the multiples of `pieceRows` (global q coordinates).
+ */
+export interface QRangeCut {
+  readonly pieceRows: number;
+  readonly longerThan: number;
+  readonly fullSlicesOnly: boolean;
+}
+
+/**
+ * Items of full slices longer than 16,384 q rows, cut into 2,048-row pieces. A block walks every
+ * q tile of its item; on one long full slice that is thousands of steps, over which the blocks of
+ * a wave drift apart until the L2 no longer holds what they share (H200, full 64k, 64:8 heads,
+ * ncu: L2 hit rate 36% against 83% at 16k, DRAM 3.1 TB/s). Measured on the H200 on 2026-12-02
+ * (bench/kernel/bwd-qchunk.ts; uncut -> cut at 2,048): full 32k 412 -> 469 TFLOP/s, 64k 374 -> 441;
+ * full 16k unchanged within the drift (0.98x); but causal 64k lost 9-12% at every piece size from
+ * 2,048 to 16,384 rows and the sliding window 1-11% (its short items split at the boundaries), so
+ * only long full slices are cut.
+ */
+export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: 16384, fullSlicesOnly: true };
+
+/** Throws unless pieceRows is a positive multiple of 128 (every head dim's step rows) and longerThan >= 0. */
+export function validateQRangeCut(cut: QRangeCut): void {
+  if (!(Number.isInteger(cut.pieceRows) && cut.pieceRows > 0 && cut.pieceRows % 128 === 0)) {
+    throw new InvalidArgumentError('qRangeCut.pieceRows', 'must be a positive multiple of 128 q rows', `got ${cut.pieceRows}`);
+  }
+  if (!(cut.longerThan >= 0)) throw new InvalidArgumentError('qRangeCut.longerThan', 'must be >= 0', `got ${cut.longerThan}`);
+}
+
+/**
+ * The plan with the items `cut` selects split at the multiples of cut.pieceRows, for the default
+ * (non-deterministic) launch; the deterministic schedules start from the uncut plan. Pieces and
+ * uncut items in one list, most q tiles first (as planFfaBackward), then by q chunk, so that the
+ * blocks running at once work on the same rows. The same plan object when nothing is cut.
+ */
+export function splitLongItems(plan: FfaBackwardPlan, slices: SliceList, cut: QRangeCut, stepRows: number): FfaBackwardPlan {
+  validateQRangeCut(cut);
+  if (cut.pieceRows % stepRows !== 0) throw new InvalidArgumentError('qRangeCut.pieceRows', `must be a multiple of the ${stepRows} q rows of a step`, `got ${cut.pieceRows}`);
+  const P = cut.pieceRows;
+  const pieces: Array<[number, number, number, number, number]> = [];
+  for (let i = 0; i < plan.numWork; i++) {
+    const [b, n0, qLo, qHi] = plan.work.subarray(4 * i, 4 * i + 4);
+    const cutThis = qHi - qLo > cut.longerThan && (!cut.fullSlicesOnly || slices.maskTypes[b] === 0);
+    for (let a = qLo; a < qHi; ) {
+      const next = cutThis ? Math.min(qHi, (Math.floor(a / P) + 1) * P) : qHi;
+      pieces.push([b, n0, a, next, Math.ceil((next - a) / stepRows)]);
+      a = next;
+    }
+  }
+  if (pieces.length === plan.numWork) return plan;
+  pieces.sort((x, y) => y[4] - x[4] || Math.floor(x[2] / P) - Math.floor(y[2] / P) || x[0] - y[0] || x[1] - y[1]);
+  const work = new Int32Array(pieces.length * 4);
+  let qTiles = 0;
+  pieces.forEach(([b, n0, lo, hi, n], i) => {
+    work.set([b, n0, lo, hi], 4 * i);
+    qTiles += n;
+  });
+  return { work, numWork: pieces.length, qTiles };
 }
 
 /**
@@ -172,12 +235,26 @@ export class CudaFfaBackward {
   readonly blockN: number;
   /** Deterministic mode's schedule where the ordered one can run (default 'ordered'; see deterministicScheduleAt). */
   readonly deterministicSchedule: DeterministicSchedule;
+  /** Which items of the default launch's work list are cut into pieces (splitLongItems); null: none. */
+  readonly qRangeCut: QRangeCut | null;
+  /** EXPERIMENT (issue 11): the Hopper kernel's blocks start their q-tile walk at item index mod tiles (FFA_BWD_SM90_ROTATE). */
+  readonly rotateQWalk: boolean;
 
   constructor(
     readonly device: CudaDevice,
-    options: { cacheDir?: string; warps?: number; kernel?: FfaBackwardKernelKind; deterministicSchedule?: DeterministicSchedule } = {},
+    options: {
+      cacheDir?: string;
+      warps?: number;
+      kernel?: FfaBackwardKernelKind;
+      deterministicSchedule?: DeterministicSchedule;
+      qRangeCut?: QRangeCut | null;
+      rotateQWalk?: boolean;
+    } = {},
   ) {
     this.deterministicSchedule = options.deterministicSchedule ?? 'ordered';
+    this.qRangeCut = options.qRangeCut === undefined ? DEFAULT_Q_RANGE_CUT : options.qRangeCut;
+    if (this.qRangeCut !== null) validateQRangeCut(this.qRangeCut);
+    this.rotateQWalk = options.rotateQWalk ?? false;
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
     this.blockN = 16 * this.warps;
@@ -188,7 +265,7 @@ export class CudaFfaBackward {
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // always loaded: the pre-pass, dsink and conversions live here (and the main kernels of any head dim the Hopper one lacks)
     this.module = device.compile(ffaBackwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir) : null;
+    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir, this.rotateQWalk) : null;
   }
 
   /** Whether launches of head dim `dim` run the Hopper kernel. */
@@ -256,6 +333,8 @@ export class FfaBackwardProblem {
   private readonly kRanges: DeviceBuffer;
   private readonly types: DeviceBuffer;
   private readonly work: DeviceBuffer;
+  /** Items of the default launch's work list (this.work). */
+  readonly defaultItems: number;
   /** fp32 scratch: lseLog2 and Δ [Hq, Tq], dq [Tq, Hq, D], dk/dv [Tk, Hkv, D] */
   readonly lseLog2: DeviceBuffer;
   readonly delta: DeviceBuffer;
@@ -279,7 +358,11 @@ export class FfaBackwardProblem {
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
     this.types = dev.upload(nonEmpty(Int32Array.from(slices.maskTypes)));
-    this.work = dev.upload(nonEmpty(this.plan.work));
+    // the default launch's list; the deterministic schedules start from the uncut plan
+    const steps = owner.stepRows(shape.dim);
+    const cut = owner.qRangeCut !== null ? splitLongItems(this.plan, slices, owner.qRangeCut, steps) : this.plan;
+    this.defaultItems = cut.numWork;
+    this.work = dev.upload(nonEmpty(cut.work));
     const rows = shape.tokensQ * shape.headsQ;
     this.lseLog2 = dev.alloc(Math.max(4, rows * 4));
     this.delta = dev.alloc(Math.max(4, rows * 4));
@@ -410,7 +493,7 @@ export class FfaBackwardProblem {
         const g = det.plan.groups;
         for (let i = 0; i < g.length; i += 2) mainLaunch(det.buffer.ptr + BigInt(g[i] * 16), g[i + 1]);
       } else {
-        mainLaunch(this.work, this.plan.numWork);
+        mainLaunch(this.work, this.defaultItems);
       }
     }
   }

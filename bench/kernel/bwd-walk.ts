@@ -1,0 +1,172 @@
+/**
+ * bench/kernel/bwd-walk: how the Hopper backward's blocks walk the work, 64:8 heads, D 128, bf16,
+ * bench:kernel's masks (seed 42) and N(0, 1) inputs:
+ *
+ *   source .device/boot.sh && node dist/bench/kernel/bwd-walk.js [--out FILE]
+ *     [--seqlens 16384,32768,65536] [--masks full,causal,varlen_causal,sw_causal]
+ *     [--variants uncut,cut,rotate,rotate+cut] [--iters 10] [--warmup 3] [--verify-seqlen 16384]
+ *
+ * Variants (CudaFfaBackward options):
+ *   uncut       one work item per (slice, k tile) with all its q rows (qRangeCut: null)
+ *   cut         long items of full slices cut into pieces (qRangeCut: DEFAULT_Q_RANGE_CUT, the default)
+ *   c<N>        every item cut at the multiples of N rows (qRangeCut { pieceRows: N, longerThan: 0 })
+ *   rotate      EXPERIMENT: uncut, each item's q-tile walk starting at its index mod tiles (rotateQWalk)
+ *   rotate+cut  both
+ * Per (seqlen, mask) the variants in order, then the first one again (the drift within the run),
+ * each the whole backward (pre-pass, zeroing, main kernel, conversions) timed by timing.ts
+ * timeLaunches (one untimed call, warm-ups, then each call between its own CUDA events, the
+ * median); TFLOP/s = 2.5 · 4 · area · Hq · D / t. At --verify-seqlen each variant's fp32 dq / dk /
+ * dv sums must agree with the first variant's within 1e-3 of its max |value| (the same adds in
+ * another order), no NaN; a failed verify sets exit code 1.
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Command } from 'commander';
+import { renderTable } from '../../src/cli/table.js';
+import { intAtLeast } from '../../src/cli/flags.js';
+import type { DeviceBuffer } from '../../src/device/device.js';
+import { SCRATCH_RESULTS_DIR } from '../output.js';
+import { randomDeviceTensor } from './inputs.js';
+import { timeLaunches } from './timing.js';
+import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
+
+const HQ = 64;
+const HKV = 8;
+const DIM = 128;
+
+const ints = (v: string): number[] => v.split(',').map((x) => {
+  const n = Number(x);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`not a positive integer: ${x}`);
+  return n;
+});
+const program = new Command()
+  .name('bwd-qchunk')
+  .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-qchunk.json`)
+  .option('--seqlens <list>', 'tokens', ints, [16384, 32768, 65536])
+  .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, (v: string) => v.split(',') as MaskName[], ['full', 'causal', 'varlen_full'] as MaskName[])
+  .option('--caps <list>', 'maxQRows values (multiples of 128)', ints, [16384, 8192])
+  .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
+  .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
+  .option('--verify-seqlen <n>', 'seqlen at which the cut lists are checked against the uncut one', intAtLeast(0), 16384)
+  .parse();
+const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; caps: number[]; iters: number; warmup: number; verifySeqlen: number }>();
+for (const m of opts.masks) if (!(MASK_NAMES as readonly string[]).includes(m)) throw new Error(`unknown mask ${m}`);
+
+interface Row {
+  mask: string;
+  seqlen: number;
+  items: Record<string, number>;
+  ms: Record<string, number>;
+  tflops: Record<string, number>;
+  verify?: string;
+  error?: string;
+}
+
+async function main(): Promise<number> {
+  const { CudaDevice } = await import('../../src/device/index.js');
+  const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
+  const { CudaFfaBackward } = await import('../../src/kernels/cuda/ffa-backward.js');
+  const dev = CudaDevice.open(0);
+  const labels = ['uncut', ...opts.caps.map(String), 'uncut again'];
+  const kernels = new Map<string, InstanceType<typeof CudaFfaBackward>>();
+  kernels.set('uncut', new CudaFfaBackward(dev));
+  for (const c of opts.caps) kernels.set(String(c), new CudaFfaBackward(dev, { maxQRows: c }));
+  kernels.set('uncut again', kernels.get('uncut')!);
+  if (!kernels.get('uncut')!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');
+  const fwd = new CudaFfaForward(dev);
+  const scale = 1 / Math.sqrt(DIM);
+  const rows: Row[] = [];
+  let failed = false;
+  const save = (): void => {
+    mkdirSync(dirname(opts.out), { recursive: true });
+    const what = `backward ms / TFLOP/s, ${HQ}:${HKV} heads, D ${DIM}, bf16; work items uncut vs q ranges cut at multiples of maxQRows; timeLaunches median, --iters ${opts.iters} --warmup ${opts.warmup}`;
+    writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), gpu: dev.name, what, rows }, null, 2));
+  };
+  console.log(`bwd-qchunk on ${dev.name} (${dev.smCount} SMs), ${HQ}:${HKV} heads, D ${DIM}, bf16; variants: ${labels.join(', ')}`);
+  for (const S of opts.seqlens) {
+    const [qT, kT, vT, doT] = await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3), randomDeviceTensor(dev, [S, HQ, DIM], 4)]);
+    const bufs = {
+      q: qT.buffer, k: kT.buffer, v: vT.buffer, dout: doT.buffer,
+      out: dev.alloc(S * HQ * DIM * 2), lse: dev.alloc(S * HQ * 4),
+      dq: dev.alloc(S * HQ * DIM * 2), dk: dev.alloc(S * HKV * DIM * 2), dv: dev.alloc(S * HKV * DIM * 2),
+    };
+    for (const name of opts.masks) {
+      const m = buildMask(name, S, 42);
+      const row: Row = { mask: name, seqlen: S, items: {}, ms: {}, tflops: {} };
+      rows.push(row);
+      const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+      try {
+        const fp = fwd.prepare(shape, m.slices);
+        fp.launch(bufs.q, bufs.k, bufs.v, bufs.out, bufs.lse, scale);
+        fp.free();
+        const problems = new Map(labels.map((l) => [l, kernels.get(l)!.prepare(shape, m.slices)]));
+        for (const [l, p] of problems) row.items[l] = p.defaultItems;
+        if (S === opts.verifySeqlen) {
+          const sums = (l: string): Float32Array[] => {
+            const p = problems.get(l)!;
+            p.launchMain(bufs, scale);
+            return [p.dqAcc, p.dkAcc, p.dvAcc].map((b: DeviceBuffer) => {
+              const u = b.download(new Uint8Array(b.bytes));
+              return new Float32Array(u.buffer, u.byteOffset, u.byteLength / 4);
+            });
+          };
+          const ref = sums('uncut');
+          const parts: string[] = [];
+          let ok = true;
+          for (const c of opts.caps.map(String)) {
+            const got = sums(c);
+            const agree = ['dq', 'dk', 'dv'].map((t, i) => {
+              let maxRef = 0;
+              let maxDiff = 0;
+              let nan = 0;
+              for (let j = 0; j < ref[i].length; j++) {
+                if (Number.isNaN(got[i][j])) nan++;
+                maxRef = Math.max(maxRef, Math.abs(ref[i][j]));
+                maxDiff = Math.max(maxDiff, Math.abs(got[i][j] - ref[i][j]));
+              }
+              const good = nan === 0 && maxDiff <= 1e-3 * maxRef;
+              ok &&= good;
+              return `${t} ${(maxDiff / (maxRef || 1)).toExponential(1)}${nan > 0 ? ` ${nan} NaN` : ''}${good ? '' : ' BAD'}`;
+            });
+            parts.push(`cap ${c} vs uncut: ${agree.join(' ')}`);
+          }
+          row.verify = parts.join('; ');
+          failed ||= !ok;
+          console.log(`${ok ? 'PASS' : 'FAIL'} bwd-qchunk verify ${name} S=${S}: ${row.verify}`);
+        }
+        for (const l of labels) {
+          const p = problems.get(l)!;
+          const t = timeLaunches(dev, () => p.launch(bufs, scale), opts.iters, opts.warmup);
+          row.ms[l] = t.ms;
+          row.tflops[l] = (2.5 * 4 * m.area * HQ * DIM) / (t.ms * 1e-3) / 1e12;
+        }
+        for (const p of new Set(problems.values())) p.free();
+        console.log(`bwd-qchunk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items)`).join(' | ')}`);
+      } catch (e) {
+        row.error = (e as Error).stack ?? String(e);
+        failed = true;
+        console.log(`FAIL bwd-qchunk ${name} S=${S}: threw ${row.error}`);
+      }
+      save();
+    }
+    for (const b of [qT.buffer, kT.buffer, vT.buffer, doT.buffer, bufs.out, bufs.lse, bufs.dq, bufs.dk, bufs.dv]) b.free();
+  }
+  const mean = (r: Row): number => (r.tflops.uncut + r.tflops['uncut again']) / 2;
+  console.log(
+    renderTable(
+      ['mask', 'tokens', ...labels.map((l) => `${l} TF`), ...opts.caps.map((c) => `${c} / mean uncut`)],
+      rows.filter((r) => r.error === undefined).map((r) => [r.mask, String(r.seqlen), ...labels.map((l) => r.tflops[l].toFixed(0)), ...opts.caps.map((c) => (r.tflops[String(c)] / mean(r)).toFixed(3))]),
+    ),
+  );
+  console.log(`wrote ${opts.out}`);
+  dev.close();
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
