@@ -1,11 +1,13 @@
 /**
- * splitLongItems (the CUDA backward's default work list with q ranges cut at multiples of
- * maxQRows; no GPU needed): the pieces cover each item's (k tile, q rows) exactly once, none
- * crosses a multiple of maxQRows, and the list stays most-q-tiles-first, q chunk next.
+ * splitLongItems (the CUDA backward's default work list with the long items of full slices cut
+ * into pieces; no GPU needed): the pieces cover each item's (k tile, q rows) exactly once, none
+ * crosses a multiple of the piece rows, the list stays most-q-tiles-first, q chunk next, and the
+ * default rule cuts exactly the items of full slices longer than its threshold.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
+import { DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
+import { InvalidArgumentError } from '../src/errors.js';
 import { causalMask, fullMask, makeSliceList, varlenCausalMask, type SliceList } from '../src/mask/index.js';
 
 /** Every (slice, n0, q row) the list covers, with multiplicity. */
@@ -33,7 +35,7 @@ for (const [name, slices, tokens] of cases) {
     const step = 64;
     const plan = planFfaBackward(slices, tokens, tokens, 128, step);
     for (const cap of [128, 1024, 1536]) {
-      const cut = splitLongItems(plan, cap, step);
+      const cut = splitLongItems(plan, slices, { pieceRows: cap, longerThan: 0, fullSlicesOnly: false }, step);
       assert.deepEqual(coverage(cut), coverage(plan), `cap ${cap}: pieces cover the plan's rows exactly once`);
       let tiles = 0;
       for (let i = 0; i < cut.numWork; i++) {
@@ -52,11 +54,44 @@ for (const [name, slices, tokens] of cases) {
       assert.ok(cut.numWork >= plan.numWork);
     }
     // a cap above every range leaves the plan as it is
-    assert.equal(splitLongItems(plan, 8192, step), plan);
+    assert.equal(splitLongItems(plan, slices, { pieceRows: 8192, longerThan: 0, fullSlicesOnly: false }, step), plan);
   });
 }
 
-test('splitLongItems: a cap that is not a positive multiple of the step rows is refused', () => {
-  const plan = planFfaBackward(fullMask(1000), 1000, 1000, 128, 64);
-  for (const bad of [0, -128, 100, 64.5, Number.NaN]) assert.throws(() => splitLongItems(plan, bad, 64), RangeError, String(bad));
+test('splitLongItems: piece rows that are not a positive multiple of 128 (and of the step rows) are refused', () => {
+  const slices = fullMask(1000);
+  const plan = planFfaBackward(slices, 1000, 1000, 128, 64);
+  for (const bad of [0, -128, 100, 64, 64.5, Number.NaN]) {
+    assert.throws(() => splitLongItems(plan, slices, { pieceRows: bad, longerThan: 0, fullSlicesOnly: false }, 64), InvalidArgumentError, String(bad));
+  }
+  assert.throws(() => splitLongItems(plan, slices, { pieceRows: 128, longerThan: 0, fullSlicesOnly: false }, 256), InvalidArgumentError);
+  assert.throws(() => splitLongItems(plan, slices, { pieceRows: 128, longerThan: -1, fullSlicesOnly: false }, 64), InvalidArgumentError);
+});
+
+test('splitLongItems with the default rule: only items of full slices longer than the threshold are cut', () => {
+  const { pieceRows, longerThan } = DEFAULT_Q_RANGE_CUT;
+  const step = 64;
+  const count = (slices: ReturnType<typeof fullMask>, tokens: number): [number, number] => {
+    const plan = planFfaBackward(slices, tokens, tokens, 128, step);
+    return [plan.numWork, splitLongItems(plan, slices, DEFAULT_Q_RANGE_CUT, step).numWork];
+  };
+  // a full slice of exactly the threshold: not cut; one tile longer: every item cut
+  assert.deepEqual(count(fullMask(longerThan), longerThan), [longerThan / 128, longerThan / 128]);
+  const long = longerThan + 128;
+  assert.deepEqual(count(fullMask(long), long), [long / 128, (long / 128) * Math.ceil(long / pieceRows)]);
+  // causal and the sliding window's slices stay whole however long
+  const [causalItems, causalCut] = count(causalMask(2 * longerThan), 2 * longerThan);
+  assert.equal(causalCut, causalItems);
+  // a mask with a long full document beside a long causal one: only the full one's items are cut
+  const mixed = makeSliceList([[0, long], [long, 2 * long]], [[0, long], [long, 2 * long]], ['full', 'causal']);
+  const plan = planFfaBackward(mixed, 2 * long, 2 * long, 128, step);
+  const cut = splitLongItems(plan, mixed, DEFAULT_Q_RANGE_CUT, step);
+  let fullPieces = 0;
+  let causalPieces = 0;
+  for (let i = 0; i < cut.numWork; i++) {
+    if (cut.work[4 * i] === 0) fullPieces++;
+    else causalPieces++;
+  }
+  assert.equal(fullPieces, (long / 128) * Math.ceil(long / pieceRows));
+  assert.equal(causalPieces, long / 128);
 });

@@ -23,7 +23,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
-import { intAtLeast } from '../../src/cli/flags.js';
+import { intAtLeast, wordList } from '../../src/cli/flags.js';
 import type { DeviceBuffer } from '../../src/device/device.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
 import { randomDeviceTensor } from './inputs.js';
@@ -34,23 +34,20 @@ const HQ = 64;
 const HKV = 8;
 const DIM = 128;
 
-const ints = (v: string): number[] => v.split(',').map((x) => {
-  const n = Number(x);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`not a positive integer: ${x}`);
-  return n;
-});
+const VARIANT_RE = /^(uncut|cut|rotate|rotate\+cut|c\d+)$/;
 const program = new Command()
-  .name('bwd-qchunk')
-  .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-qchunk.json`)
-  .option('--seqlens <list>', 'tokens', ints, [16384, 32768, 65536])
-  .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, (v: string) => v.split(',') as MaskName[], ['full', 'causal', 'varlen_full'] as MaskName[])
-  .option('--caps <list>', 'maxQRows values (multiples of 128)', ints, [16384, 8192])
+  .name('bwd-walk')
+  .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-walk.json`)
+  .option('--seqlens <list>', 'tokens', (v: string) => v.split(',').map(Number), [16384, 32768, 65536])
+  .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), ['full', 'causal', 'varlen_causal', 'sw_causal'] as MaskName[])
+  .option('--variants <list>', 'uncut, cut, rotate, rotate+cut, c<N>', (v: string) => v.split(','), ['uncut', 'cut', 'rotate', 'rotate+cut'])
   .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
   .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
-  .option('--verify-seqlen <n>', 'seqlen at which the cut lists are checked against the uncut one', intAtLeast(0), 16384)
+  .option('--verify-seqlen <n>', 'seqlen at which every variant is checked against the first', intAtLeast(0), 16384)
   .parse();
-const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; caps: number[]; iters: number; warmup: number; verifySeqlen: number }>();
-for (const m of opts.masks) if (!(MASK_NAMES as readonly string[]).includes(m)) throw new Error(`unknown mask ${m}`);
+const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; variants: string[]; iters: number; warmup: number; verifySeqlen: number }>();
+for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, rotate, rotate+cut, c<N>)`);
+for (const n of opts.seqlens) if (!Number.isInteger(n) || n < 1024) throw new Error(`--seqlens: ${n} is not an integer >= 1024`);
 
 interface Row {
   mask: string;
@@ -67,22 +64,27 @@ async function main(): Promise<number> {
   const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
   const { CudaFfaBackward } = await import('../../src/kernels/cuda/ffa-backward.js');
   const dev = CudaDevice.open(0);
-  const labels = ['uncut', ...opts.caps.map(String), 'uncut again'];
+  const { DEFAULT_Q_RANGE_CUT } = await import('../../src/kernels/cuda/ffa-backward.js');
+  const again = `${opts.variants[0]} again`;
+  const labels = [...opts.variants, again];
   const kernels = new Map<string, InstanceType<typeof CudaFfaBackward>>();
-  kernels.set('uncut', new CudaFfaBackward(dev));
-  for (const c of opts.caps) kernels.set(String(c), new CudaFfaBackward(dev, { maxQRows: c }));
-  kernels.set('uncut again', kernels.get('uncut')!);
-  if (!kernels.get('uncut')!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');
+  for (const v of opts.variants) {
+    const c = /^c(\d+)$/.exec(v);
+    const qRangeCut = c !== null ? { pieceRows: Number(c[1]), longerThan: 0, fullSlicesOnly: false } : v.endsWith('cut') && !v.endsWith('uncut') ? DEFAULT_Q_RANGE_CUT : null;
+    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut, rotateQWalk: v.startsWith('rotate') }));
+  }
+  kernels.set(again, kernels.get(opts.variants[0])!);
+  if (!kernels.get(again)!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');
   const fwd = new CudaFfaForward(dev);
   const scale = 1 / Math.sqrt(DIM);
   const rows: Row[] = [];
   let failed = false;
   const save = (): void => {
     mkdirSync(dirname(opts.out), { recursive: true });
-    const what = `backward ms / TFLOP/s, ${HQ}:${HKV} heads, D ${DIM}, bf16; work items uncut vs q ranges cut at multiples of maxQRows; timeLaunches median, --iters ${opts.iters} --warmup ${opts.warmup}`;
+    const what = `backward ms / TFLOP/s, ${HQ}:${HKV} heads, D ${DIM}, bf16; variants ${labels.join(', ')} (bench/kernel/bwd-walk.ts header); cut = ${JSON.stringify(DEFAULT_Q_RANGE_CUT)}; timeLaunches median, --iters ${opts.iters} --warmup ${opts.warmup}`;
     writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), gpu: dev.name, what, rows }, null, 2));
   };
-  console.log(`bwd-qchunk on ${dev.name} (${dev.smCount} SMs), ${HQ}:${HKV} heads, D ${DIM}, bf16; variants: ${labels.join(', ')}`);
+  console.log(`bwd-walk on ${dev.name} (${dev.smCount} SMs), ${HQ}:${HKV} heads, D ${DIM}, bf16; variants: ${labels.join(', ')}`);
   for (const S of opts.seqlens) {
     const [qT, kT, vT, doT] = await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3), randomDeviceTensor(dev, [S, HQ, DIM], 4)]);
     const bufs = {
@@ -110,10 +112,10 @@ async function main(): Promise<number> {
               return new Float32Array(u.buffer, u.byteOffset, u.byteLength / 4);
             });
           };
-          const ref = sums('uncut');
+          const ref = sums(opts.variants[0]);
           const parts: string[] = [];
           let ok = true;
-          for (const c of opts.caps.map(String)) {
+          for (const c of opts.variants.slice(1)) {
             const got = sums(c);
             const agree = ['dq', 'dk', 'dv'].map((t, i) => {
               let maxRef = 0;
@@ -128,11 +130,11 @@ async function main(): Promise<number> {
               ok &&= good;
               return `${t} ${(maxDiff / (maxRef || 1)).toExponential(1)}${nan > 0 ? ` ${nan} NaN` : ''}${good ? '' : ' BAD'}`;
             });
-            parts.push(`cap ${c} vs uncut: ${agree.join(' ')}`);
+            parts.push(`${c} vs ${opts.variants[0]}: ${agree.join(' ')}`);
           }
           row.verify = parts.join('; ');
           failed ||= !ok;
-          console.log(`${ok ? 'PASS' : 'FAIL'} bwd-qchunk verify ${name} S=${S}: ${row.verify}`);
+          console.log(`${ok ? 'PASS' : 'FAIL'} bwd-walk verify ${name} S=${S}: ${row.verify}`);
         }
         for (const l of labels) {
           const p = problems.get(l)!;
@@ -141,21 +143,21 @@ async function main(): Promise<number> {
           row.tflops[l] = (2.5 * 4 * m.area * HQ * DIM) / (t.ms * 1e-3) / 1e12;
         }
         for (const p of new Set(problems.values())) p.free();
-        console.log(`bwd-qchunk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items)`).join(' | ')}`);
+        console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items)`).join(' | ')}`);
       } catch (e) {
         row.error = (e as Error).stack ?? String(e);
         failed = true;
-        console.log(`FAIL bwd-qchunk ${name} S=${S}: threw ${row.error}`);
+        console.log(`FAIL bwd-walk ${name} S=${S}: threw ${row.error}`);
       }
       save();
     }
     for (const b of [qT.buffer, kT.buffer, vT.buffer, doT.buffer, bufs.out, bufs.lse, bufs.dq, bufs.dk, bufs.dv]) b.free();
   }
-  const mean = (r: Row): number => (r.tflops.uncut + r.tflops['uncut again']) / 2;
+  const mean = (r: Row): number => (r.tflops[opts.variants[0]] + r.tflops[again]) / 2;
   console.log(
     renderTable(
-      ['mask', 'tokens', ...labels.map((l) => `${l} TF`), ...opts.caps.map((c) => `${c} / mean uncut`)],
-      rows.filter((r) => r.error === undefined).map((r) => [r.mask, String(r.seqlen), ...labels.map((l) => r.tflops[l].toFixed(0)), ...opts.caps.map((c) => (r.tflops[String(c)] / mean(r)).toFixed(3))]),
+      ['mask', 'tokens', ...labels.map((l) => `${l} TF`), ...opts.variants.slice(1).map((v) => `${v} / mean ${opts.variants[0]}`)],
+      rows.filter((r) => r.error === undefined).map((r) => [r.mask, String(r.seqlen), ...labels.map((l) => r.tflops[l].toFixed(0)), ...opts.variants.slice(1).map((v) => (r.tflops[v] / mean(r)).toFixed(3))]),
     ),
   );
   console.log(`wrote ${opts.out}`);

@@ -38,7 +38,7 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import { referenceBackward } from '../../src/kernels/reference.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
-import { CudaFfaBackward, planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
+import { CudaFfaBackward, planFfaBackward, splitLongItems, type QRangeCut } from '../../src/kernels/cuda/ffa-backward.js';
 import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
@@ -178,10 +178,18 @@ let t0 = performance.now();
 const fwd = new CudaFfaForward(dev);
 // one default backward per --warps entry; next to one that picked the Hopper kernel, its mma twin
 const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w, deterministicSchedule: detSchedule }));
-const bwds = defaults.flatMap((b) => (b.sm90 !== null ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' })] : [b]));
+// (and two more Hopper ones: work items cut at every 256 q rows, so that the cases run through
+// splitLongItems' pieces as long full slices do; and EXPERIMENT the rotated q-tile walk)
+const CUT_256: QRangeCut = { pieceRows: 256, longerThan: 0, fullSlicesOnly: false };
+const bwds = defaults.flatMap((b) =>
+  b.sm90 !== null
+    ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' }), new CudaFfaBackward(dev, { warps: b.warps, qRangeCut: CUT_256 }), new CudaFfaBackward(dev, { warps: b.warps, rotateQWalk: true })]
+    : [b],
+);
 console.log(`nvrtc compile + load ffa_fwd.cu and ffa_bwd.cu (${bwds.length} configs): ${(performance.now() - t0).toFixed(0)} ms`);
 /** `sm90 8 warps` / `mma 4 warps`: which main kernel a backward runs at head dim `dim`. */
-const kernelLabel = (b: CudaFfaBackward, dim = 128): string => `${b.usesSm90(dim) ? 'sm90' : 'mma'} ${b.warps} warps`;
+const kernelLabel = (b: CudaFfaBackward, dim = 128): string =>
+  `${b.usesSm90(dim) ? 'sm90' : 'mma'} ${b.warps} warps${b.qRangeCut === CUT_256 ? ', q ranges cut at 256 rows' : ''}${b.rotateQWalk ? ', rotated q walk' : ''}`;
 for (const b of bwds) {
   for (const name of ['ffa_bwd_bf16_d128', 'ffa_bwd_bf16_d128_softcap', 'ffa_bwd_bf16_d64', 'ffa_bwd_pre_bf16_d128']) {
     const kern = b.module.kernel(name);
@@ -208,7 +216,8 @@ if (checks) {
     const refMs = performance.now() - t0;
     const unc = uncoveredKeys(c.slices, c.tokensK);
     for (const bwd of bwds) {
-      const plan = planFfaBackward(c.slices, c.tokensQ, c.tokensK, bwd.blockN, bwd.stepRows(c.dim));
+      const uncut = planFfaBackward(c.slices, c.tokensQ, c.tokensK, bwd.blockN, bwd.stepRows(c.dim));
+      const plan = bwd.qRangeCut !== null ? splitLongItems(uncut, c.slices, bwd.qRangeCut, bwd.stepRows(c.dim)) : uncut;
       t0 = performance.now();
       const got = hostBackward(bwd, bargs, { poison: true });
       const gpuMs = performance.now() - t0;

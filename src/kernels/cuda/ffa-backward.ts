@@ -112,7 +112,7 @@ export interface QRangeCut {
  * q tile of its item; on one long full slice that is thousands of steps, over which the blocks of
  * a wave drift apart until the L2 no longer holds what they share (H200, full 64k, 64:8 heads,
  * ncu: L2 hit rate 36% against 83% at 16k, DRAM 3.1 TB/s). Measured on the H200 on 2026-12-02
- * (bench/kernel/bwd-qchunk.ts; uncut -> cut at 2,048): full 32k 412 -> 469 TFLOP/s, 64k 374 -> 441;
+ * (bench/kernel/bwd-walk.ts, then named bwd-qchunk.ts, results in bench/results/kernel-bwd-qcut-2026-12-02.json; uncut -> cut at 2,048): full 32k 412 -> 469 TFLOP/s, 64k 374 -> 441;
  * full 16k unchanged within the drift (0.98x); but causal 64k lost 9-12% at every piece size from
  * 2,048 to 16,384 rows and the sliding window 1-11% (its short items split at the boundaries), so
  * only long full slices are cut.
