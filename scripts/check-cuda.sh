@@ -42,6 +42,4 @@ done
 check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_PERSISTENT=1
 # the Hopper backward's ordered deterministic entry points (a module of their own at run time)
 check src/kernels/cuda/ffa_bwd_sm90.cu -DFFA_BWD_SM90_ORDERED=1
-# EXPERIMENT: the Hopper backward with rotated q-tile walks (CudaFfaBackward rotateQWalk)
-check src/kernels/cuda/ffa_bwd_sm90.cu -DFFA_BWD_SM90_ROTATE=1
 exit $status

@@ -4,14 +4,12 @@
  *
  *   source .device/boot.sh && node dist/bench/kernel/bwd-walk.js [--out FILE]
  *     [--seqlens 16384,32768,65536] [--masks full,causal,varlen_causal,sw_causal]
- *     [--variants uncut,cut,rotate,rotate+cut] [--iters 10] [--warmup 3] [--verify-seqlen 16384]
+ *     [--variants uncut,cut,c2048] [--iters 10] [--warmup 3] [--verify-seqlen 16384]
  *
  * Variants (CudaFfaBackward options):
  *   uncut       one work item per (slice, k tile) with all its q rows (qRangeCut: null)
  *   cut         long items of full slices cut into pieces (qRangeCut: DEFAULT_Q_RANGE_CUT, the default)
  *   c<N>        every item cut at the multiples of N rows (qRangeCut { pieceRows: N, longerThan: 0 })
- *   rotate      EXPERIMENT: uncut, each item's q-tile walk starting at its index mod tiles (rotateQWalk)
- *   rotate+cut  both
  * Per (seqlen, mask) the variants in order, then the first one again (the drift within the run),
  * each the whole backward (pre-pass, zeroing, main kernel, conversions) timed by timing.ts
  * timeLaunches (one untimed call, warm-ups, then each call between its own CUDA events, the
@@ -34,19 +32,19 @@ const HQ = 64;
 const HKV = 8;
 const DIM = 128;
 
-const VARIANT_RE = /^(uncut|cut|rotate|rotate\+cut|c\d+)$/;
+const VARIANT_RE = /^(uncut|cut|c\d+)$/;
 const program = new Command()
   .name('bwd-walk')
   .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-walk.json`)
   .option('--seqlens <list>', 'tokens', (v: string) => v.split(',').map(Number), [16384, 32768, 65536])
   .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), ['full', 'causal', 'varlen_causal', 'sw_causal'] as MaskName[])
-  .option('--variants <list>', 'uncut, cut, rotate, rotate+cut, c<N>', (v: string) => v.split(','), ['uncut', 'cut', 'rotate', 'rotate+cut'])
+  .option('--variants <list>', 'uncut, cut, c<N>', (v: string) => v.split(','), ['uncut', 'cut'])
   .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
   .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
   .option('--verify-seqlen <n>', 'seqlen at which every variant is checked against the first', intAtLeast(0), 16384)
   .parse();
 const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; variants: string[]; iters: number; warmup: number; verifySeqlen: number }>();
-for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, rotate, rotate+cut, c<N>)`);
+for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, c<N>)`);
 for (const n of opts.seqlens) if (!Number.isInteger(n) || n < 1024) throw new Error(`--seqlens: ${n} is not an integer >= 1024`);
 
 interface Row {
@@ -70,8 +68,8 @@ async function main(): Promise<number> {
   const kernels = new Map<string, InstanceType<typeof CudaFfaBackward>>();
   for (const v of opts.variants) {
     const c = /^c(\d+)$/.exec(v);
-    const qRangeCut = c !== null ? { pieceRows: Number(c[1]), longerThan: 0, fullSlicesOnly: false } : v.endsWith('cut') && !v.endsWith('uncut') ? DEFAULT_Q_RANGE_CUT : null;
-    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut, rotateQWalk: v.startsWith('rotate') }));
+    const qRangeCut = c !== null ? { pieceRows: Number(c[1]), longerThan: 0, fullSlicesOnly: false } : v === 'cut' ? DEFAULT_Q_RANGE_CUT : null;
+    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut }));
   }
   kernels.set(again, kernels.get(opts.variants[0])!);
   if (!kernels.get(again)!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');

@@ -49,10 +49,8 @@ export class Sm90BackwardMain {
   constructor(
     readonly device: CudaDevice,
     private readonly cacheDir?: string,
-    /** EXPERIMENT (issue 11): compile with FFA_BWD_SM90_ROTATE (each item's q-tile walk starts at its index mod tiles). */
-    rotateQWalk = false,
   ) {
-    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, rotateQWalk ? ['-DFFA_BWD_SM90_ROTATE'] : []);
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir);
   }
 
   /** Whether this kernel takes the head dim (else the mma.sync backward runs). */

@@ -112,10 +112,14 @@ export interface QRangeCut {
  * q tile of its item; on one long full slice that is thousands of steps, over which the blocks of
  * a wave drift apart until the L2 no longer holds what they share (H200, full 64k, 64:8 heads,
  * ncu: L2 hit rate 36% against 83% at 16k, DRAM 3.1 TB/s). Measured on the H200 on 2026-12-02
- * (bench/kernel/bwd-walk.ts, then named bwd-qchunk.ts, results in bench/results/kernel-bwd-qcut-2026-12-02.json; uncut -> cut at 2,048): full 32k 412 -> 469 TFLOP/s, 64k 374 -> 441;
- * full 16k unchanged within the drift (0.98x); but causal 64k lost 9-12% at every piece size from
- * 2,048 to 16,384 rows and the sliding window 1-11% (its short items split at the boundaries), so
- * only long full slices are cut.
+ * (bench/kernel/bwd-walk.ts; bench/results/kernel-bwd-qcut-2026-12-02.json, uncut -> every item
+ * cut at 2,048): full 32k 412 -> 469 TFLOP/s, 64k 374 -> 441; full 16k unchanged within the drift
+ * (0.98x); but causal 64k lost 9-12% at every piece size from 2,048 to 16,384 rows and the sliding
+ * window 1-11% (its short items split at the boundaries), so only long full slices are cut. This
+ * rule, timed again in the same way (kernel-bwd-walk-2026-12-02.json): full 64k 1.18x, every other
+ * mask and size within 3%. The blocks running at once should share their rows: starting each
+ * item's walk at a different q tile (so that they add into different dq tiles) was slower on every
+ * mask (0.94-1.00x) and took the cut's gain away.
  */
 export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: 16384, fullSlicesOnly: true };
 
@@ -237,8 +241,6 @@ export class CudaFfaBackward {
   readonly deterministicSchedule: DeterministicSchedule;
   /** Which items of the default launch's work list are cut into pieces (splitLongItems); null: none. */
   readonly qRangeCut: QRangeCut | null;
-  /** EXPERIMENT (issue 11): the Hopper kernel's blocks start their q-tile walk at item index mod tiles (FFA_BWD_SM90_ROTATE). */
-  readonly rotateQWalk: boolean;
 
   constructor(
     readonly device: CudaDevice,
@@ -248,13 +250,11 @@ export class CudaFfaBackward {
       kernel?: FfaBackwardKernelKind;
       deterministicSchedule?: DeterministicSchedule;
       qRangeCut?: QRangeCut | null;
-      rotateQWalk?: boolean;
     } = {},
   ) {
     this.deterministicSchedule = options.deterministicSchedule ?? 'ordered';
     this.qRangeCut = options.qRangeCut === undefined ? DEFAULT_Q_RANGE_CUT : options.qRangeCut;
     if (this.qRangeCut !== null) validateQRangeCut(this.qRangeCut);
-    this.rotateQWalk = options.rotateQWalk ?? false;
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
     this.blockN = 16 * this.warps;
@@ -265,7 +265,7 @@ export class CudaFfaBackward {
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // always loaded: the pre-pass, dsink and conversions live here (and the main kernels of any head dim the Hopper one lacks)
     this.module = device.compile(ffaBackwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir, this.rotateQWalk) : null;
+    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir) : null;
   }
 
   /** Whether launches of head dim `dim` run the Hopper kernel. */

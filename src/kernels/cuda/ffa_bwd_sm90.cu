@@ -221,13 +221,6 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
                             : bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
-#ifdef FFA_BWD_SM90_ROTATE
-  // EXPERIMENT (issue 11): item i walks its q tiles from tile i % nQt (wrapping), so the blocks
-  // running at once (consecutive items) add into different dq tiles instead of the same one.
-  const int rot = ORDERED ? 0 : (int)((blockIdx.x / headsKv) % nQt);
-#else
-  constexpr int rot = 0;
-#endif
 
   if (tid == 0) {
     mbar_init(barKV, 1);
@@ -252,13 +245,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       wk.next(G);
     } else {
       h = hk * G + s / nQt;
-#ifdef FFA_BWD_SM90_ROTATE
-      int t = s % nQt + rot;
-      if (t >= nQt) t -= nQt;
-      m0 = qLo + t * kBM;
-#else
       m0 = qLo + (s % nQt) * kBM;
-#endif
     }
   };
 
@@ -431,7 +418,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   issue_s(0);
   wgmma_wait<0>();
   fence_regs<kBM / 8>(st);
-  int qt = rot;  // the step's q tile, counted ((s % nQt + rot) % nQt)
+  int qt = 0;  // the step's q tile, counted (s % nQt)
   StepWalk wk;  // ORDERED
   for (int s = 0; s < nSteps; ++s) {
     const int stage = s & 1;
