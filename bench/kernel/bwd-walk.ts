@@ -22,9 +22,8 @@ import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, wordList } from '../../src/cli/flags.js';
-import type { DeviceBuffer } from '../../src/device/device.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { randomDeviceTensor } from './inputs.js';
+import { backwardBuffers, backwardSums, exitWith, forwardInto, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 
@@ -60,9 +59,8 @@ interface Row {
 async function main(): Promise<number> {
   const { CudaDevice } = await import('../../src/device/index.js');
   const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
-  const { CudaFfaBackward } = await import('../../src/kernels/cuda/ffa-backward.js');
+  const { CudaFfaBackward, DEFAULT_Q_RANGE_CUT } = await import('../../src/kernels/cuda/ffa-backward.js');
   const dev = CudaDevice.open(0);
-  const { DEFAULT_Q_RANGE_CUT } = await import('../../src/kernels/cuda/ffa-backward.js');
   const again = `${opts.variants[0]} again`;
   const labels = [...opts.variants, again];
   const kernels = new Map<string, InstanceType<typeof CudaFfaBackward>>();
@@ -84,51 +82,25 @@ async function main(): Promise<number> {
   };
   console.log(`bwd-walk on ${dev.name} (${dev.smCount} SMs), ${HQ}:${HKV} heads, D ${DIM}, bf16; variants: ${labels.join(', ')}`);
   for (const S of opts.seqlens) {
-    const [qT, kT, vT, doT] = await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3), randomDeviceTensor(dev, [S, HQ, DIM], 4)]);
-    const bufs = {
-      q: qT.buffer, k: kT.buffer, v: vT.buffer, dout: doT.buffer,
-      out: dev.alloc(S * HQ * DIM * 2), lse: dev.alloc(S * HQ * 4),
-      dq: dev.alloc(S * HQ * DIM * 2), dk: dev.alloc(S * HKV * DIM * 2), dv: dev.alloc(S * HKV * DIM * 2),
-    };
+    const bufs = await backwardBuffers(dev, S, HQ, HKV, DIM);
     for (const name of opts.masks) {
       const m = buildMask(name, S, 42);
       const row: Row = { mask: name, seqlen: S, items: {}, ms: {}, tflops: {} };
       rows.push(row);
       const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
       try {
-        const fp = fwd.prepare(shape, m.slices);
-        fp.launch(bufs.q, bufs.k, bufs.v, bufs.out, bufs.lse, scale);
-        fp.free();
+        forwardInto(fwd, m.slices, bufs, HQ, HKV, DIM, S, scale);
         const problems = new Map(labels.map((l) => [l, kernels.get(l)!.prepare(shape, m.slices)]));
         for (const [l, p] of problems) row.items[l] = p.defaultItems;
         if (S === opts.verifySeqlen) {
-          const sums = (l: string): Float32Array[] => {
-            const p = problems.get(l)!;
-            p.launchMain(bufs, scale);
-            return [p.dqAcc, p.dkAcc, p.dvAcc].map((b: DeviceBuffer) => {
-              const u = b.download(new Uint8Array(b.bytes));
-              return new Float32Array(u.buffer, u.byteOffset, u.byteLength / 4);
-            });
-          };
+          const sums = (l: string): Float32Array[] => backwardSums(problems.get(l)!, bufs, scale);
           const ref = sums(opts.variants[0]);
           const parts: string[] = [];
           let ok = true;
           for (const c of opts.variants.slice(1)) {
-            const got = sums(c);
-            const agree = ['dq', 'dk', 'dv'].map((t, i) => {
-              let maxRef = 0;
-              let maxDiff = 0;
-              let nan = 0;
-              for (let j = 0; j < ref[i].length; j++) {
-                if (Number.isNaN(got[i][j])) nan++;
-                maxRef = Math.max(maxRef, Math.abs(ref[i][j]));
-                maxDiff = Math.max(maxDiff, Math.abs(got[i][j] - ref[i][j]));
-              }
-              const good = nan === 0 && maxDiff <= 1e-3 * maxRef;
-              ok &&= good;
-              return `${t} ${(maxDiff / (maxRef || 1)).toExponential(1)}${nan > 0 ? ` ${nan} NaN` : ''}${good ? '' : ' BAD'}`;
-            });
-            parts.push(`${c} vs ${opts.variants[0]}: ${agree.join(' ')}`);
+            const agree = sumsAgree(sums(c), ref);
+            ok &&= agree.ok;
+            parts.push(`${c} vs ${opts.variants[0]}: ${agree.line}`);
           }
           row.verify = parts.join('; ');
           failed ||= !ok;
@@ -149,7 +121,7 @@ async function main(): Promise<number> {
       }
       save();
     }
-    for (const b of [qT.buffer, kT.buffer, vT.buffer, doT.buffer, bufs.out, bufs.lse, bufs.dq, bufs.dk, bufs.dv]) b.free();
+    bufs.free();
   }
   const mean = (r: Row): number => (r.tflops[opts.variants[0]] + r.tflops[again]) / 2;
   console.log(
@@ -163,10 +135,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+exitWith(main);

@@ -27,9 +27,8 @@ import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, wordList } from '../../src/cli/flags.js';
-import type { DeviceBuffer } from '../../src/device/device.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { randomDeviceTensor } from './inputs.js';
+import { backwardBuffers, backwardSums, exitWith, forwardInto, sameBits, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
@@ -71,12 +70,7 @@ async function main(): Promise<number> {
   const dev = CudaDevice.open(0);
   const S = opts.seqlen;
   console.log(`det-speed on ${dev.name} (${dev.smCount} SMs), ${S} tokens, ${HQ}:${HKV} heads, D ${DIM}, bf16`);
-  const [qT, kT, vT, doT] = await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3), randomDeviceTensor(dev, [S, HQ, DIM], 4)]);
-  const bufs = {
-    q: qT.buffer, k: kT.buffer, v: vT.buffer, dout: doT.buffer,
-    out: dev.alloc(S * HQ * DIM * 2), lse: dev.alloc(S * HQ * 4),
-    dq: dev.alloc(S * HQ * DIM * 2), dk: dev.alloc(S * HKV * DIM * 2), dv: dev.alloc(S * HKV * DIM * 2),
-  };
+  const bufs = await backwardBuffers(dev, S, HQ, HKV, DIM);
   const fwd = new CudaFfaForward(dev);
   const kernels = {
     grouped: new CudaFfaBackward(dev, { deterministicSchedule: 'grouped' }),
@@ -98,9 +92,7 @@ async function main(): Promise<number> {
     rows.push(row);
     const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
     try {
-      const fp = fwd.prepare(shape, m.slices);
-      fp.launch(bufs.q, bufs.k, bufs.v, bufs.out, bufs.lse, scale);
-      fp.free();
+      forwardInto(fwd, m.slices, bufs, HQ, HKV, DIM, S, scale);
       const problems = {
         default: kernels.grouped.prepare(shape, m.slices),
         grouped: kernels.grouped.prepare(shape, m.slices),
@@ -110,37 +102,16 @@ async function main(): Promise<number> {
       row.launches.ordered = orderedLaunches(problems.ordered.orderedWork().plan, true).length / 2;
       const det = (s: Schedule): boolean => s !== 'default';
       if (opts.verify) {
-        // fp32 sums of one run: dq, dk, dv bytes
-        const sums = (s: Schedule): Uint8Array[] => {
-          const p = problems[s];
-          p.launchMain(bufs, scale, 0, undefined, { deterministic: det(s) });
-          return [p.dqAcc, p.dkAcc, p.dvAcc].map((b: DeviceBuffer) => b.download(new Uint8Array(b.bytes)));
-        };
-        const same = (a: Uint8Array[], b: Uint8Array[]): boolean => a.every((x, i) => Buffer.compare(x, b[i]) === 0);
+        const sums = (s: Schedule): Float32Array[] => backwardSums(problems[s], bufs, scale, det(s));
         const parts: string[] = [];
         let ok = true;
         const ref = sums('default');
         for (const s of ['ordered', 'grouped'] as const) {
           const a = sums(s);
-          const b = sums(s);
-          const bit = same(a, b);
-          ok &&= bit;
-          const agree = ['dq', 'dk', 'dv'].map((t, i) => {
-            const x = new Float32Array(a[i].buffer, a[i].byteOffset, a[i].byteLength / 4);
-            const r = new Float32Array(ref[i].buffer, ref[i].byteOffset, ref[i].byteLength / 4);
-            let maxRef = 0;
-            let maxDiff = 0;
-            let nan = 0;
-            for (let j = 0; j < r.length; j++) {
-              if (Number.isNaN(x[j])) nan++;
-              maxRef = Math.max(maxRef, Math.abs(r[j]));
-              maxDiff = Math.max(maxDiff, Math.abs(x[j] - r[j]));
-            }
-            const good = nan === 0 && maxDiff <= 1e-3 * maxRef;
-            ok &&= good;
-            return `${t} ${(maxDiff / (maxRef || 1)).toExponential(1)}${nan > 0 ? ` ${nan} NaN` : ''}${good ? '' : ' BAD'}`;
-          });
-          parts.push(`${s}: two runs ${bit ? 'bit-identical' : 'DIFFER'}, vs default ${agree.join(' ')}`);
+          const bit = sameBits(a, sums(s));
+          const agree = sumsAgree(a, ref);
+          ok &&= bit && agree.ok;
+          parts.push(`${s}: two runs ${bit ? 'bit-identical' : 'DIFFER'}, vs default ${agree.line}`);
         }
         row.verify = parts.join('; ');
         row.verifyOk = ok;
@@ -175,10 +146,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+exitWith(main);

@@ -87,6 +87,11 @@ export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: num
     }
   }
   items.sort((x, y) => y[4] - x[4] || x[0] - y[0] || x[1] - y[1]);
+  return packPlan(items);
+}
+
+/** (slice, n0, qLo, qHi, q tiles) items, in their order, as a plan. */
+function packPlan(items: ReadonlyArray<readonly [number, number, number, number, number]>): FfaBackwardPlan {
   const work = new Int32Array(items.length * 4);
   let qTiles = 0;
   items.forEach(([b, n0, lo, hi, n], i) => {
@@ -153,13 +158,7 @@ export function splitLongItems(plan: FfaBackwardPlan, slices: SliceList, cut: QR
   }
   if (pieces.length === plan.numWork) return plan;
   pieces.sort((x, y) => y[4] - x[4] || Math.floor(x[2] / P) - Math.floor(y[2] / P) || x[0] - y[0] || x[1] - y[1]);
-  const work = new Int32Array(pieces.length * 4);
-  let qTiles = 0;
-  pieces.forEach(([b, n0, lo, hi, n], i) => {
-    work.set([b, n0, lo, hi], 4 * i);
-    qTiles += n;
-  });
-  return { work, numWork: pieces.length, qTiles };
+  return packPlan(pieces);
 }
 
 /**

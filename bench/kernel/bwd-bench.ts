@@ -1,0 +1,82 @@
+/**
+ * What the backward benches beside bench:kernel share (det-speed.ts, bwd-walk.ts): the problem's
+ * device buffers with random inputs and the forward's out / lse, the fp32 sums of one main launch,
+ * how two such sums must agree, and the process exit.
+ */
+import type { CudaDevice, DeviceBuffer } from '../../src/device/device.js';
+import type { FfaBackwardBuffers, FfaBackwardProblem } from '../../src/kernels/cuda/ffa-backward.js';
+import type { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
+import type { SliceList } from '../../src/mask/slice-list.js';
+import { randomDeviceTensor } from './inputs.js';
+
+/** bf16 buffers of one [S, Hq | Hkv, D] backward problem: q, k, v, dout random (seeds 1-4, as bench:kernel), the rest allocated. */
+export async function backwardBuffers(dev: CudaDevice, S: number, headsQ: number, headsKv: number, dim: number): Promise<FfaBackwardBuffers & { free(): void }> {
+  const [q, k, v, dout] = await Promise.all([
+    randomDeviceTensor(dev, [S, headsQ, dim], 1),
+    randomDeviceTensor(dev, [S, headsKv, dim], 2),
+    randomDeviceTensor(dev, [S, headsKv, dim], 3),
+    randomDeviceTensor(dev, [S, headsQ, dim], 4),
+  ]);
+  const bufs = {
+    q: q.buffer, k: k.buffer, v: v.buffer, dout: dout.buffer,
+    out: dev.alloc(S * headsQ * dim * 2), lse: dev.alloc(S * headsQ * 4),
+    dq: dev.alloc(S * headsQ * dim * 2), dk: dev.alloc(S * headsKv * dim * 2), dv: dev.alloc(S * headsKv * dim * 2),
+  };
+  return { ...bufs, free: () => Object.values(bufs).forEach((b: DeviceBuffer) => b.free()) };
+}
+
+/** The fp32 dq, dk, dv sums of one main launch (pre-pass, zeroing, main kernel: no conversion). */
+export function backwardSums(p: FfaBackwardProblem, bufs: FfaBackwardBuffers, scale: number, deterministic = false): Float32Array[] {
+  p.launchMain(bufs, scale, 0, undefined, { deterministic });
+  return [p.dqAcc, p.dkAcc, p.dvAcc].map((b: DeviceBuffer) => {
+    const u = b.download(new Uint8Array(b.bytes));
+    return new Float32Array(u.buffer, u.byteOffset, u.byteLength / 4);
+  });
+}
+
+/** Whether two runs' sums are bit-identical. */
+export function sameBits(a: Float32Array[], b: Float32Array[]): boolean {
+  return a.every((x, i) => Buffer.compare(Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(b[i].buffer, b[i].byteOffset, b[i].byteLength)) === 0);
+}
+
+/**
+ * `got` against `ref` per tensor (dq, dk, dv): max |got − ref| within `tol` of max |ref| and no
+ * NaN (the same fp32 adds in another order). One line per tensor: the relative error, NaN count, BAD.
+ */
+export function sumsAgree(got: Float32Array[], ref: Float32Array[], tol = 1e-3): { ok: boolean; line: string } {
+  let ok = true;
+  const parts = ['dq', 'dk', 'dv'].map((name, i) => {
+    const x = got[i];
+    const r = ref[i];
+    let maxRef = 0;
+    let maxDiff = 0;
+    let nan = 0;
+    for (let j = 0; j < r.length; j++) {
+      if (Number.isNaN(x[j])) nan++;
+      maxRef = Math.max(maxRef, Math.abs(r[j]));
+      maxDiff = Math.max(maxDiff, Math.abs(x[j] - r[j]));
+    }
+    const good = nan === 0 && maxDiff <= tol * maxRef;
+    ok &&= good;
+    return `${name} ${(maxDiff / (maxRef || 1)).toExponential(1)}${nan > 0 ? ` ${nan} NaN` : ''}${good ? '' : ' BAD'}`;
+  });
+  return { ok, line: parts.join(' ') };
+}
+
+/** Runs a bench's main and exits with its code (1 on a throw, printed). */
+export function exitWith(main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}
+
+/** out and lse of the mask in `bufs` (the backward's inputs), from one forward launch. */
+export function forwardInto(fwd: CudaFfaForward, slices: SliceList, bufs: FfaBackwardBuffers, headsQ: number, headsKv: number, dim: number, tokens: number, scale: number): void {
+  const fp = fwd.prepare({ tokensQ: tokens, tokensK: tokens, headsQ, headsKv, dim, dtype: 'bfloat16' }, slices);
+  fp.launch(bufs.q, bufs.k, bufs.v, bufs.out, bufs.lse, scale);
+  fp.free();
+}
