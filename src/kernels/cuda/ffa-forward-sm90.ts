@@ -24,7 +24,8 @@ export const FFA_SM90_BLOCK_N = 128;
  * The persistent schedule is picked for plans whose work items average fewer k tiles (of 128
  * keys) than this. Below it the per-item pipeline fill (Q, first K / V) and epilogue are a large
  * share of an item, and the persistent walk hides them behind the previous item; above it there
- * is little to hide and the persistent grid's coarser balance costs more than it saves.
+ * is little to hide (and varlen block-causal at ~18 tiles lost 3-4% in both 16k runs, for a reason
+ * not profiled).
  */
 export const SM90_PERSISTENT_BELOW_MEAN_K_TILES = 16;
 
@@ -33,7 +34,9 @@ export const SM90_PERSISTENT_BELOW_MEAN_K_TILES = 16;
  * the Hopper 128 x 128 tiles) average fewer than 16 k tiles. Measured on an H200, 16k tokens, 64:8
  * heads, D 128, bf16, two runs of 2026-12-02 (bench/kernel/README.md, "Persistent Hopper forward"):
  * sliding window (8.7 k tiles per item) +14-17% persistent, varlen causal (11.9) +4-10%, varlen
- * block-causal (17.9) -3-4%, causal (64.5) and full (128) within ±1%. An empty plan launches
+ * block-causal (17.9) -3-4%, causal (64.5) and full (128) within ±1%; a third run at 4k and 8k
+ * (3.8-10.5 tiles per item, four short-item masks) +8-26% on every one, at 32k the varlen masks
+ * (19-38 tiles) level either way. An empty plan launches
  * no main kernel: one block per item (nothing compiled for the persistent module).
  */
 export function sm90ForwardPicksPersistent(plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>): boolean {
