@@ -296,6 +296,7 @@ export class CudaDriver {
       ['cuModuleLoadData', ['cuModuleLoadData'], [OP, P]],
       ['cuModuleUnload', ['cuModuleUnload'], [P]],
       ['cuModuleGetFunction', ['cuModuleGetFunction'], [OP, P, 'const char *']],
+      ['cuModuleGetGlobal', ['cuModuleGetGlobal_v2'], [OU64, OSZ, P, 'const char *']],
       ['cuFuncGetAttribute', ['cuFuncGetAttribute'], [OI, 'int', P]],
       ['cuFuncSetAttribute', ['cuFuncSetAttribute'], [P, 'int', 'int']],
       ['cuOccupancyMaxActiveBlocksPerMultiprocessor', ['cuOccupancyMaxActiveBlocksPerMultiprocessor'], [OI, P, 'int', 'size_t']],
@@ -486,6 +487,17 @@ export class CudaDriver {
       throw new CudaError(`cuModuleGetFunction("${name}")`, code, this.errorName(code), this.errorString(code));
     }
     return out[0];
+  }
+  /** Address and size in bytes of the module's `__device__` variable `name` (its unmangled name, as for a kernel). */
+  cuModuleGetGlobal(mod: CuHandle, name: string): { ptr: CuDevicePtr; bytes: number } {
+    const ptr: [unknown] = [0];
+    const bytes: [unknown] = [0];
+    const rc = this.f.cuModuleGetGlobal!(ptr, bytes, mod, name);
+    if (rc !== 0) {
+      const code = Number(rc);
+      throw new CudaError(`cuModuleGetGlobal("${name}")`, code, this.errorName(code), this.errorString(code));
+    }
+    return { ptr: big(ptr[0]), bytes: Number(bytes[0]) };
   }
   cuFuncGetAttribute(attr: number, fn: CuHandle): number {
     return this.outInt('cuFuncGetAttribute', attr, fn);

@@ -442,6 +442,15 @@ export class Module {
     return k;
   }
 
+  /**
+   * The module's `__device__` variable `name` (an unmangled name: global scope or `extern "C"`):
+   * its device address and size in bytes, valid while the module is loaded. Throws CudaError
+   * (CUDA_ERROR_NOT_FOUND) for a name the module lacks.
+   */
+  global(name: string): { ptr: CuDevicePtr; bytes: number } {
+    return this.device.driver.cuModuleGetGlobal(this.handle, name);
+  }
+
   unload(): void {
     this.device.driver.cuModuleUnload(this.handle);
     this.kernels.clear();

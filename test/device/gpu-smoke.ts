@@ -52,6 +52,12 @@ extern "C" __global__ void bf16_roundtrip(const float* __restrict__ in, __nv_bfl
 
 struct Probe { int a; float b; long long c; };
 
+__device__ unsigned smoke_global[5];
+
+extern "C" __global__ void global_write(unsigned v) {
+  if (threadIdx.x < 5) smoke_global[threadIdx.x] = v + threadIdx.x;
+}
+
 extern "C" __global__ void args_probe(Probe p, long long i64, unsigned long long u64, unsigned int u32,
                                       long long* out) {
   out[0] = p.a; out[1] = (long long)(p.b * 1000.0f); out[2] = p.c;
@@ -318,6 +324,18 @@ attempt('random fill', () => {
   one.free();
 });
 
+// --- a module's __device__ variable (Module.global: cuModuleGetGlobal) --------------------------
+attempt('Module.global: address and size of a __device__ array, read back after a kernel wrote it', () => {
+  const g = mod.global('smoke_global');
+  const v = Math.floor(rand() * 1e6);
+  dev.driver.cuMemsetD8(g.ptr, 0xff, g.bytes);
+  mod.kernel('global_write').launch({ grid: 1, block: 32 }, [{ type: 'u32', value: v }]);
+  dev.synchronize();
+  const out = new Uint32Array(g.bytes / 4);
+  dev.driver.cuMemcpyDtoH(out, g.ptr, g.bytes);
+  check('Module.global: address and size of a __device__ array, read back after a kernel wrote it', g.bytes === 20 && out.join(',') === [0, 1, 2, 3, 4].map((i) => v + i).join(','), `${g.bytes} bytes: ${out.join(',')}`);
+});
+
 // --- error paths ----------------------------------------------------------------------------
 expectThrow(
   'invalid launch (2048 threads per block) throws CudaError naming cuLaunchKernel',
@@ -328,6 +346,11 @@ expectThrow(
   'missing kernel name throws CudaError (cuModuleGetFunction, NOT_FOUND)',
   () => mod.kernel('no_such_kernel'),
   (e) => e instanceof CudaError && /cuModuleGetFunction/.test(e.message) && /NOT_FOUND/.test(e.codeName),
+);
+expectThrow(
+  'missing __device__ variable throws CudaError (cuModuleGetGlobal, NOT_FOUND)',
+  () => mod.global('no_such_global'),
+  (e) => e instanceof CudaError && /cuModuleGetGlobal\("no_such_global"\)/.test(e.message) && /NOT_FOUND/.test(e.codeName),
 );
 expectThrow(
   'bad kernel source throws NvrtcError with the compile log',
