@@ -49,6 +49,39 @@
 #include "ffa_common.cuh"
 #include "ffa_sm90.cuh"
 
+#ifdef FFA_BWD_SM90_TRACE
+// Diagnostic build (-DFFA_BWD_SM90_TRACE, a module of its own: CudaFfaBackward's traceSteps
+// option, bench/kernel/bwd-trace.ts): thread 0 of each consumer warpgroup of a sample of blocks
+// (blockIdx.x % kTraceEvery == 0, the first kTraceBlocks of them) writes the low 32 bits of
+// clock64() at the phase boundaries of its first kTraceSteps steps into ffa_bwd_trace; the host
+// zeroes it before the launch. Head dim 128 default (not ORDERED) entries only: head dim 64 and
+// the ordered entries record nothing. The stores and clock reads are instructions of their own, so
+// the timings are diagnostic (the build is not the kernel that is timed), and ptxas may move
+// independent arithmetic across a clock read: only the waits (wgmma, barriers) are hard edges.
+// nvcc 13.0: consumer code up to R237 (R232 without the trace), no spills, no serialized wgmma, the
+// clock reads in source order between the wgmma instructions of the cubin.
+// Record of (sampled block b, consumer warpgroup w) at (2 b + w) * kTraceRecord: blockIdx.x + 1
+// (0: never written), nSteps, clock at kernel start, clock after the epilogue, then kTraceEvents
+// clocks per step, the FFA_BWD_TRACE(e) marks of the main loop in order (ffa-backward-trace.ts
+// BWD_TRACE_PHASES names them; its BWD_TRACE mirrors these constants, which a unit test compares).
+namespace ffa {
+namespace sm90bwd {
+constexpr int kTraceEvery = 64;
+constexpr int kTraceBlocks = 32;
+constexpr int kTraceSteps = 256;
+constexpr int kTraceEvents = 13;
+constexpr int kTraceHeader = 4;
+constexpr int kTraceRecord = kTraceHeader + kTraceSteps * kTraceEvents;
+}  // namespace sm90bwd
+}  // namespace ffa
+__device__ unsigned ffa_bwd_trace[ffa::sm90bwd::kTraceBlocks * 2 * ffa::sm90bwd::kTraceRecord];
+// event E of the current step (trStep: its first clock's index, or -1 when not recording)
+#define FFA_BWD_TRACE(E) \
+  if (trStep >= 0) ffa_bwd_trace[trStep + (E)] = (unsigned)clock64();
+#else
+#define FFA_BWD_TRACE(E)
+#endif
+
 namespace ffa {
 namespace sm90bwd {
 
@@ -215,12 +248,25 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   const unsigned dqEmpty = barKV + 56;  // + 8 * consumer warpgroup: its staging buffer is free again
 
   const int tid = threadIdx.x;
+#ifdef FFA_BWD_SM90_TRACE
+  const unsigned trStart = (unsigned)clock64();
+#endif
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
   OrderedItem oi{};
   const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, oi)
                             : bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
+#ifdef FFA_BWD_SM90_TRACE
+  // this consumer warpgroup's record (its first word's index), or -1
+  int trRec = -1;
+  if (kD == 128 && !ORDERED && blockIdx.x % kTraceEvery == 0 && blockIdx.x / kTraceEvery < kTraceBlocks && tid >= 128 && (tid & 127) == 0) {
+    trRec = (2 * (blockIdx.x / kTraceEvery) + (tid >> 7) - 1) * kTraceRecord;
+    ffa_bwd_trace[trRec] = blockIdx.x + 1;
+    ffa_bwd_trace[trRec + 1] = nSteps;
+    ffa_bwd_trace[trRec + 2] = trStart;
+  }
+#endif
 
   if (tid == 0) {
     mbar_init(barKV, 1);
@@ -433,10 +479,15 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     const int m1 = min(m0 + kBM, qHi);
     const float* cL = sL + stage * kBM;
     const float* cD = sDl + stage * kBM;
+#ifdef FFA_BWD_SM90_TRACE
+    const int trStep = trRec >= 0 && s < kTraceSteps ? trRec + kTraceHeader + s * kTraceEvents : -1;
+#endif
+    FFA_BWD_TRACE(0)
 
     // Sᵀ = K_w Qᵀ (issued behind the previous step's dQ, landed), dPᵀ = V_w dOᵀ: 64 keys x 64 q
     // rows per warpgroup. Pᵀ while dPᵀ still runs (softcap needs tanh' for dSᵀ: waits for it).
     issue_dp(s);
+    FFA_BWD_TRACE(1)
     if (kWaitDp) {
       wgmma_wait<0>();
       fence_regs<kBM / 8>(dp);
@@ -449,6 +500,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     unsigned ap[kBM / 16][4], as[kBM / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(ap[kk], st, kk);
+    FFA_BWD_TRACE(2)
     // dV += Pᵀ dO (k dim = the 64 q rows; dO read N-major)
     wgmma_fence();
 #pragma unroll
@@ -461,6 +513,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       }
     }
     wgmma_commit();
+    FFA_BWD_TRACE(3)
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
     if (!kWaitDp) {
@@ -468,6 +521,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       fence_regs<kBM / 8>(dp);
       bwd_ds<kBM / 8>(st, dp, cD, t);
     }
+    FFA_BWD_TRACE(4)
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(as[kk], dp, kk);
     // dK += dSᵀ Q (Q read N-major)
@@ -482,6 +536,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       }
     }
     wgmma_commit();
+    FFA_BWD_TRACE(5)
 
     // dSᵀ to shared memory ([key][q], SW128, q in 64-column halves) while those run
     {
@@ -497,6 +552,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     }
     fence_async_smem();
     named_sync(1, 256);  // both warpgroups' dSᵀ written
+    FFA_BWD_TRACE(6)
 
     // This warpgroup's 64 x 64 block of dQ = dS K over the 128 keys of the tile: columns
     // [64 wg, 64 wg + 64) at D 128 (K's half wg), rows [64 wg, 64 wg + 64) at D 64 (dSᵀ's half
@@ -518,6 +574,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       wgmma_commit();
     };
     issue_dq();
+    FFA_BWD_TRACE(7)
     // dV and dK done (their register operands free, the stage's last readers of Q and dO), then
     // the next step's Sᵀ goes in behind this step's dQ. On the last step it reads a stale stage
     // and its result is dropped: issued unconditionally, the wgmma pipeline stays one ptxas does
@@ -526,9 +583,12 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     fence_regs<kD / 8>(dVacc);
     fence_regs<kD / 8>(dKacc);
     mbar_arrive(empty + 8 * stage);
+    FFA_BWD_TRACE(8)
     issue_s(s + 1);
+    FFA_BWD_TRACE(9)
     wgmma_wait<1>();
     fence_regs<8>(dqa);
+    FFA_BWD_TRACE(10)
 
     // dQ tile to shared memory once the dQ thread's last reduces have read it, then to that
     // thread (stage_dq: SW128 boxes, bank-conflict free). Rows past the step's q range go as
@@ -545,12 +605,17 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       fence_async_smem();
       mbar_arrive(dqFull + 8 * wg);
     }
+    FFA_BWD_TRACE(11)
     wgmma_wait<0>();
     fence_regs<kBM / 8>(st);
+    FFA_BWD_TRACE(12)
   }
 
   // epilogue: dK (x scale) and dV into the fp32 buffers
   add_dkdv<kD>(dKacc, dVacc, dk, dv, keyBase, n1, ldk, hk, t, softmaxScale);
+#ifdef FFA_BWD_SM90_TRACE
+  if (trRec >= 0) ffa_bwd_trace[trRec + 3] = (unsigned)clock64();
+#endif
 }
 
 }  // namespace sm90bwd
@@ -566,6 +631,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // deterministic launch at head dim 128, so the default module's code does not change):
 // ffa_bwd_sm90_ordered_*_d128, the same arguments on the host's 8-int ordered work records, then ranks, the tile counters
 // (int32 [Hq][numLocks], zero) and numLocks.
+// Compiled with -DFFA_BWD_SM90_TRACE instead (a diagnostic module, CudaFfaBackward's traceSteps):
+// the same entry points, the head-dim-128 ones also writing the step trace (ffa_bwd_trace, above).
 
 #define FFA_BWD_SM90_PARAMS                                                                                                 \
   const __grid_constant__ ffa::sm90::TmaMap tmQ, const __grid_constant__ ffa::sm90::TmaMap tmK,                            \
