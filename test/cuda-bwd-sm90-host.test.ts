@@ -12,25 +12,48 @@ import type { CudaDevice } from '../src/device/device.js';
 import { CudaFfaBackward, FFA_BWD_BLOCK_M } from '../src/kernels/cuda/ffa-backward.js';
 import { FFA_BWD_SM90_HEAD_DIMS, sm90BackwardBlockM, sm90BackwardSmemBytes } from '../src/kernels/cuda/ffa-backward-sm90.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
+import { BWD_TRACE_WORDS } from '../src/kernels/cuda/ffa-backward-trace.js';
+import type { Stream } from '../src/device/device.js';
 import { repoFile } from './util/paths.js';
 
 const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
 
-/** A device of compute capability `cc` whose modules hand out kernels that remember their smem limit. */
-function fakeDevice(cc: [number, number]): { device: CudaDevice; compiled: string[]; smem: Map<string, number> } {
+/**
+ * A device of compute capability `cc` whose modules hand out kernels that remember their smem
+ * limit, and one `__device__` variable, `ffa_bwd_trace`, of `traceBytes` bytes at address 0x1000
+ * whose memsets and copies the driver records (`memory`: the words the copies return).
+ */
+function fakeDevice(cc: [number, number], traceBytes = 4 * BWD_TRACE_WORDS) {
   const compiled: string[] = [];
+  const options: string[][] = [];
   const smem = new Map<string, number>();
+  const calls: string[] = [];
+  const memory = new Uint32Array(traceBytes / 4).map((_, i) => i * 7);
   const device = {
     name: `fake sm_${cc[0]}${cc[1]}`,
     computeCapability: cc,
-    compile: (_src: string, opts: { name?: string }) => {
+    compile: (_src: string, opts: { name?: string; options?: string[] }) => {
       compiled.push(opts.name ?? '?');
+      options.push(opts.options ?? []);
       return {
         kernel: (name: string) => ({ name, setMaxDynamicSharedMemory: (bytes: number) => smem.set(name, bytes) }),
+        global: (name: string) => {
+          if (name !== 'ffa_bwd_trace') throw new Error(`no global ${name}`);
+          return { ptr: 0x1000n, bytes: traceBytes };
+        },
       };
     },
+    synchronize: () => calls.push('synchronize'),
+    driver: {
+      cuMemsetD8: (ptr: bigint, v: number, n: number) => calls.push(`memset ${ptr} ${v} ${n}`),
+      cuMemsetD8Async: (ptr: bigint, v: number, n: number, stream: unknown) => calls.push(`memsetAsync ${ptr} ${v} ${n} ${String(stream)}`),
+      cuMemcpyDtoH: (dst: Uint32Array, ptr: bigint, n: number) => {
+        calls.push(`copy ${ptr} ${n}`);
+        dst.set(memory.subarray(0, n / 4));
+      },
+    },
   };
-  return { device: device as unknown as CudaDevice, compiled, smem };
+  return { device: device as unknown as CudaDevice, compiled, options, smem, calls, memory };
 }
 
 test('sm90 backward: the smem size per head dim equals the kernel static_assert (Smem<D>::kRequest) and fits 227 KB', () => {
@@ -118,4 +141,32 @@ test('CudaFfaBackward: the mma.sync kernel where the Hopper one is not chosen or
   // a head dim neither kernel has
   const { device } = fakeDevice([9, 0]);
   assert.throws(() => new CudaFfaBackward(device).mainKernel('bfloat16', 96, false), FfaCudaUnsupportedError);
+});
+
+test('CudaFfaBackward traceSteps: compiles the trace build, zeroes and reads its ffa_bwd_trace, and is refused without the Hopper kernel', () => {
+  const off = fakeDevice([9, 0]);
+  const plain = new CudaFfaBackward(off.device);
+  assert.deepEqual(off.options, [['-DFFA_BWD_NWARPS=8'], []], 'the default module has no trace define');
+  assert.throws(() => plain.downloadTrace(), FfaCudaUnsupportedError);
+  assert.throws(() => plain.sm90!.clearTrace(), FfaCudaUnsupportedError);
+
+  const on = fakeDevice([9, 0]);
+  const traced = new CudaFfaBackward(on.device, { traceSteps: true });
+  assert.deepEqual(on.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu']);
+  assert.deepEqual(on.options[1], ['-DFFA_BWD_SM90_TRACE']);
+  traced.sm90!.clearTrace();
+  traced.sm90!.clearTrace({ handle: 'S1' } as unknown as Stream);
+  const words = traced.downloadTrace();
+  assert.deepEqual(on.calls, [`memset 4096 0 ${4 * BWD_TRACE_WORDS}`, `memsetAsync 4096 0 ${4 * BWD_TRACE_WORDS} S1`, 'synchronize', `copy 4096 ${4 * BWD_TRACE_WORDS}`]);
+  assert.equal(words.length, BWD_TRACE_WORDS);
+  assert.deepEqual(words, on.memory);
+
+  // a module whose array is not the host's layout: refused before any copy
+  const bad = fakeDevice([9, 0], 4 * BWD_TRACE_WORDS - 4);
+  assert.throws(() => new CudaFfaBackward(bad.device, { traceSteps: true }).downloadTrace(), /disagree/);
+  assert.deepEqual(bad.calls, []);
+
+  for (const [cc, opts] of [[[8, 0], {}], [[9, 0], { kernel: 'mma' }]] as const) {
+    assert.throws(() => new CudaFfaBackward(fakeDevice(cc as [number, number]).device, { ...opts, traceSteps: true }), FfaCudaUnsupportedError, JSON.stringify({ cc, opts }));
+  }
 });

@@ -8,10 +8,12 @@
  * item's q rows in steps of its own blockM (64 at head dim 128, 128 at head dim 64), which only
  * the q and dout TMA boxes need to know (a work item is (slice, k tile, qLo, qHi) whatever the step).
  */
-import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
+import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module, Stream } from '../../device/device.js';
+import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import type { DType } from '../../dtype.js';
 import { compileSm90Module, tokenMajorTensorMap } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
+import { BWD_TRACE_SYMBOL, BWD_TRACE_WORDS } from './ffa-backward-trace.js';
 
 export const FFA_BWD_SM90_BLOCK_N = 128;
 export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [64, 128];
@@ -45,12 +47,47 @@ export class Sm90BackwardMain {
 
   /** The ordered deterministic entry points (ffa_bwd_sm90.cu with -DFFA_BWD_SM90_ORDERED), compiled on first use. */
   private ordered: Module | null = null;
+  /** The trace module's `ffa_bwd_trace` array, looked up on first use. */
+  private traceGlobal: { ptr: CuDevicePtr; bytes: number } | null = null;
 
+  /**
+   * `traced`: a diagnostic. `module` is then the step-trace build (-DFFA_BWD_SM90_TRACE:
+   * ffa-backward-trace.ts), whose head-dim-128 default entries also write clocks at the phase
+   * boundaries of a sample of blocks' steps; the ordered entry points stay untraced.
+   */
   constructor(
     readonly device: CudaDevice,
     private readonly cacheDir?: string,
+    readonly traced = false,
   ) {
-    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir);
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, traced ? ['-DFFA_BWD_SM90_TRACE'] : []);
+  }
+
+  /** The trace array's address and size (checked against the layout ffa-backward-trace.ts decodes). */
+  private trace(): { ptr: CuDevicePtr; bytes: number } {
+    if (!this.traced) throw new FfaCudaUnsupportedError('the step trace needs the trace build (CudaFfaBackward option traceSteps)');
+    if (this.traceGlobal === null) {
+      const g = this.module.global(BWD_TRACE_SYMBOL);
+      if (g.bytes !== 4 * BWD_TRACE_WORDS) throw new Error(`${BWD_TRACE_SYMBOL} is ${g.bytes} bytes, the host's layout ${4 * BWD_TRACE_WORDS}: ffa-backward-trace.ts and ffa_bwd_sm90.cu disagree`);
+      this.traceGlobal = g;
+    }
+    return this.traceGlobal;
+  }
+
+  /** Zeroes the trace (queued on `stream`, or at once on the legacy default stream), so that it holds only what the launches after it write. */
+  clearTrace(stream?: Stream): void {
+    const { ptr, bytes } = this.trace();
+    if (stream === undefined) this.device.driver.cuMemsetD8(ptr, 0, bytes);
+    else this.device.driver.cuMemsetD8Async(ptr, 0, bytes, stream.handle);
+  }
+
+  /** The trace as the kernel left it (waits for all work on the device first); decode with ffa-backward-trace.ts. */
+  downloadTrace(): Uint32Array {
+    const { ptr, bytes } = this.trace();
+    this.device.synchronize();
+    const out = new Uint32Array(bytes / 4);
+    this.device.driver.cuMemcpyDtoH(out, ptr, bytes);
+    return out;
   }
 
   /** Whether this kernel takes the head dim (else the mma.sync backward runs). */

@@ -249,6 +249,15 @@ export class CudaFfaBackward {
       kernel?: FfaBackwardKernelKind;
       deterministicSchedule?: DeterministicSchedule;
       qRangeCut?: QRangeCut | null;
+      /**
+       * A diagnostic (bench/kernel/bwd-trace.ts), off by default: the Hopper kernel is compiled
+       * as its step-trace build (ffa-backward-trace.ts), which records clocks at the phase
+       * boundaries of a sample of blocks' steps at head dim 128 (in deterministic mode the ordered
+       * entries record nothing and the grouped schedule's launches write over one another); each
+       * launch zeroes the trace first and downloadTrace() reads it. Its launches are slower than the
+       * kernel's. Needs the Hopper kernel.
+       */
+      traceSteps?: boolean;
     } = {},
   ) {
     this.deterministicSchedule = options.deterministicSchedule ?? 'ordered';
@@ -260,11 +269,18 @@ export class CudaFfaBackward {
     const kind = options.kernel ?? 'auto';
     const useSm90 = kind === 'sm90' || (kind === 'auto' && this.warps === FFA_BWD_WARPS && sm90Available(device));
     if (useSm90 && this.blockN !== 128) throw new FfaCudaUnsupportedError('the sm90 backward works on 128-key tiles: use 8 warps');
+    if (options.traceSteps === true && !useSm90) throw new FfaCudaUnsupportedError('traceSteps traces the Hopper backward, which this device or these options do not use');
     const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_bwd.cu', options: [`-DFFA_BWD_NWARPS=${this.warps}`] };
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // always loaded: the pre-pass, dsink and conversions live here (and the main kernels of any head dim the Hopper one lacks)
     this.module = device.compile(ffaBackwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir) : null;
+    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir, options.traceSteps === true) : null;
+  }
+
+  /** The step trace of the last traced launch (option traceSteps; decode with ffa-backward-trace.ts). */
+  downloadTrace(): Uint32Array {
+    if (this.sm90 === null || !this.sm90.traced) throw new FfaCudaUnsupportedError('downloadTrace needs the option traceSteps');
+    return this.sm90.downloadTrace();
   }
 
   /** Whether launches of head dim `dim` run the Hopper kernel. */
@@ -480,6 +496,8 @@ export class FfaBackwardProblem {
           { type: 'f32', value: useSoftcap ? softmaxScale / softcap : 0 },
           ...more,
         ]);
+      // the trace build's record of this launch alone (the ordered entries record nothing)
+      if (sm90 !== null && sm90.traced && !ordered) sm90.clearTrace(stream);
       if (ordered) {
         const ord = this.orderedWork();
         ord.locks.fill(0, stream);
