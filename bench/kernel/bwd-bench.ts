@@ -25,6 +25,20 @@ export async function backwardBuffers(dev: CudaDevice, S: number, headsQ: number
   return { ...bufs, free: () => Object.values(bufs).forEach((b: DeviceBuffer) => b.free()) };
 }
 
+/**
+ * What a backward bench opens first: device 0 (a line naming it and the problem printed, with
+ * `name`), the bf16 buffers of the [S, Hq | Hkv, D] problem (backwardBuffers) and a forward to
+ * fill out / lse (forwardInto). Imported lazily, so that a bench's --help runs without a driver.
+ */
+export async function openBackwardBench(name: string, S: number, headsQ: number, headsKv: number, dim: number) {
+  const { CudaDevice } = await import('../../src/device/index.js');
+  const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
+  const dev = CudaDevice.open(0);
+  console.log(`${name} on ${dev.name} (${dev.smCount} SMs), ${S} tokens, ${headsQ}:${headsKv} heads, D ${dim}, bf16`);
+  const bufs = await backwardBuffers(dev, S, headsQ, headsKv, dim);
+  return { dev, bufs, fwd: new CudaFfaForward(dev) };
+}
+
 /** The fp32 dq, dk, dv sums of one main launch (pre-pass, zeroing, main kernel: no conversion). */
 export function backwardSums(p: FfaBackwardProblem, bufs: FfaBackwardBuffers, scale: number, deterministic = false): Float32Array[] {
   p.launchMain(bufs, scale, 0, undefined, { deterministic });

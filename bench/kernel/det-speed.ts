@@ -28,7 +28,7 @@ import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, wordList } from '../../src/cli/flags.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { backwardBuffers, backwardSums, exitWith, forwardInto, sameBits, sumsAgree } from './bwd-bench.js';
+import { backwardSums, exitWith, forwardInto, openBackwardBench, sameBits, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
@@ -64,14 +64,9 @@ interface Row {
 }
 
 async function main(): Promise<number> {
-  const { CudaDevice } = await import('../../src/device/index.js');
-  const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
   const { CudaFfaBackward } = await import('../../src/kernels/cuda/ffa-backward.js');
-  const dev = CudaDevice.open(0);
   const S = opts.seqlen;
-  console.log(`det-speed on ${dev.name} (${dev.smCount} SMs), ${S} tokens, ${HQ}:${HKV} heads, D ${DIM}, bf16`);
-  const bufs = await backwardBuffers(dev, S, HQ, HKV, DIM);
-  const fwd = new CudaFfaForward(dev);
+  const { dev, bufs, fwd } = await openBackwardBench('det-speed', S, HQ, HKV, DIM);
   const kernels = {
     grouped: new CudaFfaBackward(dev, { deterministicSchedule: 'grouped' }),
     ordered: new CudaFfaBackward(dev, { deterministicSchedule: 'ordered' }),
