@@ -1,7 +1,7 @@
 /**
- * What the backward benches beside bench:kernel share (det-speed.ts, bwd-walk.ts): the problem's
- * device buffers with random inputs and the forward's out / lse, the fp32 sums of one main launch,
- * how two such sums must agree, and the process exit.
+ * What the backward benches beside bench:kernel share (det-speed.ts, bwd-walk.ts, bwd-trace.ts):
+ * opening the device, the problem's device buffers with random inputs and the forward's out / lse,
+ * the fp32 sums of one main launch, how two such sums must agree, and the process exit.
  */
 import type { CudaDevice, DeviceBuffer } from '../../src/device/device.js';
 import type { FfaBackwardBuffers, FfaBackwardProblem } from '../../src/kernels/cuda/ffa-backward.js';
