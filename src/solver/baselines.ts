@@ -5,7 +5,8 @@
  * perfectly balanced, but cp must divide the head counts). Volumes are forward, per attention call.
  */
 import { sliceCount, type SliceList } from '../mask/slice-list.js';
-import { bandHi, bandLo, emitBand } from '../mask/geometry.js';
+import { bandHi, bandLo, emitBand, emitSlice } from '../mask/geometry.js';
+import { firstRangeEndingAfter } from '../mask/range-list.js';
 import { planStats, type DistAttnPlan } from './plan.js';
 
 export interface HeadShape {
@@ -71,14 +72,7 @@ export function maskAreaByRows(mask: SliceList, rowRanges: Int32Array, owners: I
     const ke = mask.kRanges[2 * b + 1];
     const dLo = bandLo(t, qs, ks);
     const dHi = bandHi(t, qe, ke);
-    let lo = 0;
-    let hi = n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (rowRanges[2 * mid + 1] <= qs) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < n && rowRanges[2 * i] < qe; i++) {
+    for (let i = firstRangeEndingAfter(rowRanges, qs); i < n && rowRanges[2 * i] < qe; i++) {
       out[owners[i]] += emitBand(null, Math.max(qs, rowRanges[2 * i]), Math.min(qe, rowRanges[2 * i + 1]), ks, ke, dLo, dHi, 0, 0, 0);
     }
   }
@@ -159,14 +153,7 @@ export function ulyssesHeadsFeasible(numHeadsQ: number, numHeadsKv: number, cpSi
 export function ulyssesBaseline(mask: SliceList, totalSeqlen: number, cpSize: number, heads: HeadShape = BENCH_HEAD_SHAPE): CommSummary {
   const P = cpSize;
   let total = 0;
-  for (let b = 0; b < sliceCount(mask); b++) {
-    const t = mask.maskTypes[b];
-    const qs = mask.qRanges[2 * b];
-    const qe = mask.qRanges[2 * b + 1];
-    const ks = mask.kRanges[2 * b];
-    const ke = mask.kRanges[2 * b + 1];
-    total += emitBand(null, qs, qe, ks, ke, bandLo(t, qs, ks), bandHi(t, qe, ke), 0, 0, 0);
-  }
+  for (let b = 0; b < sliceCount(mask); b++) total += emitSlice(null, mask, b);
   const n = ulyssesShardSeqlen(totalSeqlen, P);
   const rows = ((P - 1) / P) * n;
   const hkv = Math.max(heads.numHeadsKv, P);
