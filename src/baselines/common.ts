@@ -2,19 +2,58 @@
  * What the two baselines share: a sequence layout (which global rows each rank holds, packed end
  * to end from local row 0, padding rows after them), the dispatch / undispatch of whole tensors
  * into and out of that layout, the restriction of a mask to a (rows of one rank) × (rows of
- * another) block in local coordinates, and the checks every call makes before its first
- * collective. Both run through the same AttnOps as calcAttn, so host Tensors on thread ranks and
+ * another) block in local coordinates, and the checks every key maker and every call make before
+ * their first collective. Both run through the same AttnOps as calcAttn, so host Tensors on thread ranks and
  * device tensors on NCCL or LocalDeviceGroup ranks take the same code. Browser-safe.
  */
-import { ShapeError } from '../errors.js';
+import { InvalidArgumentError, ShapeError } from '../errors.js';
 import type { GroupInfo } from '../comm/process-group.js';
 import type { KernelBackend } from '../kernels/backend.js';
 import type { AttnTensor } from '../kernels/flex-flash-attn.js';
 import { bandHi, bandLo, emitBand, SliceBuffer } from '../mask/geometry.js';
 import { firstRangeEndingAfter, localOffsets } from '../mask/range-list.js';
-import { sliceCount, type SliceList } from '../mask/slice-list.js';
+import { sliceCount, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
 import { attnOpsFor, type AttnOps } from '../runtime/attn-ops.js';
+import { checkHeadShape } from '../runtime/key.js';
 import { requireKnownOptions } from '../util/options.js';
+
+/** What every baseline key is made from: one mask over one sequence (q and k the same rows), the heads, the group. */
+export interface BaselineKeyOptions {
+  readonly qRanges: RangeListLike;
+  readonly kRanges: RangeListLike;
+  readonly maskTypes: MaskTypesLike;
+  readonly totalSeqlenQ: number;
+  readonly numHeadsQ: number;
+  readonly numHeadsKv: number;
+  readonly headDim: number;
+  readonly group: GroupInfo;
+}
+
+export const BASELINE_KEY_OPTIONS: readonly string[] = ['qRanges', 'kRanges', 'maskTypes', 'totalSeqlenQ', 'numHeadsQ', 'numHeadsKv', 'headDim', 'group'];
+
+/**
+ * The start of every baseline key maker: known options only (`known`: BASELINE_KEY_OPTIONS and
+ * the maker's own), a valid head shape and a process group, which it returns.
+ */
+export function checkBaselineKeyOptions(options: BaselineKeyOptions, known: readonly string[]): GroupInfo {
+  requireKnownOptions(options, 'options', known);
+  checkHeadShape(options);
+  const group = options.group;
+  if (typeof group !== 'object' || group === null || !Number.isInteger(group.size) || group.size < 1) throw new InvalidArgumentError('group', 'must be a process group (its size is the cp size)');
+  return group;
+}
+
+/** Which baseline a key belongs to, as its errors name it: its key class, the function that makes keys, the one that dispatches. */
+export interface BaselineKind<K extends BaselineLayout> {
+  readonly keyClass: abstract new (...args: never[]) => K;
+  readonly keyMaker: string;
+  readonly dispatchName: string;
+}
+
+/** Throws unless `key` was made by `kind`'s key maker (a key of another baseline, or of calcAttn, is refused). */
+function requireBaselineKey<K extends BaselineLayout>(key: unknown, kind: BaselineKind<K>): asserts key is K {
+  if (!(key instanceof kind.keyClass)) throw new InvalidArgumentError('key', `must be a key made by ${kind.keyMaker}`);
+}
 
 /** Where the rows of the sequence live: rank r holds rankRanges[r] (global, sorted), then padding up to shardSeqlen. */
 export interface BaselineLayout {
@@ -48,7 +87,8 @@ function unpermute(layout: BaselineLayout): Int32Array {
 }
 
 /** This rank's rows of the whole tensor x [N, ...] (its ranges, then padding rows of `padValue`). No communication. */
-export function layoutDispatch<T extends AttnTensor>(x: T, layout: BaselineLayout, padValue = 0): T {
+export function layoutDispatch<T extends AttnTensor, K extends BaselineLayout>(x: T, layout: K, kind: BaselineKind<K>, padValue = 0): T {
+  requireBaselineKey(layout, kind);
   const ops = attnOpsFor(x, layout.group) as AttnOps<T>;
   if (ops.shape(x)[0] !== layout.totalSeqlen) throw new ShapeError('x', `must hold the whole sequence: shape[0] = ${layout.totalSeqlen}`, `got ${ops.shape(x)[0]}`);
   ops.begin();
@@ -58,7 +98,8 @@ export function layoutDispatch<T extends AttnTensor>(x: T, layout: BaselineLayou
 }
 
 /** The whole tensor [N, ...] from every rank's rows (a collective: every rank calls it); padding dropped. */
-export async function layoutUndispatch<T extends AttnTensor>(local: T, layout: BaselineLayout): Promise<T> {
+export async function layoutUndispatch<T extends AttnTensor, K extends BaselineLayout>(local: T, layout: K, kind: BaselineKind<K>): Promise<T> {
+  requireBaselineKey(layout, kind);
   const ops = attnOpsFor(local, layout.group) as AttnOps<T>;
   if (ops.shape(local)[0] !== layout.shardSeqlen) throw new ShapeError('local', `must be this rank's rows: shape[0] = ${layout.shardSeqlen}`, `got ${ops.shape(local)[0]}`);
   ops.begin();
@@ -138,22 +179,23 @@ function checkShard<T>(ops: AttnOps<T>, t: T, name: string, layout: BaselineLayo
 }
 
 /**
- * The start of every baseline call: known options only, q/k/v this rank's shards of the layout;
- * the operations for q's kind of tensor and the kernel scalars with their defaults.
+ * The start of every baseline call: a key of this baseline, known options only, q/k/v this rank's
+ * shards of the layout; the operations for q's kind of tensor and the kernel scalars with their defaults.
  */
-export function prepareBaselineCall<T extends AttnTensor>(
+export function prepareBaselineCall<T extends AttnTensor, K extends BaselineLayout>(
   q: T,
   k: T,
   v: T,
-  layout: BaselineLayout,
+  layout: K,
+  kind: BaselineKind<K>,
   options: BaselineAttnOptions<T>,
   known: readonly string[],
-  dispatchName: string,
 ): { ops: AttnOps<T>; scalars: { softmaxScale: number; softcap: number; deterministic: boolean } } {
+  requireBaselineKey(layout, kind);
   requireKnownOptions(options, 'options', known);
   const ops = attnOpsFor(q, layout.group, options.backend as KernelBackend<AttnTensor> | string | undefined) as AttnOps<T>;
-  checkShard(ops, q, 'q', layout, layout.numHeadsQ, dispatchName);
-  checkShard(ops, k, 'k', layout, layout.numHeadsKv, dispatchName);
-  checkShard(ops, v, 'v', layout, layout.numHeadsKv, dispatchName);
+  checkShard(ops, q, 'q', layout, layout.numHeadsQ, kind.dispatchName);
+  checkShard(ops, k, 'k', layout, layout.numHeadsKv, kind.dispatchName);
+  checkShard(ops, v, 'v', layout, layout.numHeadsKv, kind.dispatchName);
   return { ops, scalars: { softmaxScale: options.softmaxScale ?? 1 / Math.sqrt(layout.headDim), softcap: options.softcap ?? 0, deterministic: options.deterministic ?? false } };
 }

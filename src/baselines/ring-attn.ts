@@ -25,23 +25,13 @@ import type { GroupCastArgs, GroupReduceArgs } from '../comm/group-collective-ar
 import type { GroupInfo } from '../comm/process-group.js';
 import { validateBackwardArgs, validateForwardArgs, type AttnTensor } from '../kernels/flex-flash-attn.js';
 import { checkCuSeqlens } from '../mask/helpers.js';
-import { makeSliceList, sliceCount, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
-import type { AttnOps } from '../runtime/attn-ops.js';
-import { checkHeadShape } from '../runtime/key.js';
+import { makeSliceList, sliceCount, type SliceList } from '../mask/slice-list.js';
+import { castAndRelease, type AttnOps } from '../runtime/attn-ops.js';
 import { validateMask } from '../solver/chunking.js';
 import { zigzagPieces } from '../solver/baselines.js';
-import { requireKnownOptions } from '../util/options.js';
-import { BASELINE_OPTIONS, layoutDispatch, layoutUndispatch, prepareBaselineCall, restrictMask, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult, type BaselineLayout } from './common.js';
+import { BASELINE_KEY_OPTIONS, BASELINE_OPTIONS, checkBaselineKeyOptions, layoutDispatch, layoutUndispatch, prepareBaselineCall, restrictMask, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult, type BaselineKeyOptions, type BaselineKind, type BaselineLayout } from './common.js';
 
-export interface RingAttnKeyOptions {
-  readonly qRanges: RangeListLike;
-  readonly kRanges: RangeListLike;
-  readonly maskTypes: MaskTypesLike;
-  readonly totalSeqlenQ: number;
-  readonly numHeadsQ: number;
-  readonly numHeadsKv: number;
-  readonly headDim: number;
-  readonly group: GroupInfo;
+export interface RingAttnKeyOptions extends BaselineKeyOptions {
   /** The documents that are zig-zag sharded one by one; default: found from the mask (documentsOf). */
   readonly cuSeqlens?: ArrayLike<number>;
 }
@@ -124,10 +114,7 @@ export function documentsOf(mask: SliceList, totalSeqlen: number): number[] {
 
 /** Plans ring attention for a mask on a group: the zig-zag layout, every block's local mask, the pass and return arguments. */
 export function ringAttnKey(options: RingAttnKeyOptions): RingAttnKey {
-  requireKnownOptions(options, 'options', ['qRanges', 'kRanges', 'maskTypes', 'totalSeqlenQ', 'numHeadsQ', 'numHeadsKv', 'headDim', 'group', 'cuSeqlens']);
-  checkHeadShape(options);
-  const group = options.group;
-  if (typeof group !== 'object' || group === null || !Number.isInteger(group.size) || group.size < 1) throw new InvalidArgumentError('group', 'must be a process group (its size is the cp size)');
+  const group = checkBaselineKeyOptions(options, [...BASELINE_KEY_OPTIONS, 'cuSeqlens']);
   const N = options.totalSeqlenQ;
   const mask = makeSliceList(options.qRanges, options.kRanges, options.maskTypes);
   validateMask(mask, N, N);
@@ -155,20 +142,16 @@ export function ringAttnKey(options: RingAttnKeyOptions): RingAttnKey {
   return new RingAttnKey(group, mask, N, cu, padded / P, rankRanges, blocks, areas, options.numHeadsQ, options.numHeadsKv, options.headDim);
 }
 
-function requireRingKey(key: unknown): asserts key is RingAttnKey {
-  if (!(key instanceof RingAttnKey)) throw new InvalidArgumentError('key', 'must be a key made by ringAttnKey');
-}
+const RING: BaselineKind<RingAttnKey> = { keyClass: RingAttnKey, keyMaker: 'ringAttnKey', dispatchName: 'ringDispatch' };
 
 /** This rank's zig-zag shard of the whole tensor x [N, ...] (no communication). */
 export function ringDispatch<T extends AttnTensor>(x: T, key: RingAttnKey): T {
-  requireRingKey(key);
-  return layoutDispatch(x, key);
+  return layoutDispatch(x, key, RING);
 }
 
 /** The whole tensor [N, ...] from every rank's zig-zag shard (a collective). */
 export function ringUndispatch<T extends AttnTensor>(local: T, key: RingAttnKey): Promise<T> {
-  requireRingKey(key);
-  return layoutUndispatch(local, key);
+  return layoutUndispatch(local, key, RING);
 }
 
 /** The k/v going around the ring: the pass to rank r+1 of what this rank holds starts as soon as it holds it. */
@@ -207,18 +190,13 @@ class KvRing<T> {
   }
 }
 
-function prepare<T extends AttnTensor>(q: T, k: T, v: T, key: RingAttnKey, options: BaselineAttnOptions<T>): ReturnType<typeof prepareBaselineCall<T>> {
-  requireRingKey(key);
-  return prepareBaselineCall(q, k, v, key, options, BASELINE_OPTIONS, 'ringDispatch');
-}
-
 /**
  * Ring attention of this rank's zig-zag shard: q [n, Hq, D], k and v [n, Hkv, D] (ringDispatch).
  * A collective: every rank of the key's group calls it. Equals single-device flexFlashAttn on the
  * whole sequence, up to the merge order.
  */
 export async function ringAttn<T extends AttnTensor>(q: T, k: T, v: T, key: RingAttnKey, options: BaselineAttnOptions<T> = {}): Promise<BaselineAttnResult<T>> {
-  const { ops, scalars } = prepare(q, k, v, key, options);
+  const { ops, scalars } = prepareBaselineCall(q, k, v, key, RING, options, BASELINE_OPTIONS);
   const P = key.cpSize;
   const base = { ...scalars, returnMaxLogits: false };
   const own = key.blocks[key.rank];
@@ -233,11 +211,7 @@ export async function ringAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Ring
     if (sliceCount(block) > 0) ops.forward({ q, k: ks, v: vs, slices: block, outAcc: out, lseAcc: lse, ...base, outDtype: 'float32' });
   }
   ring.releaseHeld();
-  let result = out;
-  if (ops.dtype(out) !== ops.dtype(q)) {
-    result = ops.cast(out, ops.dtype(q));
-    ops.release(out);
-  }
+  const result = ops.dtype(out) !== ops.dtype(q) ? castAndRelease(ops, out, ops.dtype(q)) : out;
   ops.end();
   return { out: result, lse };
 }
@@ -256,7 +230,7 @@ export async function ringAttnBackward<T extends AttnTensor>(
   key: RingAttnKey,
   options: BaselineAttnOptions<T> = {},
 ): Promise<BaselineAttnGrads<T>> {
-  const { ops, scalars } = prepare(q, k, v, key, options);
+  const { ops, scalars } = prepareBaselineCall(q, k, v, key, RING, options, BASELINE_OPTIONS);
   const P = key.cpSize;
   const n = key.shardSeqlen;
   const D = key.headDim;
@@ -282,12 +256,8 @@ export async function ringAttnBackward<T extends AttnTensor>(
   ring.releaseHeld();
   await Promise.all(returns);
   ops.joinComm();
-  const cast = (t: T): T => {
-    const c = ops.cast(t, ops.dtype(q));
-    ops.release(t);
-    return c;
-  };
-  const grads = { dq: cast(dq), dk: cast(dk), dv: cast(dv) };
+  const dtype = ops.dtype(q);
+  const grads = { dq: castAndRelease(ops, dq, dtype), dk: castAndRelease(ops, dk, dtype), dv: castAndRelease(ops, dv, dtype) };
   ops.end();
   return grads;
 }

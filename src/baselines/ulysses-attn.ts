@@ -21,24 +21,13 @@ import { InvalidArgumentError } from '../errors.js';
 import { toGroupReduceArgs, type GroupCastArgs, type GroupReduceArgs } from '../comm/group-collective-args.js';
 import type { GroupInfo } from '../comm/process-group.js';
 import { validateBackwardArgs, validateForwardArgs, type AttnTensor } from '../kernels/flex-flash-attn.js';
-import { makeSliceList, type MaskTypesLike, type RangeListLike, type SliceList } from '../mask/slice-list.js';
-import type { AttnOps } from '../runtime/attn-ops.js';
-import { checkHeadShape } from '../runtime/key.js';
+import { makeSliceList, type SliceList } from '../mask/slice-list.js';
+import { castAndRelease, type AttnOps } from '../runtime/attn-ops.js';
 import { ulyssesHeadsFeasible, ulyssesShardSeqlen } from '../solver/baselines.js';
 import { validateMask } from '../solver/chunking.js';
-import { requireKnownOptions } from '../util/options.js';
-import { BASELINE_OPTIONS, layoutDispatch, layoutUndispatch, prepareBaselineCall, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult, type BaselineLayout } from './common.js';
+import { BASELINE_KEY_OPTIONS, BASELINE_OPTIONS, checkBaselineKeyOptions, layoutDispatch, layoutUndispatch, prepareBaselineCall, type BaselineAttnGrads, type BaselineAttnOptions, type BaselineAttnResult, type BaselineKeyOptions, type BaselineKind, type BaselineLayout } from './common.js';
 
-export interface UlyssesAttnKeyOptions {
-  readonly qRanges: RangeListLike;
-  readonly kRanges: RangeListLike;
-  readonly maskTypes: MaskTypesLike;
-  readonly totalSeqlenQ: number;
-  readonly numHeadsQ: number;
-  readonly numHeadsKv: number;
-  readonly headDim: number;
-  readonly group: GroupInfo;
-}
+export type UlyssesAttnKeyOptions = BaselineKeyOptions;
 
 /** Heads [lo, hi) of H that rank p works on: H/P of them, or with H < P the one head floor(p·H/P) (replicated). */
 function headRange(H: number, P: number, p: number): [number, number] {
@@ -141,10 +130,7 @@ export class UlyssesAttnKey implements BaselineLayout {
 
 /** Plans Ulysses for a mask on a group; throws unless cp fits the head counts (ulyssesHeadsFeasible). */
 export function ulyssesAttnKey(options: UlyssesAttnKeyOptions): UlyssesAttnKey {
-  requireKnownOptions(options, 'options', ['qRanges', 'kRanges', 'maskTypes', 'totalSeqlenQ', 'numHeadsQ', 'numHeadsKv', 'headDim', 'group']);
-  checkHeadShape(options);
-  const group = options.group;
-  if (typeof group !== 'object' || group === null || !Number.isInteger(group.size) || group.size < 1) throw new InvalidArgumentError('group', 'must be a process group (its size is the cp size)');
+  const group = checkBaselineKeyOptions(options, BASELINE_KEY_OPTIONS);
   const P = group.size;
   if (!ulyssesHeadsFeasible(options.numHeadsQ, options.numHeadsKv, P)) {
     throw new InvalidArgumentError(
@@ -158,20 +144,16 @@ export function ulyssesAttnKey(options: UlyssesAttnKeyOptions): UlyssesAttnKey {
   return new UlyssesAttnKey(group, mask, options.totalSeqlenQ, options.numHeadsQ, options.numHeadsKv, options.headDim);
 }
 
-function requireUlyssesKey(key: unknown): asserts key is UlyssesAttnKey {
-  if (!(key instanceof UlyssesAttnKey)) throw new InvalidArgumentError('key', 'must be a key made by ulyssesAttnKey');
-}
+const ULYSSES: BaselineKind<UlyssesAttnKey> = { keyClass: UlyssesAttnKey, keyMaker: 'ulyssesAttnKey', dispatchName: 'ulyssesDispatch' };
 
 /** This rank's contiguous shard of the whole tensor x [N, ...] (no communication). */
 export function ulyssesDispatch<T extends AttnTensor>(x: T, key: UlyssesAttnKey): T {
-  requireUlyssesKey(key);
-  return layoutDispatch(x, key);
+  return layoutDispatch(x, key, ULYSSES);
 }
 
 /** The whole tensor [N, ...] from every rank's shard (a collective). */
 export function ulyssesUndispatch<T extends AttnTensor>(local: T, key: UlyssesAttnKey): Promise<T> {
-  requireUlyssesKey(key);
-  return layoutUndispatch(local, key);
+  return layoutUndispatch(local, key, ULYSSES);
 }
 
 /** The forward's head-sharded tensors, kept for the backward ([P·n, heads of this rank, D]; lse [P·n, Hq/P]). */
@@ -215,11 +197,6 @@ function moveRows<T>(ops: AttnOps<T>, x: T, args: GroupCastArgs, shape: readonly
   return { out, done };
 }
 
-function prepare<T extends AttnTensor>(q: T, k: T, v: T, key: UlyssesAttnKey, options: BaselineAttnOptions<T>, extra: string): ReturnType<typeof prepareBaselineCall<T>> {
-  requireUlyssesKey(key);
-  return prepareBaselineCall(q, k, v, key, options, [...BASELINE_OPTIONS, extra], 'ulyssesDispatch');
-}
-
 const NO_SLICES: SliceList = { qRanges: new Int32Array(0), kRanges: new Int32Array(0), maskTypes: new Uint8Array(0) };
 
 /** The head-sharded [P·n, heads, D] forms of q-like and k/v-like shards (all-to-alls started, not awaited). */
@@ -235,7 +212,7 @@ function toHeads<T>(ops: AttnOps<T>, key: UlyssesAttnKey, x: T, isKv: boolean): 
  * flexFlashAttn on the whole sequence.
  */
 export async function ulyssesAttn<T extends AttnTensor>(q: T, k: T, v: T, key: UlyssesAttnKey, options: UlyssesAttnOptions<T> = {}): Promise<UlyssesAttnResult<T>> {
-  const { ops, scalars } = prepare(q, k, v, key, options, 'saveForBackward');
+  const { ops, scalars } = prepareBaselineCall(q, k, v, key, ULYSSES, options, [...BASELINE_OPTIONS, 'saveForBackward']);
   const base = { ...scalars, returnMaxLogits: false };
   validateForwardArgs({ q, k, v, slices: NO_SLICES, ...base, outDtype: ops.dtype(q) });
   ops.begin();
@@ -271,7 +248,7 @@ export async function ulyssesAttnBackward<T extends AttnTensor>(
   key: UlyssesAttnKey,
   options: UlyssesAttnBackwardOptions<T> = {},
 ): Promise<BaselineAttnGrads<T>> {
-  const { ops, scalars: sc } = prepare(q, k, v, key, options, 'saved');
+  const { ops, scalars: sc } = prepareBaselineCall(q, k, v, key, ULYSSES, options, [...BASELINE_OPTIONS, 'saved']);
   validateBackwardArgs({ dout, q, k, v, out, lse, slices: NO_SLICES, ...sc });
   const saved = options.saved;
   if (saved !== undefined && (typeof saved !== 'object' || saved === null || saved.key !== key)) {
@@ -314,13 +291,8 @@ export async function ulyssesAttnBackward<T extends AttnTensor>(
     // The reshaped partials were views: the kernel's accumulators are freed here.
     ops.release(g.dk);
     ops.release(g.dv);
-    const cast = (t: T): T => {
-      const c = ops.cast(t, ops.dtype(q));
-      ops.release(t);
-      return c;
-    };
-    dk = cast(dk);
-    dv = cast(dv);
+    dk = castAndRelease(ops, dk, ops.dtype(q));
+    dv = castAndRelease(ops, dv, ops.dtype(q));
   } else {
     ops.release(g.dk);
     ops.release(g.dv);

@@ -199,3 +199,10 @@ function isDeviceGroup(g: GroupInfo): boolean {
 export function rowBytes<T>(ops: AttnOps<T>, t: T): number {
   return rowWidthOf(ops.shape(t)) * bytesPerElement(ops.dtype(t));
 }
+
+/** `t` as a new tensor of `dtype`, `t` freed: how a call hands back its float32 accumulators in the caller's dtype. */
+export function castAndRelease<T>(ops: AttnOps<T>, t: T, dtype: DType): T {
+  const c = ops.cast(t, dtype);
+  ops.release(t);
+  return c;
+}

@@ -34,7 +34,7 @@ import { SliceBuffer } from '../mask/geometry.js';
 import type { SliceList } from '../mask/slice-list.js';
 import type { RankPlan, StagePlan } from '../solver/plan.js';
 import { requireKnownOptions } from '../util/options.js';
-import { attnOpsFor, rowBytes, type AttnOps } from './attn-ops.js';
+import { attnOpsFor, castAndRelease, rowBytes, type AttnOps } from './attn-ops.js';
 import { requireKey, type DistAttnRuntimeKey } from './key.js';
 import { StageComm } from './stage-comm.js';
 import { NO_TRACE, type AttnTrace, type Tracer } from './trace.js';
@@ -245,10 +245,7 @@ export async function calcAttn<T extends AttnTensor>(q: T, k: T, v: T, key: Dist
   }
 
   const result: CalcAttnResult<T> = { out, lse };
-  if (ops.dtype(out) !== ops.dtype(q)) {
-    result.out = ops.cast(out, ops.dtype(q));
-    ops.release(out);
-  }
+  if (ops.dtype(out) !== ops.dtype(q)) result.out = castAndRelease(ops, out, ops.dtype(q));
   if (maxLogitsAcc !== undefined) {
     const span = trace.begin('all', 'comm', 'final');
     await comm.allReduce(maxLogitsAcc, 'max');
@@ -356,12 +353,8 @@ export async function calcAttnBackward<T extends AttnTensor>(
   trace.end(span);
   ops.joinComm();
   // Fresh tensors in q's dtype (also for float32: dk and dv may be views of the fused buffers).
-  const cast = (t: T): T => {
-    const c = ops.cast(t, ops.dtype(q));
-    ops.release(t);
-    return c;
-  };
-  const grads: CalcAttnGrads<T> = { dq: cast(dq), dk: cast(dk), dv: cast(dv) };
+  const dtype = ops.dtype(q);
+  const grads: CalcAttnGrads<T> = { dq: castAndRelease(ops, dq, dtype), dk: castAndRelease(ops, dk, dtype), dv: castAndRelease(ops, dv, dtype) };
   for (const t of owners) ops.release(t);
   if (dsink !== undefined) grads.dsink = dsink;
   ops.end();
