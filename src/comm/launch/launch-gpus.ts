@@ -14,8 +14,9 @@ import { createServer } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
 import { isTypeScriptScript, resolveTsx } from '../../util/tsx.js';
-import { blamedRank, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
-import { unwrapTensors, wrapTensors } from '../threads/transfer.js';
+import { RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
+import { blameFirstFailure, settleLaunch } from '../launch-outcome.js';
+import { wrapTensors } from '../threads/transfer.js';
 
 /** Launcher to rank process. */
 export type ToRankProcess = { readonly t: 'abort'; readonly rank: number; readonly reason: string };
@@ -94,17 +95,14 @@ export async function launchGpuRanks<R = unknown>(size: number, script: string, 
       finished = true;
       clearTimeout(killTimer);
       clearTimeout(deadlineTimer);
-      const all = outcomes as RankOutcome<R>[];
-      if (rootCause < 0) resolve(all.map((o) => unwrapTensors((o as { value: R }).value) as R));
-      else reject(new RankFailedError(rootCause, all));
+      settleLaunch(outcomes as RankOutcome<R>[], rootCause, resolve, reject);
     };
 
     const record = (rank: number, given: RankOutcome<R>): void => {
       if (finished || outcomes[rank] !== undefined) return;
       let outcome = given;
       if (outcome.status !== 'ok' && rootCause < 0) {
-        rootCause = blamedRank(outcome, rank, size);
-        if (rootCause !== rank) outcome = { ...outcome, status: 'aborted' };
+        ({ root: rootCause, outcome } = blameFirstFailure(outcome, rank, size));
         const reason = rootCause === rank ? `${outcome.error.name}: ${outcome.error.message}` : `rank ${rootCause} failed`;
         children.forEach((c, r) => {
           if (r !== rank && outcomes[r] === undefined && c.connected) c.send({ t: 'abort', rank: rootCause, reason } satisfies ToRankProcess);

@@ -22,8 +22,9 @@ import { pathToFileURL } from 'node:url';
 import { resolve as resolvePath } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
 import { isTypeScriptScript, resolveTsx } from '../../util/tsx.js';
-import { blamedRank, RankFailedError, RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
-import { unwrapTensors, wrapTensors } from './transfer.js';
+import { RunDeadlineError, type RankOutcome, type SerializedError } from '../errors.js';
+import { blameFirstFailure, settleLaunch } from '../launch-outcome.js';
+import { wrapTensors } from './transfer.js';
 import type { ProcessGroup } from '../process-group.js';
 
 export interface SpawnOptions {
@@ -156,9 +157,7 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       const stop = setTimeout(() => workers.forEach((w) => void w.terminate()), EXIT_GRACE_MS);
       void Promise.all(exited).then(() => {
         clearTimeout(stop);
-        const all = outcomes as RankOutcome<R>[];
-        if (rootCause < 0) resolve(all.map((o) => unwrapTensors((o as { value: R }).value) as R));
-        else reject(new RankFailedError(rootCause, all));
+        settleLaunch(outcomes as RankOutcome<R>[], rootCause, resolve, reject);
       });
     };
 
@@ -166,11 +165,9 @@ export function spawnRanks<R = unknown, A = unknown>(size: number, script: strin
       if (finished || outcomes[rank] !== undefined) return;
       let outcome = given;
       if (outcome.status !== 'ok' && rootCause < 0) {
-        const root = blamedRank(outcome, rank, size);
-        if (root !== rank) outcome = { ...outcome, status: 'aborted' };
-        rootCause = root;
-        const reason = root === rank ? `${outcome.error.name}: ${outcome.error.message}` : `rank ${root} left the group`;
-        for (let r = 0; r < size; r++) if (outcomes[r] === undefined && r !== rank && r !== root) workers[r]?.postMessage({ t: 'abort', rank: root, reason } satisfies ToRank);
+        ({ root: rootCause, outcome } = blameFirstFailure(outcome, rank, size));
+        const reason = rootCause === rank ? `${outcome.error.name}: ${outcome.error.message}` : `rank ${rootCause} left the group`;
+        for (let r = 0; r < size; r++) if (outcomes[r] === undefined && r !== rank && r !== rootCause) workers[r]?.postMessage({ t: 'abort', rank: rootCause, reason } satisfies ToRank);
         graceTimer = setTimeout(() => {
           for (let r = 0; r < size; r++) {
             if (outcomes[r] === undefined) {
