@@ -13,28 +13,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor } from '../src/tensor.js';
 import type { DType } from '../src/dtype.js';
-import { makeSliceList, type SliceList } from '../src/mask/slice-list.js';
+import { makeSliceList } from '../src/mask/slice-list.js';
 import { cellMultiplicity, referenceBackward, referenceForward } from '../src/kernels/reference.js';
 import { CPU_KERNEL_TOLERANCES, compareClose } from '../src/kernels/tolerance.js';
 import { Rng } from '../src/util/rng.js';
-import { assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
+import { type AttnProblem, assertAllClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { cpuVariants } from './util/cpu-variants.js';
-
-interface Problem {
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  dout: Tensor;
-  slices: SliceList;
-  softcap: number;
-}
 
 const HQ = 4;
 const HKV = 2;
 const DIM = 16;
 
 /** 150 tokens (three 64-row tiles), a causal slice plus a full block, so rows differ in what they see. */
-function problem(rng: Rng, dtype: DType = 'float32', softcap = 0): Problem {
+function problem(rng: Rng, dtype: DType = 'float32', softcap = 0): AttnProblem {
   const n = 150;
   return {
     q: randomTensor(rng, dtype, [n, HQ, DIM]),
@@ -46,7 +37,7 @@ function problem(rng: Rng, dtype: DType = 'float32', softcap = 0): Problem {
   };
 }
 
-const common = (p: Problem) => ({ slices: p.slices, softmaxScale: 1 / Math.sqrt(p.q.shape[2]), softcap: p.softcap, deterministic: true });
+const common = (p: AttnProblem) => ({ slices: p.slices, softmaxScale: 1 / Math.sqrt(p.q.shape[2]), softcap: p.softcap, deterministic: true });
 
 /** Sets element [token, head, d] of a [T, H, D] tensor (any dtype: NaN and ±Inf exist in all). */
 function poison(t: Tensor, token: number, head: number, d: number, value: number): void {
@@ -57,7 +48,7 @@ function poison(t: Tensor, token: number, head: number, d: number, value: number
 }
 
 /** Runs one variant forward and backward and checks every result against the reference. */
-function checkVariant(variant: ReturnType<typeof cpuVariants>[number], p: Problem, seed: number, label: string) {
+function checkVariant(variant: ReturnType<typeof cpuVariants>[number], p: AttnProblem, seed: number, label: string) {
   const fwd = variant.backend.forward({ ...common(p), q: p.q, k: p.k, v: p.v, returnMaxLogits: true, outDtype: p.q.dtype });
   const want = referenceForward({ ...common(p), q: p.q, k: p.k, v: p.v, returnMaxLogits: true, outDtype: 'float64' });
   const tol = CPU_KERNEL_TOLERANCES[p.q.dtype];
@@ -77,7 +68,7 @@ function checkVariant(variant: ReturnType<typeof cpuVariants>[number], p: Proble
 }
 
 /** Which (query token, key token) pairs are covered. */
-function sees(p: Problem): (t: number, j: number) => boolean {
+function sees(p: AttnProblem): (t: number, j: number) => boolean {
   const n = p.q.shape[0];
   const tk = p.k.shape[0];
   const mult = cellMultiplicity(p.slices, n, tk);
@@ -173,7 +164,7 @@ test('random NaN and ±Inf in q, k, v and dout (all dtypes, softcap) match the r
     for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
       for (let round = 0; round < 3; round++) {
         const n = rng.int(40, 160);
-        const p: Problem = {
+        const p: AttnProblem = {
           q: randomTensor(rng, dtype, [n, HQ, DIM]),
           k: randomTensor(rng, dtype, [n, HKV, DIM]),
           v: randomTensor(rng, dtype, [n, HKV, DIM]),

@@ -32,7 +32,7 @@ import { referenceBackward, referenceForward } from '../src/kernels/reference.js
 import { flexFlashAttn, flexFlashAttnBackward, registerKernelBackend, selectKernelBackend } from '../src/kernels/flex-flash-attn.js';
 import { Rng } from '../src/util/rng.js';
 import { CPU_KERNEL_TOLERANCES } from '../src/kernels/tolerance.js';
-import { type Tolerance, compareClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
+import { type AttnProblem, type Tolerance, compareClose, randomSlices, randomTensor, seeded } from './util/attn-check.js';
 import { stratifiedSample } from '../src/cli/demo-check.js';
 
 const TOLERANCES = CPU_KERNEL_TOLERANCES;
@@ -52,15 +52,9 @@ function float32Exact(rng: Rng, shape: number[]): Tensor {
   return t;
 }
 
-interface Problem {
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  dout: Tensor;
-  slices: SliceList;
+interface Problem extends AttnProblem {
   sink?: Tensor;
   softmaxScale: number;
-  softcap: number;
 }
 
 function randomProblem(

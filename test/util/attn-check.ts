@@ -55,6 +55,16 @@ export function assertKernelMatchesReference(
   return { got, ref: r };
 }
 
+/** The random inputs of one forward-and-backward kernel check: the tensors, the mask and the softcap. */
+export interface AttnProblem {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  dout: Tensor;
+  slices: SliceList;
+  softcap: number;
+}
+
 /** Standard-normal values times `scale`, narrowed to `dtype` (16-bit inputs are rounded here, once). */
 export function randomTensor(rng: Rng, dtype: DType, shape: number[], scale = 1): Tensor {
   return Tensor.fromValues(dtype, shape, rng.normals(shape.reduce((a, b) => a * b, 1), scale));
