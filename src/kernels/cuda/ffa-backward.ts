@@ -34,7 +34,7 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
-import { greedyDisjointGroups, type GroupedWork } from './ffa-forward.js';
+import { greedyDisjointGroups, plannedSlice, type GroupedWork } from './ffa-forward.js';
 import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
 import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
@@ -67,13 +67,7 @@ export interface FfaBackwardPlan {
 export function planFfaBackward(slices: SliceList, tokensQ: number, tokensK: number, blockN: number, blockM = FFA_BWD_BLOCK_M): FfaBackwardPlan {
   const items: Array<[number, number, number, number, number]> = [];
   for (let b = 0; b < slices.maskTypes.length; b++) {
-    const type = slices.maskTypes[b];
-    const qs = slices.qRanges[2 * b];
-    const qe = slices.qRanges[2 * b + 1];
-    const ks = slices.kRanges[2 * b];
-    const ke = slices.kRanges[2 * b + 1];
-    if (qe > tokensQ || qs < 0) throw new RangeError(`cuda ffa backward: qRanges[${b}] = [${qs}, ${qe}) exceeds the ${tokensQ} query tokens`);
-    if (ke > tokensK || ks < 0) throw new RangeError(`cuda ffa backward: kRanges[${b}] = [${ks}, ${ke}) exceeds the ${tokensK} key tokens`);
+    const { type, qs, qe, ks, ke } = plannedSlice(slices, b, 'backward', tokensQ, tokensK);
     if (qe <= qs || ke <= ks) continue;
     // causal: the last row is the widest; inv-causal: the first; bi-causal: all rows alike
     const nonEmpty = rowKeyEnd(type, qe, ke, qe - 1) > rowKeyStart(type, qs, ks, qe - 1) || rowKeyEnd(type, qe, ke, qs) > rowKeyStart(type, qs, ks, qs);

@@ -75,6 +75,30 @@ export interface FfaForwardPlan {
   readonly uncoveredRows: Int32Array;
 }
 
+/** One slice of a mask as the work planners read it: mask type code and [qs, qe) x [ks, ke). */
+export interface PlannedSlice {
+  type: number;
+  qs: number;
+  qe: number;
+  ks: number;
+  ke: number;
+}
+
+/**
+ * Slice b unpacked for a work planner, after checking that its q range lies in [0, tokensQ) and,
+ * when tokensK is given, its k range in [0, tokensK): a RangeError naming `pass` otherwise.
+ */
+export function plannedSlice(slices: SliceList, b: number, pass: 'forward' | 'backward', tokensQ: number, tokensK?: number): PlannedSlice {
+  const type = slices.maskTypes[b];
+  const qs = slices.qRanges[2 * b];
+  const qe = slices.qRanges[2 * b + 1];
+  const ks = slices.kRanges[2 * b];
+  const ke = slices.kRanges[2 * b + 1];
+  if (qe > tokensQ || qs < 0) throw new RangeError(`cuda ffa ${pass}: qRanges[${b}] = [${qs}, ${qe}) exceeds the ${tokensQ} query tokens`);
+  if (tokensK !== undefined && (ke > tokensK || ks < 0)) throw new RangeError(`cuda ffa ${pass}: kRanges[${b}] = [${ks}, ${ke}) exceeds the ${tokensK} key tokens`);
+  return { type, qs, qe, ks, ke };
+}
+
 /**
  * First-fit grouping of items with one interval per axis: item i goes to the lowest-numbered
  * group where, on every axis, its interval [lo, hi) overlaps no member's; items are taken in
@@ -172,12 +196,7 @@ export function planFfaForward(slices: SliceList, tokensQ: number, blockM = FFA_
   const spans: Array<[number, number]> = []; // covered row spans
   const sliceSpans: Array<[number, number]> = [];
   for (let b = 0; b < slices.maskTypes.length; b++) {
-    const type = slices.maskTypes[b];
-    const qs = slices.qRanges[2 * b];
-    const qe = slices.qRanges[2 * b + 1];
-    const ks = slices.kRanges[2 * b];
-    const ke = slices.kRanges[2 * b + 1];
-    if (qe > tokensQ || qs < 0) throw new RangeError(`cuda ffa forward: qRanges[${b}] = [${qs}, ${qe}) exceeds the ${tokensQ} query tokens`);
+    const { type, qs, qe, ks, ke } = plannedSlice(slices, b, 'forward', tokensQ);
     let any = false;
     for (let m0 = qs; m0 < qe; m0 += blockM) {
       const m1 = Math.min(m0 + blockM, qe);
