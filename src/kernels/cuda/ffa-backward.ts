@@ -34,7 +34,7 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
-import { greedyDisjointGroups, plannedSlice, type GroupedWork } from './ffa-forward.js';
+import { greedyDisjointGroups, plannedSlice, type FfaForwardShape, type GroupedWork } from './ffa-forward.js';
 import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
 import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
@@ -202,15 +202,8 @@ export interface FfaBackwardExtras {
   deterministic?: boolean;
 }
 
-export interface FfaBackwardShape {
-  tokensQ: number;
-  tokensK: number;
-  headsQ: number;
-  headsKv: number;
-  dim: number;
-  /** Input dtype: bfloat16 or float16 (dq/dk/dv come back in it). */
-  dtype: DType;
-}
+/** The forward's shape: dq/dk/dv come back in its input dtype. */
+export type FfaBackwardShape = FfaForwardShape;
 
 const { i32, ptr } = kernelArg;
 
