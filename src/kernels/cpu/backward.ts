@@ -9,26 +9,15 @@
  * Float64 arithmetic on float32 inputs; NaN and Inf as in forward.ts (masked cells are skipped in
  * the value products when an input is not finite; a NaN lse or Δ makes its row's terms NaN).
  */
-import type { WorkList } from './work.js';
+import type { HeadInputs } from './forward.js';
 import { gemmAcc, gemmVisible, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
 /** One kv head's backward. */
-export interface HeadBackward {
-  /** The group's query heads [G, Tq, D], their dL/dout, final lse and Δ = Σ_d out·dout ([G, Tq]). */
-  q: Float32Array;
+export interface HeadBackward extends HeadInputs {
+  /** The query heads' dL/dout [G, Tq, D], final lse and Δ = Σ_d out·dout ([G, Tq]). */
   dout: Float32Array;
   lse: Float64Array;
   delta: Float64Array;
-  /** This kv head's keys and values, [Tk, D]. */
-  k: Float32Array;
-  v: Float32Array;
-  tokensQ: number;
-  group: number;
-  dim: number;
-  scale: number;
-  softcap: number;
-  finite: boolean;
-  work: WorkList;
   /** [G, Tq, D]: dQ is added into it. */
   dq: Float32Array;
   /** [Tk, D]: written for every key of a k tile. */

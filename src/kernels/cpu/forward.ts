@@ -16,15 +16,14 @@
 import type { WorkList } from './work.js';
 import { gemmAcc, gemmVisible, loadTile, loadTileTransposed, pad4, pad8 } from './tile.js';
 
-/** One kv head's forward: its query heads' rows in, their out and lse out. */
-export interface HeadForward {
+/** What one kv head's forward and backward (backward.ts) both read. */
+export interface HeadInputs {
   /** The group's query heads, head-major [G, Tq, D]. */
   q: Float32Array;
   /** This kv head's keys and values, [Tk, D]. */
   k: Float32Array;
   v: Float32Array;
   tokensQ: number;
-  tokensK: number;
   group: number;
   dim: number;
   scale: number;
@@ -33,6 +32,11 @@ export interface HeadForward {
   /** Every input is finite (then value products may multiply masked cells by their zero weight). */
   finite: boolean;
   work: WorkList;
+}
+
+/** One kv head's forward: its query heads' rows in, their out and lse out. */
+export interface HeadForward extends HeadInputs {
+  tokensK: number;
   /** [G, Tq, D]: written for every row of a q tile. */
   out: Float32Array;
   /** [G, Tq]: written for every row of a q tile (-inf where it saw nothing). */
