@@ -422,44 +422,33 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
   float st[kBM / 8][4];
   float dp[kBM / 8][4];
-  // Sᵀ = K_w Qᵀ of step s into st (once the step's Q and dO have landed), one wgmma group. The
-  // main loop also issues it for s = nSteps, the step after the last, which waits for nothing.
+  // acc = A_w Bᵀ over the head dim, one wgmma group: A is this warpgroup's rows of the K or V
+  // tile (shared offset kvOff), B the Q or dO tile (qoOff) of step s's stage.
+  const auto issue_kv_qo = [&](float (*acc)[4], unsigned kvOff, unsigned qoOff, int s) {
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const unsigned off = (ks & 3) * 32;
+      const unsigned hfK = (ks >> 2) * kBN * 128 + off;
+      const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
+      const unsigned long long da = ldesc(b4 + w4 + ((kvOff + hfK) >> 4), 16, 1024);
+      const unsigned long long db = ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((qoOff + hfQ) >> 4), 16, 1024);
+      if constexpr (kBM == 64) {
+        Wgmma<E>::ss64(acc, da, db, ks > 0 ? 1 : 0);
+      } else {
+        Wgmma<E>::ss128(acc, da, db, ks > 0 ? 1 : 0);
+      }
+    }
+    wgmma_commit();
+  };
+  // Sᵀ = K_w Qᵀ of step s into st (once the step's Q and dO have landed). The main loop also
+  // issues it for s = nSteps, the step after the last, which waits for nothing.
   const auto issue_s = [&](int s) {
     if (s < nSteps) mbar_wait(full + 8 * (s & 1), (s >> 1) & 1);
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kD / 16; ++ks) {
-      const unsigned off = (ks & 3) * 32;
-      const unsigned hfK = (ks >> 2) * kBN * 128 + off;
-      const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      const unsigned long long da = ldesc(b4 + w4 + ((L::kK + hfK) >> 4), 16, 1024);
-      const unsigned long long db = ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kQ + hfQ) >> 4), 16, 1024);
-      if constexpr (kBM == 64) {
-        Wgmma<E>::ss64(st, da, db, ks > 0 ? 1 : 0);
-      } else {
-        Wgmma<E>::ss128(st, da, db, ks > 0 ? 1 : 0);
-      }
-    }
-    wgmma_commit();
+    issue_kv_qo(st, L::kK, L::kQ, s);
   };
-  // dPᵀ = V_w dOᵀ of step s into dp, one wgmma group.
-  const auto issue_dp = [&](int s) {
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kD / 16; ++ks) {
-      const unsigned off = (ks & 3) * 32;
-      const unsigned hfK = (ks >> 2) * kBN * 128 + off;
-      const unsigned hfQ = (ks >> 2) * kBM * 128 + off;
-      const unsigned long long da = ldesc(b4 + w4 + ((L::kV + hfK) >> 4), 16, 1024);
-      const unsigned long long db = ldesc(b4 + (s & 1) * (L::kQO >> 4) + ((L::kO + hfQ) >> 4), 16, 1024);
-      if constexpr (kBM == 64) {
-        Wgmma<E>::ss64(dp, da, db, ks > 0 ? 1 : 0);
-      } else {
-        Wgmma<E>::ss128(dp, da, db, ks > 0 ? 1 : 0);
-      }
-    }
-    wgmma_commit();
-  };
+  // dPᵀ = V_w dOᵀ of step s into dp.
+  const auto issue_dp = [&](int s) { issue_kv_qo(dp, L::kV, L::kO, s); };
 
   issue_s(0);
   wgmma_wait<0>();
