@@ -441,6 +441,21 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     }
     wgmma_commit();
   };
+  // acc += A B over the step's kBM q rows (the k dim), one wgmma group: A the packed fragments
+  // ap or as (Pᵀ or dSᵀ), B the Q or dO tile (shared offset qoOff) of stage `stage`, read N-major.
+  const auto issue_regs_qo = [&](float (*acc)[4], const unsigned (*a)[4], unsigned qoOff, int stage) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBM / 16; ++kk) {
+      const unsigned long long db = ldesc(b4 + stage * (L::kQO >> 4) + ((qoOff + kk * 16 * 128) >> 4), kBM * 128, 1024);
+      if constexpr (kD == 128) {
+        Wgmma<E>::rs128(acc, a[kk], db);
+      } else {
+        Wgmma<E>::rs64(acc, a[kk], db);
+      }
+    }
+    wgmma_commit();
+  };
   // Sᵀ = K_w Qᵀ of step s into st (once the step's Q and dO have landed). The main loop also
   // issues it for s = nSteps, the step after the last, which waits for nothing.
   const auto issue_s = [&](int s) {
@@ -490,18 +505,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(ap[kk], st, kk);
     FFA_BWD_TRACE(2)
-    // dV += Pᵀ dO (k dim = the 64 q rows; dO read N-major)
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) {
-      const unsigned long long db = ldesc(b4 + stage * (L::kQO >> 4) + ((L::kO + kk * 16 * 128) >> 4), kBM * 128, 1024);
-      if constexpr (kD == 128) {
-        Wgmma<E>::rs128(dVacc, ap[kk], db);
-      } else {
-        Wgmma<E>::rs64(dVacc, ap[kk], db);
-      }
-    }
-    wgmma_commit();
+    // dV += Pᵀ dO
+    issue_regs_qo(dVacc, ap, L::kO, stage);
     FFA_BWD_TRACE(3)
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
@@ -513,18 +518,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     FFA_BWD_TRACE(4)
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(as[kk], dp, kk);
-    // dK += dSᵀ Q (Q read N-major)
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) {
-      const unsigned long long db = ldesc(b4 + stage * (L::kQO >> 4) + ((L::kQ + kk * 16 * 128) >> 4), kBM * 128, 1024);
-      if constexpr (kD == 128) {
-        Wgmma<E>::rs128(dKacc, as[kk], db);
-      } else {
-        Wgmma<E>::rs64(dKacc, as[kk], db);
-      }
-    }
-    wgmma_commit();
+    // dK += dSᵀ Q
+    issue_regs_qo(dKacc, as, L::kQ, stage);
     FFA_BWD_TRACE(5)
 
     // dSᵀ to shared memory ([key][q], SW128, q in 64-column halves) while those run
