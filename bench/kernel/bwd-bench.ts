@@ -4,7 +4,7 @@
  * the fp32 sums of one main launch, how two such sums must agree, and the process exit.
  */
 import type { CudaDevice, DeviceBuffer } from '../../src/device/device.js';
-import type { FfaBackwardBuffers, FfaBackwardProblem } from '../../src/kernels/cuda/ffa-backward.js';
+import type { FfaBackwardBuffers, FfaBackwardProblem, FfaBackwardShape } from '../../src/kernels/cuda/ffa-backward.js';
 import type { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
 import type { SliceList } from '../../src/mask/slice-list.js';
 import { randomDeviceTensor } from './inputs.js';
@@ -88,9 +88,19 @@ export function exitWith(main: () => Promise<number>): void {
   );
 }
 
+/** The bf16 self-attention shape of S tokens, Hq : Hkv heads, head dim D that the backward benches time. */
+export function benchShape(S: number, headsQ: number, headsKv: number, dim: number): FfaBackwardShape {
+  return { tokensQ: S, tokensK: S, headsQ, headsKv, dim, dtype: 'bfloat16' };
+}
+
+/** Backward TFLOP/s as bench:kernel counts them: 2.5 · 4 · mask area · Hq · D over `ms`. */
+export function backwardTflops(area: number, headsQ: number, dim: number, ms: number): number {
+  return (2.5 * 4 * area * headsQ * dim) / (ms * 1e-3) / 1e12;
+}
+
 /** out and lse of the mask in `bufs` (the backward's inputs), from one forward launch. */
-export function forwardInto(fwd: CudaFfaForward, slices: SliceList, bufs: FfaBackwardBuffers, headsQ: number, headsKv: number, dim: number, tokens: number, scale: number): void {
-  const fp = fwd.prepare({ tokensQ: tokens, tokensK: tokens, headsQ, headsKv, dim, dtype: 'bfloat16' }, slices);
+export function forwardInto(fwd: CudaFfaForward, shape: FfaBackwardShape, slices: SliceList, bufs: FfaBackwardBuffers, scale: number): void {
+  const fp = fwd.prepare(shape, slices);
   fp.launch(bufs.q, bufs.k, bufs.v, bufs.out, bufs.lse, scale);
   fp.free();
 }

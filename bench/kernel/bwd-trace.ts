@@ -28,7 +28,7 @@ import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, wordList } from '../../src/cli/flags.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { backwardSums, exitWith, forwardInto, openBackwardBench, sumsAgree } from './bwd-bench.js';
+import { backwardSums, backwardTflops, benchShape, exitWith, forwardInto, openBackwardBench, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { BWD_TRACE, bwdTraceStats, decodeBwdTrace, type BwdTraceStats } from '../../src/kernels/cuda/ffa-backward-trace.js';
@@ -89,9 +89,9 @@ async function main(): Promise<number> {
     const m = buildMask(name, S, 42);
     const row: Row = { mask: name, seqlen: S, area: m.area };
     rows.push(row);
-    const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+    const shape = benchShape(S, HQ, HKV, DIM);
     try {
-      forwardInto(fwd, m.slices, bufs, HQ, HKV, DIM, S, scale);
+      forwardInto(fwd, shape, m.slices, bufs, scale);
       const pPlain = plain.prepare(shape, m.slices);
       const pTraced = traced.prepare(shape, m.slices);
       const grid = pTraced.defaultItems * HKV;
@@ -104,7 +104,7 @@ async function main(): Promise<number> {
       }
       row.ms = timeLaunches(dev, () => pPlain.launch(bufs, scale), opts.iters, opts.warmup).ms;
       row.msTraced = timeLaunches(dev, () => pTraced.launch(bufs, scale), opts.iters, opts.warmup).ms;
-      row.tflops = (2.5 * 4 * m.area * HQ * DIM) / (row.ms * 1e-3) / 1e12;
+      row.tflops = backwardTflops(m.area, HQ, DIM, row.ms);
       pTraced.launch(bufs, scale);
       const words = traced.downloadTrace();
       row.records = decodeBwdTrace(words).length;

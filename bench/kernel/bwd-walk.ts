@@ -23,7 +23,7 @@ import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, wordList } from '../../src/cli/flags.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { backwardBuffers, backwardSums, exitWith, forwardInto, sumsAgree } from './bwd-bench.js';
+import { backwardBuffers, backwardSums, backwardTflops, benchShape, exitWith, forwardInto, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 
@@ -87,9 +87,9 @@ async function main(): Promise<number> {
       const m = buildMask(name, S, 42);
       const row: Row = { mask: name, seqlen: S, items: {}, ms: {}, tflops: {} };
       rows.push(row);
-      const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+      const shape = benchShape(S, HQ, HKV, DIM);
       try {
-        forwardInto(fwd, m.slices, bufs, HQ, HKV, DIM, S, scale);
+        forwardInto(fwd, shape, m.slices, bufs, scale);
         const problems = new Map(labels.map((l) => [l, kernels.get(l)!.prepare(shape, m.slices)]));
         for (const [l, p] of problems) row.items[l] = p.defaultItems;
         if (S === opts.verifySeqlen) {
@@ -110,7 +110,7 @@ async function main(): Promise<number> {
           const p = problems.get(l)!;
           const t = timeLaunches(dev, () => p.launch(bufs, scale), opts.iters, opts.warmup);
           row.ms[l] = t.ms;
-          row.tflops[l] = (2.5 * 4 * m.area * HQ * DIM) / (t.ms * 1e-3) / 1e12;
+          row.tflops[l] = backwardTflops(m.area, HQ, DIM, t.ms);
         }
         for (const p of new Set(problems.values())) p.free();
         console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items)`).join(' | ')}`);

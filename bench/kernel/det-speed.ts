@@ -28,7 +28,7 @@ import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, wordList } from '../../src/cli/flags.js';
 import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { backwardSums, exitWith, forwardInto, openBackwardBench, sameBits, sumsAgree } from './bwd-bench.js';
+import { backwardSums, backwardTflops, benchShape, exitWith, forwardInto, openBackwardBench, sameBits, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
@@ -85,9 +85,9 @@ async function main(): Promise<number> {
     const m = buildMask(name, S, 42);
     const row: Row = { mask: name, seqlen: S, area: m.area, ms: {}, tflops: {}, launches: {} };
     rows.push(row);
-    const shape = { tokensQ: S, tokensK: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' as const };
+    const shape = benchShape(S, HQ, HKV, DIM);
     try {
-      forwardInto(fwd, m.slices, bufs, HQ, HKV, DIM, S, scale);
+      forwardInto(fwd, shape, m.slices, bufs, scale);
       const problems = {
         default: kernels.grouped.prepare(shape, m.slices),
         grouped: kernels.grouped.prepare(shape, m.slices),
@@ -117,7 +117,7 @@ async function main(): Promise<number> {
         const p = problems[s];
         const t = timeLaunches(dev, () => p.launch(bufs, scale, 0, undefined, { deterministic: det(s) }), opts.iters, opts.warmup);
         row.ms[s] = t.ms;
-        row.tflops[s] = (2.5 * 4 * m.area * HQ * DIM) / (t.ms * 1e-3) / 1e12;
+        row.tflops[s] = backwardTflops(m.area, HQ, DIM, t.ms);
       }
       for (const p of Object.values(problems)) p.free();
       console.log(`det-speed ${name} S=${S}: ${SCHEDULES.map((s) => `${s} ${row.ms[s]!.toFixed(2)} ms`).join(', ')}`);
