@@ -354,14 +354,14 @@ export class FfaBackwardProblem {
     readonly slices: SliceList,
   ) {
     const dev = owner.device;
-    this.plan = planFfaBackward(slices, shape.tokensQ, shape.tokensK, owner.blockN, owner.stepRows(shape.dim));
+    const steps = owner.stepRows(shape.dim);
+    this.plan = planFfaBackward(slices, shape.tokensQ, shape.tokensK, owner.blockN, steps);
     owner.mainKernel(shape.dtype, shape.dim, false); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(4));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
     this.types = dev.upload(nonEmpty(Int32Array.from(slices.maskTypes)));
     // the default launch's list; the deterministic schedules start from the uncut plan
-    const steps = owner.stepRows(shape.dim);
     const cut = owner.qRangeCut !== null ? splitLongItems(this.plan, slices, owner.qRangeCut, steps) : this.plan;
     this.defaultItems = cut.numWork;
     this.work = dev.upload(nonEmpty(cut.work));
