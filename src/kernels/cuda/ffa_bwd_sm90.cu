@@ -17,7 +17,8 @@
 //               their dK and dV in registers.
 //   per step  = one (q head of the kv group, 64-row q tile):
 //               Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ (wgmma, both operands K-major in shared memory);
-//               Pᵀ = exp2(Sᵀ·scale·log2e − lseLog2), dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in registers;
+//               Pᵀ = exp2(Sᵀ·scale·log2e − lseLog2), dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in registers
+//               (head dim 128 without softcap: p_tile, below, and Δ loaded before dPᵀ's wait);
 //               dV_w += Pᵀ dO and dK_w += dSᵀ Q with Pᵀ / dSᵀ straight from registers;
 //               dSᵀ also goes to shared memory (double-buffered), and after a barrier of the two
 //               consumer warpgroups each computes dQ = dS K for 64 of the 128 head-dim columns
@@ -41,7 +42,7 @@
 //   registers = setmaxnreg: the producer drops to 24, the consumers rise to 240 (FlashAttention-3's
 //               split for two consumer warpgroups; 24 is the least setmaxnreg takes, 240 the most
 //               that fits 65,536 beside it). ptxas's "Used 168 registers" is only the launch cap:
-//               the consumer code uses up to R232 (check-cuda.sh reads it off the cubin). Without
+//               the consumer code uses up to R237 (check-cuda.sh reads it off the cubin). Without
 //               setmaxnreg it spills ~2 KB and serializes its wgmma; at a cap of 208 it spills; at
 //               256 it compiles to the same instruction mix as at 240 (count per opcode, nvcc
 //               13.0), so more registers would not change its code.
@@ -58,8 +59,11 @@
 // the ordered entries record nothing. The stores and clock reads are instructions of their own, so
 // the timings are diagnostic (the build is not the kernel that is timed), and ptxas may move
 // independent arithmetic across a clock read: only the waits (wgmma, barriers) are hard edges.
-// nvcc 13.0: consumer code up to R237 (R232 without the trace), no spills, no serialized wgmma, the
-// clock reads in source order between the wgmma instructions of the cubin.
+// nvcc 13.0: consumer code up to R236 (R237 without the trace), no serialized wgmma, the clock
+// reads in source order between the wgmma instructions of the cubin; since p_tile holds a step's
+// 16 lseLog2 values at once, the trace's extra registers cost a 4-byte spill at head dim 128 (2
+// local store and 2 local load instructions: check-cuda.sh prints them), a perturbation the
+// timeline carries.
 // Record of (sampled block b, consumer warpgroup w) at (2 b + w) * kTraceRecord: blockIdx.x + 1
 // (0: never written), nSteps, clock at kernel start, clock after the epilogue, then kTraceEvents
 // clocks per step, the FFA_BWD_TRACE(e) marks of the main loop in order (ffa-backward-trace.ts
@@ -158,6 +162,43 @@ __device__ __forceinline__ void stage_dq(unsigned char* stg, const float (*dqa)[
       const int chunk = ((jj & 3) * 2 + (t >> 1)) ^ (R & 7);
       float2* dst = reinterpret_cast<float2*>(stg + (jj >> 2) * (64 * 32 * 4) + R * 128 + chunk * 16 + (t & 1) * 8);
       *dst = valid ? make_float2(x0 * scale, x1 * scale) : make_float2(0.f, 0.f);
+    }
+  }
+}
+
+// Pᵀ = exp2(Sᵀ·scaleLog2 − lseLog2) of a step without softcap (bwd_p's math, ffa_common.cuh),
+// written for the Hopper consumer's schedule: the step's lseLog2 pairs are all loaded first and
+// the exp2 of the 32 elements is straight-line code, so that the shared-memory loads overlap one
+// another and the math of one column pair overlaps the next; the mask (rows past m1, keys
+// outside a row's interval, LOWER: rows below mLo) is a separate pass that full tiles skip with
+// one uniform branch. (bwd_p's per-element mask split each column pair into its own basic blocks:
+// ncu showed each lseLog2 load waited for in turn, the load latency then being long because the
+// wgmma operand reads keep shared memory busy: this phase was 34% of a step at 16k full, 1,640 of
+// 4,760 cycles in bench/kernel/bwd-trace.ts's timeline. H200, 64:8, D 128, bf16, 16k, one
+// machine session: full 469-474 -> 544-548 TFLOP/s, causal 419-430 -> 477-516, varlen causal 339
+// -> 345-348, sliding window 325 -> 384-400; bench/kernel/README.md, "Hopper backward: the Pᵀ
+// step".)
+template <int NJ, bool LOWER>
+__device__ __forceinline__ void p_tile(float (*st)[4], const float* cL, bool full, const Slice& sl, int keyBase, int m0,
+                                       int m1, int t, float scaleLog2, int mLo) {
+  float2 l2[NJ];
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) l2[j] = *reinterpret_cast<const float2*>(cL + 8 * j + 2 * t);
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) st[j][e] = fast_exp2(fmaf(st[j][e], scaleLog2, -((e & 1) ? l2[j].y : l2[j].x)));
+  }
+  if (!full) {
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = keyBase + 8 * (e >> 1);
+        const int qq = m0 + 8 * j + 2 * t + (e & 1);
+        const bool ok = qq < m1 && (!LOWER || qq >= mLo) && key >= sl.rowStart(qq) && key < sl.rowEnd(qq);
+        st[j][e] = ok ? st[j][e] : 0.f;
+      }
     }
   }
 }
@@ -500,7 +541,11 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // Pᵀ (and with softcap dSᵀ), ffa_bwd.cu's elementwise math (shared, ffa_common.cuh). Row (key)
     // = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
     const bool fullTile = (m1 - m0 == kBM) && (!ORDERED || m0 >= qLo) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
-    bwd_p<kBM / 8, SOFTCAP, kWaitDp, ORDERED>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale, qLo);
+    if constexpr (kWaitDp) {
+      bwd_p<kBM / 8, SOFTCAP, kWaitDp, ORDERED>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale, qLo);
+    } else {
+      p_tile<kBM / 8, ORDERED>(st, cL, fullTile, sl, keyBase, m0, m1, t, scaleLog2, qLo);
+    }
     unsigned ap[kBM / 16][4], as[kBM / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; ++kk) pack_a<E>(ap[kk], st, kk);
@@ -511,9 +556,18 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ) while dV runs
     if (!kWaitDp) {
+      // Δ loaded before the wait, so that its shared-memory latency (long while the tensor cores
+      // read their operands from shared memory) runs under dPᵀ and dV
+      float2 d2[kBM / 8];
+#pragma unroll
+      for (int j = 0; j < kBM / 8; ++j) d2[j] = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);
       wgmma_wait<1>();  // dPᵀ done
       fence_regs<kBM / 8>(dp);
-      bwd_ds<kBM / 8>(st, dp, cD, t);
+#pragma unroll
+      for (int j = 0; j < kBM / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - ((e & 1) ? d2[j].y : d2[j].x));
+      }
     }
     FFA_BWD_TRACE(4)
 #pragma unroll
