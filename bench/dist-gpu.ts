@@ -19,6 +19,7 @@ import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { intAtLeast } from '../src/cli/flags.js';
 import { renderTable } from '../src/cli/table.js';
+import { median } from '../src/util/stats.js';
 import { outputPath, withOutputOptions } from './output.js';
 
 const program = withOutputOptions(
@@ -126,7 +127,7 @@ if (opts.replot !== undefined) {
       e0.destroy();
       e1.destroy();
     }
-    return times.sort((a, b) => a - b)[times.length >> 1];
+    return median(times);
   };
   const free = (...ts: Array<DT | undefined>): void => ts.forEach((t) => t?.free());
 
@@ -166,7 +167,7 @@ if (opts.replot !== undefined) {
         device.synchronize();
         free(...Object.values(r));
       }
-      return ts.sort((a, b) => a - b)[ts.length >> 1];
+      return median(ts);
     };
     const hostFwd = await host(() => calcAttn(lq, lk, lv, key) as unknown as Promise<{ [k: string]: DT | undefined }>);
     const hostBwd = await host(() => calcAttnBackward(ld, lq, lk, lv, f.out, f.lse, key) as unknown as Promise<{ [k: string]: DT | undefined }>);

@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { intAtLeast, wordList } from '../src/cli/flags.js';
 import { renderTable } from '../src/cli/table.js';
+import { median } from '../src/util/stats.js';
 import { outputPath, withOutputOptions } from './output.js';
 import type { DeviceProcessGroup } from '../src/comm/device/device-buffers.js';
 import type { GroupInfo } from '../src/comm/process-group.js';
@@ -304,9 +305,9 @@ export async function measureScaling(group: DeviceProcessGroup, opts: ScalingOpt
     const t = DeviceTensor.fromHost(device, Tensor.fromValues('float32', [opts.reps], times));
     await group.allReduce(deviceArrayOf(t), 'max');
     device.synchronize();
-    const slowest = Array.from(t.toHost().toFloat32()).sort((a, b) => a - b);
+    const slowest = Array.from(t.toHost().toFloat32());
     t.free();
-    return slowest[slowest.length >> 1];
+    return median(slowest);
   };
 
   const rows: Row[] = [];

@@ -30,3 +30,4 @@ export { spawnRanks } from './comm/threads/index.js';
 export * from './runtime/index.js';
 export * from './baselines/index.js';
 export { Rng, freshSeed } from './util/rng.js';
+export { median } from './util/stats.js';

@@ -20,6 +20,7 @@ import { flexFlashAttn, flexFlashAttnBackward } from '../../src/kernels/flex-fla
 import { CudaDevice, DeviceTensor } from '../../src/device/index.js';
 import { varlenCausalMask } from '../../src/mask/index.js';
 import { Rng } from '../../src/util/rng.js';
+import { median } from '../../src/util/stats.js';
 import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
 const argv = process.argv.slice(2);
@@ -60,7 +61,7 @@ function timeCalls(run: () => { free(): void }): { firstMs: number; medianMs: nu
     r.free();
   }
   const rest = times.slice(1).sort((a, b) => a - b);
-  return { firstMs: times[0], medianMs: rest[rest.length >> 1], maxMs: rest[rest.length - 1] };
+  return { firstMs: times[0], medianMs: median(rest), maxMs: rest[rest.length - 1] };
 }
 
 // the forward's out / lse for the backward (and one forward to compile the modules: untimed)

@@ -3,6 +3,7 @@
  * timeLaunches is how bench:kernel times a launch (the baselines by the same rule in baselines.py's
  * timing_counts); bench/kernel/fwd-gap.ts sets it beside the other two.
  */
+import { median } from '../../src/util/stats.js';
 
 export interface EventLike {
   record(): void;
@@ -51,8 +52,7 @@ export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, wa
   }
   start.destroy();
   end.destroy();
-  times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], n };
+  return { ms: median(times), n };
 }
 
 /** Milliseconds per launch: `warmup` launches, then `reps` launches back to back between one pair of CUDA events (no host wait between them), averaged. */
@@ -85,5 +85,5 @@ export function medianEventMs(dev: DeviceLike, launch: () => void, warmup = 3, r
     end.destroy();
   }
   times.sort((a, b) => a - b);
-  return { median: times[times.length >> 1], min: times[0] };
+  return { median: median(times), min: times[0] };
 }

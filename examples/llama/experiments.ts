@@ -15,6 +15,7 @@
  */
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { median } from 'magi-attention';
 import { compareGradients, compareLosses, GRAD_COSINE_BAR, type GradientVerdict, type LossVerdict } from './alignment.js';
 import type { Attention } from './attention.js';
 import { hfConfig, paramCount, PRESETS, type LlamaConfig, type PresetName } from './config.js';
@@ -273,11 +274,6 @@ export async function compareC(s: Pick<ExperimentSetup<unknown, unknown>, 'work'
   writeJson(s.out, 'llama-c.json', result);
   await drawCharts(s.out, 'llama-c.json', result, s.log);
   return v.pass;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { isMaskPreset, MASK_PRESETS, presetMask, type MaskSpec, type PresetOptions } from '../mask/presets.js';
 import { describeSliceTypes, maskFromJSON, type ParsedMask } from '../mask/mask-json.js';
 import { freshSeed } from '../util/rng.js';
+import { median } from '../util/stats.js';
 import {
   BENCH_HEAD_SHAPE,
   checkPlan,
@@ -129,7 +130,7 @@ export function formatPlanReport(plan: DistAttnPlan, spec: MaskSpec, timings: Pl
         [`over ${plan.cpSize} ranks`, ...columns.map((c) => c[0])],
         [
           ['min', ...summary((v) => v[0])],
-          ['median', ...summary((v) => v[v.length >> 1])],
+          ['median', ...summary(median)],
           ['max', ...summary((v) => v[v.length - 1])],
         ],
       ),

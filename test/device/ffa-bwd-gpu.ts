@@ -46,6 +46,7 @@ import {
   randomTensor as uniformTensor, sameResults, scriptArgs, secondRunSame, speedCases, speedEntry, uncoveredKeys,
 } from './common.js';
 import { meanEventMs, medianEventMs } from '../../bench/kernel/timing.js';
+import { backwardTflops, benchShape } from '../../bench/kernel/bwd-bench.js';
 import { hostBackward, hostForward } from './host-harness.js';
 
 const args = scriptArgs();
@@ -384,7 +385,7 @@ if (checks) {
       const S = 8192;
       const H = 32;
       const HK = 8;
-      const shape = { tokensQ: S, tokensK: S, headsQ: H, headsKv: HK, dim: 128, dtype: 'bfloat16' as DType };
+      const shape = benchShape(S, H, HK, 128);
       const bq = dev.alloc(S * H * 128 * 2);
       const bk = dev.alloc(S * HK * 128 * 2);
       const bv = dev.alloc(S * HK * 128 * 2);
@@ -450,14 +451,14 @@ if (bench) {
       ['full', fullMask(S), S * S],
       ['causal', causalMask(S), (S * (S + 1)) / 2],
     ] as const) {
-      const shape = { tokensQ: S, tokensK: S, headsQ: H, headsKv: HK, dim: D, dtype: 'bfloat16' as DType };
+      const shape = benchShape(S, H, HK, D);
       const fp = fwd.prepare(shape, slices);
       fp.launch(bq, bk, bv, bout, blse, 1 / Math.sqrt(D));
       for (const bwd of bwds) {
         const p = bwd.prepare(shape, slices);
         const bufs = { q: bq, k: bk, v: bv, out: bout, dout: bdo, lse: blse, dq: bdq, dk: bdk, dv: bdv };
         const { median: ms, min } = medianEventMs(dev, () => p.launch(bufs, 1 / Math.sqrt(D)));
-        const tflops = (2.5 * 4 * area * H * D) / (ms * 1e-3) / 1e12;
+        const tflops = backwardTflops(area, H, D, ms);
         // sanity: no NaN in dq
         const probe = new Uint16Array(1 << 16);
         bdq.download(probe);

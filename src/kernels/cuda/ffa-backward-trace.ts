@@ -13,6 +13,7 @@
  * at word (2 b + w) · record.
  */
 import { ShapeError, InvalidArgumentError } from '../../errors.js';
+import { median } from '../../util/stats.js';
 
 export const BWD_TRACE = { every: 64, blocks: 32, steps: 256, events: 13, header: 4 } as const;
 /** uint32 words of one (sampled block, consumer warpgroup) record. */
@@ -90,13 +91,6 @@ export interface BwdTraceStats {
   stepMean: number;
   /** Median over the records of kernel start to end of epilogue. */
   blockCyclesMedian: number;
-}
-
-/** The upper median of `xs` (timing.ts's rule: element ⌊n / 2⌋ of the sorted values); NaN when empty. */
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 const mean = (xs: number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
