@@ -59,9 +59,10 @@ console.log(`${lines.length} SASS instructions, ${s.totalSamples} warp-state sam
 console.log(renderTable(['stall reason', 'samples', 'share'], Object.entries(s.byReason).sort((a, b) => b[1] - a[1]).filter(([, v]) => v > 0).map(([k, v]) => [k, String(v), pct(v)])));
 console.log(`\nhot loop: ${s.loop.instructions} instructions executed about ${s.loop.executions} times (lines ${s.loop.first}-${s.loop.last}), ${pct(s.loop.samples)} of the samples`);
 console.log(`opcodes: ${Object.entries(s.loop.opcodes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+const top = [...lines].sort((a, b) => b.samples - a.samples).slice(0, opts.top);
 console.log(`\ntop ${opts.top} instructions by samples`);
 const byLine = (l: SassLine): string[] => [String(l.line), String(l.samples), pct(l.samples), String(l.executed), l.sass.slice(0, 70), reasons(l.stalls, 3)];
-console.log(renderTable(['line', 'samples', 'share', 'executed', 'SASS', 'largest stall reasons'], [...lines].sort((a, b) => b.samples - a.samples).slice(0, opts.top).map(byLine)));
+console.log(renderTable(['line', 'samples', 'share', 'executed', 'SASS', 'largest stall reasons'], top.map(byLine)));
 if (s.regions.length > 0) {
   console.log('\nregions');
   const ofLoop = (x: number): string => (s.loop.samples > 0 ? `${((100 * x) / s.loop.samples).toFixed(1)}%` : '—');
@@ -72,6 +73,6 @@ if (opts.listing !== undefined) {
   console.log(`wrote ${opts.listing}`);
 }
 if (opts.json !== undefined) {
-  writeFileSync(opts.json, JSON.stringify({ source: program.args[0], ...s, top: [...lines].sort((a, b) => b.samples - a.samples).slice(0, opts.top) }, null, 1));
+  writeFileSync(opts.json, JSON.stringify({ source: program.args[0], ...s, top }, null, 1));
   console.log(`wrote ${opts.json}`);
 }

@@ -563,11 +563,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       for (int j = 0; j < kBM / 8; ++j) d2[j] = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);
       wgmma_wait<1>();  // dPᵀ done
       fence_regs<kBM / 8>(dp);
-#pragma unroll
-      for (int j = 0; j < kBM / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - ((e & 1) ? d2[j].y : d2[j].x));
-      }
+      bwd_ds<kBM / 8>(st, dp, d2);
     }
     FFA_BWD_TRACE(4)
 #pragma unroll

@@ -487,9 +487,10 @@ __device__ __forceinline__ void merge_rows(const float (*o)[4], const float* row
 
 // Shared: Pᵀ = exp2(x · scaleLog2 − lseLog2) with x = s (tanh(s · softcapScale) under SOFTCAP),
 // zeroed outside the mask unless the tile is `full`; with WITH_DS also dSᵀ = P (dP − Δ) [(1 − x²)]
-// into dp (the mma.sync kernel always; the Hopper one only under softcap, where it waits for dPᵀ
-// first, and otherwise later through bwd_ds). LOWER: rows below mLo are outside the mask too (the
-// Hopper kernel's ordered deterministic mode, whose 64-row steps need not start at the item's qLo).
+// into dp (the mma.sync kernel always; the Hopper one where it waits for dPᵀ first, under softcap
+// and at head dim 64; otherwise it takes p_tile and bwd_ds, ffa_bwd_sm90.cu). LOWER: rows below mLo
+// are outside the mask too (the Hopper kernel's ordered deterministic mode, whose 64-row steps need
+// not start at the item's qLo).
 template <int NJ, bool SOFTCAP, bool WITH_DS, bool LOWER = false>
 __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const float* cL, const float* cD, bool full,
                                       const Slice& sl, int keyBase, int m0, int m1, int t, float scaleLog2,
@@ -523,14 +524,14 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
   }
 }
 
-// Shared: dSᵀ = Pᵀ ∘ (dPᵀ − Δ) into dp, for a tile whose Pᵀ bwd_p already computed (no softcap).
+// Shared: dSᵀ = Pᵀ ∘ (dPᵀ − Δ) into dp, for a tile whose Pᵀ is in st (no softcap); d2[j] holds
+// the Δ of columns 8j + 2t and 8j + 2t + 1, loaded by the caller ahead of dPᵀ's wait.
 template <int NJ>
-__device__ __forceinline__ void bwd_ds(const float (*st)[4], float (*dp)[4], const float* cD, int t) {
+__device__ __forceinline__ void bwd_ds(const float (*st)[4], float (*dp)[4], const float2 (&d2)[NJ]) {
 #pragma unroll
   for (int j = 0; j < NJ; ++j) {
-    const float2 d2 = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);  // 8-byte aligned, as in bwd_p
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - ((e & 1) ? d2.y : d2.x));
+    for (int e = 0; e < 4; ++e) dp[j][e] = st[j][e] * (dp[j][e] - ((e & 1) ? d2[j].y : d2[j].x));
   }
 }
 
