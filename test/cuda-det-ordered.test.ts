@@ -1,16 +1,22 @@
 /**
  * The host side of the Hopper backward's ordered deterministic schedule (no GPU needed):
- * planOrderedBackward's work records, tile counters and ranks, and a simulation of the kernel's
- * turn-taking with a bounded number of resident blocks dispatched in blockIdx order. Bit
- * reproducibility rests on "every row's real dQ contributions go through one counter, in launch
- * order"; freedom from deadlock on "an item waits only for items launched before it".
+ * planOrderedBackward's work records (with the kernel's record size), tile counters and ranks,
+ * the walk rule's choice (heads inner or outer per group of tiles), and a simulation of the
+ * kernel's turn-taking with a bounded number of resident blocks dispatched in blockIdx order, for
+ * both walks. Bit reproducibility rests on "every row's real dQ contributions go through one
+ * counter, in launch order"; freedom from deadlock on "an item waits only for items launched
+ * before it", whichever order an item visits its (tile, head) pairs in.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { planFfaBackward } from '../src/kernels/cuda/ffa-backward.js';
-import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan } from '../src/kernels/cuda/ffa-backward-ordered.js';
+import {
+  ORDERED_RECORD, WALK_HEADS_INNER, WALK_HEADS_OUTER, orderedLaunches, orderedWalkHeadsOuter, planOrderedBackward, type OrderedBackwardPlan, type OrderedWalk,
+} from '../src/kernels/cuda/ffa-backward-ordered.js';
 import { Rng } from '../src/util/rng.js';
-import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, type SliceList } from '../src/mask/index.js';
+import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, varlenFullMask, type SliceList } from '../src/mask/index.js';
+import { repoFile } from './util/paths.js';
 
 const BM = 64;
 const BN = 128;
@@ -36,7 +42,7 @@ interface Step {
   rows: [number, number]; // the tile's rows
 }
 
-/** Each item's steps (one q head), as the kernel walks them. */
+/** Each item's tiles (the steps of one q head, in walk order). */
 function stepsOf(ord: OrderedBackwardPlan): Step[][] {
   const out: Step[][] = [];
   for (let at = 0; at < ord.work.length / ORDERED_RECORD; at++) {
@@ -52,12 +58,35 @@ function stepsOf(ord: OrderedBackwardPlan): Step[][] {
   return out;
 }
 
-/** Checks every invariant the kernel relies on; returns the plan. */
+/** An item's walk (the record's last field): whether its q heads are outer. */
+const headsOuter = (ord: OrderedBackwardPlan, at: number): boolean => {
+  const walk = ord.work[ORDERED_RECORD * at + 8];
+  assert.ok(walk === WALK_HEADS_INNER || walk === WALK_HEADS_OUTER, `item ${at}: walk ${walk}`);
+  return walk === WALK_HEADS_OUTER;
+};
+
+/** The kernel's step s of an item of `tiles` tiles with `group` q heads per kv head: [tile index, head], as StepWalk walks it. */
+const stepAt = (s: number, tiles: number, group: number, outer: boolean): [number, number] => (outer ? [s % tiles, Math.floor(s / tiles)] : [Math.floor(s / group), s % group]);
+
+/**
+ * Checks every invariant the kernel relies on, for the rule's walk and both forced ones (the
+ * same records but for the walk field, which is the forced one, or under the rule alike for all
+ * items of a tile group); returns the rule's plan.
+ */
 function checkOrdered(slices: SliceList, tokensQ: number, tokensK: number): OrderedBackwardPlan {
   const plan = planFfaBackward(slices, tokensQ, tokensK, BN, BM);
   const ord = planOrderedBackward(plan, slices, BN, BM);
   const n = plan.numWork;
   assert.equal(ord.work.length, ORDERED_RECORD * n);
+  for (const walk of ['inner', 'outer'] as const) {
+    const forced = planOrderedBackward(plan, slices, BN, BM, walk);
+    for (let at = 0; at < n; at++) {
+      const rec = (o: OrderedBackwardPlan): number[] => Array.from(o.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * at + 8));
+      assert.deepEqual(rec(forced), rec(ord), `item ${at}: the walk changes only the walk field`);
+      assert.equal(headsOuter(forced, at), walk === 'outer');
+    }
+    assert.deepEqual([forced.ranks, forced.groups, forced.fromZero, forced.numLocks], [ord.ranks, ord.groups, ord.fromZero, ord.numLocks]);
+  }
   // the same items (slice, n0, qLo, qHi), each once
   const key = (a: ArrayLike<number>, o: number): string => `${a[o]},${a[o + 1]},${a[o + 2]},${a[o + 3]}`;
   const want = Array.from({ length: n }, (_, i) => key(plan.work, 4 * i)).sort();
@@ -108,6 +137,13 @@ function checkOrdered(slices: SliceList, tokensQ: number, tokensK: number): Orde
   assert.deepEqual(orderedLaunches(ord, false), ord.groups);
 
   const steps = stepsOf(ord);
+  // the rule's walk: one per group of tiles (items whose counters meet share a group)
+  const walkOfLock = new Map<number, boolean>();
+  for (let at = 0; at < n; at++)
+    for (const x of steps[at]) {
+      assert.equal(walkOfLock.get(x.lock) ?? headsOuter(ord, at), headsOuter(ord, at), `counter ${x.lock}: items of both walks`);
+      walkOfLock.set(x.lock, headsOuter(ord, at));
+    }
   const lockRows = new Map<number, string>();
   const rowLock = new Map<number, number>();
   const ranksOf = new Map<number, number[]>();
@@ -143,14 +179,16 @@ function checkOrdered(slices: SliceList, tokensQ: number, tokensK: number): Orde
 /**
  * The kernel's turn-taking with `resident` blocks at a time, dispatched in blockIdx order (item
  * major, `heads` kv heads x `group` q heads; counters per q head), launches one after another. A
- * block advances one step when its tile's counter equals its rank. Returns the number of rounds;
- * throws on a round without progress (a deadlock).
+ * block advances one step when its tile's counter equals its rank. Returns the number of rounds
+ * and of waits (a resident block's round without a step); throws on a round without progress (a
+ * deadlock).
  */
-function simulate(ord: OrderedBackwardPlan, heads: number, group: number, resident: number): number {
+function simulate(ord: OrderedBackwardPlan, heads: number, group: number, resident: number): { rounds: number; waits: number } {
   const steps = stepsOf(ord);
   const counters = new Int32Array(ord.numLocks * heads * group);
   const launches = orderedLaunches(ord, true);
   let rounds = 0;
+  let waits = 0;
   for (let g = 0; g < launches.length; g += 2) {
     const blocks: Array<{ item: number; hk: number; s: number }> = [];
     for (let at = launches[g]; at < launches[g] + launches[g + 1]; at++) for (let hk = 0; hk < heads; hk++) blocks.push({ item: at, hk, s: 0 });
@@ -163,22 +201,25 @@ function simulate(ord: OrderedBackwardPlan, heads: number, group: number, reside
         const b = live[i];
         const list = steps[b.item];
         const total = list.length * group;
-        // heads inner: step s is (tile s / group, head s % group)
-        const st = list[Math.floor(b.s / group)];
-        const h = b.hk * group + (b.s % group);
+        // StepWalk: the heads inner, step s = (tile s / group, head s % group), or outer
+        const [k, hh] = stepAt(b.s, list.length, group, headsOuter(ord, b.item));
+        const st = list[k];
+        const h = b.hk * group + hh;
         const c = h * ord.numLocks + st.lock;
         if (counters[c] === st.rank) {
           counters[c]++;
           b.s++;
           progress = true;
           if (b.s === total) live.splice(i--, 1);
+        } else {
+          waits++;
         }
       }
       rounds++;
       assert.ok(progress, `deadlock in launch ${g / 2} after ${rounds} rounds`);
     }
   }
-  return rounds;
+  return { rounds, waits };
 }
 
 test('planOrderedBackward: full 2048 is one launch; each 64-row tile takes the 16 k tiles in launch order', () => {
@@ -247,19 +288,87 @@ test('planOrderedBackward: causal, varlen, sliding window, block-causal, overlap
   }
 });
 
-test('planOrderedBackward: the turn-taking completes with few resident blocks, and causal blocks wait about a step per predecessor', () => {
+test('planOrderedBackward: the turn-taking completes with few resident blocks under either walk, and causal blocks wait about a step per predecessor with the heads inner', () => {
   // causal 2048 (16 items of 32..2 tiles), 2 kv heads x 4 q heads, 5 blocks resident
-  const causal = planOrderedBackward(planFfaBackward(causalMask(2048), 2048, 2048, BN, BM), causalMask(2048), BN, BM);
-  const rounds = simulate(causal, 2, 4, 5);
+  const plan = planFfaBackward(causalMask(2048), 2048, 2048, BN, BM);
+  const causal = planOrderedBackward(plan, causalMask(2048), BN, BM);
+  const inner = simulate(causal, 2, 4, 5);
   // one resident wave runs in lockstep: far below the sum of all steps (serial order)
   const total = (causal.ranks.length * 2 * 4) / 5;
-  assert.ok(rounds < 1.5 * total, `${rounds} rounds for ${total} steps per resident block`);
+  assert.ok(inner.rounds < 1.5 * total, `${inner.rounds} rounds for ${total} steps per resident block`);
+  // the heads outer: each item, 2 tiles shorter than the one before, waits for it at every change
+  // of head (why the rule keeps causal items heads inner)
+  const outer = simulate(planOrderedBackward(plan, causalMask(2048), BN, BM, 'outer'), 2, 4, 5);
+  // (here 80 block-rounds without a step against none)
+  assert.ok(outer.waits >= 40 && 4 * inner.waits < outer.waits, `heads outer: ${outer.waits} waits, inner ${inner.waits}`);
   const rng = new Rng(5);
   for (let trial = 0; trial < 15; trial++) {
     const tq = 64 + Math.floor(rng.next() * 1200);
     const tk = 64 + Math.floor(rng.next() * 1200);
     const slices = randomSlices(rng, tq, tk, 1 + Math.floor(rng.next() * 10));
-    const ord = planOrderedBackward(planFfaBackward(slices, tq, tk, BN, BM), slices, BN, BM);
-    simulate(ord, 1 + Math.floor(rng.next() * 3), 1 + Math.floor(rng.next() * 3), 1 + Math.floor(rng.next() * 6));
+    const heads = 1 + Math.floor(rng.next() * 3);
+    const group = 1 + Math.floor(rng.next() * 3);
+    const resident = 1 + Math.floor(rng.next() * 6);
+    for (const walk of ['rule', 'inner', 'outer'] as const satisfies readonly OrderedWalk[]) simulate(planOrderedBackward(planFfaBackward(slices, tq, tk, BN, BM), slices, BN, BM, walk), heads, group, resident);
   }
+});
+
+test('ordered work record: the kernel reads ORDERED_RECORD ints per item, the walk from the last one', () => {
+  const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
+  const size = /constexpr int kOrderedRecord = (\d+);/.exec(source);
+  assert.ok(size !== null, 'kOrderedRecord not found in ffa_bwd_sm90.cu');
+  assert.equal(Number(size[1]), ORDERED_RECORD);
+  assert.match(source, /const int\* rec = work \+ kOrderedRecord \* \(blockIdx\.x \/ headsKv\);/);
+  const walk = /o\.outer = rec\[(\d+)\] != 0;/.exec(source);
+  assert.ok(walk !== null, 'the walk field read not found in ffa_bwd_sm90.cu');
+  assert.equal(Number(walk[1]), ORDERED_RECORD - 1);
+  assert.deepEqual([WALK_HEADS_INNER, WALK_HEADS_OUTER], [0, 1]);
+  // the record of an item: [slice, n0, qLo, qHi, first row, first counter, rank offset, ±tiles, walk]
+  const sw = planOrderedBackward(planFfaBackward(slidingWindowMask(1024, [128, 0]), 1024, 1024, BN, BM), slidingWindowMask(1024, [128, 0]), BN, BM);
+  const band = Array.from({ length: sw.work.length / ORDERED_RECORD }, (_, at) => Array.from(sw.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1)))).find((r) => r[1] === 256);
+  // the band slice (1) [128, 1024) x [0, 1024), key tile [256, 384): rows [256, 512), walked from
+  // the top down: its group's tiles 5..2 (rows from 128; the group's counters follow the causal
+  // head's 2), heads outer (the band's items are shifted copies)
+  assert.deepEqual(band, [1, 256, 256, 512, 128 + 5 * 64, 2 + 5, band![6], -4, WALK_HEADS_OUTER]);
+});
+
+test('orderedWalkHeadsOuter: shifted items of one length go heads outer; items aligned at one end, or alone, heads inner', () => {
+  const items = (list: Array<[number, number, number]>) => list.map(([first, dir, tiles]) => ({ first, dir, tiles }));
+  // the sliding window's band: each item 2 tiles above the one before (walked down), 18 tiles
+  assert.equal(orderedWalkHeadsOuter(items([[17, -1, 18], [19, -1, 18], [21, -1, 18]])), true);
+  // causal: every item from the top tile down, each 2 tiles shorter: Δd 0, Δn 2
+  assert.equal(orderedWalkHeadsOuter(items([[31, -1, 32], [31, -1, 30], [31, -1, 28]])), false);
+  // full: the same tiles (a tie keeps the heads inner), one item, or items on disjoint tiles
+  assert.equal(orderedWalkHeadsOuter(items([[31, -1, 32], [31, -1, 32]])), false);
+  assert.equal(orderedWalkHeadsOuter(items([[31, -1, 32]])), false);
+  assert.equal(orderedWalkHeadsOuter(items([[5, -1, 6], [11, -1, 6], [17, -1, 6]])), false);
+  // inverse-causal items walked up from a shared bottom, lengths 2 apart: heads inner; the band's
+  // first items (shifted 2 and 2 tiles longer each): 2 Σ|Δd| = 8 > Σ|Δn| = 4, heads outer
+  assert.equal(orderedWalkHeadsOuter(items([[0, 1, 20], [0, 1, 18]])), false);
+  assert.equal(orderedWalkHeadsOuter(items([[1, -1, 2], [3, -1, 4], [5, -1, 6]])), true);
+  // shifted by one tile but 3 tiles shorter each: 2 · 1 < 3, heads inner
+  assert.equal(orderedWalkHeadsOuter(items([[20, -1, 21], [21, -1, 18]])), false);
+  // the shared tile is the earlier item's nearest to the later one's first: an item walked up
+  // from inside the one before (Δd = |4 - 0| - |4 - 4| = 4 against Δn = 2)
+  assert.equal(orderedWalkHeadsOuter(items([[10, -1, 11], [4, 1, 13]])), true);
+});
+
+test('planOrderedBackward: the walk rule on 16k masks: the sliding window band heads outer, its causal head and causal, full, varlen and block-causal heads inner', () => {
+  const S = 16384;
+  const walks = (slices: SliceList): Map<number, Set<boolean>> => {
+    const ord = planOrderedBackward(planFfaBackward(slices, S, S, BN, BM), slices, BN, BM);
+    const bySlice = new Map<number, Set<boolean>>();
+    for (let at = 0; at < ord.work.length / ORDERED_RECORD; at++) {
+      const b = ord.work[ORDERED_RECORD * at];
+      if (!bySlice.has(b)) bySlice.set(b, new Set());
+      bySlice.get(b)!.add(headsOuter(ord, at));
+    }
+    return bySlice;
+  };
+  // slice 0: the causal head [0, 1024); slice 1: the band [1024, S), every one of its 128 items heads outer
+  const sw = walks(slidingWindowMask(S, [1024, 0]));
+  assert.deepEqual([...sw.entries()].sort(), [[0, new Set([false])], [1, new Set([true])]]);
+  const docs = [0, 1064, 1414, 4486, 7558, 7908, 12004, S];
+  for (const [name, slices] of [['full', fullMask(S)], ['causal', causalMask(S)], ['varlen full', varlenFullMask(docs)], ['varlen causal', varlenCausalMask(docs)], ['varlen block-causal', blockCausalMask(docs, 2048)]] as const)
+    for (const [b, w] of walks(slices)) assert.deepEqual(w, new Set([false]), `${name}, slice ${b}`);
 });

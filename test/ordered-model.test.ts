@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { l2Waits, maskSchedules, reuseGaps, simulateSchedule, type BlockWalk, type ModelParams, type ModelSchedule } from '../bench/kernel/ordered-model.js';
 import { causalMask, fullMask, slidingWindowMask } from '../src/mask/index.js';
+import { ORDERED_RECORD, WALK_HEADS_OUTER } from '../src/kernels/cuda/ffa-backward-ordered.js';
 
 const P: ModelParams = { sms: 1, step: 1, addRead: 0.25, addDone: 0.5, poll: 0.25, blockStart: 0, blockEnd: 0, l2Bytes: 0, stepBytes: 1, missCost: 0 };
 
@@ -83,14 +84,29 @@ test('ordered model: the real plans replay; where every wait has slack the order
   const fo = simulateSchedule(full.ordered, p);
   assert.ok(fo.waited > 0, 'the items of a wave take turns');
   assert.ok(fo.time / fd.time < 1.01, `full: ordered ${fo.time} vs default ${fd.time}`);
-  // the sliding window's band: each item reaches a tile 2 tiles x 4 heads after the one before
-  const sw = maskSchedules(slidingWindowMask(2048, [512, 0]), shape);
-  const so = simulateSchedule(sw.ordered, p);
-  const gaps = reuseGaps(sw.ordered, so, p.step);
-  assert.equal(gaps[Math.floor(gaps.length / 2)], 8);
+  // the sliding window's band walked with the heads inner: each item reaches a tile 2 tiles x 4
+  // heads after the one before; with the heads outer (the walk rule's choice for the band, which
+  // the model replays from the records) and in the default (heads outer too), 2 steps
+  const median = (g: Float64Array): number => g[Math.floor(g.length / 2)];
+  const swMask = slidingWindowMask(2048, [512, 0]);
+  const inner = maskSchedules(swMask, shape, 'inner');
+  assert.equal(median(reuseGaps(inner.ordered, simulateSchedule(inner.ordered, p), p.step)), 8);
+  const sw = maskSchedules(swMask, shape);
+  assert.equal(median(reuseGaps(sw.ordered, simulateSchedule(sw.ordered, p), p.step)), 2);
   const sd = simulateSchedule(sw.default, p);
   const dg = reuseGaps(sw.default, sd, p.step);
-  assert.ok(dg[Math.floor(dg.length / 2)] <= 4, 'the default walks the heads outer: the item after comes a few steps later');
+  assert.ok(median(dg) <= 4, 'the default walks the heads outer: the item after comes a few steps later');
+  // a heads-outer block's steps: q head hh's tiles in turn (tile of step hh · n + k is head hh's k-th)
+  const outerBlock = sw.ordered.launches.flat().find((b) => {
+    const rec = sw.plan.work.subarray(ORDERED_RECORD * b.item, ORDERED_RECORD * (b.item + 1));
+    return rec[8] === WALK_HEADS_OUTER && Math.abs(rec[7]) > 1;
+  })!;
+  const n = outerBlock.tiles.length / 4;
+  const T = 2048 / 64;
+  assert.deepEqual(
+    Array.from(outerBlock.tiles).map((t) => Math.floor(t / T) - outerBlock.hk * 4),
+    Array.from({ length: 4 * n }, (_, s) => Math.floor(s / n)),
+  );
   // causal: nothing throws, the L2 model replays too
   const causal = maskSchedules(causalMask(2048), shape);
   const r = simulateSchedule(causal.ordered, { ...p, l2Bytes: 4 * 8, stepBytes: 1, missCost: 0.5 });

@@ -62,55 +62,93 @@
  *
  *   source .device/boot.sh && node dist/bench/kernel/det-speed.js --out "$OUT/det-speed.json"
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
-import { positiveNumber, wordList } from '../../src/cli/flags.js';
-import { SCRATCH_RESULTS_DIR } from '../output.js';
-import { buildMask, type MaskName } from './masks.js';
-import { fitStep, maskSchedules, orderedSchedule, reuseGaps, simulateSchedule, type ModelParams } from './ordered-model.js';
+import { intAtLeast, positiveNumber, wordList } from '../../src/cli/flags.js';
+import { planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
+import { ORDERED_RECORD, WALK_HEADS_OUTER, planOrderedBackward, type OrderedWalk } from '../../src/kernels/cuda/ffa-backward-ordered.js';
+import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
+import { MASK_NAMES, buildMask, type MaskName } from './masks.js';
+import { MODEL_BLOCK_M, MODEL_BLOCK_N, defaultSchedule, fitStep, orderedSchedule, reuseGaps, simulateSchedule, type ModelParams, type ModelResult, type ModelSchedule } from './ordered-model.js';
 
-const SEQLEN = 16384;
-const SHAPE = { tokensQ: SEQLEN, tokensK: SEQLEN, headsQ: 64, headsKv: 8 };
+const HEADS = { headsQ: 64, headsKv: 8 };
 
 /**
- * det-speed on an H200, ms, default / ordered: "before" from bench/results/kernel-det-ordered-2026-12-02.json,
- * "after" (the default's Pᵀ step, p_tile) from bench/kernel/README.md ("Deterministic backward").
+ * det-speed on an H200 at 16k, ms, default / ordered (heads inner): "before" from
+ * bench/results/kernel-det-ordered-2026-12-02.json, "after" (the default's Pᵀ step, p_tile) from
+ * bench/kernel/README.md ("Deterministic backward").
  */
-const MEASURED: Record<string, { before: [number, number]; after: [number, number] }> = {
+const DET_SPEED: Partial<Record<MaskName, { before: [number, number]; after: [number, number] }>> = {
   full: { before: [47.07, 56.02], after: [40.39, 44.82] },
   causal: { before: [26.42, 28.54], after: [21.29, 23.48] },
   varlen_causal: { before: [5.77, 6.12], after: [5.67, 5.98] },
   sw_causal: { before: [4.04, 4.98], after: [3.34, 5.04] },
 };
-const MASKS = Object.keys(MEASURED) as MaskName[];
+/** The default backward's times of the other cells: bench:kernel's run (method 'ours'), read from this file. */
+const BENCH_KERNEL = `${COMMITTED_RESULTS_DIR}/kernel.json`;
 
 const program = new Command()
   .name('ordered-model-run')
   .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/ordered-model.json`)
-  .option('--masks <list>', `masks: ${MASKS.join(', ')}`, wordList(MASKS), MASKS)
+  .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), [...MASK_NAMES])
+  .option('--seqlens <list>', 'tokens, comma separated', (v: string) => v.split(',').map(intAtLeast(MODEL_BLOCK_N)), [16384, 65536])
   .option('--add-read <us>', 'reduce-adds issued to the staging buffer read, µs', positiveNumber, 0.5)
   .option('--add-done <us>', 'ordered: reduce-adds issued to the counter released, µs', positiveNumber, 1.5)
   .option('--poll <us>', 'ordered: a release to the waiting dQ thread seeing it, µs', positiveNumber, 0.3)
   .option('--l2-mb <mb>', 'L2 that holds recently touched q tiles, MB', positiveNumber, 30)
   .option('--miss-cost <us>', 'a fetch of a q tile from DRAM, µs', positiveNumber, 2)
   .parse();
-const opts = program.opts<{ out: string; masks: MaskName[]; addRead: number; addDone: number; poll: number; l2Mb: number; missCost: number }>();
+const opts = program.opts<{ out: string; masks: MaskName[]; seqlens: number[]; addRead: number; addDone: number; poll: number; l2Mb: number; missCost: number }>();
+
+/** One default time the step is fitted to: det-speed's (with its ordered time) or bench:kernel's. */
+interface Cell {
+  mask: MaskName;
+  seqlen: number;
+  source: 'det-speed before' | 'det-speed after' | 'bench:kernel';
+  defaultMs: number;
+  orderedMs: number | null;
+}
+
+function cells(): Cell[] {
+  const bench = (JSON.parse(readFileSync(BENCH_KERNEL, 'utf8')) as { results: Array<{ mask: string; seqlen: number; method: string; bwd_ms?: number }> }).results;
+  const out: Cell[] = [];
+  for (const seqlen of opts.seqlens)
+    for (const mask of opts.masks) {
+      const det = seqlen === 16384 ? DET_SPEED[mask] : undefined;
+      if (det !== undefined) {
+        for (const when of ['before', 'after'] as const) out.push({ mask, seqlen, source: `det-speed ${when}`, defaultMs: det[when][0], orderedMs: det[when][1] });
+        continue;
+      }
+      const r = bench.find((x) => x.mask === mask && x.seqlen === seqlen && x.method === 'ours' && x.bwd_ms !== undefined);
+      if (r === undefined) throw new Error(`${BENCH_KERNEL} has no backward time of ours for ${mask} at ${seqlen}`);
+      out.push({ mask, seqlen, source: 'bench:kernel', defaultMs: r.bwd_ms!, orderedMs: null });
+    }
+  return out;
+}
+
+/** Per walk (the rule, every item heads inner, every item heads outer): ordered / default, with and without the L2 model. */
+interface WalkRatios {
+  turns: number;
+  l2: number;
+  waited: number;
+  fetches: number;
+  reuseGap: number;
+}
 
 interface Row {
-  mask: string;
-  when: 'before' | 'after';
-  measured: { defaultMs: number; orderedMs: number; ratio: number };
+  mask: MaskName;
+  seqlen: number;
+  source: Cell['source'];
+  measured: { defaultMs: number; orderedMs: number | null; ratio: number | null };
   /** Fitted step without / with the L2 model, µs. */
   step: number;
   stepL2: number;
-  turns: number;
-  turnsL2: number;
-  waited: number;
-  fetches: { default: number; ordered: number };
-  reuseGap: { default: number; ordered: number };
-  headsOuter: number;
+  /** Share of the items the rule walks with the heads outer. */
+  ruleOuter: number;
+  default: { fetches: number; reuseGap: number };
+  walks: Record<'inner' | 'outer' | 'rule', WalkRatios>;
 }
 
 const median = (a: Float64Array): number => (a.length > 0 ? a[Math.floor(a.length / 2)] : NaN);
@@ -128,58 +166,80 @@ function main(): void {
     missCost: opts.missCost,
   };
   const rows: Row[] = [];
-  for (const name of opts.masks) {
-    const m = buildMask(name, SEQLEN, 42);
-    const s = maskSchedules(m.slices, SHAPE);
-    const outer = orderedSchedule(s.plan, SHAPE, true);
-    for (const when of ['before', 'after'] as const) {
-      const [defaultMs, orderedMs] = MEASURED[name][when];
-      // fitted twice: without the L2 model (turns) and with it
-      const noL2 = { ...base, l2Bytes: 0, step: fitStep(s.default, { ...base, l2Bytes: 0 }, defaultMs * 1000) };
-      const step = fitStep(s.default, base, defaultMs * 1000);
-      const p = { ...base, step };
-      const d0 = simulateSchedule(s.default, noL2);
-      const o0 = simulateSchedule(s.ordered, noL2);
-      const d = simulateSchedule(s.default, p);
-      const o = simulateSchedule(s.ordered, p);
-      const h = simulateSchedule(outer, p);
-      rows.push({
-        mask: name,
-        when,
-        measured: { defaultMs, orderedMs, ratio: orderedMs / defaultMs },
-        step: noL2.step,
-        stepL2: step,
-        turns: o0.time / d0.time,
-        turnsL2: o.time / d.time,
-        waited: o.waited / o.busy,
-        fetches: { default: d.missRate, ordered: o.missRate },
-        reuseGap: { default: median(reuseGaps(s.default, d0, noL2.step)), ordered: median(reuseGaps(s.ordered, o0, noL2.step)) },
-        headsOuter: h.time / d.time,
-      });
-      console.log(`${name} ${when}: measured ${(orderedMs / defaultMs).toFixed(2)}x, model ${(o0.time / d0.time).toFixed(2)}x turns, ${(o.time / d.time).toFixed(2)}x with the L2`);
+  const todo = cells();
+  for (let c = 0; c < todo.length; c++) {
+    const cell = todo[c];
+    const shape = { tokensQ: cell.seqlen, tokensK: cell.seqlen, ...HEADS };
+    const { slices } = buildMask(cell.mask, cell.seqlen, 42);
+    const plan = planFfaBackward(slices, cell.seqlen, cell.seqlen, MODEL_BLOCK_N, MODEL_BLOCK_M);
+    const def = defaultSchedule(plan, slices, shape);
+    // fitted twice: without the L2 model (turns) and with it
+    const noL2 = { ...base, l2Bytes: 0, step: fitStep(def, { ...base, l2Bytes: 0 }, cell.defaultMs * 1000) };
+    const p = { ...base, step: fitStep(def, base, cell.defaultMs * 1000) };
+    const d0 = simulateSchedule(def, noL2);
+    const d = simulateSchedule(def, p);
+    const walks = {} as Row['walks'];
+    let ruleOuter = 0;
+    const done = new Map<string, WalkRatios>(); // the rule's plan is often one of the forced ones: replayed once
+    for (const walk of ['inner', 'outer', 'rule'] as const satisfies readonly OrderedWalk[]) {
+      const ord = planOrderedBackward(plan, slices, MODEL_BLOCK_N, MODEL_BLOCK_M, walk);
+      let outer = 0;
+      for (let at = 0; at < ord.work.length; at += ORDERED_RECORD) if (ord.work[at + 8] === WALK_HEADS_OUTER) outer++;
+      if (walk === 'rule') ruleOuter = outer / (ord.work.length / ORDERED_RECORD);
+      const key = Array.from(ord.work.filter((_, i) => i % ORDERED_RECORD === 8)).join('');
+      const again = done.get(key);
+      if (again !== undefined) {
+        walks[walk] = again;
+        continue;
+      }
+      const sched: ModelSchedule = orderedSchedule(ord, shape);
+      const o0: ModelResult = simulateSchedule(sched, noL2);
+      const o = simulateSchedule(sched, p);
+      walks[walk] = { turns: o0.time / d0.time, l2: o.time / d.time, waited: o.waited / o.busy, fetches: o.missRate, reuseGap: median(reuseGaps(sched, o0, noL2.step)) };
+      done.set(key, walks[walk]);
     }
+    const row: Row = {
+      mask: cell.mask,
+      seqlen: cell.seqlen,
+      source: cell.source,
+      measured: { defaultMs: cell.defaultMs, orderedMs: cell.orderedMs, ratio: cell.orderedMs === null ? null : cell.orderedMs / cell.defaultMs },
+      step: noL2.step,
+      stepL2: p.step,
+      ruleOuter,
+      default: { fetches: d.missRate, reuseGap: median(reuseGaps(def, d0, noL2.step)) },
+      walks,
+    };
+    rows.push(row);
+    const x = (v: number): string => `${v.toFixed(2)}x`;
+    console.log(
+      `[${c + 1}/${todo.length}] ${cell.mask} ${cell.seqlen} (${cell.source}): measured ${row.measured.ratio === null ? '-' : x(row.measured.ratio)}, ` +
+        `model with the L2: heads inner ${x(walks.inner.l2)}, outer ${x(walks.outer.l2)}, rule ${x(walks.rule.l2)} (${(100 * ruleOuter).toFixed(0)}% of items outer)`,
+    );
   }
   const x = (v: number): string => `${v.toFixed(2)}x`;
   console.log(
     renderTable(
-      ['mask', 'kernel', 'default ms', 'step µs', 'measured', 'turns', 'turns + L2', 'waited', 'fetches def / ord', 'reuse gap def / ord', 'heads outer'],
+      ['mask', 'S', 'default from', 'default ms', 'step µs', 'measured', 'turns inner / rule', 'L2: inner', 'L2: outer', 'L2: rule', 'rule: outer items', 'waited rule', 'fetches def / inner / rule', 'reuse gap def / inner / rule'],
       rows.map((r) => [
         r.mask,
-        r.when,
+        `${r.seqlen / 1024}k`,
+        r.source,
         r.measured.defaultMs.toFixed(2),
         `${r.step.toFixed(2)} / ${r.stepL2.toFixed(2)}`,
-        x(r.measured.ratio),
-        x(r.turns),
-        x(r.turnsL2),
-        `${(100 * r.waited).toFixed(0)}%`,
-        `${r.fetches.default.toFixed(2)} / ${r.fetches.ordered.toFixed(2)}`,
-        `${r.reuseGap.default.toFixed(1)} / ${r.reuseGap.ordered.toFixed(1)}`,
-        x(r.headsOuter),
+        r.measured.ratio === null ? '-' : x(r.measured.ratio),
+        `${x(r.walks.inner.turns)} / ${x(r.walks.rule.turns)}`,
+        x(r.walks.inner.l2),
+        x(r.walks.outer.l2),
+        x(r.walks.rule.l2),
+        `${(100 * r.ruleOuter).toFixed(0)}%`,
+        `${(100 * r.walks.rule.waited).toFixed(0)}%`,
+        `${r.default.fetches.toFixed(2)} / ${r.walks.inner.fetches.toFixed(2)} / ${r.walks.rule.fetches.toFixed(2)}`,
+        `${r.default.reuseGap.toFixed(1)} / ${r.walks.inner.reuseGap.toFixed(1)} / ${r.walks.rule.reuseGap.toFixed(1)}`,
       ]),
     ),
   );
   mkdirSync(dirname(opts.out), { recursive: true });
-  const what = `timing model of the ordered deterministic backward (bench/kernel/ordered-model.ts), ${SEQLEN} tokens, 64:8 heads, D 128, 132 SMs; model numbers against det-speed's H200 measurements`;
+  const what = `timing model of the ordered deterministic backward (bench/kernel/ordered-model.ts), 64:8 heads, D 128, 132 SMs, walks: the rule (planOrderedBackward), every item heads inner, every item heads outer; model numbers against H200 measurements of the default (det-speed, ${BENCH_KERNEL})`;
   writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), what, params: base, rows }, null, 2));
   console.log(`wrote ${opts.out}`);
 }

@@ -7,7 +7,8 @@
  * measurements: ordered-model-run.ts compares them with det-speed's.
  *
  * A block (item, kv head) walks its steps (64-row q tile x q head of the kv group; default: tiles
- * from qLo, heads outer; ordered: the plan's tiles from mFirst, heads inner, as the kernel).
+ * from qLo, heads outer; ordered: the plan's tiles from mFirst, the heads inner or outer as the
+ * item's record says, as the kernel).
  * Per step, in µs:
  *   consumers  compute the step (`step`, plus `missCost` when its q tile is not in the L2), then
  *              stage its dQ once the staging buffer of the step before is free again (one buffer
@@ -28,7 +29,7 @@
  */
 import type { SliceList } from '../../src/mask/slice-list.js';
 import { DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan, type QRangeCut } from '../../src/kernels/cuda/ffa-backward.js';
-import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan } from '../../src/kernels/cuda/ffa-backward-ordered.js';
+import { ORDERED_RECORD, WALK_HEADS_OUTER, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan, type OrderedWalk } from '../../src/kernels/cuda/ffa-backward-ordered.js';
 
 /** The Hopper backward's tiles at head dim 128 (ffa_bwd_sm90.cu): 128 keys, 64 q rows a step. */
 export const MODEL_BLOCK_N = 128;
@@ -106,10 +107,9 @@ export function defaultSchedule(plan: FfaBackwardPlan, slices: SliceList, shape:
 
 /**
  * The ordered launches onto zeroed dK / dV (a backward without accumulators), each block's walk as
- * the kernel's (heads inner), or with `headsOuter` a walk the kernel does not have (each q head's
- * tiles in turn, as the default walks them): a what-if for the sliding window (ordered-model-run.ts).
+ * the kernel's (StepWalk): per item the walk of its record, the heads inner or outer.
  */
-export function orderedSchedule(ord: OrderedBackwardPlan, shape: ModelShape, headsOuter = false): ModelSchedule {
+export function orderedSchedule(ord: OrderedBackwardPlan, shape: ModelShape): ModelSchedule {
   const G = shape.headsQ / shape.headsKv;
   const T = tilesPerHead(shape);
   const g = orderedLaunches(ord, true);
@@ -117,19 +117,19 @@ export function orderedSchedule(ord: OrderedBackwardPlan, shape: ModelShape, hea
   for (let l = 0; l < g.length; l += 2) {
     const blocks: BlockWalk[] = [];
     for (let at = g[l]; at < g[l] + g[l + 1]; at++) {
-      const [, , , , mFirst, lockFirst, rankOff, signed] = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1));
+      const [, , , , mFirst, lockFirst, rankOff, signed, walk] = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1));
       const n = Math.abs(signed);
       const dir = signed < 0 ? -1 : 1;
+      const outer = walk === WALK_HEADS_OUTER;
       for (let hk = 0; hk < shape.headsKv; hk++) {
         const tiles = new Int32Array(G * n);
         const locks = new Int32Array(G * n);
         const ranks = new Int32Array(G * n);
-        // the kernel's walk (StepWalk): step k · G + hh is tile k, head hh (heads inner); the
-        // hypothetical heads-outer walk: step hh · n + k
+        // step k · G + hh is tile k, head hh (heads inner), or hh · n + k (heads outer)
         for (let k = 0; k < n; k++) {
           for (let hh = 0; hh < G; hh++) {
             const h = hk * G + hh;
-            const st = headsOuter ? hh * n + k : k * G + hh;
+            const st = outer ? hh * n + k : k * G + hh;
             tiles[st] = h * T + Math.floor((mFirst + dir * MODEL_BLOCK_M * k) / MODEL_BLOCK_M);
             locks[st] = h * ord.numLocks + lockFirst + dir * k;
             ranks[st] = ord.ranks[rankOff + k];
@@ -143,14 +143,10 @@ export function orderedSchedule(ord: OrderedBackwardPlan, shape: ModelShape, hea
   return { ordered: true, launches, counters: ord.numLocks * shape.headsQ, qTiles: shape.headsQ * T };
 }
 
-/** Both schedules of a mask from the planners FfaBackwardProblem uses (`planOrdered`: planOrderedBackward or a variant of it). */
-export function maskSchedules(
-  slices: SliceList,
-  shape: ModelShape,
-  planOrdered: (plan: FfaBackwardPlan, slices: SliceList, blockN: number, blockM: number) => OrderedBackwardPlan = planOrderedBackward,
-): { default: ModelSchedule; ordered: ModelSchedule; plan: OrderedBackwardPlan } {
+/** The default schedule and the ordered one (`walk`: the plan's rule, or one walk forced for every item) of a mask, from the planners FfaBackwardProblem uses. */
+export function maskSchedules(slices: SliceList, shape: ModelShape, walk: OrderedWalk = 'rule'): { default: ModelSchedule; ordered: ModelSchedule; plan: OrderedBackwardPlan } {
   const plan = planFfaBackward(slices, shape.tokensQ, shape.tokensK, MODEL_BLOCK_N, MODEL_BLOCK_M);
-  const ord = planOrdered(plan, slices, MODEL_BLOCK_N, MODEL_BLOCK_M);
+  const ord = planOrderedBackward(plan, slices, MODEL_BLOCK_N, MODEL_BLOCK_M, walk);
   return { default: defaultSchedule(plan, slices, shape), ordered: orderedSchedule(ord, shape), plan: ord };
 }
 
@@ -289,16 +285,32 @@ export function simulateSchedule(s: ModelSchedule, p: ModelParams): ModelResult 
   return replay(s, p, l2Waits(s, first.starts, window, p.missCost));
 }
 
-/** The step time for which the schedule's modeled time is `measured` µs (bisection). */
+/**
+ * The step time for which the schedule's modeled time is `measured` µs: regula falsi (Illinois) on
+ * [0, twice the step of an even spread], the time being close to linear in the step, to within
+ * 1e-5 of `measured` (a few replays; a replay of a 64k full mask takes seconds).
+ */
 export function fitStep(s: ModelSchedule, p: Omit<ModelParams, 'step'>, measured: number): number {
   let steps = 0;
   for (const launch of s.launches) for (const blk of launch) steps += blk.tiles.length;
-  let lo = 0;
-  let hi = (2 * measured * p.sms) / Math.max(1, steps); // twice the step of an even spread
-  for (let i = 0; i < 22; i++) {
-    const mid = (lo + hi) / 2;
-    if (simulateSchedule(s, { ...p, step: mid }).time < measured) lo = mid;
-    else hi = mid;
+  const f = (step: number): number => simulateSchedule(s, { ...p, step }).time - measured;
+  let [lo, hi] = [0, (2 * measured * p.sms) / Math.max(1, steps)];
+  let [flo, fhi] = [f(lo), f(hi)];
+  if (flo >= 0 || fhi <= 0) throw new Error(`fitStep: ${measured} µs is not reached within steps of [${lo}, ${hi}] µs`);
+  let side = 0;
+  for (let i = 0; i < 40; i++) {
+    const mid = hi - (fhi * (hi - lo)) / (fhi - flo);
+    const fm = f(mid);
+    if (Math.abs(fm) <= 1e-5 * measured) return mid;
+    if (fm < 0) {
+      [lo, flo] = [mid, fm];
+      if (side === -1) fhi /= 2;
+      side = -1;
+    } else {
+      [hi, fhi] = [mid, fm];
+      if (side === 1) flo /= 2;
+      side = 1;
+    }
   }
   return (lo + hi) / 2;
 }

@@ -13,7 +13,11 @@
  * whose deterministic mode (CudaFfaBackward.deterministicScheduleAt) takes the ordered schedule on
  * the Hopper kernel at head dim 128 and the grouped one at head dim 64 and on the mma.sync kernel;
  * --det-schedule grouped checks the grouped one at head dim 128 as well (the schedule
- * bench/kernel/det-speed.ts times next to it).
+ * bench/kernel/det-speed.ts times next to it). Under the ordered schedule every deterministic head
+ * dim 128 check also runs both walks forced for every item (CudaFfaBackward's orderedWalk 'inner'
+ * and 'outer'; the rule picks per group of tiles), each against the reference (the option cases
+ * also twice), and requires dq bit-identical to the rule's walk's (each dQ tile gets its adds in
+ * rank order whichever walk).
  * Per case: fresh random inputs; the default CUDA forward (ffa-forward.ts) gives out (input dtype)
  * and lse; the CUDA backward gets them with a random dout; referenceBackward is fed the SAME out
  * (the kernel's 16-bit out as float64) and lse. dq/dk/dv device buffers and every fp32 scratch
@@ -292,6 +296,14 @@ const optCases: OptCase[] = [
 
 const bwdMain = defaults[defaults.length - 1];
 console.log(`option checks on ${kernelLabel(bwdMain)}, deterministic schedule: ${[128, 64].map((d) => `${bwdMain.deterministicScheduleAt(d)} at head dim ${d}`).join(', ')}`);
+// The ordered schedule's two walks forced for every item (bwdMain walks by the rule, which picks
+// one per group of tiles: the sliding-window case gets both, causal and varlen only heads inner):
+// each checked like bwdMain, and its dq bit-identical to bwdMain's, since either walk adds a dQ
+// tile's contributions in the same (rank) order; dk / dv sum a block's steps in walk order, so
+// they may differ in the last bits between walks.
+const walkBwds = bwdMain.deterministicScheduleAt(128) === 'ordered'
+  ? (['inner', 'outer'] as const).map((walk) => [walk, new CudaFfaBackward(dev, { warps: bwdMain.warps, deterministicSchedule: 'ordered', orderedWalk: walk })] as const)
+  : [];
 if (checks) {
   tally.forEach(pick(optCases, cases.filter((c) => caseDims.includes(c.dim)).length), args.selects, '[options] ', (c) => {
     const { q, k, v } = randomQkv(rng, c);
@@ -310,8 +322,8 @@ if (checks) {
       ...(accs.dv === undefined ? {} : { dvAcc: accs.dv }),
     };
     const ref = referenceBackward(bargs);
-    const run = () =>
-      hostBackward(bwdMain, 
+    const run = (bwd = bwdMain) =>
+      hostBackward(bwd,
         {
           ...bargs,
           ...(accs.dq === undefined ? {} : { dqAcc: cloneTensor(accs.dq) }),
@@ -350,6 +362,22 @@ if (checks) {
       }
     }
     if (c.deterministic) ok = secondRunSame(got, run(), ['dq', 'dk', 'dv', 'dsink'], parts) && ok;
+    if (c.deterministic && bwdMain.deterministicScheduleAt(c.dim) === 'ordered') {
+      for (const [walk, bwd] of walkBwds) {
+        const g = run(bwd);
+        const wparts: string[] = [];
+        for (const name of ['dq', 'dk', 'dv'] as const) {
+          const [o, m] = checkGrad(name, g[name], ref[name], accs[name]);
+          ok &&= o;
+          wparts.push(m);
+        }
+        ok = secondRunSame(g, run(bwd), ['dq', 'dk', 'dv'], wparts) && ok;
+        const sameDq = sameResults(got, g, ['dq']);
+        ok &&= sameDq;
+        wparts.push(`dq ${sameDq ? 'bit-identical to' : 'DIFFERS from'} the rule's walk's, dk / dv ${sameResults(got, g, ['dk', 'dv']) ? 'identical' : 'not identical'}`);
+        parts.push(`heads ${walk} for every item: ${wparts.join(', ')}`);
+      }
+    }
     tally.record(ok, `[options] ${c.name} [${kernelLabel(bwdMain, c.dim)}${c.deterministic ? `, ${bwdMain.deterministicScheduleAt(c.dim)}` : ''}]: ${parts.join('; ')}`);
   });
 
@@ -379,7 +407,15 @@ if (checks) {
         const y = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
         nondetDiffers = !sameResults(x, y, ['dq', 'dk', 'dv']);
       }
-      tally.record(same && parts.every(([o]) => o), `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128 [${kernelLabel(bwdMain)}, ${bwdMain.deterministicScheduleAt(128)}], fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; (default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
+      // the two walks forced (the rule walks these slices heads outer): within tolerance, dq bit-identical
+      const walks = walkBwds.map(([walk, bwd]) => {
+        const x = hostBackward(bwd, { ...base, deterministic: true, ...zeros() }, { poison: true });
+        const checks = (['dq', 'dk', 'dv'] as const).map((g) => checkGrad(g, x[g], ref[g], undefined));
+        const sameDq = sameResults(a, x, ['dq']);
+        return [checks.every(([o]) => o) && sameDq, `heads ${walk}: ${checks.map(([, m]) => m).join(', ')}, dq ${sameDq ? 'bit-identical' : 'DIFFERS'}`] as const;
+      });
+      const ok = same && parts.every(([o]) => o) && walks.every(([o]) => o);
+      tally.record(ok, `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128 [${kernelLabel(bwdMain)}, ${bwdMain.deterministicScheduleAt(128)}], fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; ${walks.map(([, m]) => `${m}; `).join('')}(default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);
 
       // timing: default vs deterministic (pre-pass + zero + main + convert), causal and the overlapping mask
       const S = 8192;

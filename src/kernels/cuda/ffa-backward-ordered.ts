@@ -40,8 +40,19 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { greedyDisjointGroups } from './ffa-forward.js';
 import type { FfaBackwardPlan } from './ffa-backward.js';
 
-/** Ints per work record: slice, n0, qLo, qHi, first step's row, first step's tile counter, rank offset, ±tiles. */
-export const ORDERED_RECORD = 8;
+/**
+ * Ints per work record: slice, n0, qLo, qHi, first step's row, first step's tile counter, rank
+ * offset, ±tiles (the sign: the walk's direction), walk (WALK_HEADS_INNER or WALK_HEADS_OUTER).
+ * The kernel's kOrderedRecord (ffa_bwd_sm90.cu) is the same number.
+ */
+export const ORDERED_RECORD = 9;
+/** An item's steps as (tile k, q head hh) with the heads inner: step k · G + hh. */
+export const WALK_HEADS_INNER = 0;
+/** An item's steps as (q head hh, tile k) with the tiles inner: step hh · tiles + k. */
+export const WALK_HEADS_OUTER = 1;
+
+/** Which walk the items get: 'rule' (orderedWalkHeadsOuter per group of tiles), or every item the given one. */
+export type OrderedWalk = 'rule' | 'inner' | 'outer';
 
 export interface OrderedBackwardPlan {
   /** ORDERED_RECORD ints per item, in launch order. */
@@ -50,13 +61,58 @@ export interface OrderedBackwardPlan {
   readonly groups: Int32Array;
   /** Flat [first item, item count] per launch where dk and dv start from zero: runs of consecutive groups. */
   readonly fromZero: Int32Array;
-  /** ranks[rankOff + k]: the rank of an item's k-th tile (same for every q head). */
+  /** ranks[rankOff + k]: the rank of an item's k-th tile (same for every q head and either walk). */
   readonly ranks: Int32Array;
   /** Tile counters per q head. */
   readonly numLocks: number;
 }
 
-export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, blockN: number, blockM: number): OrderedBackwardPlan {
+/** An item's tiles as the walk rule sees them: the first one walked (index in its tile group), the direction (±1), how many. */
+export interface WalkedTiles {
+  readonly first: number;
+  readonly dir: number;
+  readonly tiles: number;
+}
+
+/**
+ * The walk rule, for the items of one tile group in launch order: true for the heads outer. Two
+ * consecutive items whose tiles overlap reach the first tile they share (the one of the earlier
+ * item's tiles nearest the later item's first) Δd tiles of walk apart, and their lengths differ by
+ * Δn tiles. Walking the heads inner, the later item touches each shared (tile, q head) G · Δd steps
+ * after the earlier one or before it (then it waits that long); walking the heads outer, Δd +
+ * hh · Δn steps at head hh, (G − 1) / 2 · Δn more on average over the G heads. So the heads outer
+ * keep the items closer when Σ (G − 1) |Δd| > Σ (G − 1) / 2 · |Δn|, i.e. 2 Σ |Δd| > Σ |Δn|, whatever
+ * G (at G = 1 the two walks are one). Items shifted against each other by whole tiles and equally
+ * long (the sliding window's band: Δd = 2, Δn = 0) go heads outer, so that a tile's Q, dO and dQ
+ * rows are touched again 2 steps later instead of 2G, still in the L2; items aligned at one end
+ * (causal: Δd = 0, Δn = 2; full: Δd = Δn = 0) keep the heads inner, with which the causal items
+ * waited at no change of head.
+ */
+export function orderedWalkHeadsOuter(items: readonly WalkedTiles[]): boolean {
+  let shift = 0;
+  let length = 0;
+  for (let j = 1; j < items.length; j++) {
+    const a = items[j - 1];
+    const b = items[j];
+    const aLo = Math.min(a.first, a.first + a.dir * (a.tiles - 1));
+    const aHi = Math.max(a.first, a.first + a.dir * (a.tiles - 1));
+    const bLo = Math.min(b.first, b.first + b.dir * (b.tiles - 1));
+    const bHi = Math.max(b.first, b.first + b.dir * (b.tiles - 1));
+    if (bHi < aLo || aHi < bLo) continue; // no tile in common
+    const t = Math.min(aHi, Math.max(aLo, b.first));
+    shift += Math.abs(Math.abs(t - b.first) - Math.abs(t - a.first));
+    length += Math.abs(b.tiles - a.tiles);
+  }
+  return 2 * shift > length;
+}
+
+/**
+ * The ordered schedule of a plan (see the file comment). `walk`: each item's walk, by the rule
+ * (orderedWalkHeadsOuter per group of overlapping q ranges: every item of a group walks alike) or
+ * forced (the GPU checks run both walks; the timing model compares them). The walk changes
+ * neither the ranks nor any tile's order of adds: only which (tile, q head) an item visits when.
+ */
+export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, blockN: number, blockM: number, walk: OrderedWalk = 'rule'): OrderedBackwardPlan {
   const n = plan.numWork;
   const w = plan.work;
   const keyEnd = (i: number): number => Math.min(w[4 * i + 1] + blockN, slices.kRanges[2 * w[4 * i] + 1]);
@@ -68,17 +124,31 @@ export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, bl
 
   // groups of overlapping q ranges (of slices with work), each cut into tiles from its first row
   const used = [...new Set(Array.from({ length: n }, (_, i) => w[4 * i]))].sort((a, b) => slices.qRanges[2 * a] - slices.qRanges[2 * b] || a - b);
-  const comp = new Map<number, { lo: number; lockBase: number }>();
+  const comp = new Map<number, { lo: number; lockBase: number; items: WalkedTiles[]; outer: boolean }>();
   let numLocks = 0;
   for (let a = 0; a < used.length; ) {
     const lo = slices.qRanges[2 * used[a]];
     let hi = slices.qRanges[2 * used[a] + 1];
     let b = a + 1;
     while (b < used.length && slices.qRanges[2 * used[b]] < hi) hi = Math.max(hi, slices.qRanges[2 * used[b++] + 1]);
-    const c = { lo, lockBase: numLocks };
+    const c = { lo, lockBase: numLocks, items: [], outer: walk === 'outer' };
     for (let j = a; j < b; j++) comp.set(used[j], c);
     numLocks += Math.ceil((hi - lo) / blockM);
     a = b;
+  }
+
+  // each item's tiles in launch order: walked from the end it shares with the longer items before it
+  const walked = order.map((i): WalkedTiles => {
+    const [b, , qLo, qHi] = w.subarray(4 * i, 4 * i + 4);
+    const { lo } = comp.get(b)!;
+    const i0 = Math.floor((qLo - lo) / blockM);
+    const i1 = Math.floor((qHi - 1 - lo) / blockM);
+    const up = slices.maskTypes[b] === 2;
+    return { first: up ? i0 : i1, dir: up ? 1 : -1, tiles: i1 - i0 + 1 };
+  });
+  if (walk === 'rule') {
+    order.forEach((i, at) => comp.get(w[4 * i])!.items.push(walked[at]));
+    for (const c of new Set(comp.values())) c.outer = orderedWalkHeadsOuter(c.items);
   }
 
   const count = new Int32Array(numLocks);
@@ -86,14 +156,10 @@ export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, bl
   const ranks: number[] = [];
   order.forEach((i, at) => {
     const [b, n0, qLo, qHi] = w.subarray(4 * i, 4 * i + 4);
-    const { lo, lockBase } = comp.get(b)!;
-    const i0 = Math.floor((qLo - lo) / blockM);
-    const i1 = Math.floor((qHi - 1 - lo) / blockM);
-    const up = slices.maskTypes[b] === 2;
-    const first = up ? i0 : i1;
-    const dir = up ? 1 : -1;
-    const tiles = i1 - i0 + 1;
-    work.set([b, n0, qLo, qHi, lo + first * blockM, lockBase + first, ranks.length, dir * tiles], ORDERED_RECORD * at);
+    const { lo, lockBase, outer } = comp.get(b)!;
+    const { first, dir, tiles } = walked[at];
+    const rec = [b, n0, qLo, qHi, lo + first * blockM, lockBase + first, ranks.length, dir * tiles, outer ? WALK_HEADS_OUTER : WALK_HEADS_INNER];
+    work.set(rec, ORDERED_RECORD * at);
     for (let k = 0; k < tiles; k++) ranks.push(count[lockBase + first + dir * k]++);
   });
   return { work, groups: groupList, fromZero: launchesFromZero(groupList, order.map((i) => [w[4 * i + 1], keyEnd(i)] as const)), ranks: Int32Array.from(ranks), numLocks };

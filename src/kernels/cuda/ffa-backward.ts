@@ -36,7 +36,7 @@ import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, plannedSlice, type FfaForwardShape, type GroupedWork } from './ffa-forward.js';
 import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
-import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan } from './ffa-backward-ordered.js';
+import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan, type OrderedWalk } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { InvalidArgumentError } from '../../errors.js';
@@ -225,6 +225,8 @@ export class CudaFfaBackward {
   readonly blockN: number;
   /** Deterministic mode's schedule where the ordered one can run (default 'ordered'; see deterministicScheduleAt). */
   readonly deterministicSchedule: DeterministicSchedule;
+  /** The ordered schedule's walk per item ('rule' unless asked; see the constructor option). */
+  readonly orderedWalk: OrderedWalk;
   /** Which items of the default launch's work list are cut into pieces (splitLongItems); null: none. */
   readonly qRangeCut: QRangeCut | null;
 
@@ -235,6 +237,13 @@ export class CudaFfaBackward {
       warps?: number;
       kernel?: FfaBackwardKernelKind;
       deterministicSchedule?: DeterministicSchedule;
+      /**
+       * The ordered schedule's walk (planOrderedBackward): 'rule' (default; per group of
+       * overlapping q ranges, the heads inner or outer by orderedWalkHeadsOuter), or 'inner' /
+       * 'outer' for every item. For checks and measurements: either walk adds each dQ tile's
+       * contributions in the same order, so dq is bit-identical across the three.
+       */
+      orderedWalk?: OrderedWalk;
       qRangeCut?: QRangeCut | null;
       /**
        * A diagnostic (bench/kernel/bwd-trace.ts), off by default: the Hopper kernel is compiled
@@ -248,6 +257,8 @@ export class CudaFfaBackward {
     } = {},
   ) {
     this.deterministicSchedule = options.deterministicSchedule ?? 'ordered';
+    this.orderedWalk = options.orderedWalk ?? 'rule';
+    if (!['rule', 'inner', 'outer'].includes(this.orderedWalk)) throw new InvalidArgumentError('orderedWalk', "must be 'rule', 'inner' or 'outer'", `got ${String(this.orderedWalk)}`);
     this.qRangeCut = options.qRangeCut === undefined ? DEFAULT_Q_RANGE_CUT : options.qRangeCut;
     if (this.qRangeCut !== null) validateQRangeCut(this.qRangeCut);
     this.warps = options.warps ?? FFA_BWD_WARPS;
@@ -391,7 +402,7 @@ export class FfaBackwardProblem {
   orderedWork(): { plan: OrderedBackwardPlan; work: DeviceBuffer; ranks: DeviceBuffer; locks: DeviceBuffer } {
     if (this.ordWork === null) {
       const dev = this.owner.device;
-      const plan = planOrderedBackward(this.plan, this.slices, this.owner.blockN, this.owner.stepRows(this.shape.dim));
+      const plan = planOrderedBackward(this.plan, this.slices, this.owner.blockN, this.owner.stepRows(this.shape.dim), this.owner.orderedWalk);
       const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(ORDERED_RECORD));
       this.ordWork = { plan, work: dev.upload(nonEmpty(plan.work)), ranks: dev.upload(nonEmpty(plan.ranks)), locks: dev.alloc(Math.max(4, 4 * plan.numLocks * this.shape.headsQ)) };
     }

@@ -211,9 +211,15 @@ __device__ __forceinline__ void p_tile(float (*st)[4], const float* cL, bool ful
 // launch) and every (item, tile) its rank: how many items before it in launch order add to that
 // tile. The dQ thread waits until the tile's counter equals its rank, reduce-adds, waits for the
 // adds to complete and increments the counter (release); items only wait for items launched before
-// them (lower blockIdx, or an earlier launch), so the lowest unfinished item never waits. Steps
-// walk the item's tiles from one end (heads inner: every block of a kv head visits the tiles in the
-// same order, so the block waited for is about one step ahead, not a whole head); a step's rows
+// them (lower blockIdx, or an earlier launch), so the lowest unfinished item never waits, whatever
+// order each item visits its (tile, q head) pairs in. Steps walk the item's tiles from one end, in
+// one of two orders the host picks per item (its record's walk; per group of overlapping q ranges,
+// orderedWalkHeadsOuter): heads inner, step k · G + hh = (tile k, head hh), so that every block of
+// a kv head visits the tiles in the same order and the block waited for is about one step ahead,
+// not a whole head (causal items, aligned at the top and each shorter than the one before); or
+// heads outer, step hh · tiles + k, so that items shifted against each other by a few tiles (the
+// sliding window's band) touch a tile's Q, dO and dQ rows a few steps apart, not G times that (past
+// the L2). A rank belongs to (item, tile), the same for every head and either walk. A step's rows
 // outside [qLo, qHi) are masked like rows past qHi and staged as zeros (adding +0 commutes with
 // every fp32 add, so those rows need no order).
 struct OrderedItem {
@@ -221,14 +227,17 @@ struct OrderedItem {
   int dir;        // +1 / -1: tiles walked up or down
   int lockFirst;  // first step's tile counter (index within a q head's row of numLocks)
   int rankOff;    // the item's ranks: ranks[rankOff + k] for its k-th tile
+  bool outer;     // the walk: heads outer (else inner)
 };
-// ORDERED work record, 8 ints: slice, n0, qLo, qHi, mFirst, lockFirst, rankOff, ±tiles.
+// ORDERED work record: slice, n0, qLo, qHi, mFirst, lockFirst, rankOff, ±tiles, walk (0 heads
+// inner, 1 heads outer); ORDERED_RECORD in ffa-backward-ordered.ts.
+constexpr int kOrderedRecord = 9;
 template <int BM, int BN>
 __device__ __forceinline__ BwdItem ordered_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
                                                 int headsQ, int headsKv, OrderedItem& o) {
   BwdItem w;
   w.hk = blockIdx.x % headsKv;
-  const int* rec = work + 8 * (blockIdx.x / headsKv);
+  const int* rec = work + kOrderedRecord * (blockIdx.x / headsKv);
   w.n0 = rec[1];
   w.qLo = rec[2];
   w.qHi = rec[3];
@@ -237,6 +246,7 @@ __device__ __forceinline__ BwdItem ordered_item(const int* work, const int* qRan
   o.rankOff = rec[6];
   const int tiles = rec[7];
   o.dir = tiles < 0 ? -1 : 1;
+  o.outer = rec[8] != 0;
   w.sl = load_slice(qRanges, kRanges, types, rec[0]);
   w.n1 = min(w.n0 + BN, w.sl.ke);
   w.G = headsQ / headsKv;
@@ -244,11 +254,17 @@ __device__ __forceinline__ BwdItem ordered_item(const int* work, const int* qRan
   w.nSteps = w.G * w.nQt;
   return w;
 }
-// ORDERED: step s is (tile k, head hh of the kv group) with the heads inner.
+// ORDERED: step s as (tile k, head hh of the kv group), advanced one step at a time: the heads
+// inner (hh fastest) or outer (k fastest), as the item's record says.
 struct StepWalk {
   int hh = 0, k = 0;
-  __device__ __forceinline__ void next(int G) {
-    if (++hh == G) {
+  __device__ __forceinline__ void next(int G, int nQt, bool outer) {
+    if (outer) {
+      if (++k == nQt) {
+        k = 0;
+        ++hh;
+      }
+    } else if (++hh == G) {
       hh = 0;
       ++k;
     }
@@ -329,7 +345,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     if constexpr (ORDERED) {
       h = hk * G + wk.hh;
       m0 = oi.mFirst + oi.dir * kBM * wk.k;
-      wk.next(G);
+      wk.next(G, nQt, oi.outer);
     } else {
       h = hk * G + s / nQt;
       m0 = qLo + (s % nQt) * kBM;
@@ -516,7 +532,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     int m0;
     if constexpr (ORDERED) {
       m0 = oi.mFirst + oi.dir * kBM * wk.k;
-      wk.next(G);
+      wk.next(G, nQt, oi.outer);
     } else {
       m0 = qLo + qt * kBM;
       if (++qt == nQt) qt = 0;
@@ -663,7 +679,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // columns x 1 head x 64 rows, whatever D).
 // Compiled with -DFFA_BWD_SM90_ORDERED instead (a module of its own, compiled on the first
 // deterministic launch at head dim 128, so the default module's code does not change):
-// ffa_bwd_sm90_ordered_*_d128, the same arguments on the host's 8-int ordered work records, then ranks, the tile counters
+// ffa_bwd_sm90_ordered_*_d128, the same arguments on the host's ordered work records (kOrderedRecord ints), then ranks, the tile counters
 // (int32 [Hq][numLocks], zero) and numLocks.
 // Compiled with -DFFA_BWD_SM90_TRACE instead (a diagnostic module, CudaFfaBackward's traceSteps):
 // the same entry points, the head-dim-128 ones also writing the step trace (ffa_bwd_trace, above).
