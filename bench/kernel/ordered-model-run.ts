@@ -1,66 +1,69 @@
 /**
  * bench/kernel/ordered-model-run: the timing model of the ordered deterministic backward
- * (ordered-model.ts) against det-speed's H200 measurements (issue 11: deterministic mode within
- * 1.3x of the default backward). CPU only, no GPU:
+ * (ordered-model.ts) against H200 measurements of the default backward (issue 11: deterministic
+ * mode within 1.3x of the default backward), per walk of the ordered plan. CPU only, no GPU:
  *
- *   node --import tsx bench/kernel/ordered-model-run.ts [--out FILE] [--masks full,causal,varlen_causal,sw_causal]
+ *   node --import tsx bench/kernel/ordered-model-run.ts [--out FILE] [--masks full,causal,...] [--seqlens 16384,65536]
  *     [--add-read 0.5] [--add-done 1.5] [--poll 0.3] [--l2-mb 30] [--miss-cost 2]
  *
- * Per mask (16k tokens, 64:8 heads, bench:kernel's masks with seed 42) and per measurement (before
- * and after the default kernel's Pᵀ step, bench/kernel/README.md "Deterministic backward"): the
- * step time is fitted so that the modeled default backward takes the measured default time, then
- * the ordered plan (planOrderedBackward, the kernel's walk) is replayed with it. Columns:
- *   step µs     the fitted step, without / with the L2 model
- *   turns       ordered / default with turn-taking only (no L2 model)
- *   turns + L2  the same with the L2 model (a step waits for a fetch of its q tile when the tile
- *               was last touched more than the L2's worth of steps before)
- *   waited      share of the ordered blocks' time their dQ thread waited for a turn (turns + L2)
- *   fetches     share of steps that waited for a fetch, default / ordered
- *   reuse gap   median steps between two steps on the same q tile, default / ordered (turns only)
- *   heads outer what-if (turns + L2): the ordered plan walked with the q heads outer, which the
- *               kernel does not do (the ordered walk is heads inner, StepWalk)
+ * (the six bench:kernel masks at 16k and 64k: ~2 minutes on one core). Per mask and length
+ * (64:8 heads, bench:kernel's masks with seed 42) and per measured default time the step time is
+ * fitted so that the modeled default backward takes that time; then the ordered plan
+ * (planOrderedBackward) is replayed with it, walked three ways: by the walk rule (the plan's own,
+ * orderedWalkHeadsOuter per group of tiles), every item heads inner (the kernel's only walk before
+ * the rule), every item heads outer. The default times: det-speed's at 16k, before and after the
+ * default kernel's Pᵀ step (bench/kernel/README.md "Deterministic backward"; with the ordered
+ * time measured then, heads inner), else bench:kernel's (bench/results/kernel.json, method
+ * 'ours', read at run time). Columns:
+ *   step µs        the fitted step, without / with the L2 model
+ *   turns          ordered / default with turn-taking only (no L2 model), heads inner / the rule
+ *   L2: inner, outer, rule
+ *                  ordered / default with the L2 model (a step waits for a fetch of its q tile
+ *                  when the tile was last touched more than the L2's worth of steps before)
+ *   rule: outer    share of the items the rule walks with the heads outer
+ *   waited rule    share of the rule's blocks' time their dQ thread waited for a turn (with the L2)
+ *   fetches        share of steps that waited for a fetch: default / heads inner / the rule
+ *   reuse gap      median steps between two steps on the same q tile (turns only)
  *
- * What it found (2026-12-02, model numbers, not measurements; defaults as above):
- *   - Turn-taking alone explains none of the gap: ordered / default 1.00-1.01 on all four masks
- *     (measured after: full 1.11, causal 1.10, varlen causal 1.05, sliding window 1.51). The
- *     sliding window's waits are all in its last items: the band's first 1,024 keys (items of
- *     n0 128..896, launched last, whose q ranges share their first row at 1024 but are walked top
- *     down from different tops) chain, each about 2 tiles x 8 heads behind the one before; the
- *     chain ends with the default's last blocks, so it costs ~1% in the model.
- *   - What sets the sliding window apart is locality: its band items are 18 tiles each, every one
- *     2 tiles above the one before, and walked with the heads inner an item reaches a tile 2 x 8 =
- *     16 steps after the item before it did (the default, heads outer, 2 steps): a q tile's Q, dO
- *     and dQ rows are touched again after ~16 x 132 steps' worth of other tiles, far past the L2.
- *     With a 30 MB L2 and 2 µs per fetch the model gives causal 1.09, varlen causal 1.04 and
- *     sliding window 1.50 against the measured 1.10, 1.05 and 1.51; full stays 1.00 (measured
- *     1.11: not explained), and the "before" sliding window comes out 1.41 against 1.23 measured.
- *     A hypothesis the model fits, not a measurement: ncu's L2 hit rate of the ordered and the
- *     default sliding-window launches would confirm or refute it (below).
- *   - Plan changes tried in the model, none of which helped the sliding window without costing
- *     elsewhere: walking each item cyclically from the tile where the item before it on its tiles
- *     was (1.06 with the turns alone: one-step chains per tile, and the top-clamped tail items
- *     waiting for rotated predecessors; with an earlier form of the L2 model, fetches 0.99 -> 0.38
- *     of steps, yet 1.58); the heads outer for every item (sliding window 1.28, but causal 1.18
- *     and varlen causal 1.07, and 1.03 with the turns alone); the heads outer only for items
- *     shifted against the item before them (1.55: the two walks meet at the tail). Both walks would need a kernel change (the walk is StepWalk in
- *     ffa_bwd_sm90.cu), so the host plan is unchanged.
+ * What it found (2026-12-02, model numbers, not measurements; defaults as above;
+ * bench/results/ordered-model-walk-2026-12-02.json):
+ *   - Turn-taking alone explains none of the gap: ordered / default 1.00-1.03 on all six masks,
+ *     either walk. What sets the sliding window apart is locality: its band items are 18 tiles
+ *     each, every one 2 tiles above the one before, and walked with the heads inner an item
+ *     reaches a tile 2 x 8 = 16 steps after the item before it did (the default, heads outer, 2):
+ *     a q tile's Q, dO and dQ rows are touched again after ~16 x 132 steps' worth of other tiles,
+ *     far past the L2 (the model: 99% of steps fetch against the default's 24%; with a 30 MB L2
+ *     and 2 µs per fetch, causal 1.09, varlen causal 1.04 and sliding window 1.50 against the
+ *     measured 1.10, 1.05 and 1.51). ncu on the H200 (first launch of each, 16k) confirmed it for
+ *     the sliding window, not for causal: L2 hit rate default 78.5% / ordered 33.9% (DRAM 25% /
+ *     68% busy), causal 71.2% / 67.1%.
+ *   - Heads outer for every item: sliding window 1.28 (16k) / 1.20 (64k), but causal 1.18 / 1.10
+ *     and varlen causal 1.07 / 1.09 (heads inner: 1.09 / 1.07, 1.04 / 1.05): a causal item, 2
+ *     tiles shorter than the one before and starting on the same tile, waits for it at every
+ *     change of head. Full, varlen full and varlen block-causal: the same either way (their items
+ *     on a tile are alike).
+ *   - The rule (heads outer for a group of tiles when 2 Σ|Δd| > Σ|Δn| over its consecutive items:
+ *     the sliding window's band, not its causal head, nor any item of the other five masks):
+ *     sliding window 1.27 (16k, after) / 1.20 (64k), every other mask at its heads-inner ratio
+ *     (the same plan). The sliding window's remaining cost is turns with the L2: the rule's
+ *     blocks wait 38% of their time, behind the first item of each batch of blocks started
+ *     together, which is the first on its tiles and fetches every one of them.
+ *   - Sensitivity (16k, after): the sliding window under the rule 1.27 at 20, 30 and 50 MB of
+ *     L2 (heads inner 1.50), 1.10 at 1 µs a fetch (heads inner 1.24).
+ *   - Plan changes tried in the model before the rule, none of which helped the sliding window
+ *     without costing elsewhere: walking each item cyclically from the tile where the item before
+ *     it on its tiles was; the heads outer only for items shifted against the item before them
+ *     (1.55: the two walks meet at the tail, and an item walked heads outer behind one walked
+ *     heads inner waits for it; hence one walk per group of tiles).
  *
- * To check the L2 hypothesis on an H200 next session (ncu works there with --clock-control none;
- * staged as in bench/kernel/README.md's re-run block, dist and node_modules linked): the default
- * and the ordered main kernel of the sliding window, the first launch of each (the default
- * schedule runs first in det-speed; the grouped one's launches come after it):
+ * To measure the rule on an H200 (the lead's run; staged as in bench/kernel/README.md's re-run
+ * block): det-speed's ordered column is the rule's walk; the L2 hit rate of the ordered
+ * sliding-window launch should come back near the default's:
  *
+ *   source .device/boot.sh && node dist/bench/kernel/det-speed.js --out "$OUT/det-speed.json"
  *   source .device/boot.sh && for k in 'ffa_bwd_sm90_bf16_d128$' 'ffa_bwd_sm90_ordered_bf16_d128$'; do
  *     ncu --clock-control none -k "regex:$k" --launch-count 1 --section MemoryWorkloadAnalysis --section SpeedOfLight \
  *       node dist/bench/kernel/det-speed.js --masks sw_causal --iters 1 --warmup 0 --no-verify --out "$OUT/det-sw.json"; done
- *
- * The hypothesis predicts a much lower L2 hit rate and more DRAM traffic for the ordered
- * sliding-window launch than for the default one (the model: 99% against 24% of steps fetch their
- * q tile); with --masks causal the reverse or no gap (the model: 51% ordered against 89%
- * default). The ratio itself, which this work leaves as it was (the plan is unchanged: 1.51x
- * measured, 1.50x modeled with the L2, 1.01x with the turns alone):
- *
- *   source .device/boot.sh && node dist/bench/kernel/det-speed.js --out "$OUT/det-speed.json"
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -68,7 +71,7 @@ import { Command } from 'commander';
 import { renderTable } from '../../src/cli/table.js';
 import { intAtLeast, positiveNumber, wordList } from '../../src/cli/flags.js';
 import { planFfaBackward } from '../../src/kernels/cuda/ffa-backward.js';
-import { ORDERED_RECORD, WALK_HEADS_OUTER, planOrderedBackward, type OrderedWalk } from '../../src/kernels/cuda/ffa-backward-ordered.js';
+import { ORDERED_RECORD, orderedHeadsOuterShare, orderedItemHeadsOuter, planOrderedBackward, type OrderedWalk } from '../../src/kernels/cuda/ffa-backward-ordered.js';
 import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 import { MASK_NAMES, buildMask, type MaskName } from './masks.js';
 import { MODEL_BLOCK_M, MODEL_BLOCK_N, defaultSchedule, fitStep, orderedSchedule, reuseGaps, simulateSchedule, type ModelParams, type ModelResult, type ModelSchedule } from './ordered-model.js';
@@ -183,10 +186,8 @@ function main(): void {
     const done = new Map<string, WalkRatios>(); // the rule's plan is often one of the forced ones: replayed once
     for (const walk of ['inner', 'outer', 'rule'] as const satisfies readonly OrderedWalk[]) {
       const ord = planOrderedBackward(plan, slices, MODEL_BLOCK_N, MODEL_BLOCK_M, walk);
-      let outer = 0;
-      for (let at = 0; at < ord.work.length; at += ORDERED_RECORD) if (ord.work[at + 8] === WALK_HEADS_OUTER) outer++;
-      if (walk === 'rule') ruleOuter = outer / (ord.work.length / ORDERED_RECORD);
-      const key = Array.from(ord.work.filter((_, i) => i % ORDERED_RECORD === 8)).join('');
+      if (walk === 'rule') ruleOuter = orderedHeadsOuterShare(ord);
+      const key = Array.from({ length: ord.work.length / ORDERED_RECORD }, (_, at) => (orderedItemHeadsOuter(ord, at) ? 'o' : 'i')).join('');
       const again = done.get(key);
       if (again !== undefined) {
         walks[walk] = again;

@@ -29,7 +29,7 @@
  */
 import type { SliceList } from '../../src/mask/slice-list.js';
 import { DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan, type QRangeCut } from '../../src/kernels/cuda/ffa-backward.js';
-import { ORDERED_RECORD, WALK_HEADS_OUTER, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan, type OrderedWalk } from '../../src/kernels/cuda/ffa-backward-ordered.js';
+import { ORDERED_RECORD, orderedItemHeadsOuter, orderedLaunches, planOrderedBackward, type OrderedBackwardPlan, type OrderedWalk } from '../../src/kernels/cuda/ffa-backward-ordered.js';
 
 /** The Hopper backward's tiles at head dim 128 (ffa_bwd_sm90.cu): 128 keys, 64 q rows a step. */
 export const MODEL_BLOCK_N = 128;
@@ -117,10 +117,10 @@ export function orderedSchedule(ord: OrderedBackwardPlan, shape: ModelShape): Mo
   for (let l = 0; l < g.length; l += 2) {
     const blocks: BlockWalk[] = [];
     for (let at = g[l]; at < g[l] + g[l + 1]; at++) {
-      const [, , , , mFirst, lockFirst, rankOff, signed, walk] = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1));
+      const [, , , , mFirst, lockFirst, rankOff, signed] = ord.work.subarray(ORDERED_RECORD * at, ORDERED_RECORD * (at + 1));
       const n = Math.abs(signed);
       const dir = signed < 0 ? -1 : 1;
-      const outer = walk === WALK_HEADS_OUTER;
+      const outer = orderedItemHeadsOuter(ord, at);
       for (let hk = 0; hk < shape.headsKv; hk++) {
         const tiles = new Int32Array(G * n);
         const locks = new Int32Array(G * n);

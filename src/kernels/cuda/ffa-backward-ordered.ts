@@ -23,6 +23,17 @@
  *     before it (causal, bi-causal and full items end at their slice's last row: top down;
  *     inv-causal ones start at its first row: bottom up), so concurrent blocks of one slice visit
  *     the tiles in the same order and each waits about one step for the one before it.
+ *   - walk order (the record's walk; ranks and every tile's order of adds are the same either
+ *     way): the q heads of the kv group inner (step (tile k, head hh), hh fastest) or outer
+ *     ((head hh, tile k), k fastest), one choice per group of overlapping q ranges
+ *     (orderedWalkHeadsOuter). Heads inner suits items aligned at one end (causal: every item
+ *     starts at the top tile, each 2 tiles shorter than the one before, so with the heads outer it
+ *     would wait for the longer one at every change of head). Heads outer suits items that are
+ *     shifted copies (the sliding window's band: 18 tiles each, each 2 tiles above the one before):
+ *     with the heads inner a block reaches a tile 2 x G steps after the block before it, and the
+ *     tile's Q, dO and dQ rows are out of the L2 by then (H200, ncu, 16k: the ordered launch's L2
+ *     hit rate 34% against the default's 79%, bench/kernel/README.md); with the heads outer, 2
+ *     steps after.
  *   - launches: dk / dv are still added once per item with plain fp32 atomics, so items whose
  *     key ranges overlap (several slices over the same keys) are grouped first-fit in plan order
  *     into groups of disjoint keys (one group for full, causal and varlen masks). Within a launch
@@ -163,6 +174,19 @@ export function planOrderedBackward(plan: FfaBackwardPlan, slices: SliceList, bl
     for (let k = 0; k < tiles; k++) ranks.push(count[lockBase + first + dir * k]++);
   });
   return { work, groups: groupList, fromZero: launchesFromZero(groupList, order.map((i) => [w[4 * i + 1], keyEnd(i)] as const)), ranks: Int32Array.from(ranks), numLocks };
+}
+
+/** Whether the plan's item `at` (launch order) walks with the heads outer (its record's last field). */
+export function orderedItemHeadsOuter(plan: OrderedBackwardPlan, at: number): boolean {
+  return plan.work[ORDERED_RECORD * at + ORDERED_RECORD - 1] === WALK_HEADS_OUTER;
+}
+
+/** The share of the plan's items that walk with the heads outer (0 for an empty plan). */
+export function orderedHeadsOuterShare(plan: OrderedBackwardPlan): number {
+  const n = plan.work.length / ORDERED_RECORD;
+  let outer = 0;
+  for (let at = 0; at < n; at++) if (orderedItemHeadsOuter(plan, at)) outer++;
+  return n > 0 ? outer / n : 0;
 }
 
 /**
