@@ -5,8 +5,9 @@
  * every 64-row dQ tile of a q head receives its reduce-adds in a fixed order, instead of the grouped
  * schedule's one launch per conflict-free group (planDeterministicBackward: about max(k tiles,
  * q chunks) launches, 128 for one 16k slice, each a few short waves). H200, 16k tokens, 64:8 heads,
- * bf16: 1.06-1.23x the default backward's time, the grouped schedule 1.42-1.59x
- * (bench/kernel/README.md).
+ * bf16, heads inner for every item: 1.06-1.23x the default backward's time, the grouped schedule
+ * 1.42-1.59x; after the default's Pᵀ step 1.05-1.11x, and 1.51x on the sliding window, which the
+ * walk rule (below) addresses: to be measured (bench/kernel/README.md).
  *
  * The host's part, a pure function of the plan and the slice list:
  *   - q tile grid: the slices' q ranges are merged into groups of overlapping ranges; each group

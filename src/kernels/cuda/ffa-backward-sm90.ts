@@ -97,8 +97,8 @@ export class Sm90BackwardMain {
 
   /**
    * The main kernel; `ordered`: its ordered deterministic twin (head dim 128 only), which takes
-   * three more arguments (ranks, the tile counters, numLocks) and the 8-int work records of
-   * planOrderedBackward.
+   * three more arguments (ranks, the tile counters, numLocks) and the work records of
+   * planOrderedBackward (ORDERED_RECORD ints each).
    */
   mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean, ordered = false): { kernel: Kernel; smemBytes: number } {
     const smemBytes = sm90BackwardSmemBytes(dim); // throws for a head dim the kernel lacks
