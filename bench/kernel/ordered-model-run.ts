@@ -36,18 +36,18 @@
  *     and 2 µs per fetch, causal 1.09, varlen causal 1.04 and sliding window 1.50 against the
  *     measured 1.10, 1.05 and 1.51). ncu on the H200 (first launch of each, 16k) confirmed it for
  *     the sliding window, not for causal: L2 hit rate default 78.5% / ordered 33.9% (DRAM 25% /
- *     68% busy), causal 71.2% / 67.1%.
- *   - Heads outer for every item: sliding window 1.28 (16k) / 1.20 (64k), but causal 1.18 / 1.10
- *     and varlen causal 1.07 / 1.09 (heads inner: 1.09 / 1.07, 1.04 / 1.05): a causal item, 2
+ *     68% busy), causal 71.2% / 67.1% (bench/results/kernel-bwd-next-2026-12-02.json).
+ *   - Heads outer for every item: sliding window 1.28 (16k) / 1.24 (64k), but causal 1.18 / 1.11
+ *     and varlen causal 1.07 / 1.09 (heads inner: 1.09 / 1.09, 1.04 / 1.05): a causal item, 2
  *     tiles shorter than the one before and starting on the same tile, waits for it at every
  *     change of head. Full, varlen full and varlen block-causal: the same either way (their items
  *     on a tile are alike).
  *   - The rule (heads outer for a group of tiles when 2 Σ|Δd| > Σ|Δn| over its consecutive items:
  *     the sliding window's band, not its causal head, nor any item of the other five masks):
- *     sliding window 1.27 (16k, after) / 1.20 (64k), every other mask at its heads-inner ratio
- *     (the same plan). The sliding window's remaining cost is turns with the L2: the rule's
- *     blocks wait 38% of their time, behind the first item of each batch of blocks started
- *     together, which is the first on its tiles and fetches every one of them.
+ *     sliding window 1.27 (16k, after) / 1.25 (64k; heads inner 1.50 at both), every other mask
+ *     at its heads-inner ratio (the same plan). The sliding window's remaining cost is turns with
+ *     the L2: the rule's blocks wait 38% of their time, behind the first item of each batch of
+ *     blocks started together, which is the first on its tiles and fetches every one of them.
  *   - Sensitivity (16k, after): the sliding window under the rule 1.27 at 20, 30 and 50 MB of
  *     L2 (heads inner 1.50), 1.10 at 1 µs a fetch (heads inner 1.24).
  *   - Plan changes tried in the model before the rule, none of which helped the sliding window
