@@ -11,10 +11,10 @@
  * fitted so that the modeled default backward takes that time; then the ordered plan
  * (planOrderedBackward) is replayed with it, walked three ways: by the walk rule (the plan's own,
  * orderedWalkHeadsOuter per group of tiles), every item heads inner (the kernel's only walk before
- * the rule), every item heads outer. The default times: det-speed's at 16k, before and after the
- * default kernel's Pᵀ step (bench/kernel/README.md "Deterministic backward"; with the ordered
- * time measured then, heads inner), else bench:kernel's (bench/results/kernel.json, method
- * 'ours', read at run time). Columns:
+ * the rule), every item heads outer. The default times, read at run time: det-speed's at 16k,
+ * before and after the default kernel's Pᵀ step (bench/results/kernel-det-ordered-2026-12-02.json,
+ * kernel-det-ptile-2026-12-02.json; with the ordered time measured then, heads inner), else
+ * bench:kernel's (bench/results/kernel.json, method 'ours'). Columns:
  *   step µs        the fitted step, without / with the L2 model
  *   turns          ordered / default with turn-taking only (no L2 model), heads inner / the rule
  *   L2: inner, outer, rule
@@ -33,22 +33,22 @@
  *     reaches a tile 2 x 8 = 16 steps after the item before it did (the default, heads outer, 2):
  *     a q tile's Q, dO and dQ rows are touched again after ~16 x 132 steps' worth of other tiles,
  *     far past the L2 (the model: 99% of steps fetch against the default's 24%; with a 30 MB L2
- *     and 2 µs per fetch, causal 1.09, varlen causal 1.04 and sliding window 1.50 against the
- *     measured 1.10, 1.05 and 1.51). ncu on the H200 (first launch of each, 16k) confirmed it for
+ *     and 2 µs per fetch, causal 1.08, varlen causal 1.04 and sliding window 1.50 against the
+ *     measured 1.12, 1.03 and 1.50 after the Pᵀ step). ncu on the H200 (first launch of each, 16k) confirmed it for
  *     the sliding window, not for causal: L2 hit rate default 78.5% / ordered 33.9% (DRAM 25% /
  *     68% busy), causal 71.2% / 67.1% (bench/results/kernel-bwd-next-2026-12-02.json).
- *   - Heads outer for every item: sliding window 1.28 (16k) / 1.24 (64k), but causal 1.18 / 1.11
- *     and varlen causal 1.07 / 1.09 (heads inner: 1.09 / 1.09, 1.04 / 1.05): a causal item, 2
+ *   - Heads outer for every item: sliding window 1.29 (16k) / 1.24 (64k), but causal 1.18 / 1.11
+ *     and varlen causal 1.07 / 1.09 (heads inner: 1.08 / 1.09, 1.04 / 1.05): a causal item, 2
  *     tiles shorter than the one before and starting on the same tile, waits for it at every
  *     change of head. Full, varlen full and varlen block-causal: the same either way (their items
  *     on a tile are alike).
  *   - The rule (heads outer for a group of tiles when 2 Σ|Δd| > Σ|Δn| over its consecutive items:
  *     the sliding window's band, not its causal head, nor any item of the other five masks):
- *     sliding window 1.27 (16k, after) / 1.25 (64k; heads inner 1.50 at both), every other mask
+ *     sliding window 1.28 (16k, after) / 1.25 (64k; heads inner 1.50 at both), every other mask
  *     at its heads-inner ratio (the same plan). The sliding window's remaining cost is turns with
  *     the L2: the rule's blocks wait 38% of their time, behind the first item of each batch of
  *     blocks started together, which is the first on its tiles and fetches every one of them.
- *   - Sensitivity (16k, after): the sliding window under the rule 1.27 at 20, 30 and 50 MB of
+ *   - Sensitivity (16k, after): the sliding window under the rule 1.28 at 20, 30 and 50 MB of
  *     L2 (heads inner 1.50), 1.10 at 1 µs a fetch (heads inner 1.24).
  *   - Plan changes tried in the model before the rule, none of which helped the sliding window
  *     without costing elsewhere: walking each item cyclically from the tile where the item before
@@ -79,17 +79,14 @@ import { MODEL_BLOCK_M, MODEL_BLOCK_N, defaultSchedule, fitStep, orderedSchedule
 const HEADS = { headsQ: 64, headsKv: 8 };
 
 /**
- * det-speed on an H200 at 16k, ms, default / ordered (heads inner): "before" from
- * bench/results/kernel-det-ordered-2026-12-02.json, "after" (the default's Pᵀ step, p_tile) from
- * bench/kernel/README.md ("Deterministic backward").
+ * det-speed runs on an H200 (default and ordered ms per mask; the ordered schedule walked heads
+ * inner then), read at run time: before and after the default kernel's Pᵀ step (p_tile).
  */
-const DET_SPEED: Partial<Record<MaskName, { before: [number, number]; after: [number, number] }>> = {
-  full: { before: [47.07, 56.02], after: [40.39, 44.82] },
-  causal: { before: [26.42, 28.54], after: [21.29, 23.48] },
-  varlen_causal: { before: [5.77, 6.12], after: [5.67, 5.98] },
-  sw_causal: { before: [4.04, 4.98], after: [3.34, 5.04] },
-};
-/** The default backward's times of the other cells: bench:kernel's run (method 'ours'), read from this file. */
+const DET_SPEED = [
+  { source: 'det-speed before', file: `${COMMITTED_RESULTS_DIR}/kernel-det-ordered-2026-12-02.json` },
+  { source: 'det-speed after', file: `${COMMITTED_RESULTS_DIR}/kernel-det-ptile-2026-12-02.json` },
+] as const;
+/** The default backward's times of the other cells: bench:kernel's run (method 'ours'), read at run time. */
 const BENCH_KERNEL = `${COMMITTED_RESULTS_DIR}/kernel.json`;
 
 const program = new Command()
@@ -109,19 +106,25 @@ const opts = program.opts<{ out: string; masks: MaskName[]; seqlens: number[]; a
 interface Cell {
   mask: MaskName;
   seqlen: number;
-  source: 'det-speed before' | 'det-speed after' | 'bench:kernel';
+  source: (typeof DET_SPEED)[number]['source'] | 'bench:kernel';
   defaultMs: number;
   orderedMs: number | null;
 }
 
 function cells(): Cell[] {
-  const bench = (JSON.parse(readFileSync(BENCH_KERNEL, 'utf8')) as { results: Array<{ mask: string; seqlen: number; method: string; bwd_ms?: number }> }).results;
+  const read = <T>(file: string): T => JSON.parse(readFileSync(file, 'utf8')) as T;
+  const bench = read<{ results: Array<{ mask: string; seqlen: number; method: string; bwd_ms?: number }> }>(BENCH_KERNEL).results;
+  const det = DET_SPEED.map(({ source, file }) => ({ source, rows: read<{ rows: Array<{ mask: string; seqlen: number; ms: { default?: number; ordered?: number } }> }>(file).rows }));
   const out: Cell[] = [];
   for (const seqlen of opts.seqlens)
     for (const mask of opts.masks) {
-      const det = seqlen === 16384 ? DET_SPEED[mask] : undefined;
-      if (det !== undefined) {
-        for (const when of ['before', 'after'] as const) out.push({ mask, seqlen, source: `det-speed ${when}`, defaultMs: det[when][0], orderedMs: det[when][1] });
+      const measured: Cell[] = [];
+      for (const { source, rows } of det) {
+        const r = rows.find((x) => x.mask === mask && x.seqlen === seqlen && x.ms.default !== undefined && x.ms.ordered !== undefined);
+        if (r !== undefined) measured.push({ mask, seqlen, source, defaultMs: r.ms.default!, orderedMs: r.ms.ordered! });
+      }
+      if (measured.length > 0) {
+        out.push(...measured);
         continue;
       }
       const r = bench.find((x) => x.mask === mask && x.seqlen === seqlen && x.method === 'ours' && x.bwd_ms !== undefined);
