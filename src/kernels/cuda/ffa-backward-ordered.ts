@@ -7,7 +7,7 @@
  * q chunks) launches, 128 for one 16k slice, each a few short waves). H200, 16k tokens, 64:8 heads,
  * bf16, heads inner for every item: 1.06-1.23x the default backward's time, the grouped schedule
  * 1.42-1.59x; after the default's Pᵀ step 1.05-1.11x, and 1.51x on the sliding window, which the
- * walk rule (below) addresses: to be measured (bench/kernel/README.md).
+ * walk rule (below) brought to 1.09x (1.03x at 64k; bench/kernel/README.md, "Deterministic backward").
  *
  * The host's part, a pure function of the plan and the slice list:
  *   - q tile grid: the slices' q ranges are merged into groups of overlapping ranges; each group
