@@ -6,16 +6,20 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cubinRegisterUse, formatRegisterUse } from '../scripts/cubin-registers.js';
+import { cubinEventOrder, cubinRegisterUse, formatEventRuns, formatRegisterUse } from '../scripts/cubin-registers.js';
 
 /** An ELF64 image whose sections are the null section, .shstrtab and one `.text.<name>` per entry. */
-function elf(entries: Array<{ name: string; instructions: Array<{ op: number; rd: number }> }>): Uint8Array {
+function elf(entries: Array<{ name: string; instructions: Array<{ op: number; rd: number; word1?: number; word2?: number }> }>): Uint8Array {
   const names = ['', '.shstrtab', ...entries.map((e) => `.text.${e.name}`)];
   const strtab = Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
   const nameOff = names.map((_, i) => names.slice(0, i).reduce((a, n) => a + n.length + 1, 0));
   const texts = entries.map((e) => {
     const b = Buffer.alloc(16 * e.instructions.length);
-    e.instructions.forEach(({ op, rd }, i) => b.writeUInt32LE((op | (rd << 16)) >>> 0, 16 * i));
+    e.instructions.forEach(({ op, rd, word1 = 0, word2 = 0 }, i) => {
+      b.writeUInt32LE((op | (rd << 16)) >>> 0, 16 * i);
+      b.writeUInt32LE(word1 >>> 0, 16 * i + 4);
+      b.writeUInt32LE(word2 >>> 0, 16 * i + 8);
+    });
     return b;
   });
   const datas = [Buffer.alloc(0), strtab, ...texts];
@@ -73,4 +77,34 @@ test('cubinRegisterUse: an image that is not a little-endian ELF64 is an error',
   const big = elf([{ name: 'k', instructions: [] }]);
   big[5] = 2; // big-endian
   assert.throws(() => cubinRegisterUse(big), /not a little-endian ELF64 image/);
+});
+
+test('cubinEventOrder: wgmma issues, waits with their pending count, and exp2 (not other MUFU) in address order', () => {
+  const image = elf([
+    {
+      name: 'fwd',
+      instructions: [
+        { op: 0x9f0, rd: 88 }, // HGMMA, A in shared memory
+        { op: 0xdf0, rd: 24 }, // HGMMA, A in registers
+        { op: 0x9c5, rd: 0 }, // WARPGROUP.ARRIVE: bit 47 clear, not a wait
+        { op: 0x9c5, rd: 0, word1: 0x8000, word2: 0x10100 }, // WARPGROUP.DEPBAR.LE gsb0, 0x1
+        { op: 0x308, rd: 30, word2: 0x800 }, // MUFU.EX2
+        { op: 0x308, rd: 31, word2: 0x800 }, // MUFU.EX2
+        { op: 0x308, rd: 32, word2: 0x1000 }, // MUFU.RCP: not followed
+        { op: 0x9c5, rd: 0, word1: 0x8000, word2: 0x10000 }, // WARPGROUP.DEPBAR.LE gsb0, 0x0
+        { op: 0x223, rd: 40 }, // an FFMA
+      ],
+    },
+  ]);
+  const events = cubinEventOrder(image, 'fwd');
+  assert.deepEqual(events, [
+    { at: 0, event: 'wgmma' },
+    { at: 1, event: 'wgmma' },
+    { at: 3, event: 'wait', pending: 1 },
+    { at: 4, event: 'exp2' },
+    { at: 5, event: 'exp2' },
+    { at: 7, event: 'wait', pending: 0 },
+  ]);
+  assert.equal(formatEventRuns(events), '0 wgmma x2, 3 wait 1, 4 exp2 x2, 7 wait 0');
+  assert.throws(() => cubinEventOrder(image, 'bwd'), /no entry point bwd/);
 });
