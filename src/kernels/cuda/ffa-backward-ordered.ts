@@ -101,15 +101,18 @@ export interface WalkedTiles {
  * waited at no change of head.
  */
 export function orderedWalkHeadsOuter(items: readonly WalkedTiles[]): boolean {
+  // an item's lowest and highest tile, whichever way it walks
+  const span = (x: WalkedTiles): [number, number] => {
+    const last = x.first + x.dir * (x.tiles - 1);
+    return [Math.min(x.first, last), Math.max(x.first, last)];
+  };
   let shift = 0;
   let length = 0;
   for (let j = 1; j < items.length; j++) {
     const a = items[j - 1];
     const b = items[j];
-    const aLo = Math.min(a.first, a.first + a.dir * (a.tiles - 1));
-    const aHi = Math.max(a.first, a.first + a.dir * (a.tiles - 1));
-    const bLo = Math.min(b.first, b.first + b.dir * (b.tiles - 1));
-    const bHi = Math.max(b.first, b.first + b.dir * (b.tiles - 1));
+    const [aLo, aHi] = span(a);
+    const [bLo, bHi] = span(b);
     if (bHi < aLo || aHi < bLo) continue; // no tile in common
     const t = Math.min(aHi, Math.max(aLo, b.first));
     shift += Math.abs(Math.abs(t - b.first) - Math.abs(t - a.first));
