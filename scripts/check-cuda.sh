@@ -40,6 +40,8 @@ for src in src/kernels/cuda/*.cu examples/llama/kernels/*.cu; do
 done
 # the Hopper forward's persistent schedule (its own module, picked per plan by the host)
 check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_PERSISTENT=1
+# the Hopper forward's 176-key k tiles (its own module, picked per plan for full slices)
+check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_BN=176
 # the Hopper backward's ordered deterministic entry points (a module of their own at run time)
 check src/kernels/cuda/ffa_bwd_sm90.cu -DFFA_BWD_SM90_ORDERED=1
 # the Hopper backward's step-trace build (a diagnostic module: bench/kernel/bwd-trace.ts); it must

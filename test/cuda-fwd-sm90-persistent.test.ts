@@ -13,12 +13,13 @@ import assert from 'node:assert/strict';
 import type { CudaDevice, DeviceBuffer, Kernel, Module } from '../src/device/device.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { CudaFfaForward, planFfaForward } from '../src/kernels/cuda/ffa-forward.js';
-import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, Sm90ForwardMain, sm90ForwardPicksPersistent, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
+import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, Sm90ForwardMain, sm90ForwardPicksPersistent, sm90ForwardPicksWide, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
 import { readKernelSource } from '../src/kernels/cuda/source.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
-import { causalMask, fullMask, slidingWindowMask } from '../src/mask/index.js';
+import { causalMask, fullMask, makeSliceList, slidingWindowMask, varlenFullMask } from '../src/mask/index.js';
 
 const PERSISTENT_DEFINE = '-DFFA_SM90_FWD_PERSISTENT=1';
+const WIDE_DEFINE = '-DFFA_SM90_FWD_BN=176';
 
 test('sm90ForwardPicksPersistent: persistent below a mean of 16 k tiles per work item, not at 16; an empty plan never', () => {
   assert.equal(SM90_PERSISTENT_BELOW_MEAN_K_TILES, 16);
@@ -37,16 +38,33 @@ test('sm90ForwardPicksPersistent: persistent below a mean of 16 k tiles per work
   assert.equal(sm90ForwardPicksPersistent(plan(fullMask(16384))), false);
 });
 
-test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for both schedules", () => {
+test('sm90ForwardPicksWide: 176-key tiles for plans of full slices only, head dim 128, one block per item', () => {
+  assert.equal(sm90ForwardPicksWide(fullMask(16384), 128, false), true);
+  assert.equal(sm90ForwardPicksWide(varlenFullMask([0, 5000, 16384]), 128, false), true);
+  assert.equal(sm90ForwardPicksWide(fullMask(16384), 128, true), false); // persistent keeps 128
+  assert.equal(sm90ForwardPicksWide(fullMask(16384), 64, false), false);
+  assert.equal(sm90ForwardPicksWide(causalMask(16384), 128, false), false);
+  assert.equal(sm90ForwardPicksWide(slidingWindowMask(16384, [1000, 0]), 128, false), false);
+  // one causal slice among full ones is enough to keep 128
+  const mixed = makeSliceList([[0, 100], [100, 200]], [[0, 100], [0, 200]], ['full', 'causal']);
+  assert.equal(sm90ForwardPicksWide(mixed, 128, false), false);
+  assert.equal(sm90ForwardPicksWide(makeSliceList([], [], []), 128, false), false);
+});
+
+test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for every build", () => {
   const src = readKernelSource('ffa_fwd_sm90.cu');
-  const m = /static_assert\(Smem<128>::kRequest == \(kPersistent \? (\d+) : (\d+)\) && Smem<64>::kRequest == \(kPersistent \? (\d+) : (\d+)\)/.exec(src);
+  const m = /static_assert\(Smem<128>::kRequest == \(kPersistent \? (\d+) : kBN == 176 \? (\d+) : (\d+)\) &&\s+Smem<64>::kRequest == \(kPersistent \? (\d+) : kBN == 176 \? (\d+) : (\d+)\)/.exec(src);
   assert.ok(m !== null, 'the static_assert on Smem<D>::kRequest is in ffa_fwd_sm90.cu');
-  const [d128p, d128, d64p, d64] = m.slice(1).map(Number);
+  const [d128p, d128w, d128, d64p, d64w, d64] = m.slice(1).map(Number);
   assert.equal(sm90ForwardSmemBytes(128, true), d128p);
+  assert.equal(sm90ForwardSmemBytes(128, false, true), d128w);
   assert.equal(sm90ForwardSmemBytes(128, false), d128);
   assert.equal(sm90ForwardSmemBytes(64, true), d64p);
+  assert.equal(sm90ForwardSmemBytes(64, false, true), d64w);
   assert.equal(sm90ForwardSmemBytes(64, false), d64);
   assert.ok(sm90ForwardSmemBytes(128, true) <= 227 * 1024);
+  assert.ok(sm90ForwardSmemBytes(128, false, true) <= 227 * 1024);
+  assert.throws(() => sm90ForwardSmemBytes(128, true, true), FfaCudaUnsupportedError);
 });
 
 /**
@@ -114,6 +132,12 @@ test('Sm90ForwardMain: each schedule compiles on first use, with its shared memo
   main.mainKernel('fp16', 64, false, true);
   main.mainKernel('fp16', 64, true, false);
   assert.equal(s.compiles.length, 2);
+  // wide: its own module with its define and its shared memory; never persistent
+  ({ kernel, smemBytes } = main.mainKernel('bf16', 128, false, false, true));
+  assert.deepEqual(sm90Compiles(s.compiles), [[], [PERSISTENT_DEFINE], [WIDE_DEFINE]]);
+  assert.equal(smemBytes, sm90ForwardSmemBytes(128, false, true));
+  assert.deepEqual(main.launchShape(kernel, smemBytes, 8192, false), { grid: 8192, tail: [] });
+  assert.throws(() => main.mainKernel('bf16', 128, false, true, true), FfaCudaUnsupportedError);
 
   // two blocks per SM double the grid; maxBlocks caps it
   s = standIn(132, 2);
@@ -138,6 +162,19 @@ test('Sm90ForwardMain: persistent true / false force the schedule, auto follows 
   assert.deepEqual([off.picksPersistent(short), off.picksPersistent(long)], [false, false]);
 });
 
+test('Sm90ForwardMain: wide true / false force the k tile on one block per item, auto follows the rule; persistent is never wide', () => {
+  const s = standIn(132, 1);
+  const full = fullMask(4096);
+  const causal = causalMask(4096);
+  const auto = new Sm90ForwardMain(s.device);
+  assert.equal(auto.wide, 'auto');
+  assert.deepEqual([auto.picksWide(full, 128, false), auto.picksWide(causal, 128, false), auto.picksWide(full, 128, true)], [true, false, false]);
+  const on = new Sm90ForwardMain(s.device, { wide: true });
+  assert.deepEqual([on.picksWide(full, 128, false), on.picksWide(causal, 64, false), on.picksWide(full, 128, true)], [true, true, false]);
+  const off = new Sm90ForwardMain(s.device, { wide: false });
+  assert.deepEqual([off.picksWide(full, 128, false), off.picksWide(causal, 128, false)], [false, false]);
+});
+
 test('Sm90ForwardMain: bad options and a GPU other than 9.0 are typed errors before any compile', () => {
   const s = standIn(132, 1);
   const argument = (name: string) => (e: unknown) => e instanceof InvalidArgumentError && e.argument === name;
@@ -146,6 +183,7 @@ test('Sm90ForwardMain: bad options and a GPU other than 9.0 are typed errors bef
   assert.throws(() => new Sm90ForwardMain(s.device, { maxBlocks: 4 }), argument('maxBlocks')); // 'auto' may pick either
   assert.throws(() => new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 0 }), argument('maxBlocks'));
   assert.throws(() => new Sm90ForwardMain(s.device, { persistent: true, maxBlocks: 2.5 }), argument('maxBlocks'));
+  assert.throws(() => new Sm90ForwardMain(s.device, { wide: 'yes' as unknown as boolean }), argument('wide'));
   assert.deepEqual(s.compiles, []);
   const ampere = standIn(108, 1, [8, 0]);
   assert.throws(() => new Sm90ForwardMain(ampere.device), FfaCudaUnsupportedError);
@@ -157,15 +195,22 @@ test('CudaFfaForward.prepare: the plan picks the schedule, and only the module i
   const fwd = new CudaFfaForward(s.device);
   assert.deepEqual(sm90Compiles(s.compiles), []);
   const shape = { tokensQ: 4096, tokensK: 4096, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' as const };
-  const full = fwd.prepare(shape, fullMask(4096)); // 32 k tiles per item
-  assert.equal(full.persistent, false);
-  assert.deepEqual(sm90Compiles(s.compiles), [[]]);
+  const full = fwd.prepare(shape, fullMask(4096)); // 32 k tiles per item, every slice full
+  assert.deepEqual([full.persistent, full.wide], [false, true]);
+  assert.deepEqual(sm90Compiles(s.compiles), [[WIDE_DEFINE]]);
+  const causal = fwd.prepare(shape, causalMask(4096)); // 16.5 k tiles per item
+  assert.deepEqual([causal.persistent, causal.wide], [false, false]);
+  assert.deepEqual(sm90Compiles(s.compiles), [[WIDE_DEFINE], []]);
   const window = fwd.prepare(shape, slidingWindowMask(4096, [500, 0])); // ~5 k tiles per item
-  assert.equal(window.persistent, true);
-  assert.deepEqual(sm90Compiles(s.compiles), [[], [PERSISTENT_DEFINE]]);
+  assert.deepEqual([window.persistent, window.wide], [true, false]);
+  assert.deepEqual(sm90Compiles(s.compiles), [[WIDE_DEFINE], [], [PERSISTENT_DEFINE]]);
+  // a short full plan goes persistent, and so keeps 128-key tiles
+  const shortFull = fwd.prepare(shape, varlenFullMask([0, 500, 1000, 1500, 4096]));
+  assert.deepEqual([shortFull.persistent, shortFull.wide], [true, false]);
   // forced: the plan does not matter
   const forced = new CudaFfaForward(s.device, { sm90: { persistent: false } });
   assert.equal(forced.prepare(shape, slidingWindowMask(4096, [500, 0])).persistent, false);
+  assert.equal(new CudaFfaForward(s.device, { sm90: { wide: false } }).prepare(shape, fullMask(4096)).wide, false);
   assert.equal(new CudaFfaForward(s.device, { sm90: { persistent: true } }).prepare(shape, fullMask(4096)).persistent, true);
   // the mma kernel has one schedule
   const mma = new CudaFfaForward(s.device, { kernel: 'mma' });

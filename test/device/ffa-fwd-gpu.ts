@@ -8,12 +8,14 @@
  * --speed: after the checks, a speed read of the Hopper kernel against the mma.sync one at 16k
  * tokens, full / causal / varlen-causal, 64:8 heads, D 128, bf16: median of 10 CUDA-event-timed
  * launches after 3 warm-ups, TFLOP/s = 4 · area · Hq · D / time; informational, never fails.)
- * --sm90 checks both schedules of the Hopper kernel (each forced; the forward picks one per plan):
- * one block per work item, and persistent twice: on its full grid (one block per SM) and on a
- * grid of 7 blocks, so that every block walks many work items (the test cases have fewer items
- * than an H200 has SMs). Each case's references are computed once and every kernel is checked
- * against them; the determinism and option checks run on the one-block-per-item kernel and the
- * 7-block persistent one (without --sm90: on the last mma.sync tile shape).
+ * --sm90 checks every build of the Hopper kernel (each forced; the forward picks one per plan):
+ * one block per work item on 128-key and on 176-key k tiles (the wide build, forced on every
+ * mask, not only the full slices it is picked for), and persistent twice: on its full grid (one
+ * block per SM) and on a grid of 7 blocks, so that every block walks many work items (the test
+ * cases have fewer items than an H200 has SMs). Each case's references are computed once and
+ * every kernel is checked against them; the determinism and option checks run on both
+ * one-block-per-item kernels and the 7-block persistent one (without --sm90: on the last mma.sync
+ * tile shape).
  * Fresh random inputs per case (never zeros; q is scaled up so the softmax is peaked), output
  * buffers poisoned with NaN bits before every launch, one PASS/FAIL line per case, exit code 1 on
  * any failure.
@@ -109,20 +111,25 @@ const PERSISTENT_TEST_BLOCKS = 7;
 /** The kernels the determinism and option checks run on (see the file comment). */
 let checked = [kernels[kernels.length - 1]];
 if (args.has('--sm90')) {
-  const perItem = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false } });
+  const perItem = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false, wide: false } });
+  const wide = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false, wide: true } });
   const persistent = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true } });
   const persistent7 = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true, maxBlocks: PERSISTENT_TEST_BLOCKS } });
-  kernels.push(perItem, persistent, persistent7);
-  checked = [perItem, persistent7];
+  kernels.push(perItem, wide, persistent, persistent7);
+  checked = [perItem, wide, persistent7];
 }
-/** `sm90 per item`, `sm90 persistent`, `sm90 persistent 7 blocks` or `mma tile 128x64`. */
+/** `sm90 per item`, `sm90 per item wide`, `sm90 persistent`, `sm90 persistent 7 blocks` or `mma tile 128x64`. */
 const kernelName = (f: CudaFfaForward): string =>
-  f.sm90 === null ? `mma tile ${f.blockM}x${f.blockN}` : f.sm90.persistent !== true ? 'sm90 per item' : `sm90 persistent${f.sm90.maxBlocks === undefined ? '' : ` ${f.sm90.maxBlocks} blocks`}`;
+  f.sm90 === null
+    ? `mma tile ${f.blockM}x${f.blockN}`
+    : f.sm90.persistent !== true
+      ? `sm90 per item${f.sm90.wide === true ? ' wide' : ''}`
+      : `sm90 persistent${f.sm90.maxBlocks === undefined ? '' : ` ${f.sm90.maxBlocks} blocks`}`;
 for (const ffa of kernels) {
   // the Hopper modules compile on first use: here, so that the time and register counts show
   const [module, names] =
     ffa.sm90 !== null
-      ? [ffa.sm90.module(ffa.sm90.persistent === true), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
+      ? [ffa.sm90.module(ffa.sm90.persistent === true, ffa.sm90.wide === true), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
       : [ffa.module, ['ffa_fwd_bf16_d128_direct', 'ffa_fwd_bf16_d128_merge', 'ffa_fwd_bf16_d64_direct']];
   if (ffa.sm90?.maxBlocks !== undefined) continue; // the same module as the full-grid persistent one
   for (const name of names) {
@@ -130,7 +137,7 @@ for (const ffa of kernels) {
     console.log(`${kernelName(ffa)} ${name}: ${kern.attribute(CuFuncAttr.NUM_REGS)} regs, ${kern.attribute(CuFuncAttr.LOCAL_SIZE_BYTES)} B local`);
   }
 }
-console.log(`nvrtc compile + load (${tiles.length} mma tile shapes${args.has('--sm90') ? ' + the two sm90 schedules' : ''}): ${(performance.now() - t0).toFixed(0)} ms`);
+console.log(`nvrtc compile + load (${tiles.length} mma tile shapes${args.has('--sm90') ? ' + the three sm90 builds' : ''}): ${(performance.now() - t0).toFixed(0)} ms`);
 
 const tally = new Tally();
 tally.forEach(cases, args.selects, '', (c) => {

@@ -6,13 +6,18 @@
  * What differs: q, k and v reach the kernel as TMA descriptors instead of pointers, tiles are
  * 128 x 128, a block has 384 threads, and the merge epilogue locks 64-row blocks (one consumer
  * warpgroup's rows).
- * Two schedules of the same kernel source, each its own module, compiled on first use: one block
- * per (work item, head), or the persistent one (-DFFA_SM90_FWD_PERSISTENT=1: one block per SM
- * walking the work list, ffa_fwd_sm90.cu's header), picked per plan by sm90ForwardPicksPersistent.
+ * Three builds of the same kernel source, each its own module, compiled on first use: one block
+ * per (work item, head), the persistent one (-DFFA_SM90_FWD_PERSISTENT=1: one block per SM
+ * walking the work list, ffa_fwd_sm90.cu's header), picked per plan by sm90ForwardPicksPersistent,
+ * and one block per item with 176-key k tiles (-DFFA_SM90_FWD_BN=176), picked per plan by
+ * sm90ForwardPicksWide. Work lists are planned with 128-key tiles either way (the k tile count
+ * is the device's, per item).
  */
 import { CuTensorMap } from '../../device/cuda-driver.js';
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
 import type { DType } from '../../dtype.js';
+import { FULL } from '../../mask/geometry.js';
+import type { SliceList } from '../../mask/slice-list.js';
 import type { FfaForwardPlan } from './ffa-forward.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { readKernelSource } from './source.js';
@@ -20,6 +25,8 @@ import { FfaCudaUnsupportedError } from './unsupported.js';
 
 export const FFA_SM90_BLOCK_M = 128;
 export const FFA_SM90_BLOCK_N = 128;
+/** Keys per k tile of the wide build (FFA_SM90_FWD_BN; FlashAttention-3's forward tile for D 128 without a causal edge). */
+export const FFA_SM90_WIDE_BLOCK_N = 176;
 /**
  * The persistent schedule is picked for plans whose work items average fewer k tiles (of 128
  * keys) than this. Below it the per-item pipeline fill (Q, first K / V) and epilogue are a large
@@ -41,6 +48,17 @@ export const SM90_PERSISTENT_BELOW_MEAN_K_TILES = 16;
  */
 export function sm90ForwardPicksPersistent(plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>): boolean {
   return plan.numWork > 0 && plan.kTiles < SM90_PERSISTENT_BELOW_MEAN_K_TILES * plan.numWork;
+}
+
+/**
+ * Whether the Hopper forward runs a plan on 176-key k tiles: head dim 128, one block per item
+ * (the persistent build keeps 128: its two Q stages and four wide K / V stages would not fit in
+ * shared memory), and every slice full, so that no tile is cut by a diagonal or a window edge
+ * (a wider tile there masks more keys it has loaded: on causal and varlen causal the wide tile
+ * measured level or 3% slower, bench/kernel/README.md, "Wide k tiles").
+ */
+export function sm90ForwardPicksWide(slices: Pick<SliceList, 'maskTypes'>, dim: number, persistent: boolean): boolean {
+  return !persistent && dim === 128 && slices.maskTypes.length > 0 && slices.maskTypes.every((t) => t === FULL);
 }
 
 /** Rows one merge lock covers: one consumer warpgroup's share of the q tile. */
@@ -109,12 +127,14 @@ export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir
 }
 
 /**
- * The kernel's Smem<D>::kRequest: the Q tile, 2 stages each of K and V, 9 barriers, and slack to
- * align the base to 1024 bytes; persistent: 2 Q stages, 12 barriers and 2 item slots of 32 bytes.
+ * The kernel's Smem<D>::kRequest: the Q tile, 2 stages each of K and V (`wide`: of 176 keys), 9
+ * barriers, and slack to align the base to 1024 bytes; persistent: 2 Q stages, 12 barriers and 2
+ * item slots of 32 bytes.
  */
-export function sm90ForwardSmemBytes(dim: number, persistent: boolean): number {
+export function sm90ForwardSmemBytes(dim: number, persistent: boolean, wide = false): number {
+  if (persistent && wide) throw new FfaCudaUnsupportedError('the persistent Hopper forward runs 128-key tiles only');
   const q = FFA_SM90_BLOCK_M * dim * 2;
-  const kv = 4 * FFA_SM90_BLOCK_N * dim * 2;
+  const kv = 4 * (wide ? FFA_SM90_WIDE_BLOCK_N : FFA_SM90_BLOCK_N) * dim * 2;
   return (persistent ? 2 * q + kv + 12 * 8 + 2 * 32 : q + kv + 9 * 8) + 1024;
 }
 
@@ -123,7 +143,7 @@ export interface Sm90ForwardOptions {
   cacheDir?: string;
   /**
    * The schedule: 'auto' (default) picks per plan (sm90ForwardPicksPersistent); true or false
-   * force the persistent one or one block per item (the GPU checks and fwd-persist.ts run both).
+   * force the persistent one or one block per item (the GPU checks and fwd-persist.ts run each).
    */
   persistent?: boolean | 'auto';
   /**
@@ -132,6 +152,12 @@ export interface Sm90ForwardOptions {
    * as fit at once.
    */
   maxBlocks?: number;
+  /**
+   * The k tile: 'auto' (default) picks per plan (sm90ForwardPicksWide); true or false force 176
+   * or 128 keys on the one-block-per-item schedule (the GPU checks and fwd-persist.ts run each;
+   * a persistent plan always runs 128).
+   */
+  wide?: boolean | 'auto';
 }
 
 export class Sm90ForwardMain {
@@ -143,9 +169,11 @@ export class Sm90ForwardMain {
   readonly persistent: boolean | 'auto';
   /** Persistent only: the grid's cap (Sm90ForwardOptions.maxBlocks), or undefined. */
   readonly maxBlocks: number | undefined;
+  /** The k tile asked for (Sm90ForwardOptions.wide). */
+  readonly wide: boolean | 'auto';
   private readonly cacheDir: string | undefined;
-  /** The two modules (index 1: persistent), each compiled on first use. */
-  private readonly modules: [Module | null, Module | null] = [null, null];
+  /** The three modules (index 1: persistent, 2: wide), each compiled on first use. */
+  private readonly modules: [Module | null, Module | null, Module | null] = [null, null, null];
   /** Per kernel: blocks that fit on the GPU at once (persistent grids). */
   private readonly resident = new Map<Kernel, number>();
 
@@ -163,6 +191,9 @@ export class Sm90ForwardMain {
       if (!Number.isInteger(options.maxBlocks) || options.maxBlocks < 1) throw new InvalidArgumentError('maxBlocks', 'must be a positive integer', `got ${options.maxBlocks}`);
     }
     this.maxBlocks = options.maxBlocks;
+    const wide = options.wide ?? 'auto';
+    if (wide !== true && wide !== false && wide !== 'auto') throw new InvalidArgumentError('wide', "must be true, false or 'auto'", `got ${JSON.stringify(wide)}`);
+    this.wide = wide;
     this.cacheDir = options.cacheDir;
     requireSm90(device);
   }
@@ -172,27 +203,36 @@ export class Sm90ForwardMain {
     return this.persistent === 'auto' ? sm90ForwardPicksPersistent(plan) : this.persistent;
   }
 
-  /** The module of one schedule, compiled (or read from the compile cache) on first use. */
-  module(persistent: boolean): Module {
-    const i = persistent ? 1 : 0;
-    return (this.modules[i] ??= compileSm90Module(this.device, 'ffa_fwd_sm90.cu', this.cacheDir, persistent ? ['-DFFA_SM90_FWD_PERSISTENT=1'] : []));
+  /** Whether a plan of `slices` runs on 176-key tiles: as forced (never on the persistent schedule), or by sm90ForwardPicksWide. */
+  picksWide(slices: Pick<SliceList, 'maskTypes'>, dim: number, persistent: boolean): boolean {
+    if (persistent) return false;
+    return this.wide === 'auto' ? sm90ForwardPicksWide(slices, dim, persistent) : this.wide;
   }
 
-  mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean, persistent: boolean): { kernel: Kernel; smemBytes: number } {
+  /** The module of one build, compiled (or read from the compile cache) on first use. */
+  module(persistent: boolean, wide = false): Module {
+    if (persistent && wide) throw new FfaCudaUnsupportedError('the persistent Hopper forward runs 128-key tiles only');
+    const i = persistent ? 1 : wide ? 2 : 0;
+    const defines = [['-DFFA_SM90_FWD_PERSISTENT=1'], ['-DFFA_SM90_FWD_BN=176']][i - 1] ?? [];
+    return (this.modules[i] ??= compileSm90Module(this.device, 'ffa_fwd_sm90.cu', this.cacheDir, defines));
+  }
+
+  mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean, persistent: boolean, wide = false): { kernel: Kernel; smemBytes: number } {
     if (!FFA_SM90_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_SM90_HEAD_DIMS.join(', ')}, got ${dim}`);
     const name = `ffa_fwd_sm90_${tag}_d${dim}_${merge ? 'merge' : 'direct'}`;
-    const kernel = this.module(persistent).kernel(name);
-    const bytes = sm90ForwardSmemBytes(dim, persistent);
+    const kernel = this.module(persistent, wide).kernel(name);
+    const bytes = sm90ForwardSmemBytes(dim, persistent, wide);
     kernel.setMaxDynamicSharedMemory(bytes);
     return { kernel, smemBytes: bytes };
   }
 
-  /** The three leading kernel arguments: TMA maps of q (128-row boxes), k and v (128-row boxes). */
-  inputArgs(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, dtype: DType, tokensQ: number, tokensK: number, headsQ: number, headsKv: number, dim: number): KernelArg[] {
+  /** The three leading kernel arguments: TMA maps of q (128-row boxes), k and v (boxes of a k tile: 128 rows, `wide` 176). */
+  inputArgs(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, dtype: DType, tokensQ: number, tokensK: number, headsQ: number, headsKv: number, dim: number, wide = false): KernelArg[] {
+    const n = wide ? FFA_SM90_WIDE_BLOCK_N : FFA_SM90_BLOCK_N;
     return [
       { type: 'bytes', value: tokenMajorTensorMap(this.device, q, dtype, tokensQ, headsQ, dim, FFA_SM90_BLOCK_M) },
-      { type: 'bytes', value: tokenMajorTensorMap(this.device, k, dtype, tokensK, headsKv, dim, FFA_SM90_BLOCK_N) },
-      { type: 'bytes', value: tokenMajorTensorMap(this.device, v, dtype, tokensK, headsKv, dim, FFA_SM90_BLOCK_N) },
+      { type: 'bytes', value: tokenMajorTensorMap(this.device, k, dtype, tokensK, headsKv, dim, n) },
+      { type: 'bytes', value: tokenMajorTensorMap(this.device, v, dtype, tokensK, headsKv, dim, n) },
     ];
   }
 

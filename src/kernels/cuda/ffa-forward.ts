@@ -378,11 +378,11 @@ export class CudaFfaForward {
   }
 
   /** Kernel of the main launch, with its dynamic shared memory opted in (`persistent`: the Hopper kernel's schedule). */
-  mainKernel(dtype: DType, dim: number, merge: boolean, persistent = false): { kernel: Kernel; smemBytes: number } {
+  mainKernel(dtype: DType, dim: number, merge: boolean, persistent = false, wide = false): { kernel: Kernel; smemBytes: number } {
     const t = dtype === 'bfloat16' ? 'bf16' : dtype === 'float16' ? 'fp16' : null;
     if (t === null) throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
     if (!FFA_FWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_FWD_HEAD_DIMS.join(', ')}, got ${dim}`);
-    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge, persistent);
+    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge, persistent, wide);
     const name = `ffa_fwd_${t}_d${dim}_${merge ? 'merge' : 'direct'}`;
     const kernel = this.module.kernel(name);
     const smemBytes = (this.blockM + 4 * this.blockN) * dim * 2;
@@ -404,6 +404,8 @@ export class FfaForwardProblem {
   readonly merge: boolean;
   /** The Hopper kernel runs this plan on its persistent schedule (Sm90ForwardMain.picksPersistent). */
   readonly persistent: boolean;
+  /** The Hopper kernel runs this plan on 176-key k tiles (Sm90ForwardMain.picksWide). */
+  readonly wide: boolean;
   readonly outDtype: DType;
   private readonly qRanges: DeviceBuffer;
   private readonly kRanges: DeviceBuffer;
@@ -427,7 +429,8 @@ export class FfaForwardProblem {
     this.outDtype = options.outDtype ?? shape.dtype;
     this.merge = this.plan.overlappingQ || options.forceMerge === true || this.outDtype === 'float32';
     this.persistent = owner.sm90?.picksPersistent(this.plan) ?? false;
-    owner.mainKernel(shape.dtype, shape.dim, this.merge, this.persistent); // validates dtype / dim early
+    this.wide = owner.sm90?.picksWide(slices, shape.dim, this.persistent) ?? false;
+    owner.mainKernel(shape.dtype, shape.dim, this.merge, this.persistent, this.wide); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(2));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
@@ -519,10 +522,10 @@ export class FfaForwardProblem {
     }
 
     if (this.plan.numWork > 0 && headsQ > 0) {
-      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge, this.persistent);
+      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge, this.persistent, this.wide);
       const accBuf = this.merge ? (this.acc ?? out) : out;
       const sm90 = this.owner.sm90;
-      const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(q), ptr(k), ptr(v)];
+      const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim, this.wide) : [ptr(q), ptr(k), ptr(v)];
       const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void => {
         // one block per (item, head), or the persistent Hopper kernel's grid walking them
         const { grid, tail } = sm90 !== null ? sm90.launchShape(kernel, smemBytes, items * headsQ, this.persistent) : { grid: items * headsQ, tail: [] };

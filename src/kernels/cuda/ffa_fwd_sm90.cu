@@ -35,9 +35,19 @@ namespace ffa {
 namespace sm90 {
 
 constexpr int kBM = 128;
-constexpr int kBN = 128;
-static_assert(kBN == 128, "S = Q K^T is issued as one m64n128 wgmma per k-step: BN must be 128");
 constexpr int kThreads = 384;
+
+// -DFFA_SM90_FWD_BN=176 builds the wide k tile (FlashAttention-3's forward tile for head dim 128
+// without a causal edge): 27% fewer k tiles per item, so the per-tile costs that do not grow with
+// the tile (O's rescale, the barriers and waits of a slot) are spread over more keys. The host
+// compiles it as a module of its own and picks it per plan (ffa-forward-sm90.ts,
+// sm90ForwardPicksWide): only for plans of full slices, where no tile is cut by a diagonal, and
+// only on the one-block-per-item schedule (2 Q stages and 4 wide K / V stages do not fit).
+#ifndef FFA_SM90_FWD_BN
+#define FFA_SM90_FWD_BN 128
+#endif
+constexpr int kBN = FFA_SM90_FWD_BN;
+static_assert(kBN == 128 || kBN == 176, "S = Q K^T is issued as one m64n128 or m64n176 wgmma per k-step");
 
 // -DFFA_SM90_FWD_PERSISTENT=1 builds the persistent schedule (the host compiles both and picks per
 // plan: ffa-forward-sm90.ts, sm90ForwardPicksPersistent): a grid of one block per SM, each block
@@ -49,6 +59,7 @@ constexpr int kThreads = 384;
 #define FFA_SM90_FWD_PERSISTENT 0
 #endif
 constexpr bool kPersistent = FFA_SM90_FWD_PERSISTENT != 0;
+static_assert(!(kPersistent && kBN != 128), "the persistent schedule runs 128-key tiles only (shared memory)");
 
 template <int D>
 struct Smem {
@@ -74,7 +85,8 @@ struct Smem {
 };
 // ffa-forward-sm90.ts (sm90ForwardSmemBytes) requests these; test/cuda-fwd-sm90-persistent.test.ts
 // reads them from here
-static_assert(Smem<128>::kRequest == (kPersistent ? 197792 : 164936) && Smem<64>::kRequest == (kPersistent ? 99488 : 83016),
+static_assert(Smem<128>::kRequest == (kPersistent ? 197792 : kBN == 176 ? 214088 : 164936) &&
+                  Smem<64>::kRequest == (kPersistent ? 99488 : kBN == 176 ? 107592 : 83016),
               "the host's shared-memory request (sm90ForwardSmemBytes) must follow the layout");
 
 // The persistent schedule: in round r, block b of G takes virtual block r G + b (even r) or
@@ -244,7 +256,11 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         const unsigned off = (ks & 3) * 32;
         const unsigned long long da = wgmma_desc(qRows + (ks >> 2) * kBM * 128 + off, 16, 1024);
         const unsigned long long db = wgmma_desc(kTile + (ks >> 2) * kBN * 128 + off, 16, 1024);
-        Wgmma<E>::ss128(s, da, db, ks > 0 ? 1 : 0);  // N = BN = 128 keys
+        if constexpr (kBN == 176) {
+          Wgmma<E>::ss176(s, da, db, ks > 0 ? 1 : 0);
+        } else {
+          Wgmma<E>::ss128(s, da, db, ks > 0 ? 1 : 0);
+        }
       }
       wgmma_commit();
     };
@@ -327,7 +343,10 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         fence_regs<D / 8>(o);
         fence_regs_u<kBN / 16>(p);
         mbar_arrive(emptyV + 8 * prev);
-        rescale_o<D>(o, alpha);
+        // O's rescale is skipped where no row of the warp saw its max move (alpha exactly 1 for
+        // each: multiplying by 1 changes no bit), which past a long row's first tiles is most
+        // tiles; voted across the warp so that the skip is a branch, not predicated multiplies.
+        if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) rescale_o<D>(o, alpha);
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
       }
