@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { CudaDevice, DeviceBuffer, Kernel, Module } from '../src/device/device.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { CudaFfaForward, planFfaForward } from '../src/kernels/cuda/ffa-forward.js';
-import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, Sm90ForwardMain, sm90ForwardPicksPersistent, sm90ForwardPicksWide, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
+import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, Sm90ForwardMain, SM90_WIDE_FROM_MEAN_K_TILES, sm90ForwardPicksPersistent, sm90ForwardPicksWide, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
 import { readKernelSource } from '../src/kernels/cuda/source.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
 import { causalMask, fullMask, makeSliceList, slidingWindowMask, varlenFullMask } from '../src/mask/index.js';
@@ -38,17 +38,24 @@ test('sm90ForwardPicksPersistent: persistent below a mean of 16 k tiles per work
   assert.equal(sm90ForwardPicksPersistent(plan(fullMask(16384))), false);
 });
 
-test('sm90ForwardPicksWide: 176-key tiles for plans of full slices only, head dim 128, one block per item', () => {
-  assert.equal(sm90ForwardPicksWide(fullMask(16384), 128, false), true);
-  assert.equal(sm90ForwardPicksWide(varlenFullMask([0, 5000, 16384]), 128, false), true);
-  assert.equal(sm90ForwardPicksWide(fullMask(16384), 128, true), false); // persistent keeps 128
-  assert.equal(sm90ForwardPicksWide(fullMask(16384), 64, false), false);
-  assert.equal(sm90ForwardPicksWide(causalMask(16384), 128, false), false);
-  assert.equal(sm90ForwardPicksWide(slidingWindowMask(16384, [1000, 0]), 128, false), false);
+test('sm90ForwardPicksWide: 176-key tiles for plans of full slices averaging 64+ k tiles per item, head dim 128, one block per item', () => {
+  assert.equal(SM90_WIDE_FROM_MEAN_K_TILES, 64);
+  const picks = (m: Parameters<typeof planFfaForward>[0], tokens: number, dim = 128, persistent = false) => sm90ForwardPicksWide(m, planFfaForward(m, tokens, 128, 128), dim, persistent);
+  assert.equal(picks(fullMask(16384), 16384), true);
+  assert.equal(picks(fullMask(8192), 8192), true); // 64 k tiles per item: the threshold
+  assert.equal(picks(fullMask(8064), 8064), false); // 63
+  assert.equal(picks(varlenFullMask([0, 12000, 24000]), 24000), true);
+  assert.equal(picks(varlenFullMask([0, 5000, 16384]), 16384), true); // 40 and 89 k tiles per item, mean 73.8
+  assert.equal(picks(varlenFullMask([0, 4000, 8000, 12000, 16384]), 16384), false); // ~32 per item
+  assert.equal(picks(fullMask(16384), 16384, 128, true), false); // persistent keeps 128
+  assert.equal(picks(fullMask(16384), 16384, 64), false);
+  assert.equal(picks(causalMask(16384), 16384), false);
+  assert.equal(picks(slidingWindowMask(16384, [1000, 0]), 16384), false);
   // one causal slice among full ones is enough to keep 128
-  const mixed = makeSliceList([[0, 100], [100, 200]], [[0, 100], [0, 200]], ['full', 'causal']);
-  assert.equal(sm90ForwardPicksWide(mixed, 128, false), false);
-  assert.equal(sm90ForwardPicksWide(makeSliceList([], [], []), 128, false), false);
+  const mixed = makeSliceList([[0, 9000], [9000, 18000]], [[0, 9000], [0, 18000]], ['full', 'causal']);
+  assert.equal(picks(mixed, 18000), false);
+  const empty = makeSliceList([], [], []);
+  assert.equal(picks(empty, 0), false);
 });
 
 test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for every build", () => {
@@ -164,15 +171,20 @@ test('Sm90ForwardMain: persistent true / false force the schedule, auto follows 
 
 test('Sm90ForwardMain: wide true / false force the k tile on one block per item, auto follows the rule; persistent is never wide', () => {
   const s = standIn(132, 1);
-  const full = fullMask(4096);
-  const causal = causalMask(4096);
+  const full = fullMask(16384);
+  const causal = causalMask(16384);
+  const short = fullMask(4096);
+  const [fullPlan, causalPlan, shortPlan] = [full, causal, short].map((m, i) => planFfaForward(m, [16384, 16384, 4096][i], 128, 128));
   const auto = new Sm90ForwardMain(s.device);
   assert.equal(auto.wide, 'auto');
-  assert.deepEqual([auto.picksWide(full, 128, false), auto.picksWide(causal, 128, false), auto.picksWide(full, 128, true)], [true, false, false]);
+  assert.deepEqual(
+    [auto.picksWide(full, fullPlan, 128, false), auto.picksWide(causal, causalPlan, 128, false), auto.picksWide(short, shortPlan, 128, false), auto.picksWide(full, fullPlan, 128, true)],
+    [true, false, false, false],
+  );
   const on = new Sm90ForwardMain(s.device, { wide: true });
-  assert.deepEqual([on.picksWide(full, 128, false), on.picksWide(causal, 64, false), on.picksWide(full, 128, true)], [true, true, false]);
+  assert.deepEqual([on.picksWide(full, fullPlan, 128, false), on.picksWide(causal, causalPlan, 64, false), on.picksWide(short, shortPlan, 128, false), on.picksWide(full, fullPlan, 128, true)], [true, true, true, false]);
   const off = new Sm90ForwardMain(s.device, { wide: false });
-  assert.deepEqual([off.picksWide(full, 128, false), off.picksWide(causal, 128, false)], [false, false]);
+  assert.deepEqual([off.picksWide(full, fullPlan, 128, false), off.picksWide(causal, causalPlan, 128, false)], [false, false]);
 });
 
 test('Sm90ForwardMain: bad options and a GPU other than 9.0 are typed errors before any compile', () => {
@@ -195,22 +207,25 @@ test('CudaFfaForward.prepare: the plan picks the schedule, and only the module i
   const fwd = new CudaFfaForward(s.device);
   assert.deepEqual(sm90Compiles(s.compiles), []);
   const shape = { tokensQ: 4096, tokensK: 4096, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' as const };
-  const full = fwd.prepare(shape, fullMask(4096)); // 32 k tiles per item, every slice full
-  assert.deepEqual([full.persistent, full.wide], [false, true]);
-  assert.deepEqual(sm90Compiles(s.compiles), [[WIDE_DEFINE]]);
-  const causal = fwd.prepare(shape, causalMask(4096)); // 16.5 k tiles per item
-  assert.deepEqual([causal.persistent, causal.wide], [false, false]);
-  assert.deepEqual(sm90Compiles(s.compiles), [[WIDE_DEFINE], []]);
+  const full = fwd.prepare(shape, fullMask(4096)); // 32 k tiles per item: below the wide tile's 64
+  assert.deepEqual([full.persistent, full.wide], [false, false]);
+  assert.deepEqual(sm90Compiles(s.compiles), [[]]);
   const window = fwd.prepare(shape, slidingWindowMask(4096, [500, 0])); // ~5 k tiles per item
   assert.deepEqual([window.persistent, window.wide], [true, false]);
-  assert.deepEqual(sm90Compiles(s.compiles), [[WIDE_DEFINE], [], [PERSISTENT_DEFINE]]);
+  assert.deepEqual(sm90Compiles(s.compiles), [[], [PERSISTENT_DEFINE]]);
+  const long = { ...shape, tokensQ: 8192, tokensK: 8192 };
+  const wide = fwd.prepare(long, fullMask(8192)); // 64 k tiles per item, every slice full
+  assert.deepEqual([wide.persistent, wide.wide], [false, true]);
+  assert.deepEqual(sm90Compiles(s.compiles), [[], [PERSISTENT_DEFINE], [WIDE_DEFINE]]);
+  assert.equal(fwd.prepare(long, causalMask(8192)).wide, false);
   // a short full plan goes persistent, and so keeps 128-key tiles
   const shortFull = fwd.prepare(shape, varlenFullMask([0, 500, 1000, 1500, 4096]));
   assert.deepEqual([shortFull.persistent, shortFull.wide], [true, false]);
   // forced: the plan does not matter
   const forced = new CudaFfaForward(s.device, { sm90: { persistent: false } });
   assert.equal(forced.prepare(shape, slidingWindowMask(4096, [500, 0])).persistent, false);
-  assert.equal(new CudaFfaForward(s.device, { sm90: { wide: false } }).prepare(shape, fullMask(4096)).wide, false);
+  assert.equal(new CudaFfaForward(s.device, { sm90: { wide: false } }).prepare(long, fullMask(8192)).wide, false);
+  assert.equal(new CudaFfaForward(s.device, { sm90: { wide: true } }).prepare(shape, causalMask(4096)).wide, true);
   assert.equal(new CudaFfaForward(s.device, { sm90: { persistent: true } }).prepare(shape, fullMask(4096)).persistent, true);
   // the mma kernel has one schedule
   const mma = new CudaFfaForward(s.device, { kernel: 'mma' });

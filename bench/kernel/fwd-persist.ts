@@ -135,7 +135,7 @@ for (const name of masks) {
   const row: Row = {
     mask: name, seqlen: S, workItems: problems[0].plan.numWork,
     meanKTiles: problems[0].plan.kTiles / Math.max(1, problems[0].plan.numWork),
-    rulePicks: persistentPicked ? 'persistent' : sm90ForwardPicksWide(m.slices, DIM, false) ? 'wide' : 'default', merge, compared: {}, ms: {}, tflops: {},
+    rulePicks: persistentPicked ? 'persistent' : sm90ForwardPicksWide(m.slices, problems[0].plan, DIM, false) ? 'wide' : 'default', merge, compared: {}, ms: {}, tflops: {},
   };
   const notes: string[] = [];
   for (let i = 1; i < variants.length; i++) {

@@ -50,15 +50,26 @@ export function sm90ForwardPicksPersistent(plan: Pick<FfaForwardPlan, 'numWork' 
   return plan.numWork > 0 && plan.kTiles < SM90_PERSISTENT_BELOW_MEAN_K_TILES * plan.numWork;
 }
 
+/** The wide k tile is picked for plans whose work items average at least this many 128-key k tiles. */
+export const SM90_WIDE_FROM_MEAN_K_TILES = 64;
+
 /**
  * Whether the Hopper forward runs a plan on 176-key k tiles: head dim 128, one block per item
  * (the persistent build keeps 128: its two Q stages and four wide K / V stages would not fit in
- * shared memory), and every slice full, so that no tile is cut by a diagonal or a window edge
- * (a wider tile there masks more keys it has loaded: on causal and varlen causal the wide tile
- * measured level or 3% slower, bench/kernel/README.md, "Wide k tiles").
+ * shared memory), every slice full, so that no tile is cut by a diagonal or a window edge (a
+ * wider tile there masks more of the keys it loaded: causal and varlen causal measured level or
+ * 3-7% slower), and items of at least 64 k tiles on average (rows of 8k keys and more: the full
+ * mask gained 0-5% at 16k-64k, varlen full with documents of 3-6k tokens nothing). H200
+ * measurements: bench/kernel/README.md, "Wide k tiles".
  */
-export function sm90ForwardPicksWide(slices: Pick<SliceList, 'maskTypes'>, dim: number, persistent: boolean): boolean {
-  return !persistent && dim === 128 && slices.maskTypes.length > 0 && slices.maskTypes.every((t) => t === FULL);
+export function sm90ForwardPicksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number, persistent: boolean): boolean {
+  return (
+    !persistent &&
+    dim === 128 &&
+    plan.numWork > 0 &&
+    plan.kTiles >= SM90_WIDE_FROM_MEAN_K_TILES * plan.numWork &&
+    slices.maskTypes.every((t) => t === FULL)
+  );
 }
 
 /** Rows one merge lock covers: one consumer warpgroup's share of the q tile. */
@@ -203,10 +214,10 @@ export class Sm90ForwardMain {
     return this.persistent === 'auto' ? sm90ForwardPicksPersistent(plan) : this.persistent;
   }
 
-  /** Whether a plan of `slices` runs on 176-key tiles: as forced (never on the persistent schedule), or by sm90ForwardPicksWide. */
-  picksWide(slices: Pick<SliceList, 'maskTypes'>, dim: number, persistent: boolean): boolean {
+  /** Whether `plan` of `slices` runs on 176-key tiles: as forced (never on the persistent schedule), or by sm90ForwardPicksWide. */
+  picksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number, persistent: boolean): boolean {
     if (persistent) return false;
-    return this.wide === 'auto' ? sm90ForwardPicksWide(slices, dim, persistent) : this.wide;
+    return this.wide === 'auto' ? sm90ForwardPicksWide(slices, plan, dim, persistent) : this.wide;
   }
 
   /** The module of one build, compiled (or read from the compile cache) on first use. */

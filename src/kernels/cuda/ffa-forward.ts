@@ -429,7 +429,7 @@ export class FfaForwardProblem {
     this.outDtype = options.outDtype ?? shape.dtype;
     this.merge = this.plan.overlappingQ || options.forceMerge === true || this.outDtype === 'float32';
     this.persistent = owner.sm90?.picksPersistent(this.plan) ?? false;
-    this.wide = owner.sm90?.picksWide(slices, shape.dim, this.persistent) ?? false;
+    this.wide = owner.sm90?.picksWide(slices, this.plan, shape.dim, this.persistent) ?? false;
     owner.mainKernel(shape.dtype, shape.dim, this.merge, this.persistent, this.wide); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(2));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));

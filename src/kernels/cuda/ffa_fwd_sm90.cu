@@ -41,8 +41,9 @@ constexpr int kThreads = 384;
 // without a causal edge): 27% fewer k tiles per item, so the per-tile costs that do not grow with
 // the tile (O's rescale, the barriers and waits of a slot) are spread over more keys. The host
 // compiles it as a module of its own and picks it per plan (ffa-forward-sm90.ts,
-// sm90ForwardPicksWide): only for plans of full slices, where no tile is cut by a diagonal, and
-// only on the one-block-per-item schedule (2 Q stages and 4 wide K / V stages do not fit).
+// sm90ForwardPicksWide): only for plans of full slices, where no tile is cut by a diagonal, whose
+// rows are long (64+ tiles of 128 keys), and only on the one-block-per-item schedule (2 Q stages
+// and 4 wide K / V stages do not fit).
 #ifndef FFA_SM90_FWD_BN
 #define FFA_SM90_FWD_BN 128
 #endif
@@ -343,10 +344,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         fence_regs<D / 8>(o);
         fence_regs_u<kBN / 16>(p);
         mbar_arrive(emptyV + 8 * prev);
-        // O's rescale is skipped where no row of the warp saw its max move (alpha exactly 1 for
-        // each: multiplying by 1 changes no bit), which past a long row's first tiles is most
-        // tiles; voted across the warp so that the skip is a branch, not predicated multiplies.
-        if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) rescale_o<D>(o, alpha);
+        rescale_o<D>(o, alpha);
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk) pack_a<E>(p[kk], s, kk);
       }
