@@ -325,6 +325,7 @@ def main():
     ap.add_argument('--seqlen', type=int, default=0, help='only the masks of this length (0: all)')
     ap.add_argument('--check-seqlen', type=int, default=0, help='compare outputs with dense SDPA at this length (0: the smallest)')
     ap.add_argument('--budget-s', type=float, default=0, help='skip the remaining rows after this many seconds (0: no limit)')
+    ap.add_argument('--settle-s', type=float, default=2, help="GPU idle before each method's forward timing of a cell (run.ts --settle-s; timing.ts SETTLE_S_DEFAULT says why)")
     args = ap.parse_args()
 
     import torch._dynamo
@@ -406,6 +407,8 @@ def main():
                     err = (to_thd(o, layout).float() - ref.float()).abs().max().item()
                     row['max_abs_err_vs_dense'] = err
                     del o
+                torch.cuda.synchronize()
+                time.sleep(args.settle_s)  # the same idle pause before every method's timing (run.ts --settle-s)
                 fwd_ms, nf, bwd_ms, nb, bnote = bench_method(fwd, inputs, dout, args.iters, args.warmup)
                 if bnote:
                     note.append(bnote if bnote.startswith('bwd') else 'bwd ' + bnote)

@@ -10,6 +10,7 @@
  *     [--baseline-budget-s S]   (baselines.py skips its remaining rows after S seconds; 0 = none)
  *     [--methods cudnn,flash,flex] (the baselines to run)
  *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
+ *     [--settle-s S]            (GPU idle before each method's forward timing of a cell; default 2)
  *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
  *
  * Writes under --out (default bench/out; bench/results with --update-results): kernel-masks.json (the masks, read by
@@ -20,7 +21,9 @@
  * Timing, ours and the baselines alike (timingCounts in timing.ts, timing_counts in baselines.py): one
  * untimed call, then `warmup` warm-up calls (fewer when they would take over 1 s, at least 1),
  * then `iters` calls (fewer when they would take over 2 s, at least 5), each bracketed by its own
- * pair of CUDA events; the median. The baselines run in one Python process per sequence length,
+ * pair of CUDA events; the median. Before each method's forward timing of each cell, the GPU idles
+ * --settle-s seconds (timing.ts SETTLE_S_DEFAULT says why: the board's power limit makes a reading
+ * depend on what ran just before). The baselines run in one Python process per sequence length,
  * FlexAttention compiled with static shapes for it (baselines.py).
  * TFLOP/s = 4 · area · Hq · D / t forward and 2.5x that backward (04 §3.3), area = the slice
  * list's area. Only kernel launches are timed (planning and uploads happen in prepare()). Our
@@ -33,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { buildMasks, describeMask, maskToJson, MASK_NAMES, type BenchMask, type MaskName, type MasksFile } from './masks.js';
 import { kernelSvg, type PlotRow } from './plot.js';
 import { randomDeviceTensor } from './inputs.js';
-import { timeLaunches } from './timing.js';
+import { SETTLE_S_DEFAULT, settle, timeLaunches } from './timing.js';
 import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
 const HQ = 64;
@@ -72,7 +75,7 @@ export interface ResultRow {
 export interface KernelBenchResult {
   gpu: string;
   env: Record<string, unknown>;
-  settings: { headsQ: number; headsKv: number; dim: number; dtype: string; seed: number; iters: number; warmup: number; seqlens: number[] };
+  settings: { headsQ: number; headsKv: number; dim: number; dtype: string; seed: number; iters: number; warmup: number; seqlens: number[]; settleS?: number };
   masks: Array<{ name: MaskName; seqlen: number; area: number; slices: number; docs: number; window: number | null; block: number | null }>;
   results: ResultRow[];
 }
@@ -80,7 +83,7 @@ export interface KernelBenchResult {
 // ---------------------------------------------------------------------------------------------
 // our kernels
 
-async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
+async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budgetS: number, settleS: number): Promise<{ gpu: string; rows: ResultRow[] }> {
   const tStart = performance.now();
   const { CudaDevice } = await import('../../src/device/index.js');
   const { CudaFfaForward } = await import('../../src/kernels/cuda/ffa-forward.js');
@@ -108,6 +111,7 @@ async function timeOurs(masks: BenchMask[], iters: number, warmup: number, budge
     const row: ResultRow = { mask: m.name, seqlen: m.seqlen, area: m.area, method: 'ours', fwd_ms: null, fwd_tflops: null, bwd_ms: null, bwd_tflops: null };
     try {
       const problem = fwdKernel.prepare(shape, m.slices);
+      settle(dev, settleS);
       const f = timeLaunches(dev, () => problem.launch(q, k, v, out, lse, scale), iters, warmup);
       row.fwd_ms = f.ms;
       row.fwd_iters = f.n;
@@ -170,6 +174,7 @@ function runBaselines(
   warmup: number,
   budgetS: number,
   methods: string,
+  settleS: number,
   onRows: (rows: ResultRow[]) => void,
 ): { env: Record<string, unknown>; rows: ResultRow[] } | null {
   const script = baselinesScript();
@@ -186,7 +191,7 @@ function runBaselines(
     }
     const part = outPath.replace(/\.json$/, `-${S}.json`);
     const left = budgetS > 0 ? String(Math.max(1, budgetS - spent)) : '0';
-    const cmd = [script, masksPath, part, '--seqlen', String(S), '--check-seqlen', String(smallest), '--iters', String(iters), '--warmup', String(warmup), '--budget-s', left, '--methods', methods];
+    const cmd = [script, masksPath, part, '--seqlen', String(S), '--check-seqlen', String(smallest), '--iters', String(iters), '--warmup', String(warmup), '--budget-s', left, '--methods', methods, '--settle-s', String(settleS)];
     console.log(`$ ${python} ${cmd.join(' ')}`);
     const r = spawnSync(python, cmd, { stdio: 'inherit' });
     if (!existsSync(part)) {
@@ -319,6 +324,8 @@ async function main(): Promise<void> {
   const seed = Number(opt('--seed', '42'));
   const iters = Number(opt('--iters', '20'));
   const warmup = Number(opt('--warmup', '5'));
+  const settleS = Number(opt('--settle-s', String(SETTLE_S_DEFAULT)));
+  if (!(settleS >= 0)) throw new Error(`--settle-s must be a number of seconds >= 0, got ${opt('--settle-s', '')}`);
   const seqlens = opt('--seqlens', '4096,8192,16384,32768,65536').split(',').map(Number);
   const names = opt('--masks', MASK_NAMES.join(',')).split(',') as MaskName[];
   for (const n of names) if (!MASK_NAMES.includes(n)) throw new Error(`unknown mask ${n} (known: ${MASK_NAMES.join(', ')})`);
@@ -337,7 +344,7 @@ async function main(): Promise<void> {
   // the rows so far, after each part (a run stopped early still leaves its numbers)
   const partial = (): void => writeFileSync(join(outDir, 'kernel-partial.json'), JSON.stringify({ gpu, results }, null, 1) + '\n');
   if (!flag('--no-ours')) {
-    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')));
+    const ours = await timeOurs(masks, iters, warmup, Number(opt('--ours-bwd-budget-s', '1e9')), settleS);
     gpu = ours.gpu;
     results.push(...ours.rows);
     partial();
@@ -345,7 +352,7 @@ async function main(): Promise<void> {
   console.log(`ours done at ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
   let env: Record<string, unknown> = {};
   if (!flag('--no-baselines')) {
-    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), seqlens, iters, warmup, Number(opt('--baseline-budget-s', '0')), opt('--methods', 'cudnn,flash,flex'), (rows) => {
+    const b = runBaselines(opt('--python', 'python3'), masksPath, join(outDir, 'kernel-baselines.json'), seqlens, iters, warmup, Number(opt('--baseline-budget-s', '0')), opt('--methods', 'cudnn,flash,flex'), settleS, (rows) => {
       results.push(...rows);
       partial();
     });
@@ -360,7 +367,7 @@ async function main(): Promise<void> {
   const res: KernelBenchResult = {
     gpu,
     env,
-    settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed, iters, warmup, seqlens },
+    settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed, iters, warmup, seqlens, settleS },
     masks: masks.map((m) => ({ name: m.name, seqlen: m.seqlen, area: m.area, slices: m.slices.maskTypes.length, docs: m.cuSeqlens.length - 1, window: m.window, block: m.block })),
     results,
   };

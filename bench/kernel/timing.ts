@@ -55,6 +55,21 @@ export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, wa
   return { ms: median(times), n };
 }
 
+/**
+ * Seconds every method's forward timing of a cell waits, GPU idle, before it starts (run.ts
+ * --settle-s, baselines.py --settle-s). The H200 runs attention at its 700 W power limit: a kernel
+ * timed right after other work reads lower than after an idle pause (fwd-gap.ts, 16k causal
+ * forward: 688 TFLOP/s after 3 s idle, 591 after 3 s of forwards, 568 after 1 s of backwards), so
+ * every method gets the same pause instead of whatever its harness happened to run before it.
+ */
+export const SETTLE_S_DEFAULT = 2;
+
+/** Waits for the GPU to finish, then `seconds` more with the host blocked (nothing is launched meanwhile). */
+export function settle(dev: Pick<DeviceLike, 'synchronize'>, seconds: number): void {
+  dev.synchronize();
+  if (seconds > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, seconds * 1000);
+}
+
 /** Milliseconds per launch: `warmup` launches, then `reps` launches back to back between one pair of CUDA events (no host wait between them), averaged. */
 export function meanEventMs(dev: DeviceLike, launch: () => void, warmup: number, reps: number): number {
   for (let i = 0; i < warmup; i++) launch();
