@@ -4,8 +4,8 @@
  * when the GPU is compute capability 9.0; everything around the main launch (work list, row
  * fill, lse init, finalize, sink / accumulation post-pass, deterministic grouping) is shared.
  * What differs: q, k and v reach the kernel as TMA descriptors instead of pointers, tiles are
- * 128 x 128, a block has 384 threads, and the merge epilogue locks 64-row blocks (one consumer
- * warpgroup's rows).
+ * 128 q rows x 128 keys (176 keys in the wide build, below), a block has 384 threads, and the
+ * merge epilogue locks 64-row blocks (one consumer warpgroup's rows).
  * Three builds of the same kernel source, each its own module, compiled on first use: one block
  * per (work item, head), the persistent one (-DFFA_SM90_FWD_PERSISTENT=1: one block per SM
  * walking the work list, ffa_fwd_sm90.cu's header), picked per plan by sm90ForwardPicksPersistent,

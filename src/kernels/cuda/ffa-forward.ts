@@ -358,7 +358,7 @@ export class CudaFfaForward {
   ) {
     const kind = options.kernel ?? 'auto';
     const useSm90 = kind === 'sm90' || (kind === 'auto' && options.tile === undefined && sm90Available(device));
-    if (useSm90 && options.tile !== undefined) throw new FfaCudaUnsupportedError('the sm90 kernel has a fixed 128 x 128 tile; tile options apply to the mma kernel');
+    if (useSm90 && options.tile !== undefined) throw new FfaCudaUnsupportedError('the sm90 kernel picks its tile per plan (128 q rows x 128 or 176 keys); tile options apply to the mma kernel');
     this.warps = options.tile?.warps ?? FFA_FWD_WARPS;
     if (![2, 4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`tile warps must be 2, 4 or 8, got ${this.warps}`);
     const mmaBlockN = options.tile?.blockN ?? FFA_FWD_BLOCK_N;
