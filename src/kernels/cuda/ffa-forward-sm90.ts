@@ -216,15 +216,14 @@ export class Sm90ForwardMain {
 
   /** Whether `plan` of `slices` runs on 176-key tiles: as forced (never on the persistent schedule), or by sm90ForwardPicksWide. */
   picksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number, persistent: boolean): boolean {
-    if (persistent) return false;
-    return this.wide === 'auto' ? sm90ForwardPicksWide(slices, plan, dim, persistent) : this.wide;
+    return this.wide === 'auto' ? sm90ForwardPicksWide(slices, plan, dim, persistent) : this.wide && !persistent;
   }
 
   /** The module of one build, compiled (or read from the compile cache) on first use. */
   module(persistent: boolean, wide = false): Module {
     if (persistent && wide) throw new FfaCudaUnsupportedError('the persistent Hopper forward runs 128-key tiles only');
     const i = persistent ? 1 : wide ? 2 : 0;
-    const defines = [['-DFFA_SM90_FWD_PERSISTENT=1'], ['-DFFA_SM90_FWD_BN=176']][i - 1] ?? [];
+    const defines = persistent ? ['-DFFA_SM90_FWD_PERSISTENT=1'] : wide ? [`-DFFA_SM90_FWD_BN=${FFA_SM90_WIDE_BLOCK_N}`] : [];
     return (this.modules[i] ??= compileSm90Module(this.device, 'ffa_fwd_sm90.cu', this.cacheDir, defines));
   }
 
