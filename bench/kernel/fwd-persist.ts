@@ -1,15 +1,14 @@
 /**
- * The Hopper forward's builds, each forced through the `persistent` and `wide` options (the forward
- * itself picks one per plan: ffa-forward-sm90.ts, sm90ForwardPicksPersistent and
- * sm90ForwardPicksWide): one block per work item on 128-key k tiles ('default' below), the same
+ * The Hopper forward's builds, each forced through the `build` option (the forward itself picks
+ * one per plan: ffa-forward-sm90.ts, sm90ForwardPicksBuild): one block per work item on 128-key k tiles ('block' below), the same
  * on 176-key tiles ('wide') and the persistent walk, on bench:kernel's masks and inputs: 64:8
  * heads, D 128, bf16, N(0, 1) inputs drawn on the device, masks from bench/kernel/masks.ts
  * (documents from the bench's seed), timed as bench:kernel times ours (timeLaunches: CUDA events
- * around each launch, median after warm-up). Per mask the default kernel is timed first and again
+ * around each launch, median after warm-up). Per mask the block build is timed first and again
  * last, to show the drift between the two readings; each row also shows the plan's mean k tiles
- * per work item and the schedule the rule picks from it.
+ * per work item and the build the rules pick from it.
  *
- * Before timing, each build's outputs on the mask are compared with the default's (at full size,
+ * Before timing, each build's outputs on the mask are compared with the block build's (at full size,
  * where every persistent block walks ~60 items; the GPU checks run small cases). The persistent
  * build runs each item with the same source arithmetic, so in the direct epilogue (q ranges
  * disjoint, every bench mask) its out and lse are expected bit-identical; the wide build sums the
@@ -19,15 +18,15 @@
  * |Δlse| > 1e-3 · (1 + |lse|).
  *
  *   node dist/bench/kernel/fwd-persist.js [--seqlen 16384] [--masks full,causal,...] [--seed 42]
- *        [--builds default,wide,persistent] [--iters 20] [--warmup 5] [--json FILE]
- * Timed per mask in the order of --builds, then the default again (the drift within the run).
+ *        [--builds block,wide,persistent] [--iters 20] [--warmup 5] [--json FILE]
+ * Timed per mask in the order of --builds, then the block build again (the drift within the run).
  */
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { CudaDevice } from '../../src/device/index.js';
 import { bf16BitsToFloat } from '../../src/dtype.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
-import { sm90ForwardPicksPersistent, sm90ForwardPicksWide } from '../../src/kernels/cuda/ffa-forward-sm90.js';
+import { SM90_FORWARD_BUILDS, sm90ForwardPicksBuild, type Sm90ForwardBuild } from '../../src/kernels/cuda/ffa-forward-sm90.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { randomDeviceTensor } from './inputs.js';
 import { timeLaunches } from './timing.js';
@@ -43,7 +42,7 @@ const cli = new Command()
   .option('--seed <n>', 'documents of the varlen masks (bench:kernel default)', '42')
   .option('--iters <n>', 'timed launches', '20')
   .option('--warmup <n>', 'warm-up launches', '5')
-  .option('--builds <list>', 'comma-separated, of default, wide, persistent (default first)', 'default,wide,persistent')
+  .option('--builds <list>', `comma-separated, of ${SM90_FORWARD_BUILDS.join(', ')} (block first)`, 'block,wide,persistent')
   .option('--json <file>', 'write the results here')
   .parse();
 const o = cli.opts<{ seqlen: string; masks: string; seed: string; iters: string; warmup: string; builds: string; json?: string }>();
@@ -53,14 +52,12 @@ const warmup = Number(o.warmup);
 const masks = o.masks.split(',') as MaskName[];
 for (const m of masks) if (!MASK_NAMES.includes(m)) throw new Error(`--masks: unknown mask ${m} (one of ${MASK_NAMES.join(', ')})`);
 
-const BUILDS = { default: { persistent: false, wide: false }, wide: { persistent: false, wide: true }, persistent: { persistent: true } } as const;
-type Build = keyof typeof BUILDS;
-const builds = o.builds.split(',') as Build[];
-for (const b of builds) if (!(b in BUILDS)) throw new Error(`--builds: unknown build ${b} (default, wide, persistent)`);
-if (builds[0] !== 'default' || new Set(builds).size !== builds.length) throw new Error('--builds: the default build first, each build once');
+const builds = o.builds.split(',') as Sm90ForwardBuild[];
+for (const b of builds) if (!SM90_FORWARD_BUILDS.includes(b)) throw new Error(`--builds: unknown build ${b} (${SM90_FORWARD_BUILDS.join(', ')})`);
+if (builds[0] !== 'block' || new Set(builds).size !== builds.length) throw new Error('--builds: the block build first, each build once');
 
 const dev = CudaDevice.open(0);
-const variants = builds.map((b) => [b, new CudaFfaForward(dev, { kernel: 'sm90', sm90: BUILDS[b] })] as const);
+const variants = builds.map((b) => [b, new CudaFfaForward(dev, { kernel: 'sm90', sm90: { build: b } })] as const);
 console.log(`${dev.name} (${dev.smCount} SMs): Hopper forward builds ${builds.join(', ')}; S ${S}, ${HQ}:${HKV} heads, D ${DIM}, bf16; median of ${iters} after ${warmup} warm-ups`);
 const [q, k, v] = (await Promise.all([randomDeviceTensor(dev, [S, HQ, DIM], 1), randomDeviceTensor(dev, [S, HKV, DIM], 2), randomDeviceTensor(dev, [S, HKV, DIM], 3)])).map((t) => t.buffer);
 const outs = variants.map(() => ({ out: dev.alloc(S * HQ * DIM * 2), lse: dev.alloc(S * HQ * 4) }));
@@ -72,9 +69,9 @@ interface Row {
   workItems: number;
   /** k tiles (of 128 keys) per work item, mean; and the build the forward's rules pick from the plan. */
   meanKTiles: number;
-  rulePicks: Build;
+  rulePicks: Sm90ForwardBuild;
   merge: boolean;
-  /** Per build other than the default: its out and lse against the default's (bit-identical, else the count of differing elements and the largest differences). */
+  /** Per build other than block: its out and lse against block's (bit-identical, else the count of differing elements and the largest differences). */
   compared: Record<string, { identical: boolean; differing: number; maxOutDiff: number; maxLseDiff: number; nanMismatch: number }>;
   ms: Record<string, number>;
   tflops: Record<string, number>;
@@ -131,11 +128,10 @@ for (const name of masks) {
   dev.synchronize();
   const got = outs.map((b) => ({ out: b.out.download(new Uint16Array(S * HQ * DIM)), lse: b.lse.download(new Uint32Array(S * HQ)) }));
   const merge = problems[0].merge;
-  const persistentPicked = sm90ForwardPicksPersistent(problems[0].plan);
   const row: Row = {
     mask: name, seqlen: S, workItems: problems[0].plan.numWork,
     meanKTiles: problems[0].plan.kTiles / Math.max(1, problems[0].plan.numWork),
-    rulePicks: persistentPicked ? 'persistent' : sm90ForwardPicksWide(m.slices, problems[0].plan, DIM, false) ? 'wide' : 'default', merge, compared: {}, ms: {}, tflops: {},
+    rulePicks: sm90ForwardPicksBuild(m.slices, problems[0].plan, DIM), merge, compared: {}, ms: {}, tflops: {},
   };
   const notes: string[] = [];
   for (let i = 1; i < variants.length; i++) {
@@ -148,7 +144,7 @@ for (const name of masks) {
         (d.differing === 0 ? 'bit-identical' : `differs in ${d.differing} elements (max |Δout| ${d.maxOutDiff.toExponential(2)} of max |out| ${d.maxOut.toFixed(3)}, max |Δlse| ${d.maxLseDiff.toExponential(2)}, ${d.nanMismatch} NaN mismatches)${bad ? ' FAIL' : ''}`),
     );
   }
-  const order: Array<[string, number]> = [...variants.map(([b], i): [string, number] => [b, i]), ['default again', 0]];
+  const order: Array<[string, number]> = [...variants.map(([b], i): [string, number] => [b, i]), ['block again', 0]];
   for (const [label, i] of order) {
     const t = timeLaunches(dev, () => problems[i].launch(q, k, v, outs[i].out, outs[i].lse, scale), iters, warmup);
     row.ms[label] = t.ms;
@@ -157,22 +153,22 @@ for (const name of masks) {
   for (const p of problems) p.free();
   rows.push(row);
   console.log(
-    `${name} S=${S}: ${row.workItems} items x ${HQ} heads (${row.meanKTiles.toFixed(1)} k tiles each, the rules pick ${row.rulePicks}), ${merge ? 'merge' : 'direct'}, against the default: ${notes.join(', ')}; ` +
+    `${name} S=${S}: ${row.workItems} items x ${HQ} heads (${row.meanKTiles.toFixed(1)} k tiles each, the rules pick ${row.rulePicks}), ${merge ? 'merge' : 'direct'}, against block: ${notes.join(', ')}; ` +
       Object.entries(row.ms).map(([l, ms]) => `${l} ${ms.toFixed(3)} ms ${row.tflops[l].toFixed(0)} TFLOP/s`).join(' | '),
   );
 }
 
 const others = builds.slice(1);
-console.log(`\n| mask | k tiles / item | ${builds.join(' | ')} | default again | ${others.map((b) => `${b} / default`).join(' | ')} | rules pick | outputs |`);
+console.log(`\n| mask | k tiles / item | ${builds.join(' | ')} | block again | ${others.map((b) => `${b} / block`).join(' | ')} | rules pick | outputs |`);
 console.log(`|---|--:|${builds.map(() => '--:|').join('')}--:|${others.map(() => '--:|').join('')}---|---|`);
 for (const r of rows) {
-  const base = (r.tflops['default'] + r.tflops['default again']) / 2;
+  const base = (r.tflops['block'] + r.tflops['block again']) / 2;
   const outputs = others.map((b) => `${b} ${r.compared[b].identical ? 'identical' : `${r.compared[b].differing} differ`}`).join(', ');
   console.log(
-    `| ${r.mask} ${r.seqlen} | ${r.meanKTiles.toFixed(1)} | ${builds.map((b) => r.tflops[b].toFixed(0)).join(' | ')} | ${r.tflops['default again'].toFixed(0)} | ${others.map((b) => (r.tflops[b] / base).toFixed(3)).join(' | ')} | ${r.rulePicks} | ${outputs} |`,
+    `| ${r.mask} ${r.seqlen} | ${r.meanKTiles.toFixed(1)} | ${builds.map((b) => r.tflops[b].toFixed(0)).join(' | ')} | ${r.tflops['block again'].toFixed(0)} | ${others.map((b) => (r.tflops[b] / base).toFixed(3)).join(' | ')} | ${r.rulePicks} | ${outputs} |`,
   );
 }
-console.log('TFLOP/s = 4 · area · Hq · D / median time; the ratio is over the mean of the two default readings');
+console.log('TFLOP/s = 4 · area · Hq · D / median time; the ratio is over the mean of the two block readings');
 if (o.json !== undefined) {
   writeFileSync(
     o.json,
@@ -182,7 +178,7 @@ if (o.json !== undefined) {
         gpu: dev.name,
         smCount: dev.smCount,
         node: process.version,
-        what: 'Hopper forward builds: one block per work item on 128-key k tiles (default), on 176-key tiles (wide), persistent; TFLOP/s of the main launch path (CudaFfaForward problem.launch), bench:kernel masks and inputs',
+        what: 'Hopper forward builds: one block per work item on 128-key k tiles (block), on 176-key tiles (wide), persistent; TFLOP/s of the main launch path (CudaFfaForward problem.launch), bench:kernel masks and inputs',
         settings: { headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16', seed: Number(o.seed), iters, warmup, builds },
         rows,
       },
@@ -194,6 +190,6 @@ if (o.json !== undefined) {
 for (const b of [q, k, v, ...outs.flatMap((x) => [x.out, x.lse])]) b.free();
 dev.close();
 if (failed) {
-  console.log("FAIL: a build's output disagrees with the default kernel's beyond rounding (see the lines above)");
+  console.log("FAIL: a build's output disagrees with the block build's beyond rounding (see the lines above)");
   process.exit(1);
 }

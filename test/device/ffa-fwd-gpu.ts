@@ -111,10 +111,10 @@ const PERSISTENT_TEST_BLOCKS = 7;
 /** The kernels the determinism and option checks run on (see the file comment). */
 let checked = [kernels[kernels.length - 1]];
 if (args.has('--sm90')) {
-  const perItem = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false, wide: false } });
-  const wide = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: false, wide: true } });
-  const persistent = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true } });
-  const persistent7 = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { persistent: true, maxBlocks: PERSISTENT_TEST_BLOCKS } });
+  const perItem = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { build: 'block' } });
+  const wide = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { build: 'wide' } });
+  const persistent = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { build: 'persistent' } });
+  const persistent7 = new CudaFfaForward(dev, { kernel: 'sm90', sm90: { build: 'persistent', maxBlocks: PERSISTENT_TEST_BLOCKS } });
   kernels.push(perItem, wide, persistent, persistent7);
   checked = [perItem, wide, persistent7];
 }
@@ -122,14 +122,14 @@ if (args.has('--sm90')) {
 const kernelName = (f: CudaFfaForward): string =>
   f.sm90 === null
     ? `mma tile ${f.blockM}x${f.blockN}`
-    : f.sm90.persistent !== true
-      ? `sm90 per item${f.sm90.wide === true ? ' wide' : ''}`
+    : f.sm90.build !== 'persistent'
+      ? `sm90 per item${f.sm90.build === 'wide' ? ' wide' : ''}`
       : `sm90 persistent${f.sm90.maxBlocks === undefined ? '' : ` ${f.sm90.maxBlocks} blocks`}`;
 for (const ffa of kernels) {
   // the Hopper modules compile on first use: here, so that the time and register counts show
   const [module, names] =
     ffa.sm90 !== null
-      ? [ffa.sm90.module(ffa.sm90.persistent === true, ffa.sm90.wide === true), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
+      ? [ffa.sm90.module(ffa.sm90.build === 'auto' ? 'block' : ffa.sm90.build), ['ffa_fwd_sm90_bf16_d128_direct', 'ffa_fwd_sm90_bf16_d128_merge', 'ffa_fwd_sm90_bf16_d64_direct']]
       : [ffa.module, ['ffa_fwd_bf16_d128_direct', 'ffa_fwd_bf16_d128_merge', 'ffa_fwd_bf16_d64_direct']];
   if (ffa.sm90?.maxBlocks !== undefined) continue; // the same module as the full-grid persistent one
   for (const name of names) {

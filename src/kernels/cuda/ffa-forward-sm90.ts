@@ -6,12 +6,12 @@
  * What differs: q, k and v reach the kernel as TMA descriptors instead of pointers, tiles are
  * 128 q rows x 128 keys (176 keys in the wide build, below), a block has 384 threads, and the
  * merge epilogue locks 64-row blocks (one consumer warpgroup's rows).
- * Three builds of the same kernel source, each its own module, compiled on first use: one block
- * per (work item, head), the persistent one (-DFFA_SM90_FWD_PERSISTENT=1: one block per SM
- * walking the work list, ffa_fwd_sm90.cu's header), picked per plan by sm90ForwardPicksPersistent,
- * and one block per item with 176-key k tiles (-DFFA_SM90_FWD_BN=176), picked per plan by
- * sm90ForwardPicksWide. Work lists are planned with 128-key tiles either way (the k tile count
- * is the device's, per item).
+ * Three builds of the same kernel source (Sm90ForwardBuild), each its own module, compiled on
+ * first use and picked per plan by sm90ForwardPicksBuild: 'block', one block per (work item,
+ * head); 'persistent' (-DFFA_SM90_FWD_PERSISTENT=1: one block per SM walking the work list,
+ * ffa_fwd_sm90.cu's header); 'wide', one block per item with 176-key k tiles
+ * (-DFFA_SM90_FWD_BN=176). Work lists are planned with 128-key tiles either way (the k tile
+ * count is the device's, per item).
  */
 import { CuTensorMap } from '../../device/cuda-driver.js';
 import type { CudaDevice, DeviceBuffer, Kernel, KernelArg, Module } from '../../device/device.js';
@@ -54,22 +54,41 @@ export function sm90ForwardPicksPersistent(plan: Pick<FfaForwardPlan, 'numWork' 
 export const SM90_WIDE_FROM_MEAN_K_TILES = 64;
 
 /**
- * Whether the Hopper forward runs a plan on 176-key k tiles: head dim 128, one block per item
- * (the persistent build keeps 128: its two Q stages and four wide K / V stages would not fit in
- * shared memory), every slice full, so that no tile is cut by a diagonal or a window edge (a
+ * Whether the Hopper forward runs a plan on 176-key k tiles (if the persistent rule has not taken
+ * it: the persistent build keeps 128 keys, its two Q stages and four wide K / V stages would not
+ * fit in shared memory): head dim 128, every slice full, so that no tile is cut by a diagonal or a window edge (a
  * wider tile there masks more of the keys it loaded: causal measured level, varlen causal 3-8%
  * slower), and items of at least 64 k tiles on average (rows of 8k keys and more: the full
  * mask gained 0-5% at 16k-64k, varlen full with documents of 3-6k tokens nothing). H200
  * measurements: bench/kernel/README.md, "Wide k tiles in the forward".
  */
-export function sm90ForwardPicksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number, persistent: boolean): boolean {
+export function sm90ForwardPicksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number): boolean {
   return (
-    !persistent &&
     dim === 128 &&
     plan.numWork > 0 &&
     plan.kTiles >= SM90_WIDE_FROM_MEAN_K_TILES * plan.numWork &&
     slices.maskTypes.every((t) => t === FULL)
   );
+}
+
+/**
+ * A build of ffa_fwd_sm90.cu, each its own module: one block per (work item, head) on 128-key
+ * k tiles ('block') or 176-key ones ('wide'), or one block per SM walking the items ('persistent').
+ */
+export type Sm90ForwardBuild = 'block' | 'wide' | 'persistent';
+export const SM90_FORWARD_BUILDS: readonly Sm90ForwardBuild[] = ['block', 'wide', 'persistent'];
+
+/** NVRTC defines of each build. */
+const BUILD_DEFINES: Readonly<Record<Sm90ForwardBuild, readonly string[]>> = {
+  block: [],
+  wide: [`-DFFA_SM90_FWD_BN=${FFA_SM90_WIDE_BLOCK_N}`],
+  persistent: ['-DFFA_SM90_FWD_PERSISTENT=1'],
+};
+
+/** The build a plan runs on: persistent where sm90ForwardPicksPersistent says so, else wide where sm90ForwardPicksWide does, else block. */
+export function sm90ForwardPicksBuild(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number): Sm90ForwardBuild {
+  if (sm90ForwardPicksPersistent(plan)) return 'persistent';
+  return sm90ForwardPicksWide(slices, plan, dim) ? 'wide' : 'block';
 }
 
 /** Rows one merge lock covers: one consumer warpgroup's share of the q tile. */
@@ -138,37 +157,35 @@ export function compileSm90Module(device: CudaDevice, fileName: string, cacheDir
 }
 
 /**
- * The kernel's Smem<D>::kRequest: the Q tile, 2 stages each of K and V (`wide`: of 176 keys), 9
- * barriers, and slack to align the base to 1024 bytes; persistent: 2 Q stages, 12 barriers and 2
- * item slots of 32 bytes.
+ * The kernel's Smem<D>::kRequest of `build`: the Q tile, 2 stages each of K and V (wide: of 176
+ * keys), 9 barriers, and slack to align the base to 1024 bytes; persistent: 2 Q stages, 12
+ * barriers and 2 item slots of 32 bytes.
  */
-export function sm90ForwardSmemBytes(dim: number, persistent: boolean, wide = false): number {
-  if (persistent && wide) throw new FfaCudaUnsupportedError('the persistent Hopper forward runs 128-key tiles only');
+export function sm90ForwardSmemBytes(dim: number, build: Sm90ForwardBuild): number {
   const q = FFA_SM90_BLOCK_M * dim * 2;
-  const kv = 4 * (wide ? FFA_SM90_WIDE_BLOCK_N : FFA_SM90_BLOCK_N) * dim * 2;
-  return (persistent ? 2 * q + kv + 12 * 8 + 2 * 32 : q + kv + 9 * 8) + 1024;
+  const kv = 4 * sm90ForwardBlockN(build) * dim * 2;
+  return (build === 'persistent' ? 2 * q + kv + 12 * 8 + 2 * 32 : q + kv + 9 * 8) + 1024;
+}
+
+/** Keys per k tile of `build`. */
+export function sm90ForwardBlockN(build: Sm90ForwardBuild): number {
+  return build === 'wide' ? FFA_SM90_WIDE_BLOCK_N : FFA_SM90_BLOCK_N;
 }
 
 /** Options of the Hopper forward main kernel. */
 export interface Sm90ForwardOptions {
   cacheDir?: string;
   /**
-   * The schedule: 'auto' (default) picks per plan (sm90ForwardPicksPersistent); true or false
-   * force the persistent one or one block per item (the GPU checks and fwd-persist.ts run each).
+   * The build: 'auto' (default) picks per plan (sm90ForwardPicksBuild); a build's name forces it
+   * on every plan (the GPU checks and fwd-persist.ts run each).
    */
-  persistent?: boolean | 'auto';
+  build?: Sm90ForwardBuild | 'auto';
   /**
-   * With persistent: true only: at most this many blocks (tests: every block then walks many
+   * With build 'persistent' only: at most this many blocks (tests: every block then walks many
    * items, through both directions of the schedule and a partial last round). Default: as many
    * as fit at once.
    */
   maxBlocks?: number;
-  /**
-   * The k tile: 'auto' (default) picks per plan (sm90ForwardPicksWide); true or false force 176
-   * or 128 keys on the one-block-per-item schedule (the GPU checks and fwd-persist.ts run each;
-   * a persistent plan always runs 128).
-   */
-  wide?: boolean | 'auto';
 }
 
 export class Sm90ForwardMain {
@@ -176,15 +193,13 @@ export class Sm90ForwardMain {
   readonly blockN = FFA_SM90_BLOCK_N;
   readonly lockRows = FFA_SM90_LOCK_ROWS;
   readonly threads = FFA_SM90_THREADS;
-  /** The schedule asked for (Sm90ForwardOptions.persistent). */
-  readonly persistent: boolean | 'auto';
+  /** The build asked for (Sm90ForwardOptions.build). */
+  readonly build: Sm90ForwardBuild | 'auto';
   /** Persistent only: the grid's cap (Sm90ForwardOptions.maxBlocks), or undefined. */
   readonly maxBlocks: number | undefined;
-  /** The k tile asked for (Sm90ForwardOptions.wide). */
-  readonly wide: boolean | 'auto';
   private readonly cacheDir: string | undefined;
-  /** The three modules (index 1: persistent, 2: wide), each compiled on first use. */
-  private readonly modules: [Module | null, Module | null, Module | null] = [null, null, null];
+  /** Each build's module, compiled on first use. */
+  private readonly modules = new Map<Sm90ForwardBuild, Module>();
   /** Per kernel: blocks that fit on the GPU at once (persistent grids). */
   private readonly resident = new Map<Kernel, number>();
 
@@ -192,53 +207,44 @@ export class Sm90ForwardMain {
     readonly device: CudaDevice,
     options: Sm90ForwardOptions = {},
   ) {
-    const persistent = options.persistent ?? 'auto';
-    if (persistent !== true && persistent !== false && persistent !== 'auto') {
-      throw new InvalidArgumentError('persistent', "must be true, false or 'auto'", `got ${JSON.stringify(persistent)}`);
+    const build = options.build ?? 'auto';
+    if (build !== 'auto' && !SM90_FORWARD_BUILDS.includes(build)) {
+      throw new InvalidArgumentError('build', `must be 'auto' or one of ${SM90_FORWARD_BUILDS.map((b) => `'${b}'`).join(', ')}`, `got ${JSON.stringify(build)}`);
     }
-    this.persistent = persistent;
+    this.build = build;
     if (options.maxBlocks !== undefined) {
-      if (persistent !== true) throw new InvalidArgumentError('maxBlocks', 'applies to the persistent kernel only (persistent: true)', `persistent is ${JSON.stringify(persistent)}`);
+      if (build !== 'persistent') throw new InvalidArgumentError('maxBlocks', "applies to the persistent kernel only (build: 'persistent')", `build is ${JSON.stringify(build)}`);
       if (!Number.isInteger(options.maxBlocks) || options.maxBlocks < 1) throw new InvalidArgumentError('maxBlocks', 'must be a positive integer', `got ${options.maxBlocks}`);
     }
     this.maxBlocks = options.maxBlocks;
-    const wide = options.wide ?? 'auto';
-    if (wide !== true && wide !== false && wide !== 'auto') throw new InvalidArgumentError('wide', "must be true, false or 'auto'", `got ${JSON.stringify(wide)}`);
-    this.wide = wide;
     this.cacheDir = options.cacheDir;
     requireSm90(device);
   }
 
-  /** Whether `plan` runs on the persistent schedule: as forced, or by sm90ForwardPicksPersistent. */
-  picksPersistent(plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>): boolean {
-    return this.persistent === 'auto' ? sm90ForwardPicksPersistent(plan) : this.persistent;
-  }
-
-  /** Whether `plan` of `slices` runs on 176-key tiles: as forced (never on the persistent schedule), or by sm90ForwardPicksWide. */
-  picksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number, persistent: boolean): boolean {
-    return this.wide === 'auto' ? sm90ForwardPicksWide(slices, plan, dim, persistent) : this.wide && !persistent;
+  /** The build `plan` of `slices` runs on: as forced, or by sm90ForwardPicksBuild. */
+  picksBuild(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number): Sm90ForwardBuild {
+    return this.build === 'auto' ? sm90ForwardPicksBuild(slices, plan, dim) : this.build;
   }
 
   /** The module of one build, compiled (or read from the compile cache) on first use. */
-  module(persistent: boolean, wide = false): Module {
-    if (persistent && wide) throw new FfaCudaUnsupportedError('the persistent Hopper forward runs 128-key tiles only');
-    const i = persistent ? 1 : wide ? 2 : 0;
-    const defines = persistent ? ['-DFFA_SM90_FWD_PERSISTENT=1'] : wide ? [`-DFFA_SM90_FWD_BN=${FFA_SM90_WIDE_BLOCK_N}`] : [];
-    return (this.modules[i] ??= compileSm90Module(this.device, 'ffa_fwd_sm90.cu', this.cacheDir, defines));
+  module(build: Sm90ForwardBuild): Module {
+    let m = this.modules.get(build);
+    if (m === undefined) this.modules.set(build, (m = compileSm90Module(this.device, 'ffa_fwd_sm90.cu', this.cacheDir, BUILD_DEFINES[build])));
+    return m;
   }
 
-  mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean, persistent: boolean, wide = false): { kernel: Kernel; smemBytes: number } {
+  mainKernel(tag: 'bf16' | 'fp16', dim: number, merge: boolean, build: Sm90ForwardBuild): { kernel: Kernel; smemBytes: number } {
     if (!FFA_SM90_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_SM90_HEAD_DIMS.join(', ')}, got ${dim}`);
     const name = `ffa_fwd_sm90_${tag}_d${dim}_${merge ? 'merge' : 'direct'}`;
-    const kernel = this.module(persistent, wide).kernel(name);
-    const bytes = sm90ForwardSmemBytes(dim, persistent, wide);
+    const kernel = this.module(build).kernel(name);
+    const bytes = sm90ForwardSmemBytes(dim, build);
     kernel.setMaxDynamicSharedMemory(bytes);
     return { kernel, smemBytes: bytes };
   }
 
-  /** The three leading kernel arguments: TMA maps of q (128-row boxes), k and v (boxes of a k tile: 128 rows, `wide` 176). */
-  inputArgs(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, dtype: DType, tokensQ: number, tokensK: number, headsQ: number, headsKv: number, dim: number, wide = false): KernelArg[] {
-    const n = wide ? FFA_SM90_WIDE_BLOCK_N : FFA_SM90_BLOCK_N;
+  /** The three leading kernel arguments: TMA maps of q (128-row boxes), k and v (boxes of one of `build`'s k tiles). */
+  inputArgs(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, dtype: DType, tokensQ: number, tokensK: number, headsQ: number, headsKv: number, dim: number, build: Sm90ForwardBuild): KernelArg[] {
+    const n = sm90ForwardBlockN(build);
     return [
       { type: 'bytes', value: tokenMajorTensorMap(this.device, q, dtype, tokensQ, headsQ, dim, FFA_SM90_BLOCK_M) },
       { type: 'bytes', value: tokenMajorTensorMap(this.device, k, dtype, tokensK, headsKv, dim, n) },
@@ -251,8 +257,8 @@ export class Sm90ForwardMain {
    * block each, or (persistent) the blocks that fit at once, capped by `blocks` and maxBlocks,
    * with `blocks` passed last.
    */
-  launchShape(kernel: Kernel, smemBytes: number, blocks: number, persistent: boolean): { grid: number; tail: KernelArg[] } {
-    if (!persistent) return { grid: blocks, tail: [] };
+  launchShape(kernel: Kernel, smemBytes: number, blocks: number, build: Sm90ForwardBuild): { grid: number; tail: KernelArg[] } {
+    if (build !== 'persistent') return { grid: blocks, tail: [] };
     let fit = this.resident.get(kernel);
     if (fit === undefined) {
       fit = this.device.smCount * Math.max(1, kernel.maxActiveBlocksPerSM(this.threads, smemBytes));

@@ -33,7 +33,7 @@ import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import { readKernelSource } from './source.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
-import { Sm90ForwardMain, sm90Available, type Sm90ForwardOptions } from './ffa-forward-sm90.js';
+import { Sm90ForwardMain, sm90Available, type Sm90ForwardBuild, type Sm90ForwardOptions } from './ffa-forward-sm90.js';
 
 /**
  * Default tile shape (ffa_fwd.cu's FFA_NWARPS = 8, FFA_BN = 64): 8 warps of 16 q rows each, so
@@ -377,12 +377,12 @@ export class CudaFfaForward {
     this.mainThreads = this.sm90?.threads ?? 32 * this.warps;
   }
 
-  /** Kernel of the main launch, with its dynamic shared memory opted in (`persistent`: the Hopper kernel's schedule). */
-  mainKernel(dtype: DType, dim: number, merge: boolean, persistent = false, wide = false): { kernel: Kernel; smemBytes: number } {
+  /** Kernel of the main launch, with its dynamic shared memory opted in (`build`: the Hopper kernel's; the mma kernel has one). */
+  mainKernel(dtype: DType, dim: number, merge: boolean, build: Sm90ForwardBuild = 'block'): { kernel: Kernel; smemBytes: number } {
     const t = dtype === 'bfloat16' ? 'bf16' : dtype === 'float16' ? 'fp16' : null;
     if (t === null) throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
     if (!FFA_FWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_FWD_HEAD_DIMS.join(', ')}, got ${dim}`);
-    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge, persistent, wide);
+    if (this.sm90 !== null) return this.sm90.mainKernel(t, dim, merge, build);
     const name = `ffa_fwd_${t}_d${dim}_${merge ? 'merge' : 'direct'}`;
     const kernel = this.module.kernel(name);
     const smemBytes = (this.blockM + 4 * this.blockN) * dim * 2;
@@ -402,10 +402,8 @@ const { i32, ptr } = kernelArg;
 export class FfaForwardProblem {
   readonly plan: FfaForwardPlan;
   readonly merge: boolean;
-  /** The Hopper kernel runs this plan on its persistent schedule (Sm90ForwardMain.picksPersistent). */
-  readonly persistent: boolean;
-  /** The Hopper kernel runs this plan on 176-key k tiles (Sm90ForwardMain.picksWide). */
-  readonly wide: boolean;
+  /** The Hopper kernel's build this plan runs on (Sm90ForwardMain.picksBuild); 'block' on the mma kernel. */
+  readonly build: Sm90ForwardBuild;
   readonly outDtype: DType;
   private readonly qRanges: DeviceBuffer;
   private readonly kRanges: DeviceBuffer;
@@ -428,9 +426,8 @@ export class FfaForwardProblem {
     this.plan = planFfaForward(slices, shape.tokensQ, owner.blockM, owner.blockN);
     this.outDtype = options.outDtype ?? shape.dtype;
     this.merge = this.plan.overlappingQ || options.forceMerge === true || this.outDtype === 'float32';
-    this.persistent = owner.sm90?.picksPersistent(this.plan) ?? false;
-    this.wide = owner.sm90?.picksWide(slices, this.plan, shape.dim, this.persistent) ?? false;
-    owner.mainKernel(shape.dtype, shape.dim, this.merge, this.persistent, this.wide); // validates dtype / dim early
+    this.build = owner.sm90?.picksBuild(slices, this.plan, shape.dim) ?? 'block';
+    owner.mainKernel(shape.dtype, shape.dim, this.merge, this.build); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(2));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
     this.kRanges = dev.upload(nonEmpty(slices.kRanges));
@@ -522,13 +519,13 @@ export class FfaForwardProblem {
     }
 
     if (this.plan.numWork > 0 && headsQ > 0) {
-      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge, this.persistent, this.wide);
+      const { kernel, smemBytes } = this.owner.mainKernel(this.shape.dtype, dim, this.merge, this.build);
       const accBuf = this.merge ? (this.acc ?? out) : out;
       const sm90 = this.owner.sm90;
-      const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim, this.wide) : [ptr(q), ptr(k), ptr(v)];
+      const inputs = sm90 !== null ? sm90.inputArgs(q, k, v, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim, this.build) : [ptr(q), ptr(k), ptr(v)];
       const mainLaunch = (work: DeviceBuffer | CuDevicePtr, items: number): void => {
         // one block per (item, head), or the persistent Hopper kernel's grid walking them
-        const { grid, tail } = sm90 !== null ? sm90.launchShape(kernel, smemBytes, items * headsQ, this.persistent) : { grid: items * headsQ, tail: [] };
+        const { grid, tail } = sm90 !== null ? sm90.launchShape(kernel, smemBytes, items * headsQ, this.build) : { grid: items * headsQ, tail: [] };
         kernel.launch(cfg(grid, this.owner.mainThreads, smemBytes), [
           ...inputs,
           ptr(accBuf),
