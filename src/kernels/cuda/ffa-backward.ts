@@ -5,9 +5,10 @@
  * tile (the inverse of the per-row key interval); the grid is items x kv heads and each block
  * loops over the G query heads of its kv head (CatGQA) and the 64-row q tiles of [qLo, qHi).
  *
- * Sequence of one launch: pre-pass (Δ = rowsum(out·dout), lseLog2 = lse·log2e with -inf ->
- * +inf, both [Hq, Tq] fp32) -> zero the fp32 dq/dk/dv buffers -> main kernel (dq by fp32
- * atomics per q tile, dk/dv in registers then fp32 atomics) -> convert fp32 -> input dtype.
+ * Sequence of one launch: zero the fp32 dk/dv buffers -> pre-pass (Δ = rowsum(out·dout),
+ * lseLog2 = lse·log2e with -inf -> +inf, both [Hq, Tq] fp32; it zeroes the fp32 dq buffer row by
+ * row as it goes, which saves a pass over the backward's largest buffer) -> main kernel (dq by
+ * fp32 atomics per q tile, dk/dv in registers then fp32 atomics) -> convert fp32 -> input dtype.
  *
  * Options (FfaBackwardExtras):
  *   accumulation - a caller's fp32 dq/dk/dv buffer (same token-major layout as the fp32 scratch)
@@ -206,6 +207,9 @@ export interface FfaBackwardExtras {
 export type FfaBackwardShape = FfaForwardShape;
 
 const { i32, ptr } = kernelArg;
+
+/** Rows of one pre-pass block: 8 warps of ffa_bwd.cu's kPreRows rows. */
+const PRE_ROWS_PER_BLOCK = 32;
 
 /**
  * Which main kernel a CudaFfaBackward launches: 'sm90' (Hopper: TMA + wgmma, compute capability
@@ -412,6 +416,11 @@ export class FfaBackwardProblem {
   /** Enqueues pre-pass, zeroing, main kernel, dsink and the conversions on `stream`. */
   launch(b: FfaBackwardBuffers, softmaxScale: number, softcap = 0, stream?: Stream, extras: FfaBackwardExtras = {}): void {
     this.launchMain(b, softmaxScale, softcap, stream, extras);
+    this.launchConversions(b, stream, extras);
+  }
+
+  /** The fp32 dq / dk / dv (those not named by extras.accumulate) converted into b's input-dtype buffers: launch's last part. */
+  launchConversions(b: FfaBackwardBuffers, stream?: Stream, extras: FfaBackwardExtras = {}): void {
     const { tokensQ, tokensK, headsQ, headsKv, dim } = this.shape;
     const acc = extras.accumulate ?? {};
     const t = CudaFfaBackward.typeTag(this.shape.dtype);
@@ -419,7 +428,8 @@ export class FfaBackwardProblem {
     const cfg = (grid: number, block: number) => (stream === undefined ? { grid, block } : { grid, block, stream });
     const conv = (src: DeviceBuffer, dst: DeviceBuffer, n: number): void => {
       if (n === 0) return;
-      mod.kernel(`ffa_bwd_convert_${t}`).launch(cfg(Math.min(8192, Math.ceil(n / 256)), 256), [ptr(src), ptr(dst), { type: 'i64', value: n }]);
+      // four elements per thread and step (ffa_bwd.cu convert)
+      mod.kernel(`ffa_bwd_convert_${t}`).launch(cfg(Math.min(8192, Math.ceil(n / 1024)), 256), [ptr(src), ptr(dst), { type: 'i64', value: n }]);
     };
     if (acc.dq !== true) conv(this.dqAcc, b.dq, tokensQ * headsQ * dim);
     if (acc.dk !== true) conv(this.dkAcc, b.dk, tokensK * headsKv * dim);
@@ -441,14 +451,15 @@ export class FfaBackwardProblem {
     const dqF = acc.dq === true ? b.dq : this.dqAcc;
     const dkF = acc.dk === true ? b.dk : this.dkAcc;
     const dvF = acc.dv === true ? b.dv : this.dvAcc;
-    for (const [buf, given] of [[this.dqAcc, acc.dq], [this.dkAcc, acc.dk], [this.dvAcc, acc.dv]] as const) if (given !== true) buf.fill(0, stream);
+    for (const [buf, given] of [[this.dkAcc, acc.dk], [this.dvAcc, acc.dv]] as const) if (given !== true) buf.fill(0, stream);
     if (rows > 0) {
-      mod.kernel(`ffa_bwd_pre_${t}_d${dim}`).launch(cfg(Math.ceil(rows / 8), 256), [
+      mod.kernel(`ffa_bwd_pre_${t}_d${dim}`).launch(cfg(Math.ceil(rows / PRE_ROWS_PER_BLOCK), 256), [
         ptr(b.out),
         ptr(b.dout),
         ptr(b.lse),
         ptr(this.lseLog2),
         ptr(this.delta),
+        ptr(acc.dq === true ? null : this.dqAcc), // zeroed as the pre-pass passes each row
         i32(tokensQ),
         i32(headsQ),
       ]);

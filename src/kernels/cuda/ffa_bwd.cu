@@ -17,7 +17,7 @@
 //   1. ffa_bwd_pre_*  - Δ (fp32, from the 16-bit out and dout) and lseLog2 = lse·log2e, both
 //                       stored [Hq, Tq]; lse = -inf (row with no key) becomes lseLog2 = +inf so
 //                       that P = exp2(finite − inf) = 0 for every key (no NaN: the mask zeroes P
-//                       itself instead of setting S to -inf).
+//                       itself instead of setting S to -inf). It also zeroes the fp32 dq.
 //   2. ffa_bwd_*      - main kernel, FA-2 "LoopQ" with the CatGQA head loop. Block = NWARPS warps,
 //                       one work item (slice, k tile of BN = 16·NWARPS keys, q rows [qLo, qHi)
 //                       that see keys of the tile) × one kv head. Warp w owns keys 16w..16w+15:
@@ -32,8 +32,9 @@
 //   3. ffa_bwd_convert_* - fp32 dq/dk/dv -> input dtype.
 //   4. ffa_bwd_dsink  - dsink[s, h] = −Σ_t exp(sink[s, h] − lse_t)·Δ_t (04 §1.8; the sink changes
 //                       nothing else: out and lse given to the backward already include it).
-// The host zeroes the fp32 dq/dk/dv buffers first, so keys no slice covers get dk = dv = 0
-// (with caller accumulators it passes them instead, unzeroed, and skips their conversion).
+// The fp32 dq/dk/dv buffers start at zero (dq zeroed by the pre-pass, dk/dv by the host), so keys
+// no slice covers get dk = dv = 0 (with caller accumulators the host passes them instead,
+// unzeroed, and skips their conversion).
 // Deterministic mode is host-side: the work list is split and grouped so that no two items of
 // one launch add into the same dq or dk/dv element (ffa-backward.ts).
 
@@ -44,29 +45,71 @@ namespace ffa_bwd {
 using namespace ffa;
 
 // --------------------------------------------------------------------------------------------
-// 1. Pre-pass: one warp per (token, head) row.
+// 1. Pre-pass: each warp takes kPreRows consecutive (token, head) rows, each lane D / 32
+// consecutive elements of a row of out and of dout in one vector load each (the rows are 128 or
+// 256 bytes, 16-byte aligned as every kernel of this module needs), all rows' loads issued before
+// any is used: the pass only moves memory, and one row per warp kept too few bytes in flight (2.7
+// TB/s on an H200). With dqZero (the host's fp32 dq accumulator; null for a caller's), the lane
+// also zeroes its D / 32 floats of each row there, so that no separate pass over the largest
+// buffer of the backward is needed.
+constexpr int kPreRows = 4;
+// one load of N 16-bit elements
+template <int N>
+struct PreVec;
+template <>
+struct PreVec<4> {
+  using T = uint2;
+};
+template <>
+struct PreVec<2> {
+  using T = unsigned;
+};
 template <typename E, int D>
 __device__ __forceinline__ void pre_kernel(const typename E::T* __restrict__ out, const typename E::T* __restrict__ dout,
                                            const float* __restrict__ lse, float* __restrict__ lseLog2,
-                                           float* __restrict__ delta, int tokensQ, int headsQ) {
+                                           float* __restrict__ delta, float* __restrict__ dqZero, int tokensQ, int headsQ) {
+  static_assert(D == 64 || D == 128, "one 4- or 8-byte vector of 16-bit elements per lane");
+  constexpr int kPer = D / 32;
+  using T = typename E::T;
+  using V = typename PreVec<kPer>::T;
   const int lane = threadIdx.x & 31;
-  const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (row >= (long long)tokensQ * headsQ) return;
-  const int t = (int)(row / headsQ);
-  const int h = (int)(row % headsQ);
-  const typename E::T* o = out + row * D;
-  const typename E::T* d = dout + row * D;
-  float acc = 0.f;
+  const long long rows = (long long)tokensQ * headsQ;
+  const long long row0 = ((long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kPreRows;
+  V o[kPreRows], d[kPreRows];
 #pragma unroll
-  for (int i = lane; i < D; i += 32) acc = fmaf(E::to_float(o[i]), E::to_float(d[i]), acc);
+  for (int r = 0; r < kPreRows; ++r) {
+    const long long e0 = (row0 + r) * D + lane * kPer;
+    if (row0 + r < rows) {
+      o[r] = *reinterpret_cast<const V*>(out + e0);
+      d[r] = *reinterpret_cast<const V*>(dout + e0);
+    }
+  }
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  if (lane == 0) {
-    const float l = lse[row];
-    const long long idx = (long long)h * tokensQ + t;
-    delta[idx] = acc;
-    // 1.4426950408889634 = log2(e)
-    lseLog2[idx] = l == FFA_NEG_INF ? FFA_POS_INF : l * 1.4426950408889634f;
+  for (int r = 0; r < kPreRows; ++r) {
+    const long long row = row0 + r;
+    if (row >= rows) break;
+    if (dqZero != nullptr) {
+      float* z = dqZero + row * D + lane * kPer;
+      if constexpr (kPer == 4) {
+        *reinterpret_cast<float4*>(z) = make_float4(0.f, 0.f, 0.f, 0.f);
+      } else {
+        *reinterpret_cast<float2*>(z) = make_float2(0.f, 0.f);
+      }
+    }
+    const T* oe = reinterpret_cast<const T*>(&o[r]);
+    const T* de = reinterpret_cast<const T*>(&d[r]);
+    float acc = 0.f;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) acc = fmaf(E::to_float(oe[i]), E::to_float(de[i]), acc);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) {
+      const float l = lse[row];
+      const long long idx = (long long)(row % headsQ) * tokensQ + row / headsQ;
+      delta[idx] = acc;
+      // 1.4426950408889634 = log2(e)
+      lseLog2[idx] = l == FFA_NEG_INF ? FFA_POS_INF : l * 1.4426950408889634f;
+    }
   }
 }
 
@@ -269,8 +312,16 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
 // 3. fp32 -> input type.
 template <typename E>
 __device__ __forceinline__ void convert(const float* __restrict__ src, typename E::T* __restrict__ dst, long long n) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    dst[i] = E::from_float(src[i]);
+  // four elements per thread and step (one 16-byte load, one 8-byte store: src is the host's
+  // accumulator, dst whole rows of D 16-bit elements), then the n % 4 left one by one
+  const long long n4 = n >> 2;
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  const long long i0 = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  for (long long i = i0; i < n4; i += stride) {
+    const float4 x = reinterpret_cast<const float4*>(src)[i];
+    reinterpret_cast<uint2*>(dst)[i] = make_uint2(E::pack(x.x, x.y), E::pack(x.z, x.w));
+  }
+  for (long long i = 4 * n4 + i0; i < n; i += stride) dst[i] = E::from_float(src[i]);
 }
 
 // 4. dsink, one block per head: a fixed-order reduction (per-thread strided sums in double, then
@@ -310,7 +361,7 @@ __device__ __forceinline__ void dsink_kernel(const float* __restrict__ sink, int
 //   ffa_bwd_{bf16,fp16}_d{64,128}[_softcap]: block 32 * FFA_BWD_NWARPS threads, grid
 //     numWorkItems * headsKv, dynamic smem (2 * BN * D + 4 * 64 * D + BN * 64) * 2 + 4 * 64 * 4
 //     bytes with BN = 16 * FFA_BWD_NWARPS.
-//   ffa_bwd_pre_{bf16,fp16}_d{64,128}: block 256 (8 rows), grid ceil(Tq * Hq / 8).
+//   ffa_bwd_pre_{bf16,fp16}_d{64,128}: block 256 (8 warps of kPreRows rows), grid ceil(Tq * Hq / (8 kPreRows)).
 //   ffa_bwd_convert_{bf16,fp16}: grid-stride.
 
 #ifndef FFA_BWD_NWARPS
@@ -341,8 +392,9 @@ FFA_BWD_ENTRY(ffa_bwd_fp16_d64_softcap, ffa_bwd::Fp16, 64, true)
 #define FFA_BWD_PRE_ENTRY(NAME, E, D)                                                                           \
   extern "C" __global__ void NAME(const E::T* __restrict__ out, const E::T* __restrict__ dout,                   \
                                   const float* __restrict__ lse, float* __restrict__ lseLog2,                    \
-                                  float* __restrict__ delta, int tokensQ, int headsQ) {                          \
-    ffa_bwd::pre_kernel<E, D>(out, dout, lse, lseLog2, delta, tokensQ, headsQ);                                  \
+                                  float* __restrict__ delta, float* __restrict__ dqZero, int tokensQ,            \
+                                  int headsQ) {                                                                  \
+    ffa_bwd::pre_kernel<E, D>(out, dout, lse, lseLog2, delta, dqZero, tokensQ, headsQ);                          \
   }
 
 FFA_BWD_PRE_ENTRY(ffa_bwd_pre_bf16_d128, ffa_bwd::Bf16, 128)
