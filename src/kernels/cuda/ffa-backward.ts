@@ -2,8 +2,9 @@
  * The launcher of the first CUDA flex-flash-attention backward kernel (ffa_bwd.cu, compiled at
  * run time by NVRTC). Host half of the backward's tile scheduler: the work list holds one item
  * per (slice, k tile of BN keys) with the q rows [qLo, qHi) of the slice that see keys of the
- * tile (the inverse of the per-row key interval); the grid is items x kv heads and each block
- * loops over the G query heads of its kv head (CatGQA) and the 64-row q tiles of [qLo, qHi).
+ * tile (the inverse of the per-row key interval); the grid is items x kv heads (kv-head-major on
+ * the Hopper kernel, item-major on the mma.sync one: ffa_bwd_sm90.cu's header says why) and each
+ * block loops over the G query heads of its kv head (CatGQA) and the 64-row q tiles of [qLo, qHi).
  *
  * Sequence of one launch: zero the fp32 dk/dv buffers -> pre-pass (Δ = rowsum(out·dout),
  * lseLog2 = lse·log2e with -inf -> +inf, both [Hq, Tq] fp32; it zeroes the fp32 dq buffer row by

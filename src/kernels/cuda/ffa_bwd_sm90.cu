@@ -39,6 +39,15 @@
 //               "Hopper backward schedule").
 //   epilogue  = dK·scale and dV into the fp32 dk / dv with red.add (several slices may share k
 //               rows).
+//   grid      = kv-head-major (bwd_item's KV_MAJOR, ffa_common.cuh): block b runs item b % items
+//               of kv head b / items, so that the blocks running at once work on one or two kv
+//               heads' q heads, whose Q, dO and dQ rows the L2 then holds for all of them (the
+//               mma.sync kernel and the ordered entries keep b / headsKv of kv head b % headsKv).
+//               H200, 64:8, bf16, against that order, two readings each in alternating
+//               processes: varlen causal +13.5% at 16k and +5.5% at 64k (short documents: the
+//               blocks of eight kv heads at once no longer share anything), full, varlen full and
+//               varlen block-causal +2-3% at 64k, the other rows within their spread
+//               (bench/kernel/README.md, "Backward: kv-head-major blocks").
 //   registers = setmaxnreg: the producer drops to 24, the consumers rise to 240 (FlashAttention-3's
 //               split for two consumer warpgroups; 24 is the least setmaxnreg takes, 240 the most
 //               that fits 65,536 beside it). ptxas's "Used 168 registers" is only the launch cap:
@@ -311,7 +320,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
   OrderedItem oi{};
   const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, oi)
-                            : bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
+                            : bwd_item<kBM, kBN, true>(work, qRanges, kRanges, types, headsQ, headsKv);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 #ifdef FFA_BWD_SM90_TRACE

@@ -245,12 +245,22 @@ struct BwdItem {
   Slice sl;
   int hk, n0, n1, qLo, qHi, G, nQt, nSteps;
 };
-template <int BM, int BN>
+// KV_MAJOR: block b runs item b % items of kv head b / items (items = gridDim.x / headsKv), so
+// that the blocks running at once share kv heads, and so q heads; else item b / headsKv of kv
+// head b % headsKv.
+template <int BM, int BN, bool KV_MAJOR = false>
 __device__ __forceinline__ BwdItem bwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
                                             int headsQ, int headsKv) {
   BwdItem w;
-  w.hk = blockIdx.x % headsKv;
-  const int item = blockIdx.x / headsKv;
+  int item;
+  if constexpr (KV_MAJOR) {
+    const unsigned items = gridDim.x / headsKv;
+    w.hk = blockIdx.x / items;
+    item = blockIdx.x % items;
+  } else {
+    w.hk = blockIdx.x % headsKv;
+    item = blockIdx.x / headsKv;
+  }
   const int sliceIdx = work[4 * item];
   w.n0 = work[4 * item + 1];
   w.qLo = work[4 * item + 2];
