@@ -12,6 +12,8 @@
  *     [--ours-bwd-budget-s S]   (our backward rows are skipped once our part has run S seconds)
  *     [--settle-s S]            (GPU idle before each method's forward timing of a cell; default 2)
  *   node dist/bench/kernel/run.js --replot bench/results/kernel.json   (table + plot again, no GPU)
+ *   node dist/bench/kernel/run.js --merge A/kernel.json,B/kernel.json --out DIR
+ *     (runs over disjoint sequence lengths, e.g. two device calls, as one result: merge.ts)
  *
  * Writes under --out (default bench/out; bench/results with --update-results): kernel-masks.json (the masks, read by
  * baselines.py), kernel-baselines.json (its raw rows), kernel-partial.json (the rows so far, after
@@ -36,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { buildMasks, describeMask, maskToJson, MASK_NAMES, type BenchMask, type MaskName, type MasksFile } from './masks.js';
 import { kernelSvg, type PlotRow } from './plot.js';
 import { randomDeviceTensor } from './inputs.js';
+import { mergeKernelResults } from './merge.js';
 import { SETTLE_S_DEFAULT, settle, timeLaunches } from './timing.js';
 import { COMMITTED_RESULTS_DIR, SCRATCH_RESULTS_DIR } from '../output.js';
 
@@ -313,6 +316,13 @@ function writeReport(res: KernelBenchResult, outDir: string): void {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  const merge = opt('--merge', '');
+  if (merge !== '') {
+    const files = merge.split(',');
+    const res = mergeKernelResults(files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as KernelBenchResult));
+    writeReport(res, opt('--out', dirname(files[0])));
+    return;
+  }
   const replot = opt('--replot', '');
   if (replot !== '') {
     const res = JSON.parse(readFileSync(replot, 'utf8')) as KernelBenchResult;
