@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { CudaDevice } from '../src/device/device.js';
-import { CudaFfaBackward, FFA_BWD_BLOCK_M } from '../src/kernels/cuda/ffa-backward.js';
+import { CudaFfaBackward, FFA_BWD_BLOCK_M, FFA_BWD_PRE_ROWS_PER_BLOCK } from '../src/kernels/cuda/ffa-backward.js';
 import { FFA_BWD_SM90_HEAD_DIMS, sm90BackwardBlockM, sm90BackwardSmemBytes } from '../src/kernels/cuda/ffa-backward-sm90.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
 import { BWD_TRACE_WORDS } from '../src/kernels/cuda/ffa-backward-trace.js';
@@ -64,6 +64,14 @@ test('sm90 backward: the smem size per head dim equals the kernel static_assert 
     assert.equal(sm90BackwardSmemBytes(dim), bytes, `head dim ${dim}`);
     assert.ok(bytes <= 227 * 1024, `head dim ${dim}: ${bytes} B over the 227 KB a block may opt into`);
   }
+});
+
+test("backward pre-pass: the host's rows per block are ffa_bwd.cu's kPreRows per warp x the 8 warps of its 256-thread blocks", () => {
+  const pre = readFileSync(repoFile('src/kernels/cuda/ffa_bwd.cu'), 'utf8');
+  const m = /constexpr int kPreRows = (\d+);/.exec(pre);
+  assert.ok(m !== null, 'kPreRows is in ffa_bwd.cu');
+  assert.match(pre, /ffa_bwd_pre_\{bf16,fp16\}_d\{64,128\}: block 256 /);
+  assert.equal(FFA_BWD_PRE_ROWS_PER_BLOCK, Number(m[1]) * (256 / 32));
 });
 
 test('sm90 backward: q rows per step are the kernel blockM<D>() (128 at D 64, 64 at D 128); other head dims throw', () => {

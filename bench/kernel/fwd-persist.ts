@@ -1,15 +1,16 @@
 /**
  * The Hopper forward's builds, each forced through the `build` option (the forward itself picks
- * one per plan: ffa-forward-sm90.ts, sm90ForwardPicksBuild): one block per work item on 128-key k tiles ('block' below), the same
- * on 176-key tiles ('wide') and the persistent walk, on bench:kernel's masks and inputs: 64:8
+ * one per plan: ffa-forward-sm90.ts, sm90ForwardPicksBuild): one block per work item on 128-key
+ * k tiles ('block' below), the same on 176-key tiles ('wide') and the persistent walk, on
+ * bench:kernel's masks and inputs: 64:8
  * heads, D 128, bf16, N(0, 1) inputs drawn on the device, masks from bench/kernel/masks.ts
  * (documents from the bench's seed), timed as bench:kernel times ours (timeLaunches: CUDA events
  * around each launch, median after warm-up). Per mask the block build is timed first and again
  * last, to show the drift between the two readings; each row also shows the plan's mean k tiles
  * per work item and the build the rules pick from it.
  *
- * Before timing, each build's outputs on the mask are compared with the block build's (at full size,
- * where every persistent block walks ~60 items; the GPU checks run small cases). The persistent
+ * Before timing, each build's outputs on the mask are compared with the block build's (at full
+ * size, where every persistent block walks ~60 items; the GPU checks run small cases). The persistent
  * build runs each item with the same source arithmetic, so in the direct epilogue (q ranges
  * disjoint, every bench mask) its out and lse are expected bit-identical; the wide build sums the
  * keys in other groups, so it agrees to rounding. The run fails (exit code 1) only where a build

@@ -209,8 +209,8 @@ export type FfaBackwardShape = FfaForwardShape;
 
 const { i32, ptr } = kernelArg;
 
-/** Rows of one pre-pass block: 8 warps of ffa_bwd.cu's kPreRows rows. */
-const PRE_ROWS_PER_BLOCK = 32;
+/** Rows of one pre-pass block (256 threads): 8 warps of ffa_bwd.cu's kPreRows rows. */
+export const FFA_BWD_PRE_ROWS_PER_BLOCK = 32;
 
 /**
  * Which main kernel a CudaFfaBackward launches: 'sm90' (Hopper: TMA + wgmma, compute capability
@@ -454,7 +454,7 @@ export class FfaBackwardProblem {
     const dvF = acc.dv === true ? b.dv : this.dvAcc;
     for (const [buf, given] of [[this.dkAcc, acc.dk], [this.dvAcc, acc.dv]] as const) if (given !== true) buf.fill(0, stream);
     if (rows > 0) {
-      mod.kernel(`ffa_bwd_pre_${t}_d${dim}`).launch(cfg(Math.ceil(rows / PRE_ROWS_PER_BLOCK), 256), [
+      mod.kernel(`ffa_bwd_pre_${t}_d${dim}`).launch(cfg(Math.ceil(rows / FFA_BWD_PRE_ROWS_PER_BLOCK), 256), [
         ptr(b.out),
         ptr(b.dout),
         ptr(b.lse),

@@ -56,11 +56,11 @@ export const SM90_WIDE_FROM_MEAN_K_TILES = 64;
 /**
  * Whether the Hopper forward runs a plan on 176-key k tiles (if the persistent rule has not taken
  * it: the persistent build keeps 128 keys, its two Q stages and four wide K / V stages would not
- * fit in shared memory): head dim 128, every slice full, so that no tile is cut by a diagonal or a window edge (a
- * wider tile there masks more of the keys it loaded: causal measured level, varlen causal 3-8%
- * slower), and items of at least 64 k tiles on average (rows of 8k keys and more: the full
- * mask gained 0-5% at 16k-64k, varlen full with documents of 3-6k tokens nothing). H200
- * measurements: bench/kernel/README.md, "Wide k tiles in the forward".
+ * fit in shared memory): head dim 128, every slice full, so that no tile is cut by a diagonal or
+ * a window edge (a wider tile there masks more of the keys it loaded: causal measured level,
+ * varlen causal 3-8% slower), and items of at least 64 k tiles on average (rows of 8k keys and
+ * more: the full mask gained 0-5% at 16k-64k, varlen full with documents of 3-6k tokens
+ * nothing). H200 measurements: bench/kernel/README.md, "Wide k tiles in the forward".
  */
 export function sm90ForwardPicksWide(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number): boolean {
   return (

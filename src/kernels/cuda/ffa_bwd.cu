@@ -48,10 +48,12 @@ using namespace ffa;
 // 1. Pre-pass: each warp takes kPreRows consecutive (token, head) rows, each lane D / 32
 // consecutive elements of a row of out and of dout in one vector load each (the rows are 128 or
 // 256 bytes, 16-byte aligned as every kernel of this module needs), all rows' loads issued before
-// any is used: the pass only moves memory, and one row per warp kept too few bytes in flight (2.7
-// TB/s on an H200). With dqZero (the host's fp32 dq accumulator; null for a caller's), the lane
-// also zeroes its D / 32 floats of each row there, so that no separate pass over the largest
-// buffer of the backward is needed.
+// any is used, to keep more bytes in flight. Measured on an H200 (16k, 64 heads, D 128), the pass
+// without the zeroing still reads at ~2.7 TB/s, 0.20 ms, as the scalar one-row-per-warp form did:
+// the form did not change its speed (bench/kernel/README.md, "Backward: the passes around the
+// main kernel"). With dqZero (the host's fp32 dq accumulator; null for a caller's), the lane also
+// zeroes its D / 32 floats of each row there, so that no separate pass over the largest buffer of
+// the backward is needed. The host's FFA_BWD_PRE_ROWS_PER_BLOCK is kPreRows x 8 warps.
 constexpr int kPreRows = 4;
 // one load of N 16-bit elements
 template <int N>
