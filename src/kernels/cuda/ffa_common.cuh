@@ -198,9 +198,9 @@ __device__ __forceinline__ Slice load_slice(const int* qRanges, const int* kRang
   return sl;
 }
 
-// Shared: both forwards run the same host work list of (slice, q-tile start) pairs; block b runs
-// item b / Hq for q head b % Hq. q rows [m0, m1), keys [kLo, kHi) (what any row of the tile sees),
-// [allStart, allEnd) (what every row sees: tiles inside need no mask).
+// Shared: both forwards run the same host work list of (slice, q-tile start) pairs, one block per
+// (item, q head) (fwd_item says in which order). q rows [m0, m1), keys [kLo, kHi) (what any row
+// of the tile sees), [allStart, allEnd) (what every row sees: tiles inside need no mask).
 struct FwdItem {
   Slice sl;
   int h, hk, m0, m1, kLo, kHi, allStart, allEnd, nTiles;
@@ -223,12 +223,21 @@ __device__ __forceinline__ FwdItem fwd_item_of(const Slice& sl, int h, int m0, i
   return w;
 }
 // `block`: the block's index in the one-block-per-item launch (blockIdx.x), or the virtual block a
-// persistent block is on.
-template <int BM, int BN>
+// persistent block is on, of `blocks` (items x headsQ). HEAD_MAJOR: block b runs item b % items of
+// q head b / items, so that the blocks running at once share one kv head's K / V in the L2; else
+// item b / headsQ of q head b % headsQ.
+template <int BM, int BN, bool HEAD_MAJOR = false>
 __device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
-                                            int headsQ, int headsKv, unsigned block) {
-  const int h = block % headsQ;
-  const int item = block / headsQ;
+                                            int headsQ, int headsKv, unsigned block, unsigned blocks) {
+  int h, item;
+  if constexpr (HEAD_MAJOR) {
+    const unsigned items = blocks / headsQ;
+    h = block / items;
+    item = block % items;
+  } else {
+    h = block % headsQ;
+    item = block / headsQ;
+  }
   const int sliceIdx = work[2 * item];
   const int m0 = work[2 * item + 1];
   return fwd_item_of<BM, BN>(load_slice(qRanges, kRanges, types, sliceIdx), h, m0, headsQ, headsKv);
@@ -236,7 +245,7 @@ __device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges,
 template <int BM, int BN>
 __device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
                                             int headsQ, int headsKv) {
-  return fwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv, blockIdx.x);
+  return fwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv, blockIdx.x, gridDim.x);
 }
 
 // Shared: both backwards run the same host work list of (slice, k-tile start, qLo, qHi); block b

@@ -52,10 +52,14 @@ static_assert(kBN == 128 || kBN == 176, "S = Q K^T is issued as one m64n128 or m
 
 // -DFFA_SM90_FWD_PERSISTENT=1 builds the persistent schedule (the host compiles both and picks per
 // plan: ffa-forward-sm90.ts, sm90ForwardPicksPersistent): a grid of one block per SM, each block
-// walking the work list's virtual blocks ((item, head) pairs, the host's longest-first order) as
-// persistent_block() deals them, its producer loading the next item's Q, K and V while the
-// consumers finish the current item (the last P V, finalize and epilogue). Without the define the
-// kernel runs one block per (item, head).
+// walking the work list's virtual blocks ((item, head) pairs, item-major: the host's
+// longest-first order) as persistent_block() deals them, its producer loading the next item's Q, K
+// and V while the consumers finish the current item (the last P V, finalize and epilogue). Without
+// the define the kernel runs one block per (item, head), head-major: the blocks running at once
+// share one kv head's K / V in the L2, which made full +2% at 16k and +5% at 64k, causal +1% and
+// +3% (alternating A/B, bench/results/kernel-fwd-headmajor-2026-12-03.json). The persistent
+// build stays item-major: head-major made it 1-2% slower on the sliding window and varlen causal
+// masks, the ones it is picked for.
 #ifndef FFA_SM90_FWD_PERSISTENT
 #define FFA_SM90_FWD_PERSISTENT 0
 #endif
@@ -132,7 +136,8 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // ---- work item -> (slice, q tile, head): ffa_fwd.cu's, shared (ffa_common.cuh). Persistent:
   // per virtual block, in the loops below.
   FwdItem w1;
-  if constexpr (!kPersistent) w1 = fwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  if constexpr (!kPersistent)
+    w1 = fwd_item<kBM, kBN, true>(work, qRanges, kRanges, types, headsQ, headsKv, blockIdx.x, gridDim.x);
 
   if (tid == 0) {
     mbar_init(barQ, 1);
@@ -188,7 +193,7 @@ __device__ __forceinline__ void fwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
         for (int r = 0;; ++r) {
           const int vb = persistent_block(r, numBlocks);
           if (vb < 0) break;
-          const FwdItem w = fwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, vb);
+          const FwdItem w = fwd_item<kBM, kBN, false>(work, qRanges, kRanges, types, headsQ, headsKv, vb, numBlocks);
           // Q stage r % 2 and its item slot are free once both consumer warpgroups have issued
           // item r - 2's last S = Q K^T and seen it land; the arrival on the stage's full barrier
           // publishes the item
