@@ -15,6 +15,8 @@ import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
 import { BWD_TRACE_WORDS } from '../src/kernels/cuda/ffa-backward-trace.js';
 import type { Stream } from '../src/device/device.js';
 import { repoFile } from './util/paths.js';
+import { causalMask, fullMask } from '../src/mask/index.js';
+import { InvalidArgumentError } from '../src/errors.js';
 
 const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
 
@@ -43,6 +45,10 @@ function fakeDevice(cc: [number, number], traceBytes = 4 * BWD_TRACE_WORDS) {
         },
       };
     },
+    smCount: 132,
+    // what the problem constructor uploads and allocates (never read here)
+    upload: () => ({}),
+    alloc: () => ({}),
     synchronize: () => calls.push('synchronize'),
     driver: {
       cuMemsetD8: (ptr: bigint, v: number, n: number) => calls.push(`memset ${ptr} ${v} ${n}`),
@@ -177,4 +183,37 @@ test('CudaFfaBackward traceSteps: compiles the trace build, zeroes and reads its
   for (const [cc, opts] of [[[8, 0], {}], [[9, 0], { kernel: 'mma' }]] as const) {
     assert.throws(() => new CudaFfaBackward(fakeDevice(cc as [number, number]).device, { ...opts, traceSteps: true }), FfaCudaUnsupportedError, JSON.stringify({ cc, opts }));
   }
+});
+
+test('sm90 backward block order: FFA_BWD_SM90_ITEM_MAJOR builds the default entries item-major; kv-major without it', () => {
+  assert.match(source, /#ifndef FFA_BWD_SM90_ITEM_MAJOR\n#define FFA_BWD_SM90_ITEM_MAJOR 0\n#endif/);
+  assert.match(source, /constexpr bool kItemMajor = FFA_BWD_SM90_ITEM_MAJOR != 0;/);
+  assert.match(source, /: bwd_item<kBM, kBN, !kItemMajor>\(work, qRanges, kRanges, types, headsQ, headsKv\);/);
+});
+
+test('CudaFfaBackward block order: the item-major module compiled once on first use (with the trace define where traced); each problem picks per plan unless forced; bad values refused', () => {
+  const plain = fakeDevice([9, 0]);
+  const bwd = new CudaFfaBackward(plain.device);
+  assert.equal(bwd.blockOrder, 'auto');
+  bwd.mainKernel('bfloat16', 128, false);
+  bwd.mainKernel('bfloat16', 128, false, 'kv-major');
+  assert.deepEqual(plain.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu'], 'kv-major is the default module');
+  bwd.mainKernel('bfloat16', 128, false, 'item-major');
+  bwd.mainKernel('float16', 64, true, 'item-major');
+  assert.deepEqual(plain.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu', 'ffa_bwd_sm90.cu']);
+  assert.deepEqual(plain.options[2], ['-DFFA_BWD_SM90_ITEM_MAJOR=1']);
+
+  const traced = fakeDevice([9, 0]);
+  new CudaFfaBackward(traced.device, { traceSteps: true }).mainKernel('bfloat16', 128, false, 'item-major');
+  assert.deepEqual(traced.options[2], ['-DFFA_BWD_SM90_ITEM_MAJOR=1', '-DFFA_BWD_SM90_TRACE']);
+
+  const shape = (tokens: number) => ({ tokensQ: tokens, tokensK: tokens, headsQ: 64, headsKv: 8, dim: 128, dtype: 'bfloat16' as const });
+  assert.equal(bwd.prepare(shape(4096), causalMask(4096)).blockOrder, 'item-major');
+  assert.equal(bwd.prepare(shape(4096), fullMask(4096)).blockOrder, 'kv-major');
+  assert.equal(bwd.prepare(shape(16384), causalMask(16384)).blockOrder, 'kv-major');
+  const forced = new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: 'kv-major' });
+  assert.equal(forced.prepare(shape(4096), causalMask(4096)).blockOrder, 'kv-major');
+  const mma = new CudaFfaBackward(fakeDevice([8, 0]).device);
+  assert.equal(mma.prepare(shape(4096), causalMask(4096)).blockOrder, null, 'the mma.sync kernel has no choice');
+  assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: 'head-major' as 'kv-major' }), InvalidArgumentError);
 });

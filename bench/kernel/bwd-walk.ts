@@ -10,6 +10,10 @@
  *   uncut       one work item per (slice, k tile) with all its q rows (qRangeCut: null)
  *   cut         long items of full slices cut into pieces (qRangeCut: DEFAULT_Q_RANGE_CUT, the default)
  *   c<N>        every item cut at the multiples of N rows (qRangeCut { pieceRows: N, longerThan: 0 })
+ *   kv-major    cut, the blocks kv-head-major whatever the plan (blockOrder; cut picks per plan,
+ *               ffa-backward-order.ts)
+ *   item-major  cut, the blocks item-major whatever the plan
+ * Each row records the block order each variant's plan runs in.
  * Per (seqlen, mask) the variants in order, then the first one again (the drift within the run),
  * each the whole backward (pre-pass, zeroing, main kernel, conversions) timed by timing.ts
  * timeLaunches (one untimed call, warm-ups, then each call between its own CUDA events, the
@@ -31,25 +35,27 @@ const HQ = 64;
 const HKV = 8;
 const DIM = 128;
 
-const VARIANT_RE = /^(uncut|cut|c\d+)$/;
+const VARIANT_RE = /^(uncut|cut|c\d+|kv-major|item-major)$/;
 const program = new Command()
   .name('bwd-walk')
   .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-walk.json`)
   .option('--seqlens <list>', 'tokens', (v: string) => v.split(',').map(Number), [16384, 32768, 65536])
   .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), ['full', 'causal', 'varlen_causal', 'sw_causal'] as MaskName[])
-  .option('--variants <list>', 'uncut, cut, c<N>', (v: string) => v.split(','), ['uncut', 'cut'])
+  .option('--variants <list>', 'uncut, cut, c<N>, kv-major, item-major', (v: string) => v.split(','), ['uncut', 'cut'])
   .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
   .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
   .option('--verify-seqlen <n>', 'seqlen at which every variant is checked against the first', intAtLeast(0), 16384)
   .parse();
 const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; variants: string[]; iters: number; warmup: number; verifySeqlen: number }>();
-for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, c<N>)`);
+for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, c<N>, kv-major, item-major)`);
 for (const n of opts.seqlens) if (!Number.isInteger(n) || n < 1024) throw new Error(`--seqlens: ${n} is not an integer >= 1024`);
 
 interface Row {
   mask: string;
   seqlen: number;
   items: Record<string, number>;
+  /** The block order each variant's plan runs in. */
+  orders: Record<string, string | null>;
   ms: Record<string, number>;
   tflops: Record<string, number>;
   verify?: string;
@@ -66,8 +72,9 @@ async function main(): Promise<number> {
   const kernels = new Map<string, InstanceType<typeof CudaFfaBackward>>();
   for (const v of opts.variants) {
     const c = /^c(\d+)$/.exec(v);
-    const qRangeCut = c !== null ? { pieceRows: Number(c[1]), longerThan: 0, fullSlicesOnly: false } : v === 'cut' ? DEFAULT_Q_RANGE_CUT : null;
-    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut }));
+    const qRangeCut = c !== null ? { pieceRows: Number(c[1]), longerThan: 0, fullSlicesOnly: false } : v === 'uncut' ? null : DEFAULT_Q_RANGE_CUT;
+    const blockOrder = v === 'kv-major' || v === 'item-major' ? v : 'auto';
+    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut, blockOrder }));
   }
   kernels.set(again, kernels.get(opts.variants[0])!);
   if (!kernels.get(again)!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');
@@ -85,13 +92,16 @@ async function main(): Promise<number> {
     const bufs = await backwardBuffers(dev, S, HQ, HKV, DIM);
     for (const name of opts.masks) {
       const m = buildMask(name, S, 42);
-      const row: Row = { mask: name, seqlen: S, items: {}, ms: {}, tflops: {} };
+      const row: Row = { mask: name, seqlen: S, items: {}, orders: {}, ms: {}, tflops: {} };
       rows.push(row);
       const shape = benchShape(S, HQ, HKV, DIM);
       try {
         forwardInto(fwd, shape, m.slices, bufs, scale);
         const problems = new Map(labels.map((l) => [l, kernels.get(l)!.prepare(shape, m.slices)]));
-        for (const [l, p] of problems) row.items[l] = p.defaultItems;
+        for (const [l, p] of problems) {
+          row.items[l] = p.defaultItems;
+          row.orders[l] = p.blockOrder;
+        }
         if (S === opts.verifySeqlen) {
           const sums = (l: string): Float32Array[] => backwardSums(problems.get(l)!, bufs, scale);
           const ref = sums(opts.variants[0]);
@@ -113,7 +123,7 @@ async function main(): Promise<number> {
           row.tflops[l] = backwardTflops(m.area, HQ, DIM, t.ms);
         }
         for (const p of new Set(problems.values())) p.free();
-        console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items)`).join(' | ')}`);
+        console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items, ${row.orders[l]})`).join(' | ')}`);
       } catch (e) {
         row.error = (e as Error).stack ?? String(e);
         failed = true;

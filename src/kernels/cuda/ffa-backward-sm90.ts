@@ -14,6 +14,7 @@ import type { DType } from '../../dtype.js';
 import { compileSm90Module, tokenMajorTensorMap } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { BWD_TRACE_SYMBOL, BWD_TRACE_WORDS } from './ffa-backward-trace.js';
+import type { BackwardBlockOrder } from './ffa-backward-order.js';
 
 export const FFA_BWD_SM90_BLOCK_N = 128;
 export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [64, 128];
@@ -47,6 +48,8 @@ export class Sm90BackwardMain {
 
   /** The ordered deterministic entry points (ffa_bwd_sm90.cu with -DFFA_BWD_SM90_ORDERED), compiled on first use. */
   private ordered: Module | null = null;
+  /** The default entries with item-major blocks (-DFFA_BWD_SM90_ITEM_MAJOR=1; ffa-backward-order.ts), compiled on first use. */
+  private itemMajor: Module | null = null;
   /** The trace module's `ffa_bwd_trace` array, looked up on first use. */
   private traceGlobal: { ptr: CuDevicePtr; bytes: number } | null = null;
 
@@ -96,18 +99,29 @@ export class Sm90BackwardMain {
   }
 
   /**
-   * The main kernel; `ordered`: its ordered deterministic twin (head dim 128 only), which takes
-   * three more arguments (ranks, the tile counters, numLocks) and the work records of
-   * planOrderedBackward (ORDERED_RECORD ints each).
+   * The main kernel in one of three forms: 'kv-major' / 'item-major', the default entries with
+   * that block order (ffa-backward-order.ts); 'ordered', the ordered deterministic twin (head dim
+   * 128 only), which takes three more arguments (ranks, the tile counters, numLocks) and the work
+   * records of planOrderedBackward (ORDERED_RECORD ints each).
    */
-  mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean, ordered = false): { kernel: Kernel; smemBytes: number } {
+  mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean, form: BackwardBlockOrder | 'ordered' = 'kv-major'): { kernel: Kernel; smemBytes: number } {
     const smemBytes = sm90BackwardSmemBytes(dim); // throws for a head dim the kernel lacks
+    const ordered = form === 'ordered';
     if (ordered && dim !== ORDERED_HEAD_DIM) throw new FfaCudaUnsupportedError(`the ordered deterministic sm90 backward takes head dim ${ORDERED_HEAD_DIM} only, got ${dim}`);
     const name = `ffa_bwd_sm90_${ordered ? 'ordered_' : ''}${tag}_d${dim}${softcap ? '_softcap' : ''}`;
-    if (ordered) this.ordered ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ORDERED']);
-    const kernel = (ordered ? this.ordered! : this.module).kernel(name);
+    const kernel = this.formModule(form).kernel(name);
     kernel.setMaxDynamicSharedMemory(smemBytes);
     return { kernel, smemBytes };
+  }
+
+  private formModule(form: BackwardBlockOrder | 'ordered'): Module {
+    if (form === 'ordered') return (this.ordered ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ORDERED']));
+    if (form === 'item-major') {
+      // the trace build's twin where the default module is traced, so that a traced launch stays traced
+      const defines = ['-DFFA_BWD_SM90_ITEM_MAJOR=1', ...(this.traced ? ['-DFFA_BWD_SM90_TRACE'] : [])];
+      return (this.itemMajor ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, defines));
+    }
+    return this.module;
   }
 
   /** The fifth kernel argument: the TMA map of the fp32 dq accumulator [tokensQ, headsQ, dim] (boxes of 32 columns x 1 head x 64 rows, SW128). */

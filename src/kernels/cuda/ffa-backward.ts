@@ -2,8 +2,9 @@
  * The launcher of the first CUDA flex-flash-attention backward kernel (ffa_bwd.cu, compiled at
  * run time by NVRTC). Host half of the backward's tile scheduler: the work list holds one item
  * per (slice, k tile of BN keys) with the q rows [qLo, qHi) of the slice that see keys of the
- * tile (the inverse of the per-row key interval); the grid is items x kv heads (kv-head-major on
- * the Hopper kernel, item-major on the mma.sync one: ffa_bwd_sm90.cu's header says why) and each
+ * tile (the inverse of the per-row key interval); the grid is items x kv heads (on the Hopper
+ * kernel kv-head-major or item-major per plan, ffa-backward-order.ts; item-major on the mma.sync
+ * one) and each
  * block loops over the G query heads of its kv head (CatGQA) and the 64-row q tiles of [qLo, qHi).
  *
  * Sequence of one launch: zero the fp32 dk/dv buffers -> pre-pass (Δ = rowsum(out·dout),
@@ -42,6 +43,7 @@ import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type Deterministi
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { InvalidArgumentError } from '../../errors.js';
+import { BACKWARD_BLOCK_ORDERS, pickBackwardBlockOrder, type BackwardBlockOrder } from './ffa-backward-order.js';
 
 /** Default: 8 warps, BN = 128 keys per block, BM = 64 q rows per inner step (4 warps / BN = 64 also verified; 8 was ~20% faster on an H200). */
 export const FFA_BWD_WARPS = 8;
@@ -234,6 +236,8 @@ export class CudaFfaBackward {
   readonly orderedWalk: OrderedWalk;
   /** Which items of the default launch's work list are cut into pieces (splitLongItems); null: none. */
   readonly qRangeCut: QRangeCut | null;
+  /** The Hopper kernel's block order in the default launch: 'auto' (per plan, pickBackwardBlockOrder) or forced. */
+  readonly blockOrder: BackwardBlockOrder | 'auto';
 
   constructor(
     readonly device: CudaDevice,
@@ -251,6 +255,12 @@ export class CudaFfaBackward {
       orderedWalk?: OrderedWalk;
       qRangeCut?: QRangeCut | null;
       /**
+       * The Hopper kernel's block order in the default launch (ffa-backward-order.ts): 'auto'
+       * (default) picks per plan; 'kv-major' / 'item-major' force one (checks and A/B
+       * measurements). Results are the same up to the order of the fp32 dQ additions.
+       */
+      blockOrder?: BackwardBlockOrder | 'auto';
+      /**
        * A diagnostic (bench/kernel/bwd-trace.ts), off by default: the Hopper kernel is compiled
        * as its step-trace build (ffa-backward-trace.ts), which records clocks at the phase
        * boundaries of a sample of blocks' steps at head dim 128 (in deterministic mode the ordered
@@ -266,6 +276,10 @@ export class CudaFfaBackward {
     if (!['rule', 'inner', 'outer'].includes(this.orderedWalk)) throw new InvalidArgumentError('orderedWalk', "must be 'rule', 'inner' or 'outer'", `got ${String(this.orderedWalk)}`);
     this.qRangeCut = options.qRangeCut === undefined ? DEFAULT_Q_RANGE_CUT : options.qRangeCut;
     if (this.qRangeCut !== null) validateQRangeCut(this.qRangeCut);
+    this.blockOrder = options.blockOrder ?? 'auto';
+    if (this.blockOrder !== 'auto' && !BACKWARD_BLOCK_ORDERS.includes(this.blockOrder)) {
+      throw new InvalidArgumentError('blockOrder', `must be 'auto' or one of ${BACKWARD_BLOCK_ORDERS.map((o) => `'${o}'`).join(', ')}`, `got ${JSON.stringify(this.blockOrder)}`);
+    }
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
     this.blockN = 16 * this.warps;
@@ -311,9 +325,10 @@ export class CudaFfaBackward {
     throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
   }
 
-  mainKernel(dtype: DType, dim: number, softcap: boolean): { kernel: Kernel; smemBytes: number } {
+  /** The main kernel of head dim `dim`; `order`: the Hopper kernel's block order (the mma.sync kernel's is item-major). */
+  mainKernel(dtype: DType, dim: number, softcap: boolean, order: BackwardBlockOrder = 'kv-major'): { kernel: Kernel; smemBytes: number } {
     const t = CudaFfaBackward.typeTag(dtype);
-    if (this.sm90 !== null && this.sm90.supports(dim)) return this.sm90.mainKernel(t, dim, softcap);
+    if (this.sm90 !== null && this.sm90.supports(dim)) return this.sm90.mainKernel(t, dim, softcap, order);
     if (!FFA_BWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_BWD_HEAD_DIMS.join(', ')}, got ${dim}`);
     const name = `ffa_bwd_${t}_d${dim}${softcap ? '_softcap' : ''}`;
     const kernel = this.module.kernel(name);
@@ -353,6 +368,8 @@ export class FfaBackwardProblem {
   private readonly work: DeviceBuffer;
   /** Items of the default launch's work list (this.work). */
   readonly defaultItems: number;
+  /** The Hopper kernel's block order in the default launch (the option, or pickBackwardBlockOrder); null on the mma.sync kernel. */
+  readonly blockOrder: BackwardBlockOrder | null;
   /** fp32 scratch: lseLog2 and Δ [Hq, Tq], dq [Tq, Hq, D], dk/dv [Tk, Hkv, D] */
   readonly lseLog2: DeviceBuffer;
   readonly delta: DeviceBuffer;
@@ -381,6 +398,11 @@ export class FfaBackwardProblem {
     const cut = owner.qRangeCut !== null ? splitLongItems(this.plan, slices, owner.qRangeCut, steps) : this.plan;
     this.defaultItems = cut.numWork;
     this.work = dev.upload(nonEmpty(cut.work));
+    this.blockOrder = !owner.usesSm90(shape.dim)
+      ? null
+      : owner.blockOrder !== 'auto'
+        ? owner.blockOrder
+        : pickBackwardBlockOrder(cut, shape.headsQ, shape.headsKv, steps, dev.smCount);
     const rows = shape.tokensQ * shape.headsQ;
     this.lseLog2 = dev.alloc(Math.max(4, rows * 4));
     this.delta = dev.alloc(Math.max(4, rows * 4));
@@ -479,7 +501,9 @@ export class FfaBackwardProblem {
     if (this.plan.numWork > 0 && headsKv > 0) {
       const useSoftcap = softcap > 0;
       const ordered = extras.deterministic === true && this.owner.deterministicScheduleAt(dim) === 'ordered';
-      const { kernel, smemBytes } = ordered ? this.owner.sm90!.mainKernel(t, dim, useSoftcap, true) : this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
+      // the picked block order in the default launch only: the grouped deterministic launches keep the default module's
+      const order = extras.deterministic !== true && this.blockOrder !== null ? this.blockOrder : 'kv-major';
+      const { kernel, smemBytes } = ordered ? this.owner.sm90!.mainKernel(t, dim, useSoftcap, 'ordered') : this.owner.mainKernel(this.shape.dtype, dim, useSoftcap, order);
       const unit = useSoftcap ? softcap : softmaxScale;
       const sm90 = this.owner.usesSm90(dim) ? this.owner.sm90 : null;
       const inputs = sm90 !== null ? sm90.inputArgs(b, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(b.q), ptr(b.k), ptr(b.v), ptr(b.dout)];

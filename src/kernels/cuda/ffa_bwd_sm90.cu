@@ -47,7 +47,11 @@
 //               processes: varlen causal +13.5% at 16k and +5.5% at 64k (short documents: the
 //               blocks of eight kv heads at once no longer share anything), full, varlen full and
 //               varlen block-causal +2-3% at 64k, the other rows within their spread
-//               (bench/kernel/README.md, "Backward: kv-head-major blocks").
+//               (bench/kernel/README.md, "Backward: kv-head-major blocks"). But it gives up the
+//               longest-first order across kv heads, and on grids of ~2 waves (causal at 4k) the
+//               last kv heads' longest items then start last: -DFFA_BWD_SM90_ITEM_MAJOR=1 builds
+//               the default entries item-major again (a module of its own, compiled on first use),
+//               and the host picks per plan (ffa-backward-order.ts).
 //   registers = setmaxnreg: the producer drops to 24, the consumers rise to 240 (FlashAttention-3's
 //               split for two consumer warpgroups; 24 is the least setmaxnreg takes, 240 the most
 //               that fits 65,536 beside it). ptxas's "Used 168 registers" is only the launch cap:
@@ -102,6 +106,11 @@ using namespace ffa::sm90;
 
 constexpr int kBN = 128;  // keys per block (64 per consumer warpgroup)
 constexpr int kThreads = 384;
+#ifndef FFA_BWD_SM90_ITEM_MAJOR
+#define FFA_BWD_SM90_ITEM_MAJOR 0
+#endif
+// the default entries' block order (the header's "grid")
+constexpr bool kItemMajor = FFA_BWD_SM90_ITEM_MAJOR != 0;
 // q rows per step: 64 at head dim 128; 128 at head dim 64, where dK and dV take half the
 // registers (FlashAttention-3's backward tiles for head dim 64 are 128 x 128 too). A consumer
 // warpgroup's dQ is then always a 64 x 64 block of the step's [kBM][D] tile: head-dim columns
@@ -320,7 +329,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
   OrderedItem oi{};
   const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, oi)
-                            : bwd_item<kBM, kBN, true>(work, qRanges, kRanges, types, headsQ, headsKv);
+                            : bwd_item<kBM, kBN, !kItemMajor>(work, qRanges, kRanges, types, headsQ, headsKv);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 #ifdef FFA_BWD_SM90_TRACE
