@@ -217,3 +217,17 @@ test('CudaFfaBackward block order: the item-major module compiled once on first 
   assert.equal(mma.prepare(shape(4096), causalMask(4096)).blockOrder, null, 'the mma.sync kernel has no choice');
   assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: 'head-major' as 'kv-major' }), InvalidArgumentError);
 });
+
+test("CudaFfaBackward qWalk 'down': the default module and its item-major twin built with FFA_BWD_SM90_WALK_DOWN, the ordered one without; refused on the mma.sync kernel and for other values", () => {
+  assert.match(source, /#ifndef FFA_BWD_SM90_WALK_DOWN\n#define FFA_BWD_SM90_WALK_DOWN 0\n#endif/);
+  assert.equal(source.match(/\(kWalkDown \? nQt - 1 - /g)?.length, 2, 'the producer and the consumers walk alike');
+  const down = fakeDevice([9, 0]);
+  const bwd = new CudaFfaBackward(down.device, { qWalk: 'down' });
+  assert.equal(bwd.qWalk, 'down');
+  bwd.mainKernel('bfloat16', 128, false, 'item-major');
+  bwd.sm90!.mainKernel('bf16', 128, false, 'ordered');
+  assert.deepEqual(down.options.slice(1), [['-DFFA_BWD_SM90_WALK_DOWN=1'], ['-DFFA_BWD_SM90_ITEM_MAJOR=1', '-DFFA_BWD_SM90_WALK_DOWN=1'], ['-DFFA_BWD_SM90_ORDERED']]);
+  assert.equal(new CudaFfaBackward(fakeDevice([9, 0]).device).qWalk, 'up');
+  assert.throws(() => new CudaFfaBackward(fakeDevice([8, 0]).device, { qWalk: 'down' }), FfaCudaUnsupportedError);
+  assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { qWalk: 'sideways' as 'up' }), InvalidArgumentError);
+});

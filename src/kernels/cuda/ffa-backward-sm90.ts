@@ -17,6 +17,8 @@ import { BWD_TRACE_SYMBOL, BWD_TRACE_WORDS } from './ffa-backward-trace.js';
 import type { BackwardBlockOrder } from './ffa-backward-order.js';
 
 export const FFA_BWD_SM90_BLOCK_N = 128;
+/** How the default entries walk each head's q tiles: from qLo up (the default), or from the last tile down (an experiment). */
+export type BackwardQWalk = 'up' | 'down';
 export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [64, 128];
 export const FFA_BWD_SM90_THREADS = 384;
 /** Rows of one dQ reduce-add box: a consumer warpgroup's 64 x 64 dQ block, whatever the head dim. */
@@ -50,20 +52,26 @@ export class Sm90BackwardMain {
   private ordered: Module | null = null;
   /** The default entries with item-major blocks (-DFFA_BWD_SM90_ITEM_MAJOR=1; ffa-backward-order.ts), compiled on first use. */
   private itemMajor: Module | null = null;
+  /** The defines of the default entries' modules (trace, q walk); item-major adds its own. */
+  private readonly defines: readonly string[];
   /** The trace module's `ffa_bwd_trace` array, looked up on first use. */
   private traceGlobal: { ptr: CuDevicePtr; bytes: number } | null = null;
 
   /**
    * `traced`: a diagnostic. `module` is then the step-trace build (-DFFA_BWD_SM90_TRACE:
    * ffa-backward-trace.ts), whose head-dim-128 default entries also write clocks at the phase
-   * boundaries of a sample of blocks' steps; the ordered entry points stay untraced.
+   * boundaries of a sample of blocks' steps; the ordered entry points stay untraced. `qWalk`
+   * 'down': the default entries walk each head's q tiles from the last one down
+   * (-DFFA_BWD_SM90_WALK_DOWN=1, an experiment: ffa_bwd_sm90.cu says why).
    */
   constructor(
     readonly device: CudaDevice,
     private readonly cacheDir?: string,
     readonly traced = false,
+    readonly qWalk: BackwardQWalk = 'up',
   ) {
-    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, traced ? ['-DFFA_BWD_SM90_TRACE'] : []);
+    this.defines = [...(traced ? ['-DFFA_BWD_SM90_TRACE'] : []), ...(qWalk === 'down' ? ['-DFFA_BWD_SM90_WALK_DOWN=1'] : [])];
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, [...this.defines]);
   }
 
   /** The trace array's address and size (checked against the layout ffa-backward-trace.ts decodes). */
@@ -117,9 +125,8 @@ export class Sm90BackwardMain {
   private formModule(form: BackwardBlockOrder | 'ordered'): Module {
     if (form === 'ordered') return (this.ordered ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ORDERED']));
     if (form === 'item-major') {
-      // the trace build's twin where the default module is traced, so that a traced launch stays traced
-      const defines = ['-DFFA_BWD_SM90_ITEM_MAJOR=1', ...(this.traced ? ['-DFFA_BWD_SM90_TRACE'] : [])];
-      return (this.itemMajor ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, defines));
+      // the default module's defines too, so that a traced launch stays traced and the q walk stays
+      return (this.itemMajor ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ITEM_MAJOR=1', ...this.defines]));
     }
     return this.module;
   }
