@@ -198,6 +198,22 @@ __device__ __forceinline__ Slice load_slice(const int* qRanges, const int* kRang
   return sl;
 }
 
+// Shared: block `block` of a grid of `blocks` = items x `heads` blocks as (item, head), in one of
+// two orders. HEAD_MAJOR: item block % items of head block / items, so that the blocks running at
+// once share heads (and so their K / V, or Q / dO rows, in the L2); else item block / heads of
+// head block % heads.
+template <bool HEAD_MAJOR>
+__device__ __forceinline__ void block_item_head(unsigned block, unsigned blocks, int heads, int& item, int& head) {
+  if constexpr (HEAD_MAJOR) {
+    const unsigned items = blocks / heads;
+    head = block / items;
+    item = block % items;
+  } else {
+    head = block % heads;
+    item = block / heads;
+  }
+}
+
 // Shared: both forwards run the same host work list of (slice, q-tile start) pairs, one block per
 // (item, q head) (fwd_item says in which order). q rows [m0, m1), keys [kLo, kHi) (what any row
 // of the tile sees), [allStart, allEnd) (what every row sees: tiles inside need no mask).
@@ -223,21 +239,13 @@ __device__ __forceinline__ FwdItem fwd_item_of(const Slice& sl, int h, int m0, i
   return w;
 }
 // `block`: the block's index in the one-block-per-item launch (blockIdx.x), or the virtual block a
-// persistent block is on, of `blocks` (items x headsQ). HEAD_MAJOR: block b runs item b % items of
-// q head b / items, so that the blocks running at once share one kv head's K / V in the L2; else
-// item b / headsQ of q head b % headsQ.
+// persistent block is on, of `blocks` (items x headsQ), in block_item_head's order HEAD_MAJOR (the
+// blocks running at once then share one kv head's K / V).
 template <int BM, int BN, bool HEAD_MAJOR = false>
 __device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
                                             int headsQ, int headsKv, unsigned block, unsigned blocks) {
   int h, item;
-  if constexpr (HEAD_MAJOR) {
-    const unsigned items = blocks / headsQ;
-    h = block / items;
-    item = block % items;
-  } else {
-    h = block % headsQ;
-    item = block / headsQ;
-  }
+  block_item_head<HEAD_MAJOR>(block, blocks, headsQ, item, h);
   const int sliceIdx = work[2 * item];
   const int m0 = work[2 * item + 1];
   return fwd_item_of<BM, BN>(load_slice(qRanges, kRanges, types, sliceIdx), h, m0, headsQ, headsKv);
@@ -254,22 +262,14 @@ struct BwdItem {
   Slice sl;
   int hk, n0, n1, qLo, qHi, G, nQt, nSteps;
 };
-// KV_MAJOR: block b runs item b % items of kv head b / items (items = gridDim.x / headsKv), so
-// that the blocks running at once share kv heads, and so q heads; else item b / headsKv of kv
-// head b % headsKv.
+// KV_MAJOR: block_item_head's head-major order over the kv heads (the blocks running at once share
+// kv heads, and so q heads); else item b / headsKv of kv head b % headsKv.
 template <int BM, int BN, bool KV_MAJOR = false>
 __device__ __forceinline__ BwdItem bwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
                                             int headsQ, int headsKv) {
   BwdItem w;
   int item;
-  if constexpr (KV_MAJOR) {
-    const unsigned items = gridDim.x / headsKv;
-    w.hk = blockIdx.x / items;
-    item = blockIdx.x % items;
-  } else {
-    w.hk = blockIdx.x % headsKv;
-    item = blockIdx.x / headsKv;
-  }
+  block_item_head<KV_MAJOR>(blockIdx.x, gridDim.x, headsKv, item, w.hk);
   const int sliceIdx = work[4 * item];
   w.n0 = work[4 * item + 1];
   w.qLo = work[4 * item + 2];
