@@ -185,48 +185,54 @@ test('CudaFfaBackward traceSteps: compiles the trace build, zeroes and reads its
   }
 });
 
-test('sm90 backward block order: FFA_BWD_SM90_ITEM_MAJOR builds the default entries item-major; kv-major without it', () => {
-  assert.match(source, /#ifndef FFA_BWD_SM90_ITEM_MAJOR\n#define FFA_BWD_SM90_ITEM_MAJOR 0\n#endif/);
-  assert.match(source, /constexpr bool kItemMajor = FFA_BWD_SM90_ITEM_MAJOR != 0;/);
-  assert.match(source, /: bwd_item<kBM, kBN, !kItemMajor>\(work, qRanges, kRanges, types, headsQ, headsKv\);/);
+test('sm90 backward block order: the default entries take kvMajorItems last and split the grid with it (bwd_item); the ordered entries and the mma.sync kernel run item-major', () => {
+  assert.match(source, /NAME\(FFA_BWD_SM90_PARAMS, int kvMajorItems\)/);
+  assert.match(source, /bwd_kernel<E, D, SOFTCAP>\(FFA_BWD_SM90_ARGS, kvMajorItems, nullptr, nullptr, 0\)/);
+  assert.match(source, /bwd_kernel<E, 128, SOFTCAP, true>\(FFA_BWD_SM90_ARGS, 0, ranks, locks, numLocks\)/);
+  assert.match(source, /: bwd_item<kBM, kBN>\(work, qRanges, kRanges, types, headsQ, headsKv, kvMajorItems\);/);
+  assert.doesNotMatch(source, /ITEM_MAJOR/, 'one module: the order is an argument');
+  assert.match(readFileSync(repoFile('src/kernels/cuda/ffa_bwd.cu'), 'utf8'), /bwd_item<BM, BN>\(work, qRanges, kRanges, types, headsQ, headsKv, 0\);/);
 });
 
-test('CudaFfaBackward block order: the item-major module compiled once on first use (with the trace define where traced); each problem picks per plan unless forced; bad values refused', () => {
+test('CudaFfaBackward block order: one default module; each problem picks kvMajorItems per plan unless forced; null on the mma.sync kernel; bad values refused', () => {
   const plain = fakeDevice([9, 0]);
   const bwd = new CudaFfaBackward(plain.device);
   assert.equal(bwd.blockOrder, 'auto');
   bwd.mainKernel('bfloat16', 128, false);
-  bwd.mainKernel('bfloat16', 128, false, 'kv-major');
-  assert.deepEqual(plain.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu'], 'kv-major is the default module');
-  bwd.mainKernel('bfloat16', 128, false, 'item-major');
-  bwd.mainKernel('float16', 64, true, 'item-major');
-  assert.deepEqual(plain.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu', 'ffa_bwd_sm90.cu']);
-  assert.deepEqual(plain.options[2], ['-DFFA_BWD_SM90_ITEM_MAJOR=1']);
-
-  const traced = fakeDevice([9, 0]);
-  new CudaFfaBackward(traced.device, { traceSteps: true }).mainKernel('bfloat16', 128, false, 'item-major');
-  assert.deepEqual(traced.options[2], ['-DFFA_BWD_SM90_ITEM_MAJOR=1', '-DFFA_BWD_SM90_TRACE']);
+  bwd.mainKernel('float16', 64, true);
+  assert.deepEqual(plain.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu']);
 
   const shape = (tokens: number) => ({ tokensQ: tokens, tokensK: tokens, headsQ: 64, headsKv: 8, dim: 128, dtype: 'bfloat16' as const });
-  assert.equal(bwd.prepare(shape(4096), causalMask(4096)).blockOrder, 'item-major');
-  assert.equal(bwd.prepare(shape(4096), fullMask(4096)).blockOrder, 'kv-major');
-  assert.equal(bwd.prepare(shape(16384), causalMask(16384)).blockOrder, 'kv-major');
-  const forced = new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: 'kv-major' });
-  assert.equal(forced.prepare(shape(4096), causalMask(4096)).blockOrder, 'kv-major');
+  const causal4k = bwd.prepare(shape(4096), causalMask(4096));
+  assert.ok(causal4k.kvMajorItems! > 0 && causal4k.kvMajorItems! < causal4k.defaultItems, `a split: ${causal4k.kvMajorItems} of ${causal4k.defaultItems}`);
+  const full4k = bwd.prepare(shape(4096), fullMask(4096));
+  assert.equal(full4k.kvMajorItems, full4k.defaultItems);
+  const causal16k = bwd.prepare(shape(16384), causalMask(16384));
+  assert.equal(causal16k.kvMajorItems, causal16k.defaultItems);
+  for (const [order, want] of [
+    ['kv-major', causal4k.defaultItems],
+    ['item-major', 0],
+    [{ kvMajorShare: 0.25 }, Math.round(0.25 * causal4k.defaultItems)],
+  ] as const) {
+    const forced = new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: order });
+    assert.equal(forced.prepare(shape(4096), causalMask(4096)).kvMajorItems, want, JSON.stringify(order));
+  }
   const mma = new CudaFfaBackward(fakeDevice([8, 0]).device);
-  assert.equal(mma.prepare(shape(4096), causalMask(4096)).blockOrder, null, 'the mma.sync kernel has no choice');
-  assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: 'head-major' as 'kv-major' }), InvalidArgumentError);
+  assert.equal(mma.prepare(shape(4096), causalMask(4096)).kvMajorItems, null, 'the mma.sync kernel has no choice');
+  for (const bad of ['head-major', { kvMajorShare: 2 }]) {
+    assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: bad as 'kv-major' }), InvalidArgumentError);
+  }
 });
 
-test("CudaFfaBackward qWalk 'down': the default module and its item-major twin built with FFA_BWD_SM90_WALK_DOWN, the ordered one without; refused on the mma.sync kernel and for other values", () => {
+test("CudaFfaBackward qWalk 'down': the default module built with FFA_BWD_SM90_WALK_DOWN, the ordered one without; refused on the mma.sync kernel and for other values", () => {
   assert.match(source, /#ifndef FFA_BWD_SM90_WALK_DOWN\n#define FFA_BWD_SM90_WALK_DOWN 0\n#endif/);
   assert.equal(source.match(/\(kWalkDown \? nQt - 1 - /g)?.length, 2, 'the producer and the consumers walk alike');
   const down = fakeDevice([9, 0]);
   const bwd = new CudaFfaBackward(down.device, { qWalk: 'down' });
   assert.equal(bwd.qWalk, 'down');
-  bwd.mainKernel('bfloat16', 128, false, 'item-major');
+  bwd.mainKernel('bfloat16', 128, false);
   bwd.sm90!.mainKernel('bf16', 128, false, 'ordered');
-  assert.deepEqual(down.options.slice(1), [['-DFFA_BWD_SM90_WALK_DOWN=1'], ['-DFFA_BWD_SM90_ITEM_MAJOR=1', '-DFFA_BWD_SM90_WALK_DOWN=1'], ['-DFFA_BWD_SM90_ORDERED']]);
+  assert.deepEqual(down.options.slice(1), [['-DFFA_BWD_SM90_WALK_DOWN=1'], ['-DFFA_BWD_SM90_ORDERED']]);
   assert.equal(new CudaFfaBackward(fakeDevice([9, 0]).device).qWalk, 'up');
   assert.throws(() => new CudaFfaBackward(fakeDevice([8, 0]).device, { qWalk: 'down' }), FfaCudaUnsupportedError);
   assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { qWalk: 'sideways' as 'up' }), InvalidArgumentError);

@@ -6,70 +6,133 @@
  * they give up the longest-first order across kv heads: the last kv heads' longest items start
  * last. Item-major blocks (item b / Hkv of kv head b % Hkv) keep it. On grids of many waves the
  * tail is a small share of the launch either way; on grids of ~2 waves with items of unequal
- * length (causal and short documents at 4k) it decides the launch.
+ * length (causal and short documents at 4k) it decides the launch: causal at 4k read 348 TFLOP/s
+ * kv-major against 404 item-major (two bench:kernel runs, 2026-12-03 06:40 and 2026-12-02 18:03
+ * UTC).
  *
- * The rule simulates both orders as the hardware hands out blocks (in index order, each to the
- * first SM that frees up; one block per SM, the kernel's shared memory) with each block's cost in
- * steps, and keeps kv-major unless its simulated makespan exceeds item-major's by
- * KV_MAJOR_TAIL_LIMIT. Measured (H200, 64:8 heads, bf16, bench:kernel's masks): in two bench:kernel
- * runs, item-major on 2026-12-02 18:03 UTC and kv-major on 2026-12-03 06:40, causal at 4k
- * (simulated kv / item 1.59) read 404 TFLOP/s item-major against 348 kv-major and varlen causal at
- * 4k (1.52) 231 against 210, while varlen causal at 8k (1.36) read 286 against 298 and causal at
- * 8k (1.23) 459 against 447; in one alternating A/B (2026-12-02 18:19) varlen causal at 16k (1.15)
- * read 352-357 against 400-406. The L2 gain outweighs a simulated tail of up to ~1.4x; the limit
- * rests on those runs and wants an A/B of both orders at 4k-8k.
+ * So the kernel takes a split (bwd_item, ffa_common.cuh): the first kvMajorItems items, the
+ * longest, kv-major, then the rest item-major. The rule simulates the grid as the hardware hands
+ * out blocks (in index order, each to the first SM that frees up; one block per SM, the kernel's
+ * shared memory) with each block's cost in steps, for tails of 0, 1/2, 1, ... 4 waves of
+ * item-major blocks (all item-major on grids of up to 4 waves), and keeps the shortest tail whose
+ * simulated makespan is within SPLIT_TOLERANCE of the best of them: as many blocks kv-major as
+ * the tail allows.
  */
 import type { FfaBackwardPlan } from './ffa-backward.js';
 
-export type BackwardBlockOrder = 'kv-major' | 'item-major';
-export const BACKWARD_BLOCK_ORDERS: readonly BackwardBlockOrder[] = ['kv-major', 'item-major'];
+/**
+ * A forced block order (CudaFfaBackward's blockOrder option; checks and A/B measurements):
+ * all kv-major, all item-major, or the first round(kvMajorShare x items) items kv-major.
+ */
+export type BackwardBlockOrder = 'kv-major' | 'item-major' | { readonly kvMajorShare: number };
 
-/** Kv-major stays unless its simulated makespan is this many times item-major's. */
-export const KV_MAJOR_TAIL_LIMIT = 1.4;
-/** Grids of at least this many waves skip the simulation (kv-major: the tail is at most ~1/waves of the launch). */
+/** Throws a RangeError unless `order` is a BackwardBlockOrder. */
+export function validateBlockOrder(order: BackwardBlockOrder): void {
+  if (order === 'kv-major' || order === 'item-major') return;
+  const share = typeof order === 'object' && order !== null ? order.kvMajorShare : undefined;
+  if (typeof share !== 'number' || !(share >= 0 && share <= 1)) {
+    throw new RangeError(`must be 'auto', 'kv-major', 'item-major' or { kvMajorShare } with a share in [0, 1], got ${JSON.stringify(order)}`);
+  }
+}
+
+/** The shortest item-major tail whose simulated makespan is at most this many times the best candidate's. */
+export const SPLIT_TOLERANCE = 1.02;
+/** The longest item-major tail the rule tries, in waves of blocks (the tail is what the last waves run; longer ones give up kv-major's L2 sharing on most of the grid). */
+export const MAX_TAIL_WAVES = 4;
+/** Grids of at least this many waves skip the simulation (all kv-major: the tail is at most ~1/waves of the launch). */
 export const ORDER_SIMULATION_MAX_WAVES = 16;
 /** A block's fixed cost beyond its steps (K / V loads, the first Q / dO tiles, the dK / dV epilogue), in steps. */
 export const BLOCK_OVERHEAD_STEPS = 2;
 
 /**
  * The makespan of blocks with `costs`, handed out in index order, each to the slot that frees up
- * first (ties: the lowest slot), on `slots` slots at once.
+ * first (ties: the lowest slot), on `slots` slots at once. A binary heap of (free time, slot):
+ * the rule runs it for up to ~30 tails of grids of up to 16 waves.
  */
 export function listScheduleMakespan(costs: ArrayLike<number>, slots: number): number {
   if (!(Number.isInteger(slots) && slots > 0)) throw new RangeError(`slots must be a positive integer, got ${slots}`);
-  const free = new Float64Array(Math.min(slots, costs.length));
+  const n = Math.min(slots, costs.length);
+  // (free time, slot) pairs in one array, a valid heap at the start: all free at 0, in slot order
+  const heap = new Float64Array(2 * n);
+  for (let i = 0; i < n; i++) heap[2 * i + 1] = i;
   let end = 0;
   for (let b = 0; b < costs.length; b++) {
-    let k = 0;
-    for (let i = 1; i < free.length; i++) if (free[i] < free[k]) k = i;
-    free[k] += costs[b];
-    if (free[k] > end) end = free[k];
+    const t = heap[0] + costs[b];
+    const s = heap[1];
+    if (t > end) end = t;
+    // sift (t, s) down from the root
+    let i = 0;
+    for (;;) {
+      let m = 2 * i + 1;
+      if (m >= n) break;
+      const r = m + 1;
+      if (r < n && (heap[2 * r] < heap[2 * m] || (heap[2 * r] === heap[2 * m] && heap[2 * r + 1] < heap[2 * m + 1]))) m = r;
+      if (heap[2 * m] > t || (heap[2 * m] === t && heap[2 * m + 1] > s)) break;
+      heap[2 * i] = heap[2 * m];
+      heap[2 * i + 1] = heap[2 * m + 1];
+      i = m;
+    }
+    heap[2 * i] = t;
+    heap[2 * i + 1] = s;
   }
   return end;
 }
 
-/** Each default-launch block's cost in steps, in the block order `order` (blocks = items x headsKv). */
-export function backwardBlockCosts(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, order: BackwardBlockOrder): Float64Array {
+/** Each item's cost in steps: G x its q steps + BLOCK_OVERHEAD_STEPS. */
+function itemCosts(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number): Float64Array {
   const g = headsQ / headsKv;
-  const items = plan.numWork;
-  const itemCost = new Float64Array(items);
-  for (let i = 0; i < items; i++) itemCost[i] = g * Math.ceil((plan.work[4 * i + 3] - plan.work[4 * i + 2]) / stepRows) + BLOCK_OVERHEAD_STEPS;
+  const cost = new Float64Array(plan.numWork);
+  for (let i = 0; i < plan.numWork; i++) cost[i] = g * Math.ceil((plan.work[4 * i + 3] - plan.work[4 * i + 2]) / stepRows) + BLOCK_OVERHEAD_STEPS;
+  return cost;
+}
+
+/**
+ * Each default-launch block's cost in steps, in the split order with the first `kvMajorItems`
+ * items kv-major (blocks = items x headsKv; bwd_item in ffa_common.cuh).
+ */
+export function backwardBlockCosts(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, kvMajorItems: number): Float64Array {
+  return splitCosts(itemCosts(plan, headsQ, headsKv, stepRows), headsKv, kvMajorItems);
+}
+
+function splitCosts(item: Float64Array, headsKv: number, kvMajorItems: number): Float64Array {
+  const items = item.length;
+  if (!(Number.isInteger(kvMajorItems) && kvMajorItems >= 0 && kvMajorItems <= items)) throw new RangeError(`kvMajorItems must be an integer in [0, ${items}], got ${kvMajorItems}`);
   const costs = new Float64Array(items * headsKv);
-  for (let b = 0; b < costs.length; b++) costs[b] = itemCost[order === 'kv-major' ? b % items : Math.floor(b / headsKv)];
+  const kvBlocks = kvMajorItems * headsKv;
+  for (let b = 0; b < costs.length; b++) costs[b] = item[b < kvBlocks ? b % kvMajorItems : kvMajorItems + Math.floor((b - kvBlocks) / headsKv)];
   return costs;
 }
 
-/** The simulated makespans of both orders on `smCount` SMs, in steps. */
-export function simulatedBackwardMakespans(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, smCount: number): Record<BackwardBlockOrder, number> {
-  return {
-    'kv-major': listScheduleMakespan(backwardBlockCosts(plan, headsQ, headsKv, stepRows, 'kv-major'), smCount),
-    'item-major': listScheduleMakespan(backwardBlockCosts(plan, headsQ, headsKv, stepRows, 'item-major'), smCount),
-  };
+/** The kvMajorItems of a forced order on `items` items. */
+export function kvMajorItemsOf(order: BackwardBlockOrder, items: number): number {
+  return order === 'kv-major' ? items : order === 'item-major' ? 0 : Math.round(order.kvMajorShare * items);
 }
 
-/** The block order the default launch of `plan` runs in (the rule of this file's header). */
-export function pickBackwardBlockOrder(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, smCount: number): BackwardBlockOrder {
-  if (plan.numWork * headsKv >= ORDER_SIMULATION_MAX_WAVES * smCount) return 'kv-major';
-  const m = simulatedBackwardMakespans(plan, headsQ, headsKv, stepRows, smCount);
-  return m['kv-major'] > KV_MAJOR_TAIL_LIMIT * m['item-major'] ? 'item-major' : 'kv-major';
+/**
+ * The simulated makespan, in steps on `smCount` SMs, of each candidate split: item-major tails of
+ * 0, 1/2, 1, ... waves of blocks up to MAX_TAIL_WAVES waves or all the items (kvMajorItems from all
+ * the items down).
+ */
+export function simulatedSplitMakespans(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, smCount: number): { kvMajorItems: number; makespan: number }[] {
+  const item = itemCosts(plan, headsQ, headsKv, stepRows);
+  const items = plan.numWork;
+  const step = Math.max(1, Math.round(smCount / (2 * headsKv))); // half a wave of blocks, in items
+  const maxTail = Math.min(items, Math.floor((MAX_TAIL_WAVES * smCount) / headsKv));
+  const tails: number[] = [];
+  for (let tail = 0; tail < maxTail; tail += step) tails.push(tail);
+  tails.push(maxTail);
+  return tails.map((tail) => ({ kvMajorItems: items - tail, makespan: listScheduleMakespan(splitCosts(item, headsKv, items - tail), smCount) }));
+}
+
+/** The default launch's kvMajorItems for `plan` (this file's header). */
+export function pickKvMajorItems(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, smCount: number): number {
+  if (plan.numWork * headsKv >= ORDER_SIMULATION_MAX_WAVES * smCount) return plan.numWork;
+  const c = simulatedSplitMakespans(plan, headsQ, headsKv, stepRows, smCount);
+  const best = Math.min(...c.map((x) => x.makespan));
+  return c.find((x) => x.makespan <= SPLIT_TOLERANCE * best)!.kvMajorItems;
+}
+
+/** How a launch's blocks run, in words: 'kv-major', 'item-major', or 'split K/N' (K of N items kv-major). */
+export function describeBlockOrder(kvMajorItems: number, items: number): string {
+  return kvMajorItems === items ? 'kv-major' : kvMajorItems === 0 ? 'item-major' : `split ${kvMajorItems}/${items}`;
 }

@@ -14,7 +14,6 @@ import type { DType } from '../../dtype.js';
 import { compileSm90Module, tokenMajorTensorMap } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { BWD_TRACE_SYMBOL, BWD_TRACE_WORDS } from './ffa-backward-trace.js';
-import type { BackwardBlockOrder } from './ffa-backward-order.js';
 
 export const FFA_BWD_SM90_BLOCK_N = 128;
 /** How the default entries walk each head's q tiles: from qLo up (the default), or from the last tile down (an experiment). */
@@ -50,10 +49,6 @@ export class Sm90BackwardMain {
 
   /** The ordered deterministic entry points (ffa_bwd_sm90.cu with -DFFA_BWD_SM90_ORDERED), compiled on first use. */
   private ordered: Module | null = null;
-  /** The default entries with item-major blocks (-DFFA_BWD_SM90_ITEM_MAJOR=1; ffa-backward-order.ts), compiled on first use. */
-  private itemMajor: Module | null = null;
-  /** The defines of the default entries' modules (trace, q walk); item-major adds its own. */
-  private readonly defines: readonly string[];
   /** The trace module's `ffa_bwd_trace` array, looked up on first use. */
   private traceGlobal: { ptr: CuDevicePtr; bytes: number } | null = null;
 
@@ -70,8 +65,8 @@ export class Sm90BackwardMain {
     readonly traced = false,
     readonly qWalk: BackwardQWalk = 'up',
   ) {
-    this.defines = [...(traced ? ['-DFFA_BWD_SM90_TRACE'] : []), ...(qWalk === 'down' ? ['-DFFA_BWD_SM90_WALK_DOWN=1'] : [])];
-    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, [...this.defines]);
+    const defines = [...(traced ? ['-DFFA_BWD_SM90_TRACE'] : []), ...(qWalk === 'down' ? ['-DFFA_BWD_SM90_WALK_DOWN=1'] : [])];
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, defines);
   }
 
   /** The trace array's address and size (checked against the layout ffa-backward-trace.ts decodes). */
@@ -107,28 +102,20 @@ export class Sm90BackwardMain {
   }
 
   /**
-   * The main kernel in one of three forms: 'kv-major' / 'item-major', the default entries with
-   * that block order (ffa-backward-order.ts); 'ordered', the ordered deterministic twin (head dim
-   * 128 only), which takes three more arguments (ranks, the tile counters, numLocks) and the work
-   * records of planOrderedBackward (ORDERED_RECORD ints each).
+   * The main kernel in one of two forms: 'default', the default entries (their last argument
+   * kvMajorItems, the grid's split order: ffa-backward-order.ts); 'ordered', the ordered
+   * deterministic twin (head dim 128 only), which takes three more arguments instead (ranks, the
+   * tile counters, numLocks) and the work records of planOrderedBackward (ORDERED_RECORD ints each).
    */
-  mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean, form: BackwardBlockOrder | 'ordered' = 'kv-major'): { kernel: Kernel; smemBytes: number } {
+  mainKernel(tag: 'bf16' | 'fp16', dim: number, softcap: boolean, form: 'default' | 'ordered' = 'default'): { kernel: Kernel; smemBytes: number } {
     const smemBytes = sm90BackwardSmemBytes(dim); // throws for a head dim the kernel lacks
     const ordered = form === 'ordered';
     if (ordered && dim !== ORDERED_HEAD_DIM) throw new FfaCudaUnsupportedError(`the ordered deterministic sm90 backward takes head dim ${ORDERED_HEAD_DIM} only, got ${dim}`);
     const name = `ffa_bwd_sm90_${ordered ? 'ordered_' : ''}${tag}_d${dim}${softcap ? '_softcap' : ''}`;
-    const kernel = this.formModule(form).kernel(name);
+    const module = ordered ? (this.ordered ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ORDERED'])) : this.module;
+    const kernel = module.kernel(name);
     kernel.setMaxDynamicSharedMemory(smemBytes);
     return { kernel, smemBytes };
-  }
-
-  private formModule(form: BackwardBlockOrder | 'ordered'): Module {
-    if (form === 'ordered') return (this.ordered ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ORDERED']));
-    if (form === 'item-major') {
-      // the default module's defines too, so that a traced launch stays traced and the q walk stays
-      return (this.itemMajor ??= compileSm90Module(this.device, 'ffa_bwd_sm90.cu', this.cacheDir, ['-DFFA_BWD_SM90_ITEM_MAJOR=1', ...this.defines]));
-    }
-    return this.module;
   }
 
   /** The fifth kernel argument: the TMA map of the fp32 dq accumulator [tokensQ, headsQ, dim] (boxes of 32 columns x 1 head x 64 rows, SW128). */

@@ -43,7 +43,7 @@ import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type Deterministi
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { BACKWARD_BLOCK_ORDERS, pickBackwardBlockOrder, type BackwardBlockOrder } from './ffa-backward-order.js';
+import { kvMajorItemsOf, pickKvMajorItems, validateBlockOrder, type BackwardBlockOrder } from './ffa-backward-order.js';
 
 /** Default: 8 warps, BN = 128 keys per block, BM = 64 q rows per inner step (4 warps / BN = 64 also verified; 8 was ~20% faster on an H200). */
 export const FFA_BWD_WARPS = 8;
@@ -236,7 +236,7 @@ export class CudaFfaBackward {
   readonly orderedWalk: OrderedWalk;
   /** Which items of the default launch's work list are cut into pieces (splitLongItems); null: none. */
   readonly qRangeCut: QRangeCut | null;
-  /** The Hopper kernel's block order in the default launch: 'auto' (per plan, pickBackwardBlockOrder) or forced. */
+  /** The Hopper kernel's block order in the default launch: 'auto' (per plan, pickKvMajorItems) or forced. */
   readonly blockOrder: BackwardBlockOrder | 'auto';
   /** How the Hopper kernel's default entries walk each head's q tiles ('up' unless asked). */
   readonly qWalk: BackwardQWalk;
@@ -258,8 +258,9 @@ export class CudaFfaBackward {
       qRangeCut?: QRangeCut | null;
       /**
        * The Hopper kernel's block order in the default launch (ffa-backward-order.ts): 'auto'
-       * (default) picks per plan; 'kv-major' / 'item-major' force one (checks and A/B
-       * measurements). Results are the same up to the order of the fp32 dQ additions.
+       * (default) picks a split per plan; 'kv-major', 'item-major' or { kvMajorShare } force one
+       * (checks and A/B measurements). Results are the same up to the order of the fp32 dQ
+       * additions.
        */
       blockOrder?: BackwardBlockOrder | 'auto';
       /**
@@ -286,8 +287,12 @@ export class CudaFfaBackward {
     this.qRangeCut = options.qRangeCut === undefined ? DEFAULT_Q_RANGE_CUT : options.qRangeCut;
     if (this.qRangeCut !== null) validateQRangeCut(this.qRangeCut);
     this.blockOrder = options.blockOrder ?? 'auto';
-    if (this.blockOrder !== 'auto' && !BACKWARD_BLOCK_ORDERS.includes(this.blockOrder)) {
-      throw new InvalidArgumentError('blockOrder', `must be 'auto' or one of ${BACKWARD_BLOCK_ORDERS.map((o) => `'${o}'`).join(', ')}`, `got ${JSON.stringify(this.blockOrder)}`);
+    if (this.blockOrder !== 'auto') {
+      try {
+        validateBlockOrder(this.blockOrder);
+      } catch (e) {
+        throw new InvalidArgumentError('blockOrder', (e as Error).message);
+      }
     }
     this.warps = options.warps ?? FFA_BWD_WARPS;
     if (![4, 8].includes(this.warps)) throw new FfaCudaUnsupportedError(`backward warps must be 4 or 8, got ${this.warps}`);
@@ -337,10 +342,10 @@ export class CudaFfaBackward {
     throw new FfaCudaUnsupportedError(`input dtype must be bfloat16 or float16, got ${dtype}`);
   }
 
-  /** The main kernel of head dim `dim`; `order`: the Hopper kernel's block order (the mma.sync kernel's is item-major). */
-  mainKernel(dtype: DType, dim: number, softcap: boolean, order: BackwardBlockOrder = 'kv-major'): { kernel: Kernel; smemBytes: number } {
+  /** The main kernel of head dim `dim` (the Hopper kernel's default entries take kvMajorItems last; the mma.sync kernel runs item-major). */
+  mainKernel(dtype: DType, dim: number, softcap: boolean): { kernel: Kernel; smemBytes: number } {
     const t = CudaFfaBackward.typeTag(dtype);
-    if (this.sm90 !== null && this.sm90.supports(dim)) return this.sm90.mainKernel(t, dim, softcap, order);
+    if (this.sm90 !== null && this.sm90.supports(dim)) return this.sm90.mainKernel(t, dim, softcap);
     if (!FFA_BWD_HEAD_DIMS.includes(dim)) throw new FfaCudaUnsupportedError(`head dim must be one of ${FFA_BWD_HEAD_DIMS.join(', ')}, got ${dim}`);
     const name = `ffa_bwd_${t}_d${dim}${softcap ? '_softcap' : ''}`;
     const kernel = this.module.kernel(name);
@@ -380,8 +385,8 @@ export class FfaBackwardProblem {
   private readonly work: DeviceBuffer;
   /** Items of the default launch's work list (this.work). */
   readonly defaultItems: number;
-  /** The Hopper kernel's block order in the default launch (the option, or pickBackwardBlockOrder); null on the mma.sync kernel. */
-  readonly blockOrder: BackwardBlockOrder | null;
+  /** The Hopper kernel's default launch: its first kvMajorItems items run kv-major, the rest item-major (the option, or pickKvMajorItems); null on the mma.sync kernel. */
+  readonly kvMajorItems: number | null;
   /** fp32 scratch: lseLog2 and Δ [Hq, Tq], dq [Tq, Hq, D], dk/dv [Tk, Hkv, D] */
   readonly lseLog2: DeviceBuffer;
   readonly delta: DeviceBuffer;
@@ -410,11 +415,11 @@ export class FfaBackwardProblem {
     const cut = owner.qRangeCut !== null ? splitLongItems(this.plan, slices, owner.qRangeCut, steps) : this.plan;
     this.defaultItems = cut.numWork;
     this.work = dev.upload(nonEmpty(cut.work));
-    this.blockOrder = !owner.usesSm90(shape.dim)
+    this.kvMajorItems = !owner.usesSm90(shape.dim)
       ? null
       : owner.blockOrder !== 'auto'
-        ? owner.blockOrder
-        : pickBackwardBlockOrder(cut, shape.headsQ, shape.headsKv, steps, dev.smCount);
+        ? kvMajorItemsOf(owner.blockOrder, cut.numWork)
+        : pickKvMajorItems(cut, shape.headsQ, shape.headsKv, steps, dev.smCount);
     const rows = shape.tokensQ * shape.headsQ;
     this.lseLog2 = dev.alloc(Math.max(4, rows * 4));
     this.delta = dev.alloc(Math.max(4, rows * 4));
@@ -513,9 +518,7 @@ export class FfaBackwardProblem {
     if (this.plan.numWork > 0 && headsKv > 0) {
       const useSoftcap = softcap > 0;
       const ordered = extras.deterministic === true && this.owner.deterministicScheduleAt(dim) === 'ordered';
-      // the picked block order in the default launch only: the grouped deterministic launches keep the default module's
-      const order = extras.deterministic !== true && this.blockOrder !== null ? this.blockOrder : 'kv-major';
-      const { kernel, smemBytes } = ordered ? this.owner.sm90!.mainKernel(t, dim, useSoftcap, 'ordered') : this.owner.mainKernel(this.shape.dtype, dim, useSoftcap, order);
+      const { kernel, smemBytes } = ordered ? this.owner.sm90!.mainKernel(t, dim, useSoftcap, 'ordered') : this.owner.mainKernel(this.shape.dtype, dim, useSoftcap);
       const unit = useSoftcap ? softcap : softmaxScale;
       const sm90 = this.owner.usesSm90(dim) ? this.owner.sm90 : null;
       const inputs = sm90 !== null ? sm90.inputArgs(b, this.shape.dtype, tokensQ, this.shape.tokensK, headsQ, headsKv, dim) : [ptr(b.q), ptr(b.k), ptr(b.v), ptr(b.dout)];
@@ -554,9 +557,10 @@ export class FfaBackwardProblem {
       } else if (extras.deterministic === true) {
         const det = this.deterministicWork();
         const g = det.plan.groups;
-        for (let i = 0; i < g.length; i += 2) mainLaunch(det.buffer.ptr + BigInt(g[i] * 16), g[i + 1]);
+        // the Hopper kernel's groups all kv-major (one group's items are of one length class anyway)
+        for (let i = 0; i < g.length; i += 2) mainLaunch(det.buffer.ptr + BigInt(g[i] * 16), g[i + 1], sm90 !== null ? [i32(g[i + 1])] : []);
       } else {
-        mainLaunch(this.work, this.defaultItems);
+        mainLaunch(this.work, this.defaultItems, sm90 !== null ? [i32(this.kvMajorItems!)] : []);
       }
     }
   }

@@ -152,7 +152,7 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
   const int t = lane & 3;
 
   // work item -> (slice, k tile [n0, n1), q rows [qLo, qHi), kv head): shared with ffa_bwd_sm90.cu
-  const BwdItem w = bwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv);
+  const BwdItem w = bwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv, 0);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 

@@ -39,19 +39,18 @@
 //               "Hopper backward schedule").
 //   epilogue  = dK·scale and dV into the fp32 dk / dv with red.add (several slices may share k
 //               rows).
-//   grid      = kv-head-major (bwd_item's KV_MAJOR, ffa_common.cuh): block b runs item b % items
-//               of kv head b / items, so that the blocks running at once work on one or two kv
-//               heads' q heads, whose Q, dO and dQ rows the L2 then holds for all of them (the
-//               mma.sync kernel and the ordered entries keep b / headsKv of kv head b % headsKv).
-//               H200, 64:8, bf16, against that order, two readings each in alternating
-//               processes: varlen causal +13.5% at 16k and +5.5% at 64k (short documents: the
-//               blocks of eight kv heads at once no longer share anything), full, varlen full and
-//               varlen block-causal +2-3% at 64k, the other rows within their spread
-//               (bench/kernel/README.md, "Backward: kv-head-major blocks"). But it gives up the
-//               longest-first order across kv heads, and on grids of ~2 waves (causal at 4k) the
-//               last kv heads' longest items then start last: -DFFA_BWD_SM90_ITEM_MAJOR=1 builds
-//               the default entries item-major again (a module of its own, compiled on first use),
-//               and the host picks per plan (ffa-backward-order.ts).
+//   grid      = one block per (item, kv head) in a split order (bwd_item, ffa_common.cuh): the
+//               first kvMajorItems items kv-head-major (block b runs item b % kvMajorItems of kv
+//               head b / kvMajorItems), so that the blocks running at once work on one or two kv
+//               heads' q heads, whose Q, dO and dQ rows the L2 then holds for all of them; the
+//               shortest items after them item-major (item b / headsKv of kv head b % headsKv),
+//               so that the last wave is not the last kv heads' longest items. All kv-major
+//               against all item-major (H200, 64:8, bf16, two readings each in alternating
+//               processes): varlen causal +13.5% at 16k and +5.5% at 64k, full, varlen full and
+//               varlen block-causal +2-3% at 64k (bench/kernel/README.md, "Backward: kv-head-major
+//               blocks"); but causal at 4k (a grid of ~2 waves) lost 14%. The host picks the
+//               split per plan (ffa-backward-order.ts); the ordered entries and the mma.sync
+//               kernel run item-major.
 //   registers = setmaxnreg: the producer drops to 24, the consumers rise to 240 (FlashAttention-3's
 //               split for two consumer warpgroups; 24 is the least setmaxnreg takes, 240 the most
 //               that fits 65,536 beside it). ptxas's "Used 168 registers" is only the launch cap:
@@ -106,11 +105,6 @@ using namespace ffa::sm90;
 
 constexpr int kBN = 128;  // keys per block (64 per consumer warpgroup)
 constexpr int kThreads = 384;
-#ifndef FFA_BWD_SM90_ITEM_MAJOR
-#define FFA_BWD_SM90_ITEM_MAJOR 0
-#endif
-// the default entries' block order (the header's "grid")
-constexpr bool kItemMajor = FFA_BWD_SM90_ITEM_MAJOR != 0;
 // An experiment (CudaFfaBackward option qWalk 'down'; bench/kernel/bwd-walk.ts): the default
 // entries walk each head's q tiles from the item's last tile down instead of from qLo up. Causal
 // items all end at the slice's last row, so the blocks running at once would read the same Q and
@@ -307,7 +301,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
                                            const int* __restrict__ qRanges, const int* __restrict__ kRanges,
                                            const int* __restrict__ types, const int* __restrict__ work, int headsQ,
                                            int headsKv, int tokensQ, float scaleLog2, float softmaxScale,
-                                           float softcapScale, const int* __restrict__ ranks, int* __restrict__ locks, int numLocks) {
+                                           float softcapScale, unsigned kvMajorItems, const int* __restrict__ ranks, int* __restrict__ locks,
+                                           int numLocks) {
   using L = Smem<kD>;
   constexpr int kBM = L::kBM;
   constexpr int HALVES = kD / 64;  // 64-column SW128 halves of Q, K, V and dO
@@ -339,7 +334,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
   OrderedItem oi{};
   const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, oi)
-                            : bwd_item<kBM, kBN, !kItemMajor>(work, qRanges, kRanges, types, headsQ, headsKv);
+                            : bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, kvMajorItems);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
 #ifdef FFA_BWD_SM90_TRACE
@@ -705,11 +700,13 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // numWorkItems * headsKv, dynamic smem Smem<D>::kRequest bytes. q / k / v / dout as TMA maps
 // (boxes of 64 columns x 1 head x blockM<D>() rows for q and dout, x 128 rows for k and v); the
 // fp32 dq accumulator as one too, in the place of the mma.sync kernel's dq pointer (boxes of 32
-// columns x 1 head x 64 rows, whatever D).
+// columns x 1 head x 64 rows, whatever D); last, kvMajorItems (0 to numWorkItems: the grid's
+// split order, bwd_item).
 // Compiled with -DFFA_BWD_SM90_ORDERED instead (a module of its own, compiled on the first
 // deterministic launch at head dim 128, so the default module's code does not change):
-// ffa_bwd_sm90_ordered_*_d128, the same arguments on the host's ordered work records (kOrderedRecord ints), then ranks, the tile counters
-// (int32 [Hq][numLocks], zero) and numLocks.
+// ffa_bwd_sm90_ordered_*_d128, the same arguments but kvMajorItems on the host's ordered work
+// records (kOrderedRecord ints), then ranks, the tile counters (int32 [Hq][numLocks], zero) and
+// numLocks.
 // Compiled with -DFFA_BWD_SM90_TRACE instead (a diagnostic module, CudaFfaBackward's traceSteps):
 // the same entry points, the head-dim-128 ones also writing the step trace (ffa_bwd_trace, above).
 
@@ -726,8 +723,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 
 #ifndef FFA_BWD_SM90_ORDERED
 #define FFA_BWD_SM90_ENTRY(NAME, E, D, SOFTCAP)                                                                          \
-  extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1) NAME(FFA_BWD_SM90_PARAMS) {                    \
-    ffa::sm90bwd::bwd_kernel<E, D, SOFTCAP>(FFA_BWD_SM90_ARGS, nullptr, nullptr, 0);                                      \
+  extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1) NAME(FFA_BWD_SM90_PARAMS, int kvMajorItems) {  \
+    ffa::sm90bwd::bwd_kernel<E, D, SOFTCAP>(FFA_BWD_SM90_ARGS, kvMajorItems, nullptr, nullptr, 0);                        \
   }
 
 FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_bf16_d128, ffa::Bf16, 128, false)
@@ -742,7 +739,7 @@ FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d64_softcap, ffa::Fp16, 64, true)
 #define FFA_BWD_SM90_ORDERED_ENTRY(NAME, E, SOFTCAP)                                                                     \
   extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
       NAME(FFA_BWD_SM90_PARAMS, const int* __restrict__ ranks, int* __restrict__ locks, int numLocks) {                  \
-    ffa::sm90bwd::bwd_kernel<E, 128, SOFTCAP, true>(FFA_BWD_SM90_ARGS, ranks, locks, numLocks);                           \
+    ffa::sm90bwd::bwd_kernel<E, 128, SOFTCAP, true>(FFA_BWD_SM90_ARGS, 0, ranks, locks, numLocks);                        \
   }
 
 FFA_BWD_SM90_ORDERED_ENTRY(ffa_bwd_sm90_ordered_bf16_d128, ffa::Bf16, false)

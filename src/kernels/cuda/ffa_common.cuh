@@ -256,20 +256,31 @@ __device__ __forceinline__ FwdItem fwd_item(const int* work, const int* qRanges,
   return fwd_item<BM, BN>(work, qRanges, kRanges, types, headsQ, headsKv, blockIdx.x, gridDim.x);
 }
 
-// Shared: both backwards run the same host work list of (slice, k-tile start, qLo, qHi); block b
-// runs item b / Hkv for kv head b % Hkv over G q heads x nQt q tiles of BM rows = nSteps steps.
+// Shared: both backwards run the same host work list of (slice, k-tile start, qLo, qHi), one block
+// per (item, kv head) (bwd_item says in which order) over G q heads x nQt q tiles of BM rows =
+// nSteps steps.
 struct BwdItem {
   Slice sl;
   int hk, n0, n1, qLo, qHi, G, nQt, nSteps;
 };
-// KV_MAJOR: block_item_head's head-major order over the kv heads (the blocks running at once share
-// kv heads, and so q heads); else item b / headsKv of kv head b % headsKv.
-template <int BM, int BN, bool KV_MAJOR = false>
+// The backward's blocks in a split order: the first `kvMajorItems` items (the longest: the host
+// sorts them longest first) kv-head-major (block_item_head's head-major order over blocks
+// [0, kvMajorItems x headsKv): the blocks running at once share kv heads, and so q heads' rows in
+// the L2), the rest item-major after them (item kvMajorItems + b / headsKv of kv head b % headsKv,
+// longest first across kv heads, so that the grid's tail is short). kvMajorItems = items: all
+// kv-major; 0: all item-major (a literal 0 compiles to item-major alone).
+template <int BM, int BN>
 __device__ __forceinline__ BwdItem bwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
-                                            int headsQ, int headsKv) {
+                                            int headsQ, int headsKv, unsigned kvMajorItems) {
   BwdItem w;
   int item;
-  block_item_head<KV_MAJOR>(blockIdx.x, gridDim.x, headsKv, item, w.hk);
+  const unsigned kvMajorBlocks = kvMajorItems * headsKv;
+  if (blockIdx.x < kvMajorBlocks) {
+    block_item_head<true>(blockIdx.x, kvMajorBlocks, headsKv, item, w.hk);
+  } else {
+    block_item_head<false>(blockIdx.x - kvMajorBlocks, gridDim.x - kvMajorBlocks, headsKv, item, w.hk);
+    item += kvMajorItems;
+  }
   const int sliceIdx = work[4 * item];
   w.n0 = work[4 * item + 1];
   w.qLo = work[4 * item + 2];
