@@ -44,8 +44,6 @@ check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_PERSISTENT=1
 check src/kernels/cuda/ffa_fwd_sm90.cu -DFFA_SM90_FWD_BN=176
 # the Hopper backward's ordered deterministic entry points (a module of their own at run time)
 check src/kernels/cuda/ffa_bwd_sm90.cu -DFFA_BWD_SM90_ORDERED=1
-# the Hopper backward's q walk from the last tile down (an experiment: CudaFfaBackward qWalk 'down')
-check src/kernels/cuda/ffa_bwd_sm90.cu -DFFA_BWD_SM90_WALK_DOWN=1
 # the Hopper backward's step-trace build (a diagnostic module: bench/kernel/bwd-trace.ts); it must
 # not serialize the wgmma, or its timeline would describe another schedule (its one 4-byte spill
 # at head dim 128 is printed here and described in ffa_bwd_sm90.cu's trace note)

@@ -201,6 +201,7 @@ test('CudaFfaBackward block order: one default module; each problem picks kvMajo
   bwd.mainKernel('bfloat16', 128, false);
   bwd.mainKernel('float16', 64, true);
   assert.deepEqual(plain.compiled, ['ffa_bwd.cu', 'ffa_bwd_sm90.cu']);
+  assert.deepEqual(plain.options[1], [], 'the default module: no defines');
 
   const shape = (tokens: number) => ({ tokensQ: tokens, tokensK: tokens, headsQ: 64, headsKv: 8, dim: 128, dtype: 'bfloat16' as const });
   const causal4k = bwd.prepare(shape(4096), causalMask(4096));
@@ -222,18 +223,4 @@ test('CudaFfaBackward block order: one default module; each problem picks kvMajo
   for (const bad of ['head-major', { kvMajorShare: 2 }]) {
     assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: bad as 'kv-major' }), InvalidArgumentError);
   }
-});
-
-test("CudaFfaBackward qWalk 'down': the default module built with FFA_BWD_SM90_WALK_DOWN, the ordered one without; refused on the mma.sync kernel and for other values", () => {
-  assert.match(source, /#ifndef FFA_BWD_SM90_WALK_DOWN\n#define FFA_BWD_SM90_WALK_DOWN 0\n#endif/);
-  assert.equal(source.match(/\(kWalkDown \? nQt - 1 - /g)?.length, 2, 'the producer and the consumers walk alike');
-  const down = fakeDevice([9, 0]);
-  const bwd = new CudaFfaBackward(down.device, { qWalk: 'down' });
-  assert.equal(bwd.qWalk, 'down');
-  bwd.mainKernel('bfloat16', 128, false);
-  bwd.sm90!.mainKernel('bf16', 128, false, 'ordered');
-  assert.deepEqual(down.options.slice(1), [['-DFFA_BWD_SM90_WALK_DOWN=1'], ['-DFFA_BWD_SM90_ORDERED']]);
-  assert.equal(new CudaFfaBackward(fakeDevice([9, 0]).device).qWalk, 'up');
-  assert.throws(() => new CudaFfaBackward(fakeDevice([8, 0]).device, { qWalk: 'down' }), FfaCudaUnsupportedError);
-  assert.throws(() => new CudaFfaBackward(fakeDevice([9, 0]).device, { qWalk: 'sideways' as 'up' }), InvalidArgumentError);
 });

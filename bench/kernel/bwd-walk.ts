@@ -15,8 +15,6 @@
  *   item-major  cut, the blocks item-major whatever the plan
  *   s<P>        cut, the longest P% of the items kv-major, the rest item-major (blockOrder
  *               { kvMajorShare: P / 100 })
- *   down        cut, each head's q tiles walked from the item's last tile down (qWalk 'down', an
- *               experiment: ffa_bwd_sm90.cu, FFA_BWD_SM90_WALK_DOWN)
  * Each row records the block order each variant's plan runs in.
  * Per (seqlen, mask) the variants in order, then the first one again (the drift within the run),
  * each the whole backward (pre-pass, zeroing, main kernel, conversions) timed by timing.ts
@@ -40,19 +38,19 @@ const HQ = 64;
 const HKV = 8;
 const DIM = 128;
 
-const VARIANT_RE = /^(uncut|cut|c\d+|kv-major|item-major|s\d+|down)$/;
+const VARIANT_RE = /^(uncut|cut|c\d+|kv-major|item-major|s\d+)$/;
 const program = new Command()
   .name('bwd-walk')
   .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-walk.json`)
   .option('--seqlens <list>', 'tokens', (v: string) => v.split(',').map(Number), [16384, 32768, 65536])
   .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), ['full', 'causal', 'varlen_causal', 'sw_causal'] as MaskName[])
-  .option('--variants <list>', 'uncut, cut, c<N>, kv-major, item-major, s<P>, down', (v: string) => v.split(','), ['uncut', 'cut'])
+  .option('--variants <list>', 'uncut, cut, c<N>, kv-major, item-major, s<P>', (v: string) => v.split(','), ['uncut', 'cut'])
   .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
   .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
   .option('--verify-seqlen <n>', 'seqlen at which every variant is checked against the first', intAtLeast(0), 16384)
   .parse();
 const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; variants: string[]; iters: number; warmup: number; verifySeqlen: number }>();
-for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, c<N>, kv-major, item-major, s<P>, down)`);
+for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, c<N>, kv-major, item-major, s<P>)`);
 for (const n of opts.seqlens) if (!Number.isInteger(n) || n < 1024) throw new Error(`--seqlens: ${n} is not an integer >= 1024`);
 
 interface Row {
@@ -80,7 +78,7 @@ async function main(): Promise<number> {
     const qRangeCut = c !== null ? { pieceRows: Number(c[1]), longerThan: 0, fullSlicesOnly: false } : v === 'uncut' ? null : DEFAULT_Q_RANGE_CUT;
     const share = /^s(\d+)$/.exec(v);
     const blockOrder = v === 'kv-major' || v === 'item-major' ? v : share !== null ? { kvMajorShare: Number(share[1]) / 100 } : 'auto';
-    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut, blockOrder, qWalk: v === 'down' ? 'down' : 'up' }));
+    kernels.set(v, new CudaFfaBackward(dev, { qRangeCut, blockOrder }));
   }
   kernels.set(again, kernels.get(opts.variants[0])!);
   if (!kernels.get(again)!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');

@@ -186,17 +186,17 @@ const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w, determ
 // (and one more Hopper one: work items cut at every 256 q rows, so that the cases run through
 // splitLongItems' pieces as long full slices do, half the items kv-major and half item-major, so
 // that every case runs both halves of the split order (the small cases' plans mostly pick all
-// kv-major, ffa-backward-order.ts), and with the q tiles walked down, the experiment of qWalk 'down')
+// kv-major, ffa-backward-order.ts))
 const CUT_256: QRangeCut = { pieceRows: 256, longerThan: 0, fullSlicesOnly: false };
 const bwds = defaults.flatMap((b) =>
   b.sm90 !== null
-    ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' }), new CudaFfaBackward(dev, { warps: b.warps, qRangeCut: CUT_256, blockOrder: { kvMajorShare: 0.5 }, qWalk: 'down' })]
+    ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' }), new CudaFfaBackward(dev, { warps: b.warps, qRangeCut: CUT_256, blockOrder: { kvMajorShare: 0.5 } })]
     : [b],
 );
 console.log(`nvrtc compile + load ffa_fwd.cu and ffa_bwd.cu (${bwds.length} configs): ${(performance.now() - t0).toFixed(0)} ms`);
 /** `sm90 8 warps` / `mma 4 warps`: which main kernel a backward runs at head dim `dim`. */
 const kernelLabel = (b: CudaFfaBackward, dim = 128): string =>
-  `${b.usesSm90(dim) ? 'sm90' : 'mma'} ${b.warps} warps${b.qRangeCut === CUT_256 ? ', q ranges cut at 256 rows' : ''}${b.blockOrder !== 'auto' && b.usesSm90(dim) ? `, block order ${JSON.stringify(b.blockOrder)}` : ''}${b.qWalk === 'down' && b.usesSm90(dim) ? ', q walk down' : ''}`;
+  `${b.usesSm90(dim) ? 'sm90' : 'mma'} ${b.warps} warps${b.qRangeCut === CUT_256 ? ', q ranges cut at 256 rows' : ''}${b.blockOrder !== 'auto' && b.usesSm90(dim) ? `, block order ${JSON.stringify(b.blockOrder)}` : ''}`;
 for (const b of bwds) {
   for (const name of ['ffa_bwd_bf16_d128', 'ffa_bwd_bf16_d128_softcap', 'ffa_bwd_bf16_d64', 'ffa_bwd_pre_bf16_d128']) {
     const kern = b.module.kernel(name);

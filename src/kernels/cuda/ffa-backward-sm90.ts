@@ -16,8 +16,6 @@ import { FfaCudaUnsupportedError } from './unsupported.js';
 import { BWD_TRACE_SYMBOL, BWD_TRACE_WORDS } from './ffa-backward-trace.js';
 
 export const FFA_BWD_SM90_BLOCK_N = 128;
-/** How the default entries walk each head's q tiles: from qLo up (the default), or from the last tile down (an experiment). */
-export type BackwardQWalk = 'up' | 'down';
 export const FFA_BWD_SM90_HEAD_DIMS: readonly number[] = [64, 128];
 export const FFA_BWD_SM90_THREADS = 384;
 /** Rows of one dQ reduce-add box: a consumer warpgroup's 64 x 64 dQ block, whatever the head dim. */
@@ -55,18 +53,14 @@ export class Sm90BackwardMain {
   /**
    * `traced`: a diagnostic. `module` is then the step-trace build (-DFFA_BWD_SM90_TRACE:
    * ffa-backward-trace.ts), whose head-dim-128 default entries also write clocks at the phase
-   * boundaries of a sample of blocks' steps; the ordered entry points stay untraced. `qWalk`
-   * 'down': the default entries walk each head's q tiles from the last one down
-   * (-DFFA_BWD_SM90_WALK_DOWN=1, an experiment: ffa_bwd_sm90.cu says why).
+   * boundaries of a sample of blocks' steps; the ordered entry points stay untraced.
    */
   constructor(
     readonly device: CudaDevice,
     private readonly cacheDir?: string,
     readonly traced = false,
-    readonly qWalk: BackwardQWalk = 'up',
   ) {
-    const defines = [...(traced ? ['-DFFA_BWD_SM90_TRACE'] : []), ...(qWalk === 'down' ? ['-DFFA_BWD_SM90_WALK_DOWN=1'] : [])];
-    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, defines);
+    this.module = compileSm90Module(device, 'ffa_bwd_sm90.cu', cacheDir, traced ? ['-DFFA_BWD_SM90_TRACE'] : []);
   }
 
   /** The trace array's address and size (checked against the layout ffa-backward-trace.ts decodes). */

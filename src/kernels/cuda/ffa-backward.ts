@@ -38,7 +38,7 @@ import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, plannedSlice, type FfaForwardShape, type GroupedWork } from './ffa-forward.js';
-import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM, type BackwardQWalk } from './ffa-backward-sm90.js';
+import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
 import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan, type OrderedWalk } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
@@ -238,8 +238,6 @@ export class CudaFfaBackward {
   readonly qRangeCut: QRangeCut | null;
   /** The Hopper kernel's block order in the default launch: 'auto' (per plan, pickKvMajorItems) or forced. */
   readonly blockOrder: BackwardBlockOrder | 'auto';
-  /** How the Hopper kernel's default entries walk each head's q tiles ('up' unless asked). */
-  readonly qWalk: BackwardQWalk;
 
   constructor(
     readonly device: CudaDevice,
@@ -263,13 +261,6 @@ export class CudaFfaBackward {
        * additions.
        */
       blockOrder?: BackwardBlockOrder | 'auto';
-      /**
-       * An experiment for bench/kernel/bwd-walk.ts: 'down' has the Hopper kernel's default entries
-       * walk each head's q tiles from the item's last tile down (ffa_bwd_sm90.cu,
-       * FFA_BWD_SM90_WALK_DOWN); 'up' (default) from its first. Results are the same up to the
-       * order of the fp32 dQ additions. Needs the Hopper kernel.
-       */
-      qWalk?: BackwardQWalk;
       /**
        * A diagnostic (bench/kernel/bwd-trace.ts), off by default: the Hopper kernel is compiled
        * as its step-trace build (ffa-backward-trace.ts), which records clocks at the phase
@@ -301,14 +292,11 @@ export class CudaFfaBackward {
     const useSm90 = kind === 'sm90' || (kind === 'auto' && this.warps === FFA_BWD_WARPS && sm90Available(device));
     if (useSm90 && this.blockN !== 128) throw new FfaCudaUnsupportedError('the sm90 backward works on 128-key tiles: use 8 warps');
     if (options.traceSteps === true && !useSm90) throw new FfaCudaUnsupportedError('traceSteps traces the Hopper backward, which this device or these options do not use');
-    this.qWalk = options.qWalk ?? 'up';
-    if (this.qWalk !== 'up' && this.qWalk !== 'down') throw new InvalidArgumentError('qWalk', "must be 'up' or 'down'", `got ${JSON.stringify(this.qWalk)}`);
-    if (this.qWalk === 'down' && !useSm90) throw new FfaCudaUnsupportedError("qWalk 'down' is an option of the Hopper backward, which this device or these options do not use");
     const opts: { name: string; cacheDir?: string; options: string[] } = { name: 'ffa_bwd.cu', options: [`-DFFA_BWD_NWARPS=${this.warps}`] };
     if (options.cacheDir !== undefined) opts.cacheDir = options.cacheDir;
     // always loaded: the pre-pass, dsink and conversions live here (and the main kernels of any head dim the Hopper one lacks)
     this.module = device.compile(ffaBackwardSource(), opts);
-    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir, options.traceSteps === true, this.qWalk) : null;
+    this.sm90 = useSm90 ? new Sm90BackwardMain(device, options.cacheDir, options.traceSteps === true) : null;
   }
 
   /** The step trace of the last traced launch (option traceSteps; decode with ffa-backward-trace.ts). */

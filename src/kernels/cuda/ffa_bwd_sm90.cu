@@ -105,16 +105,6 @@ using namespace ffa::sm90;
 
 constexpr int kBN = 128;  // keys per block (64 per consumer warpgroup)
 constexpr int kThreads = 384;
-// An experiment (CudaFfaBackward option qWalk 'down'; bench/kernel/bwd-walk.ts): the default
-// entries walk each head's q tiles from the item's last tile down instead of from qLo up. Causal
-// items all end at the slice's last row, so the blocks running at once would read the same Q and
-// dO rows at their first head's start instead of rows spread over the whole sequence (at 16k
-// causal ~132 items x 8 q heads of Q, dO and fp32 dQ rows, ~128 MB against a 50 MB L2). The
-// ordered entries keep their own walk.
-#ifndef FFA_BWD_SM90_WALK_DOWN
-#define FFA_BWD_SM90_WALK_DOWN 0
-#endif
-constexpr bool kWalkDown = FFA_BWD_SM90_WALK_DOWN != 0;
 // q rows per step: 64 at head dim 128; 128 at head dim 64, where dK and dV take half the
 // registers (FlashAttention-3's backward tiles for head dim 64 are 128 x 128 too). A consumer
 // warpgroup's dQ is then always a 64 x 64 block of the step's [kBM][D] tile: head-dim columns
@@ -362,9 +352,8 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   }
   __syncthreads();
 
-  // A step's q head and first row: head s / nQt and the (s % nQt)-th tile from qLo (kWalkDown:
-  // from the last tile down), or ORDERED the walk's tile and head (StepWalk), which it then
-  // advances.
+  // A step's q head and first row: head s / nQt and the (s % nQt)-th tile from qLo, or ORDERED
+  // the walk's tile and head (StepWalk), which it then advances.
   const auto step_at = [&](int s, StepWalk& wk, int& h, int& m0) {
     if constexpr (ORDERED) {
       h = hk * G + wk.hh;
@@ -372,7 +361,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       wk.next(G, nQt, oi.outer);
     } else {
       h = hk * G + s / nQt;
-      m0 = qLo + (kWalkDown ? nQt - 1 - s % nQt : s % nQt) * kBM;
+      m0 = qLo + (s % nQt) * kBM;
     }
   };
 
@@ -558,7 +547,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
       m0 = oi.mFirst + oi.dir * kBM * wk.k;
       wk.next(G, nQt, oi.outer);
     } else {
-      m0 = qLo + (kWalkDown ? nQt - 1 - qt : qt) * kBM;
+      m0 = qLo + qt * kBM;
       if (++qt == nQt) qt = 0;
     }
     const int m1 = min(m0 + kBM, qHi);
