@@ -101,6 +101,9 @@ test('bwd trace: per-phase median, mean and share per warpgroup; first steps ski
     Array.from({ length: BWD_TRACE.events }, (_, e) => [20 * (e + 1), 20 * (e + 1)]),
   );
   assert.equal(wg1.stepMedian, 1820);
+  // after the 256 recorded steps of block 0: the 500 cycles to the epilogue's end over its 1,744 later steps; block 64 has none
+  assert.ok(Math.abs(wg0.laterStepMean - 500 / 1744) < 1e-12, `${wg0.laterStepMean}`);
+  assert.ok(Number.isNaN(wg1.laterStepMean));
   // skipping more steps: one fewer step each; skipFirst 0 would reach before the first step
   const [a, b] = bwdTraceStats(syntheticTrace(), 3);
   assert.equal(a.steps, 253);

@@ -142,7 +142,7 @@ function printMask(r: Row): void {
   const st = r.stats!;
   console.log(
     `\n${r.mask} S=${r.seqlen}: backward ${r.ms!.toFixed(2)} ms (${r.tflops!.toFixed(0)} TFLOP/s), trace build ${r.msTraced!.toFixed(2)} ms (${(r.msTraced! / r.ms!).toFixed(3)}x); ` +
-      st.map((s) => `wg${s.warpgroup + 1}: ${s.blocks} blocks, ${s.steps} steps, step median ${cyc(s.stepMedian)} / mean ${cyc(s.stepMean)} cycles, block ${cyc(s.blockCyclesMedian)} cycles`).join('; '),
+      st.map((s) => `wg${s.warpgroup + 1}: ${s.blocks} blocks, ${s.steps} steps, step median ${cyc(s.stepMedian)} / mean ${cyc(s.stepMean)} cycles, later steps ${cyc(s.laterStepMean)} cycles each (epilogue included), block ${cyc(s.blockCyclesMedian)} cycles`).join('; '),
   );
   const header = ['phase (ends at)', ...st.flatMap((s) => [`wg${s.warpgroup + 1} median`, `wg${s.warpgroup + 1} mean`, `wg${s.warpgroup + 1} share`])];
   const body = st[0].phases.map((_, e) => [st[0].phases[e].phase, ...st.flatMap((s) => [cyc(s.phases[e].median), cyc(s.phases[e].mean), pct(s.phases[e].share)])]);

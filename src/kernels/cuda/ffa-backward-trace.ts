@@ -53,6 +53,8 @@ export interface BwdTraceRecord {
   nSteps: number;
   /** Cycles from kernel start to the end of the epilogue, for this warpgroup. */
   cycles: number;
+  /** Cycles from kernel start to the last recorded step's last clock (0 when none was recorded). */
+  recordedCycles: number;
   /** events clocks per recorded step (a view of the trace). */
   clocks: Uint32Array;
 }
@@ -67,7 +69,8 @@ export function decodeBwdTrace(words: Uint32Array): BwdTraceRecord[] {
     const nSteps = words[at + 1];
     const recorded = Math.min(nSteps, BWD_TRACE.steps);
     const clocks = words.subarray(at + BWD_TRACE.header, at + BWD_TRACE.header + recorded * BWD_TRACE.events);
-    out.push({ block: words[at] - 1, warpgroup: (r % 2) as 0 | 1, nSteps, cycles: (words[at + 3] - words[at + 2]) >>> 0, clocks });
+    const recordedCycles = recorded > 0 ? (clocks[clocks.length - 1] - words[at + 2]) >>> 0 : 0;
+    out.push({ block: words[at] - 1, warpgroup: (r % 2) as 0 | 1, nSteps, cycles: (words[at + 3] - words[at + 2]) >>> 0, recordedCycles, clocks });
   }
   return out;
 }
@@ -91,6 +94,12 @@ export interface BwdTraceStats {
   stepMean: number;
   /** Median over the records of kernel start to end of epilogue. */
   blockCyclesMedian: number;
+  /**
+   * Median over the records with steps past the recorded ones of the cycles after the last
+   * recorded step (the later steps and the epilogue) per later step: whether the steps the trace
+   * does not sample run as fast as those it does (NaN: no record has later steps).
+   */
+  laterStepMean: number;
 }
 
 const mean = (xs: number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
@@ -129,6 +138,7 @@ export function bwdTraceStats(words: Uint32Array, skipFirst = 2): BwdTraceStats[
       stepMedian: median(step),
       stepMean,
       blockCyclesMedian: median(mine.map((r) => r.cycles)),
+      laterStepMean: median(mine.filter((r) => r.nSteps > BWD_TRACE.steps).map((r) => (r.cycles - r.recordedCycles) / (r.nSteps - BWD_TRACE.steps))),
     };
   });
 }
