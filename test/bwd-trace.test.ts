@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { BWD_TRACE, BWD_TRACE_PHASES, BWD_TRACE_RECORD, BWD_TRACE_WORDS, bwdTraceStats, decodeBwdTrace } from '../src/kernels/cuda/ffa-backward-trace.js';
+import { BWD_TRACE, BWD_TRACE_PHASES, BWD_TRACE_RECORD, BWD_TRACE_TIMELINE, BWD_TRACE_WORDS, bwdBlockTimeline, bwdTraceStats, decodeBwdTrace } from '../src/kernels/cuda/ffa-backward-trace.js';
 import { InvalidArgumentError, ShapeError } from '../src/errors.js';
 import { repoFile } from './util/paths.js';
 
@@ -25,7 +25,11 @@ test('bwd trace: the host layout is the kernel one (kTrace* constants, the array
   assert.equal(constant('kTraceSteps'), BWD_TRACE.steps);
   assert.equal(constant('kTraceEvents'), BWD_TRACE.events);
   assert.equal(constant('kTraceHeader'), BWD_TRACE.header);
-  assert.match(source, /__device__ unsigned ffa_bwd_trace\[ffa::sm90bwd::kTraceBlocks \* 2 \* ffa::sm90bwd::kTraceRecord\];/);
+  assert.equal(constant('kTraceGridMax'), BWD_TRACE.gridMax);
+  assert.match(source, /constexpr int kTraceTimeline = kTraceBlocks \* 2 \* kTraceRecord;/);
+  assert.equal(BWD_TRACE_TIMELINE, BWD_TRACE.blocks * 2 * BWD_TRACE_RECORD);
+  assert.match(source, /__device__ unsigned ffa_bwd_trace\[ffa::sm90bwd::kTraceTimeline \+ 4 \* ffa::sm90bwd::kTraceGridMax\];/);
+  assert.equal(BWD_TRACE_WORDS, BWD_TRACE_TIMELINE + 4 * BWD_TRACE.gridMax);
   const marks = [...source.matchAll(/FFA_BWD_TRACE\((\d+)\)/g)].map((m) => Number(m[1]));
   assert.deepEqual(marks, Array.from({ length: BWD_TRACE.events }, (_, e) => e), 'FFA_BWD_TRACE(0..events-1), each once, in source order');
   assert.equal(BWD_TRACE_PHASES.length, BWD_TRACE.events);
@@ -116,4 +120,35 @@ test('bwd trace: an empty trace gives no steps and NaN figures, not zeros', () =
   assert.equal(wg0.blocks, 0);
   assert.equal(wg0.steps, 0);
   assert.ok(Number.isNaN(wg0.stepMedian) && Number.isNaN(wg0.phases[0].mean));
+});
+
+test('bwd trace: the block timeline per SM: busy time, the wait for the grid end, gaps between blocks, cycles per step by block length', () => {
+  const words = new Uint32Array(BWD_TRACE_WORDS);
+  const put = (b: number, sm: number, start: number, end: number, steps: number): void => {
+    const at = BWD_TRACE_TIMELINE + 4 * b;
+    words.set([sm + 1, start >>> 0, end >>> 0, steps], at);
+  };
+  // SM 0: blocks 0 (0..1000, 100 steps) and 2 (1000..2000, 100 steps): busy 2000 of 2000
+  put(0, 0, 5000, 6000, 100);
+  put(2, 0, 6000, 7000, 100);
+  // SM 1 (its own clock, wrapping past 2^32): block 1 for 1200 cycles (10 steps), a 100-cycle gap, block 3 for 300 (10 steps): span 1600, busy 1500
+  put(1, 1, 2 ** 32 - 600, 600, 10);
+  put(3, 1, 700, 1000, 10);
+  const t = bwdBlockTimeline(words);
+  assert.equal(t.blocks, 4);
+  assert.equal(t.sms, 2);
+  assert.equal(t.spanMax, 2000);
+  assert.equal(t.spanMean, 1800);
+  assert.equal(t.busyMean, 1750);
+  assert.ok(Math.abs(t.idleShare - (1 - 1750 / 2000)) < 1e-12);
+  assert.ok(Math.abs(t.tailShare - (1 - 1800 / 2000)) < 1e-12);
+  assert.ok(Math.abs(t.gapShare - (0 + 100 / 2000) / 2) < 1e-12);
+  assert.deepEqual(t.bySteps, [
+    { steps: '1-32', blocks: 2, cyclesPerStep: 1500 / 20 },
+    { steps: '33-128', blocks: 2, cyclesPerStep: 2000 / 200 },
+  ]);
+  const none = bwdBlockTimeline(new Uint32Array(BWD_TRACE_WORDS));
+  assert.equal(none.blocks, 0);
+  assert.ok(Number.isNaN(none.idleShare));
+  assert.throws(() => bwdBlockTimeline(new Uint32Array(10)), ShapeError);
 });

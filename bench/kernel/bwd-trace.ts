@@ -32,7 +32,7 @@ import { SCRATCH_RESULTS_DIR } from '../output.js';
 import { backwardSums, backwardTflops, benchShape, exitWith, forwardInto, openBackwardBench, sumsAgree } from './bwd-bench.js';
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
-import { BWD_TRACE, bwdTraceStats, decodeBwdTrace, type BwdTraceStats } from '../../src/kernels/cuda/ffa-backward-trace.js';
+import { BWD_TRACE, bwdBlockTimeline, bwdTraceStats, decodeBwdTrace, type BwdBlockTimeline, type BwdTraceStats } from '../../src/kernels/cuda/ffa-backward-trace.js';
 
 const HQ = 64;
 const HKV = 8;
@@ -63,6 +63,8 @@ interface Row {
   records?: number;
   expectedRecords?: number;
   stats?: BwdTraceStats[];
+  /** How the blocks filled the SMs (the first BWD_TRACE.gridMax blocks). */
+  timeline?: BwdBlockTimeline;
   verify?: string;
   verifyOk?: boolean;
   error?: string;
@@ -109,10 +111,12 @@ async function main(): Promise<number> {
       pTraced.launch(bufs, scale);
       const words = traced.downloadTrace();
       row.records = decodeBwdTrace(words).length;
+      row.timeline = bwdBlockTimeline(words);
       if (opts.verify) {
         const recOk = row.records === row.expectedRecords;
-        ok &&= recOk;
-        row.verify += `; ${row.records} of ${row.expectedRecords} records${recOk ? '' : ' BAD'}`;
+        const tlOk = row.timeline.blocks === Math.min(grid, BWD_TRACE.gridMax);
+        ok &&= recOk && tlOk;
+        row.verify += `; ${row.records} of ${row.expectedRecords} records${recOk ? '' : ' BAD'}; timeline ${row.timeline.blocks} of ${Math.min(grid, BWD_TRACE.gridMax)} blocks${tlOk ? '' : ' BAD'}`;
         row.verifyOk = ok;
         failed ||= !ok;
         console.log(`${ok ? 'PASS' : 'FAIL'} bwd-trace verify ${name} S=${S}: ${row.verify}`);
@@ -148,6 +152,12 @@ function printMask(r: Row): void {
   const body = st[0].phases.map((_, e) => [st[0].phases[e].phase, ...st.flatMap((s) => [cyc(s.phases[e].median), cyc(s.phases[e].mean), pct(s.phases[e].share)])]);
   body.push(['step', ...st.flatMap((s) => [cyc(s.stepMedian), cyc(s.stepMean), pct(1)])]);
   console.log(renderTable(header, body));
+  const tl = r.timeline!;
+  console.log(
+    `block timeline: ${tl.blocks} blocks on ${tl.sms} SMs; longest SM span ${cyc(tl.spanMax)} cycles, mean ${cyc(tl.spanMean)}; SMs idle ${pct(tl.idleShare)} of the longest span ` +
+      `(waiting for the grid's end ${pct(tl.tailShare)}, between blocks ${pct(tl.gapShare)}); cycles per step by block length: ` +
+      tl.bySteps.map((b) => `${b.steps} steps ${cyc(b.cyclesPerStep)} (${b.blocks} blocks)`).join(', '),
+  );
 }
 
 exitWith(main);

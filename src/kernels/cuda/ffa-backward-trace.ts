@@ -10,16 +10,20 @@
  * warpgroups owns a record of `header` words (blockIdx.x + 1, 0 when nothing was written; the
  * block's step count; the low 32 bits of clock64() at kernel start and after the epilogue) and then
  * `events` clocks for each of its first `steps` steps. Sampled block b's warpgroup w record starts
- * at word (2 b + w) · record.
+ * at word (2 b + w) · record. After the records (word BWD_TRACE_TIMELINE), the block timeline of
+ * the first `gridMax` blocks: 4 words per block (%smid + 1, 0 when not written; the clocks at its
+ * start and after its epilogue; its step count), which bwdBlockTimeline reduces per SM.
  */
 import { ShapeError, InvalidArgumentError } from '../../errors.js';
 import { median } from '../../util/stats.js';
 
-export const BWD_TRACE = { every: 64, blocks: 32, steps: 256, events: 13, header: 4 } as const;
+export const BWD_TRACE = { every: 64, blocks: 32, steps: 256, events: 13, header: 4, gridMax: 8192 } as const;
 /** uint32 words of one (sampled block, consumer warpgroup) record. */
 export const BWD_TRACE_RECORD = BWD_TRACE.header + BWD_TRACE.steps * BWD_TRACE.events;
+/** The block timeline's first word. */
+export const BWD_TRACE_TIMELINE = BWD_TRACE.blocks * 2 * BWD_TRACE_RECORD;
 /** uint32 words of the whole `ffa_bwd_trace` array. */
-export const BWD_TRACE_WORDS = BWD_TRACE.blocks * 2 * BWD_TRACE_RECORD;
+export const BWD_TRACE_WORDS = BWD_TRACE_TIMELINE + 4 * BWD_TRACE.gridMax;
 /** The kernel's name of the array (a `__device__` variable at global scope). */
 export const BWD_TRACE_SYMBOL = 'ffa_bwd_trace';
 
@@ -141,4 +145,89 @@ export function bwdTraceStats(words: Uint32Array, skipFirst = 2): BwdTraceStats[
       laterStepMean: median(mine.filter((r) => r.nSteps > BWD_TRACE.steps).map((r) => (r.cycles - r.recordedCycles) / (r.nSteps - BWD_TRACE.steps))),
     };
   });
+}
+
+/** How the grid's blocks filled the SMs (bwdBlockTimeline). */
+export interface BwdBlockTimeline {
+  /** Blocks written (the first min(grid, BWD_TRACE.gridMax)) and the SMs they ran on. */
+  blocks: number;
+  sms: number;
+  /** Per SM, cycles from its first block's start to its last block's end: the longest and the mean. */
+  spanMax: number;
+  spanMean: number;
+  /** Per SM, the sum of its blocks' cycles (start to end of epilogue), mean over the SMs. */
+  busyMean: number;
+  /** 1 − busyMean / spanMax: the SMs' idle share of the longest span (the tail and the gaps between blocks). */
+  idleShare: number;
+  /** 1 − spanMean / spanMax: the SMs' wait for the grid's last block (all start with the first wave). */
+  tailShare: number;
+  /** Mean over the SMs of (span − busy) / spanMax: between one block's end and the next one's start on an SM. */
+  gapShare: number;
+  /** Cycles per step of the blocks, by their step count: whether short blocks run their steps slower. */
+  bySteps: { steps: string; blocks: number; cyclesPerStep: number }[];
+}
+
+const STEP_BUCKETS: readonly [number, number][] = [
+  [1, 32],
+  [33, 128],
+  [129, 512],
+  [513, 2048],
+  [2049, Infinity],
+];
+
+/**
+ * The block timeline of a trace launch, per SM. Clocks are per SM (the low 32 bits of clock64,
+ * differences taken mod 2^32), so only one SM's clocks are compared with each other; the SMs are
+ * taken to start together (the first wave). One block per SM at a time (the kernel's shared
+ * memory), so an SM's busy time is the sum of its blocks' times. NaN figures when nothing was
+ * written.
+ */
+export function bwdBlockTimeline(words: Uint32Array): BwdBlockTimeline {
+  if (words.length !== BWD_TRACE_WORDS) throw new ShapeError('trace', `must hold the kernel's ${BWD_TRACE_WORDS} uint32 words`, `got ${words.length}`);
+  const perSm = new Map<number, { start: number; end: number; steps: number }[]>();
+  let blocks = 0;
+  for (let b = 0; b < BWD_TRACE.gridMax; b++) {
+    const at = BWD_TRACE_TIMELINE + 4 * b;
+    if (words[at] === 0) continue;
+    blocks++;
+    const list = perSm.get(words[at]) ?? [];
+    list.push({ start: words[at + 1], end: words[at + 2], steps: words[at + 3] });
+    perSm.set(words[at], list);
+  }
+  const spans: number[] = [];
+  const busy: number[] = [];
+  const bucket = STEP_BUCKETS.map(() => ({ blocks: 0, cycles: 0, steps: 0 }));
+  for (const list of perSm.values()) {
+    // order by start within the SM, relative to its first block's start (mod 2^32)
+    const t0 = list.reduce((m, x) => (((x.start - list[0].start) | 0) < ((m - list[0].start) | 0) ? x.start : m), list[0].start);
+    let end = 0;
+    let sum = 0;
+    for (const x of list) {
+      const d = (x.end - x.start) >>> 0;
+      sum += d;
+      end = Math.max(end, ((x.start - t0) >>> 0) + d);
+      const k = STEP_BUCKETS.findIndex(([lo, hi]) => x.steps >= lo && x.steps <= hi);
+      if (k >= 0) {
+        bucket[k].blocks++;
+        bucket[k].cycles += d;
+        bucket[k].steps += x.steps;
+      }
+    }
+    spans.push(end);
+    busy.push(sum);
+  }
+  const spanMax = spans.length === 0 ? NaN : Math.max(...spans);
+  const spanMean = mean(spans);
+  const busyMean = mean(busy);
+  return {
+    blocks,
+    sms: perSm.size,
+    spanMax,
+    spanMean,
+    busyMean,
+    idleShare: 1 - busyMean / spanMax,
+    tailShare: 1 - spanMean / spanMax,
+    gapShare: mean(spans.map((x, i) => (x - busy[i]) / spanMax)),
+    bySteps: STEP_BUCKETS.map(([lo, hi], k) => ({ steps: hi === Infinity ? `> ${lo - 1}` : `${lo}-${hi}`, blocks: bucket[k].blocks, cyclesPerStep: bucket[k].cycles / bucket[k].steps })).filter((x) => x.blocks > 0),
+  };
 }

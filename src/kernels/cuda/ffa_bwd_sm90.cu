@@ -80,6 +80,11 @@
 // (0: never written), nSteps, clock at kernel start, clock after the epilogue, then kTraceEvents
 // clocks per step, the FFA_BWD_TRACE(e) marks of the main loop in order (ffa-backward-trace.ts
 // BWD_TRACE_PHASES names them; its BWD_TRACE mirrors these constants, which a unit test compares).
+// After the records, from word kTraceTimeline, the block timeline of the default entries (either
+// head dim): 4 words per block b < kTraceGridMax at kTraceTimeline + 4 b: its SM's %smid + 1 (0:
+// not written), the low 32 bits of clock64() at its start and after its epilogue (the later of
+// the two consumer warpgroups), its step count. Clocks of one SM are comparable, so the host
+// reads per SM how long it was busy and how long it waited for blocks or for the grid's end.
 namespace ffa {
 namespace sm90bwd {
 constexpr int kTraceEvery = 64;
@@ -88,9 +93,11 @@ constexpr int kTraceSteps = 256;
 constexpr int kTraceEvents = 13;
 constexpr int kTraceHeader = 4;
 constexpr int kTraceRecord = kTraceHeader + kTraceSteps * kTraceEvents;
+constexpr int kTraceTimeline = kTraceBlocks * 2 * kTraceRecord;
+constexpr int kTraceGridMax = 8192;
 }  // namespace sm90bwd
 }  // namespace ffa
-__device__ unsigned ffa_bwd_trace[ffa::sm90bwd::kTraceBlocks * 2 * ffa::sm90bwd::kTraceRecord];
+__device__ unsigned ffa_bwd_trace[ffa::sm90bwd::kTraceTimeline + 4 * ffa::sm90bwd::kTraceGridMax];
 // event E of the current step (trStep: its first clock's index, or -1 when not recording)
 #define FFA_BWD_TRACE(E) \
   if (trStep >= 0) ffa_bwd_trace[trStep + (E)] = (unsigned)clock64();
@@ -335,6 +342,14 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     ffa_bwd_trace[trRec] = blockIdx.x + 1;
     ffa_bwd_trace[trRec + 1] = nSteps;
     ffa_bwd_trace[trRec + 2] = trStart;
+  }
+  if (!ORDERED && tid == 0 && blockIdx.x < kTraceGridMax) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    unsigned* tl = ffa_bwd_trace + kTraceTimeline + 4 * blockIdx.x;
+    tl[0] = smid + 1;
+    tl[1] = trStart;
+    tl[3] = nSteps;
   }
 #endif
 
@@ -678,6 +693,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   add_dkdv<kD>(dKacc, dVacc, dk, dv, keyBase, n1, ldk, hk, t, softmaxScale);
 #ifdef FFA_BWD_SM90_TRACE
   if (trRec >= 0) ffa_bwd_trace[trRec + 3] = (unsigned)clock64();
+  if (!ORDERED && (tid == 128 || tid == 256) && blockIdx.x < kTraceGridMax) atomicMax(ffa_bwd_trace + kTraceTimeline + 4 * blockIdx.x + 2, (unsigned)clock64());
 #endif
 }
 
