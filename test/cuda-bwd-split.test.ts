@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
+import { cutEveryItem, DEFAULT_Q_RANGE_CUT, LONG_CAUSAL_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { causalMask, fullMask, makeSliceList, varlenCausalMask, type SliceList } from '../src/mask/index.js';
 
@@ -35,7 +35,7 @@ for (const [name, slices, tokens] of cases) {
     const step = 64;
     const plan = planFfaBackward(slices, tokens, tokens, 128, step);
     for (const cap of [128, 1024, 1536]) {
-      const cut = splitLongItems(plan, slices, { pieceRows: cap, longerThan: 0, fullSlicesOnly: false }, step);
+      const cut = splitLongItems(plan, slices, cutEveryItem(cap), step);
       assert.deepEqual(coverage(cut), coverage(plan), `cap ${cap}: pieces cover the plan's rows exactly once`);
       let tiles = 0;
       for (let i = 0; i < cut.numWork; i++) {
@@ -54,7 +54,7 @@ for (const [name, slices, tokens] of cases) {
       assert.ok(cut.numWork >= plan.numWork);
     }
     // a cap above every range leaves the plan as it is
-    assert.equal(splitLongItems(plan, slices, { pieceRows: 8192, longerThan: 0, fullSlicesOnly: false }, step), plan);
+    assert.equal(splitLongItems(plan, slices, cutEveryItem(8192), step), plan);
   });
 }
 
@@ -62,14 +62,18 @@ test('splitLongItems: piece rows that are not a positive multiple of 128 (and of
   const slices = fullMask(1000);
   const plan = planFfaBackward(slices, 1000, 1000, 128, 64);
   for (const bad of [0, -128, 100, 64, 64.5, Number.NaN]) {
-    assert.throws(() => splitLongItems(plan, slices, { pieceRows: bad, longerThan: 0, fullSlicesOnly: false }, 64), InvalidArgumentError, String(bad));
+    assert.throws(() => splitLongItems(plan, slices, cutEveryItem(bad), 64), InvalidArgumentError, String(bad));
   }
-  assert.throws(() => splitLongItems(plan, slices, { pieceRows: 128, longerThan: 0, fullSlicesOnly: false }, 256), InvalidArgumentError);
-  assert.throws(() => splitLongItems(plan, slices, { pieceRows: 128, longerThan: -1, fullSlicesOnly: false }, 64), InvalidArgumentError);
+  assert.throws(() => splitLongItems(plan, slices, cutEveryItem(128), 256), InvalidArgumentError);
+  for (const longerThan of [{ full: -1 }, { causal: Number.NaN }, { diagonal: 0 }]) {
+    assert.throws(() => splitLongItems(plan, slices, { pieceRows: 128, longerThan: longerThan as { full: number } }, 64), InvalidArgumentError, JSON.stringify(longerThan));
+  }
 });
 
 test('splitLongItems with the default rule: only items of full slices longer than the threshold are cut', () => {
-  const { pieceRows, longerThan } = DEFAULT_Q_RANGE_CUT;
+  const { pieceRows } = DEFAULT_Q_RANGE_CUT;
+  const longerThan = DEFAULT_Q_RANGE_CUT.longerThan.full!;
+  assert.deepEqual(Object.keys(DEFAULT_Q_RANGE_CUT.longerThan), ['full']);
   const step = 64;
   const count = (slices: ReturnType<typeof fullMask>, tokens: number): [number, number] => {
     const plan = planFfaBackward(slices, tokens, tokens, 128, step);
@@ -94,4 +98,31 @@ test('splitLongItems with the default rule: only items of full slices longer tha
   }
   assert.equal(fullPieces, (long / 128) * Math.ceil(long / pieceRows));
   assert.equal(causalPieces, long / 128);
+});
+
+test('splitLongItems with LONG_CAUSAL_Q_RANGE_CUT: also the items of causal slices longer than 4,096 rows, the others as the default', () => {
+  const step = 64;
+  const { pieceRows } = LONG_CAUSAL_Q_RANGE_CUT;
+  assert.deepEqual(LONG_CAUSAL_Q_RANGE_CUT.longerThan, { full: 16384, causal: 4096 });
+  // causal 16k: the item of k tile i has q rows [128 i, 16384); longer than 4,096 rows for i < 96,
+  // which then span 8 - floor(128 i / 2048) pieces; the other 32 items stay whole
+  const slices = causalMask(16384);
+  const plan = planFfaBackward(slices, 16384, 16384, 128, step);
+  const cut = splitLongItems(plan, slices, LONG_CAUSAL_Q_RANGE_CUT, step);
+  let expected = 32;
+  for (let i = 0; i < 96; i++) expected += 8 - Math.floor((128 * i) / pieceRows);
+  assert.equal(cut.numWork, expected);
+  assert.deepEqual(coverage(cut), coverage(plan));
+  for (let i = 0; i < cut.numWork; i++) {
+    const [, n0, lo, hi] = cut.work.subarray(4 * i, 4 * i + 4);
+    if (16384 - n0 > 4096) assert.ok(Math.floor(lo / pieceRows) === Math.floor((hi - 1) / pieceRows), `piece [${lo}, ${hi}) of a long item inside one 2,048-row chunk`);
+    else assert.deepEqual([lo, hi], [n0, 16384], 'short items whole');
+  }
+  // documents of at most 4,096 tokens, and a bi-causal slice however long: nothing cut
+  const docs = varlenCausalMask([0, 4096, 8192]);
+  const docsPlan = planFfaBackward(docs, 8192, 8192, 128, step);
+  assert.equal(splitLongItems(docsPlan, docs, LONG_CAUSAL_Q_RANGE_CUT, step), docsPlan);
+  const band = makeSliceList([[0, 20000]], [[0, 20000]], ['bi_causal']);
+  const bandPlan = planFfaBackward(band, 20000, 20000, 128, step);
+  assert.equal(splitLongItems(bandPlan, band, LONG_CAUSAL_Q_RANGE_CUT, step), bandPlan);
 });

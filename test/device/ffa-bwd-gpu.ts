@@ -42,7 +42,7 @@ import { Tensor } from '../../src/tensor.js';
 import type { DType } from '../../src/dtype.js';
 import { referenceBackward } from '../../src/kernels/reference.js';
 import { CudaFfaForward } from '../../src/kernels/cuda/ffa-forward.js';
-import { CudaFfaBackward, planFfaBackward, splitLongItems, type QRangeCut } from '../../src/kernels/cuda/ffa-backward.js';
+import { CudaFfaBackward, cutEveryItem, planFfaBackward, splitLongItems, type QRangeCut } from '../../src/kernels/cuda/ffa-backward.js';
 import { orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, sliceListArea, slidingWindowMask, varlenCausalMask, type SliceList } from '../../src/mask/index.js';
 import {
@@ -187,7 +187,7 @@ const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w, determ
 // splitLongItems' pieces as long full slices do, half the items kv-major and half item-major, so
 // that every case runs both halves of the split order (the small cases' plans mostly pick all
 // kv-major, ffa-backward-order.ts))
-const CUT_256: QRangeCut = { pieceRows: 256, longerThan: 0, fullSlicesOnly: false };
+const CUT_256: QRangeCut = cutEveryItem(256);
 const bwds = defaults.flatMap((b) =>
   b.sm90 !== null
     ? [b, new CudaFfaBackward(dev, { warps: b.warps, kernel: 'mma' }), new CudaFfaBackward(dev, { warps: b.warps, qRangeCut: CUT_256, blockOrder: { kvMajorShare: 0.5 } })]

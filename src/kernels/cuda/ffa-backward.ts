@@ -35,6 +35,7 @@ import { kernelArg, type CudaDevice, type DeviceBuffer, type Kernel, type Kernel
 import type { DType } from '../../dtype.js';
 import type { SliceList } from '../../mask/slice-list.js';
 import { rowKeyEnd, rowKeyStart } from '../../mask/geometry.js';
+import { AttnMaskType, maskTypeFromInt } from '../../mask/mask-type.js';
 import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, plannedSlice, type FfaForwardShape, type GroupedWork } from './ffa-forward.js';
@@ -100,14 +101,18 @@ function packPlan(items: ReadonlyArray<readonly [number, number, number, number,
 }
 
 /**
- * Which items of the default (non-deterministic) launch's work list splitLongItems cuts: those
- * whose q range is longer than `longerThan` rows (and, with `fullSlicesOnly`, that belong to a
- * full slice), cut at the multiples of `pieceRows` (global q coordinates).
+ * Which items of the default (non-deterministic) launch's work list splitLongItems cuts: those of
+ * a slice whose type `longerThan` lists, with a q range longer than the rows listed for it (items
+ * of types not listed stay whole), cut at the multiples of `pieceRows` (global q coordinates).
  */
 export interface QRangeCut {
   readonly pieceRows: number;
-  readonly longerThan: number;
-  readonly fullSlicesOnly: boolean;
+  readonly longerThan: Readonly<Partial<Record<AttnMaskType, number>>>;
+}
+
+/** Every item of every slice type cut at the multiples of `pieceRows` (checks and measurements). */
+export function cutEveryItem(pieceRows: number): QRangeCut {
+  return { pieceRows, longerThan: { full: 0, causal: 0, inv_causal: 0, bi_causal: 0 } };
 }
 
 /**
@@ -124,14 +129,29 @@ export interface QRangeCut {
  * item's walk at a different q tile (so that they add into different dq tiles) was slower on every
  * mask (0.94-1.00x) and took the cut's gain away.
  */
-export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: 16384, fullSlicesOnly: true };
+export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: { full: 16384 } };
 
-/** Throws unless pieceRows is a positive multiple of 128 (every head dim's step rows) and longerThan >= 0. */
+/**
+ * The candidate next rule (bench/kernel/bwd-walk.ts variant `cutc`, not yet the default): also the
+ * items of causal slices longer than 4,096 rows. On 2026-12-03 (H200, 64:8 heads, bf16, today's
+ * kv-head-major blocks) every causal item cut at 2,048 rows read 535 TFLOP/s at 16k against
+ * 496-507 whole and 548 at 64k against 515-524, with the SM clock under the power cap at 1,687 MHz
+ * against 1,575 (bench/kernel/README.md, "Backward: why causal reads below full"); cutting every
+ * item of the short-item masks cost them 1-10%, which the 4,096-row threshold leaves whole.
+ */
+export const LONG_CAUSAL_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: { full: 16384, causal: 4096 } };
+
+/** Throws unless pieceRows is a positive multiple of 128 (every head dim's step rows) and longerThan lists slice types with rows >= 0. */
 export function validateQRangeCut(cut: QRangeCut): void {
   if (!(Number.isInteger(cut.pieceRows) && cut.pieceRows > 0 && cut.pieceRows % 128 === 0)) {
     throw new InvalidArgumentError('qRangeCut.pieceRows', 'must be a positive multiple of 128 q rows', `got ${cut.pieceRows}`);
   }
-  if (!(cut.longerThan >= 0)) throw new InvalidArgumentError('qRangeCut.longerThan', 'must be >= 0', `got ${cut.longerThan}`);
+  const types: readonly string[] = Object.values(AttnMaskType);
+  if (typeof cut.longerThan !== 'object' || cut.longerThan === null) throw new InvalidArgumentError('qRangeCut.longerThan', 'must map slice types to rows', `got ${JSON.stringify(cut.longerThan)}`);
+  for (const [type, rows] of Object.entries(cut.longerThan)) {
+    if (!types.includes(type)) throw new InvalidArgumentError('qRangeCut.longerThan', `keys must be slice types (${types.join(', ')})`, `got ${JSON.stringify(type)}`);
+    if (!(typeof rows === 'number' && rows >= 0)) throw new InvalidArgumentError(`qRangeCut.longerThan.${type}`, 'must be a number of rows >= 0', `got ${JSON.stringify(rows)}`);
+  }
 }
 
 /**
@@ -147,7 +167,8 @@ export function splitLongItems(plan: FfaBackwardPlan, slices: SliceList, cut: QR
   const pieces: Array<[number, number, number, number, number]> = [];
   for (let i = 0; i < plan.numWork; i++) {
     const [b, n0, qLo, qHi] = plan.work.subarray(4 * i, 4 * i + 4);
-    const cutThis = qHi - qLo > cut.longerThan && (!cut.fullSlicesOnly || slices.maskTypes[b] === 0);
+    const limit = cut.longerThan[maskTypeFromInt(slices.maskTypes[b])];
+    const cutThis = limit !== undefined && qHi - qLo > limit;
     for (let a = qLo; a < qHi; ) {
       const next = cutThis ? Math.min(qHi, (Math.floor(a / P) + 1) * P) : qHi;
       pieces.push([b, n0, a, next, Math.ceil((next - a) / stepRows)]);
