@@ -17,7 +17,9 @@
  *   item-major  cut, the blocks item-major whatever the plan
  *   s<P>        cut, the longest P% of the items kv-major, the rest item-major (blockOrder
  *               { kvMajorShare: P / 100 })
- * Each row records the block order each variant's plan runs in.
+ * Each row records the block order each variant's plan runs in, and the SM clock, board power and
+ * clock-event reasons nvidia-smi sampled while each variant was timed (gpu-sampler.ts: under the
+ * H200's power cap the clock is part of what a schedule changes).
  * Per (seqlen, mask) the variants in order, then the first one again (the drift within the run),
  * each the whole backward (pre-pass, zeroing, main kernel, conversions) timed by timing.ts
  * timeLaunches (one untimed call, warm-ups, then each call between its own CUDA events, the
@@ -35,6 +37,7 @@ import { backwardBuffers, backwardSums, backwardTflops, benchShape, exitWith, fo
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { describeBlockOrder } from '../../src/kernels/cuda/ffa-backward-order.js';
+import { GpuSampler, type WindowStats } from './gpu-sampler.js';
 
 const HQ = 64;
 const HKV = 8;
@@ -63,6 +66,8 @@ interface Row {
   orders: Record<string, string | null>;
   ms: Record<string, number>;
   tflops: Record<string, number>;
+  /** nvidia-smi's samples while each variant was timed. */
+  clock: Record<string, WindowStats>;
   verify?: string;
   error?: string;
 }
@@ -85,6 +90,7 @@ async function main(): Promise<number> {
   kernels.set(again, kernels.get(opts.variants[0])!);
   if (!kernels.get(again)!.usesSm90(DIM)) throw new Error('needs the Hopper backward (compute capability 9.0)');
   const fwd = new CudaFfaForward(dev);
+  const sampler = await GpuSampler.start();
   const scale = 1 / Math.sqrt(DIM);
   const rows: Row[] = [];
   let failed = false;
@@ -98,7 +104,7 @@ async function main(): Promise<number> {
     const bufs = await backwardBuffers(dev, S, HQ, HKV, DIM);
     for (const name of opts.masks) {
       const m = buildMask(name, S, 42);
-      const row: Row = { mask: name, seqlen: S, items: {}, orders: {}, ms: {}, tflops: {} };
+      const row: Row = { mask: name, seqlen: S, items: {}, orders: {}, ms: {}, tflops: {}, clock: {} };
       rows.push(row);
       const shape = benchShape(S, HQ, HKV, DIM);
       try {
@@ -122,14 +128,20 @@ async function main(): Promise<number> {
           failed ||= !ok;
           console.log(`${ok ? 'PASS' : 'FAIL'} bwd-walk verify ${name} S=${S}: ${row.verify}`);
         }
+        const spans: Array<[string, number, number]> = [];
         for (const l of labels) {
           const p = problems.get(l)!;
+          const t0 = Date.now();
           const t = timeLaunches(dev, () => p.launch(bufs, scale), opts.iters, opts.warmup);
+          spans.push([l, t0, Date.now()]);
           row.ms[l] = t.ms;
           row.tflops[l] = backwardTflops(m.area, HQ, DIM, t.ms);
         }
         for (const p of new Set(problems.values())) p.free();
-        console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF (${row.items[l]} items, ${row.orders[l]})`).join(' | ')}`);
+        await new Promise((r) => setTimeout(r, 300)); // the sampler's last lines
+        for (const [l, t0, t1] of spans) row.clock[l] = sampler.window(t0, t1);
+        const mhz = (l: string): string => (row.clock[l].mhz === null ? '' : ` @ ${row.clock[l].mhz!.toFixed(0)} MHz`);
+        console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF${mhz(l)} (${row.items[l]} items, ${row.orders[l]})`).join(' | ')}`);
       } catch (e) {
         row.error = (e as Error).stack ?? String(e);
         failed = true;
@@ -147,6 +159,7 @@ async function main(): Promise<number> {
     ),
   );
   console.log(`wrote ${opts.out}`);
+  await sampler.stop();
   dev.close();
   return failed ? 1 : 0;
 }
