@@ -138,7 +138,7 @@ async function main(): Promise<number> {
           row.tflops[l] = backwardTflops(m.area, HQ, DIM, t.ms);
         }
         for (const p of new Set(problems.values())) p.free();
-        await new Promise((r) => setTimeout(r, 300)); // the sampler's last lines
+        await sampler.settled();
         for (const [l, t0, t1] of spans) row.clock[l] = sampler.window(t0, t1);
         const mhz = (l: string): string => (row.clock[l].mhz === null ? '' : ` @ ${row.clock[l].mhz!.toFixed(0)} MHz`);
         console.log(`bwd-walk ${name} S=${S}: ${labels.map((l) => `${l} ${row.ms[l].toFixed(2)} ms ${row.tflops[l].toFixed(0)} TF${mhz(l)} (${row.items[l]} items, ${row.orders[l]})`).join(' | ')}`);

@@ -93,8 +93,13 @@ export class GpuSampler {
     return { samples: xs.length, mhz: mean((x) => x.mhz), watts: mean((x) => x.watts), maxTemp: temps.length === 0 ? null : Math.max(...temps), reasons: xs.some((x) => x.reasons !== null) ? names.join('+') || 'none' : '?' };
   }
 
+  /** Waits until the samples of the time just past are in (nvidia-smi's output lags its 100 ms period). */
+  async settled(): Promise<void> {
+    await sleep(300);
+  }
+
   async stop(): Promise<void> {
-    await sleep(300); // the last window's samples
+    await this.settled(); // the last window's samples
     this.child?.kill();
   }
 }

@@ -198,14 +198,15 @@ export function bwdBlockTimeline(words: Uint32Array): BwdBlockTimeline {
   const busy: number[] = [];
   const bucket = STEP_BUCKETS.map(() => ({ blocks: 0, cycles: 0, steps: 0 }));
   for (const list of perSm.values()) {
-    // order by start within the SM, relative to its first block's start (mod 2^32)
-    const t0 = list.reduce((m, x) => (((x.start - list[0].start) | 0) < ((m - list[0].start) | 0) ? x.start : m), list[0].start);
+    // each block's start relative to the SM's first one, as signed 32-bit differences (the clocks wrap)
+    const rel = list.map((x) => (x.start - list[0].start) | 0);
+    const first = Math.min(...rel);
     let end = 0;
     let sum = 0;
-    for (const x of list) {
+    for (const [i, x] of list.entries()) {
       const d = (x.end - x.start) >>> 0;
       sum += d;
-      end = Math.max(end, ((x.start - t0) >>> 0) + d);
+      end = Math.max(end, rel[i] - first + d);
       const k = STEP_BUCKETS.findIndex(([lo, hi]) => x.steps >= lo && x.steps <= hi);
       if (k >= 0) {
         bucket[k].blocks++;
