@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cutEveryItem, DEFAULT_Q_RANGE_CUT, LONG_CAUSAL_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
+import { cutEveryItem, DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { causalMask, fullMask, makeSliceList, varlenCausalMask, type SliceList } from '../src/mask/index.js';
 
@@ -70,10 +70,10 @@ test('splitLongItems: piece rows that are not a positive multiple of 128 (and of
   }
 });
 
-test('splitLongItems with the default rule: only items of full slices longer than the threshold are cut', () => {
+test('splitLongItems with the default rule: items of full slices longer than 16,384 rows are cut, short causal items stay whole', () => {
   const { pieceRows } = DEFAULT_Q_RANGE_CUT;
+  assert.deepEqual(DEFAULT_Q_RANGE_CUT.longerThan, { full: 16384, causal: 4096 });
   const longerThan = DEFAULT_Q_RANGE_CUT.longerThan.full!;
-  assert.deepEqual(Object.keys(DEFAULT_Q_RANGE_CUT.longerThan), ['full']);
   const step = 64;
   const count = (slices: ReturnType<typeof fullMask>, tokens: number): [number, number] => {
     const plan = planFfaBackward(slices, tokens, tokens, 128, step);
@@ -83,12 +83,9 @@ test('splitLongItems with the default rule: only items of full slices longer tha
   assert.deepEqual(count(fullMask(longerThan), longerThan), [longerThan / 128, longerThan / 128]);
   const long = longerThan + 128;
   assert.deepEqual(count(fullMask(long), long), [long / 128, (long / 128) * Math.ceil(long / pieceRows)]);
-  // causal and the sliding window's slices stay whole however long
-  const [causalItems, causalCut] = count(causalMask(2 * longerThan), 2 * longerThan);
-  assert.equal(causalCut, causalItems);
-  // a mask with a long full document beside a long causal one: only the full one's items are cut
-  const mixed = makeSliceList([[0, long], [long, 2 * long]], [[0, long], [long, 2 * long]], ['full', 'causal']);
-  const plan = planFfaBackward(mixed, 2 * long, 2 * long, 128, step);
+  // a long full document beside a causal one of 4,096 rows: only the full one's items are cut
+  const mixed = makeSliceList([[0, long], [long, long + 4096]], [[0, long], [long, long + 4096]], ['full', 'causal']);
+  const plan = planFfaBackward(mixed, long + 4096, long + 4096, 128, step);
   const cut = splitLongItems(plan, mixed, DEFAULT_Q_RANGE_CUT, step);
   let fullPieces = 0;
   let causalPieces = 0;
@@ -97,18 +94,17 @@ test('splitLongItems with the default rule: only items of full slices longer tha
     else causalPieces++;
   }
   assert.equal(fullPieces, (long / 128) * Math.ceil(long / pieceRows));
-  assert.equal(causalPieces, long / 128);
+  assert.equal(causalPieces, 4096 / 128);
 });
 
-test('splitLongItems with LONG_CAUSAL_Q_RANGE_CUT: also the items of causal slices longer than 4,096 rows, the others as the default', () => {
+test('splitLongItems with the default rule: items of causal slices longer than 4,096 rows are cut, bi-causal ones stay whole', () => {
   const step = 64;
-  const { pieceRows } = LONG_CAUSAL_Q_RANGE_CUT;
-  assert.deepEqual(LONG_CAUSAL_Q_RANGE_CUT.longerThan, { full: 16384, causal: 4096 });
+  const { pieceRows } = DEFAULT_Q_RANGE_CUT;
   // causal 16k: the item of k tile i has q rows [128 i, 16384); longer than 4,096 rows for i < 96,
   // which then span 8 - floor(128 i / 2048) pieces; the other 32 items stay whole
   const slices = causalMask(16384);
   const plan = planFfaBackward(slices, 16384, 16384, 128, step);
-  const cut = splitLongItems(plan, slices, LONG_CAUSAL_Q_RANGE_CUT, step);
+  const cut = splitLongItems(plan, slices, DEFAULT_Q_RANGE_CUT, step);
   let expected = 32;
   for (let i = 0; i < 96; i++) expected += 8 - Math.floor((128 * i) / pieceRows);
   assert.equal(cut.numWork, expected);
@@ -121,8 +117,8 @@ test('splitLongItems with LONG_CAUSAL_Q_RANGE_CUT: also the items of causal slic
   // documents of at most 4,096 tokens, and a bi-causal slice however long: nothing cut
   const docs = varlenCausalMask([0, 4096, 8192]);
   const docsPlan = planFfaBackward(docs, 8192, 8192, 128, step);
-  assert.equal(splitLongItems(docsPlan, docs, LONG_CAUSAL_Q_RANGE_CUT, step), docsPlan);
+  assert.equal(splitLongItems(docsPlan, docs, DEFAULT_Q_RANGE_CUT, step), docsPlan);
   const band = makeSliceList([[0, 20000]], [[0, 20000]], ['bi_causal']);
   const bandPlan = planFfaBackward(band, 20000, 20000, 128, step);
-  assert.equal(splitLongItems(bandPlan, band, LONG_CAUSAL_Q_RANGE_CUT, step), bandPlan);
+  assert.equal(splitLongItems(bandPlan, band, DEFAULT_Q_RANGE_CUT, step), bandPlan);
 });

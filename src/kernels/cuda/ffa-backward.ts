@@ -116,30 +116,27 @@ export function cutEveryItem(pieceRows: number): QRangeCut {
 }
 
 /**
- * Items of full slices longer than 16,384 q rows, cut into 2,048-row pieces. A block walks every
- * q tile of its item; on one long full slice that is thousands of steps, over which the blocks of
- * a wave drift apart until the L2 no longer holds what they share (H200, full 64k, 64:8 heads,
- * ncu: L2 hit rate 36% against 83% at 16k, DRAM 3.1 TB/s). Measured on the H200 on 2026-12-02
- * (bench/kernel/bwd-walk.ts; bench/results/kernel-bwd-qcut-2026-12-02.json, uncut -> every item
- * cut at 2,048): full 32k 412 -> 469 TFLOP/s, 64k 374 -> 441; full 16k unchanged within the drift
- * (0.98x); but causal 64k lost 9-12% at every piece size from 2,048 to 16,384 rows and the sliding
- * window 1-11% (its short items split at the boundaries), so only long full slices are cut. This
- * rule, timed again in the same way (kernel-bwd-walk-2026-12-02.json): full 64k 1.18x, every other
- * mask and size within 3%. The blocks running at once should share their rows: starting each
- * item's walk at a different q tile (so that they add into different dq tiles) was slower on every
- * mask (0.94-1.00x) and took the cut's gain away.
+ * Items of full slices longer than 16,384 q rows and of causal slices longer than 4,096, cut into
+ * 2,048-row pieces.
+ *
+ * Full: a block walks every q tile of its item; on one long full slice that is thousands of steps,
+ * over which the blocks of a wave drift apart until the L2 no longer holds what they share (H200,
+ * full 64k, 64:8 heads, ncu: L2 hit rate 36% against 83% at 16k, DRAM 3.1 TB/s). On 2026-12-02
+ * (bench/kernel/bwd-walk.ts; bench/results/kernel-bwd-qcut-2026-12-02.json) cutting full items
+ * took full 32k from 412 to 469 TFLOP/s and 64k from 374 to 441, full 16k unchanged within the
+ * drift. Starting each item's walk at a different q tile (so that they add into different dq
+ * tiles) was slower on every mask (0.94-1.00x): the blocks running at once should share rows.
+ *
+ * Causal: whole causal items cost the same cycles per step as full ones, but under the H200's
+ * 700 W cap the SMs ran them at 1,575 MHz against 1,687 cut (bench/kernel/README.md, "Backward:
+ * why causal reads below full"). Timed against the full-only rule on 2026-12-03 in four
+ * processes, each rule first in two (bench/results/kernel-bwd-causal-cut-2026-12-03.json):
+ * causal 16k 529-531 TFLOP/s against 491-493, 32k 531-536 against 494-499, 64k 535-537 against
+ * 505-508; varlen causal 32k 462-467 against 429-436. Cutting every item of the short-item
+ * masks (sliding window, varlen block-causal) cost them 1-10%, which the 4,096-row threshold
+ * leaves whole; their plans are unchanged.
  */
-export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: { full: 16384 } };
-
-/**
- * The candidate next rule (bench/kernel/bwd-walk.ts variant `cutc`, not yet the default): also the
- * items of causal slices longer than 4,096 rows. On 2026-12-03 (H200, 64:8 heads, bf16, today's
- * kv-head-major blocks) every causal item cut at 2,048 rows read 535 TFLOP/s at 16k against
- * 496-507 whole and 548 at 64k against 515-524, with the SM clock under the power cap at 1,687 MHz
- * against 1,575 (bench/kernel/README.md, "Backward: why causal reads below full"); cutting every
- * item of the short-item masks cost them 1-10%, which the 4,096-row threshold leaves whole.
- */
-export const LONG_CAUSAL_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: { full: 16384, causal: 4096 } };
+export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: { full: 16384, causal: 4096 } };
 
 /** Throws unless pieceRows is a positive multiple of 128 (every head dim's step rows) and longerThan lists slice types with rows >= 0. */
 export function validateQRangeCut(cut: QRangeCut): void {
