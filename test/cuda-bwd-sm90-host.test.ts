@@ -13,6 +13,8 @@ import { CudaFfaBackward, FFA_BWD_BLOCK_M, FFA_BWD_PRE_ROWS_PER_BLOCK } from '..
 import { FFA_BWD_SM90_HEAD_DIMS, sm90BackwardBlockM, sm90BackwardSmemBytes } from '../src/kernels/cuda/ffa-backward-sm90.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
 import { BWD_TRACE_WORDS } from '../src/kernels/cuda/ffa-backward-trace.js';
+import { orderedLaunches } from '../src/kernels/cuda/ffa-backward-ordered.js';
+import { kvMajorItemsOf } from '../src/kernels/cuda/ffa-backward-order.js';
 import type { Stream } from '../src/device/device.js';
 import { repoFile } from './util/paths.js';
 import { causalMask, fullMask } from '../src/mask/index.js';
@@ -185,10 +187,12 @@ test('CudaFfaBackward traceSteps: compiles the trace build, zeroes and reads its
   }
 });
 
-test('sm90 backward block order: the default entries take kvMajorItems last and split the grid with it (bwd_item); the ordered entries and the mma.sync kernel run item-major', () => {
+test('sm90 backward block order: the default and ordered entries take kvMajorItems last and split the grid with it (bwd_item, ordered_item); the mma.sync kernel runs item-major', () => {
   assert.match(source, /NAME\(FFA_BWD_SM90_PARAMS, int kvMajorItems\)/);
   assert.match(source, /bwd_kernel<E, D, SOFTCAP>\(FFA_BWD_SM90_ARGS, kvMajorItems, nullptr, nullptr, 0\)/);
-  assert.match(source, /bwd_kernel<E, 128, SOFTCAP, true>\(FFA_BWD_SM90_ARGS, 0, ranks, locks, numLocks\)/);
+  assert.match(source, /NAME\(FFA_BWD_SM90_PARAMS, const int\* __restrict__ ranks, int\* __restrict__ locks, int numLocks, int kvMajorItems\)/);
+  assert.match(source, /bwd_kernel<E, 128, SOFTCAP, true>\(FFA_BWD_SM90_ARGS, kvMajorItems, ranks, locks, numLocks\)/);
+  assert.match(source, /ordered_item<kBM, kBN>\(work, qRanges, kRanges, types, headsQ, headsKv, kvMajorItems, oi\)/);
   assert.match(source, /: bwd_item<kBM, kBN>\(work, qRanges, kRanges, types, headsQ, headsKv, kvMajorItems\);/);
   assert.doesNotMatch(source, /ITEM_MAJOR/, 'one module: the order is an argument');
   assert.match(readFileSync(repoFile('src/kernels/cuda/ffa_bwd.cu'), 'utf8'), /bwd_item<BM, BN>\(work, qRanges, kRanges, types, headsQ, headsKv, 0\);/);
@@ -216,8 +220,19 @@ test('CudaFfaBackward block order: one default module; each problem picks kvMajo
     [{ kvMajorShare: 0.25 }, Math.round(0.25 * causal4k.defaultItems)],
   ] as const) {
     const forced = new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: order });
-    assert.equal(forced.prepare(shape(4096), causalMask(4096)).kvMajorItems, want, JSON.stringify(order));
+    const p = forced.prepare(shape(4096), causalMask(4096));
+    assert.equal(p.kvMajorItems, want, JSON.stringify(order));
+    // the ordered schedule's launch (one here, uncut items) in the same forced order
+    const ord = p.orderedWork();
+    const items = orderedLaunches(ord.plan, true)[1];
+    assert.deepEqual(Array.from(ord.kvMajorItems.fromZero), [kvMajorItemsOf(order, items)], JSON.stringify(order));
   }
+  // by the rule: the ordered launch of causal 16k (1,024 blocks, 8 waves) all kv-major, of causal 4k a split
+  const ord16k = causal16k.orderedWork();
+  assert.deepEqual(Array.from(ord16k.kvMajorItems.fromZero), [orderedLaunches(ord16k.plan, true)[1]]);
+  const ord4k = causal4k.orderedWork();
+  const split4k = ord4k.kvMajorItems.fromZero[0];
+  assert.ok(split4k > 0 && split4k < orderedLaunches(ord4k.plan, true)[1], `ordered causal 4k: a split, ${split4k}`);
   const mma = new CudaFfaBackward(fakeDevice([8, 0]).device);
   assert.equal(mma.prepare(shape(4096), causalMask(4096)).kvMajorItems, null, 'the mma.sync kernel has no choice');
   for (const bad of ['head-major', { kvMajorShare: 2 }]) {

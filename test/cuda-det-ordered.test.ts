@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { planFfaBackward } from '../src/kernels/cuda/ffa-backward.js';
 import {
-  ORDERED_RECORD, WALK_HEADS_INNER, WALK_HEADS_OUTER, orderedLaunches, orderedWalkHeadsOuter, planOrderedBackward, type OrderedBackwardPlan, type OrderedWalk,
+  ORDERED_RECORD, WALK_HEADS_INNER, WALK_HEADS_OUTER, orderedLaunchItems, orderedLaunches, orderedWalkHeadsOuter, planOrderedBackward, type OrderedBackwardPlan, type OrderedWalk,
 } from '../src/kernels/cuda/ffa-backward-ordered.js';
 import { Rng } from '../src/util/rng.js';
 import { blockCausalMask, causalMask, fullMask, makeSliceList, slidingWindowMask, varlenCausalMask, varlenFullMask, type SliceList } from '../src/mask/index.js';
@@ -177,13 +177,15 @@ function checkOrdered(slices: SliceList, tokensQ: number, tokensK: number): Orde
 }
 
 /**
- * The kernel's turn-taking with `resident` blocks at a time, dispatched in blockIdx order (item
- * major, `heads` kv heads x `group` q heads; counters per q head), launches one after another. A
+ * The kernel's turn-taking with `resident` blocks at a time, dispatched in blockIdx order (the
+ * split order of split_item_head: the first round(kvMajorShare x items) items of each launch kv-head
+ * major, the rest item major; `heads` kv heads x `group` q heads; counters per q head), launches
+ * one after another. A
  * block advances one step when its tile's counter equals its rank. Returns the number of rounds
  * and of waits (a resident block's round without a step); throws on a round without progress (a
  * deadlock).
  */
-function simulate(ord: OrderedBackwardPlan, heads: number, group: number, resident: number): { rounds: number; waits: number } {
+function simulate(ord: OrderedBackwardPlan, heads: number, group: number, resident: number, kvMajorShare = 0): { rounds: number; waits: number } {
   const steps = stepsOf(ord);
   const counters = new Int32Array(ord.numLocks * heads * group);
   const launches = orderedLaunches(ord, true);
@@ -191,7 +193,10 @@ function simulate(ord: OrderedBackwardPlan, heads: number, group: number, reside
   let waits = 0;
   for (let g = 0; g < launches.length; g += 2) {
     const blocks: Array<{ item: number; hk: number; s: number }> = [];
-    for (let at = launches[g]; at < launches[g] + launches[g + 1]; at++) for (let hk = 0; hk < heads; hk++) blocks.push({ item: at, hk, s: 0 });
+    const first = launches[g];
+    const kvMajor = Math.round(kvMajorShare * launches[g + 1]);
+    for (let hk = 0; hk < heads; hk++) for (let at = first; at < first + kvMajor; at++) blocks.push({ item: at, hk, s: 0 });
+    for (let at = first + kvMajor; at < first + launches[g + 1]; at++) for (let hk = 0; hk < heads; hk++) blocks.push({ item: at, hk, s: 0 });
     let admitted = 0;
     const live: typeof blocks = [];
     while (admitted < blocks.length || live.length > 0) {
@@ -288,11 +293,14 @@ test('planOrderedBackward: causal, varlen, sliding window, block-causal, overlap
   }
 });
 
-test('planOrderedBackward: the turn-taking completes with few resident blocks under either walk, and causal blocks wait about a step per predecessor with the heads inner', () => {
+test('planOrderedBackward: the turn-taking completes with few resident blocks under either walk and any block split, and causal blocks wait about a step per predecessor with the heads inner', () => {
   // causal 2048 (16 items of 32..2 tiles), 2 kv heads x 4 q heads, 5 blocks resident
   const plan = planFfaBackward(causalMask(2048), 2048, 2048, BN, BM);
   const causal = planOrderedBackward(plan, causalMask(2048), BN, BM);
   const inner = simulate(causal, 2, 4, 5);
+  // kv-major blocks: the waits chain over one kv head's items, still about a step each
+  const kvMajor = simulate(causal, 2, 4, 5, 1);
+  assert.ok(kvMajor.rounds < 1.5 * ((causal.ranks.length * 2 * 4) / 5), `kv-major: ${kvMajor.rounds} rounds`);
   // one resident wave runs in lockstep: far below the sum of all steps (serial order)
   const total = (causal.ranks.length * 2 * 4) / 5;
   assert.ok(inner.rounds < 1.5 * total, `${inner.rounds} rounds for ${total} steps per resident block`);
@@ -309,16 +317,18 @@ test('planOrderedBackward: the turn-taking completes with few resident blocks un
     const heads = 1 + Math.floor(rng.next() * 3);
     const group = 1 + Math.floor(rng.next() * 3);
     const resident = 1 + Math.floor(rng.next() * 6);
-    for (const walk of ['rule', 'inner', 'outer'] as const satisfies readonly OrderedWalk[]) simulate(planOrderedBackward(planFfaBackward(slices, tq, tk, BN, BM), slices, BN, BM, walk), heads, group, resident);
+    const kvMajorShare = [0, 0.5, 1][trial % 3]; // item-major, split, kv-major blocks
+    for (const walk of ['rule', 'inner', 'outer'] as const satisfies readonly OrderedWalk[]) simulate(planOrderedBackward(planFfaBackward(slices, tq, tk, BN, BM), slices, BN, BM, walk), heads, group, resident, kvMajorShare);
   }
 });
 
-test('ordered work record: the kernel reads ORDERED_RECORD ints per item, the walk from the last one', () => {
+test('ordered work record: the kernel reads ORDERED_RECORD ints per item of the split order, the walk from the last one', () => {
   const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
   const size = /constexpr int kOrderedRecord = (\d+);/.exec(source);
   assert.ok(size !== null, 'kOrderedRecord not found in ffa_bwd_sm90.cu');
   assert.equal(Number(size[1]), ORDERED_RECORD);
-  assert.match(source, /const int\* rec = work \+ kOrderedRecord \* \(blockIdx\.x \/ headsKv\);/);
+  // each block's item and kv head in the split order (the default's, which simulate() follows)
+  assert.match(source, /split_item_head\(headsKv, kvMajorItems, item, w\.hk\);\s+const int\* rec = work \+ kOrderedRecord \* item;/);
   const walk = /o\.outer = rec\[(\d+)\] != 0;/.exec(source);
   assert.ok(walk !== null, 'the walk field read not found in ffa_bwd_sm90.cu');
   assert.equal(Number(walk[1]), ORDERED_RECORD - 1);
@@ -371,4 +381,20 @@ test('planOrderedBackward: the walk rule on 16k masks: the sliding window band h
   const docs = [0, 1064, 1414, 4486, 7558, 7908, 12004, S];
   for (const [name, slices] of [['full', fullMask(S)], ['causal', causalMask(S)], ['varlen full', varlenFullMask(docs)], ['varlen causal', varlenCausalMask(docs)], ['varlen block-causal', blockCausalMask(docs, 2048)]] as const)
     for (const [b, w] of walks(slices)) assert.deepEqual(w, new Set([false]), `${name}, slice ${b}`);
+});
+
+test('orderedLaunchItems: a launch of the ordered plan as the block-order rule reads it, each item its walked tiles', () => {
+  const slices = makeSliceList([[0, 1000], [0, 1000]], [[0, 600], [400, 1000]], ['causal', 'full']);
+  const ord = planOrderedBackward(planFfaBackward(slices, 1000, 1000, BN, BM), slices, BN, BM);
+  const launches = orderedLaunches(ord, false);
+  assert.ok(launches.length >= 2);
+  for (let g = 0; g < launches.length; g += 2) {
+    const items = orderedLaunchItems(ord, launches[g], launches[g + 1], BM);
+    assert.equal(items.numWork, launches[g + 1]);
+    for (let i = 0; i < items.numWork; i++) {
+      const rec = ord.work.subarray(ORDERED_RECORD * (launches[g] + i), ORDERED_RECORD * (launches[g] + i + 1));
+      assert.deepEqual(Array.from(items.work.subarray(4 * i, 4 * i + 4)), [rec[0], rec[1], 0, Math.abs(rec[7]) * BM]);
+      assert.ok(Math.abs(rec[7]) >= Math.ceil((rec[3] - rec[2]) / BM), 'at least the tiles of its q range');
+    }
+  }
 });

@@ -4,7 +4,7 @@
  * side, 64:8 heads, D 128, bf16:
  *
  *   source .device/boot.sh && node dist/bench/kernel/det-speed.js [--out FILE] [--seqlen 16384]
- *     [--masks full,causal,varlen_causal,sw_causal] [--schedules default,grouped,ordered,ordered_inner]
+ *     [--masks full,causal,varlen_causal,sw_causal] [--schedules default,grouped,ordered,ordered_inner,ordered_item]
  *     [--iters 10] [--warmup 3] [--no-verify]
  *
  * Columns (the whole backward: pre-pass, zeroing, main kernel(s), conversions; bench:kernel's
@@ -19,10 +19,14 @@
  *             D 128), each item walked as the walk rule says (heads inner or outer per group of tiles)
  *   ordered_inner  the same with every item walked heads inner (CudaFfaBackward orderedWalk
  *             'inner': the ordered schedule before the walk rule), for the rule's gain in one run
+ *   ordered_item  ordered with every launch's blocks item-major (CudaFfaBackward blockOrder
+ *             'item-major': the ordered schedule's order until 2026-12-03), for the split order's
+ *             gain in one run
  * Verify (before the timing, per mask, on the fp32 sums in dqAcc / dkAcc / dvAcc): each
  * deterministic schedule run twice must be bit-identical; each against default within 1e-3 of
  * max |default| per tensor (the same sums in another order), no NaN; ordered_inner's dq
- * bit-identical to ordered's (either walk adds a dQ tile's contributions in rank order). A failed
+ * bit-identical to ordered's (either walk adds a dQ tile's contributions in rank order), and
+ * ordered_item's dq, dk and dv to ordered's (ranks and launches do not depend on the block order). A failed
  * verify sets exit code 1; the timing still runs.
  * Inputs: q, k, v, dout N(0, 1) on the device (inputs.ts), out / lse from the default forward;
  * masks from masks.ts (bench:kernel's, seed 42).
@@ -37,12 +41,13 @@ import { backwardSums, backwardTflops, benchShape, exitWith, forwardInto, openBa
 import { timeLaunches } from './timing.js';
 import { buildMask, MASK_NAMES, type MaskName } from './masks.js';
 import { orderedHeadsOuterShare, orderedLaunches } from '../../src/kernels/cuda/ffa-backward-ordered.js';
+import { describeBlockOrder } from '../../src/kernels/cuda/ffa-backward-order.js';
 import type { FfaBackwardProblem } from '../../src/kernels/cuda/ffa-backward.js';
 
 const HQ = 64;
 const HKV = 8;
 const DIM = 128;
-const SCHEDULES = ['default', 'grouped', 'ordered', 'ordered_inner'] as const;
+const SCHEDULES = ['default', 'grouped', 'ordered', 'ordered_inner', 'ordered_item'] as const;
 type Schedule = (typeof SCHEDULES)[number];
 
 
@@ -67,6 +72,8 @@ interface Row {
   launches: { grouped?: number; ordered?: number };
   /** Share of the ordered plan's items the walk rule walks with the heads outer. */
   orderedHeadsOuter?: number;
+  /** The block order of each of ordered's launches (describeBlockOrder). */
+  orderedBlockOrder?: string;
   verify?: string;
   verifyOk?: boolean;
   error?: string;
@@ -80,6 +87,7 @@ async function main(): Promise<number> {
     grouped: new CudaFfaBackward(dev, { deterministicSchedule: 'grouped' }),
     ordered: new CudaFfaBackward(dev, { deterministicSchedule: 'ordered' }),
     ordered_inner: new CudaFfaBackward(dev, { deterministicSchedule: 'ordered', orderedWalk: 'inner' }),
+    ordered_item: new CudaFfaBackward(dev, { deterministicSchedule: 'ordered', blockOrder: 'item-major' }),
   };
   if (!kernels.ordered.usesSm90(DIM)) throw new Error('the ordered schedule needs the Hopper backward (compute capability 9.0)');
   const scale = 1 / Math.sqrt(DIM);
@@ -88,7 +96,7 @@ async function main(): Promise<number> {
   // written after every mask, so that a run stopped by its time limit keeps what it measured
   const save = (): void => {
     mkdirSync(dirname(opts.out), { recursive: true });
-    const what = `backward ms / TFLOP/s, ${S} tokens, ${HQ}:${HKV} heads, D ${DIM}, bf16; default vs deterministic (${schedules.filter((s) => s !== 'default').join(', ')}; ordered: the walk rule, ordered_inner: every item heads inner); timeLaunches median, --iters ${opts.iters} --warmup ${opts.warmup}`;
+    const what = `backward ms / TFLOP/s, ${S} tokens, ${HQ}:${HKV} heads, D ${DIM}, bf16; default vs deterministic (${schedules.filter((s) => s !== 'default').join(', ')}; ordered: the walk rule and split block order, ordered_inner: every item heads inner, ordered_item: blocks item-major); timeLaunches median, --iters ${opts.iters} --warmup ${opts.warmup}`;
     writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), gpu: dev.name, what, rows }, null, 2));
   };
   for (const name of opts.masks) {
@@ -103,7 +111,12 @@ async function main(): Promise<number> {
       if (problems.grouped !== undefined) row.launches.grouped = problems.grouped.deterministicWork().plan.groups.length / 2;
       const ordered = (problems.ordered ?? problems.ordered_inner)?.orderedWork().plan;
       if (ordered !== undefined) row.launches.ordered = orderedLaunches(ordered, true).length / 2;
-      if (problems.ordered !== undefined) row.orderedHeadsOuter = orderedHeadsOuterShare(problems.ordered.orderedWork().plan);
+      if (problems.ordered !== undefined) {
+        const w = problems.ordered.orderedWork();
+        row.orderedHeadsOuter = orderedHeadsOuterShare(w.plan);
+        const launches = orderedLaunches(w.plan, true);
+        row.orderedBlockOrder = Array.from(w.kvMajorItems.fromZero, (k, i) => describeBlockOrder(k, launches[2 * i + 1])).join(', ');
+      }
       const det = (s: Schedule): boolean => s !== 'default';
       if (opts.verify) {
         const sums = (s: Schedule): Float32Array[] => backwardSums(problems[s]!, bufs, scale, det(s));
@@ -123,6 +136,11 @@ async function main(): Promise<number> {
           ok &&= dq;
           parts.push(`ordered_inner's dq ${dq ? 'bit-identical to' : 'DIFFERS from'} ordered's`);
         }
+        if (got.ordered !== undefined && got.ordered_item !== undefined) {
+          const all = sameBits(got.ordered, got.ordered_item);
+          ok &&= all;
+          parts.push(`ordered_item's dq / dk / dv ${all ? 'bit-identical to' : 'DIFFER from'} ordered's`);
+        }
         row.verify = parts.join('; ');
         row.verifyOk = ok;
         failed ||= !ok;
@@ -135,7 +153,7 @@ async function main(): Promise<number> {
         row.tflops[s] = backwardTflops(m.area, HQ, DIM, t.ms);
       }
       for (const p of Object.values(problems)) p.free();
-      console.log(`det-speed ${name} S=${S}: ${schedules.map((s) => `${s} ${row.ms[s]!.toFixed(2)} ms`).join(', ')}`);
+      console.log(`det-speed ${name} S=${S}: ${schedules.map((s) => `${s} ${row.ms[s]!.toFixed(2)} ms`).join(', ')}${row.orderedBlockOrder !== undefined ? ` (ordered's blocks: ${row.orderedBlockOrder})` : ''}`);
     } catch (e) {
       row.error = (e as Error).stack ?? String(e);
       failed = true;

@@ -15,9 +15,11 @@
  * --det-schedule grouped checks the grouped one at head dim 128 as well (the schedule
  * bench/kernel/det-speed.ts times next to it). Under the ordered schedule every deterministic head
  * dim 128 check also runs both walks forced for every item (CudaFfaBackward's orderedWalk 'inner'
- * and 'outer'; the rule picks per group of tiles), each against the reference (the option cases
- * also twice), and requires dq bit-identical to the rule's walk's (each dQ tile gets its adds in
- * rank order whichever walk).
+ * and 'outer'; the rule picks per group of tiles) and two forced block orders (blockOrder
+ * 'kv-major' and { kvMajorShare: 0.5 }; the cases' small grids run item-major by the rule), each
+ * against the reference (the option cases also twice), and requires dq bit-identical to the rule's
+ * (each dQ tile gets its adds in rank order whichever walk and block order), and dk / dv too
+ * under the forced block orders.
  * Per case: fresh random inputs; the default CUDA forward (ffa-forward.ts) gives out (input dtype)
  * and lse; the CUDA backward gets them with a random dout; referenceBackward is fed the SAME out
  * (the kernel's 16-bit out as float64) and lse. dq/dk/dv device buffers and every fp32 scratch
@@ -298,13 +300,22 @@ const optCases: OptCase[] = [
 
 const bwdMain = defaults[defaults.length - 1];
 console.log(`option checks on ${kernelLabel(bwdMain)}, deterministic schedule: ${[128, 64].map((d) => `${bwdMain.deterministicScheduleAt(d)} at head dim ${d}`).join(', ')}`);
-// The ordered schedule's two walks forced for every item (bwdMain walks by the rule, which picks
-// one per group of tiles: the sliding-window case gets both, causal and varlen only heads inner):
-// each checked like bwdMain, and its dq bit-identical to bwdMain's, since either walk adds a dQ
-// tile's contributions in the same (rank) order; dk / dv sum a block's steps in walk order, so
-// they may differ in the last bits between walks.
-const walkBwds = bwdMain.deterministicScheduleAt(128) === 'ordered'
-  ? (['inner', 'outer'] as const).map((walk) => [walk, new CudaFfaBackward(dev, { warps: bwdMain.warps, deterministicSchedule: 'ordered', orderedWalk: walk })] as const)
+// The ordered schedule's variants, each checked like bwdMain and against bwdMain's result:
+// - the two walks forced for every item (bwdMain walks by the rule, which picks one per group of
+//   tiles: the sliding-window case gets both, causal and varlen only heads inner): dq
+//   bit-identical, since either walk adds a dQ tile's contributions in the same (rank) order; dk /
+//   dv sum a block's steps in walk order, so they may differ in the last bits between walks;
+// - the blocks kv-major and half the items kv-major (the cases' small grids take item-major by
+//   the rule): dq, dk and dv bit-identical, since neither ranks nor walks depend on the block order.
+const orderedVariants = bwdMain.deterministicScheduleAt(128) === 'ordered'
+  ? [
+      ...(['inner', 'outer'] as const).map((walk) => ({ label: `heads ${walk} for every item`, same: ['dq'] as const, bwd: new CudaFfaBackward(dev, { warps: bwdMain.warps, deterministicSchedule: 'ordered', orderedWalk: walk }) })),
+      ...([['kv-major', 'kv-major'], ['half the items kv-major', { kvMajorShare: 0.5 }]] as const).map(([label, blockOrder]) => ({
+        label: `blocks ${label}`,
+        same: ['dq', 'dk', 'dv'] as const,
+        bwd: new CudaFfaBackward(dev, { warps: bwdMain.warps, deterministicSchedule: 'ordered', blockOrder }),
+      })),
+    ]
   : [];
 if (checks) {
   tally.forEach(pick(optCases, cases.filter((c) => caseDims.includes(c.dim)).length), args.selects, '[options] ', (c) => {
@@ -365,7 +376,7 @@ if (checks) {
     }
     if (c.deterministic) ok = secondRunSame(got, run(), ['dq', 'dk', 'dv', 'dsink'], parts) && ok;
     if (c.deterministic && bwdMain.deterministicScheduleAt(c.dim) === 'ordered') {
-      for (const [walk, bwd] of walkBwds) {
+      for (const { label, same, bwd } of orderedVariants) {
         const g = run(bwd);
         const wparts: string[] = [];
         for (const name of ['dq', 'dk', 'dv'] as const) {
@@ -374,10 +385,11 @@ if (checks) {
           wparts.push(m);
         }
         ok = secondRunSame(g, run(bwd), ['dq', 'dk', 'dv'], wparts) && ok;
-        const sameDq = sameResults(got, g, ['dq']);
-        ok &&= sameDq;
-        wparts.push(`dq ${sameDq ? 'bit-identical to' : 'DIFFERS from'} the rule's walk's, dk / dv ${sameResults(got, g, ['dk', 'dv']) ? 'identical' : 'not identical'}`);
-        parts.push(`heads ${walk} for every item: ${wparts.join(', ')}`);
+        const isSame = sameResults(got, g, [...same]);
+        ok &&= isSame;
+        const others = (['dq', 'dk', 'dv'] as const).filter((n) => !(same as readonly string[]).includes(n));
+        wparts.push(`${same.join(' / ')} ${isSame ? 'bit-identical to' : 'DIFFER from'} bwdMain's${others.length > 0 ? `, ${others.join(' / ')} ${sameResults(got, g, others) ? 'identical' : 'not identical'}` : ''}`);
+        parts.push(`${label}: ${wparts.join(', ')}`);
       }
     }
     tally.record(ok, `[options] ${c.name} [${kernelLabel(bwdMain, c.dim)}${c.deterministic ? `, ${bwdMain.deterministicScheduleAt(c.dim)}` : ''}]: ${parts.join('; ')}`);
@@ -409,12 +421,13 @@ if (checks) {
         const y = hostBackward(bwdMain, { ...base, deterministic: false, ...zeros() });
         nondetDiffers = !sameResults(x, y, ['dq', 'dk', 'dv']);
       }
-      // the two walks forced (the rule walks these slices heads outer): within tolerance, dq bit-identical
-      const walks = walkBwds.map(([walk, bwd]) => {
+      // the ordered variants (the rule walks these slices heads outer; one launch per group of
+      // slices here, each with its own block order): within tolerance, bit-identical where stated
+      const walks = orderedVariants.map(({ label, same: tensors, bwd }) => {
         const x = hostBackward(bwd, { ...base, deterministic: true, ...zeros() }, { poison: true });
         const checks = (['dq', 'dk', 'dv'] as const).map((g) => checkGrad(g, x[g], ref[g], undefined));
-        const sameDq = sameResults(a, x, ['dq']);
-        return [checks.every(([o]) => o) && sameDq, `heads ${walk}: ${checks.map(([, m]) => m).join(', ')}, dq ${sameDq ? 'bit-identical' : 'DIFFERS'}`] as const;
+        const isSame = sameResults(a, x, [...tensors]);
+        return [checks.every(([o]) => o) && isSame, `${label}: ${checks.map(([, m]) => m).join(', ')}, ${tensors.join(' / ')} ${isSame ? 'bit-identical' : 'DIFFER'}`] as const;
       });
       const ok = same && parts.every(([o]) => o) && walks.every(([o]) => o);
       tally.record(ok, `deterministic backward, ${n} overlapping slices, 8:2 heads, bf16 d128 [${kernelLabel(bwdMain)}, ${bwdMain.deterministicScheduleAt(128)}], fp32 grads: ${same ? 'two runs bit-identical' : 'runs DIFFER'}; ${parts.map(([, m]) => m).join('; ')}; ${walks.map(([, m]) => `${m}; `).join('')}(default mode runs ${nondetDiffers ? 'differ' : 'happened to agree'})`);

@@ -239,6 +239,20 @@ export function orderedLaunches(plan: OrderedBackwardPlan, fromZero: boolean): I
 }
 
 /**
+ * The items of one ordered launch as a default-launch work list whose item i has q rows
+ * [0, tiles_i x tileRows): what the block-order rule (pickKvMajorItems) reads, each item's steps.
+ * The ordered kernel runs the same split order as the default one (split_item_head).
+ */
+export function orderedLaunchItems(plan: OrderedBackwardPlan, first: number, count: number, tileRows: number): Pick<FfaBackwardPlan, 'work' | 'numWork'> {
+  const work = new Int32Array(4 * count);
+  for (let i = 0; i < count; i++) {
+    const rec = ORDERED_RECORD * (first + i);
+    work.set([plan.work[rec], plan.work[rec + 1], 0, Math.abs(plan.work[rec + 7]) * tileRows], 4 * i);
+  }
+  return { work, numWork: count };
+}
+
+/**
  * How deterministic mode runs: the ordered single launch (this file), or one launch per
  * conflict-free group (planDeterministicBackward). CudaFfaBackward.deterministicScheduleAt says
  * which one a head dim gets.

@@ -40,7 +40,7 @@ import type { CuDevicePtr } from '../../device/cuda-driver.js';
 import { readKernelSource } from './source.js';
 import { greedyDisjointGroups, plannedSlice, type FfaForwardShape, type GroupedWork } from './ffa-forward.js';
 import { ORDERED_HEAD_DIM, Sm90BackwardMain, sm90BackwardBlockM } from './ffa-backward-sm90.js';
-import { ORDERED_RECORD, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan, type OrderedWalk } from './ffa-backward-ordered.js';
+import { ORDERED_RECORD, orderedLaunchItems, orderedLaunches, planOrderedBackward, type DeterministicSchedule, type OrderedBackwardPlan, type OrderedWalk } from './ffa-backward-ordered.js';
 import { sm90Available } from './ffa-forward-sm90.js';
 import { FfaCudaUnsupportedError } from './unsupported.js';
 import { InvalidArgumentError } from '../../errors.js';
@@ -254,7 +254,7 @@ export class CudaFfaBackward {
   readonly orderedWalk: OrderedWalk;
   /** Which items of the default launch's work list are cut into pieces (splitLongItems); null: none. */
   readonly qRangeCut: QRangeCut | null;
-  /** The Hopper kernel's block order in the default launch: 'auto' (per plan, pickKvMajorItems) or forced. */
+  /** The Hopper kernel's block order in the default and ordered launches: 'auto' (per launch, pickKvMajorItems) or forced. */
   readonly blockOrder: BackwardBlockOrder | 'auto';
 
   constructor(
@@ -273,10 +273,11 @@ export class CudaFfaBackward {
       orderedWalk?: OrderedWalk;
       qRangeCut?: QRangeCut | null;
       /**
-       * The Hopper kernel's block order in the default launch (ffa-backward-order.ts): 'auto'
-       * (default) picks a split per plan; 'kv-major', 'item-major' or { kvMajorShare } force one
-       * (checks and A/B measurements). Results are the same up to the order of the fp32 dQ
-       * additions.
+       * The Hopper kernel's block order in the default launch and in each of the ordered
+       * schedule's (ffa-backward-order.ts): 'auto' (default) picks a split per launch;
+       * 'kv-major', 'item-major' or { kvMajorShare } force one (checks and A/B measurements).
+       * Default launch: results the same up to the order of the fp32 dQ additions; ordered:
+       * bit-identical (each dQ tile's adds keep their ranks' order).
        */
       blockOrder?: BackwardBlockOrder | 'auto';
       /**
@@ -383,6 +384,15 @@ export interface FfaBackwardBuffers {
 }
 
 /** A slice list planned and uploaded for one shape, with the fp32 scratch; launch it as often as needed. */
+/** The ordered schedule's plan and device buffers (locks: int32 [Hq, numLocks]), and the kvMajorItems of each of its launches (orderedLaunches' two lists). */
+export interface OrderedWork {
+  readonly plan: OrderedBackwardPlan;
+  readonly work: DeviceBuffer;
+  readonly ranks: DeviceBuffer;
+  readonly locks: DeviceBuffer;
+  readonly kvMajorItems: { readonly fromZero: Int32Array; readonly groups: Int32Array };
+}
+
 export class FfaBackwardProblem {
   readonly plan: FfaBackwardPlan;
   private readonly qRanges: DeviceBuffer;
@@ -401,8 +411,8 @@ export class FfaBackwardProblem {
   readonly dvAcc: DeviceBuffer;
   /** The deterministic schedule, uploaded on first use. */
   private detWork: { plan: GroupedWork; buffer: DeviceBuffer } | null = null;
-  /** The ordered deterministic schedule (Hopper kernel), uploaded on first use; locks: int32 [Hq, numLocks]. */
-  private ordWork: { plan: OrderedBackwardPlan; work: DeviceBuffer; ranks: DeviceBuffer; locks: DeviceBuffer } | null = null;
+  /** The ordered deterministic schedule (Hopper kernel), uploaded on first use. */
+  private ordWork: OrderedWork | null = null;
 
   constructor(
     readonly owner: CudaFfaBackward,
@@ -421,11 +431,7 @@ export class FfaBackwardProblem {
     const cut = owner.qRangeCut !== null ? splitLongItems(this.plan, slices, owner.qRangeCut, steps) : this.plan;
     this.defaultItems = cut.numWork;
     this.work = dev.upload(nonEmpty(cut.work));
-    this.kvMajorItems = !owner.usesSm90(shape.dim)
-      ? null
-      : owner.blockOrder !== 'auto'
-        ? kvMajorItemsOf(owner.blockOrder, cut.numWork)
-        : pickKvMajorItems(cut, shape.headsQ, shape.headsKv, steps, dev.smCount);
+    this.kvMajorItems = owner.usesSm90(shape.dim) ? this.kvMajorItemsOf(cut) : null;
     const rows = shape.tokensQ * shape.headsQ;
     this.lseLog2 = dev.alloc(Math.max(4, rows * 4));
     this.delta = dev.alloc(Math.max(4, rows * 4));
@@ -448,13 +454,30 @@ export class FfaBackwardProblem {
     return this.detWork;
   }
 
-  /** The ordered deterministic schedule (planOrderedBackward) and its device buffers, uploaded on first use. */
-  orderedWork(): { plan: OrderedBackwardPlan; work: DeviceBuffer; ranks: DeviceBuffer; locks: DeviceBuffer } {
+  /** The Hopper kernel's kvMajorItems for a launch of these items: the owner's blockOrder, or per launch by pickKvMajorItems. */
+  private kvMajorItemsOf(items: Pick<FfaBackwardPlan, 'work' | 'numWork'>): number {
+    const { owner, shape } = this;
+    return owner.blockOrder !== 'auto'
+      ? kvMajorItemsOf(owner.blockOrder, items.numWork)
+      : pickKvMajorItems(items, shape.headsQ, shape.headsKv, owner.stepRows(shape.dim), owner.device.smCount);
+  }
+
+  /** The ordered deterministic schedule (planOrderedBackward), its device buffers and each launch's block order, made on first use. */
+  orderedWork(): OrderedWork {
     if (this.ordWork === null) {
       const dev = this.owner.device;
-      const plan = planOrderedBackward(this.plan, this.slices, this.owner.blockN, this.owner.stepRows(this.shape.dim), this.owner.orderedWalk);
+      const steps = this.owner.stepRows(this.shape.dim);
+      const plan = planOrderedBackward(this.plan, this.slices, this.owner.blockN, steps, this.owner.orderedWalk);
       const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(ORDERED_RECORD));
-      this.ordWork = { plan, work: dev.upload(nonEmpty(plan.work)), ranks: dev.upload(nonEmpty(plan.ranks)), locks: dev.alloc(Math.max(4, 4 * plan.numLocks * this.shape.headsQ)) };
+      const split = (launches: Int32Array): Int32Array =>
+        Int32Array.from({ length: launches.length / 2 }, (_, i) => this.kvMajorItemsOf(orderedLaunchItems(plan, launches[2 * i], launches[2 * i + 1], steps)));
+      this.ordWork = {
+        plan,
+        work: dev.upload(nonEmpty(plan.work)),
+        ranks: dev.upload(nonEmpty(plan.ranks)),
+        locks: dev.alloc(Math.max(4, 4 * plan.numLocks * this.shape.headsQ)),
+        kvMajorItems: { fromZero: split(orderedLaunches(plan, true)), groups: split(orderedLaunches(plan, false)) },
+      };
     }
     return this.ordWork;
   }
@@ -557,9 +580,12 @@ export class FfaBackwardProblem {
         const ord = this.orderedWork();
         ord.locks.fill(0, stream);
         // onto zeroed dk / dv, runs of key-disjoint groups per launch (orderedLaunches: no key row gets two adds onto an earlier sum)
-        const g = orderedLaunches(ord.plan, acc.dk !== true && acc.dv !== true);
-        const more = [ptr(ord.ranks), ptr(ord.locks), i32(ord.plan.numLocks)];
-        for (let i = 0; i < g.length; i += 2) mainLaunch(ord.work.ptr + BigInt(g[i] * 4 * ORDERED_RECORD), g[i + 1], more);
+        const fromZero = acc.dk !== true && acc.dv !== true;
+        const g = orderedLaunches(ord.plan, fromZero);
+        const split = fromZero ? ord.kvMajorItems.fromZero : ord.kvMajorItems.groups;
+        for (let i = 0; i < g.length; i += 2) {
+          mainLaunch(ord.work.ptr + BigInt(g[i] * 4 * ORDERED_RECORD), g[i + 1], [ptr(ord.ranks), ptr(ord.locks), i32(ord.plan.numLocks), i32(split[i / 2])]);
+        }
       } else if (extras.deterministic === true) {
         const det = this.deterministicWork();
         const g = det.plan.groups;

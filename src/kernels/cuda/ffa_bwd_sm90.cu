@@ -49,8 +49,8 @@
 //               processes): varlen causal +13.5% at 16k and +5.5% at 64k, full, varlen full and
 //               varlen block-causal +2-3% at 64k (bench/kernel/README.md, "Backward: kv-head-major
 //               blocks"); but causal at 4k (a grid of ~2 waves) lost 14%. The host picks the
-//               split per plan (ffa-backward-order.ts); the ordered entries and the mma.sync
-//               kernel run item-major.
+//               split per plan (ffa-backward-order.ts), for the ordered entries over each of
+//               their launches' items; the mma.sync kernel runs item-major.
 //   registers = setmaxnreg: the producer drops to 24, the consumers rise to 240 (FlashAttention-3's
 //               split for two consumer warpgroups; 24 is the least setmaxnreg takes, 240 the most
 //               that fits 65,536 beside it). ptxas's "Used 168 registers" is only the launch cap:
@@ -230,7 +230,9 @@ __device__ __forceinline__ void p_tile(float (*st)[4], const float* cL, bool ful
 // launch) and every (item, tile) its rank: how many items before it in launch order add to that
 // tile. The dQ thread waits until the tile's counter equals its rank, reduce-adds, waits for the
 // adds to complete and increments the counter (release); items only wait for items launched before
-// them (lower blockIdx, or an earlier launch), so the lowest unfinished item never waits, whatever
+// them (lower blockIdx, or an earlier launch: in the split order, as in the default's, a kv head's
+// block of item i comes after its blocks of items 0..i-1, and counters are per q head, so blocks
+// wait only within their kv head), so the lowest unfinished item never waits, whatever
 // order each item visits its (tile, q head) pairs in. Steps walk the item's tiles from one end, in
 // one of two orders the host picks per item (its record's walk; per group of overlapping q ranges,
 // orderedWalkHeadsOuter): heads inner, step k · G + hh = (tile k, head hh), so that every block of
@@ -253,10 +255,11 @@ struct OrderedItem {
 constexpr int kOrderedRecord = 9;
 template <int BM, int BN>
 __device__ __forceinline__ BwdItem ordered_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
-                                                int headsQ, int headsKv, OrderedItem& o) {
+                                                int headsQ, int headsKv, unsigned kvMajorItems, OrderedItem& o) {
   BwdItem w;
-  w.hk = blockIdx.x % headsKv;
-  const int* rec = work + kOrderedRecord * (blockIdx.x / headsKv);
+  int item;
+  split_item_head(headsKv, kvMajorItems, item, w.hk);
+  const int* rec = work + kOrderedRecord * item;
   w.n0 = rec[1];
   w.qLo = rec[2];
   w.qHi = rec[3];
@@ -330,7 +333,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 #endif
   // work item: ffa_bwd.cu's, shared (ffa_common.cuh)
   OrderedItem oi{};
-  const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, oi)
+  const BwdItem w = ORDERED ? ordered_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, kvMajorItems, oi)
                             : bwd_item<kBM, kBN>(work, qRanges, kRanges, types, headsQ, headsKv, kvMajorItems);
   const Slice sl = w.sl;
   const int hk = w.hk, n0 = w.n0, n1 = w.n1, qLo = w.qLo, qHi = w.qHi, G = w.G, nQt = w.nQt, nSteps = w.nSteps;
@@ -709,9 +712,9 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
 // split order, bwd_item).
 // Compiled with -DFFA_BWD_SM90_ORDERED instead (a module of its own, compiled on the first
 // deterministic launch at head dim 128, so the default module's code does not change):
-// ffa_bwd_sm90_ordered_*_d128, the same arguments but kvMajorItems on the host's ordered work
-// records (kOrderedRecord ints), then ranks, the tile counters (int32 [Hq][numLocks], zero) and
-// numLocks.
+// ffa_bwd_sm90_ordered_*_d128, the same arguments on the host's ordered work records
+// (kOrderedRecord ints) but kvMajorItems, then ranks, the tile counters (int32 [Hq][numLocks],
+// zero), numLocks and last kvMajorItems (the split order over this launch's items).
 // Compiled with -DFFA_BWD_SM90_TRACE instead (a diagnostic module, CudaFfaBackward's traceSteps):
 // the same entry points, the head-dim-128 ones also writing the step trace (ffa_bwd_trace, above).
 
@@ -743,8 +746,8 @@ FFA_BWD_SM90_ENTRY(ffa_bwd_sm90_fp16_d64_softcap, ffa::Fp16, 64, true)
 #else
 #define FFA_BWD_SM90_ORDERED_ENTRY(NAME, E, SOFTCAP)                                                                     \
   extern "C" __global__ void __launch_bounds__(ffa::sm90bwd::kThreads, 1)                                                \
-      NAME(FFA_BWD_SM90_PARAMS, const int* __restrict__ ranks, int* __restrict__ locks, int numLocks) {                  \
-    ffa::sm90bwd::bwd_kernel<E, 128, SOFTCAP, true>(FFA_BWD_SM90_ARGS, 0, ranks, locks, numLocks);                        \
+      NAME(FFA_BWD_SM90_PARAMS, const int* __restrict__ ranks, int* __restrict__ locks, int numLocks, int kvMajorItems) { \
+    ffa::sm90bwd::bwd_kernel<E, 128, SOFTCAP, true>(FFA_BWD_SM90_ARGS, kvMajorItems, ranks, locks, numLocks);             \
   }
 
 FFA_BWD_SM90_ORDERED_ENTRY(ffa_bwd_sm90_ordered_bf16_d128, ffa::Bf16, false)

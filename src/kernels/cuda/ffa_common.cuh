@@ -269,18 +269,23 @@ struct BwdItem {
 // the L2), the rest item-major after them (item kvMajorItems + b / headsKv of kv head b % headsKv,
 // longest first across kv heads, so that the grid's tail is short). kvMajorItems = items: all
 // kv-major; 0: all item-major (a literal 0 compiles to item-major alone).
+// This block's item and kv head in that order (also the ordered entries' blocks: an item's block
+// comes after its kv head's blocks of every earlier item, whatever the split).
+__device__ __forceinline__ void split_item_head(int headsKv, unsigned kvMajorItems, int& item, int& hk) {
+  const unsigned kvMajorBlocks = kvMajorItems * headsKv;
+  if (blockIdx.x < kvMajorBlocks) {
+    block_item_head<true>(blockIdx.x, kvMajorBlocks, headsKv, item, hk);
+  } else {
+    block_item_head<false>(blockIdx.x - kvMajorBlocks, gridDim.x - kvMajorBlocks, headsKv, item, hk);
+    item += kvMajorItems;
+  }
+}
 template <int BM, int BN>
 __device__ __forceinline__ BwdItem bwd_item(const int* work, const int* qRanges, const int* kRanges, const int* types,
                                             int headsQ, int headsKv, unsigned kvMajorItems) {
   BwdItem w;
   int item;
-  const unsigned kvMajorBlocks = kvMajorItems * headsKv;
-  if (blockIdx.x < kvMajorBlocks) {
-    block_item_head<true>(blockIdx.x, kvMajorBlocks, headsKv, item, w.hk);
-  } else {
-    block_item_head<false>(blockIdx.x - kvMajorBlocks, gridDim.x - kvMajorBlocks, headsKv, item, w.hk);
-    item += kvMajorItems;
-  }
+  split_item_head(headsKv, kvMajorItems, item, w.hk);
   const int sliceIdx = work[4 * item];
   w.n0 = work[4 * item + 1];
   w.qLo = work[4 * item + 2];
