@@ -1,5 +1,6 @@
 /**
- * The block order of the Hopper backward's default launch, picked per plan. The grid is items x
+ * The block order of the Hopper backward's default launch, and of each launch of its ordered
+ * deterministic schedule (ffa-backward-ordered.ts), picked per launch. The grid is items x
  * kv heads, and the items come longest first (planFfaBackward). Kv-head-major blocks (block b
  * runs item b % items of kv head b / items) let the blocks running at once share q heads in the
  * L2 (bench/kernel/README.md, "Backward: kv-head-major blocks": varlen causal +13.5% at 16k), but
@@ -124,7 +125,7 @@ export function simulatedSplitMakespans(plan: Pick<FfaBackwardPlan, 'work' | 'nu
   return tails.map((tail) => ({ kvMajorItems: items - tail, makespan: listScheduleMakespan(splitCosts(item, headsKv, items - tail), smCount) }));
 }
 
-/** The default launch's kvMajorItems for `plan` (this file's header). */
+/** The kvMajorItems of a launch of `plan`'s items (this file's header): the default launch, or an ordered one (orderedLaunchItems). */
 export function pickKvMajorItems(plan: Pick<FfaBackwardPlan, 'work' | 'numWork'>, headsQ: number, headsKv: number, stepRows: number, smCount: number): number {
   if (plan.numWork * headsKv >= ORDER_SIMULATION_MAX_WAVES * smCount) return plan.numWork;
   const c = simulatedSplitMakespans(plan, headsQ, headsKv, stepRows, smCount);

@@ -7,7 +7,11 @@
  * q chunks) launches, 128 for one 16k slice, each a few short waves). H200, 16k tokens, 64:8 heads,
  * bf16, heads inner for every item: 1.06-1.23x the default backward's time, the grouped schedule
  * 1.42-1.59x; after the default's Pᵀ step 1.05-1.11x, and 1.51x on the sliding window, which the
- * walk rule (below) brought to 1.09x (1.03x at 64k; bench/kernel/README.md, "Deterministic backward").
+ * walk rule (below) brought to 1.09x (1.03x at 64k). Once the default's blocks ran in a split
+ * order and its causal items were cut, the ordered launch (item-major) read up to 1.32x (varlen
+ * causal 16k); in the default's split order, picked per ordered launch (the kernel's
+ * split_item_head), 1.02-1.19x on bench:kernel's six masks at 16k and 1.01-1.08x at 64k
+ * (bench/kernel/README.md, "Deterministic backward").
  *
  * The host's part, a pure function of the plan and the slice list:
  *   - q tile grid: the slices' q ranges are merged into groups of overlapping ranges; each group
