@@ -234,7 +234,7 @@ __device__ __forceinline__ void bwd_kernel(const typename E::T* __restrict__ q, 
     // column (q) = m0 + 8j + 2t + (e&1). (The key base is passed as an expression, not a
     // variable live across the loop: that keeps ptxas's d128 spills at their old 44 bytes.)
     const bool full = (m1 - m0 == BM) && n0 >= sl.rowStart(m1 - 1) && n0 + BN <= sl.rowEnd(m0);
-    bwd_p<BM / 8, SOFTCAP, true>(st, dp, cL, cD, full, sl, n0 + warp * 16 + g, m0, m1, t, scaleLog2, softcapScale);
+    bwd_p<BM / 8, SOFTCAP>(st, dp, cL, cD, full, sl, n0 + warp * 16 + g, m0, m1, t, scaleLog2, softcapScale);
 
     // dV += Pᵀ dO, dK += dSᵀ Q (16-bit P / dS from registers, k dim = q rows)
 #pragma unroll

@@ -306,7 +306,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
   using L = Smem<kD>;
   constexpr int kBM = L::kBM;
   constexpr int HALVES = kD / 64;  // 64-column SW128 halves of Q, K, V and dO
-  // Pᵀ and dSᵀ in one pass once dPᵀ has landed (bwd_p with WITH_DS), as softcap needs anyway, or
+  // Pᵀ and dSᵀ in one pass once dPᵀ has landed (bwd_p), as softcap needs anyway, or
   // Pᵀ while dPᵀ runs and dSᵀ while dV runs. At kBM = 128 the Sᵀ and dPᵀ tiles are 64 registers
   // each, and the overlapped schedule spilled 48 bytes and serialized the wgmma (nvcc 13.0, 240
   // registers); so did computing dSᵀ after dPᵀ but before dV (no spill, wgmma serialized).
@@ -589,7 +589,7 @@ __device__ __forceinline__ void bwd_kernel(const TmaMap* tmQ, const TmaMap* tmK,
     // = keyBase + 8 (e >> 1), column (q) = m0 + 8j + 2t + (e & 1).
     const bool fullTile = (m1 - m0 == kBM) && (!ORDERED || m0 >= qLo) && nw0 >= sl.rowStart(m1 - 1) && nw0 + 64 <= sl.rowEnd(m0);
     if constexpr (kWaitDp) {
-      bwd_p<kBM / 8, SOFTCAP, kWaitDp, ORDERED>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale, qLo);
+      bwd_p<kBM / 8, SOFTCAP, ORDERED>(st, dp, cL, cD, fullTile, sl, keyBase, m0, m1, t, scaleLog2, softcapScale, qLo);
     } else {
       p_tile<kBM / 8, ORDERED>(st, cL, fullTile, sl, keyBase, m0, m1, t, scaleLog2, qLo);
     }

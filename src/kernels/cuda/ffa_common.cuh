@@ -521,12 +521,12 @@ __device__ __forceinline__ void merge_rows(const float (*o)[4], const float* row
 // are the step's lseLog2 / Δ rows in shared memory.
 
 // Shared: Pᵀ = exp2(x · scaleLog2 − lseLog2) with x = s (tanh(s · softcapScale) under SOFTCAP),
-// zeroed outside the mask unless the tile is `full`; with WITH_DS also dSᵀ = P (dP − Δ) [(1 − x²)]
-// into dp (the mma.sync kernel always; the Hopper one where it waits for dPᵀ first, under softcap
-// and at head dim 64; otherwise it takes p_tile and bwd_ds, ffa_bwd_sm90.cu). LOWER: rows below mLo
-// are outside the mask too (the Hopper kernel's ordered deterministic mode, whose 64-row steps need
-// not start at the item's qLo).
-template <int NJ, bool SOFTCAP, bool WITH_DS, bool LOWER = false>
+// zeroed outside the mask unless the tile is `full`, and dSᵀ = P (dP − Δ) [(1 − x²)] into dp, in
+// one pass once dPᵀ is there (the mma.sync kernel always; the Hopper one where it waits for dPᵀ
+// first, under softcap and at head dim 64; otherwise it takes p_tile and bwd_ds, ffa_bwd_sm90.cu).
+// LOWER: rows below mLo are outside the mask too (the Hopper kernel's ordered deterministic mode,
+// whose 64-row steps need not start at the item's qLo).
+template <int NJ, bool SOFTCAP, bool LOWER = false>
 __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const float* cL, const float* cD, bool full,
                                       const Slice& sl, int keyBase, int m0, int m1, int t, float scaleLog2,
                                       float softcapScale, int mLo = 0) {
@@ -535,8 +535,7 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
     // the two columns' lseLog2 (and Δ) in one 8-byte shared-memory load (cL / cD are 8-byte
     // aligned in both kernels and 8j + 2t is even)
     const float2 l2 = *reinterpret_cast<const float2*>(cL + 8 * j + 2 * t);
-    float2 d2 = make_float2(0.f, 0.f);
-    if (WITH_DS) d2 = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);
+    const float2 d2 = *reinterpret_cast<const float2*>(cD + 8 * j + 2 * t);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int c = 8 * j + 2 * t + (e & 1);
@@ -550,11 +549,9 @@ __device__ __forceinline__ void bwd_p(float (*st)[4], float (*dp)[4], const floa
         if (!ok) p = 0.f;
       }
       st[j][e] = p;
-      if (WITH_DS) {
-        float ds = p * (dp[j][e] - ((e & 1) ? d2.y : d2.x));
-        if (SOFTCAP) ds *= 1.f - x * x;
-        dp[j][e] = ds;
-      }
+      float ds = p * (dp[j][e] - ((e & 1) ? d2.y : d2.x));
+      if (SOFTCAP) ds *= 1.f - x * x;
+      dp[j][e] = ds;
     }
   }
 }
