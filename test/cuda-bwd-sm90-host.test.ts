@@ -17,7 +17,7 @@ import { orderedLaunches } from '../src/kernels/cuda/ffa-backward-ordered.js';
 import { kvMajorItemsOf } from '../src/kernels/cuda/ffa-backward-order.js';
 import type { Stream } from '../src/device/device.js';
 import { repoFile } from './util/paths.js';
-import { causalMask, fullMask } from '../src/mask/index.js';
+import { causalMask, fullMask, makeSliceList } from '../src/mask/index.js';
 import { InvalidArgumentError } from '../src/errors.js';
 
 const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
@@ -230,6 +230,15 @@ test('CudaFfaBackward block order: one default module; each problem picks kvMajo
   // by the rule: the ordered launch of causal 16k (1,024 blocks, 8 waves) all kv-major, of causal 4k a split
   const ord16k = causal16k.orderedWork();
   assert.deepEqual(Array.from(ord16k.kvMajorItems.fromZero), [orderedLaunches(ord16k.plan, true)[1]]);
+  assert.deepEqual(Array.from(ord16k.kvMajorItems.groups), Array.from(ord16k.kvMajorItems.fromZero), 'one group: the same launch either way');
+  // two slices over the same keys: two key-disjoint groups, one launch each onto a caller's dk / dv,
+  // one launch from zero; each launch's split over its own items
+  const twice = makeSliceList([[0, 2048], [0, 2048]], [[0, 2048], [0, 2048]], ['full', 'full']);
+  const kvMajor = new CudaFfaBackward(fakeDevice([9, 0]).device, { blockOrder: 'kv-major' }).prepare(shape(2048), twice).orderedWork();
+  const perLaunch = (launches: Int32Array): number[] => Array.from({ length: launches.length / 2 }, (_, i) => launches[2 * i + 1]);
+  assert.deepEqual([orderedLaunches(kvMajor.plan, false).length, orderedLaunches(kvMajor.plan, true).length], [4, 2]);
+  assert.deepEqual(Array.from(kvMajor.kvMajorItems.groups), perLaunch(orderedLaunches(kvMajor.plan, false)));
+  assert.deepEqual(Array.from(kvMajor.kvMajorItems.fromZero), perLaunch(orderedLaunches(kvMajor.plan, true)));
   const ord4k = causal4k.orderedWork();
   const split4k = ord4k.kvMajorItems.fromZero[0];
   assert.ok(split4k > 0 && split4k < orderedLaunches(ord4k.plan, true)[1], `ordered causal 4k: a split, ${split4k}`);

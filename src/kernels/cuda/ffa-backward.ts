@@ -112,7 +112,7 @@ export interface QRangeCut {
 
 /** Every item of every slice type cut at the multiples of `pieceRows` (checks and measurements). */
 export function cutEveryItem(pieceRows: number): QRangeCut {
-  return { pieceRows, longerThan: { full: 0, causal: 0, inv_causal: 0, bi_causal: 0 } };
+  return { pieceRows, longerThan: Object.fromEntries(Object.values(AttnMaskType).map((type) => [type, 0])) };
 }
 
 /**
@@ -383,7 +383,6 @@ export interface FfaBackwardBuffers {
   dv: DeviceBuffer;
 }
 
-/** A slice list planned and uploaded for one shape, with the fp32 scratch; launch it as often as needed. */
 /** The ordered schedule's plan and device buffers (locks: int32 [Hq, numLocks]), and the kvMajorItems of each of its launches (orderedLaunches' two lists). */
 export interface OrderedWork {
   readonly plan: OrderedBackwardPlan;
@@ -393,6 +392,7 @@ export interface OrderedWork {
   readonly kvMajorItems: { readonly fromZero: Int32Array; readonly groups: Int32Array };
 }
 
+/** A slice list planned and uploaded for one shape, with the fp32 scratch; launch it as often as needed. */
 export class FfaBackwardProblem {
   readonly plan: FfaBackwardPlan;
   private readonly qRanges: DeviceBuffer;
@@ -431,7 +431,7 @@ export class FfaBackwardProblem {
     const cut = owner.qRangeCut !== null ? splitLongItems(this.plan, slices, owner.qRangeCut, steps) : this.plan;
     this.defaultItems = cut.numWork;
     this.work = dev.upload(nonEmpty(cut.work));
-    this.kvMajorItems = owner.usesSm90(shape.dim) ? this.kvMajorItemsOf(cut) : null;
+    this.kvMajorItems = owner.usesSm90(shape.dim) ? this.launchKvMajorItems(cut) : null;
     const rows = shape.tokensQ * shape.headsQ;
     this.lseLog2 = dev.alloc(Math.max(4, rows * 4));
     this.delta = dev.alloc(Math.max(4, rows * 4));
@@ -455,7 +455,7 @@ export class FfaBackwardProblem {
   }
 
   /** The Hopper kernel's kvMajorItems for a launch of these items: the owner's blockOrder, or per launch by pickKvMajorItems. */
-  private kvMajorItemsOf(items: Pick<FfaBackwardPlan, 'work' | 'numWork'>): number {
+  private launchKvMajorItems(items: Pick<FfaBackwardPlan, 'work' | 'numWork'>): number {
     const { owner, shape } = this;
     return owner.blockOrder !== 'auto'
       ? kvMajorItemsOf(owner.blockOrder, items.numWork)
@@ -470,13 +470,18 @@ export class FfaBackwardProblem {
       const plan = planOrderedBackward(this.plan, this.slices, this.owner.blockN, steps, this.owner.orderedWalk);
       const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(ORDERED_RECORD));
       const split = (launches: Int32Array): Int32Array =>
-        Int32Array.from({ length: launches.length / 2 }, (_, i) => this.kvMajorItemsOf(orderedLaunchItems(plan, launches[2 * i], launches[2 * i + 1], steps)));
+        Int32Array.from({ length: launches.length / 2 }, (_, i) => this.launchKvMajorItems(orderedLaunchItems(plan, launches[2 * i], launches[2 * i + 1], steps)));
+      const groupLaunches = orderedLaunches(plan, false);
+      const zeroLaunches = orderedLaunches(plan, true);
+      const groups = split(groupLaunches);
+      // the same launches either way (e.g. one group of items: full, causal and varlen masks): one rule run serves both
+      const sameLaunches = zeroLaunches.length === groupLaunches.length && zeroLaunches.every((x, i) => x === groupLaunches[i]);
       this.ordWork = {
         plan,
         work: dev.upload(nonEmpty(plan.work)),
         ranks: dev.upload(nonEmpty(plan.ranks)),
         locks: dev.alloc(Math.max(4, 4 * plan.numLocks * this.shape.headsQ)),
-        kvMajorItems: { fromZero: split(orderedLaunches(plan, true)), groups: split(orderedLaunches(plan, false)) },
+        kvMajorItems: { fromZero: sameLaunches ? groups : split(zeroLaunches), groups },
       };
     }
     return this.ordWork;
