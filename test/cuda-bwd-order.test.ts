@@ -70,7 +70,7 @@ test('forced orders: kvMajorItemsOf, validateBlockOrder and describeBlockOrder',
   assert.equal(describeBlockOrder(10, 34), 'split 10/34');
 });
 
-/** The default launch's plan (128-key tiles, 64-row steps, long full slices cut) of a mask. */
+/** The default launch's plan (128-key tiles, 64-row steps, long full and causal slices cut) of a mask. */
 function defaultPlan(slices: Parameters<typeof planFfaBackward>[0], tokens: number) {
   return splitLongItems(planFfaBackward(slices, tokens, tokens, 128, 64), slices, DEFAULT_Q_RANGE_CUT, 64);
 }

@@ -1,8 +1,9 @@
 /**
- * splitLongItems (the CUDA backward's default work list with the long items of full slices cut
- * into pieces; no GPU needed): the pieces cover each item's (k tile, q rows) exactly once, none
- * crosses a multiple of the piece rows, the list stays most-q-tiles-first, q chunk next, and the
- * default rule cuts exactly the items of full slices longer than its threshold.
+ * splitLongItems (the CUDA backward's default work list with the long items of full and causal
+ * slices cut into pieces; no GPU needed): the pieces cover each item's (k tile, q rows) exactly
+ * once, none crosses a multiple of the piece rows, the list stays most-q-tiles-first, q chunk
+ * next, and the default rule cuts exactly the items of full and causal slices longer than their
+ * thresholds.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

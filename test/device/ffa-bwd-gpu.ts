@@ -186,7 +186,7 @@ const fwd = new CudaFfaForward(dev);
 // one default backward per --warps entry; next to one that picked the Hopper kernel, its mma twin
 const defaults = warpList.map((w) => new CudaFfaBackward(dev, { warps: w, deterministicSchedule: detSchedule }));
 // (and one more Hopper one: work items cut at every 256 q rows, so that the cases run through
-// splitLongItems' pieces as long full slices do, half the items kv-major and half item-major, so
+// splitLongItems' pieces as long full and causal slices do, half the items kv-major and half item-major, so
 // that every case runs both halves of the split order (the small cases' plans mostly pick all
 // kv-major, ffa-backward-order.ts))
 const CUT_256: QRangeCut = cutEveryItem(256);
