@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import type { CudaDevice, DeviceBuffer, Kernel, Module } from '../src/device/device.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { CudaFfaForward, planFfaForward } from '../src/kernels/cuda/ffa-forward.js';
-import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, Sm90ForwardMain, SM90_WIDE_FROM_MEAN_K_TILES, sm90ForwardPicksBuild, sm90ForwardPicksPersistent, sm90ForwardPicksWide, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
+import { SM90_PERSISTENT_BELOW_MEAN_K_TILES, SM90_PERSISTENT_MAX_BLOCKS_PER_SM, Sm90ForwardMain, sm90ForwardGridIsShort, SM90_WIDE_FROM_MEAN_K_TILES, sm90ForwardPicksBuild, sm90ForwardPicksPersistent, sm90ForwardPicksWide, sm90ForwardSmemBytes } from '../src/kernels/cuda/ffa-forward-sm90.js';
 import { readKernelSource } from '../src/kernels/cuda/source.js';
 import { FfaCudaUnsupportedError } from '../src/kernels/cuda/unsupported.js';
 import { causalMask, fullMask, makeSliceList, slidingWindowMask, varlenFullMask } from '../src/mask/index.js';
@@ -58,16 +58,36 @@ test('sm90ForwardPicksWide: 176-key tiles for plans of full slices averaging 64+
   assert.equal(picks(empty, 0), false);
 });
 
-test('sm90ForwardPicksBuild: persistent below a mean of 16 k tiles per item, wide from 64 on full slices at D 128, else block', () => {
-  const build = (m: Parameters<typeof planFfaForward>[0], tokens: number, dim = 128) => sm90ForwardPicksBuild(m, planFfaForward(m, tokens, 128, 128), dim);
+test('sm90ForwardGridIsShort: at most 16 one-block-per-item blocks (items x Hq) per SM; an empty plan never', () => {
+  assert.equal(SM90_PERSISTENT_MAX_BLOCKS_PER_SM, 16);
+  assert.equal(sm90ForwardGridIsShort({ numWork: 0 }, 64, 132), false);
+  assert.equal(sm90ForwardGridIsShort({ numWork: 33 }, 64, 132), true); // 2,112 blocks: 16 per SM
+  assert.equal(sm90ForwardGridIsShort({ numWork: 34 }, 64, 132), false);
+  assert.equal(sm90ForwardGridIsShort({ numWork: 33 }, 64, 131), false); // the same grid on one SM fewer
+  // 4k tokens on 64 heads (32 q tiles: 2,048 blocks) is short on an H200, 8k (4,096) is not
+  const items = (m: Parameters<typeof planFfaForward>[0], tokens: number) => planFfaForward(m, tokens, 128, 128);
+  assert.equal(sm90ForwardGridIsShort(items(causalMask(4096), 4096), 64, 132), true);
+  assert.equal(sm90ForwardGridIsShort(items(causalMask(8192), 8192), 64, 132), false);
+  assert.equal(sm90ForwardGridIsShort(items(causalMask(8192), 8192), 32, 132), true);
+});
+
+test('sm90ForwardPicksBuild: persistent below a mean of 16 k tiles per item, wide from 64 on full slices at D 128, persistent on a short grid, else block', () => {
+  const build = (m: Parameters<typeof planFfaForward>[0], tokens: number, dim = 128, headsQ = 64) => sm90ForwardPicksBuild(m, planFfaForward(m, tokens, 128, 128), dim, headsQ, 132);
   assert.equal(build(fullMask(16384), 16384), 'wide');
   assert.equal(build(fullMask(16384), 16384, 64), 'block');
   assert.equal(build(causalMask(16384), 16384), 'block');
   assert.equal(build(slidingWindowMask(16384, [1000, 0]), 16384), 'persistent');
-  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 5, kTiles: 79 }, 128), 'persistent'); // full, mean 15.8
-  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 5, kTiles: 80 }, 128), 'block');
-  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 1, kTiles: 64 }, 128), 'wide');
-  assert.equal(sm90ForwardPicksBuild(makeSliceList([], [], []), { numWork: 0, kTiles: 0 }, 128), 'block');
+  // short grids: causal and full at 4k on 64 heads, and the wide rule before the grid rule
+  assert.equal(build(causalMask(4096), 4096), 'persistent');
+  assert.equal(build(fullMask(4096), 4096), 'persistent');
+  assert.equal(build(causalMask(8192), 8192), 'block');
+  assert.equal(build(fullMask(8192), 8192, 128, 8), 'wide'); // 512 blocks, but items of 64 k tiles
+  assert.equal(build(fullMask(8192), 8192, 64, 8), 'persistent');
+  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 5, kTiles: 79 }, 128, 64, 132), 'persistent'); // full, mean 15.8
+  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 5, kTiles: 80 }, 128, 64, 132), 'persistent'); // mean 16, 320 blocks
+  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 5, kTiles: 80 }, 128, 1024, 132), 'block'); // 5,120 blocks
+  assert.equal(sm90ForwardPicksBuild(fullMask(1), { numWork: 1, kTiles: 64 }, 128, 64, 132), 'wide');
+  assert.equal(sm90ForwardPicksBuild(makeSliceList([], [], []), { numWork: 0, kTiles: 0 }, 128, 64, 132), 'block');
 });
 
 test("sm90ForwardSmemBytes is the kernel's Smem<D>::kRequest for every build", () => {
@@ -173,11 +193,13 @@ test("Sm90ForwardMain: a build's name forces it on every plan, auto follows the 
   const window = slidingWindowMask(16384, [1000, 0]);
   const masks = [fullMask(16384), causalMask(16384), window, fullMask(4096)];
   const plans = masks.map((m, i) => planFfaForward(m, [16384, 16384, 16384, 4096][i], 128, 128));
-  const picks = (main: Sm90ForwardMain, dim = 128) => masks.map((m, i) => main.picksBuild(m, plans[i], dim));
+  const picks = (main: Sm90ForwardMain, dim = 128, headsQ = 64) => masks.map((m, i) => main.picksBuild(m, plans[i], dim, headsQ));
   const auto = new Sm90ForwardMain(s.device);
   assert.equal(auto.build, 'auto');
-  assert.deepEqual(picks(auto), ['wide', 'block', 'persistent', 'block']);
-  assert.deepEqual(picks(auto, 64), ['block', 'block', 'persistent', 'block']);
+  assert.deepEqual(picks(auto), ['wide', 'block', 'persistent', 'persistent']);
+  assert.deepEqual(picks(auto, 64), ['block', 'block', 'persistent', 'persistent']);
+  // 4k full on 64 heads: 2,048 blocks on the stand-in's 132 SMs (short), 4,096 on 128 heads
+  assert.deepEqual(picks(auto, 128, 128), ['wide', 'block', 'persistent', 'block']);
   assert.deepEqual(picks(new Sm90ForwardMain(s.device, { build: 'auto' })), picks(auto));
   for (const build of ['block', 'wide', 'persistent'] as const) assert.deepEqual(picks(new Sm90ForwardMain(s.device, { build })), [build, build, build, build]);
 });
@@ -201,7 +223,8 @@ test('CudaFfaForward.prepare: the plan picks the build, and only the module it r
   const s = standIn(132, 1);
   const fwd = new CudaFfaForward(s.device);
   assert.deepEqual(sm90Compiles(s.compiles), []);
-  const shape = { tokensQ: 4096, tokensK: 4096, headsQ: 8, headsKv: 2, dim: 128, dtype: 'bfloat16' as const };
+  // 128 heads: 4,096 blocks for 4k tokens, a grid too long for the short-grid rule
+  const shape = { tokensQ: 4096, tokensK: 4096, headsQ: 128, headsKv: 32, dim: 128, dtype: 'bfloat16' as const };
   const full = fwd.prepare(shape, fullMask(4096)); // 32 k tiles per item: below the wide tile's 64
   assert.equal(full.build, 'block');
   assert.deepEqual(sm90Compiles(s.compiles), [[]]);
@@ -216,6 +239,8 @@ test('CudaFfaForward.prepare: the plan picks the build, and only the module it r
   // a short full plan goes persistent, and so keeps 128-key tiles
   const shortFull = fwd.prepare(shape, varlenFullMask([0, 500, 1000, 1500, 4096]));
   assert.equal(shortFull.build, 'persistent');
+  // the block plan above on 8 heads: 256 blocks, a short grid
+  assert.equal(fwd.prepare({ ...shape, headsQ: 8, headsKv: 2 }, fullMask(4096)).build, 'persistent');
   // forced: the plan does not matter
   const forced = new CudaFfaForward(s.device, { sm90: { build: 'block' } });
   assert.equal(forced.prepare(shape, slidingWindowMask(4096, [500, 0])).build, 'block');

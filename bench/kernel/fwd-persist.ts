@@ -132,7 +132,7 @@ for (const name of masks) {
   const row: Row = {
     mask: name, seqlen: S, workItems: problems[0].plan.numWork,
     meanKTiles: problems[0].plan.kTiles / Math.max(1, problems[0].plan.numWork),
-    rulePicks: sm90ForwardPicksBuild(m.slices, problems[0].plan, DIM), merge, compared: {}, ms: {}, tflops: {},
+    rulePicks: sm90ForwardPicksBuild(m.slices, problems[0].plan, DIM, HQ, dev.smCount), merge, compared: {}, ms: {}, tflops: {},
   };
   const notes: string[] = [];
   for (let i = 1; i < variants.length; i++) {

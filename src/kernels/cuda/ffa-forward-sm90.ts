@@ -37,17 +37,36 @@ export const FFA_SM90_WIDE_BLOCK_N = 176;
 export const SM90_PERSISTENT_BELOW_MEAN_K_TILES = 16;
 
 /**
- * Whether the Hopper forward runs `plan` on the persistent schedule: its work items (planned with
- * the Hopper 128 x 128 tiles) average fewer than 16 k tiles. Measured on an H200, 16k tokens, 64:8
- * heads, D 128, bf16, two runs of 2026-12-02 (bench/kernel/README.md, "Persistent Hopper forward"):
- * sliding window (8.7 k tiles per item) +14-17% persistent, varlen causal (11.9) +4-10%, varlen
- * block-causal (17.9) -3-4%, causal (64.5) and full (128) within ±1%; a third run at 4k and 8k
- * (3.8-10.5 tiles per item, four short-item masks) +8-26% on every one, at 32k the varlen masks
- * (19-38 tiles) level either way. An empty plan launches
- * no main kernel: one block per item (nothing compiled for the persistent module).
+ * Whether the Hopper forward runs `plan` on the persistent schedule for its short items: its work
+ * items (planned with the Hopper 128 x 128 tiles) average fewer than 16 k tiles. Measured on an
+ * H200, 16k tokens, 64:8 heads, D 128, bf16, two runs of 2026-12-02 (bench/kernel/README.md,
+ * "Persistent Hopper forward"): sliding window (8.7 k tiles per item) +14-17% persistent, varlen
+ * causal (11.9) +4-10%, varlen block-causal (17.9) -3-4%, causal (64.5) and full (128) within
+ * ±1%; a third run at 4k and 8k (3.8-10.5 tiles per item, four short-item masks) +8-26% on every
+ * one, at 32k the varlen masks (19-38 tiles) level either way. An empty plan launches no main
+ * kernel: one block per item (nothing compiled for the persistent module).
  */
 export function sm90ForwardPicksPersistent(plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>): boolean {
   return plan.numWork > 0 && plan.kTiles < SM90_PERSISTENT_BELOW_MEAN_K_TILES * plan.numWork;
+}
+
+/**
+ * The persistent schedule is also picked where the one-block-per-item grid is short: at most this
+ * many blocks (work items x Hq) per SM.
+ */
+export const SM90_PERSISTENT_MAX_BLOCKS_PER_SM = 16;
+
+/**
+ * Whether the one-block-per-item grid of `plan` over `headsQ` heads is short on a GPU of `smCount`
+ * SMs (at most 16 blocks per SM), so that the persistent walk wins on items of any length: its
+ * blocks start once, it deals the items longest-first and its producer loads the next item during
+ * the current one's epilogue. Measured on an H200 (64:8 heads, D 128, bf16, two readings each,
+ * bench/kernel/README.md, "Forward: short grids on the persistent schedule"): at 4k tokens
+ * (2,048 blocks, 15.5 per SM) causal (16.5 k tiles per item) +11-14% and full (32) +4-7%
+ * persistent; at 8k (4,096 blocks, 31 per SM) causal (32.5) level and full (64, wide) 1-5% slower.
+ */
+export function sm90ForwardGridIsShort(plan: Pick<FfaForwardPlan, 'numWork'>, headsQ: number, smCount: number): boolean {
+  return plan.numWork > 0 && plan.numWork * headsQ <= SM90_PERSISTENT_MAX_BLOCKS_PER_SM * smCount;
 }
 
 /** The wide k tile is picked for plans whose work items average at least this many 128-key k tiles. */
@@ -85,10 +104,21 @@ const BUILD_DEFINES: Readonly<Record<Sm90ForwardBuild, readonly string[]>> = {
   persistent: ['-DFFA_SM90_FWD_PERSISTENT=1'],
 };
 
-/** The build a plan runs on: persistent where sm90ForwardPicksPersistent says so, else wide where sm90ForwardPicksWide does, else block. */
-export function sm90ForwardPicksBuild(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number): Sm90ForwardBuild {
+/**
+ * The build a plan over `headsQ` heads runs on, on a GPU of `smCount` SMs: persistent where its
+ * items are short (sm90ForwardPicksPersistent), else wide where sm90ForwardPicksWide says so,
+ * else persistent where its grid is short (sm90ForwardGridIsShort), else block.
+ */
+export function sm90ForwardPicksBuild(
+  slices: Pick<SliceList, 'maskTypes'>,
+  plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>,
+  dim: number,
+  headsQ: number,
+  smCount: number,
+): Sm90ForwardBuild {
   if (sm90ForwardPicksPersistent(plan)) return 'persistent';
-  return sm90ForwardPicksWide(slices, plan, dim) ? 'wide' : 'block';
+  if (sm90ForwardPicksWide(slices, plan, dim)) return 'wide';
+  return sm90ForwardGridIsShort(plan, headsQ, smCount) ? 'persistent' : 'block';
 }
 
 /** Rows one merge lock covers: one consumer warpgroup's share of the q tile. */
@@ -221,9 +251,9 @@ export class Sm90ForwardMain {
     requireSm90(device);
   }
 
-  /** The build `plan` of `slices` runs on: as forced, or by sm90ForwardPicksBuild. */
-  picksBuild(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number): Sm90ForwardBuild {
-    return this.build === 'auto' ? sm90ForwardPicksBuild(slices, plan, dim) : this.build;
+  /** The build `plan` of `slices` over `headsQ` heads runs on: as forced, or by sm90ForwardPicksBuild on this GPU. */
+  picksBuild(slices: Pick<SliceList, 'maskTypes'>, plan: Pick<FfaForwardPlan, 'numWork' | 'kTiles'>, dim: number, headsQ: number): Sm90ForwardBuild {
+    return this.build === 'auto' ? sm90ForwardPicksBuild(slices, plan, dim, headsQ, this.device.smCount) : this.build;
   }
 
   /** The module of one build, compiled (or read from the compile cache) on first use. */

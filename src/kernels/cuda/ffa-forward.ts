@@ -426,7 +426,7 @@ export class FfaForwardProblem {
     this.plan = planFfaForward(slices, shape.tokensQ, owner.blockM, owner.blockN);
     this.outDtype = options.outDtype ?? shape.dtype;
     this.merge = this.plan.overlappingQ || options.forceMerge === true || this.outDtype === 'float32';
-    this.build = owner.sm90?.picksBuild(slices, this.plan, shape.dim) ?? 'block';
+    this.build = owner.sm90?.picksBuild(slices, this.plan, shape.dim, shape.headsQ) ?? 'block';
     owner.mainKernel(shape.dtype, shape.dim, this.merge, this.build); // validates dtype / dim early
     const nonEmpty = (a: Int32Array): Int32Array => (a.length > 0 ? a : new Int32Array(2));
     this.qRanges = dev.upload(nonEmpty(slices.qRanges));
