@@ -31,6 +31,7 @@ const cli = new Command()
   .parse();
 const o = cli.opts<{ seqlen: string; masks: string; json?: string }>();
 const S = Number(o.seqlen);
+if (!Number.isInteger(S) || S <= 0) throw new Error(`--seqlen: a positive whole number of tokens, got ${JSON.stringify(o.seqlen)}`);
 const masks = o.masks.split(',') as MaskName[];
 for (const m of masks) if (!MASK_NAMES.includes(m)) throw new Error(`--masks: unknown mask ${m} (one of ${MASK_NAMES.join(', ')})`);
 
