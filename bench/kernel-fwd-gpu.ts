@@ -47,7 +47,7 @@ for (const seqlen of seqlens) {
   for (const [name, slices] of masks) for (const ffa of kernels) {
     const problem = ffa.prepare({ tokensQ: seqlen, tokensK: seqlen, headsQ, headsKv, dim, dtype: 'bfloat16' }, slices);
     const run = (): void => problem.launch(dq, dk, dv, dOut, dLse, 1 / Math.sqrt(dim));
-    const { ms } = timeLaunches(dev, run, iters, 5, true);
+    const { ms } = timeLaunches(dev, run, iters, 5, { fixed: true });
     const area = sliceListArea(slices);
     const tflops = (4 * area * headsQ * dim) / (ms * 1e-3) / 1e12;
     console.log(

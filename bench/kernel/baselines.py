@@ -27,8 +27,9 @@ the timed region and the row says so ("kv expanded").
 
 Timing (the same rule as our kernels in run.ts): one untimed call (compiles), then `warmup`
 warm-up calls (fewer when they would take over 1 s, at least 1), then N calls each bracketed by
-its own pair of CUDA events, N = `iters` (fewer when they would take over 2 s, at least 5), the
-median. Forward is timed with
+its own pair of CUDA events, N = `iters` (fewer when they would take over 2 s, at least 5), all
+queued before one synchronize at the end (so a call's host time overlaps the call before it),
+the median. Forward is timed with
 grad enabled (so it saves the LSE, like ours). Backward is out.backward(dout, retain_graph=True)
 on a stored forward (or, if retain_graph fails, a fresh forward outside the timed region).
 No L2 flush (the tensors are far larger than L2 at these sizes).

@@ -21,8 +21,10 @@
  *   tile4096    bench:dist-scaling's old tiledRandom: N(0, 1), one 4096-row block repeated
  * Timing methods (columns, TFLOP/s = 4 · area · Hq · D / t, backward 2.5x):
  *   ev/launch   bench:kernel's (timing.ts) with the recorded runs' --iters 10 --warmup 3: each call
- *               between its own events on the legacy stream, the host waiting between calls; median
- *   3 after 1   the same with bench:dist-scaling's counts: 1 warm-up, 3 timed calls, median
+ *               between its own events on the legacy stream, all queued, one wait at the end
+ *               (until 2026-12-04 the host waited between calls here, as bench:kernel did); median
+ *   3 after 1   bench:dist-scaling's counts and wait: 1 warm-up, 3 timed calls, the host waiting
+ *               for each before queuing the next, median
  *   b2b         calls queued back to back between one pair of events (~0.3 s, no host gap); mean
  *   calcAttn    bench:dist-scaling's own measurement (measureScaling: cp 1, calcAttn only, 1 warm-up,
  *               median of 3; calcAttn on the runtime's blocking compute stream, events on the
@@ -272,7 +274,7 @@ async function main(): Promise<void> {
         const row: Row = { round: String(round), mask, recipe };
         const f0 = Date.now();
         row.fwdEvLaunch = timed(p.flops, () => timeLaunches(dev, run, 10, 3).ms);
-        row.fwd3after1 = timed(p.flops, () => timeLaunches(dev, run, 3, 1, true).ms);
+        row.fwd3after1 = timed(p.flops, () => timeLaunches(dev, run, 3, 1, { fixed: true, waitEach: true }).ms);
         row.fwdB2b = timed(p.flops, () => meanEventMs(dev, run, 1, Math.max(10, Math.round(300 / row.fwdEvLaunch!.ms))));
         windows.push({ t0: f0, t1: Date.now(), set: (w) => (row.fwdWindow = w) });
         const back = bwdRun(mask, own);
@@ -297,7 +299,7 @@ async function main(): Promise<void> {
     const { own } = recipes.get(recipe)!;
     const run = fwdRun(mask, own);
     const after = (round: string): void => {
-      rows.push({ round, mask, recipe, fwd3after1: timed(p.flops, () => timeLaunches(dev, run, 3, 1, true).ms) });
+      rows.push({ round, mask, recipe, fwd3after1: timed(p.flops, () => timeLaunches(dev, run, 3, 1, { fixed: true, waitEach: true }).ms) });
     };
     const first = rows.find((r) => r.mask === mask && r.recipe === recipe);
     await sleep(3000);

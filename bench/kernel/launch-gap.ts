@@ -1,13 +1,16 @@
 /**
- * How much of bench:kernel's reading of a short forward is the host's launch time. bench:kernel
- * (timing.ts timeLaunches) brackets each call with its own CUDA events and waits for the second
- * before the next call, so the GPU idles from the first event until the host has queued the
- * kernel: that host time is inside the reading. Per mask (bench:kernel's masks, 64:8 heads, D 128,
- * bf16, the forward's own build pick) this prints:
+ * How much of a short forward's reading is the host's launch time, by timing method. bench:kernel
+ * (timing.ts timeLaunches, and baselines.py's time_calls alike) brackets each call with its own
+ * CUDA events and queues all calls before one wait, so each launch overlaps the call before it.
+ * Until 2026-12-04 timeLaunches waited for each call's second event before queuing the next (the
+ * baselines never did): the GPU then idled from the first event until the host had queued the
+ * kernel, and that host time was inside our readings only. Per mask (bench:kernel's masks, 64:8
+ * heads, D 128, bf16, the forward's own build pick) this prints:
  *   host     the host time of one `problem.launch` (median over 200 calls queued without waiting)
- *   ev/call  timeLaunches' median (bench:kernel's reading)
+ *   waited   timeLaunches with waitEach (the old reading: host waits after each call), median
+ *   queued   timeLaunches (bench:kernel's reading now), median
  *   b2b      calls queued back to back between one pair of events (no host gap), mean
- *   gap      ev/call - b2b: the host gap plus whatever else a lone call pays
+ *   gap      waited - queued: what waiting after each call adds
  *
  *   node dist/bench/kernel/launch-gap.js [--seqlen 4096] [--masks sw_causal,causal] [--json FILE]
  */
@@ -42,8 +45,8 @@ const out = dev.alloc(S * HQ * DIM * 2);
 const lse = dev.alloc(S * HQ * 4);
 const scale = 1 / Math.sqrt(DIM);
 console.log(`${dev.name}: S ${S}, ${HQ}:${HKV} heads, D ${DIM}, bf16`);
-console.log('| mask | build | host µs / launch | ev/call ms | b2b ms | gap µs | ev/call TFLOP/s | b2b TFLOP/s |');
-console.log('|---|---|--:|--:|--:|--:|--:|--:|');
+console.log('| mask | build | host µs / launch | waited ms | queued ms | b2b ms | gap µs | waited TFLOP/s | queued TFLOP/s | b2b TFLOP/s |');
+console.log('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|');
 const rows: Array<Record<string, unknown>> = [];
 for (const name of masks) {
   const m = buildMask(name, S, 42);
@@ -59,12 +62,17 @@ for (const name of masks) {
   }
   dev.synchronize();
   settle(dev, 2);
-  const ev = timeLaunches(dev, run, 20, 5).ms;
+  const waited = timeLaunches(dev, run, 20, 5, { waitEach: true }).ms;
+  settle(dev, 2);
+  const queued = timeLaunches(dev, run, 20, 5).ms;
   settle(dev, 2);
   const b2b = meanEventMs(dev, run, 5, 50);
   const flops = 4 * m.area * HQ * DIM;
-  const row = { mask: name, seqlen: S, build: p.build, hostUs: median(host), evMs: ev, b2bMs: b2b, gapUs: (ev - b2b) * 1e3, evTflops: flops / ev / 1e9, b2bTflops: flops / b2b / 1e9 };
+  const tf = (ms: number): number => flops / ms / 1e9;
+  const row = { mask: name, seqlen: S, build: p.build, hostUs: median(host), waitedMs: waited, queuedMs: queued, b2bMs: b2b, gapUs: (waited - queued) * 1e3, waitedTflops: tf(waited), queuedTflops: tf(queued), b2bTflops: tf(b2b) };
   rows.push(row);
-  console.log(`| ${name} | ${p.build} | ${row.hostUs.toFixed(1)} | ${ev.toFixed(4)} | ${b2b.toFixed(4)} | ${row.gapUs.toFixed(1)} | ${row.evTflops.toFixed(0)} | ${row.b2bTflops.toFixed(0)} |`);
+  console.log(
+    `| ${name} | ${p.build} | ${row.hostUs.toFixed(1)} | ${waited.toFixed(4)} | ${queued.toFixed(4)} | ${b2b.toFixed(4)} | ${row.gapUs.toFixed(1)} | ${row.waitedTflops.toFixed(0)} | ${row.queuedTflops.toFixed(0)} | ${row.b2bTflops.toFixed(0)} |`,
+  );
 }
 if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ date: new Date().toISOString(), gpu: dev.name, settings: { seqlen: S, headsQ: HQ, headsKv: HKV, dim: DIM, dtype: 'bfloat16' }, rows }, null, 1) + '\n');

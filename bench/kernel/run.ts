@@ -23,7 +23,8 @@
  * Timing, ours and the baselines alike (timingCounts in timing.ts, timing_counts in baselines.py): one
  * untimed call, then `warmup` warm-up calls (fewer when they would take over 1 s, at least 1),
  * then `iters` calls (fewer when they would take over 2 s, at least 5), each bracketed by its own
- * pair of CUDA events; the median. Before each method's forward timing of each cell, the GPU idles
+ * pair of CUDA events, all queued before one wait at the end (timeLaunches, time_calls); the
+ * median. Before each method's forward timing of each cell, the GPU idles
  * --settle-s seconds (timing.ts SETTLE_S_DEFAULT says why: the board's power limit makes a reading
  * depend on what ran just before). The baselines run in one Python process per sequence length,
  * FlexAttention compiled with static shapes for it (baselines.py).

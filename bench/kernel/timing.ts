@@ -1,7 +1,8 @@
 /**
  * Timing launches with CUDA events, in one place for the benches and the GPU test scripts:
- * timeLaunches is how bench:kernel times a launch (the baselines by the same rule in baselines.py's
- * timing_counts); bench/kernel/fwd-gap.ts sets it beside the other two.
+ * timeLaunches is how bench:kernel times a launch (the baselines the same way in baselines.py's
+ * time_calls: the same counts, events and queuing); bench/kernel/fwd-gap.ts sets it beside the
+ * other two.
  */
 import { median } from '../../src/util/stats.js';
 
@@ -25,33 +26,43 @@ export function timingCounts(perCallMs: number, iters: number, warmup: number): 
   return { warmup: Math.max(1, Math.min(warmup, Math.floor(1000 / per))), iters: Math.max(5, Math.min(iters, Math.floor(2000 / per))) };
 }
 
+/** How timeLaunches runs: `fixed` takes the counts as given (warm-ups counted with the sizing call); `waitEach` waits for each timed call before queuing the next. */
+export interface TimeLaunchesOptions {
+  fixed?: boolean;
+  waitEach?: boolean;
+}
+
 /**
  * Median ms of `run`: one untimed call (first use: module load, lazy allocations), one call timed
  * on the host to size the counts (timingCounts), the rest of the warm-ups, then the timed calls,
- * each between its own pair of CUDA events on the legacy default stream (the host waits for the
- * second before the next call). `fixed` takes the counts as given instead (warm-ups counted with
- * the sizing call).
+ * each between its own pair of CUDA events on the legacy default stream, all queued before the
+ * host waits once at the end: baselines.py's time_calls, and how torch harnesses time a call. So
+ * the host's launch of a call overlaps the call before it, as in a training step. `waitEach` makes
+ * the host wait for each call's second event before queuing the next, so that the GPU idles from
+ * the first event until the call is queued and the host's launch time is inside the reading
+ * (bench:kernel timed ours that way until 2026-12-04, the baselines never: launch-gap.ts).
  */
-export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: number, fixed = false): { ms: number; n: number } {
+export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, warmup: number, options: TimeLaunchesOptions = {}): { ms: number; n: number } {
   run();
   dev.synchronize();
   const t0 = performance.now();
   run();
   dev.synchronize();
-  const counts = fixed ? { warmup, iters } : timingCounts(performance.now() - t0, iters, warmup);
+  const counts = options.fixed === true ? { warmup, iters } : timingCounts(performance.now() - t0, iters, warmup);
   for (let i = 1; i < counts.warmup; i++) run();
   const n = counts.iters;
-  const start = dev.createEvent();
-  const end = dev.createEvent();
+  const starts = Array.from({ length: n }, () => dev.createEvent());
+  const ends = Array.from({ length: n }, () => dev.createEvent());
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
-    start.record();
+    starts[i]!.record();
     run();
-    end.record();
-    times.push(end.elapsedSince(start)); // synchronizes on `end`
+    ends[i]!.record();
+    if (options.waitEach === true) times.push(ends[i]!.elapsedSince(starts[i]!)); // synchronizes on the end event
   }
-  start.destroy();
-  end.destroy();
+  dev.synchronize();
+  if (options.waitEach !== true) for (let i = 0; i < n; i++) times.push(ends[i]!.elapsedSince(starts[i]!));
+  for (const e of [...starts, ...ends]) e.destroy();
   return { ms: median(times), n };
 }
 
