@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cutEveryItem, DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan } from '../src/kernels/cuda/ffa-backward.js';
+import { cutEveryItem, DEFAULT_Q_RANGE_CUT, planFfaBackward, splitLongItems, type FfaBackwardPlan, type QRangeCut } from '../src/kernels/cuda/ffa-backward.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { causalMask, fullMask, makeSliceList, varlenCausalMask, type SliceList } from '../src/mask/index.js';
 
@@ -66,15 +66,14 @@ test('splitLongItems: piece rows that are not a positive multiple of 128 (and of
     assert.throws(() => splitLongItems(plan, slices, cutEveryItem(bad), 64), InvalidArgumentError, String(bad));
   }
   assert.throws(() => splitLongItems(plan, slices, cutEveryItem(128), 256), InvalidArgumentError);
-  for (const longerThan of [{ full: -1 }, { causal: Number.NaN }, { diagonal: 0 }]) {
-    assert.throws(() => splitLongItems(plan, slices, { pieceRows: 128, longerThan: longerThan as { full: number } }, 64), InvalidArgumentError, JSON.stringify(longerThan));
+  for (const cut of [{ full: { longerThan: -1, pieceRows: 128 } }, { causal: { longerThan: Number.NaN, pieceRows: 128 } }, { diagonal: { longerThan: 0, pieceRows: 128 } }, { full: 128 }]) {
+    assert.throws(() => splitLongItems(plan, slices, cut as unknown as QRangeCut, 64), InvalidArgumentError, JSON.stringify(cut));
   }
 });
 
-test('splitLongItems with the default rule: items of full slices longer than 16,384 rows are cut, short causal items stay whole', () => {
-  const { pieceRows } = DEFAULT_Q_RANGE_CUT;
-  assert.deepEqual(DEFAULT_Q_RANGE_CUT.longerThan, { full: 16384, causal: 4096 });
-  const longerThan = DEFAULT_Q_RANGE_CUT.longerThan.full!;
+test('splitLongItems with the default rule: items of full slices longer than 16,384 rows are cut, causal items of 1,024 rows stay whole', () => {
+  assert.deepEqual(DEFAULT_Q_RANGE_CUT, { full: { longerThan: 16384, pieceRows: 2048 }, causal: { longerThan: 1024, pieceRows: 1024 } });
+  const { longerThan, pieceRows } = DEFAULT_Q_RANGE_CUT.full!;
   const step = 64;
   const count = (slices: ReturnType<typeof fullMask>, tokens: number): [number, number] => {
     const plan = planFfaBackward(slices, tokens, tokens, 128, step);
@@ -84,9 +83,9 @@ test('splitLongItems with the default rule: items of full slices longer than 16,
   assert.deepEqual(count(fullMask(longerThan), longerThan), [longerThan / 128, longerThan / 128]);
   const long = longerThan + 128;
   assert.deepEqual(count(fullMask(long), long), [long / 128, (long / 128) * Math.ceil(long / pieceRows)]);
-  // a long full document beside a causal one of 4,096 rows: only the full one's items are cut
-  const mixed = makeSliceList([[0, long], [long, long + 4096]], [[0, long], [long, long + 4096]], ['full', 'causal']);
-  const plan = planFfaBackward(mixed, long + 4096, long + 4096, 128, step);
+  // a long full document beside a causal one of 1,024 rows: only the full one's items are cut
+  const mixed = makeSliceList([[0, long], [long, long + 1024]], [[0, long], [long, long + 1024]], ['full', 'causal']);
+  const plan = planFfaBackward(mixed, long + 1024, long + 1024, 128, step);
   const cut = splitLongItems(plan, mixed, DEFAULT_Q_RANGE_CUT, step);
   let fullPieces = 0;
   let causalPieces = 0;
@@ -95,31 +94,48 @@ test('splitLongItems with the default rule: items of full slices longer than 16,
     else causalPieces++;
   }
   assert.equal(fullPieces, (long / 128) * Math.ceil(long / pieceRows));
-  assert.equal(causalPieces, 4096 / 128);
+  assert.equal(causalPieces, 1024 / 128);
 });
 
-test('splitLongItems with the default rule: items of causal slices longer than 4,096 rows are cut, bi-causal ones stay whole', () => {
+test('splitLongItems with the default rule: items of causal slices longer than 1,024 rows are cut, bi-causal ones stay whole', () => {
   const step = 64;
-  const { pieceRows } = DEFAULT_Q_RANGE_CUT;
-  // causal 16k: the item of k tile i has q rows [128 i, 16384); longer than 4,096 rows for i < 96,
-  // which then span 8 - floor(128 i / 2048) pieces; the other 32 items stay whole
-  const slices = causalMask(16384);
-  const plan = planFfaBackward(slices, 16384, 16384, 128, step);
+  const { longerThan: limit, pieceRows } = DEFAULT_Q_RANGE_CUT.causal!;
+  // causal 4k: the item of k tile i has q rows [128 i, 4096); longer than 1,024 rows for i < 24,
+  // which then span 4 - floor(128 i / 1024) pieces; the other 8 items stay whole
+  const slices = causalMask(4096);
+  const plan = planFfaBackward(slices, 4096, 4096, 128, step);
   const cut = splitLongItems(plan, slices, DEFAULT_Q_RANGE_CUT, step);
-  let expected = 32;
-  for (let i = 0; i < 96; i++) expected += 8 - Math.floor((128 * i) / pieceRows);
+  let expected = 8;
+  for (let i = 0; i < 24; i++) expected += 4 - Math.floor((128 * i) / pieceRows);
   assert.equal(cut.numWork, expected);
   assert.deepEqual(coverage(cut), coverage(plan));
   for (let i = 0; i < cut.numWork; i++) {
     const [, n0, lo, hi] = cut.work.subarray(4 * i, 4 * i + 4);
-    if (16384 - n0 > 4096) assert.ok(Math.floor(lo / pieceRows) === Math.floor((hi - 1) / pieceRows), `piece [${lo}, ${hi}) of a long item inside one 2,048-row chunk`);
-    else assert.deepEqual([lo, hi], [n0, 16384], 'short items whole');
+    if (4096 - n0 > limit) assert.ok(Math.floor(lo / pieceRows) === Math.floor((hi - 1) / pieceRows), `piece [${lo}, ${hi}) of a long item inside one ${pieceRows}-row chunk`);
+    else assert.deepEqual([lo, hi], [n0, 4096], 'short items whole');
   }
-  // documents of at most 4,096 tokens, and a bi-causal slice however long: nothing cut
-  const docs = varlenCausalMask([0, 4096, 8192]);
-  const docsPlan = planFfaBackward(docs, 8192, 8192, 128, step);
+  // documents of at most 1,024 tokens (the sliding window's causal head is one), and a bi-causal
+  // slice however long: nothing cut
+  const docs = varlenCausalMask([0, 1024, 2048, 2560]);
+  const docsPlan = planFfaBackward(docs, 2560, 2560, 128, step);
   assert.equal(splitLongItems(docsPlan, docs, DEFAULT_Q_RANGE_CUT, step), docsPlan);
   const band = makeSliceList([[0, 20000]], [[0, 20000]], ['bi_causal']);
   const bandPlan = planFfaBackward(band, 20000, 20000, 128, step);
   assert.equal(splitLongItems(bandPlan, band, DEFAULT_Q_RANGE_CUT, step), bandPlan);
+});
+
+test('splitLongItems: each slice type cut at its own piece rows (full at 2,048 beside causal at 1,024)', () => {
+  const step = 64;
+  const mixed = makeSliceList([[0, 6144], [6144, 9216]], [[0, 6144], [6144, 9216]], ['full', 'causal']);
+  const plan = planFfaBackward(mixed, 9216, 9216, 128, step);
+  const cut = splitLongItems(plan, mixed, { full: { longerThan: 0, pieceRows: 2048 }, causal: { longerThan: 0, pieceRows: 1024 } }, step);
+  assert.deepEqual(coverage(cut), coverage(plan));
+  const longest = { 0: 0, 1: 0 } as Record<number, number>;
+  for (let i = 0; i < cut.numWork; i++) {
+    const [b, , lo, hi] = cut.work.subarray(4 * i, 4 * i + 4);
+    const P = b === 0 ? 2048 : 1024;
+    assert.equal(Math.floor(lo / P), Math.floor((hi - 1) / P), `slice ${b}: piece [${lo}, ${hi}) crosses a multiple of ${P}`);
+    longest[b] = Math.max(longest[b]!, hi - lo);
+  }
+  assert.deepEqual(longest, { 0: 2048, 1: 1024 }, 'full pieces reach 2,048 rows, causal ones 1,024');
 });

@@ -9,9 +9,11 @@
  * Variants (CudaFfaBackward options):
  *   uncut       one work item per (slice, k tile) with all its q rows (qRangeCut: null)
  *   cut         long items of full and causal slices cut into pieces (qRangeCut: DEFAULT_Q_RANGE_CUT,
- *               the default)
+ *               the default; causal longer than 1,024 rows at 1,024 since 2026-12-04)
  *   cutf        only the items of full slices longer than 16,384 rows cut (the default until
  *               2026-12-03; bench/results/kernel-bwd-causal-cut-2026-12-03.json names it cut)
+ *   cutc        full slices longer than 16,384 rows and causal ones longer than 4,096 cut at
+ *               2,048 (the default from 2026-12-03 to 12-04; kernel-bwd-causal-cut names it cutc)
  *   c<N>        every item cut at the multiples of N rows (qRangeCut cutEveryItem(N))
  *   kv-major    cut, the blocks kv-head-major whatever the plan (blockOrder; cut picks a split
  *               per plan, ffa-backward-order.ts)
@@ -42,23 +44,25 @@ import { GpuSampler, type WindowStats } from './gpu-sampler.js';
 
 const HQ = 64;
 /** The backward's default q-range cut until 2026-12-03 (variant cutf). */
-const FULL_ONLY_CUT = { pieceRows: 2048, longerThan: { full: 16384 } } as const;
+const FULL_ONLY_CUT = { full: { longerThan: 16384, pieceRows: 2048 } } as const;
+/** The default from 2026-12-03 to 2026-12-04 (variant cutc). */
+const CAUSAL_4096_CUT = { full: { longerThan: 16384, pieceRows: 2048 }, causal: { longerThan: 4096, pieceRows: 2048 } } as const;
 const HKV = 8;
 const DIM = 128;
 
-const VARIANT_RE = /^(uncut|cut|cutf|c\d+|kv-major|item-major|s\d+)$/;
+const VARIANT_RE = /^(uncut|cut|cutf|cutc|c\d+|kv-major|item-major|s\d+)$/;
 const program = new Command()
   .name('bwd-walk')
   .option('--out <file>', 'JSON output', `${SCRATCH_RESULTS_DIR}/bwd-walk.json`)
   .option('--seqlens <list>', 'tokens', (v: string) => v.split(',').map(Number), [16384, 32768, 65536])
   .option('--masks <list>', `masks: ${MASK_NAMES.join(', ')}`, wordList(MASK_NAMES), ['full', 'causal', 'varlen_causal', 'sw_causal'] as MaskName[])
-  .option('--variants <list>', 'uncut, cut, cutf, c<N>, kv-major, item-major, s<P>', (v: string) => v.split(','), ['uncut', 'cut'])
+  .option('--variants <list>', 'uncut, cut, cutf, cutc, c<N>, kv-major, item-major, s<P>', (v: string) => v.split(','), ['uncut', 'cut'])
   .option('--iters <n>', 'timed calls', intAtLeast(1), 10)
   .option('--warmup <n>', 'warm-up calls', intAtLeast(0), 3)
   .option('--verify-seqlen <n>', 'seqlen at which every variant is checked against the first', intAtLeast(0), 16384)
   .parse();
 const opts = program.opts<{ out: string; seqlens: number[]; masks: MaskName[]; variants: string[]; iters: number; warmup: number; verifySeqlen: number }>();
-for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, cutf, c<N>, kv-major, item-major, s<P>)`);
+for (const v of opts.variants) if (!VARIANT_RE.test(v)) throw new Error(`unknown variant ${v} (uncut, cut, cutf, cutc, c<N>, kv-major, item-major, s<P>)`);
 for (const n of opts.seqlens) if (!Number.isInteger(n) || n < 1024) throw new Error(`--seqlens: ${n} is not an integer >= 1024`);
 
 interface Row {
@@ -85,7 +89,7 @@ async function main(): Promise<number> {
   const kernels = new Map<string, InstanceType<typeof CudaFfaBackward>>();
   for (const v of opts.variants) {
     const c = /^c(\d+)$/.exec(v);
-    const qRangeCut = c !== null ? cutEveryItem(Number(c[1])) : v === 'uncut' ? null : v === 'cutf' ? FULL_ONLY_CUT : DEFAULT_Q_RANGE_CUT;
+    const qRangeCut = c !== null ? cutEveryItem(Number(c[1])) : v === 'uncut' ? null : v === 'cutf' ? FULL_ONLY_CUT : v === 'cutc' ? CAUSAL_4096_CUT : DEFAULT_Q_RANGE_CUT;
     const share = /^s(\d+)$/.exec(v);
     const blockOrder = v === 'kv-major' || v === 'item-major' ? v : share !== null ? { kvMajorShare: Number(share[1]) / 100 } : 'auto';
     kernels.set(v, new CudaFfaBackward(dev, { qRangeCut, blockOrder }));

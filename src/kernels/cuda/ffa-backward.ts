@@ -101,79 +101,89 @@ function packPlan(items: ReadonlyArray<readonly [number, number, number, number,
 }
 
 /**
- * Which items of the default (non-deterministic) launch's work list splitLongItems cuts: those of
- * a slice whose type `longerThan` lists, with a q range longer than the rows listed for it (items
- * of types not listed stay whole), cut at the multiples of `pieceRows` (global q coordinates).
+ * Which items of the default (non-deterministic) launch's work list splitLongItems cuts, per slice
+ * type: those with a q range longer than `longerThan` rows, cut at the multiples of `pieceRows`
+ * (global q coordinates). Items of types not listed stay whole.
  */
-export interface QRangeCut {
+export type QRangeCut = Readonly<Partial<Record<AttnMaskType, QRangeCutRule>>>;
+export interface QRangeCutRule {
+  readonly longerThan: number;
   readonly pieceRows: number;
-  readonly longerThan: Readonly<Partial<Record<AttnMaskType, number>>>;
 }
 
 /** Every item of every slice type cut at the multiples of `pieceRows` (checks and measurements). */
 export function cutEveryItem(pieceRows: number): QRangeCut {
-  return { pieceRows, longerThan: Object.fromEntries(Object.values(AttnMaskType).map((type) => [type, 0])) };
+  return Object.fromEntries(Object.values(AttnMaskType).map((type) => [type, { longerThan: 0, pieceRows }]));
 }
 
 /**
- * Items of full slices longer than 16,384 q rows and of causal slices longer than 4,096, cut into
- * 2,048-row pieces.
+ * Items of full slices longer than 16,384 q rows cut into 2,048-row pieces, and items of causal
+ * slices longer than 1,024 rows into 1,024-row pieces.
  *
  * Full: a block walks every q tile of its item; on one long full slice that is thousands of steps,
  * over which the blocks of a wave drift apart until the L2 no longer holds what they share (H200,
  * full 64k, 64:8 heads, ncu: L2 hit rate 36% against 83% at 16k, DRAM 3.1 TB/s). On 2026-12-02
  * (bench/kernel/bwd-walk.ts; bench/results/kernel-bwd-qcut-2026-12-02.json) cutting full items
- * took full 32k from 412 to 469 TFLOP/s and 64k from 374 to 441, full 16k unchanged within the
- * drift. Starting each item's walk at a different q tile (so that they add into different dq
- * tiles) was slower on every mask (0.94-1.00x): the blocks running at once should share rows.
+ * at 2,048 rows took full 32k from 412 to 469 TFLOP/s and 64k from 374 to 441, full 16k unchanged
+ * within the drift. Starting each item's walk at a different q tile (so that they add into
+ * different dq tiles) was slower on every mask (0.94-1.00x): the blocks running at once should
+ * share rows.
  *
  * Causal: whole causal items cost the same cycles per step as full ones, but under the H200's
  * 700 W cap the SMs ran them at 1,575 MHz against 1,687 cut (bench/kernel/README.md, "Backward:
- * why causal reads below full"). Timed against the full-only rule on 2026-12-03 in four
- * processes, each rule first in two (bench/results/kernel-bwd-causal-cut-2026-12-03.json):
- * causal 16k 529-531 TFLOP/s against 491-493, 32k 531-536 against 494-499, 64k 535-537 against
- * 505-508; varlen causal 32k 462-467 against 429-436. Cutting every item of the short-item
- * masks (sliding window, varlen block-causal) cost them 1-10%, which the 4,096-row threshold
- * leaves whole; their plans are unchanged.
+ * why causal reads below full"). Cut at 2,048 rows where longer than 4,096 (the rule of
+ * 2026-12-03, bench/results/kernel-bwd-causal-cut-2026-12-03.json): causal 16k 529-531 TFLOP/s
+ * against 491-493 whole, 64k 535-537 against 505-508. Cut at 1,024 where longer than 1,024
+ * (2026-12-04, bench/results/kernel-bwd-cut1024-2026-12-04.json), the short causal items too:
+ * the 4k causal grid (32 items x 8 kv heads, 256 blocks, two waves of very unequal items) gets
+ * 80 items of at most 1,024 rows: causal 4k 465-514 against 398-416, varlen causal 8k 353
+ * against 288; from 16k causal and varlen causal level within the drift (0.98-1.11x in two
+ * processes of alternating order). Sliding-window causal heads (1,024 rows) and bi-causal bands stay whole: cutting every item
+ * of the short-item masks cost them 1-10% on 2026-12-02.
  */
-export const DEFAULT_Q_RANGE_CUT: QRangeCut = { pieceRows: 2048, longerThan: { full: 16384, causal: 4096 } };
+export const DEFAULT_Q_RANGE_CUT: QRangeCut = { full: { longerThan: 16384, pieceRows: 2048 }, causal: { longerThan: 1024, pieceRows: 1024 } };
 
-/** Throws unless pieceRows is a positive multiple of 128 (every head dim's step rows) and longerThan lists slice types with rows >= 0. */
+/** Throws unless `cut` maps slice types to rules whose pieceRows is a positive multiple of 128 (every head dim's step rows) and longerThan rows >= 0. */
 export function validateQRangeCut(cut: QRangeCut): void {
-  if (!(Number.isInteger(cut.pieceRows) && cut.pieceRows > 0 && cut.pieceRows % 128 === 0)) {
-    throw new InvalidArgumentError('qRangeCut.pieceRows', 'must be a positive multiple of 128 q rows', `got ${cut.pieceRows}`);
-  }
+  if (typeof cut !== 'object' || cut === null) throw new InvalidArgumentError('qRangeCut', 'must map slice types to { longerThan, pieceRows }', `got ${JSON.stringify(cut)}`);
   const types: readonly string[] = Object.values(AttnMaskType);
-  if (typeof cut.longerThan !== 'object' || cut.longerThan === null) throw new InvalidArgumentError('qRangeCut.longerThan', 'must map slice types to rows', `got ${JSON.stringify(cut.longerThan)}`);
-  for (const [type, rows] of Object.entries(cut.longerThan)) {
-    if (!types.includes(type)) throw new InvalidArgumentError('qRangeCut.longerThan', `keys must be slice types (${types.join(', ')})`, `got ${JSON.stringify(type)}`);
-    if (!(typeof rows === 'number' && rows >= 0)) throw new InvalidArgumentError(`qRangeCut.longerThan.${type}`, 'must be a number of rows >= 0', `got ${JSON.stringify(rows)}`);
+  for (const [type, rule] of Object.entries(cut) as Array<[string, QRangeCutRule | undefined]>) {
+    if (!types.includes(type)) throw new InvalidArgumentError('qRangeCut', `keys must be slice types (${types.join(', ')})`, `got ${JSON.stringify(type)}`);
+    if (typeof rule !== 'object' || rule === null) throw new InvalidArgumentError(`qRangeCut.${type}`, 'must be { longerThan, pieceRows }', `got ${JSON.stringify(rule)}`);
+    if (!(Number.isInteger(rule.pieceRows) && rule.pieceRows > 0 && rule.pieceRows % 128 === 0)) {
+      throw new InvalidArgumentError(`qRangeCut.${type}.pieceRows`, 'must be a positive multiple of 128 q rows', `got ${rule.pieceRows}`);
+    }
+    if (!(typeof rule.longerThan === 'number' && rule.longerThan >= 0)) throw new InvalidArgumentError(`qRangeCut.${type}.longerThan`, 'must be a number of rows >= 0', `got ${JSON.stringify(rule.longerThan)}`);
   }
 }
 
 /**
- * The plan with the items `cut` selects split at the multiples of cut.pieceRows, for the default
- * (non-deterministic) launch; the deterministic schedules start from the uncut plan. Pieces and
- * uncut items in one list, most q tiles first (as planFfaBackward), then by q chunk, so that the
- * blocks running at once work on the same rows. The same plan object when nothing is cut.
+ * The plan with the items `cut` selects split at the multiples of their type's pieceRows, for the
+ * default (non-deterministic) launch; the deterministic schedules start from the uncut plan.
+ * Pieces and uncut items in one list, most q tiles first (as planFfaBackward), then by q chunk (of
+ * the smallest pieceRows), so that the blocks running at once work on the same rows. The same plan
+ * object when nothing is cut.
  */
 export function splitLongItems(plan: FfaBackwardPlan, slices: SliceList, cut: QRangeCut, stepRows: number): FfaBackwardPlan {
   validateQRangeCut(cut);
-  if (cut.pieceRows % stepRows !== 0) throw new InvalidArgumentError('qRangeCut.pieceRows', `must be a multiple of the ${stepRows} q rows of a step`, `got ${cut.pieceRows}`);
-  const P = cut.pieceRows;
+  const rules = Object.entries(cut) as Array<[string, QRangeCutRule]>;
+  for (const [type, rule] of rules) {
+    if (rule.pieceRows % stepRows !== 0) throw new InvalidArgumentError(`qRangeCut.${type}.pieceRows`, `must be a multiple of the ${stepRows} q rows of a step`, `got ${rule.pieceRows}`);
+  }
+  const chunk = Math.min(...rules.map(([, r]) => r.pieceRows));
   const pieces: Array<[number, number, number, number, number]> = [];
   for (let i = 0; i < plan.numWork; i++) {
     const [b, n0, qLo, qHi] = plan.work.subarray(4 * i, 4 * i + 4);
-    const limit = cut.longerThan[maskTypeFromInt(slices.maskTypes[b])];
-    const cutThis = limit !== undefined && qHi - qLo > limit;
+    const rule = cut[maskTypeFromInt(slices.maskTypes[b])];
+    const P = rule !== undefined && qHi - qLo > rule.longerThan ? rule.pieceRows : 0;
     for (let a = qLo; a < qHi; ) {
-      const next = cutThis ? Math.min(qHi, (Math.floor(a / P) + 1) * P) : qHi;
+      const next = P > 0 ? Math.min(qHi, (Math.floor(a / P) + 1) * P) : qHi;
       pieces.push([b, n0, a, next, Math.ceil((next - a) / stepRows)]);
       a = next;
     }
   }
   if (pieces.length === plan.numWork) return plan;
-  pieces.sort((x, y) => y[4] - x[4] || Math.floor(x[2] / P) - Math.floor(y[2] / P) || x[0] - y[0] || x[1] - y[1]);
+  pieces.sort((x, y) => y[4] - x[4] || Math.floor(x[2] / chunk) - Math.floor(y[2] / chunk) || x[0] - y[0] || x[1] - y[1]);
   return packPlan(pieces);
 }
 
