@@ -17,7 +17,7 @@ import { orderedLaunches } from '../src/kernels/cuda/ffa-backward-ordered.js';
 import { kvMajorItemsOf } from '../src/kernels/cuda/ffa-backward-order.js';
 import type { Stream } from '../src/device/device.js';
 import { repoFile } from './util/paths.js';
-import { causalMask, fullMask, makeSliceList } from '../src/mask/index.js';
+import { causalMask, fullMask, makeSliceList, varlenCausalMask } from '../src/mask/index.js';
 import { InvalidArgumentError } from '../src/errors.js';
 
 const source = readFileSync(repoFile('src/kernels/cuda/ffa_bwd_sm90.cu'), 'utf8');
@@ -208,8 +208,13 @@ test('CudaFfaBackward block order: one default module; each problem picks kvMajo
   assert.deepEqual(plain.options[1], [], 'the default module: no defines');
 
   const shape = (tokens: number) => ({ tokensQ: tokens, tokensK: tokens, headsQ: 64, headsKv: 8, dim: 128, dtype: 'bfloat16' as const });
+  // documents of 1,024 rows stay whole under the default cut: 8-fold unequal items, a split
+  const docs4k = bwd.prepare(shape(4096), varlenCausalMask([0, 1024, 2048, 3072, 4096]));
+  assert.ok(docs4k.kvMajorItems! > 0 && docs4k.kvMajorItems! < docs4k.defaultItems, `a split: ${docs4k.kvMajorItems} of ${docs4k.defaultItems}`);
+  // causal 4k: its items cut at 1,024 rows (80, at most 8-fold unequal and many of each) stay all kv-major
   const causal4k = bwd.prepare(shape(4096), causalMask(4096));
-  assert.ok(causal4k.kvMajorItems! > 0 && causal4k.kvMajorItems! < causal4k.defaultItems, `a split: ${causal4k.kvMajorItems} of ${causal4k.defaultItems}`);
+  assert.equal(causal4k.defaultItems, 80);
+  assert.equal(causal4k.kvMajorItems, causal4k.defaultItems);
   const full4k = bwd.prepare(shape(4096), fullMask(4096));
   assert.equal(full4k.kvMajorItems, full4k.defaultItems);
   const causal16k = bwd.prepare(shape(16384), causalMask(16384));
@@ -227,7 +232,8 @@ test('CudaFfaBackward block order: one default module; each problem picks kvMajo
     const items = orderedLaunches(ord.plan, true)[1];
     assert.deepEqual(Array.from(ord.kvMajorItems.fromZero), [kvMajorItemsOf(order, items)], JSON.stringify(order));
   }
-  // by the rule: the ordered launch of causal 16k (1,024 blocks, 8 waves) all kv-major, of causal 4k a split
+  // by the rule: the ordered launch of causal 16k (1,024 blocks, 8 waves) all kv-major, of causal 4k
+  // (the uncut plan, 32 items of 128-4,096 rows) a split
   const ord16k = causal16k.orderedWork();
   assert.deepEqual(Array.from(ord16k.kvMajorItems.fromZero), [orderedLaunches(ord16k.plan, true)[1]]);
   assert.deepEqual(Array.from(ord16k.kvMajorItems.groups), Array.from(ord16k.kvMajorItems.fromZero), 'one group: the same launch either way');
