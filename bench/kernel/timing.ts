@@ -53,15 +53,14 @@ export function timeLaunches(dev: DeviceLike, run: () => void, iters: number, wa
   const n = counts.iters;
   const starts = Array.from({ length: n }, () => dev.createEvent());
   const ends = Array.from({ length: n }, () => dev.createEvent());
-  const times: number[] = [];
   for (let i = 0; i < n; i++) {
     starts[i]!.record();
     run();
     ends[i]!.record();
-    if (options.waitEach === true) times.push(ends[i]!.elapsedSince(starts[i]!)); // synchronizes on the end event
+    if (options.waitEach === true) dev.synchronize();
   }
   dev.synchronize();
-  if (options.waitEach !== true) for (let i = 0; i < n; i++) times.push(ends[i]!.elapsedSince(starts[i]!));
+  const times = starts.map((start, i) => ends[i]!.elapsedSince(start));
   for (const e of [...starts, ...ends]) e.destroy();
   return { ms: median(times), n };
 }

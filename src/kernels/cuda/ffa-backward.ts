@@ -138,8 +138,8 @@ export function cutEveryItem(pieceRows: number): QRangeCut {
  * the 4k causal grid (32 items x 8 kv heads, 256 blocks, two waves of very unequal items) gets
  * 80 items of at most 1,024 rows: causal 4k 465-514 against 398-416, varlen causal 8k 353
  * against 288; from 16k causal and varlen causal level within the drift (0.98-1.11x in two
- * processes of alternating order). Sliding-window causal heads (1,024 rows) and bi-causal bands stay whole: cutting every item
- * of the short-item masks cost them 1-10% on 2026-12-02.
+ * processes of alternating order). Sliding-window causal heads (1,024 rows) and bi-causal bands
+ * stay whole: cutting every item of the short-item masks cost them 1-10% on 2026-12-02.
  */
 export const DEFAULT_Q_RANGE_CUT: QRangeCut = { full: { longerThan: 16384, pieceRows: 2048 }, causal: { longerThan: 1024, pieceRows: 1024 } };
 
